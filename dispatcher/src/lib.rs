@@ -1,0 +1,119 @@
+//! The dispatch server of seed 003: clients name a conference, the dispatcher finds the
+//! media server that runs it, or creates it on the one with the most unused capacity, and
+//! dispatches the client there with a signed will-call ticket.
+//!
+//! - [`core`]: the capacity and conference tables and selection, sans-IO.
+//! - `clients`: the client host on the seed's port 3450.
+//! - `registry`: the links media servers register and report on.
+//! - `http`: the JSON API over the tables.
+//!
+//! The dispatcher never links a media crate: it only sees the control protocol.
+
+mod clients;
+pub mod config;
+pub mod core;
+mod http;
+mod lines;
+mod registry;
+
+pub use config::{Account, DispatcherArgs, Settings};
+
+use protocol::DispMsg;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Everything that can stop the dispatcher from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The registry link of one media server, by which reservations are sent.
+struct Link {
+    generation: u64,
+    tx: mpsc::UnboundedSender<DispMsg>,
+}
+
+/// State shared by the dispatcher's connections. The lock is held only for table
+/// updates, never across an await.
+pub struct Service {
+    settings: Settings,
+    tables: Mutex<core::Tables>,
+    links: Mutex<HashMap<String, Link>>,
+}
+
+impl Service {
+    /// The tables, for reading (the API, tests).
+    pub fn tables(&self) -> MutexGuard<'_, core::Tables> {
+        // A panic while holding the lock would be a bug in a table method; keep serving.
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn links(&self) -> MutexGuard<'_, HashMap<String, Link>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// A started dispatcher: where it listens, and its state.
+pub struct Running {
+    pub client_addr: SocketAddr,
+    pub registry_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub service: Arc<Service>,
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, DispatcherError> {
+    TcpListener::bind(addr).await.map_err(|source| DispatcherError::Bind { addr, source })
+}
+
+/// Binds every port and spawns the dispatcher's tasks on the current tokio runtime.
+pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
+    let clients = bind(settings.listen).await?;
+    let registry = bind(settings.registry).await?;
+    let http = match settings.http {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let local = |l: &TcpListener, a: SocketAddr| l.local_addr().unwrap_or(a);
+    let client_addr = local(&clients, settings.listen);
+    let registry_addr = local(&registry, settings.registry);
+    let http_addr = http.as_ref().zip(settings.http).map(|(l, a)| local(l, a));
+    let service = Arc::new(Service {
+        settings,
+        tables: Mutex::new(core::Tables::new()),
+        links: Mutex::new(HashMap::new()),
+    });
+    tokio::spawn(clients::serve(clients, service.clone()));
+    tokio::spawn(registry::serve(registry, service.clone()));
+    if let Some(l) = http {
+        tokio::spawn(http::serve(l, service.clone()));
+    }
+    tracing::info!(%client_addr, %registry_addr, ?http_addr, "dispatcher started");
+    Ok(Running {
+        client_addr,
+        registry_addr,
+        http_addr,
+        service,
+    })
+}

@@ -1,0 +1,34 @@
+//! `dispatcher`: the NOC's dispatch server as its own process.
+
+use clap::Parser;
+use dispatcher::DispatcherArgs;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match DispatcherArgs::parse().resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dispatcher: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match dispatcher::start(settings).await {
+        Ok(r) => {
+            println!("dispatcher {}", r.client_addr);
+            println!("registry {}", r.registry_addr);
+            if let Some(h) = r.http_addr {
+                println!("http {h}");
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dispatcher: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Messages between a client and a server (the dispatcher or a media server).
+
+use crate::fields::{clean, name, num, Fields};
+use crate::types::word;
+use crate::{ChannelAddr, ErrorCode, MediaKind, Mode, ProtoError, ServerKind};
+use std::net::SocketAddr;
+
+/// Optional `key=value` fields of `join`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JoinOpts {
+    /// Will-call ticket from `dispatch`; required by media servers.
+    pub ticket: Option<String>,
+    pub mode: Mode,
+    /// Media the client wants; audio when absent.
+    pub media: Vec<MediaKind>,
+    /// Audio codec the client sends and wants (`opus` when absent).
+    pub codec: Option<String>,
+    pub app: Option<String>,
+    pub version: Option<String>,
+    pub os: Option<String>,
+    /// Keys this build does not know, kept so newer clients still join.
+    pub extra: Vec<(String, String)>,
+}
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMsg {
+    Join {
+        conference: String,
+        account: String,
+        name: String,
+        opts: JoinOpts,
+    },
+    /// Where the client receives `kind` (or `latch`), and the SSRC it sends with.
+    Channel {
+        kind: MediaKind,
+        addr: ChannelAddr,
+        ssrc: u32,
+    },
+    Talk {
+        on: bool,
+    },
+    Text {
+        text: String,
+    },
+    Mute {
+        participant: u32,
+        muted: bool,
+    },
+    Ping {
+        token: Option<String>,
+    },
+    EndSession,
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMsg {
+    Connect {
+        kind: ServerKind,
+        id: String,
+        version: u32,
+    },
+    /// Go to the media server at `addr` and join there with `ticket`.
+    Dispatch {
+        addr: SocketAddr,
+        ticket: String,
+    },
+    Accept {
+        conference: String,
+        participant: u32,
+    },
+    Reject {
+        code: ErrorCode,
+        text: String,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+    /// The server receives `kind` at `addr`; the client must send with `ssrc`.
+    Channel {
+        kind: MediaKind,
+        addr: SocketAddr,
+        payload_type: u8,
+        codec: String,
+        ssrc: u32,
+    },
+    AddUser {
+        participant: u32,
+        name: String,
+    },
+    DelUser {
+        participant: u32,
+        name: String,
+    },
+    Text {
+        from: String,
+        text: String,
+    },
+    Pong {
+        token: Option<String>,
+    },
+}
+
+fn on_off(verb: &'static str, s: &str) -> Result<bool, ProtoError> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(ProtoError::BadValue {
+            verb,
+            field: "on|off",
+            value: s.to_owned(),
+        }),
+    }
+}
+
+fn on_off_str(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+impl ClientMsg {
+    pub fn parse(line: &str) -> Result<Self, ProtoError> {
+        let f = Fields::split(line)?;
+        match f.verb {
+            "join" => {
+                let (a, raw_opts) = f.args("join", 3, 3)?;
+                let mut opts = JoinOpts::default();
+                for (k, v) in raw_opts {
+                    match k {
+                        "ticket" => opts.ticket = Some(v.to_owned()),
+                        "mode" => opts.mode = word("join", "mode", v)?,
+                        "media" => {
+                            opts.media = v
+                                .split(',')
+                                .map(|m| word("join", "media", m))
+                                .collect::<Result<_, _>>()?
+                        }
+                        "codec" => opts.codec = Some(v.to_owned()),
+                        "app" => opts.app = Some(v.to_owned()),
+                        "version" => opts.version = Some(v.to_owned()),
+                        "os" => opts.os = Some(v.to_owned()),
+                        _ => opts.extra.push((k.to_owned(), v.to_owned())),
+                    }
+                }
+                Ok(ClientMsg::Join {
+                    conference: name("join", "conference", a[0])?,
+                    account: name("join", "account", a[1])?,
+                    name: name("join", "name", a[2])?,
+                    opts,
+                })
+            }
+            "channel" => {
+                let a = f.exact("channel", 3, 3)?;
+                Ok(ClientMsg::Channel {
+                    kind: word("channel", "media", a[0])?,
+                    addr: ChannelAddr::parse("channel", a[1])?,
+                    ssrc: num("channel", "ssrc", a[2])?,
+                })
+            }
+            "talk" => {
+                let a = f.exact("talk", 1, 1)?;
+                Ok(ClientMsg::Talk {
+                    on: on_off("talk", a[0])?,
+                })
+            }
+            "text" => {
+                let a = f.exact("text", 1, 1)?;
+                Ok(ClientMsg::Text {
+                    text: a[0].to_owned(),
+                })
+            }
+            "mute" => {
+                let a = f.exact("mute", 2, 2)?;
+                Ok(ClientMsg::Mute {
+                    participant: num("mute", "participant", a[0])?,
+                    muted: on_off("mute", a[1])?,
+                })
+            }
+            "ping" => {
+                let a = f.exact("ping", 0, 1)?;
+                Ok(ClientMsg::Ping {
+                    token: a.first().map(|t| t.to_string()),
+                })
+            }
+            "endsession" => {
+                f.exact("endsession", 0, 0)?;
+                Ok(ClientMsg::EndSession)
+            }
+            v => Err(ProtoError::UnknownVerb(v.to_owned())),
+        }
+    }
+
+    /// The wire line, LF included.
+    pub fn encode(&self) -> String {
+        match self {
+            ClientMsg::Join {
+                conference,
+                account,
+                name,
+                opts,
+            } => {
+                let mut s = format!(
+                    "join\t{}\t{}\t{}\tmode={}",
+                    clean(conference),
+                    clean(account),
+                    clean(name),
+                    opts.mode
+                );
+                if let Some(t) = &opts.ticket {
+                    s += &format!("\tticket={}", clean(t));
+                }
+                if !opts.media.is_empty() {
+                    let m: Vec<&str> = opts.media.iter().map(|m| m.as_str()).collect();
+                    s += &format!("\tmedia={}", m.join(","));
+                }
+                for (k, v) in [("codec", &opts.codec), ("app", &opts.app), ("version", &opts.version), ("os", &opts.os)] {
+                    if let Some(v) = v {
+                        s += &format!("\t{k}={}", clean(v));
+                    }
+                }
+                for (k, v) in &opts.extra {
+                    s += &format!("\t{}={}", clean(k), clean(v));
+                }
+                s + "\n"
+            }
+            ClientMsg::Channel { kind, addr, ssrc } => {
+                format!("channel\t{}\t{addr}\t{ssrc}\n", kind.as_str())
+            }
+            ClientMsg::Talk { on } => format!("talk\t{}\n", on_off_str(*on)),
+            ClientMsg::Text { text } => format!("text\t{}\n", clean(text)),
+            ClientMsg::Mute { participant, muted } => {
+                format!("mute\t{participant}\t{}\n", on_off_str(*muted))
+            }
+            ClientMsg::Ping { token: Some(t) } => format!("ping\t{}\n", clean(t)),
+            ClientMsg::Ping { token: None } => "ping\n".to_owned(),
+            ClientMsg::EndSession => "endsession\n".to_owned(),
+        }
+    }
+}
+
+impl ServerMsg {
+    pub fn parse(line: &str) -> Result<Self, ProtoError> {
+        let f = Fields::split(line)?;
+        match f.verb {
+            "connect" => {
+                let a = f.exact("connect", 3, 3)?;
+                Ok(ServerMsg::Connect {
+                    kind: word("connect", "kind", a[0])?,
+                    id: name("connect", "id", a[1])?,
+                    version: num("connect", "version", a[2])?,
+                })
+            }
+            "dispatch" => {
+                let a = f.exact("dispatch", 2, 2)?;
+                Ok(ServerMsg::Dispatch {
+                    addr: num("dispatch", "address", a[0])?,
+                    ticket: name("dispatch", "ticket", a[1])?,
+                })
+            }
+            "accept" => {
+                let a = f.exact("accept", 2, 2)?;
+                Ok(ServerMsg::Accept {
+                    conference: name("accept", "conference", a[0])?,
+                    participant: num("accept", "participant", a[1])?,
+                })
+            }
+            "reject" | "error" => {
+                let verb = if f.verb == "reject" { "reject" } else { "error" };
+                let a = f.exact(verb, 2, 2)?;
+                let code = ErrorCode::from_u16(num(verb, "code", a[0])?);
+                let text = a[1].to_owned();
+                Ok(if verb == "reject" {
+                    ServerMsg::Reject { code, text }
+                } else {
+                    ServerMsg::Error { code, text }
+                })
+            }
+            "channel" => {
+                let a = f.exact("channel", 5, 5)?;
+                Ok(ServerMsg::Channel {
+                    kind: word("channel", "media", a[0])?,
+                    addr: num("channel", "address", a[1])?,
+                    payload_type: num("channel", "payload type", a[2])?,
+                    codec: name("channel", "codec", a[3])?,
+                    ssrc: num("channel", "ssrc", a[4])?,
+                })
+            }
+            "adduser" | "deluser" => {
+                let verb = if f.verb == "adduser" { "adduser" } else { "deluser" };
+                let a = f.exact(verb, 2, 2)?;
+                let participant = num(verb, "participant", a[0])?;
+                let name = name(verb, "name", a[1])?;
+                Ok(if verb == "adduser" {
+                    ServerMsg::AddUser { participant, name }
+                } else {
+                    ServerMsg::DelUser { participant, name }
+                })
+            }
+            "text" => {
+                let a = f.exact("text", 2, 2)?;
+                Ok(ServerMsg::Text {
+                    from: name("text", "from", a[0])?,
+                    text: a[1].to_owned(),
+                })
+            }
+            "pong" => {
+                let a = f.exact("pong", 0, 1)?;
+                Ok(ServerMsg::Pong {
+                    token: a.first().map(|t| t.to_string()),
+                })
+            }
+            v => Err(ProtoError::UnknownVerb(v.to_owned())),
+        }
+    }
+
+    /// The wire line, LF included.
+    pub fn encode(&self) -> String {
+        match self {
+            ServerMsg::Connect { kind, id, version } => {
+                format!("connect\t{}\t{}\t{version}\n", kind.as_str(), clean(id))
+            }
+            ServerMsg::Dispatch { addr, ticket } => format!("dispatch\t{addr}\t{}\n", clean(ticket)),
+            ServerMsg::Accept {
+                conference,
+                participant,
+            } => format!("accept\t{}\t{participant}\n", clean(conference)),
+            ServerMsg::Reject { code, text } => format!("reject\t{code}\t{}\n", text_or_name(text, *code)),
+            ServerMsg::Error { code, text } => format!("error\t{code}\t{}\n", text_or_name(text, *code)),
+            ServerMsg::Channel {
+                kind,
+                addr,
+                payload_type,
+                codec,
+                ssrc,
+            } => format!(
+                "channel\t{}\t{addr}\t{payload_type}\t{}\t{ssrc}\n",
+                kind.as_str(),
+                clean(codec)
+            ),
+            ServerMsg::AddUser { participant, name } => {
+                format!("adduser\t{participant}\t{}\n", clean(name))
+            }
+            ServerMsg::DelUser { participant, name } => {
+                format!("deluser\t{participant}\t{}\n", clean(name))
+            }
+            ServerMsg::Text { from, text } => format!("text\t{}\t{}\n", clean(from), clean(text)),
+            ServerMsg::Pong { token: Some(t) } => format!("pong\t{}\n", clean(t)),
+            ServerMsg::Pong { token: None } => "pong\n".to_owned(),
+        }
+    }
+
+    /// An `error` line for a protocol error.
+    pub fn error(e: &ProtoError) -> Self {
+        ServerMsg::Error {
+            code: e.code(),
+            text: e.to_string(),
+        }
+    }
+
+    /// A `reject` line.
+    pub fn reject(code: ErrorCode, text: impl Into<String>) -> Self {
+        ServerMsg::Reject {
+            code,
+            text: text.into(),
+        }
+    }
+}
+
+/// Error text must not be empty or it would change the field count.
+fn text_or_name(text: &str, code: ErrorCode) -> String {
+    let t = clean(text);
+    if t.is_empty() {
+        code.name().to_owned()
+    } else {
+        t
+    }
+}

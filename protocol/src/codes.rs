@@ -1,0 +1,94 @@
+use std::fmt;
+
+/// Numeric codes carried by `error` and `reject` lines (see docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Wrong field count, bad number or bad value.
+    BadRequest,
+    /// The account code is unknown.
+    UnknownAccount,
+    /// `join` at a media server without a ticket, or with a forged one.
+    BadTicket,
+    /// The named conference or participant does not exist.
+    NotFound,
+    /// The verb is not part of the protocol for this link.
+    UnknownVerb,
+    /// The ticket's expiry has passed.
+    TicketExpired,
+    /// The message is valid but not now (e.g. `channel` before `join`).
+    WrongState,
+    /// The line is longer than [`crate::MAX_LINE`].
+    LineTooLong,
+    /// The line is not UTF-8.
+    NotUtf8,
+    /// The server failed internally.
+    Internal,
+    /// No media server can host the conference.
+    NoCapacity,
+    /// A code this build does not know; kept so a newer peer's lines still parse.
+    Other(u16),
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownAccount,
+        ErrorCode::BadTicket,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownVerb,
+        ErrorCode::TicketExpired,
+        ErrorCode::WrongState,
+        ErrorCode::LineTooLong,
+        ErrorCode::NotUtf8,
+        ErrorCode::Internal,
+        ErrorCode::NoCapacity,
+    ];
+
+    pub fn as_u16(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::UnknownAccount => 401,
+            ErrorCode::BadTicket => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::UnknownVerb => 405,
+            ErrorCode::TicketExpired => 408,
+            ErrorCode::WrongState => 409,
+            ErrorCode::LineTooLong => 413,
+            ErrorCode::NotUtf8 => 415,
+            ErrorCode::Internal => 500,
+            ErrorCode::NoCapacity => 503,
+            ErrorCode::Other(n) => n,
+        }
+    }
+
+    pub fn from_u16(n: u16) -> ErrorCode {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_u16() == n)
+            .unwrap_or(ErrorCode::Other(n))
+    }
+
+    /// Short stable name, for logs and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::UnknownAccount => "unknown-account",
+            ErrorCode::BadTicket => "bad-ticket",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::UnknownVerb => "unknown-verb",
+            ErrorCode::TicketExpired => "ticket-expired",
+            ErrorCode::WrongState => "wrong-state",
+            ErrorCode::LineTooLong => "line-too-long",
+            ErrorCode::NotUtf8 => "not-utf8",
+            ErrorCode::Internal => "internal",
+            ErrorCode::NoCapacity => "no-capacity",
+            ErrorCode::Other(_) => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_u16())
+    }
+}

@@ -1,0 +1,65 @@
+//! The NOC's control protocol: one sans-IO codec used by every TCP link.
+//!
+//! Seed 003 speaks "a simple TCP text protocol" between clients, dispatchers and media
+//! servers. This crate owns its wire form so that every link parses and writes it the same
+//! way: UTF-8 lines ended by LF, TAB-separated fields, the verb first, optional `key=value`
+//! fields last. `docs/protocol.md` is the normative spec; this crate is its implementation.
+//!
+//! - [`LineBuffer`] frames a byte stream into lines (4096-byte limit, UTF-8 checked).
+//! - [`ClientMsg`]/[`ServerMsg`] are the client <-> server (dispatcher or media server) messages.
+//! - [`MsMsg`]/[`DispMsg`] are the media server <-> dispatcher registry messages.
+//! - [`ticket`] signs and checks will-call tickets (HMAC-SHA256).
+//!
+//! No I/O and no clock live here: callers feed bytes in and pass the time in.
+
+mod client;
+mod codes;
+mod error;
+mod fields;
+mod line;
+mod registry;
+pub mod ticket;
+mod types;
+
+pub use client::{ClientMsg, JoinOpts, ServerMsg};
+pub use codes::ErrorCode;
+pub use error::ProtoError;
+pub use line::LineBuffer;
+pub use registry::{DispMsg, MsMsg};
+pub use types::{Capabilities, ChannelAddr, MediaKind, Mode, ServerKind};
+
+/// Protocol version carried in `connect`.
+pub const VERSION: u32 = 1;
+/// Longest accepted line in bytes, without its LF.
+pub const MAX_LINE: usize = 4096;
+/// The seed's well-known control port.
+pub const DEFAULT_PORT: u16 = 3450;
+
+/// Parses one line of any message kind and discards the result; the fuzz targets call this.
+pub fn fuzz_parse(data: &[u8]) {
+    let mut lb = LineBuffer::new();
+    lb.extend(data);
+    lb.extend(b"\n");
+    while let Some(line) = lb.next_line() {
+        let Ok(line) = line else { break };
+        for text in [
+            ClientMsg::parse(&line).map(|m| m.encode()),
+            ServerMsg::parse(&line).map(|m| m.encode()),
+            MsMsg::parse(&line).map(|m| m.encode()),
+            DispMsg::parse(&line).map(|m| m.encode()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // What we write must parse back: the codec is its own inverse.
+            let again = text.trim_end_matches('\n');
+            assert!(
+                ClientMsg::parse(again).is_ok()
+                    || ServerMsg::parse(again).is_ok()
+                    || MsMsg::parse(again).is_ok()
+                    || DispMsg::parse(again).is_ok(),
+                "encoded line does not parse back: {again:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Messages on the registry link between a media server and the dispatcher.
+
+use crate::fields::{clean, name, num, Fields};
+use crate::types::word;
+use crate::{Capabilities, ErrorCode, Mode, ProtoError, ServerKind};
+use std::net::SocketAddr;
+
+/// Media server to dispatcher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MsMsg {
+    /// First line on the link: who the server is, where clients reach it, what it can host.
+    Register {
+        id: String,
+        client_addr: SocketAddr,
+        caps: Capabilities,
+        total: u32,
+    },
+    /// Sent every second.
+    Report {
+        unused: u32,
+        conferences: u32,
+        users: u32,
+        cpu_pct: f32,
+        pps: u64,
+    },
+    UserJoined {
+        conference: String,
+        participant: u32,
+        name: String,
+        account: String,
+    },
+    UserLeft {
+        conference: String,
+        participant: u32,
+        name: String,
+    },
+    ConfDeleted {
+        conference: String,
+    },
+}
+
+/// Dispatcher to media server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispMsg {
+    Connect {
+        kind: ServerKind,
+        id: String,
+        version: u32,
+    },
+    /// Seed 003's reserve 207: a client holding a ticket for this conference is on its way;
+    /// create the conference if it does not exist.
+    Reserve {
+        conference: String,
+        account: String,
+        user: String,
+        mode: Mode,
+        expires: u64,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+}
+
+impl MsMsg {
+    pub fn parse(line: &str) -> Result<Self, ProtoError> {
+        let f = Fields::split(line)?;
+        match f.verb {
+            "register" => {
+                let a = f.exact("register", 4, 4)?;
+                Ok(MsMsg::Register {
+                    id: name("register", "id", a[0])?,
+                    client_addr: num("register", "address", a[1])?,
+                    caps: Capabilities::parse_list("register", a[2])?,
+                    total: num("register", "total", a[3])?,
+                })
+            }
+            "report" => {
+                let a = f.exact("report", 5, 5)?;
+                let cpu_pct: f32 = num("report", "cpu", a[3])?;
+                if !cpu_pct.is_finite() || cpu_pct < 0.0 {
+                    return Err(ProtoError::BadValue {
+                        verb: "report",
+                        field: "cpu",
+                        value: a[3].to_owned(),
+                    });
+                }
+                Ok(MsMsg::Report {
+                    unused: num("report", "unused", a[0])?,
+                    conferences: num("report", "conferences", a[1])?,
+                    users: num("report", "users", a[2])?,
+                    cpu_pct,
+                    pps: num("report", "pps", a[4])?,
+                })
+            }
+            "userjoined" => {
+                let a = f.exact("userjoined", 4, 4)?;
+                Ok(MsMsg::UserJoined {
+                    conference: name("userjoined", "conference", a[0])?,
+                    participant: num("userjoined", "participant", a[1])?,
+                    name: name("userjoined", "name", a[2])?,
+                    account: name("userjoined", "account", a[3])?,
+                })
+            }
+            "userleft" => {
+                let a = f.exact("userleft", 3, 3)?;
+                Ok(MsMsg::UserLeft {
+                    conference: name("userleft", "conference", a[0])?,
+                    participant: num("userleft", "participant", a[1])?,
+                    name: name("userleft", "name", a[2])?,
+                })
+            }
+            "confdeleted" => {
+                let a = f.exact("confdeleted", 1, 1)?;
+                Ok(MsMsg::ConfDeleted {
+                    conference: name("confdeleted", "conference", a[0])?,
+                })
+            }
+            v => Err(ProtoError::UnknownVerb(v.to_owned())),
+        }
+    }
+
+    /// The wire line, LF included.
+    pub fn encode(&self) -> String {
+        match self {
+            MsMsg::Register {
+                id,
+                client_addr,
+                caps,
+                total,
+            } => format!("register\t{}\t{client_addr}\t{caps}\t{total}\n", clean(id)),
+            MsMsg::Report {
+                unused,
+                conferences,
+                users,
+                cpu_pct,
+                pps,
+            } => format!("report\t{unused}\t{conferences}\t{users}\t{cpu_pct:.1}\t{pps}\n"),
+            MsMsg::UserJoined {
+                conference,
+                participant,
+                name,
+                account,
+            } => format!(
+                "userjoined\t{}\t{participant}\t{}\t{}\n",
+                clean(conference),
+                clean(name),
+                clean(account)
+            ),
+            MsMsg::UserLeft {
+                conference,
+                participant,
+                name,
+            } => format!("userleft\t{}\t{participant}\t{}\n", clean(conference), clean(name)),
+            MsMsg::ConfDeleted { conference } => format!("confdeleted\t{}\n", clean(conference)),
+        }
+    }
+}
+
+impl DispMsg {
+    pub fn parse(line: &str) -> Result<Self, ProtoError> {
+        let f = Fields::split(line)?;
+        match f.verb {
+            "connect" => {
+                let a = f.exact("connect", 3, 3)?;
+                Ok(DispMsg::Connect {
+                    kind: word("connect", "kind", a[0])?,
+                    id: name("connect", "id", a[1])?,
+                    version: num("connect", "version", a[2])?,
+                })
+            }
+            "reserve" => {
+                let a = f.exact("reserve", 5, 5)?;
+                Ok(DispMsg::Reserve {
+                    conference: name("reserve", "conference", a[0])?,
+                    account: name("reserve", "account", a[1])?,
+                    user: name("reserve", "user", a[2])?,
+                    mode: word("reserve", "mode", a[3])?,
+                    expires: num("reserve", "expires", a[4])?,
+                })
+            }
+            "error" => {
+                let a = f.exact("error", 2, 2)?;
+                Ok(DispMsg::Error {
+                    code: ErrorCode::from_u16(num("error", "code", a[0])?),
+                    text: a[1].to_owned(),
+                })
+            }
+            v => Err(ProtoError::UnknownVerb(v.to_owned())),
+        }
+    }
+
+    /// The wire line, LF included.
+    pub fn encode(&self) -> String {
+        match self {
+            DispMsg::Connect { kind, id, version } => {
+                format!("connect\t{}\t{}\t{version}\n", kind.as_str(), clean(id))
+            }
+            DispMsg::Reserve {
+                conference,
+                account,
+                user,
+                mode,
+                expires,
+            } => format!(
+                "reserve\t{}\t{}\t{}\t{mode}\t{expires}\n",
+                clean(conference),
+                clean(account),
+                clean(user)
+            ),
+            DispMsg::Error { code, text } => {
+                let t = clean(text);
+                let t = if t.is_empty() { code.name().to_owned() } else { t };
+                format!("error\t{code}\t{t}\n")
+            }
+        }
+    }
+}

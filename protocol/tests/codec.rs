@@ -1,0 +1,252 @@
+//! Round trips and hostile input for every message kind.
+
+use protocol::*;
+use std::net::SocketAddr;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn client_messages_round_trip() {
+    let msgs = vec![
+        ClientMsg::Join {
+            conference: "xyz".into(),
+            account: "demo".into(),
+            name: "Ann Smith".into(),
+            opts: JoinOpts {
+                ticket: Some("1700000000.abcd".into()),
+                mode: Mode::Mix,
+                media: vec![MediaKind::Audio, MediaKind::Video],
+                codec: Some("opus".into()),
+                app: Some("confclient".into()),
+                version: Some("0.1".into()),
+                os: Some("linux".into()),
+                extra: vec![("browser".into(), "none".into())],
+            },
+        },
+        ClientMsg::Channel {
+            kind: MediaKind::Audio,
+            addr: ChannelAddr::Addr(addr("127.0.0.1:5000")),
+            ssrc: 42,
+        },
+        ClientMsg::Channel {
+            kind: MediaKind::Video,
+            addr: ChannelAddr::Latch,
+            ssrc: u32::MAX,
+        },
+        ClientMsg::Talk { on: true },
+        ClientMsg::Text {
+            text: "a=b is fine in text".into(),
+        },
+        ClientMsg::Mute {
+            participant: 7,
+            muted: false,
+        },
+        ClientMsg::Ping { token: None },
+        ClientMsg::Ping {
+            token: Some("t1".into()),
+        },
+        ClientMsg::EndSession,
+    ];
+    for m in msgs {
+        let line = m.encode();
+        assert!(line.ends_with('\n'));
+        assert_eq!(ClientMsg::parse(line.trim_end()).unwrap(), m, "{line:?}");
+    }
+}
+
+#[test]
+fn server_messages_round_trip() {
+    let msgs = vec![
+        ServerMsg::Connect {
+            kind: ServerKind::Dispatcher,
+            id: "disp-1".into(),
+            version: VERSION,
+        },
+        ServerMsg::Dispatch {
+            addr: addr("127.0.0.1:3451"),
+            ticket: "1.ab".into(),
+        },
+        ServerMsg::Accept {
+            conference: "xyz".into(),
+            participant: 3,
+        },
+        ServerMsg::reject(ErrorCode::UnknownAccount, "unknown account nope"),
+        ServerMsg::Error {
+            code: ErrorCode::LineTooLong,
+            text: "too long".into(),
+        },
+        ServerMsg::Channel {
+            kind: MediaKind::Audio,
+            addr: addr("127.0.0.1:40000"),
+            payload_type: 111,
+            codec: "opus".into(),
+            ssrc: 123456,
+        },
+        ServerMsg::AddUser {
+            participant: 1,
+            name: "bob".into(),
+        },
+        ServerMsg::DelUser {
+            participant: 1,
+            name: "bob".into(),
+        },
+        ServerMsg::Text {
+            from: "bob".into(),
+            text: "hi".into(),
+        },
+        ServerMsg::Pong { token: None },
+    ];
+    for m in msgs {
+        let line = m.encode();
+        assert_eq!(ServerMsg::parse(line.trim_end()).unwrap(), m, "{line:?}");
+    }
+}
+
+#[test]
+fn registry_messages_round_trip() {
+    let ms = vec![
+        MsMsg::Register {
+            id: "ms-1".into(),
+            client_addr: addr("127.0.0.1:3451"),
+            caps: Capabilities {
+                audio: true,
+                reflect: true,
+                ..Default::default()
+            },
+            total: 500,
+        },
+        MsMsg::Report {
+            unused: 497,
+            conferences: 1,
+            users: 3,
+            cpu_pct: 12.5,
+            pps: 300,
+        },
+        MsMsg::UserJoined {
+            conference: "xyz".into(),
+            participant: 1,
+            name: "ann".into(),
+            account: "demo".into(),
+        },
+        MsMsg::UserLeft {
+            conference: "xyz".into(),
+            participant: 1,
+            name: "ann".into(),
+        },
+        MsMsg::ConfDeleted {
+            conference: "xyz".into(),
+        },
+    ];
+    for m in ms {
+        let line = m.encode();
+        assert_eq!(MsMsg::parse(line.trim_end()).unwrap(), m, "{line:?}");
+    }
+    let disp = vec![
+        DispMsg::Connect {
+            kind: ServerKind::Dispatcher,
+            id: "d".into(),
+            version: 1,
+        },
+        DispMsg::Reserve {
+            conference: "xyz".into(),
+            account: "demo".into(),
+            user: "ann".into(),
+            mode: Mode::Reflect,
+            expires: 1_700_000_000,
+        },
+        DispMsg::Error {
+            code: ErrorCode::BadRequest,
+            text: "no".into(),
+        },
+    ];
+    for m in disp {
+        let line = m.encode();
+        assert_eq!(DispMsg::parse(line.trim_end()).unwrap(), m, "{line:?}");
+    }
+}
+
+#[test]
+fn bad_lines_get_the_right_code() {
+    let cases: &[(&str, ErrorCode)] = &[
+        ("", ErrorCode::BadRequest),
+        ("frobnicate\tx", ErrorCode::UnknownVerb),
+        ("join\txyz\tdemo", ErrorCode::BadRequest),
+        ("join\txyz\tdemo\tann\textra", ErrorCode::BadRequest),
+        ("join\txyz\tdemo\tann\tmode=broadcast", ErrorCode::BadRequest),
+        ("join\t\tdemo\tann", ErrorCode::BadRequest),
+        ("channel\taudio\t127.0.0.1:5000\tnot-a-number", ErrorCode::BadRequest),
+        ("channel\taudio\t127.0.0.1:5000\t99999999999", ErrorCode::BadRequest),
+        ("channel\tsmell\t127.0.0.1:5000\t1", ErrorCode::BadRequest),
+        ("channel\taudio\tnowhere\t1", ErrorCode::BadRequest),
+        ("talk\tmaybe", ErrorCode::BadRequest),
+        ("endsession\tnow", ErrorCode::BadRequest),
+    ];
+    for (line, code) in cases {
+        let e = ClientMsg::parse(line).unwrap_err();
+        assert_eq!(e.code(), *code, "{line:?}: {e}");
+    }
+    let e = MsMsg::parse("report\t1\t2\t3\tNaN\t5").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadRequest);
+    let e = MsMsg::parse("register\tms\t127.0.0.1:1\taudio,teleport\t5").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadRequest);
+}
+
+#[test]
+fn names_with_equals_are_positional() {
+    let m = ClientMsg::parse("join\ta=b\tdemo\tx=y\tmode=reflect").unwrap();
+    match m {
+        ClientMsg::Join {
+            conference, name, ..
+        } => {
+            assert_eq!(conference, "a=b");
+            assert_eq!(name, "x=y");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn error_codes_are_stable() {
+    for c in ErrorCode::ALL {
+        assert_eq!(ErrorCode::from_u16(c.as_u16()), c);
+    }
+    assert_eq!(ErrorCode::from_u16(999), ErrorCode::Other(999));
+}
+
+/// Pseudo-random bytes and mutations of valid lines never panic the codec. The cargo-fuzz
+/// target `control_line` runs the same entry point under libFuzzer.
+#[test]
+fn random_input_never_panics() {
+    let seeds = [
+        "join\txyz\tdemo\tann\tmode=reflect\tticket=1.ab",
+        "channel\taudio\t127.0.0.1:5000\t42",
+        "report\t1\t2\t3\t4.5\t6",
+        "reserve\txyz\tdemo\tann\tmix\t17",
+        "register\tms\t127.0.0.1:1\taudio,video\t5",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20_000 {
+        let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+        for _ in 0..(next() % 6) {
+            let r = next();
+            let pos = (r as usize >> 8) % (bytes.len() + 1);
+            match r % 4 {
+                0 => bytes.insert(pos, (r >> 32) as u8),
+                1 if pos < bytes.len() => {
+                    bytes.remove(pos);
+                }
+                2 => bytes.insert(pos, b'\t'),
+                _ => bytes.insert(pos, b"=.:,"[(r >> 40) as usize % 4]),
+            }
+        }
+        protocol::fuzz_parse(&bytes);
+    }
+}
