@@ -1,0 +1,189 @@
+//! The dispatchee (seed 003, module 902): registers with the dispatcher, reports capacity
+//! every second, relays joins, leaves and deleted conferences, and acts on `reserve`.
+//! When the link drops it reconnects and re-announces everyone present, so the
+//! dispatcher's tables converge again.
+
+use crate::host::{delete_room, ensure_room, unix_now};
+use crate::Server;
+use protocol::{Capabilities, DispMsg, LineBuffer, MsMsg};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(server: Arc<Server>, mut outbox: UnboundedReceiver<MsMsg>) {
+    let mut meter = Meter::new();
+    loop {
+        match link(&server, &mut outbox, &mut meter).await {
+            Ok(()) => tracing::warn!("dispatcher closed the registry link; reconnecting"),
+            Err(e) => tracing::warn!(dispatcher = %server.settings.dispatcher, error = %e, "registry link down; retrying"),
+        }
+        // Lines queued while down describe state we re-announce on reconnect.
+        while outbox.try_recv().is_ok() {}
+        let sweep_until = Instant::now() + RETRY_EVERY;
+        sweep(&server);
+        tokio::time::sleep_until(sweep_until.into()).await;
+    }
+}
+
+async fn link(server: &Server, outbox: &mut UnboundedReceiver<MsMsg>, meter: &mut Meter) -> std::io::Result<()> {
+    let stream = TcpStream::connect(server.settings.dispatcher).await?;
+    stream.set_nodelay(true)?;
+    let (mut r, mut w) = stream.into_split();
+    let register = MsMsg::Register {
+        id: server.settings.id.clone(),
+        client_addr: server.client_addr,
+        caps: Capabilities {
+            audio: true,
+            reflect: true,
+            ..Default::default()
+        },
+        total: server.settings.capacity,
+    };
+    let mut out = register.encode();
+    for msg in roster(server) {
+        out += &msg.encode();
+    }
+    out += &report(server, meter).encode();
+    w.write_all(out.as_bytes()).await?;
+    tracing::info!(dispatcher = %server.settings.dispatcher, "registered");
+    let mut lines = LineBuffer::new();
+    let mut buf = vec![0u8; 4096];
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    loop {
+        tokio::select! {
+            n = r.read(&mut buf) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                lines.extend(&buf[..n]);
+                while let Some(line) = lines.next_line() {
+                    match line.and_then(|l| DispMsg::parse(&l)) {
+                        Ok(msg) => on_dispatcher(server, msg),
+                        Err(e) => tracing::warn!(error = %e, "bad line from dispatcher ignored"),
+                    }
+                }
+            }
+            Some(msg) = outbox.recv() => w.write_all(msg.encode().as_bytes()).await?,
+            _ = tick.tick() => {
+                sweep(server);
+                w.write_all(report(server, meter).encode().as_bytes()).await?;
+            }
+        }
+    }
+}
+
+fn on_dispatcher(server: &Server, msg: DispMsg) {
+    match msg {
+        DispMsg::Connect { id, .. } => tracing::info!(dispatcher = %id, "dispatcher says hello"),
+        DispMsg::Reserve {
+            conference,
+            user,
+            mode,
+            expires,
+            ..
+        } => {
+            let mut rooms = server.rooms();
+            match ensure_room(server, &mut rooms, &conference, mode) {
+                Ok(room) => room.reservations.push((user, expires)),
+                Err(e) => tracing::error!(conference, reply = %e.encode().trim_end(), "reserve failed"),
+            }
+        }
+        DispMsg::Error { code, text } => tracing::error!(%code, %text, "dispatcher refused us"),
+    }
+}
+
+/// `userjoined` for everyone present, so a (re)started dispatcher learns the roster.
+fn roster(server: &Server) -> Vec<MsMsg> {
+    let rooms = server.rooms();
+    rooms
+        .rooms
+        .iter()
+        .flat_map(|(name, room)| {
+            room.members.iter().map(|(id, m)| MsMsg::UserJoined {
+                conference: name.clone(),
+                participant: *id,
+                name: m.name.clone(),
+                account: m.account.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Drops expired reservations and deletes rooms nobody joined.
+fn sweep(server: &Server) {
+    let now = unix_now();
+    let mut rooms = server.rooms();
+    let idle: Vec<String> = rooms
+        .rooms
+        .iter_mut()
+        .filter_map(|(name, room)| {
+            room.reservations.retain(|(_, exp)| *exp >= now);
+            room.is_idle().then(|| name.clone())
+        })
+        .collect();
+    for name in idle {
+        delete_room(server, &mut rooms, &name);
+    }
+}
+
+fn report(server: &Server, meter: &mut Meter) -> MsMsg {
+    let (conferences, users) = {
+        let rooms = server.rooms();
+        (rooms.rooms.len() as u32, rooms.users() as u32)
+    };
+    let packets: u64 = server.workers.iter().map(|w| w.counters.packets_out.load(Ordering::Relaxed)).sum();
+    let (cpu_pct, pps) = meter.sample(packets);
+    MsMsg::Report {
+        unused: server.settings.capacity.saturating_sub(users),
+        conferences,
+        users,
+        cpu_pct,
+        pps,
+    }
+}
+
+/// CPU use and packet rate between two reports.
+struct Meter {
+    at: Instant,
+    cpu_ticks: u64,
+    packets: u64,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Meter {
+            at: Instant::now(),
+            cpu_ticks: cpu_ticks().unwrap_or(0),
+            packets: 0,
+        }
+    }
+
+    fn sample(&mut self, packets: u64) -> (f32, u64) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.at).as_secs_f64().max(1e-3);
+        let ticks = cpu_ticks().unwrap_or(self.cpu_ticks);
+        // Linux reports process times in USER_HZ, which is 100 on every supported platform.
+        let cpu = (ticks.saturating_sub(self.cpu_ticks)) as f64 / 100.0 / secs * 100.0;
+        let pps = (packets.saturating_sub(self.packets)) as f64 / secs;
+        self.at = now;
+        self.cpu_ticks = ticks;
+        self.packets = packets;
+        (cpu as f32, pps as u64)
+    }
+}
+
+/// utime + stime of this process from /proc, in clock ticks.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; fields after its closing parenthesis are fixed.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}

@@ -1,0 +1,326 @@
+//! The client host: admits a client holding a will-call ticket, opens its audio channel,
+//! keeps the roster (seed 003, Fig. 2 messages 210-222) and tears down on leave.
+
+use crate::path::MediaPath;
+use crate::rooms::{offered, Member, Room};
+use crate::Server;
+use mesh::{Command, Remote};
+use protocol::ticket::{self, Claims};
+use protocol::{ChannelAddr, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerKind, ServerMsg};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Opus on the wire, as announced in `channel`.
+const OPUS_PT: u8 = 111;
+const OPUS_RATE: u32 = 48_000;
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub(crate) async fn serve(listener: TcpListener, server: Arc<Server>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    if let Err(e) = session(stream, peer.ip(), &server).await {
+                        tracing::debug!(%peer, error = %e, "client connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A joined client, for the rest of its session.
+struct Joined {
+    conference: String,
+    participant: u32,
+    ssrc: u32,
+}
+
+async fn write(w: &mut OwnedWriteHalf, msg: &ServerMsg) -> std::io::Result<()> {
+    w.write_all(msg.encode().as_bytes()).await
+}
+
+async fn refuse(w: &mut OwnedWriteHalf, msg: ServerMsg) -> std::io::Result<()> {
+    tracing::info!(line = %msg.encode().trim_end(), "refusing client");
+    write(w, &msg).await?;
+    w.shutdown().await
+}
+
+async fn session(stream: TcpStream, peer_ip: IpAddr, server: &Server) -> std::io::Result<()> {
+    let (mut r, mut w) = stream.into_split();
+    let hello = ServerMsg::Connect {
+        kind: ServerKind::MediaServer,
+        id: server.settings.id.clone(),
+        version: protocol::VERSION,
+    };
+    write(&mut w, &hello).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<ServerMsg>();
+    let mut lines = protocol::LineBuffer::new();
+    let mut buf = vec![0u8; 4096];
+    let mut joined: Option<Joined> = None;
+    let result: std::io::Result<()> = async {
+        loop {
+            // Drain every complete line before reading more.
+            while let Some(line) = lines.next_line() {
+                let msg = match line.and_then(|l| ClientMsg::parse(&l)) {
+                    Ok(m) => m,
+                    Err(e) => return refuse(&mut w, ServerMsg::error(&e)).await,
+                };
+                match handle(server, peer_ip, &mut joined, &tx, msg) {
+                    Step::Reply(m) => write(&mut w, &m).await?,
+                    Step::Continue => {}
+                    Step::Refuse(m) => return refuse(&mut w, m).await,
+                    Step::End => return w.shutdown().await,
+                }
+            }
+            tokio::select! {
+                n = r.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => return Ok(()),
+                    Ok(n) => lines.extend(&buf[..n]),
+                },
+                Some(out) = rx.recv() => write(&mut w, &out).await?,
+            }
+        }
+    }
+    .await;
+    if let Some(j) = joined {
+        leave(server, &j);
+    }
+    result
+}
+
+enum Step {
+    Reply(ServerMsg),
+    Continue,
+    Refuse(ServerMsg),
+    End,
+}
+
+fn handle(server: &Server, peer_ip: IpAddr, joined: &mut Option<Joined>, tx: &mpsc::UnboundedSender<ServerMsg>, msg: ClientMsg) -> Step {
+    match (msg, joined.as_ref()) {
+        (ClientMsg::Ping { token }, _) => Step::Reply(ServerMsg::Pong { token }),
+        (ClientMsg::EndSession, _) => Step::End,
+        (
+            ClientMsg::Join {
+                conference,
+                account,
+                name,
+                opts,
+            },
+            None,
+        ) => match join(server, &conference, &account, &name, &opts, tx) {
+            Ok(j) => {
+                *joined = Some(j);
+                Step::Continue
+            }
+            Err(reject) => Step::Refuse(reject),
+        },
+        (ClientMsg::Join { .. }, Some(_)) => Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "already joined")),
+        (_, None) => Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "join first")),
+        (ClientMsg::Channel { kind, addr, ssrc }, Some(j)) => {
+            if !offered(kind) {
+                return Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, format!("no {} channel offered", kind.as_str())));
+            }
+            if ssrc != j.ssrc {
+                return Step::Refuse(ServerMsg::reject(ErrorCode::BadRequest, format!("send with the ssrc {} from our channel line", j.ssrc)));
+            }
+            let remote = match addr {
+                ChannelAddr::Addr(a) => Remote::Addr(a),
+                ChannelAddr::Latch => Remote::Latch(peer_ip),
+            };
+            with_room(server, &j.conference, |room| {
+                server.workers[room.worker].send(Command::SetChannel {
+                    conf: room.conf,
+                    participant: j.participant,
+                    kind: mesh::MediaKind::Audio,
+                    remote,
+                    ssrc,
+                    clock_rate: OPUS_RATE,
+                });
+            });
+            Step::Continue
+        }
+        (ClientMsg::Mute { participant, muted }, Some(j)) => {
+            let found = with_room(server, &j.conference, |room| {
+                let present = room.members.contains_key(&participant);
+                if present {
+                    server.workers[room.worker].send(Command::Mute {
+                        conf: room.conf,
+                        participant,
+                        muted,
+                    });
+                }
+                present
+            });
+            match found {
+                Some(true) => Step::Continue,
+                _ => Step::Reply(ServerMsg::reject(ErrorCode::NotFound, format!("no participant {participant} here"))),
+            }
+        }
+        (ClientMsg::Text { text }, Some(j)) => {
+            with_room(server, &j.conference, |room| {
+                let from = room.members.get(&j.participant).map(|m| m.name.clone()).unwrap_or_default();
+                room.broadcast(&ServerMsg::Text { from, text }, Some(j.participant));
+            });
+            Step::Continue
+        }
+        // Push to talk drives the mixer's talk runs; reflect mode forwards regardless.
+        (ClientMsg::Talk { .. }, Some(_)) => Step::Continue,
+    }
+}
+
+fn with_room<T>(server: &Server, conference: &str, f: impl FnOnce(&mut Room) -> T) -> Option<T> {
+    server.rooms().rooms.get_mut(conference).map(f)
+}
+
+/// Checks the ticket, creates the room if needed, adds the member and tells everyone.
+fn join(server: &Server, conference: &str, account: &str, name: &str, opts: &JoinOpts, tx: &mpsc::UnboundedSender<ServerMsg>) -> Result<Joined, ServerMsg> {
+    let Some(t) = &opts.ticket else {
+        return Err(ServerMsg::reject(ErrorCode::BadTicket, "join needs a ticket from the dispatcher"));
+    };
+    let claims = Claims {
+        conference,
+        account,
+        user: name,
+        server: &server.settings.id,
+    };
+    ticket::verify(&server.settings.secret, t, &claims, unix_now()).map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
+    if opts.mode != Mode::Reflect {
+        return Err(ServerMsg::reject(ErrorCode::WrongState, format!("mode {} is not offered by this server", opts.mode)));
+    }
+    if opts.codec.as_deref().is_some_and(|c| c != "opus") {
+        return Err(ServerMsg::reject(ErrorCode::BadRequest, "only the opus codec is offered"));
+    }
+    let mut rooms = server.rooms();
+    if let Some(room) = rooms.rooms.get(conference).filter(|r| r.mode != opts.mode) {
+        return Err(ServerMsg::reject(ErrorCode::WrongState, format!("conference {conference} runs in {} mode", room.mode)));
+    }
+    let participant = rooms.next_participant();
+    let ssrc = rooms.new_ssrc();
+    let room = ensure_room(server, &mut rooms, conference, opts.mode)?;
+    room.reservations.retain(|(user, _)| user != name);
+    let me = ServerMsg::AddUser {
+        participant,
+        name: name.to_owned(),
+    };
+    server.workers[room.worker].send(Command::AddParticipant { conf: room.conf, participant });
+    let media_addr = server.workers[room.worker].addr;
+    let _ = tx.send(ServerMsg::Accept {
+        conference: conference.to_owned(),
+        participant,
+    });
+    room.broadcast(&me, None);
+    for (id, m) in &room.members {
+        let _ = tx.send(ServerMsg::AddUser {
+            participant: *id,
+            name: m.name.clone(),
+        });
+    }
+    let _ = tx.send(me);
+    room.members.insert(
+        participant,
+        Member {
+            name: name.to_owned(),
+            account: account.to_owned(),
+            tx: tx.clone(),
+        },
+    );
+    let _ = tx.send(ServerMsg::Channel {
+        kind: MediaKind::Audio,
+        addr: media_addr,
+        payload_type: OPUS_PT,
+        codec: "opus".into(),
+        ssrc,
+    });
+    server.notify(MsMsg::UserJoined {
+        conference: conference.to_owned(),
+        participant,
+        name: name.to_owned(),
+        account: account.to_owned(),
+    });
+    tracing::info!(conference, participant, name, "joined");
+    Ok(Joined {
+        conference: conference.to_owned(),
+        participant,
+        ssrc,
+    })
+}
+
+/// The room of `conference`, created on the least loaded worker if it does not exist.
+pub(crate) fn ensure_room<'a>(server: &Server, rooms: &'a mut crate::rooms::Rooms, conference: &str, mode: Mode) -> Result<&'a mut Room, ServerMsg> {
+    if !rooms.rooms.contains_key(conference) {
+        let load = rooms.load(server.workers.len());
+        let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
+        let conf = rooms.next_conf();
+        let path = MediaPath::Reflect(reflector::Reflector::new());
+        if !server.workers[worker].send(Command::CreateConference { conf, path }) {
+            return Err(ServerMsg::reject(ErrorCode::Internal, "media worker unavailable"));
+        }
+        tracing::info!(conference, worker, "conference created");
+        rooms.rooms.insert(
+            conference.to_owned(),
+            Room {
+                conf,
+                worker,
+                mode,
+                members: Default::default(),
+                reservations: Vec::new(),
+            },
+        );
+    }
+    // Inserted just above when it was missing.
+    Ok(rooms.rooms.get_mut(conference).expect("room exists after insert"))
+}
+
+/// Removes a member; deletes the room when it is left idle.
+fn leave(server: &Server, j: &Joined) {
+    let mut rooms = server.rooms();
+    rooms.free_ssrc(j.ssrc);
+    let Some(room) = rooms.rooms.get_mut(&j.conference) else { return };
+    let Some(m) = room.members.remove(&j.participant) else { return };
+    server.workers[room.worker].send(Command::RemoveParticipant {
+        conf: room.conf,
+        participant: j.participant,
+    });
+    room.broadcast(
+        &ServerMsg::DelUser {
+            participant: j.participant,
+            name: m.name.clone(),
+        },
+        None,
+    );
+    server.notify(MsMsg::UserLeft {
+        conference: j.conference.clone(),
+        participant: j.participant,
+        name: m.name,
+    });
+    tracing::info!(conference = %j.conference, participant = j.participant, "left");
+    if room.is_idle() {
+        delete_room(server, &mut rooms, &j.conference);
+    }
+}
+
+/// Deletes a room and tells the dispatcher (seed 003: "deleted when the last client exits").
+pub(crate) fn delete_room(server: &Server, rooms: &mut crate::rooms::Rooms, conference: &str) {
+    if let Some(room) = rooms.rooms.remove(conference) {
+        server.workers[room.worker].send(Command::RemoveConference { conf: room.conf });
+        server.notify(MsMsg::ConfDeleted {
+            conference: conference.to_owned(),
+        });
+        tracing::info!(conference, "conference deleted");
+    }
+}

@@ -1,0 +1,112 @@
+//! A media server of seed 003: it hosts conferences the dispatcher creates on it, admits
+//! clients holding will-call tickets, and carries their RTP over UDP through the mesh.
+//!
+//! - `host`: the client host (TCP control connections).
+//! - `dispatchee`: the link to the dispatcher: register, report every second, joins and
+//!   leaves, reservations.
+//! - `worker`: one thread per worker with its own UDP port and mesh.
+//! - `path`: the media paths (reflector now) as one enum for the mesh.
+//!
+//! The control plane runs on tokio and talks to the workers over bounded channels; the
+//! workers never take a lock on the packet path.
+
+pub mod config;
+mod dispatchee;
+mod host;
+mod path;
+mod rooms;
+mod worker;
+
+pub use config::{MediaServerArgs, Settings};
+
+use protocol::MsMsg;
+use rooms::Rooms;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Everything that can stop a media server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaServerError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start media worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// State shared by the control plane's tasks.
+pub struct Server {
+    settings: Settings,
+    /// Where clients reach us, as registered with the dispatcher.
+    client_addr: SocketAddr,
+    workers: Vec<worker::WorkerHandle>,
+    rooms: Mutex<Rooms>,
+    /// Lines for the dispatcher; dropped while the link is down (re-sent on reconnect).
+    to_dispatcher: mpsc::UnboundedSender<MsMsg>,
+}
+
+impl Server {
+    fn rooms(&self) -> MutexGuard<'_, Rooms> {
+        // A panic under this lock would be a bug in a rooms method; keep serving.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, msg: MsMsg) {
+        let _ = self.to_dispatcher.send(msg);
+    }
+}
+
+/// A started media server.
+pub struct Running {
+    pub id: String,
+    pub client_addr: SocketAddr,
+    pub media_addrs: Vec<SocketAddr>,
+}
+
+/// Binds the client port, starts the workers and the dispatcher link on the current
+/// tokio runtime.
+pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| MediaServerError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let mut client_addr = listener.local_addr().unwrap_or(settings.listen);
+    if client_addr.ip().is_unspecified() {
+        client_addr.set_ip(settings.media_host);
+    }
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let workers = (0..settings.workers)
+        .map(|i| worker::spawn(i, settings.media_host, ev_tx.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MediaServerError::Worker)?;
+    let media_addrs = workers.iter().map(|w| w.addr).collect();
+    let (to_dispatcher, from_server) = mpsc::unbounded_channel();
+    let server = Arc::new(Server {
+        settings,
+        client_addr,
+        workers,
+        rooms: Mutex::new(Rooms::default()),
+        to_dispatcher,
+    });
+    tokio::spawn(async move {
+        while let Some((worker, ev)) = ev_rx.recv().await {
+            tracing::info!(worker, event = ?ev, "mesh event");
+        }
+    });
+    tokio::spawn(host::serve(listener, server.clone()));
+    tokio::spawn(dispatchee::run(server.clone(), from_server));
+    tracing::info!(id = %server.settings.id, %client_addr, "media server started");
+    Ok(Running {
+        id: server.settings.id.clone(),
+        client_addr,
+        media_addrs,
+    })
+}

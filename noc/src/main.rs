@@ -1,0 +1,131 @@
+//! `noc`: the embedded network operation center. One dispatcher and N media servers run
+//! in one process on 127.0.0.1, wired the same way as the split deployment (TCP registry
+//! links, will-call tickets), so what works here works split.
+
+use clap::Parser;
+use dispatcher::Account;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The flags of `noc`; `--config FILE` reads the same keys from TOML.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "noc", version, about = "Dispatcher and media servers in one process on 127.0.0.1")]
+#[serde(deny_unknown_fields)]
+struct NocArgs {
+    /// TOML file with any of these settings, `secret`, and `[[accounts]]` tables.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Where clients connect to the dispatcher (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Number of media servers.
+    #[arg(long)]
+    media_servers: Option<usize>,
+    /// The dispatcher's JSON API.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Capacity of each media server.
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Ticket secret; a random one is made per run when unset.
+    #[arg(long)]
+    secret: Option<String>,
+    #[arg(skip)]
+    #[serde(default)]
+    accounts: Vec<Account>,
+}
+
+fn demo_account() -> Account {
+    Account {
+        code: "demo".into(),
+        customer: "Demo customer".into(),
+    }
+}
+
+fn load(args: NocArgs) -> Result<(NocArgs, NocArgs), String> {
+    let file = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => NocArgs::default(),
+    };
+    Ok((args, file))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let (cli, file) = match load(NocArgs::parse()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("noc: config: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let secret = cli
+        .secret
+        .or(file.secret)
+        .map(String::into_bytes)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()).into_bytes());
+    let mut accounts = file.accounts;
+    if !accounts.iter().any(|a| a.code == "demo") {
+        accounts.push(demo_account());
+    }
+    let mut ds = dispatcher::Settings::new(secret.clone(), accounts);
+    ds.listen = cli.listen.or(file.listen).unwrap_or(ds.listen);
+    ds.registry = ([127, 0, 0, 1], 0).into();
+    ds.http = cli.http.or(file.http);
+    let n = cli.media_servers.or(file.media_servers).unwrap_or(2);
+    let capacity = cli.capacity.or(file.capacity);
+    match run(ds, n, capacity, secret).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("noc: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(ds: dispatcher::Settings, media_servers: usize, capacity: Option<u32>, secret: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    let d = dispatcher::start(ds).await?;
+    println!("dispatcher {}", d.client_addr);
+    if let Some(h) = d.http_addr {
+        println!("http {h}");
+    }
+    for i in 1..=media_servers {
+        let mut ms = mediaserver::Settings::new(format!("ms-{i}"), secret.clone(), d.registry_addr);
+        if let Some(c) = capacity {
+            ms.capacity = c;
+        }
+        let r = mediaserver::start(ms).await?;
+        println!("mediaserver {} {}", r.id, r.client_addr);
+    }
+    // Joins before every server has registered would all land on the first.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.service.tables().servers().count() < media_servers {
+        if tokio::time::Instant::now() > deadline {
+            return Err("media servers did not register within 10 s".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let confclient = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("confclient")))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "confclient".into());
+    println!(
+        "join with: {confclient} --dispatcher {} --conference xyz --account demo --name alice --tone 440 --record alice.wav --duration 20",
+        d.client_addr
+    );
+    println!("ready");
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    Ok(())
+}
