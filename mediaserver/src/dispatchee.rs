@@ -91,7 +91,7 @@ fn on_dispatcher(server: &Server, msg: DispMsg) {
         } => {
             let mut rooms = server.rooms();
             match ensure_room(server, &mut rooms, &conference, mode) {
-                Ok(room) => room.reservations.push((user, expires)),
+                Ok(room) => room.reserve(user, expires),
                 Err(e) => tracing::error!(conference, reply = %e.encode().trim_end(), "reserve failed"),
             }
         }
@@ -124,7 +124,7 @@ fn sweep(server: &Server) {
         .rooms
         .iter_mut()
         .filter_map(|(name, room)| {
-            room.reservations.retain(|(_, exp)| *exp >= now);
+            room.expire(now);
             room.is_idle().then(|| name.clone())
         })
         .collect();

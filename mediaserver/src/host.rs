@@ -80,7 +80,12 @@ async fn session(stream: TcpStream, peer_ip: IpAddr, server: &Server) -> std::io
                     Ok(m) => m,
                     Err(e) => return refuse(&mut w, ServerMsg::error(&e)).await,
                 };
-                match handle(server, peer_ip, &mut joined, &tx, msg) {
+                let step = handle(server, peer_ip, &mut joined, &tx, msg);
+                // Lines a handler queued (accept, roster, channel) go out before its reply.
+                while let Ok(out) = rx.try_recv() {
+                    write(&mut w, &out).await?;
+                }
+                match step {
                     Step::Reply(m) => write(&mut w, &m).await?,
                     Step::Continue => {}
                     Step::Refuse(m) => return refuse(&mut w, m).await,
@@ -212,7 +217,7 @@ fn join(server: &Server, conference: &str, account: &str, name: &str, opts: &Joi
     let participant = rooms.next_participant();
     let ssrc = rooms.new_ssrc();
     let room = ensure_room(server, &mut rooms, conference, opts.mode)?;
-    room.reservations.retain(|(user, _)| user != name);
+    room.arrived(name, ticket::expiry(t).unwrap_or(0));
     let me = ServerMsg::AddUser {
         participant,
         name: name.to_owned(),
@@ -279,6 +284,7 @@ pub(crate) fn ensure_room<'a>(server: &Server, rooms: &'a mut crate::rooms::Room
                 mode,
                 members: Default::default(),
                 reservations: Vec::new(),
+                early_joins: Vec::new(),
             },
         );
     }

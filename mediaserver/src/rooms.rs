@@ -19,11 +19,41 @@ pub struct Room {
     pub worker: usize,
     pub mode: Mode,
     pub members: BTreeMap<u32, Member>,
-    /// (user, expiry in Unix seconds) from `reserve`, until that user joins.
+    /// (user, ticket expiry in Unix seconds) from `reserve`, until that user joins.
     pub reservations: Vec<(String, u64)>,
+    /// Joins whose `reserve` has not arrived yet: the registry link can be slower than
+    /// the client. The late `reserve` is matched here instead of lingering.
+    pub early_joins: Vec<(String, u64)>,
 }
 
 impl Room {
+    /// A `reserve` from the dispatcher: the user is on the way, unless already here.
+    pub fn reserve(&mut self, user: String, expires: u64) {
+        let key = (user, expires);
+        match self.early_joins.iter().position(|j| *j == key) {
+            Some(i) => {
+                self.early_joins.swap_remove(i);
+            }
+            None => self.reservations.push(key),
+        }
+    }
+
+    /// A join with a ticket: settles its reservation, or remembers it came first.
+    pub fn arrived(&mut self, user: &str, expires: u64) {
+        match self.reservations.iter().position(|(u, e)| u == user && *e == expires) {
+            Some(i) => {
+                self.reservations.swap_remove(i);
+            }
+            None => self.early_joins.push((user.to_owned(), expires)),
+        }
+    }
+
+    /// Forgets reservations and early joins whose tickets have expired.
+    pub fn expire(&mut self, unix_now: u64) {
+        self.reservations.retain(|(_, exp)| *exp >= unix_now);
+        self.early_joins.retain(|(_, exp)| *exp >= unix_now);
+    }
+
     /// Sends a line to every member but `except`.
     pub fn broadcast(&self, msg: &ServerMsg, except: Option<u32>) {
         for (id, m) in &self.members {
@@ -92,4 +122,50 @@ impl Rooms {
 /// Kinds this build offers on a `channel`.
 pub fn offered(kind: MediaKind) -> bool {
     kind == MediaKind::Audio
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room() -> Room {
+        Room {
+            conf: 1,
+            worker: 0,
+            mode: Mode::Reflect,
+            members: BTreeMap::new(),
+            reservations: Vec::new(),
+            early_joins: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reserve_then_join_settles() {
+        let mut r = room();
+        r.reserve("ann".into(), 100);
+        assert!(!r.is_idle());
+        r.arrived("ann", 100);
+        assert!(r.is_idle());
+    }
+
+    #[test]
+    fn join_before_its_reserve_does_not_leave_a_reservation() {
+        let mut r = room();
+        r.arrived("ann", 100);
+        r.reserve("ann".into(), 100);
+        assert!(r.is_idle());
+        assert!(r.early_joins.is_empty());
+    }
+
+    #[test]
+    fn unmatched_reservations_expire() {
+        let mut r = room();
+        r.reserve("ann".into(), 100);
+        r.arrived("bob", 100);
+        r.expire(100);
+        assert!(!r.is_idle());
+        r.expire(101);
+        assert!(r.is_idle());
+        assert!(r.early_joins.is_empty());
+    }
 }

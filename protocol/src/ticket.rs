@@ -56,6 +56,11 @@ pub fn sign(secret: &[u8], c: &Claims<'_>, expires: u64) -> String {
     format!("{expires}.{}", hex::encode(tag))
 }
 
+/// The expiry a ticket claims, unchecked: it pairs a join with its `reserve`.
+pub fn expiry(ticket: &str) -> Option<u64> {
+    ticket.split_once('.')?.0.parse().ok()
+}
+
 /// Checks a ticket at Unix time `now`. The signature is checked in constant time, and
 /// before the expiry so that a forged ticket is reported as forged.
 pub fn verify(secret: &[u8], ticket: &str, c: &Claims<'_>, now: u64) -> Result<(), TicketError> {
@@ -87,6 +92,12 @@ mod tests {
         let t = sign(b"secret", &C, 1000);
         assert_eq!(verify(b"secret", &t, &C, 999), Ok(()));
         assert_eq!(verify(b"secret", &t, &C, 1000), Ok(()));
+    }
+
+    #[test]
+    fn expiry_is_readable() {
+        assert_eq!(expiry(&sign(b"k", &C, 1234)), Some(1234));
+        assert_eq!(expiry("nope"), None);
     }
 
     #[test]

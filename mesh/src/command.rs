@@ -1,0 +1,92 @@
+//! What the control plane tells the mesh, what the mesh tells it back, and how it is sized.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::{ConfId, MediaKind, ParticipantId, Remote};
+
+/// A control-plane change. Queued by [`crate::Mesh::handle_command`] and applied at the next
+/// [`crate::Mesh::handle_tick`], so media sees the tables change only between clock ticks
+/// (seed 003). A command that does not fit the current state (unknown conference, duplicate
+/// participant, address owned by someone else) is skipped and counted in
+/// [`crate::MeshStats::commands_rejected`].
+pub enum Command<P> {
+    CreateConference {
+        conf: ConfId,
+        path: P,
+    },
+    RemoveConference {
+        conf: ConfId,
+    },
+    AddParticipant {
+        conf: ConfId,
+        participant: ParticipantId,
+    },
+    RemoveParticipant {
+        conf: ConfId,
+        participant: ParticipantId,
+    },
+    /// The participant sends `kind` media with `ssrc` from `remote` and receives it at the same
+    /// address (symmetric RTP). `Remote::Latch(ip)`: the address is learned from the first
+    /// packet from `ip` carrying `ssrc`. Replaces any earlier channel of that kind.
+    SetChannel {
+        conf: ConfId,
+        participant: ParticipantId,
+        kind: MediaKind,
+        remote: Remote,
+        ssrc: u32,
+        clock_rate: u32,
+    },
+    /// Per-receiver send budget in bits/s (None = unlimited). Over budget, video is shed
+    /// before audio.
+    SetBudget {
+        conf: ConfId,
+        participant: ParticipantId,
+        bits_per_sec: Option<u64>,
+    },
+    /// Moderator mute: the participant's audio is not forwarded while muted.
+    Mute {
+        conf: ConfId,
+        participant: ParticipantId,
+        muted: bool,
+    },
+}
+
+/// Something the control plane should know about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A Latch channel learned its address.
+    Latched {
+        conf: ConfId,
+        participant: ParticipantId,
+        kind: MediaKind,
+        addr: SocketAddr,
+    },
+}
+
+/// Sizing of one mesh. The counts are pre-sizing hints, not limits: going past them works
+/// but allocates while the tables grow.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// Period of [`crate::Mesh::handle_tick`].
+    pub tick: Duration,
+    pub max_conferences: usize,
+    pub max_participants: usize,
+    /// Packets the transmit batch holds before further packets are dropped as
+    /// [`crate::DropReason::TxFull`]; bounds memory when the caller polls too rarely.
+    pub tx_packets: usize,
+    /// Bytes the transmit batch holds before further packets are dropped as `TxFull`.
+    pub tx_bytes: usize,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(10),
+            max_conferences: 64,
+            max_participants: 1024,
+            tx_packets: 4096,
+            tx_bytes: 4096 * 1500,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The sans-IO media core of one media-server worker.
+//!
+//! A worker thread owns one [`Mesh`]: it feeds in datagrams, control commands and clock ticks,
+//! and drains transmits and events. The mesh never touches sockets, threads or the clock, so
+//! the whole media path is deterministic and testable with virtual time.
+//!
+//! Each RTP packet goes through sorter -> [`Path`] -> filter -> scheduler -> sender:
+//! - the **sorter** (one per conference) maps address and SSRC to a participant stream and keeps
+//!   RFC 3550 reception statistics;
+//! - the **path** (reflector or transcoder, supplied by the caller) chooses the receivers;
+//! - the **filter** (one per receiver) decides *whether* (no echo, mute);
+//! - the **scheduler** (one per receiver) decides *when* (budget, video shed before audio);
+//! - the **sender** (one per receiver) decides *how*, writing into the transmit batch.
+//!
+//! Forwarding allocates nothing on the heap once the tables and batch have warmed up, and
+//! every packet that is not forwarded is counted under a [`DropReason`].
+
+mod command;
+mod filter;
+mod mesh;
+pub mod rtp;
+mod scheduler;
+mod sender;
+mod sorter;
+mod stats;
+mod tx;
+
+use std::time::Instant;
+
+pub use command::{Command, Event, MeshConfig};
+pub use mesh::Mesh;
+pub use rtp::RtpView;
+pub use stats::{DropReason, MeshStats, StreamStats};
+pub use tx::TxBatch;
+
+/// Worker-local conference key chosen by the control plane.
+pub type ConfId = u32;
+/// Server-wide participant id chosen by the control plane.
+pub type ParticipantId = u32;
+
+/// The kind of media a channel carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    /// Both kinds, in index order.
+    pub const ALL: [MediaKind; 2] = [MediaKind::Audio, MediaKind::Video];
+
+    /// Dense index for per-kind arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            MediaKind::Audio => 0,
+            MediaKind::Video => 1,
+        }
+    }
+}
+
+/// Where a participant's channel sends from and receives at (symmetric RTP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remote {
+    /// A fixed address announced by the client.
+    Addr(std::net::SocketAddr),
+    /// Learned from the first packet from this IP carrying the channel's SSRC (NAT traversal).
+    Latch(std::net::IpAddr),
+}
+
+/// The per-conference media path (reflector now, transcoder later).
+///
+/// Static dispatch: the media server implements this for its own enum over paths, since the
+/// mesh cannot depend on the path crates.
+pub trait Path {
+    /// Chooses which members receive this media packet from `src` and pushes their ids into
+    /// `out`, which the mesh has already cleared.
+    fn route(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        kind: MediaKind,
+        pkt: &RtpView<'_>,
+        members: &[ParticipantId],
+        out: &mut Vec<ParticipantId>,
+    );
+}
+
+/// Why bytes could not be read as RTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("packet shorter than its headers say")]
+    Truncated,
+    #[error("RTP version {0}, expected 2")]
+    BadVersion(u8),
+    #[error("padding count is zero or longer than the body")]
+    BadPadding,
+}

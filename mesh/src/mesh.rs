@@ -1,0 +1,357 @@
+//! The [`Mesh`] state machine: the tables of one worker and the per-packet pipeline.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::filter::{Candidate, Filter};
+use crate::rtp::{self, RtpView};
+use crate::scheduler::Scheduler;
+use crate::sender::{Sender, TxLimits};
+use crate::sorter::{Sorter, SourceIndex};
+use crate::{
+    Command, ConfId, DropReason, Event, MediaKind, MeshConfig, MeshStats, ParticipantId, Path,
+    StreamStats, TxBatch,
+};
+
+/// Per-conference tables start this small; they grow on join, never per packet.
+const CONF_PRESIZE: usize = 8;
+/// A zero tick would make the caller spin.
+const MIN_TICK: Duration = Duration::from_millis(1);
+
+/// Everything the mesh keeps for one receiving participant.
+#[derive(Debug)]
+struct Receiver {
+    filter: Filter,
+    scheduler: Scheduler,
+    sender: Sender,
+}
+
+struct Conference<P> {
+    path: P,
+    /// In join order; handed to [`Path::route`].
+    members: Vec<ParticipantId>,
+    sorter: Sorter,
+    receivers: HashMap<ParticipantId, Receiver>,
+}
+
+/// The media core of one worker thread. See the crate docs for the pipeline.
+pub struct Mesh<P: Path> {
+    tick: Duration,
+    limits: TxLimits,
+    next_tick: Instant,
+    conferences: HashMap<ConfId, Conference<P>>,
+    /// Which conference each participant is in; participant ids are server-wide.
+    membership: HashMap<ParticipantId, ConfId>,
+    index: SourceIndex,
+    commands: VecDeque<Command<P>>,
+    events: VecDeque<Event>,
+    tx: TxBatch,
+    /// Scratch for [`Path::route`], reused for every packet.
+    route: Vec<ParticipantId>,
+    stats: MeshStats,
+}
+
+impl<P: Path> Mesh<P> {
+    /// An empty mesh whose first tick is due at `now`.
+    pub fn new(now: Instant, cfg: MeshConfig) -> Self {
+        let parts = cfg.max_participants.max(1);
+        Self {
+            tick: cfg.tick.max(MIN_TICK),
+            limits: TxLimits {
+                packets: cfg.tx_packets,
+                bytes: cfg.tx_bytes,
+            },
+            next_tick: now,
+            conferences: HashMap::with_capacity(cfg.max_conferences),
+            membership: HashMap::with_capacity(parts),
+            index: SourceIndex::with_capacity(parts),
+            commands: VecDeque::with_capacity(64),
+            events: VecDeque::with_capacity(64),
+            tx: TxBatch::with_capacity(cfg.tx_packets, cfg.tx_bytes),
+            route: Vec::with_capacity(parts),
+            stats: MeshStats::default(),
+        }
+    }
+
+    /// Takes one received datagram through the pipeline.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        if rtp::is_rtcp(data) {
+            // Strangers' RTCP counts as unknown like any other stranger's packet.
+            let reason = match self.index.owner(&from) {
+                Some(_) => DropReason::Rtcp,
+                None => DropReason::UnknownSource,
+            };
+            self.stats.drop(reason);
+            return;
+        }
+        let Ok(pkt) = RtpView::parse(data) else {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        };
+        match self.sort(now, from, &pkt) {
+            Some((conf, src, kind)) => self.forward(now, conf, src, kind, &pkt),
+            None => self.stats.drop(DropReason::UnknownSource),
+        }
+    }
+
+    /// Sorter stage: finds the stream, latching a pending channel on its first packet.
+    fn sort(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        pkt: &RtpView<'_>,
+    ) -> Option<(ConfId, ParticipantId, MediaKind)> {
+        if let Some((c, p)) = self.index.owner(&from) {
+            let conf = self.conferences.get_mut(&c)?;
+            if let Some(kind) = conf.sorter.accept(now, p, from, pkt) {
+                return Some((c, p, kind));
+            }
+        }
+        let (c, p, kind) = self.index.pending_latch(from.ip(), pkt.ssrc())?;
+        let conf = self.conferences.get_mut(&c)?;
+        if !conf
+            .sorter
+            .bind_latch(&mut self.index, (c, p), kind, from, pkt.ssrc())
+        {
+            return None;
+        }
+        if let Some(rx) = conf.receivers.get_mut(&p) {
+            rx.sender.set_channel(kind, Some(from));
+        }
+        self.events.push_back(Event::Latched {
+            conf: c,
+            participant: p,
+            kind,
+            addr: from,
+        });
+        let kind = conf.sorter.accept(now, p, from, pkt)?;
+        Some((c, p, kind))
+    }
+
+    /// Path, filter, scheduler and sender stages for every receiver the path picks.
+    fn forward(
+        &mut self,
+        now: Instant,
+        conf: ConfId,
+        src: ParticipantId,
+        kind: MediaKind,
+        pkt: &RtpView<'_>,
+    ) {
+        let Some(conf) = self.conferences.get_mut(&conf) else {
+            return;
+        };
+        let cand = Candidate {
+            src,
+            kind,
+            src_muted: conf.sorter.is_muted(src),
+        };
+        self.route.clear();
+        conf.path
+            .route(now, src, kind, pkt, &conf.members, &mut self.route);
+        let len = pkt.len();
+        for rid in &self.route {
+            let Some(rx) = conf.receivers.get_mut(rid) else {
+                self.stats.drop(DropReason::UnknownReceiver);
+                continue;
+            };
+            let verdict = rx
+                .filter
+                .check(&cand)
+                .and_then(|()| rx.sender.prepare(kind, len, &self.tx, self.limits))
+                .and_then(|dest| rx.scheduler.admit(now, kind, len).map(|()| dest));
+            match verdict {
+                Ok(dest) => {
+                    rx.sender.write(&mut self.tx, dest, kind, pkt);
+                    self.stats.packets_out += 1;
+                    self.stats.bytes_out += len as u64;
+                }
+                Err(reason) => self.stats.drop(reason),
+            }
+        }
+    }
+
+    /// Queues a control command; it takes effect at the next [`Mesh::handle_tick`].
+    pub fn handle_command(&mut self, _now: Instant, cmd: Command<P>) {
+        self.commands.push_back(cmd);
+    }
+
+    /// Applies queued commands and runs periodic work.
+    pub fn handle_tick(&mut self, now: Instant) {
+        while let Some(cmd) = self.commands.pop_front() {
+            if self.apply(cmd) {
+                self.stats.commands_applied += 1;
+            } else {
+                self.stats.commands_rejected += 1;
+            }
+        }
+        if now >= self.next_tick {
+            self.next_tick += self.tick;
+            // After a stall, restart the cadence rather than firing a burst of catch-up ticks.
+            if self.next_tick <= now {
+                self.next_tick = now + self.tick;
+            }
+        }
+    }
+
+    /// Applies one command; false when it does not fit the current state.
+    fn apply(&mut self, cmd: Command<P>) -> bool {
+        match cmd {
+            Command::CreateConference { conf, path } => {
+                if self.conferences.contains_key(&conf) {
+                    return false;
+                }
+                self.conferences.insert(
+                    conf,
+                    Conference {
+                        path,
+                        members: Vec::with_capacity(CONF_PRESIZE),
+                        sorter: Sorter::with_capacity(CONF_PRESIZE),
+                        receivers: HashMap::with_capacity(CONF_PRESIZE),
+                    },
+                );
+                true
+            }
+            Command::RemoveConference { conf } => {
+                let Some(mut c) = self.conferences.remove(&conf) else {
+                    return false;
+                };
+                for pid in c.members.drain(..) {
+                    c.sorter.remove(&mut self.index, conf, pid);
+                    self.membership.remove(&pid);
+                }
+                true
+            }
+            Command::AddParticipant { conf, participant } => {
+                let Some(c) = self.conferences.get_mut(&conf) else {
+                    return false;
+                };
+                if self.membership.contains_key(&participant) {
+                    return false;
+                }
+                self.membership.insert(participant, conf);
+                c.members.push(participant);
+                c.sorter.add(participant);
+                c.receivers.insert(
+                    participant,
+                    Receiver {
+                        filter: Filter::new(participant),
+                        scheduler: Scheduler::default(),
+                        sender: Sender::default(),
+                    },
+                );
+                true
+            }
+            Command::RemoveParticipant { conf, participant } => {
+                if self.membership.get(&participant) != Some(&conf) {
+                    return false;
+                }
+                let Some(c) = self.conferences.get_mut(&conf) else {
+                    return false;
+                };
+                self.membership.remove(&participant);
+                c.members.retain(|&m| m != participant);
+                c.sorter.remove(&mut self.index, conf, participant);
+                c.receivers.remove(&participant);
+                true
+            }
+            Command::SetChannel {
+                conf,
+                participant,
+                kind,
+                remote,
+                ssrc,
+                clock_rate,
+            } => {
+                let Some(c) = self.conferences.get_mut(&conf) else {
+                    return false;
+                };
+                let key = (conf, participant);
+                match c
+                    .sorter
+                    .set_channel(&mut self.index, key, kind, remote, ssrc, clock_rate)
+                {
+                    Ok(addr) => {
+                        if let Some(rx) = c.receivers.get_mut(&participant) {
+                            rx.sender.set_channel(kind, addr);
+                        }
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Command::SetBudget {
+                conf,
+                participant,
+                bits_per_sec,
+            } => match self.receiver_mut(conf, participant) {
+                Some(rx) => {
+                    rx.scheduler.set_budget(bits_per_sec);
+                    true
+                }
+                None => false,
+            },
+            Command::Mute {
+                conf,
+                participant,
+                muted,
+            } => self
+                .conferences
+                .get_mut(&conf)
+                .is_some_and(|c| c.sorter.set_muted(participant, muted)),
+        }
+    }
+
+    fn receiver_mut(&mut self, conf: ConfId, pid: ParticipantId) -> Option<&mut Receiver> {
+        self.conferences.get_mut(&conf)?.receivers.get_mut(&pid)
+    }
+
+    /// Hands over everything ready to send by swapping batches: no copy, no allocation. The
+    /// caller sends `out`'s packets and clears it before the next call.
+    pub fn poll_transmit(&mut self, out: &mut TxBatch) {
+        std::mem::swap(&mut self.tx, out);
+        // In case the caller handed back a batch it did not clear.
+        self.tx.clear();
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Mesh::handle_tick`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    pub fn stats(&self) -> &MeshStats {
+        &self.stats
+    }
+
+    /// Reception statistics of one incoming stream, from the sorter.
+    pub fn stream_stats(
+        &self,
+        conf: ConfId,
+        participant: ParticipantId,
+        kind: MediaKind,
+    ) -> Option<StreamStats> {
+        self.conferences
+            .get(&conf)?
+            .sorter
+            .stream_stats(participant, kind)
+    }
+
+    /// The members of a conference in join order.
+    pub fn members(&self, conf: ConfId) -> Option<&[ParticipantId]> {
+        self.conferences.get(&conf).map(|c| &c.members[..])
+    }
+
+    pub fn conference_count(&self) -> usize {
+        self.conferences.len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.membership.len()
+    }
+}

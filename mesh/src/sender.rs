@@ -1,0 +1,146 @@
+//! The sender, one per receiver: decides *how* a packet goes out, and writes it into the
+//! transmit batch.
+//!
+//! Packets are copied into the batch's arena first and then handled in place, which is where
+//! SSRC, sequence and timestamp rewriting will go, so forwarding stays one copy per receiver.
+
+use std::net::SocketAddr;
+
+use crate::{DropReason, MediaKind, RtpView, TxBatch};
+
+/// Batch limits from the mesh configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxLimits {
+    pub(crate) packets: usize,
+    pub(crate) bytes: usize,
+}
+
+/// Per-kind totals, as RTCP sender reports will need them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SendCounters {
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sender {
+    /// Per kind: `None` no channel, `Some(None)` channel waiting for its latch.
+    dest: [Option<Option<SocketAddr>>; 2],
+    sent: [SendCounters; 2],
+}
+
+impl Sender {
+    /// Records the receiver's channel of `kind`; `addr` is `None` while a latch is pending.
+    pub(crate) fn set_channel(&mut self, kind: MediaKind, addr: Option<SocketAddr>) {
+        self.dest[kind.index()] = Some(addr);
+    }
+
+    /// Where a packet of `kind` and `len` bytes would go, if it fits in the batch.
+    pub(crate) fn prepare(
+        &self,
+        kind: MediaKind,
+        len: usize,
+        tx: &TxBatch,
+        limits: TxLimits,
+    ) -> Result<SocketAddr, DropReason> {
+        let dest = self.dest[kind.index()]
+            .ok_or(DropReason::NoChannel)?
+            .ok_or(DropReason::NoReceiveAddress)?;
+        if tx.len() >= limits.packets || tx.byte_len() + len > limits.bytes {
+            return Err(DropReason::TxFull);
+        }
+        Ok(dest)
+    }
+
+    /// Writes `pkt` for `dest` into the batch.
+    pub(crate) fn write(
+        &mut self,
+        tx: &mut TxBatch,
+        dest: SocketAddr,
+        kind: MediaKind,
+        pkt: &RtpView<'_>,
+    ) {
+        let buf = tx.push_mut(dest, pkt.as_bytes());
+        // Header rewriting for seamless switches will edit `buf` here.
+        let c = &mut self.sent[kind.index()];
+        c.packets += 1;
+        c.bytes += buf.len() as u64;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sent(&self, kind: MediaKind) -> SendCounters {
+        self.sent[kind.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: TxLimits = TxLimits {
+        packets: 2,
+        bytes: 100,
+    };
+
+    fn pkt() -> Vec<u8> {
+        let mut v = vec![0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        v.extend_from_slice(&[7; 28]);
+        v
+    }
+
+    #[test]
+    fn needs_channel_and_address() {
+        let tx = TxBatch::default();
+        let mut s = Sender::default();
+        assert_eq!(
+            s.prepare(MediaKind::Audio, 40, &tx, LIMITS),
+            Err(DropReason::NoChannel)
+        );
+        s.set_channel(MediaKind::Audio, None);
+        assert_eq!(
+            s.prepare(MediaKind::Audio, 40, &tx, LIMITS),
+            Err(DropReason::NoReceiveAddress)
+        );
+        let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        s.set_channel(MediaKind::Audio, Some(a));
+        assert_eq!(s.prepare(MediaKind::Audio, 40, &tx, LIMITS), Ok(a));
+        assert_eq!(
+            s.prepare(MediaKind::Video, 40, &tx, LIMITS),
+            Err(DropReason::NoChannel)
+        );
+    }
+
+    #[test]
+    fn writes_unchanged_and_respects_limits() {
+        let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let mut s = Sender::default();
+        s.set_channel(MediaKind::Video, Some(a));
+        let data = pkt();
+        let view = RtpView::parse(&data).unwrap();
+        let mut tx = TxBatch::default();
+        for _ in 0..2 {
+            let dest = s
+                .prepare(MediaKind::Video, data.len(), &tx, LIMITS)
+                .unwrap();
+            s.write(&mut tx, dest, MediaKind::Video, &view);
+        }
+        assert_eq!(tx.iter().next(), Some((a, &data[..])));
+        assert_eq!(
+            s.sent(MediaKind::Video),
+            SendCounters {
+                packets: 2,
+                bytes: 80
+            }
+        );
+        // Third packet: over the packet limit; a big one with room in count: over bytes.
+        assert_eq!(
+            s.prepare(MediaKind::Video, 40, &tx, LIMITS),
+            Err(DropReason::TxFull)
+        );
+        let tx = TxBatch::default();
+        assert_eq!(
+            s.prepare(MediaKind::Video, 101, &tx, LIMITS),
+            Err(DropReason::TxFull)
+        );
+    }
+}

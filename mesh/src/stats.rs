@@ -1,0 +1,131 @@
+//! Counters: why packets were not forwarded, and what went in and out.
+
+/// Why a datagram, or one receiver's copy of it, was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Not a valid RTP packet.
+    Malformed,
+    /// An address or SSRC that no channel set up. Nothing is ever sent in response.
+    UnknownSource,
+    /// RTCP (RFC 5761 demux) is recognized and consumed, not forwarded yet.
+    Rtcp,
+    /// Never echo a participant's own stream back to it.
+    OwnStream,
+    /// The source is muted.
+    Muted,
+    /// The receiver's budget is spent; only video is shed this way.
+    OverBudget,
+    /// The receiver's channel for this kind has not latched its address yet.
+    NoReceiveAddress,
+    /// The receiver has no channel of this kind (for example audio-only).
+    NoChannel,
+    /// The path routed to an id that is not a member of the conference.
+    UnknownReceiver,
+    /// The transmit batch is full because the caller has not polled it.
+    TxFull,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::UnknownSource,
+        DropReason::Rtcp,
+        DropReason::OwnStream,
+        DropReason::Muted,
+        DropReason::OverBudget,
+        DropReason::NoReceiveAddress,
+        DropReason::NoChannel,
+        DropReason::UnknownReceiver,
+        DropReason::TxFull,
+    ];
+
+    /// A stable snake_case name for metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::Rtcp => "rtcp",
+            DropReason::OwnStream => "own_stream",
+            DropReason::Muted => "muted",
+            DropReason::OverBudget => "over_budget",
+            DropReason::NoReceiveAddress => "no_receive_address",
+            DropReason::NoChannel => "no_channel",
+            DropReason::UnknownReceiver => "unknown_receiver",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Mesh-wide counters, all monotonic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeshStats {
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub commands_applied: u64,
+    /// Commands that did not fit the state when applied (see [`crate::Command`]).
+    pub commands_rejected: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl MeshStats {
+    /// How many drops were counted for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// Every reason with its count, zero counts included, for metrics export.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.drops(r)))
+    }
+
+    /// Sum over all reasons.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+}
+
+/// RFC 3550 reception statistics of one incoming stream, as kept by the sorter.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StreamStats {
+    /// Packets accepted from this stream, duplicates and late ones included.
+    pub packets: u64,
+    /// Cumulative packets lost (expected minus received, RFC 3550 A.3), floored at zero.
+    pub lost: u64,
+    /// Interarrival jitter (RFC 3550 A.8) in milliseconds.
+    pub jitter_ms: f64,
+    /// Highest sequence number seen, extended with the wraparound count.
+    pub highest_seq_ext: u64,
+    /// Packets that arrived after a higher sequence number (late or duplicate).
+    pub reordered: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_reason() {
+        let mut s = MeshStats::default();
+        s.drop(DropReason::Muted);
+        s.drop(DropReason::Muted);
+        s.drop(DropReason::TxFull);
+        assert_eq!(s.drops(DropReason::Muted), 2);
+        assert_eq!(s.drops(DropReason::TxFull), 1);
+        assert_eq!(s.total_drops(), 3);
+        assert_eq!(s.drop_counts().count(), DropReason::ALL.len());
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "ALL must follow declaration order");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Proves that forwarding allocates nothing on the heap once warmed up.
+//!
+//! A counting global allocator counts allocations made by this test's own thread only, so
+//! the test harness's threads cannot disturb the count.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use common::*;
+use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    // `try_with`: thread-locals may be gone while a thread shuts down.
+    let _ = COUNTING.try_with(|c| {
+        if c.get() {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCS.with(|a| a.get()))
+}
+
+#[test]
+fn forwarding_does_not_allocate_after_warm_up() {
+    let mut now = std::time::Instant::now();
+    let mut mesh: Mesh<Everyone> = Mesh::new(now, MeshConfig::default());
+    mesh.handle_command(
+        now,
+        Command::CreateConference {
+            conf: CONF,
+            path: Everyone,
+        },
+    );
+    const PEOPLE: u32 = 8;
+    for id in 1..=PEOPLE {
+        mesh.handle_command(
+            now,
+            Command::AddParticipant {
+                conf: CONF,
+                participant: id,
+            },
+        );
+        for kind in MediaKind::ALL {
+            // Half the participants latch, to cover that path's warm-up too.
+            let remote = if id % 2 == 0 {
+                Remote::Latch(ip(id))
+            } else {
+                Remote::Addr(addr(id))
+            };
+            mesh.handle_command(
+                now,
+                Command::SetChannel {
+                    conf: CONF,
+                    participant: id,
+                    kind,
+                    remote,
+                    ssrc: ssrc(id, kind),
+                    clock_rate: clock_rate(kind),
+                },
+            );
+        }
+    }
+    // One participant is on a budget, so the scheduler sheds some video as well.
+    mesh.handle_command(
+        now,
+        Command::SetBudget {
+            conf: CONF,
+            participant: 3,
+            bits_per_sec: Some(300_000),
+        },
+    );
+    mesh.handle_tick(now);
+
+    // Packets prepared up front: building them is the test's allocation, not the mesh's.
+    let packets: Vec<(std::net::SocketAddr, Vec<u8>)> = (0..2000u32)
+        .map(|n| {
+            let id = n % PEOPLE + 1;
+            let kind = MediaKind::ALL[(n / PEOPLE) as usize % 2];
+            let len = if kind == MediaKind::Audio { 160 } else { 1200 };
+            (addr(id), rtp(ssrc(id, kind), n as u16, n * 960, len))
+        })
+        .collect();
+    // The caller's batch, sized like the mesh's so swapping keeps capacities equal.
+    let cfg = MeshConfig::default();
+    let mut out = TxBatch::with_capacity(cfg.tx_packets, cfg.tx_bytes);
+    let mut run = |mesh: &mut Mesh<Everyone>,
+                   now: &mut std::time::Instant,
+                   chunk: &[(std::net::SocketAddr, Vec<u8>)]| {
+        let mut sent = 0;
+        for (i, (from, pkt)) in chunk.iter().enumerate() {
+            mesh.handle_datagram(*now, *from, pkt);
+            if i % 16 == 15 {
+                mesh.poll_transmit(&mut out);
+                sent += out.iter().count();
+                out.clear();
+                *now += Duration::from_millis(1);
+                mesh.handle_tick(*now);
+            }
+        }
+        mesh.poll_transmit(&mut out);
+        sent += out.len();
+        out.clear();
+        sent
+    };
+
+    // Warm-up: latches bind, tables and batches reach their working size.
+    let warm = run(&mut mesh, &mut now, &packets[..500]);
+    assert!(warm > 0);
+    while mesh.poll_event().is_some() {}
+
+    let (sent, allocs) = counted(|| run(&mut mesh, &mut now, &packets[500..]));
+    assert!(sent > 1500 * 5, "forwarded only {sent}");
+    assert_eq!(allocs, 0, "heap allocations while forwarding");
+    let st = mesh.stats();
+    assert!(st.drops(mesh::DropReason::OverBudget) > 0);
+}

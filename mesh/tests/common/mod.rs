@@ -1,0 +1,185 @@
+//! A simulated network around a [`Mesh`]: virtual time, no sockets.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mesh::{
+    Command, ConfId, MediaKind, Mesh, MeshConfig, ParticipantId, Path, Remote, RtpView, TxBatch,
+};
+
+/// Routes every packet to every member, the sender included, so the mesh's own filter is
+/// what keeps a participant from hearing itself.
+#[derive(Default)]
+pub struct Everyone;
+
+impl Path for Everyone {
+    fn route(
+        &mut self,
+        _now: Instant,
+        _src: ParticipantId,
+        _kind: MediaKind,
+        _pkt: &RtpView<'_>,
+        members: &[ParticipantId],
+        out: &mut Vec<ParticipantId>,
+    ) {
+        out.extend_from_slice(members);
+    }
+}
+
+/// Deterministic xorshift64 for loss, reordering and delay patterns.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+pub const CONF: ConfId = 7;
+
+/// The address participant `id` sends from and receives at.
+pub fn addr(id: ParticipantId) -> SocketAddr {
+    SocketAddr::new(ip(id), 5000)
+}
+
+pub fn ip(id: ParticipantId) -> IpAddr {
+    IpAddr::from([10, 0, 0, id as u8])
+}
+
+pub fn ssrc(id: ParticipantId, kind: MediaKind) -> u32 {
+    match kind {
+        MediaKind::Audio => 1000 + id,
+        MediaKind::Video => 2000 + id,
+    }
+}
+
+pub fn clock_rate(kind: MediaKind) -> u32 {
+    match kind {
+        MediaKind::Audio => 48_000,
+        MediaKind::Video => 90_000,
+    }
+}
+
+/// An RTP packet with `len` bytes in all.
+pub fn rtp(ssrc: u32, seq: u16, ts: u32, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len.max(12));
+    v.extend_from_slice(&[0x80, 96]);
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.resize(len.max(12), 0xab);
+    v
+}
+
+pub fn ssrc_of(pkt: &[u8]) -> u32 {
+    RtpView::parse(pkt).expect("mesh only sends RTP").ssrc()
+}
+
+pub struct Net<P: Path> {
+    pub mesh: Mesh<P>,
+    pub now: Instant,
+    batch: TxBatch,
+    /// Everything the mesh sent, by destination.
+    pub inbox: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    /// Next sequence number per SSRC.
+    seqs: HashMap<u32, u16>,
+}
+
+impl<P: Path> Net<P> {
+    pub fn new(cfg: MeshConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            mesh: Mesh::new(now, cfg),
+            now,
+            batch: TxBatch::with_capacity(256, 256 * 1500),
+            inbox: HashMap::new(),
+            seqs: HashMap::new(),
+        }
+    }
+
+    pub fn command(&mut self, cmd: Command<P>) {
+        self.mesh.handle_command(self.now, cmd);
+    }
+
+    /// Advances virtual time by `dt` and ticks the mesh.
+    pub fn tick(&mut self, dt: Duration) {
+        self.now += dt;
+        self.mesh.handle_tick(self.now);
+    }
+
+    /// Queues a conference with `ids`, each with audio and video channels at [`addr`], and
+    /// applies it with a tick.
+    pub fn conference(&mut self, path: P, ids: &[ParticipantId]) {
+        self.command(Command::CreateConference { conf: CONF, path });
+        for &id in ids {
+            self.join(id, Remote::Addr(addr(id)));
+        }
+        self.tick(Duration::from_millis(10));
+    }
+
+    /// Queues an AddParticipant and both channels for `id` at `remote`.
+    pub fn join(&mut self, id: ParticipantId, remote: Remote) {
+        self.command(Command::AddParticipant {
+            conf: CONF,
+            participant: id,
+        });
+        for kind in MediaKind::ALL {
+            self.command(Command::SetChannel {
+                conf: CONF,
+                participant: id,
+                kind,
+                remote,
+                ssrc: ssrc(id, kind),
+                clock_rate: clock_rate(kind),
+            });
+        }
+    }
+
+    /// Delivers one datagram to the mesh and collects what it sends.
+    pub fn send_raw(&mut self, from: SocketAddr, data: &[u8]) -> usize {
+        self.mesh.handle_datagram(self.now, from, data);
+        self.drain()
+    }
+
+    /// Sends the next packet of participant `id`'s `kind` stream from `from`.
+    pub fn send_from(&mut self, from: SocketAddr, id: ParticipantId, kind: MediaKind) -> usize {
+        let s = ssrc(id, kind);
+        let seq = self.seqs.entry(s).or_insert(0);
+        let pkt = rtp(s, *seq, u32::from(*seq) * 960, 200);
+        *seq = seq.wrapping_add(1);
+        self.send_raw(from, &pkt)
+    }
+
+    pub fn send(&mut self, id: ParticipantId, kind: MediaKind) -> usize {
+        self.send_from(addr(id), id, kind)
+    }
+
+    /// Moves the mesh's transmit batch into the inbox; returns how many packets it held.
+    pub fn drain(&mut self) -> usize {
+        self.mesh.poll_transmit(&mut self.batch);
+        let n = self.batch.len();
+        for (dest, bytes) in self.batch.iter() {
+            self.inbox.entry(dest).or_default().push(bytes.to_vec());
+        }
+        self.batch.clear();
+        n
+    }
+
+    /// SSRCs received at `to`, in arrival order.
+    pub fn received(&self, to: SocketAddr) -> Vec<u32> {
+        self.inbox
+            .get(&to)
+            .map(|v| v.iter().map(|p| ssrc_of(p)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn count_from(&self, to: SocketAddr, ssrc: u32) -> usize {
+        self.received(to).iter().filter(|&&s| s == ssrc).count()
+    }
+}
