@@ -86,7 +86,10 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
                 return w.shutdown().await;
             }
             other => {
-                let text = format!("{} is not valid before join", other.encode().split('\t').next().unwrap_or("").trim_end());
+                let text = format!(
+                    "{} is not valid before join",
+                    other.encode().split('\t').next().unwrap_or("").trim_end()
+                );
                 return refuse(&mut w, ServerMsg::reject(ErrorCode::WrongState, text)).await;
             }
         }
@@ -95,17 +98,30 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
 
 /// Checks the account, places the conference, reserves at the media server and signs
 /// the ticket. Returns the `dispatch` line, or the `reject` to send instead.
-fn dispatch(service: &Service, conference: &str, account: &str, user: &str, mode: protocol::Mode) -> ServerMsg {
+fn dispatch(
+    service: &Service,
+    conference: &str,
+    account: &str,
+    user: &str,
+    mode: protocol::Mode,
+) -> ServerMsg {
     let settings = service.settings();
     if !settings.accounts.iter().any(|a| a.code == account) {
-        return ServerMsg::reject(ErrorCode::UnknownAccount, format!("unknown account {account}"));
+        return ServerMsg::reject(
+            ErrorCode::UnknownAccount,
+            format!("unknown account {account}"),
+        );
     }
     let now = Instant::now();
     let unix = unix_ms();
-    let placement = match service.tables().place(now, unix, conference, account, mode, settings.ticket_ttl) {
-        Ok(p) => p,
-        Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
-    };
+    let placement =
+        match service
+            .tables()
+            .place(now, unix, conference, account, mode, settings.ticket_ttl)
+        {
+            Ok(p) => p,
+            Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
+        };
     let expires = unix / 1000 + settings.ticket_ttl.as_secs();
     let reserve = DispMsg::Reserve {
         conference: conference.to_owned(),
@@ -120,7 +136,10 @@ fn dispatch(service: &Service, conference: &str, account: &str, user: &str, mode
         .filter(|l| l.generation == placement.generation)
         .is_some_and(|l| l.tx.send(reserve).is_ok());
     if !sent {
-        return ServerMsg::reject(ErrorCode::NoCapacity, format!("media server {} is unreachable", placement.server));
+        return ServerMsg::reject(
+            ErrorCode::NoCapacity,
+            format!("media server {} is unreachable", placement.server),
+        );
     }
     let claims = Claims {
         conference,

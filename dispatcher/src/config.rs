@@ -80,18 +80,27 @@ impl DispatcherArgs {
     pub fn resolve(self) -> Result<Settings, DispatcherError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?;
-                toml::from_str::<DispatcherArgs>(&text).map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?;
+                toml::from_str::<DispatcherArgs>(&text)
+                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?
             }
             None => DispatcherArgs::default(),
         };
-        let secret = self
-            .secret
-            .or(file.secret)
-            .ok_or_else(|| DispatcherError::Config("`secret` must be set (flag or config): media servers check tickets with it".into()))?;
-        let accounts = if self.accounts.is_empty() { file.accounts } else { self.accounts };
+        let secret = self.secret.or(file.secret).ok_or_else(|| {
+            DispatcherError::Config(
+                "`secret` must be set (flag or config): media servers check tickets with it".into(),
+            )
+        })?;
+        let accounts = if self.accounts.is_empty() {
+            file.accounts
+        } else {
+            self.accounts
+        };
         if accounts.is_empty() {
-            return Err(DispatcherError::Config("no `[[accounts]]` in the config: every join would be rejected".into()));
+            return Err(DispatcherError::Config(
+                "no `[[accounts]]` in the config: every join would be rejected".into(),
+            ));
         }
         let mut s = Settings::new(secret.into_bytes(), accounts);
         if let Some(v) = self.listen.or(file.listen) {

@@ -64,6 +64,23 @@ pub struct Event {
     pub detail: String,
 }
 
+/// A media server's `report` (seed 003: capacity, conferences, users, load).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Load {
+    pub unused: u32,
+    pub conferences: u32,
+    pub users: u32,
+    pub cpu_pct: f32,
+    pub pps: u64,
+}
+
+/// A point in time in both clocks: monotonic for ages, Unix for logs and the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub now: Instant,
+    pub unix_ms: u64,
+}
+
 /// Why a join could not be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlaceError {
@@ -134,27 +151,37 @@ impl Tables {
                 generation,
             },
         );
-        self.log(unix_ms, "registered", id, "", format!("{client_addr} caps={caps} total={total}"));
+        self.log(
+            unix_ms,
+            "registered",
+            id,
+            "",
+            format!("{client_addr} caps={caps} total={total}"),
+        );
         generation
     }
 
     /// The registry link of `id` closed. Only the registration it made is removed, with
     /// the conferences it hosted: their clients come back and recreate them elsewhere.
     pub fn server_lost(&mut self, unix_ms: u64, id: &str, generation: u64) {
-        if self.servers.get(id).is_some_and(|s| s.generation == generation) {
+        if self
+            .servers
+            .get(id)
+            .is_some_and(|s| s.generation == generation)
+        {
             self.servers.remove(id);
             self.conferences.retain(|_, c| c.server != id);
             self.log(unix_ms, "lost", id, "", String::new());
         }
     }
 
-    pub fn report(&mut self, now: Instant, id: &str, unused: u32, conferences: u32, users: u32, cpu_pct: f32, pps: u64) {
+    pub fn report(&mut self, now: Instant, id: &str, load: Load) {
         if let Some(s) = self.servers.get_mut(id) {
-            s.unused = unused.min(s.total);
-            s.conferences = conferences;
-            s.users = users;
-            s.cpu_pct = cpu_pct;
-            s.pps = pps;
+            s.unused = load.unused.min(s.total);
+            s.conferences = load.conferences;
+            s.users = load.users;
+            s.cpu_pct = load.cpu_pct;
+            s.pps = load.pps;
             s.last_report = now;
             expire(&mut s.pending, now);
         }
@@ -215,26 +242,51 @@ impl Tables {
         Ok(placement)
     }
 
-    pub fn user_joined(&mut self, now: Instant, unix_ms: u64, server: &str, conference: &str, participant: u32, name: &str, account: &str) {
+    pub fn user_joined(
+        &mut self,
+        at: Stamp,
+        server: &str,
+        conference: &str,
+        participant: u32,
+        name: &str,
+        account: &str,
+    ) {
         if let Some(s) = self.servers.get_mut(server) {
             s.pending.pop_front();
             s.unused = s.unused.saturating_sub(1);
             s.users += 1;
         }
-        let c = self.conferences.entry(conference.to_owned()).or_insert_with(|| Conference {
-            name: conference.to_owned(),
-            server: server.to_owned(),
-            mode: Mode::Reflect.as_str(),
-            account: account.to_owned(),
-            created: now,
-            created_unix: unix_ms / 1000,
-            participants: BTreeMap::new(),
-        });
+        let c = self
+            .conferences
+            .entry(conference.to_owned())
+            .or_insert_with(|| Conference {
+                name: conference.to_owned(),
+                server: server.to_owned(),
+                mode: Mode::Reflect.as_str(),
+                account: account.to_owned(),
+                created: at.now,
+                created_unix: at.unix_ms / 1000,
+                participants: BTreeMap::new(),
+            });
         c.participants.insert(participant, name.to_owned());
-        self.log(unix_ms, "userjoined", server, conference, format!("{participant} {name}"));
+        let unix_ms = at.unix_ms;
+        self.log(
+            unix_ms,
+            "userjoined",
+            server,
+            conference,
+            format!("{participant} {name}"),
+        );
     }
 
-    pub fn user_left(&mut self, unix_ms: u64, server: &str, conference: &str, participant: u32, name: &str) {
+    pub fn user_left(
+        &mut self,
+        unix_ms: u64,
+        server: &str,
+        conference: &str,
+        participant: u32,
+        name: &str,
+    ) {
         if let Some(s) = self.servers.get_mut(server) {
             s.unused = (s.unused + 1).min(s.total);
             s.users = s.users.saturating_sub(1);
@@ -242,11 +294,21 @@ impl Tables {
         if let Some(c) = self.conferences.get_mut(conference) {
             c.participants.remove(&participant);
         }
-        self.log(unix_ms, "userleft", server, conference, format!("{participant} {name}"));
+        self.log(
+            unix_ms,
+            "userleft",
+            server,
+            conference,
+            format!("{participant} {name}"),
+        );
     }
 
     pub fn conf_deleted(&mut self, unix_ms: u64, server: &str, conference: &str) {
-        if self.conferences.get(conference).is_some_and(|c| c.server == server) {
+        if self
+            .conferences
+            .get(conference)
+            .is_some_and(|c| c.server == server)
+        {
             self.conferences.remove(conference);
         }
         self.log(unix_ms, "confdeleted", server, conference, String::new());
@@ -268,7 +330,14 @@ impl Tables {
         self.events.iter()
     }
 
-    fn log(&mut self, unix_ms: u64, kind: &'static str, server: &str, conference: &str, detail: String) {
+    fn log(
+        &mut self,
+        unix_ms: u64,
+        kind: &'static str,
+        server: &str,
+        conference: &str,
+        detail: String,
+    ) {
         tracing::info!(kind, server, conference, %detail, "event");
         if self.events.len() == EVENT_LOG {
             self.events.pop_front();
@@ -292,7 +361,11 @@ fn expire(pending: &mut VecDeque<Instant>, now: Instant) {
 /// Seed 003's selection: in service, has the capabilities, in communication (a report
 /// younger than [`REPORT_FRESH`]), then the greatest unused capacity. Ties go to the
 /// lowest id so that placement is reproducible.
-pub fn select<'a>(servers: impl Iterator<Item = &'a Server>, need: &Capabilities, now: Instant) -> Option<&'a Server> {
+pub fn select<'a>(
+    servers: impl Iterator<Item = &'a Server>,
+    need: &Capabilities,
+    now: Instant,
+) -> Option<&'a Server> {
     servers
         .filter(|s| s.caps.covers(need))
         .filter(|s| now.saturating_duration_since(s.last_report) < REPORT_FRESH)
@@ -317,6 +390,15 @@ mod tests {
         }
     }
 
+    fn load(unused: u32, conferences: u32, users: u32) -> Load {
+        Load {
+            unused,
+            conferences,
+            users,
+            ..Load::default()
+        }
+    }
+
     fn two_servers(t0: Instant) -> Tables {
         let mut t = Tables::new();
         t.register(t0, 0, "a", "127.0.0.1:1".parse().unwrap(), caps(false), 100);
@@ -328,8 +410,8 @@ mod tests {
     fn new_conference_goes_to_greatest_unused_capacity() {
         let t0 = Instant::now();
         let mut t = two_servers(t0);
-        t.report(t0, "a", 40, 3, 60, 0.0, 0);
-        t.report(t0, "b", 90, 1, 10, 0.0, 0);
+        t.report(t0, "a", load(40, 3, 60));
+        t.report(t0, "b", load(90, 1, 10));
         let p = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
         assert_eq!(p.server, "b");
         assert!(p.created);
@@ -339,10 +421,10 @@ mod tests {
     fn existing_conference_stays_where_it_runs() {
         let t0 = Instant::now();
         let mut t = two_servers(t0);
-        t.report(t0, "a", 10, 1, 90, 0.0, 0);
+        t.report(t0, "a", load(10, 1, 90));
         let first = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
         assert_eq!(first.server, "b");
-        t.report(t0, "b", 5, 1, 95, 0.0, 0);
+        t.report(t0, "b", load(5, 1, 95));
         let again = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
         assert_eq!(again.server, "b");
         assert!(!again.created);
@@ -358,8 +440,28 @@ mod tests {
         let p2 = t.place(t0, 0, "two", "demo", Mode::Reflect, TTL).unwrap();
         assert_ne!(p1.server, p2.server);
         // The joins land; unused capacity follows userjoined until the next report.
-        t.user_joined(t0, 0, &p1.server, "one", 1, "ann", "demo");
-        t.user_joined(t0, 0, &p2.server, "two", 2, "bob", "demo");
+        t.user_joined(
+            Stamp {
+                now: t0,
+                unix_ms: 0,
+            },
+            &p1.server,
+            "one",
+            1,
+            "ann",
+            "demo",
+        );
+        t.user_joined(
+            Stamp {
+                now: t0,
+                unix_ms: 0,
+            },
+            &p2.server,
+            "two",
+            2,
+            "bob",
+            "demo",
+        );
         let s = t.servers().find(|s| s.id == p1.server).unwrap();
         assert_eq!((s.unused, s.score()), (99, 99));
     }
@@ -372,8 +474,8 @@ mod tests {
         let a = t.servers().find(|s| s.id == "a").unwrap();
         assert_eq!(a.score(), 99);
         let later = t0 + TTL + Duration::from_secs(1);
-        t.report(later, "a", 100, 0, 0, 0.0, 0);
-        t.report(later, "b", 100, 0, 0, 0.0, 0);
+        t.report(later, "a", load(100, 0, 0));
+        t.report(later, "b", load(100, 0, 0));
         let a = t.servers().find(|s| s.id == "a").unwrap();
         assert_eq!(a.score(), 100);
     }
@@ -383,16 +485,22 @@ mod tests {
         let t0 = Instant::now();
         let mut t = two_servers(t0);
         let later = t0 + Duration::from_secs(5);
-        t.report(later, "a", 1, 0, 99, 0.0, 0);
+        t.report(later, "a", load(1, 0, 99));
         // b has more unused capacity but its last report is 5 s old.
-        let p = t.place(later, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
+        let p = t
+            .place(later, 0, "xyz", "demo", Mode::Reflect, TTL)
+            .unwrap();
         assert_eq!(p.server, "a");
         // Nobody can mix.
-        let e = t.place(later, 0, "mixed", "demo", Mode::Mix, TTL).unwrap_err();
+        let e = t
+            .place(later, 0, "mixed", "demo", Mode::Mix, TTL)
+            .unwrap_err();
         assert_eq!(e, PlaceError::NoServer("mix"));
         // Nobody in communication at all.
         let much_later = t0 + Duration::from_secs(60);
-        assert!(t.place(much_later, 0, "new", "demo", Mode::Reflect, TTL).is_err());
+        assert!(t
+            .place(much_later, 0, "new", "demo", Mode::Reflect, TTL)
+            .is_err());
     }
 
     #[test]
@@ -400,8 +508,28 @@ mod tests {
         let t0 = Instant::now();
         let mut t = two_servers(t0);
         let p = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        t.user_joined(t0, 1, &p.server, "xyz", 1, "ann", "demo");
-        t.user_joined(t0, 2, &p.server, "xyz", 2, "bob", "demo");
+        t.user_joined(
+            Stamp {
+                now: t0,
+                unix_ms: 1,
+            },
+            &p.server,
+            "xyz",
+            1,
+            "ann",
+            "demo",
+        );
+        t.user_joined(
+            Stamp {
+                now: t0,
+                unix_ms: 2,
+            },
+            &p.server,
+            "xyz",
+            2,
+            "bob",
+            "demo",
+        );
         assert_eq!(t.conference("xyz").unwrap().participants.len(), 2);
         t.user_left(3, &p.server, "xyz", 1, "ann");
         t.user_left(4, &p.server, "xyz", 2, "bob");
@@ -411,7 +539,16 @@ mod tests {
         let kinds: Vec<_> = t.events().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
-            ["registered", "registered", "created", "userjoined", "userjoined", "userleft", "userleft", "confdeleted"]
+            [
+                "registered",
+                "registered",
+                "created",
+                "userjoined",
+                "userjoined",
+                "userleft",
+                "userleft",
+                "confdeleted"
+            ]
         );
     }
 

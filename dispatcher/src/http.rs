@@ -53,7 +53,11 @@ async fn conferences(State(s): State<Arc<Service>>) -> Json<Value> {
     let mut rows: Vec<Value> = t
         .conferences()
         .map(|c| {
-            let participants: Vec<Value> = c.participants.iter().map(|(id, name)| json!({"id": id, "name": name})).collect();
+            let participants: Vec<Value> = c
+                .participants
+                .iter()
+                .map(|(id, name)| json!({"id": id, "name": name}))
+                .collect();
             json!({
                 "name": c.name,
                 "server": c.server,

@@ -1,6 +1,7 @@
 //! The registry: media servers `register`, then `report` every second and tell us of
 //! joins, leaves and deleted conferences; we send them `reserve`.
 
+use crate::core::{Load, Stamp};
 use crate::lines::{LineReader, Read};
 use crate::{unix_ms, Link, Service};
 use protocol::{DispMsg, ErrorCode, MsMsg, ServerKind};
@@ -53,7 +54,10 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
             caps,
             total,
         }) => {
-            let g = service.tables().register(Instant::now(), unix_ms(), &id, client_addr, caps, total);
+            let g =
+                service
+                    .tables()
+                    .register(Instant::now(), unix_ms(), &id, client_addr, caps, total);
             (id, g)
         }
         Ok(_) => return refuse(&mut w, ErrorCode::WrongState, "register first".into()).await,
@@ -92,9 +96,14 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
     result
 }
 
-async fn refuse(w: &mut (impl AsyncWriteExt + Unpin), code: ErrorCode, text: String) -> std::io::Result<()> {
+async fn refuse(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    code: ErrorCode,
+    text: String,
+) -> std::io::Result<()> {
     tracing::warn!(%code, %text, "refusing registry link");
-    w.write_all(DispMsg::Error { code, text }.encode().as_bytes()).await?;
+    w.write_all(DispMsg::Error { code, text }.encode().as_bytes())
+        .await?;
     w.shutdown().await
 }
 
@@ -110,13 +119,30 @@ fn apply(service: &Service, id: &str, msg: MsMsg) {
             users,
             cpu_pct,
             pps,
-        } => t.report(now, id, unused, conferences, users, cpu_pct, pps),
+        } => t.report(
+            now,
+            id,
+            Load {
+                unused,
+                conferences,
+                users,
+                cpu_pct,
+                pps,
+            },
+        ),
         MsMsg::UserJoined {
             conference,
             participant,
             name,
             account,
-        } => t.user_joined(now, unix, id, &conference, participant, &name, &account),
+        } => t.user_joined(
+            Stamp { now, unix_ms: unix },
+            id,
+            &conference,
+            participant,
+            &name,
+            &account,
+        ),
         MsMsg::UserLeft {
             conference,
             participant,

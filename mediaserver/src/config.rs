@@ -71,20 +71,25 @@ impl MediaServerArgs {
     pub fn resolve(self) -> Result<Settings, MediaServerError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| MediaServerError::Config(format!("{}: {e}", path.display())))?;
-                toml::from_str::<MediaServerArgs>(&text).map_err(|e| MediaServerError::Config(format!("{}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| MediaServerError::Config(format!("{}: {e}", path.display())))?;
+                toml::from_str::<MediaServerArgs>(&text)
+                    .map_err(|e| MediaServerError::Config(format!("{}: {e}", path.display())))?
             }
             None => MediaServerArgs::default(),
         };
-        let secret = self
-            .secret
-            .or(file.secret)
-            .ok_or_else(|| MediaServerError::Config("`secret` must be set (flag or config): it checks the dispatcher's tickets".into()))?;
-        let dispatcher = self
-            .dispatcher
-            .or(file.dispatcher)
-            .ok_or_else(|| MediaServerError::Config("`dispatcher` (the registry address) must be set".into()))?;
-        let id = self.id.or(file.id).unwrap_or_else(|| format!("ms-{}", std::process::id()));
+        let secret = self.secret.or(file.secret).ok_or_else(|| {
+            MediaServerError::Config(
+                "`secret` must be set (flag or config): it checks the dispatcher's tickets".into(),
+            )
+        })?;
+        let dispatcher = self.dispatcher.or(file.dispatcher).ok_or_else(|| {
+            MediaServerError::Config("`dispatcher` (the registry address) must be set".into())
+        })?;
+        let id = self
+            .id
+            .or(file.id)
+            .unwrap_or_else(|| format!("ms-{}", std::process::id()));
         let mut s = Settings::new(id, secret.into_bytes(), dispatcher);
         if let Some(v) = self.listen.or(file.listen) {
             s.listen = v;
@@ -99,7 +104,9 @@ impl MediaServerArgs {
         }
         if let Some(v) = self.workers.or(file.workers) {
             if v == 0 {
-                return Err(MediaServerError::Config("`workers` must be at least 1".into()));
+                return Err(MediaServerError::Config(
+                    "`workers` must be at least 1".into(),
+                ));
             }
             s.workers = v;
         }

@@ -21,7 +21,9 @@ pub(crate) async fn run(server: Arc<Server>, mut outbox: UnboundedReceiver<MsMsg
     loop {
         match link(&server, &mut outbox, &mut meter).await {
             Ok(()) => tracing::warn!("dispatcher closed the registry link; reconnecting"),
-            Err(e) => tracing::warn!(dispatcher = %server.settings.dispatcher, error = %e, "registry link down; retrying"),
+            Err(e) => {
+                tracing::warn!(dispatcher = %server.settings.dispatcher, error = %e, "registry link down; retrying")
+            }
         }
         // Lines queued while down describe state we re-announce on reconnect.
         while outbox.try_recv().is_ok() {}
@@ -31,7 +33,11 @@ pub(crate) async fn run(server: Arc<Server>, mut outbox: UnboundedReceiver<MsMsg
     }
 }
 
-async fn link(server: &Server, outbox: &mut UnboundedReceiver<MsMsg>, meter: &mut Meter) -> std::io::Result<()> {
+async fn link(
+    server: &Server,
+    outbox: &mut UnboundedReceiver<MsMsg>,
+    meter: &mut Meter,
+) -> std::io::Result<()> {
     let stream = TcpStream::connect(server.settings.dispatcher).await?;
     stream.set_nodelay(true)?;
     let (mut r, mut w) = stream.into_split();
@@ -92,7 +98,9 @@ fn on_dispatcher(server: &Server, msg: DispMsg) {
             let mut rooms = server.rooms();
             match ensure_room(server, &mut rooms, &conference, mode) {
                 Ok(room) => room.reserve(user, expires),
-                Err(e) => tracing::error!(conference, reply = %e.encode().trim_end(), "reserve failed"),
+                Err(e) => {
+                    tracing::error!(conference, reply = %e.encode().trim_end(), "reserve failed")
+                }
             }
         }
         DispMsg::Error { code, text } => tracing::error!(%code, %text, "dispatcher refused us"),
@@ -138,7 +146,11 @@ fn report(server: &Server, meter: &mut Meter) -> MsMsg {
         let rooms = server.rooms();
         (rooms.rooms.len() as u32, rooms.users() as u32)
     };
-    let packets: u64 = server.workers.iter().map(|w| w.counters.packets_out.load(Ordering::Relaxed)).sum();
+    let packets: u64 = server
+        .workers
+        .iter()
+        .map(|w| w.counters.packets_out.load(Ordering::Relaxed))
+        .sum();
     let (cpu_pct, pps) = meter.sample(packets);
     MsMsg::Report {
         unused: server.settings.capacity.saturating_sub(users),

@@ -6,7 +6,9 @@ use crate::rooms::{offered, Member, Room};
 use crate::Server;
 use mesh::{Command, Remote};
 use protocol::ticket::{self, Claims};
-use protocol::{ChannelAddr, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerKind, ServerMsg};
+use protocol::{
+    ChannelAddr, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerKind, ServerMsg,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,7 +22,10 @@ const OPUS_PT: u8 = 111;
 const OPUS_RATE: u32 = 48_000;
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub(crate) async fn serve(listener: TcpListener, server: Arc<Server>) {
@@ -115,7 +120,13 @@ enum Step {
     End,
 }
 
-fn handle(server: &Server, peer_ip: IpAddr, joined: &mut Option<Joined>, tx: &mpsc::UnboundedSender<ServerMsg>, msg: ClientMsg) -> Step {
+fn handle(
+    server: &Server,
+    peer_ip: IpAddr,
+    joined: &mut Option<Joined>,
+    tx: &mpsc::UnboundedSender<ServerMsg>,
+    msg: ClientMsg,
+) -> Step {
     match (msg, joined.as_ref()) {
         (ClientMsg::Ping { token }, _) => Step::Reply(ServerMsg::Pong { token }),
         (ClientMsg::EndSession, _) => Step::End,
@@ -134,14 +145,22 @@ fn handle(server: &Server, peer_ip: IpAddr, joined: &mut Option<Joined>, tx: &mp
             }
             Err(reject) => Step::Refuse(reject),
         },
-        (ClientMsg::Join { .. }, Some(_)) => Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "already joined")),
+        (ClientMsg::Join { .. }, Some(_)) => {
+            Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "already joined"))
+        }
         (_, None) => Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "join first")),
         (ClientMsg::Channel { kind, addr, ssrc }, Some(j)) => {
             if !offered(kind) {
-                return Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, format!("no {} channel offered", kind.as_str())));
+                return Step::Refuse(ServerMsg::reject(
+                    ErrorCode::WrongState,
+                    format!("no {} channel offered", kind.as_str()),
+                ));
             }
             if ssrc != j.ssrc {
-                return Step::Refuse(ServerMsg::reject(ErrorCode::BadRequest, format!("send with the ssrc {} from our channel line", j.ssrc)));
+                return Step::Refuse(ServerMsg::reject(
+                    ErrorCode::BadRequest,
+                    format!("send with the ssrc {} from our channel line", j.ssrc),
+                ));
             }
             let remote = match addr {
                 ChannelAddr::Addr(a) => Remote::Addr(a),
@@ -173,12 +192,19 @@ fn handle(server: &Server, peer_ip: IpAddr, joined: &mut Option<Joined>, tx: &mp
             });
             match found {
                 Some(true) => Step::Continue,
-                _ => Step::Reply(ServerMsg::reject(ErrorCode::NotFound, format!("no participant {participant} here"))),
+                _ => Step::Reply(ServerMsg::reject(
+                    ErrorCode::NotFound,
+                    format!("no participant {participant} here"),
+                )),
             }
         }
         (ClientMsg::Text { text }, Some(j)) => {
             with_room(server, &j.conference, |room| {
-                let from = room.members.get(&j.participant).map(|m| m.name.clone()).unwrap_or_default();
+                let from = room
+                    .members
+                    .get(&j.participant)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
                 room.broadcast(&ServerMsg::Text { from, text }, Some(j.participant));
             });
             Step::Continue
@@ -193,9 +219,19 @@ fn with_room<T>(server: &Server, conference: &str, f: impl FnOnce(&mut Room) -> 
 }
 
 /// Checks the ticket, creates the room if needed, adds the member and tells everyone.
-fn join(server: &Server, conference: &str, account: &str, name: &str, opts: &JoinOpts, tx: &mpsc::UnboundedSender<ServerMsg>) -> Result<Joined, ServerMsg> {
+fn join(
+    server: &Server,
+    conference: &str,
+    account: &str,
+    name: &str,
+    opts: &JoinOpts,
+    tx: &mpsc::UnboundedSender<ServerMsg>,
+) -> Result<Joined, ServerMsg> {
     let Some(t) = &opts.ticket else {
-        return Err(ServerMsg::reject(ErrorCode::BadTicket, "join needs a ticket from the dispatcher"));
+        return Err(ServerMsg::reject(
+            ErrorCode::BadTicket,
+            "join needs a ticket from the dispatcher",
+        ));
     };
     let claims = Claims {
         conference,
@@ -203,16 +239,26 @@ fn join(server: &Server, conference: &str, account: &str, name: &str, opts: &Joi
         user: name,
         server: &server.settings.id,
     };
-    ticket::verify(&server.settings.secret, t, &claims, unix_now()).map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
+    ticket::verify(&server.settings.secret, t, &claims, unix_now())
+        .map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
     if opts.mode != Mode::Reflect {
-        return Err(ServerMsg::reject(ErrorCode::WrongState, format!("mode {} is not offered by this server", opts.mode)));
+        return Err(ServerMsg::reject(
+            ErrorCode::WrongState,
+            format!("mode {} is not offered by this server", opts.mode),
+        ));
     }
     if opts.codec.as_deref().is_some_and(|c| c != "opus") {
-        return Err(ServerMsg::reject(ErrorCode::BadRequest, "only the opus codec is offered"));
+        return Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "only the opus codec is offered",
+        ));
     }
     let mut rooms = server.rooms();
     if let Some(room) = rooms.rooms.get(conference).filter(|r| r.mode != opts.mode) {
-        return Err(ServerMsg::reject(ErrorCode::WrongState, format!("conference {conference} runs in {} mode", room.mode)));
+        return Err(ServerMsg::reject(
+            ErrorCode::WrongState,
+            format!("conference {conference} runs in {} mode", room.mode),
+        ));
     }
     let participant = rooms.next_participant();
     let ssrc = rooms.new_ssrc();
@@ -222,7 +268,10 @@ fn join(server: &Server, conference: &str, account: &str, name: &str, opts: &Joi
         participant,
         name: name.to_owned(),
     };
-    server.workers[room.worker].send(Command::AddParticipant { conf: room.conf, participant });
+    server.workers[room.worker].send(Command::AddParticipant {
+        conf: room.conf,
+        participant,
+    });
     let media_addr = server.workers[room.worker].addr;
     let _ = tx.send(ServerMsg::Accept {
         conference: conference.to_owned(),
@@ -266,14 +315,22 @@ fn join(server: &Server, conference: &str, account: &str, name: &str, opts: &Joi
 }
 
 /// The room of `conference`, created on the least loaded worker if it does not exist.
-pub(crate) fn ensure_room<'a>(server: &Server, rooms: &'a mut crate::rooms::Rooms, conference: &str, mode: Mode) -> Result<&'a mut Room, ServerMsg> {
+pub(crate) fn ensure_room<'a>(
+    server: &Server,
+    rooms: &'a mut crate::rooms::Rooms,
+    conference: &str,
+    mode: Mode,
+) -> Result<&'a mut Room, ServerMsg> {
     if !rooms.rooms.contains_key(conference) {
         let load = rooms.load(server.workers.len());
         let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
         let conf = rooms.next_conf();
         let path = MediaPath::Reflect(reflector::Reflector::new());
         if !server.workers[worker].send(Command::CreateConference { conf, path }) {
-            return Err(ServerMsg::reject(ErrorCode::Internal, "media worker unavailable"));
+            return Err(ServerMsg::reject(
+                ErrorCode::Internal,
+                "media worker unavailable",
+            ));
         }
         tracing::info!(conference, worker, "conference created");
         rooms.rooms.insert(
@@ -289,15 +346,22 @@ pub(crate) fn ensure_room<'a>(server: &Server, rooms: &'a mut crate::rooms::Room
         );
     }
     // Inserted just above when it was missing.
-    Ok(rooms.rooms.get_mut(conference).expect("room exists after insert"))
+    Ok(rooms
+        .rooms
+        .get_mut(conference)
+        .expect("room exists after insert"))
 }
 
 /// Removes a member; deletes the room when it is left idle.
 fn leave(server: &Server, j: &Joined) {
     let mut rooms = server.rooms();
     rooms.free_ssrc(j.ssrc);
-    let Some(room) = rooms.rooms.get_mut(&j.conference) else { return };
-    let Some(m) = room.members.remove(&j.participant) else { return };
+    let Some(room) = rooms.rooms.get_mut(&j.conference) else {
+        return;
+    };
+    let Some(m) = room.members.remove(&j.participant) else {
+        return;
+    };
     server.workers[room.worker].send(Command::RemoveParticipant {
         conf: room.conf,
         participant: j.participant,

@@ -72,12 +72,13 @@ pub struct Running {
 /// Binds the client port, starts the workers and the dispatcher link on the current
 /// tokio runtime.
 pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| MediaServerError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| MediaServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
     let mut client_addr = listener.local_addr().unwrap_or(settings.listen);
     if client_addr.ip().is_unspecified() {
         client_addr.set_ip(settings.media_host);

@@ -40,7 +40,11 @@ impl Room {
 
     /// A join with a ticket: settles its reservation, or remembers it came first.
     pub fn arrived(&mut self, user: &str, expires: u64) {
-        match self.reservations.iter().position(|(u, e)| u == user && *e == expires) {
+        match self
+            .reservations
+            .iter()
+            .position(|(u, e)| u == user && *e == expires)
+        {
             Some(i) => {
                 self.reservations.swap_remove(i);
             }

@@ -48,7 +48,11 @@ impl WorkerHandle {
 }
 
 /// Binds the worker's socket on `ip` and starts its thread. Mesh events go to `events`.
-pub fn spawn(index: usize, ip: IpAddr, events: UnboundedSender<(usize, Event)>) -> std::io::Result<WorkerHandle> {
+pub fn spawn(
+    index: usize,
+    ip: IpAddr,
+    events: UnboundedSender<(usize, Event)>,
+) -> std::io::Result<WorkerHandle> {
     let socket = UdpSocket::bind((ip, 0))?;
     socket.set_read_timeout(Some(RECV_WAIT))?;
     let addr = socket.local_addr()?;
@@ -67,7 +71,13 @@ pub fn spawn(index: usize, ip: IpAddr, events: UnboundedSender<(usize, Event)>) 
     })
 }
 
-fn run(index: usize, socket: UdpSocket, commands: Receiver<Command<MediaPath>>, events: UnboundedSender<(usize, Event)>, counters: &WorkerCounters) {
+fn run(
+    index: usize,
+    socket: UdpSocket,
+    commands: Receiver<Command<MediaPath>>,
+    events: UnboundedSender<(usize, Event)>,
+    counters: &WorkerCounters,
+) {
     let mut mesh: Mesh<MediaPath> = Mesh::new(Instant::now(), MeshConfig::default());
     let mut batch = TxBatch::with_capacity(1024, 1024 * 1500);
     let mut buf = vec![0u8; 65536];
@@ -85,7 +95,11 @@ fn run(index: usize, socket: UdpSocket, commands: Receiver<Command<MediaPath>>, 
         }
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => mesh.handle_datagram(Instant::now(), from, &buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             // ICMP port unreachable from a departed client surfaces here on Linux.
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
             Err(e) => tracing::warn!(worker = index, error = %e, "recv failed"),
@@ -113,5 +127,6 @@ fn publish(mesh: &Mesh<MediaPath>, c: &WorkerCounters) {
     c.datagrams_in.store(s.datagrams_in, Ordering::Relaxed);
     c.packets_out.store(s.packets_out, Ordering::Relaxed);
     c.dropped.store(s.total_drops(), Ordering::Relaxed);
-    c.conferences.store(mesh.conference_count() as u64, Ordering::Relaxed);
+    c.conferences
+        .store(mesh.conference_count() as u64, Ordering::Relaxed);
 }

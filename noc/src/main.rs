@@ -10,7 +10,11 @@ use std::path::PathBuf;
 
 /// The flags of `noc`; `--config FILE` reads the same keys from TOML.
 #[derive(Debug, Default, Parser, Deserialize)]
-#[command(name = "noc", version, about = "Dispatcher and media servers in one process on 127.0.0.1")]
+#[command(
+    name = "noc",
+    version,
+    about = "Dispatcher and media servers in one process on 127.0.0.1"
+)]
 #[serde(deny_unknown_fields)]
 struct NocArgs {
     /// TOML file with any of these settings, `secret`, and `[[accounts]]` tables.
@@ -58,7 +62,9 @@ fn load(args: NocArgs) -> Result<(NocArgs, NocArgs), String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let (cli, file) = match load(NocArgs::parse()) {
@@ -92,7 +98,12 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(ds: dispatcher::Settings, media_servers: usize, capacity: Option<u32>, secret: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    ds: dispatcher::Settings,
+    media_servers: usize,
+    capacity: Option<u32>,
+    secret: Vec<u8>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let d = dispatcher::start(ds).await?;
     println!("dispatcher {}", d.client_addr);
     if let Some(h) = d.http_addr {

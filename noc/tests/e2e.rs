@@ -12,7 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const JOIN_WAIT: Duration = Duration::from_secs(15);
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Sends Opus RTP carrying a 1000 Hz tone to `media` from an address no `channel` set
@@ -20,7 +23,8 @@ fn unix_now() -> u64 {
 /// Returns how many bytes came back to the stranger.
 fn stranger(media: SocketAddr, victim_ssrc: u32, dur: Duration) -> usize {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     let mut enc = codecs::opus::Encoder::new().unwrap();
     let mut sine = client::tone::Sine::new(1000.0, -6.0, 48_000);
     let mut pcm = [0i16; 960];
@@ -31,7 +35,11 @@ fn stranger(media: SocketAddr, victim_ssrc: u32, dur: Duration) -> usize {
     while start.elapsed() < dur {
         sine.fill(&mut pcm);
         let payload = enc.encode(&pcm).unwrap().to_vec();
-        let ssrc = if seq % 2 == 0 { victim_ssrc } else { 0xdead_beef };
+        let ssrc = if seq.is_multiple_of(2) {
+            victim_ssrc
+        } else {
+            0xdead_beef
+        };
         let mut pkt = vec![0x80, 111];
         pkt.extend_from_slice(&seq.to_be_bytes());
         pkt.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
@@ -56,7 +64,8 @@ fn analyse(path: &str) -> ToneAnalysis {
         duration: 4.0,
         block: 0.1,
     };
-    ToneAnalysis::new(&samples, rate, window).unwrap_or_else(|| panic!("{path} is too short: {} samples", samples.len()))
+    ToneAnalysis::new(&samples, rate, window)
+        .unwrap_or_else(|| panic!("{path} is too short: {} samples", samples.len()))
 }
 
 /// Issue acceptance: three clients, each hears the other two and not itself; a stranger
@@ -71,66 +80,143 @@ fn three_clients_hear_each_other_and_the_conference_is_cleaned_up() {
         .iter()
         .map(|(name, hz)| {
             let wav = dir.file(&format!("{name}.wav"));
-            Client::spawn(noc.dispatcher, "xyz", "demo", name, &["--tone", &hz.to_string(), "--record", &wav, "--duration", "7"])
+            Client::spawn(
+                noc.dispatcher,
+                "xyz",
+                "demo",
+                name,
+                &[
+                    "--tone",
+                    &hz.to_string(),
+                    "--record",
+                    &wav,
+                    "--duration",
+                    "7",
+                ],
+            )
         })
         .collect();
     let (media, ann_ssrc) = clients[0].channel();
     let stranger = std::thread::spawn(move || stranger(media, ann_ssrc, Duration::from_secs(5)));
 
     // The roster reaches the dispatcher while everyone is in.
-    let confs = noc.wait_api("/api/conferences", JOIN_WAIT, |v| v[0]["participants"].as_array().is_some_and(|p| p.len() == 3));
-    let mut names: Vec<&str> = confs[0]["participants"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let confs = noc.wait_api("/api/conferences", JOIN_WAIT, |v| {
+        v[0]["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 3)
+    });
+    let mut names: Vec<&str> = confs[0]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["ann", "bob", "cat"]);
 
-    assert_eq!(stranger.join().unwrap(), 0, "the media server answered a stranger");
+    assert_eq!(
+        stranger.join().unwrap(),
+        0,
+        "the media server answered a stranger"
+    );
     for c in &mut clients {
         let status = c.wait(Duration::from_secs(30));
-        assert!(status.success(), "{status}: {:?} {:?}", c.stdout.all(), c.stderr.all());
+        assert!(
+            status.success(),
+            "{status}: {:?} {:?}",
+            c.stdout.all(),
+            c.stderr.all()
+        );
     }
     for (i, (name, own)) in tones.iter().enumerate() {
         let wav = dir.file(&format!("{name}.wav"));
         let a = analyse(&wav);
         for (other, hz) in tones.iter().filter(|(n, _)| n != name) {
             let db = a.level_db(*hz);
-            assert!(db >= -35.0, "{name} hears {other}'s {hz} Hz at only {db:.1} dBFS");
+            assert!(
+                db >= -35.0,
+                "{name} hears {other}'s {hz} Hz at only {db:.1} dBFS"
+            );
         }
         let own_db = a.level_db(*own);
-        assert!(own_db <= -50.0, "{name} hears its own {own} Hz at {own_db:.1} dBFS");
+        assert!(
+            own_db <= -50.0,
+            "{name} hears its own {own} Hz at {own_db:.1} dBFS"
+        );
         let spoof_db = a.level_db(1000.0);
-        assert!(spoof_db <= -50.0, "{name} hears the stranger's 1000 Hz at {spoof_db:.1} dBFS");
+        assert!(
+            spoof_db <= -50.0,
+            "{name} hears the stranger's 1000 Hz at {spoof_db:.1} dBFS"
+        );
         // Everyone saw the other two join.
         let out = clients[i].stdout.all();
         for (other, _) in tones.iter().filter(|(n, _)| n != name) {
-            assert!(out.iter().any(|l| l.starts_with("adduser") && l.ends_with(&format!(" {other}"))), "{name} never saw {other}: {out:?}");
+            assert!(
+                out.iter()
+                    .any(|l| l.starts_with("adduser") && l.ends_with(&format!(" {other}"))),
+                "{name} never saw {other}: {out:?}"
+            );
         }
-        cross_check_with_tone_check_py(&wav, *own, &tones.iter().filter(|(n, _)| n != name).map(|(_, h)| *h).collect::<Vec<_>>());
+        cross_check_with_tone_check_py(
+            &wav,
+            *own,
+            &tones
+                .iter()
+                .filter(|(n, _)| n != name)
+                .map(|(_, h)| *h)
+                .collect::<Vec<_>>(),
+        );
     }
 
     // Cleanup: the empty conference is deleted and the dispatcher knows.
-    noc.wait_api("/api/conferences", Duration::from_secs(10), |v| v.as_array().is_some_and(|a| a.is_empty()));
+    noc.wait_api("/api/conferences", Duration::from_secs(10), |v| {
+        v.as_array().is_some_and(|a| a.is_empty())
+    });
     let events = noc.api("/api/events");
-    let count = |kind: &str| events.as_array().unwrap().iter().filter(|e| e["kind"] == kind && e["conference"] == "xyz").count();
+    let count = |kind: &str| {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["conference"] == "xyz")
+            .count()
+    };
     assert_eq!(count("userjoined"), 3, "{events:#}");
     assert_eq!(count("userleft"), 3, "{events:#}");
     assert_eq!(count("confdeleted"), 1, "{events:#}");
     let servers = noc.api("/api/servers");
-    assert!(servers.as_array().unwrap().iter().all(|s| s["users"] == 0 || s["unused"] == s["total"]), "{servers:#}");
+    assert!(
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["users"] == 0 || s["unused"] == s["total"]),
+        "{servers:#}"
+    );
 }
 
 /// The shell tool from ../shared agrees with the in-project detector, when both exist.
 fn cross_check_with_tone_check_py(wav: &str, own: f64, others: &[f64]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/tools/tone_check.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/tools/tone_check.py"
+    );
     if !std::path::Path::new(script).exists() {
         eprintln!("note: {script} not found; cross-check skipped");
         return;
     }
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg(script).arg(wav).args(["--skip", "1.5", "--dur", "4", "--expect"]);
+    cmd.arg(script)
+        .arg(wav)
+        .args(["--skip", "1.5", "--dur", "4", "--expect"]);
     cmd.args(others.iter().map(|h| h.to_string()));
     cmd.arg("--absent").arg(own.to_string());
     match cmd.output() {
-        Ok(out) => assert!(out.status.success(), "tone_check.py disagrees:\n{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => assert!(
+            out.status.success(),
+            "tone_check.py disagrees:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
         Err(e) => eprintln!("note: python3 not runnable ({e}); cross-check skipped"),
     }
 }
@@ -142,23 +228,54 @@ fn placement_follows_unused_capacity_and_the_conference_table() {
     let noc = Noc::start(&[]);
     assert_eq!(noc.media_servers.len(), 2);
     let mut ann = Client::spawn(noc.dispatcher, "xyz", "demo", "ann", &["--duration", "6"]);
-    ann.stdout.wait_for("accept", JOIN_WAIT).expect("ann joined");
+    ann.stdout
+        .wait_for("accept", JOIN_WAIT)
+        .expect("ann joined");
     let xyz = noc.server_of("xyz").expect("xyz in the conference table");
     // The host of xyz now has less unused capacity than the other server.
     let servers = noc.wait_api("/api/servers", Duration::from_secs(5), |v| {
-        v.as_array().unwrap().iter().any(|s| s["id"] == xyz.as_str() && s["users"] == 1)
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == xyz.as_str() && s["users"] == 1)
     });
-    let unused = |id: &str| servers.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["unused"].as_u64().unwrap();
-    let other = noc.media_servers.iter().map(|(id, _)| id.clone()).find(|id| *id != xyz).unwrap();
+    let unused = |id: &str| {
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["unused"]
+            .as_u64()
+            .unwrap()
+    };
+    let other = noc
+        .media_servers
+        .iter()
+        .map(|(id, _)| id.clone())
+        .find(|id| *id != xyz)
+        .unwrap();
     assert!(unused(&other) > unused(&xyz), "{servers:#}");
 
     let mut bob = Client::spawn(noc.dispatcher, "abc", "demo", "bob", &["--duration", "3"]);
-    bob.stdout.wait_for("accept", JOIN_WAIT).expect("bob joined");
-    assert_eq!(noc.server_of("abc").as_deref(), Some(other.as_str()), "second conference not on the emptier server");
+    bob.stdout
+        .wait_for("accept", JOIN_WAIT)
+        .expect("bob joined");
+    assert_eq!(
+        noc.server_of("abc").as_deref(),
+        Some(other.as_str()),
+        "second conference not on the emptier server"
+    );
 
     let mut cat = Client::spawn(noc.dispatcher, "xyz", "demo", "cat", &["--duration", "3"]);
-    cat.stdout.wait_for("accept", JOIN_WAIT).expect("cat joined");
-    assert_eq!(cat.dispatched_to(), ann.dispatched_to(), "third client of xyz sent elsewhere");
+    cat.stdout
+        .wait_for("accept", JOIN_WAIT)
+        .expect("cat joined");
+    assert_eq!(
+        cat.dispatched_to(),
+        ann.dispatched_to(),
+        "third client of xyz sent elsewhere"
+    );
     assert_eq!(noc.server_of("xyz").as_deref(), Some(xyz.as_str()));
     for c in [&mut ann, &mut bob, &mut cat] {
         assert!(c.wait(Duration::from_secs(20)).success());
@@ -174,7 +291,11 @@ fn bad_accounts_and_tickets_are_rejected() {
     let mut eve = Client::spawn(noc.dispatcher, "xyz", "bogus", "eve", &["--duration", "3"]);
     let status = eve.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(2), "{:?}", eve.stdout.all());
-    assert!(eve.stdout.all().iter().any(|l| l.starts_with("reject 401")), "{:?}", eve.stdout.all());
+    assert!(
+        eve.stdout.all().iter().any(|l| l.starts_with("reject 401")),
+        "{:?}",
+        eve.stdout.all()
+    );
     assert!(!eve.stderr.all().is_empty(), "no reason on stderr");
 
     let (ms1, ms1_addr) = noc.media_servers[0].clone();
@@ -186,24 +307,60 @@ fn bad_accounts_and_tickets_are_rejected() {
     };
     let join = |ticket: Option<String>| {
         let t = ticket.map(|t| format!("\tticket={t}")).unwrap_or_default();
-        raw_session(ms1_addr, format!("join\txyz\tdemo\tmallory{t}\nendsession\n").as_bytes())
+        raw_session(
+            ms1_addr,
+            format!("join\txyz\tdemo\tmallory{t}\nendsession\n").as_bytes(),
+        )
     };
     let later = unix_now() + 60;
     assert!(ms1 == "ms-1");
     let cases = [
         ("no ticket", None, "reject\t403"),
-        ("forged", Some(format!("{later}.{}", "ab".repeat(32))), "reject\t403"),
+        (
+            "forged",
+            Some(format!("{later}.{}", "ab".repeat(32))),
+            "reject\t403",
+        ),
         ("garbage", Some("not-a-ticket".to_owned()), "reject\t403"),
-        ("wrong secret", Some(ticket::sign(b"guess", &claims("ms-1"), later)), "reject\t403"),
-        ("other server", Some(ticket::sign(b"test-secret", &claims("ms-2"), later)), "reject\t403"),
-        ("expired", Some(ticket::sign(b"test-secret", &claims("ms-1"), unix_now() - 5)), "reject\t408"),
-        ("good", Some(ticket::sign(b"test-secret", &claims("ms-1"), later)), "accept\txyz\t"),
+        (
+            "wrong secret",
+            Some(ticket::sign(b"guess", &claims("ms-1"), later)),
+            "reject\t403",
+        ),
+        (
+            "other server",
+            Some(ticket::sign(b"test-secret", &claims("ms-2"), later)),
+            "reject\t403",
+        ),
+        (
+            "expired",
+            Some(ticket::sign(
+                b"test-secret",
+                &claims("ms-1"),
+                unix_now() - 5,
+            )),
+            "reject\t408",
+        ),
+        (
+            "good",
+            Some(ticket::sign(b"test-secret", &claims("ms-1"), later)),
+            "accept\txyz\t",
+        ),
     ];
     for (what, t, expect) in cases {
         let reply = join(t);
-        assert!(reply.starts_with("connect\tmediaserver\tms-1\t1\n"), "{what}: {reply:?}");
-        assert!(reply.contains(expect), "{what}: expected {expect:?} in {reply:?}");
-        assert!(!reply.contains("<no close>"), "{what}: connection left open: {reply:?}");
+        assert!(
+            reply.starts_with("connect\tmediaserver\tms-1\t1\n"),
+            "{what}: {reply:?}"
+        );
+        assert!(
+            reply.contains(expect),
+            "{what}: expected {expect:?} in {reply:?}"
+        );
+        assert!(
+            !reply.contains("<no close>"),
+            "{what}: connection left open: {reply:?}"
+        );
     }
 }
 
@@ -212,23 +369,45 @@ fn bad_accounts_and_tickets_are_rejected() {
 #[test]
 fn hostile_control_lines_are_refused_and_others_carry_on() {
     let noc = Noc::start(&[]);
-    let mut ann = Client::spawn(noc.dispatcher, "xyz", "demo", "ann", &["--tone", "440", "--duration", "5"]);
-    ann.stdout.wait_for("accept", JOIN_WAIT).expect("ann joined");
+    let mut ann = Client::spawn(
+        noc.dispatcher,
+        "xyz",
+        "demo",
+        "ann",
+        &["--tone", "440", "--duration", "5"],
+    );
+    ann.stdout
+        .wait_for("accept", JOIN_WAIT)
+        .expect("ann joined");
     let long = vec![b'a'; 5000];
     let cases: [(&str, &[u8], &str); 6] = [
         ("over-long", &long, "error\t413\t"),
         ("unknown verb", b"frobnicate\tnow\n", "error\t405\t"),
         ("wrong field count", b"join\txyz\n", "error\t400\t"),
-        ("bad number", b"channel\taudio\t127.0.0.1:5000\tlots\n", "error\t400\t"),
-        ("bad address", b"channel\taudio\tnowhere\t1\n", "error\t400\t"),
+        (
+            "bad number",
+            b"channel\taudio\t127.0.0.1:5000\tlots\n",
+            "error\t400\t",
+        ),
+        (
+            "bad address",
+            b"channel\taudio\tnowhere\t1\n",
+            "error\t400\t",
+        ),
         ("non-UTF-8", b"join\t\xff\xfe\tdemo\tx\n", "error\t415\t"),
     ];
     let ms = noc.media_servers[0].1;
     for (server, addr) in [("dispatcher", noc.dispatcher), ("mediaserver", ms)] {
         for (what, payload, expect) in cases {
             let reply = raw_session(addr, payload);
-            assert!(reply.contains(expect), "{server}, {what}: expected {expect:?} in {reply:?}");
-            assert!(!reply.contains("<no close>"), "{server}, {what}: not closed: {reply:?}");
+            assert!(
+                reply.contains(expect),
+                "{server}, {what}: expected {expect:?} in {reply:?}"
+            );
+            assert!(
+                !reply.contains("<no close>"),
+                "{server}, {what}: not closed: {reply:?}"
+            );
         }
         // Valid verbs in the wrong state are refused too.
         let reply = raw_session(addr, b"talk\ton\n");
@@ -239,8 +418,29 @@ fn hostile_control_lines_are_refused_and_others_carry_on() {
     assert_eq!(stranger(media, ssrc, Duration::from_millis(500)), 0);
     // The joined client never noticed; a new client still gets in.
     let mut bob = Client::spawn(noc.dispatcher, "xyz", "demo", "bob", &["--duration", "2"]);
-    assert!(bob.wait(Duration::from_secs(20)).success(), "{:?} {:?}", bob.stdout.all(), bob.stderr.all());
-    assert!(ann.wait(Duration::from_secs(20)).success(), "{:?} {:?}", ann.stdout.all(), ann.stderr.all());
-    assert!(ann.stdout.all().iter().any(|l| l == "adduser 2 bob" || (l.starts_with("adduser") && l.ends_with(" bob"))));
-    assert!(ann.stdout.all().iter().any(|l| l.starts_with("deluser") && l.ends_with(" bob")), "{:?}", ann.stdout.all());
+    assert!(
+        bob.wait(Duration::from_secs(20)).success(),
+        "{:?} {:?}",
+        bob.stdout.all(),
+        bob.stderr.all()
+    );
+    assert!(
+        ann.wait(Duration::from_secs(20)).success(),
+        "{:?} {:?}",
+        ann.stdout.all(),
+        ann.stderr.all()
+    );
+    assert!(ann
+        .stdout
+        .all()
+        .iter()
+        .any(|l| l == "adduser 2 bob" || (l.starts_with("adduser") && l.ends_with(" bob"))));
+    assert!(
+        ann.stdout
+            .all()
+            .iter()
+            .any(|l| l.starts_with("deluser") && l.ends_with(" bob")),
+        "{:?}",
+        ann.stdout.all()
+    );
 }

@@ -62,7 +62,12 @@ impl<'a> Fields<'a> {
     }
 
     /// Like [`Fields::args`] for verbs that take no options.
-    pub fn exact(&self, verb: &'static str, min: usize, max: usize) -> Result<Vec<&'a str>, ProtoError> {
+    pub fn exact(
+        &self,
+        verb: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Vec<&'a str>, ProtoError> {
         let (args, opts) = self.args(verb, min, max)?;
         match opts.first() {
             None => Ok(args),
@@ -98,7 +103,11 @@ fn is_key(k: &str) -> bool {
 }
 
 /// Parses a typed value, naming the field on failure.
-pub(crate) fn num<T: FromStr>(verb: &'static str, field: &'static str, v: &str) -> Result<T, ProtoError> {
+pub(crate) fn num<T: FromStr>(
+    verb: &'static str,
+    field: &'static str,
+    v: &str,
+) -> Result<T, ProtoError> {
     v.parse().map_err(|_| ProtoError::BadValue {
         verb,
         field,

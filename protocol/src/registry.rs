@@ -151,7 +151,11 @@ impl MsMsg {
                 conference,
                 participant,
                 name,
-            } => format!("userleft\t{}\t{participant}\t{}\n", clean(conference), clean(name)),
+            } => format!(
+                "userleft\t{}\t{participant}\t{}\n",
+                clean(conference),
+                clean(name)
+            ),
             MsMsg::ConfDeleted { conference } => format!("confdeleted\t{}\n", clean(conference)),
         }
     }
@@ -210,7 +214,11 @@ impl DispMsg {
             ),
             DispMsg::Error { code, text } => {
                 let t = clean(text);
-                let t = if t.is_empty() { code.name().to_owned() } else { t };
+                let t = if t.is_empty() {
+                    code.name().to_owned()
+                } else {
+                    t
+                };
                 format!("error\t{code}\t{t}\n")
             }
         }

@@ -111,18 +111,34 @@ mod tests {
         let t = sign(b"secret", &C, 1000);
         assert_eq!(verify(b"other", &t, &C, 0), Err(TicketError::Forged));
         let other_user = Claims { user: "bob", ..C };
-        assert_eq!(verify(b"secret", &t, &other_user, 0), Err(TicketError::Forged));
-        let other_server = Claims { server: "ms-2", ..C };
-        assert_eq!(verify(b"secret", &t, &other_server, 0), Err(TicketError::Forged));
+        assert_eq!(
+            verify(b"secret", &t, &other_user, 0),
+            Err(TicketError::Forged)
+        );
+        let other_server = Claims {
+            server: "ms-2",
+            ..C
+        };
+        assert_eq!(
+            verify(b"secret", &t, &other_server, 0),
+            Err(TicketError::Forged)
+        );
         // Moving the expiry forward breaks the signature.
         let stretched = t.replacen("1000", "9999", 1);
-        assert_eq!(verify(b"secret", &stretched, &C, 0), Err(TicketError::Forged));
+        assert_eq!(
+            verify(b"secret", &stretched, &C, 0),
+            Err(TicketError::Forged)
+        );
     }
 
     #[test]
     fn malformed_tickets_are_refused() {
         for t in ["", "abc", "12.zz", ".00", "x.00"] {
-            assert_eq!(verify(b"secret", t, &C, 0), Err(TicketError::Malformed), "{t}");
+            assert_eq!(
+                verify(b"secret", t, &C, 0),
+                Err(TicketError::Malformed),
+                "{t}"
+            );
         }
     }
 }

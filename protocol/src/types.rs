@@ -106,12 +106,21 @@ impl Capabilities {
     const NAMES: [&'static str; 5] = ["audio", "video", "reflect", "mix", "composite"];
 
     fn flags(&self) -> [bool; 5] {
-        [self.audio, self.video, self.reflect, self.mix, self.composite]
+        [
+            self.audio,
+            self.video,
+            self.reflect,
+            self.mix,
+            self.composite,
+        ]
     }
 
     /// True when every capability in `need` is in `self`.
     pub fn covers(&self, need: &Capabilities) -> bool {
-        self.flags().iter().zip(need.flags()).all(|(have, want)| *have || !want)
+        self.flags()
+            .iter()
+            .zip(need.flags())
+            .all(|(have, want)| *have || !want)
     }
 
     /// Parses a comma list such as `audio,video,reflect`.

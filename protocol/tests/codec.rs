@@ -174,10 +174,19 @@ fn bad_lines_get_the_right_code() {
         ("frobnicate\tx", ErrorCode::UnknownVerb),
         ("join\txyz\tdemo", ErrorCode::BadRequest),
         ("join\txyz\tdemo\tann\textra", ErrorCode::BadRequest),
-        ("join\txyz\tdemo\tann\tmode=broadcast", ErrorCode::BadRequest),
+        (
+            "join\txyz\tdemo\tann\tmode=broadcast",
+            ErrorCode::BadRequest,
+        ),
         ("join\t\tdemo\tann", ErrorCode::BadRequest),
-        ("channel\taudio\t127.0.0.1:5000\tnot-a-number", ErrorCode::BadRequest),
-        ("channel\taudio\t127.0.0.1:5000\t99999999999", ErrorCode::BadRequest),
+        (
+            "channel\taudio\t127.0.0.1:5000\tnot-a-number",
+            ErrorCode::BadRequest,
+        ),
+        (
+            "channel\taudio\t127.0.0.1:5000\t99999999999",
+            ErrorCode::BadRequest,
+        ),
         ("channel\tsmell\t127.0.0.1:5000\t1", ErrorCode::BadRequest),
         ("channel\taudio\tnowhere\t1", ErrorCode::BadRequest),
         ("talk\tmaybe", ErrorCode::BadRequest),

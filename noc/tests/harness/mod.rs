@@ -18,7 +18,10 @@ pub fn bin(name: &str) -> PathBuf {
     }
     // target/debug/deps/e2e-HASH -> target/debug/NAME
     let exe = std::env::current_exe().expect("test binary has a path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("test binary lives in target/PROFILE/deps");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test binary lives in target/PROFILE/deps");
     let path = dir.join(name);
     static BUILD: Mutex<()> = Mutex::new(());
     let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
@@ -93,7 +96,11 @@ impl Noc {
         let stderr = Lines::collect(child.stderr.take().expect("piped"));
         if stdout.wait_for("ready", Duration::from_secs(20)).is_none() {
             let _ = child.kill();
-            panic!("noc not ready: {:?}\n{}", stdout.all(), stderr.all().join("\n"));
+            panic!(
+                "noc not ready: {:?}\n{}",
+                stdout.all(),
+                stderr.all().join("\n")
+            );
         }
         let mut dispatcher = None;
         let mut http = None;
@@ -103,7 +110,9 @@ impl Noc {
             match f.as_slice() {
                 ["dispatcher", a] => dispatcher = a.parse().ok(),
                 ["http", a] => http = a.parse().ok(),
-                ["mediaserver", id, a] => media_servers.push((id.to_string(), a.parse().expect("address"))),
+                ["mediaserver", id, a] => {
+                    media_servers.push((id.to_string(), a.parse().expect("address")))
+                }
                 _ => {}
             }
         }
@@ -119,7 +128,12 @@ impl Noc {
     /// GET a JSON document from the dispatcher's API.
     pub fn api(&self, path: &str) -> Value {
         let mut s = TcpStream::connect(self.http).expect("api reachable");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").expect("http response");
@@ -167,10 +181,23 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn spawn(dispatcher: SocketAddr, conference: &str, account: &str, name: &str, extra: &[&str]) -> Client {
+    pub fn spawn(
+        dispatcher: SocketAddr,
+        conference: &str,
+        account: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Client {
         let mut child = Command::new(bin("confclient"))
             .args(["--dispatcher", &dispatcher.to_string()])
-            .args(["--conference", conference, "--account", account, "--name", name])
+            .args([
+                "--conference",
+                conference,
+                "--account",
+                account,
+                "--name",
+                name,
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -178,7 +205,11 @@ impl Client {
             .expect("confclient starts");
         let stdout = Lines::collect(child.stdout.take().expect("piped"));
         let stderr = Lines::collect(child.stderr.take().expect("piped"));
-        Client { child, stdout, stderr }
+        Client {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// Waits for exit, killing the client after `timeout`.
@@ -192,7 +223,11 @@ impl Client {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("confclient did not exit: {:?} {:?}", self.stdout.all(), self.stderr.all());
+                panic!(
+                    "confclient did not exit: {:?} {:?}",
+                    self.stdout.all(),
+                    self.stderr.all()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -203,9 +238,18 @@ impl Client {
         let l = self
             .stdout
             .wait_for("channel audio", Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("no channel line: {:?} {:?}", self.stdout.all(), self.stderr.all()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no channel line: {:?} {:?}",
+                    self.stdout.all(),
+                    self.stderr.all()
+                )
+            });
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f[2].parse().expect("channel address"), f[5].parse().expect("channel ssrc"))
+        (
+            f[2].parse().expect("channel address"),
+            f[5].parse().expect("channel ssrc"),
+        )
     }
 
     /// The address in this client's `dispatch` line.
@@ -213,8 +257,17 @@ impl Client {
         let l = self
             .stdout
             .wait_for("dispatch ", Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("no dispatch line: {:?} {:?}", self.stdout.all(), self.stderr.all()));
-        l.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect("dispatch address")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no dispatch line: {:?} {:?}",
+                    self.stdout.all(),
+                    self.stderr.all()
+                )
+            });
+        l.split_whitespace()
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .expect("dispatch address")
     }
 }
 
@@ -251,7 +304,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}-{}", std::process::id(), rand_suffix()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }

@@ -1,0 +1,53 @@
+# The two commands: `make run` starts the embedded NOC, `make test` runs the whole suite.
+# Both install what a fresh Debian machine lacks before building.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build and the tests need (cmake: libopus; nasm: openh264;
+# libclang + libav*: ffmpeg-next; ffmpeg + python3: interop and audio cross-checks).
+DEB_PACKAGES := build-essential cmake nasm pkg-config libclang-dev \
+	libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev \
+	libavfilter-dev libavdevice-dev ffmpeg python3 curl
+NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080
+
+.PHONY: run test deps build lint fmt fuzz clean
+
+run: deps
+	$(CARGO) build --release --bins
+	./target/release/noc $(NOC_ARGS)
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) build --workspace --bins
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+# Installs only the packages that are missing, so a ready machine pays nothing.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first"; exit 1; }
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run control_line -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run rtp_view -- -max_total_time=60
+
+clean:
+	$(CARGO) clean
