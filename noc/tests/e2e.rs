@@ -444,3 +444,108 @@ fn hostile_control_lines_are_refused_and_others_carry_on() {
         ann.stdout.all()
     );
 }
+
+/// The split deployment: `dispatcher` and `mediaserver` as their own processes, set up
+/// from the shipped TOML files with ports overridden by flags, carry a conference.
+#[test]
+fn split_binaries_from_config_files_carry_a_conference() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let any = "127.0.0.1:0";
+    let disp = harness::Proc::spawn(
+        "dispatcher",
+        &[
+            "--config",
+            &format!("{root}/config/dispatcher.toml"),
+            "--listen",
+            any,
+            "--registry",
+            any,
+            "--http",
+            any,
+        ],
+    );
+    let addr = |p: &harness::Proc, key: &str| -> SocketAddr {
+        let l = p
+            .stdout
+            .wait_for(&format!("{key} "), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no {key} line: {:?}", p.stderr.all()));
+        l.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let dispatcher = addr(&disp, "dispatcher");
+    let registry = addr(&disp, "registry");
+    let ms = harness::Proc::spawn(
+        "mediaserver",
+        &[
+            "--config",
+            &format!("{root}/config/mediaserver.toml"),
+            "--listen",
+            any,
+            "--dispatcher",
+            &registry.to_string(),
+            "--id",
+            "ms-split",
+        ],
+    );
+    ms.stdout
+        .wait_for("mediaserver ms-split", Duration::from_secs(20))
+        .expect("media server started");
+    // Registration is asynchronous: wait until a join is placed rather than refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while raw_session(dispatcher, b"join\tprobe\tdemo\tprobe\nendsession\n").contains("reject\t503")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "media server never registered: {:?}",
+            ms.stderr.all()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = TempDir::new("split");
+    let wav = dir.file("ann.wav");
+    let mut ann = Client::spawn(
+        dispatcher,
+        "split",
+        "demo",
+        "ann",
+        &["--record", &wav, "--duration", "5"],
+    );
+    let mut bob = Client::spawn(
+        dispatcher,
+        "split",
+        "demo",
+        "bob",
+        &["--tone", "660", "--duration", "5"],
+    );
+    for c in [&mut ann, &mut bob] {
+        assert!(
+            c.wait(Duration::from_secs(30)).success(),
+            "{:?} {:?}",
+            c.stdout.all(),
+            c.stderr.all()
+        );
+    }
+    assert!(
+        ann.stdout
+            .all()
+            .iter()
+            .any(|l| l.starts_with("connect mediaserver ms-split")),
+        "{:?}",
+        ann.stdout.all()
+    );
+    let (samples, rate) = read_wav(&wav).unwrap();
+    let a = ToneAnalysis::new(
+        &samples,
+        rate,
+        Window {
+            skip: 1.5,
+            duration: 2.5,
+            block: 0.1,
+        },
+    )
+    .expect("long enough");
+    assert!(
+        a.level_db(660.0) >= -35.0,
+        "ann hears bob at {:.1} dBFS",
+        a.level_db(660.0)
+    );
+}

@@ -173,6 +173,38 @@ impl Drop for Noc {
     }
 }
 
+/// Any other binary of the workspace, with its output collected.
+pub struct Proc {
+    child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(bin(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        let stdout = Lines::collect(child.stdout.take().expect("piped"));
+        let stderr = Lines::collect(child.stderr.take().expect("piped"));
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `confclient`.
 pub struct Client {
     child: Child,

@@ -1,0 +1,244 @@
+//! `confclient` settings: command-line flags, optionally from a TOML file.
+//!
+//! Every flag can also be a key of the `--config` file (same name, e.g. `dispatcher =
+//! "127.0.0.1:3450"`, `tone = 440`); a flag given on the command line wins.
+
+use crate::session::SessionConfig;
+use crate::ClientError;
+use clap::Parser;
+use protocol::Mode;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Join a conference, send a tone or silence, record what you hear.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "confclient", version)]
+pub struct Args {
+    /// TOML file with any of the settings below; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Dispatcher to contact first.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dispatcher: Option<String>,
+    /// Conference to join.
+    #[arg(long, value_name = "NAME")]
+    pub conference: Option<String>,
+    /// Account code.
+    #[arg(long, value_name = "CODE")]
+    pub account: Option<String>,
+    /// Our user name in the roster.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Send a sine tone at HZ (about -12 dBFS) instead of silence.
+    #[arg(long, value_name = "HZ")]
+    pub tone: Option<f64>,
+    /// Record the received mix to a WAV file (48 kHz, 16-bit, mono).
+    #[arg(long, value_name = "FILE.wav")]
+    pub record: Option<PathBuf>,
+    /// Leave after SECS seconds; without it, run until Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Conference mode to ask for: reflect (forwarding) or mix.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+}
+
+/// The `--config` file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArgs {
+    dispatcher: Option<String>,
+    conference: Option<String>,
+    account: Option<String>,
+    name: Option<String>,
+    tone: Option<f64>,
+    record: Option<PathBuf>,
+    duration: Option<f64>,
+    mode: Option<String>,
+}
+
+/// Settings after merging flags and file, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub session: SessionConfig,
+    /// Leave after this long; `None` = until a signal.
+    pub duration: Option<Duration>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+        .map_err(|()| format!("unknown mode {s:?} (reflect or mix)"))
+}
+
+/// `host` alone means the well-known control port.
+fn with_default_port(addr: String) -> String {
+    let has_port = match addr.rsplit_once(':') {
+        // A bare IPv6 address has colons but no port unless bracketed.
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if has_port {
+        addr
+    } else if addr.contains(':') && !addr.starts_with('[') {
+        format!("[{addr}]:{}", protocol::DEFAULT_PORT)
+    } else {
+        format!("{addr}:{}", protocol::DEFAULT_PORT)
+    }
+}
+
+impl Args {
+    /// Merges the `--config` file under the flags and checks the result.
+    pub fn resolve(self) -> Result<ClientConfig, ClientError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ClientError::ConfigFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                toml::from_str::<FileArgs>(&text)
+                    .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?
+            }
+            None => FileArgs::default(),
+        };
+        let file_mode = file
+            .mode
+            .as_deref()
+            .map(parse_mode)
+            .transpose()
+            .map_err(ClientError::Config)?;
+        let required = |flag: &str, v: Option<String>| {
+            v.filter(|s| !s.is_empty())
+                .ok_or_else(|| ClientError::Config(format!("--{flag} is required")))
+        };
+        let tone = self.tone.or(file.tone);
+        if let Some(hz) = tone {
+            if !(hz > 0.0 && hz < 24_000.0) {
+                return Err(ClientError::Config(format!(
+                    "--tone {hz}: must be between 0 and 24000 Hz"
+                )));
+            }
+        }
+        let duration = match self.duration.or(file.duration) {
+            Some(secs) => Some(Duration::try_from_secs_f64(secs).map_err(|_| {
+                ClientError::Config(format!(
+                    "--duration {secs}: must be a number of seconds >= 0"
+                ))
+            })?),
+            None => None,
+        };
+        Ok(ClientConfig {
+            session: SessionConfig {
+                dispatcher: with_default_port(required(
+                    "dispatcher",
+                    self.dispatcher.or(file.dispatcher),
+                )?),
+                conference: required("conference", self.conference.or(file.conference))?,
+                account: required("account", self.account.or(file.account))?,
+                name: required("name", self.name.or(file.name))?,
+                mode: self.mode.or(file_mode).unwrap_or_default(),
+                tone,
+                record: self.record.or(file.record),
+            },
+            duration,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("confclient").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn flags_alone() {
+        let c = args(&[
+            "--dispatcher",
+            "127.0.0.1:3450",
+            "--conference",
+            "xyz",
+            "--account",
+            "demo",
+            "--name",
+            "ann",
+            "--tone",
+            "440",
+            "--duration",
+            "2.5",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.session.dispatcher, "127.0.0.1:3450");
+        assert_eq!(c.session.tone, Some(440.0));
+        assert_eq!(c.session.mode, Mode::Reflect);
+        assert_eq!(c.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(c.session.record, None);
+    }
+
+    #[test]
+    fn file_under_flags() {
+        let dir = std::env::temp_dir().join(format!("client-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "dispatcher = \"localhost\"\nconference = \"xyz\"\naccount = \"demo\"\n\
+             name = \"file\"\ntone = 660\nrecord = \"out.wav\"\nmode = \"mix\"\n",
+        )
+        .unwrap();
+        let c = args(&["--config", path.to_str().unwrap(), "--name", "flag"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.session.dispatcher, "localhost:3450");
+        assert_eq!(c.session.name, "flag");
+        assert_eq!(c.session.tone, Some(660.0));
+        assert_eq!(c.session.mode, Mode::Mix);
+        assert_eq!(c.session.record, Some(PathBuf::from("out.wav")));
+        assert_eq!(c.duration, None);
+
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let e = args(&["--config", path.to_str().unwrap()]).resolve();
+        assert!(matches!(e, Err(ClientError::Config(_))));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn missing_and_bad_values() {
+        let e = args(&["--conference", "xyz"]).resolve().unwrap_err();
+        assert_eq!(e.to_string(), "config: --dispatcher is required");
+        let base = [
+            "--dispatcher",
+            "h:1",
+            "--conference",
+            "c",
+            "--account",
+            "a",
+            "--name",
+            "n",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            args(&v).resolve()
+        };
+        assert!(with(&["--tone", "0"]).is_err());
+        assert!(with(&["--tone", "30000"]).is_err());
+        assert!(with(&["--duration=-1"]).is_err());
+        assert!(with(&["--duration", "0"]).is_ok());
+        assert!(Args::try_parse_from(["confclient", "--mode", "sideways"]).is_err());
+    }
+
+    #[test]
+    fn default_port() {
+        assert_eq!(with_default_port("a.b".into()), "a.b:3450");
+        assert_eq!(with_default_port("a.b:99".into()), "a.b:99");
+        assert_eq!(with_default_port("::1".into()), "[::1]:3450");
+        assert_eq!(with_default_port("[::1]:5".into()), "[::1]:5");
+    }
+}

@@ -1,0 +1,58 @@
+//! The one error type of the client crate, and how it maps to exit codes.
+
+use protocol::{ErrorCode, ProtoError};
+use std::path::PathBuf;
+
+/// Why the client stopped, or why one of its parts failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Bad or missing settings (flags or `--config` file).
+    #[error("config: {0}")]
+    Config(String),
+    #[error("cannot read config file {path}: {source}")]
+    ConfigFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {what} {addr}: {source}")]
+    Connect {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server closed the control connection while we were still in the session.
+    #[error("{0} closed the connection")]
+    Closed(&'static str),
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent a line the protocol codec cannot frame (too long, not UTF-8).
+    #[error("bad line from server: {0}")]
+    Protocol(#[from] ProtoError),
+    /// The server sent a valid message that makes no sense at this point of the flow.
+    #[error("protocol violation: {0}")]
+    Unexpected(String),
+    #[error("rejected: {code} {text}")]
+    Rejected { code: ErrorCode, text: String },
+    #[error("server error: {code} {text}")]
+    Server { code: ErrorCode, text: String },
+    #[error(transparent)]
+    Codec(#[from] codecs::CodecError),
+    #[error("wav {path}: {source}")]
+    Wav {
+        path: PathBuf,
+        #[source]
+        source: hound::Error,
+    },
+}
+
+impl ClientError {
+    /// The process exit code: 2 when a server refused us, 1 for every other failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Rejected { .. } | ClientError::Server { .. } => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The conference client: library and the `confclient` binary.
+//!
+//! Tests, operators and load generators need a real client that speaks the NOC's control
+//! protocol and RTP exactly as a user's would, without a browser. This crate is that
+//! client, split into reusable parts:
+//!
+//! - [`session`]: the join flow (dispatcher -> `dispatch` -> media server -> `accept` ->
+//!   `channel`) and the media loop; [`session::run`] is a whole client session.
+//! - [`control`]: the TCP control connection and the [`control::Event`] lines it reports.
+//! - [`packet`]: RTP numbering for sending and RTP/RTCP demux for receiving (`rtc-rtp`).
+//! - [`mixer`]: the sans-IO receive side: per-SSRC jitter buffer, Opus decode with PLC, and
+//!   a saturating mix on a wall-clock timeline; [`recorder`] drives it and writes the WAV.
+//! - [`tone`]: the test-tone generator and the detector mirroring `tools/tone_check.py`.
+//! - [`config`]: the `confclient` flags and their TOML form.
+
+pub mod config;
+pub mod control;
+mod error;
+pub mod mixer;
+pub mod packet;
+pub mod recorder;
+pub mod session;
+pub mod tone;
+
+pub use error::ClientError;
+
+/// Feeds one datagram through the receive path; the fuzz target calls this. Never panics.
+pub fn fuzz_datagram(data: &[u8]) {
+    if let packet::Datagram::Rtp(p) = packet::classify(data) {
+        let mut m = mixer::Mixer::new(mixer::PLAYOUT_DELAY, true);
+        m.push(0, &p);
+        let mut out = Vec::new();
+        m.advance(mixer::PLAYOUT_DELAY + 2_000, &mut out);
+    }
+}

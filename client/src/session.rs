@@ -1,0 +1,367 @@
+//! One client session: the join flow (seed 003 Fig. 2), then media until told to leave.
+//!
+//! dispatcher `connect` -> `join` -> `dispatch` -> `endsession`; media server `connect` ->
+//! `join ... ticket=` -> `accept` -> `channel` (answered with our own) -> RTP both ways.
+//! Everything runs on one task: the control connection, the UDP socket, the 20 ms send
+//! clock and the recorder tick are branches of one `select!`.
+
+use crate::control::{Control, Event, Summary};
+use crate::packet::{classify, Datagram, RtpSender};
+use crate::recorder::Recorder;
+use crate::tone::Sine;
+use crate::ClientError;
+use codecs::opus::{Encoder, FRAME_SAMPLES, SAMPLE_RATE};
+use protocol::{ChannelAddr, ClientMsg, JoinOpts, MediaKind, Mode, ServerMsg};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// One frame of audio: 20 ms.
+pub const FRAME: Duration = Duration::from_millis(20);
+/// Level of the test tone: about -12 dBFS leaves headroom when streams are summed.
+pub const TONE_DBFS: f64 = -12.0;
+/// A sender further behind its clock than this skips frames instead of bursting them.
+const MAX_BURST: Duration = Duration::from_millis(200);
+/// Redirects (`dispatch`) followed before joining, so two servers cannot bounce us forever.
+const MAX_REDIRECTS: usize = 8;
+
+/// What a session needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// Dispatcher (or any server speaking the control protocol) as `host:port`.
+    pub dispatcher: String,
+    pub conference: String,
+    pub account: String,
+    pub name: String,
+    pub mode: Mode,
+    /// Send a sine at this frequency; Opus-encoded silence when `None`.
+    pub tone: Option<f64>,
+    /// Record the received mix to this WAV file.
+    pub record: Option<PathBuf>,
+}
+
+impl SessionConfig {
+    /// The `join` line, with `ticket` once the dispatcher handed one out.
+    pub fn join_msg(&self, ticket: Option<&str>) -> ClientMsg {
+        ClientMsg::Join {
+            conference: self.conference.clone(),
+            account: self.account.clone(),
+            name: self.name.clone(),
+            opts: JoinOpts {
+                ticket: ticket.map(str::to_owned),
+                mode: self.mode,
+                media: vec![MediaKind::Audio],
+                codec: Some("opus".into()),
+                app: Some("confclient".into()),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+                os: Some(std::env::consts::OS.into()),
+                extra: Vec::new(),
+            },
+        }
+    }
+}
+
+/// The audio channel once the media server assigned it.
+struct Media {
+    socket: UdpSocket,
+    server: SocketAddr,
+    payload_type: u8,
+    tx: RtpSender,
+    encoder: Encoder,
+    tone: Option<Sine>,
+    pcm: Vec<i16>,
+    next_send: Instant,
+}
+
+impl Media {
+    /// Binds the media socket on the control connection's local IP (same family as the
+    /// server), so the server sees RTP from the host it is talking to.
+    async fn open(
+        ctrl: &Control,
+        server: SocketAddr,
+        payload_type: u8,
+        ssrc: u32,
+        tone: Option<f64>,
+    ) -> Result<Self, ClientError> {
+        let local_ip = ctrl.local_addr()?.ip();
+        let ip = match (local_ip, server) {
+            (IpAddr::V4(_), SocketAddr::V4(_)) | (IpAddr::V6(_), SocketAddr::V6(_)) => local_ip,
+            (_, SocketAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (_, SocketAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        Ok(Media {
+            socket,
+            server,
+            payload_type,
+            tx: RtpSender::new(payload_type, ssrc),
+            encoder: Encoder::new()?,
+            tone: tone.map(|hz| Sine::new(hz, TONE_DBFS, SAMPLE_RATE)),
+            pcm: vec![0; FRAME_SAMPLES],
+            next_send: Instant::now(),
+        })
+    }
+
+    /// Sends the frame due at `next_send`; returns whether a packet went out.
+    async fn send_frame(&mut self) -> Result<bool, ClientError> {
+        let late = Instant::now().saturating_duration_since(self.next_send);
+        if late > MAX_BURST {
+            // Stalled (suspended, overloaded): skip the lost time, keeping timestamps and
+            // tone phase on the wall clock rather than bursting old frames.
+            let frames = (late.as_micros() / FRAME.as_micros()) as u32;
+            tracing::warn!(frames, "sender stalled, skipping frames");
+            let samples = frames * FRAME_SAMPLES as u32;
+            self.tx.advance_time(samples);
+            if let Some(t) = self.tone.as_mut() {
+                t.skip(u64::from(samples));
+            }
+            self.next_send += FRAME * frames;
+        }
+        match self.tone.as_mut() {
+            Some(t) => t.fill(&mut self.pcm),
+            None => self.pcm.fill(0),
+        }
+        let packet = self.encoder.encode(&self.pcm)?;
+        let bytes = self.tx.packet(packet, FRAME_SAMPLES as u32);
+        self.next_send += FRAME;
+        match self.socket.send_to(&bytes, self.server).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                // UDP send errors (ICMP unreachable, buffer full) are transient for RTP.
+                tracing::debug!("rtp send failed: {e}");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Where the session is in the join flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connected, waiting for the server's `connect`.
+    Greeting,
+    /// `join` sent, waiting for `accept` or `dispatch`.
+    Joining,
+    /// In the conference.
+    Joined,
+}
+
+/// Everything that changes while a session runs.
+struct State<'a> {
+    cfg: &'a SessionConfig,
+    ctrl: Control,
+    phase: Phase,
+    ticket: Option<String>,
+    redirects: usize,
+    conference: String,
+    media: Option<Media>,
+    recorder: Recorder,
+    sent: u64,
+    malformed: u64,
+}
+
+/// Runs a session until `shutdown` completes (then leaves cleanly and returns the summary)
+/// or something fails. Every reportable event, `left` included, goes to `events`.
+/// The WAV, if any, is finalized on every path.
+pub async fn run(
+    cfg: &SessionConfig,
+    shutdown: impl Future<Output = ()>,
+    events: &mut (dyn FnMut(&Event) + Send),
+) -> Result<Summary, ClientError> {
+    // Open the recording before connecting: a bad path should fail before we join.
+    let recorder = Recorder::new(cfg.record.as_deref(), std::time::Instant::now())?;
+    let ctrl = Control::connect(&cfg.dispatcher, "dispatcher").await?;
+    let mut st = State {
+        cfg,
+        ctrl,
+        phase: Phase::Greeting,
+        ticket: None,
+        redirects: 0,
+        conference: cfg.conference.clone(),
+        media: None,
+        recorder,
+        sent: 0,
+        malformed: 0,
+    };
+    let outcome = st.run(shutdown, events).await;
+    let State {
+        mut ctrl,
+        recorder,
+        conference,
+        sent,
+        malformed,
+        ..
+    } = st;
+    // Leave politely on every path; after a reject or a dropped link this is a no-op.
+    ctrl.end().await;
+    let stats = recorder.finish(std::time::Instant::now());
+    outcome?;
+    let stats = stats?;
+    let summary = Summary {
+        conference,
+        sent,
+        received: stats.packets,
+        streams: stats.streams,
+        lost: stats.lost,
+        malformed: malformed + stats.decode_errors,
+        late: stats.late,
+        duplicates: stats.duplicates,
+    };
+    events(&Event::Left(summary.clone()));
+    Ok(summary)
+}
+
+impl State<'_> {
+    async fn run(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        events: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<(), ClientError> {
+        tokio::pin!(shutdown);
+        let mut mix_tick = tokio::time::interval(FRAME);
+        mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let next_send = self.media.as_ref().map(|m| m.next_send);
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                msg = self.ctrl.recv() => self.on_control(msg?, events).await?,
+                got = recv(self.media.as_ref(), &mut buf) => match got {
+                    Ok((n, _from)) => self.on_datagram(&buf[..n]),
+                    Err(e) => tracing::debug!("rtp receive failed: {e}"),
+                },
+                () = sleep_until(next_send) => {
+                    if let Some(m) = self.media.as_mut() {
+                        if m.send_frame().await? {
+                            self.sent += 1;
+                        }
+                    }
+                }
+                // The timeline starts at `accept`; ticking earlier would pin it to connect time.
+                _ = mix_tick.tick(), if self.phase == Phase::Joined => {
+                    self.recorder.tick(std::time::Instant::now())?
+                }
+            }
+        }
+    }
+
+    async fn on_control(
+        &mut self,
+        msg: ServerMsg,
+        events: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<(), ClientError> {
+        if !matches!(msg, ServerMsg::Pong { .. }) {
+            events(&Event::Server(msg.clone()));
+        }
+        match msg {
+            ServerMsg::Connect { version, .. } => {
+                if version != protocol::VERSION {
+                    tracing::warn!(version, "server speaks another protocol version");
+                }
+                if self.phase != Phase::Greeting {
+                    return Err(ClientError::Unexpected("second connect".into()));
+                }
+                let join = self.cfg.join_msg(self.ticket.as_deref());
+                self.ctrl.send(&join).await?;
+                self.phase = Phase::Joining;
+            }
+            ServerMsg::Dispatch { addr, ticket } => {
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return Err(ClientError::Unexpected("too many redirects".into()));
+                }
+                // Leave this server before contacting the next, as seed 003 Fig. 2 does.
+                self.ctrl.end().await;
+                self.ctrl = Control::connect(&addr.to_string(), "media server").await?;
+                self.ticket = Some(ticket);
+                self.phase = Phase::Greeting;
+                // A move mid-session: the new server assigns a new channel.
+                self.media = None;
+            }
+            ServerMsg::Accept { conference, .. } => {
+                if self.phase == Phase::Joining {
+                    self.recorder.restart(std::time::Instant::now());
+                }
+                self.conference = conference;
+                self.phase = Phase::Joined;
+            }
+            ServerMsg::Channel {
+                kind: MediaKind::Audio,
+                addr,
+                payload_type,
+                codec,
+                ssrc,
+            } => {
+                if !codec.eq_ignore_ascii_case("opus") {
+                    return Err(ClientError::Unexpected(format!(
+                        "server wants codec {codec}, confclient speaks opus"
+                    )));
+                }
+                let media =
+                    Media::open(&self.ctrl, addr, payload_type, ssrc, self.cfg.tone).await?;
+                let local = media.socket.local_addr()?;
+                self.ctrl
+                    .send(&ClientMsg::Channel {
+                        kind: MediaKind::Audio,
+                        addr: ChannelAddr::Addr(local),
+                        ssrc,
+                    })
+                    .await?;
+                tracing::info!(%local, server = %addr, ssrc, "audio channel open");
+                self.media = Some(media);
+            }
+            ServerMsg::Channel { kind, .. } => {
+                tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
+            }
+            ServerMsg::Reject { code, text } => return Err(ClientError::Rejected { code, text }),
+            ServerMsg::Error { code, text } => return Err(ClientError::Server { code, text }),
+            ServerMsg::AddUser { .. }
+            | ServerMsg::DelUser { .. }
+            | ServerMsg::Text { .. }
+            | ServerMsg::Pong { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, data: &[u8]) {
+        let Some(media) = self.media.as_ref() else {
+            return;
+        };
+        match classify(data) {
+            Datagram::Rtp(p) if p.payload_type == media.payload_type => {
+                self.recorder.push(std::time::Instant::now(), &p)
+            }
+            Datagram::Rtp(p) => {
+                self.malformed += 1;
+                tracing::debug!(
+                    pt = p.payload_type,
+                    "dropping RTP with unexpected payload type"
+                );
+            }
+            Datagram::Rtcp => {}
+            Datagram::Malformed(why) => {
+                self.malformed += 1;
+                tracing::debug!(len = data.len(), "dropping datagram: {why}");
+            }
+        }
+    }
+}
+
+/// Receives on the media socket, or never when there is none yet.
+async fn recv(media: Option<&Media>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match media {
+        Some(m) => m.socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or forever when nothing is scheduled.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
