@@ -374,7 +374,7 @@ fn hostile_control_lines_are_refused_and_others_carry_on() {
         "xyz",
         "demo",
         "ann",
-        &["--tone", "440", "--duration", "5"],
+        &["--tone", "440", "--duration", "8"],
     );
     ann.stdout
         .wait_for("accept", JOIN_WAIT)
@@ -416,6 +416,18 @@ fn hostile_control_lines_are_refused_and_others_carry_on() {
     // A stranger's RTP to the media port, with no conference behind it, gets no answer.
     let (media, ssrc) = ann.channel();
     assert_eq!(stranger(media, ssrc, Duration::from_millis(500)), 0);
+    // A client that dies without `endsession` is removed from the roster: TCP loss.
+    let mut dan = Client::spawn(noc.dispatcher, "xyz", "demo", "dan", &["--duration", "30"]);
+    dan.stdout
+        .wait_for("accept", JOIN_WAIT)
+        .expect("dan joined");
+    ann.stdout
+        .wait_for("adduser 2 dan", JOIN_WAIT)
+        .expect("ann saw dan join");
+    dan.kill();
+    ann.stdout
+        .wait_for("deluser 2 dan", Duration::from_secs(5))
+        .expect("ann saw dan's connection drop");
     // The joined client never noticed; a new client still gets in.
     let mut bob = Client::spawn(noc.dispatcher, "xyz", "demo", "bob", &["--duration", "2"]);
     assert!(

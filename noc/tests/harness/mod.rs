@@ -265,6 +265,12 @@ impl Client {
         }
     }
 
+    /// Kills the process without a goodbye: its TCP connection just drops.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The `channel audio ADDR PT CODEC SSRC` line the media server gave this client.
     pub fn channel(&self) -> (SocketAddr, u32) {
         let l = self
