@@ -5,10 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need (cmake: libopus; nasm: openh264;
-# libclang + libav*: ffmpeg-next; ffmpeg + python3: interop and audio cross-checks).
+# libclang + libav*: ffmpeg-next; ffmpeg + python3: interop and audio cross-checks;
+# chromium + chromium-driver: the dashboard's real-browser test; fonts-dejavu-core: plots).
 DEB_PACKAGES := build-essential cmake nasm pkg-config libclang-dev \
 	libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev \
-	libavfilter-dev libavdevice-dev ffmpeg python3 curl
+	libavfilter-dev libavdevice-dev ffmpeg python3 curl \
+	chromium chromium-driver fonts-dejavu-core
 NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080
 
 .PHONY: run test deps build lint fmt fuzz clean

@@ -133,6 +133,11 @@ impl fmt::Display for Event {
         match self {
             Event::Server(m) => match m {
                 M::Connect { kind, id, .. } => write!(f, "connect {} {id}", kind.as_str()),
+                M::Dispatch {
+                    addr,
+                    conference: Some(c),
+                    ..
+                } => write!(f, "dispatch {addr} conference={c}"),
                 M::Dispatch { addr, .. } => write!(f, "dispatch {addr}"),
                 M::Accept {
                     conference,
@@ -192,7 +197,8 @@ mod tests {
         assert_eq!(
             line(ServerMsg::Dispatch {
                 addr: "127.0.0.1:3451".parse().unwrap(),
-                ticket: "t".into()
+                ticket: "t".into(),
+                conference: None,
             }),
             "dispatch 127.0.0.1:3451"
         );

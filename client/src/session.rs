@@ -264,11 +264,22 @@ impl State<'_> {
                 if self.phase != Phase::Greeting {
                     return Err(ClientError::Unexpected("second connect".into()));
                 }
-                let join = self.cfg.join_msg(self.ticket.as_deref());
+                let mut join = self.cfg.join_msg(self.ticket.as_deref());
+                // After an operator's move we join the conference we were sent to.
+                if let ClientMsg::Join { conference, .. } = &mut join {
+                    conference.clone_from(&self.conference);
+                }
                 self.ctrl.send(&join).await?;
                 self.phase = Phase::Joining;
             }
-            ServerMsg::Dispatch { addr, ticket } => {
+            ServerMsg::Dispatch {
+                addr,
+                ticket,
+                conference,
+            } => {
+                if let Some(c) = conference {
+                    self.conference = c;
+                }
                 self.redirects += 1;
                 if self.redirects > MAX_REDIRECTS {
                     return Err(ClientError::Unexpected("too many redirects".into()));
@@ -287,6 +298,7 @@ impl State<'_> {
                 }
                 self.conference = conference;
                 self.phase = Phase::Joined;
+                self.redirects = 0;
             }
             ServerMsg::Channel {
                 kind: MediaKind::Audio,

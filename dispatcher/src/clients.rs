@@ -2,9 +2,9 @@
 //! Fig. 2 messages 202-208).
 
 use crate::lines::{LineReader, Read};
+use crate::metrics::OutcomeLabel;
 use crate::{unix_ms, Service};
-use protocol::ticket::{self, Claims};
-use protocol::{ClientMsg, DispMsg, ErrorCode, ServerKind, ServerMsg};
+use protocol::{ClientMsg, ErrorCode, ServerKind, ServerMsg};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -37,8 +37,15 @@ async fn send(w: &mut (impl AsyncWriteExt + Unpin), msg: &ServerMsg) -> std::io:
 }
 
 /// Sends a final `reject` or `error` and closes.
-async fn refuse(w: &mut (impl AsyncWriteExt + Unpin), msg: ServerMsg) -> std::io::Result<()> {
+async fn refuse(
+    service: &Service,
+    w: &mut (impl AsyncWriteExt + Unpin),
+    msg: ServerMsg,
+) -> std::io::Result<()> {
     tracing::info!(line = %msg.encode().trim_end(), "refusing client");
+    if let ServerMsg::Reject { code, .. } | ServerMsg::Error { code, .. } = &msg {
+        service.metrics.reject(*code);
+    }
     send(w, &msg).await?;
     w.shutdown().await
 }
@@ -59,12 +66,12 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
     loop {
         let line = match reader.next().await {
             Read::Line(l) => l,
-            Read::Bad(e) => return refuse(&mut w, ServerMsg::error(&e)).await,
+            Read::Bad(e) => return refuse(service, &mut w, ServerMsg::error(&e)).await,
             Read::Closed => return Ok(()),
         };
         let msg = match ClientMsg::parse(&line) {
             Ok(m) => m,
-            Err(e) => return refuse(&mut w, ServerMsg::error(&e)).await,
+            Err(e) => return refuse(service, &mut w, ServerMsg::error(&e)).await,
         };
         match msg {
             ClientMsg::Ping { token } => send(&mut w, &ServerMsg::Pong { token }).await?,
@@ -78,7 +85,7 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
                 let reply = dispatch(service, &conference, &account, &name, opts.mode);
                 let dispatched = matches!(reply, ServerMsg::Dispatch { .. });
                 if !dispatched {
-                    return refuse(&mut w, reply).await;
+                    return refuse(service, &mut w, reply).await;
                 }
                 send(&mut w, &reply).await?;
                 // The client now sends `endsession`; wait for it or its close.
@@ -90,7 +97,12 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
                     "{} is not valid before join",
                     other.encode().split('\t').next().unwrap_or("").trim_end()
                 );
-                return refuse(&mut w, ServerMsg::reject(ErrorCode::WrongState, text)).await;
+                return refuse(
+                    service,
+                    &mut w,
+                    ServerMsg::reject(ErrorCode::WrongState, text),
+                )
+                .await;
             }
         }
     }
@@ -113,43 +125,44 @@ fn dispatch(
         );
     }
     let now = Instant::now();
-    let unix = unix_ms();
-    let placement =
-        match service
-            .tables()
-            .place(now, unix, conference, account, mode, settings.ticket_ttl)
-        {
-            Ok(p) => p,
-            Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
-        };
-    let expires = unix / 1000 + settings.ticket_ttl.as_secs();
-    let reserve = DispMsg::Reserve {
-        conference: conference.to_owned(),
-        account: account.to_owned(),
-        user: user.to_owned(),
+    let placed = service.tables().place(
+        now,
+        unix_ms(),
+        conference,
+        account,
         mode,
-        expires,
+        settings.ticket_ttl,
+    );
+    service
+        .metrics
+        .selection_seconds
+        .observe(now.elapsed().as_secs_f64());
+    let placement = match placed {
+        Ok(p) => p,
+        Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
     };
-    let sent = service
-        .links()
-        .get(&placement.server)
-        .filter(|l| l.generation == placement.generation)
-        .is_some_and(|l| l.tx.send(reserve).is_ok());
-    if !sent {
+    let Some(ticket) = service.hand_out(&placement, conference, account, user, mode) else {
         return ServerMsg::reject(
             ErrorCode::NoCapacity,
             format!("media server {} is unreachable", placement.server),
         );
-    }
-    let claims = Claims {
-        conference,
-        account,
-        user,
-        server: &placement.server,
     };
+    let outcome = if placement.created {
+        "created"
+    } else {
+        "found"
+    };
+    service
+        .metrics
+        .dispatches
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.into(),
+        })
+        .inc();
     tracing::info!(conference, user, server = %placement.server, created = placement.created, "dispatch");
     ServerMsg::Dispatch {
         addr: placement.client_addr,
-        ticket: ticket::sign(&settings.secret, &claims, expires),
+        ticket,
+        conference: None,
     }
 }

@@ -15,6 +15,14 @@ pub struct Account {
     pub customer: String,
 }
 
+/// An operator allowed to use the admin API with a bearer token.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub name: String,
+    pub token: String,
+}
+
 /// The flags of `dispatcher`; `--config FILE` reads the same keys from TOML, and a flag
 /// given on the command line wins over the file.
 #[derive(Debug, Default, Parser, Deserialize)]
@@ -43,9 +51,16 @@ pub struct DispatcherArgs {
     /// Seconds a will-call ticket and its reservation stay valid.
     #[arg(long)]
     pub ticket_ttl: Option<u64>,
+    /// Bearer token for the admin API, for an operator called `admin`; more operators
+    /// come from `[[admins]]` tables (`name`, `token`).
+    #[arg(long)]
+    pub admin_token: Option<String>,
     #[arg(skip)]
     #[serde(default)]
     pub accounts: Vec<Account>,
+    #[arg(skip)]
+    #[serde(default)]
+    pub admins: Vec<Admin>,
 }
 
 /// Resolved dispatcher settings.
@@ -58,6 +73,8 @@ pub struct Settings {
     pub secret: Vec<u8>,
     pub ticket_ttl: Duration,
     pub accounts: Vec<Account>,
+    /// Who may use the admin API; empty: admin actions are refused (403).
+    pub admins: Vec<Admin>,
 }
 
 impl Settings {
@@ -71,6 +88,7 @@ impl Settings {
             secret,
             ticket_ttl: Duration::from_secs(30),
             accounts,
+            admins: Vec::new(),
         }
     }
 }
@@ -115,6 +133,13 @@ impl DispatcherArgs {
         }
         if let Some(v) = self.ticket_ttl.or(file.ticket_ttl) {
             s.ticket_ttl = Duration::from_secs(v);
+        }
+        s.admins = file.admins;
+        if let Some(token) = self.admin_token.or(file.admin_token) {
+            s.admins.push(Admin {
+                name: "admin".into(),
+                token,
+            });
         }
         Ok(s)
     }

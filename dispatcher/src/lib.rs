@@ -9,16 +9,20 @@
 //!
 //! The dispatcher never links a media crate: it only sees the control protocol.
 
+mod admin;
 mod clients;
 pub mod config;
 pub mod core;
+mod dashboard;
 mod http;
 mod lines;
+pub mod metrics;
 mod registry;
 
-pub use config::{Account, DispatcherArgs, Settings};
+pub use config::{Account, Admin, DispatcherArgs, Settings};
 
-use protocol::DispMsg;
+use protocol::ticket::{self, Claims};
+use protocol::{DispMsg, Mode};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +54,7 @@ pub struct Service {
     settings: Settings,
     tables: Mutex<core::Tables>,
     links: Mutex<HashMap<String, Link>>,
+    pub metrics: metrics::Metrics,
 }
 
 impl Service {
@@ -65,6 +70,44 @@ impl Service {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Sends a line down a media server's registry link, if that registration is live.
+    fn send_to(&self, server: &str, generation: u64, msg: DispMsg) -> bool {
+        self.links()
+            .get(server)
+            .filter(|l| l.generation == generation)
+            .is_some_and(|l| l.tx.send(msg).is_ok())
+    }
+
+    /// Reserves a place for `user` at the placed server and signs its will-call ticket.
+    /// `None` when the server's link is gone.
+    fn hand_out(
+        &self,
+        to: &core::Placement,
+        conference: &str,
+        account: &str,
+        user: &str,
+        mode: Mode,
+    ) -> Option<String> {
+        let expires = unix_ms() / 1000 + self.settings.ticket_ttl.as_secs();
+        let reserve = DispMsg::Reserve {
+            conference: conference.to_owned(),
+            account: account.to_owned(),
+            user: user.to_owned(),
+            mode,
+            expires,
+        };
+        if !self.send_to(&to.server, to.generation, reserve) {
+            return None;
+        }
+        let claims = Claims {
+            conference,
+            account,
+            user,
+            server: &to.server,
+        };
+        Some(ticket::sign(&self.settings.secret, &claims, expires))
     }
 }
 
@@ -105,8 +148,17 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
         settings,
         tables: Mutex::new(core::Tables::new()),
         links: Mutex::new(HashMap::new()),
+        metrics: metrics::Metrics::default(),
     });
     tokio::spawn(clients::serve(clients, service.clone()));
+    let clock = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            clock.tables().tick(std::time::Instant::now(), unix_ms());
+        }
+    });
     tokio::spawn(registry::serve(registry, service.clone()));
     if let Some(l) = http {
         tokio::spawn(http::serve(l, service.clone()));

@@ -88,7 +88,8 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
         }
     }
     .await;
-    service.tables().server_lost(unix_ms(), &id, generation);
+    let lost = service.tables().server_lost(unix_ms(), &id, generation);
+    service.metrics.failovers.inc_by(lost as u64);
     let mut links = service.links();
     if links.get(&id).is_some_and(|l| l.generation == generation) {
         links.remove(&id);
@@ -119,8 +120,9 @@ fn apply(service: &Service, id: &str, msg: MsMsg) {
             users,
             cpu_pct,
             pps,
+            loss_pct,
         } => t.report(
-            now,
+            Stamp { now, unix_ms: unix },
             id,
             Load {
                 unused,
@@ -128,6 +130,7 @@ fn apply(service: &Service, id: &str, msg: MsMsg) {
                 users,
                 cpu_pct,
                 pps,
+                loss_pct,
             },
         ),
         MsMsg::UserJoined {

@@ -1,5 +1,6 @@
 //! Media server settings: command-line flags, each of which a TOML file can also set.
 
+pub use crate::io::IoKind;
 use crate::MediaServerError;
 use clap::Parser;
 use serde::Deserialize;
@@ -34,9 +35,23 @@ pub struct MediaServerArgs {
     /// Total capacity, in forwarded-participant units, reported to the dispatcher.
     #[arg(long)]
     pub capacity: Option<u32>,
-    /// Media worker threads, each with its own UDP port.
+    /// Media worker threads, each with its own UDP port [default: one per core].
     #[arg(long)]
     pub workers: Option<usize>,
+    /// UDP backend of the media workers; one that cannot start falls back to mmsg
+    /// [default: mmsg].
+    #[arg(long, value_enum)]
+    pub io: Option<IoKind>,
+    /// Send equal-sized packets to one destination as one GSO (UDP_SEGMENT) message
+    /// [default: true].
+    #[arg(long)]
+    pub gso: Option<bool>,
+    /// Pin media worker N to core N (modulo the core count) [default: false].
+    #[arg(long)]
+    pub pin_cores: Option<bool>,
+    /// Serve Prometheus `/metrics` on this address.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
 }
 
 /// Resolved media server settings.
@@ -49,6 +64,16 @@ pub struct Settings {
     pub secret: Vec<u8>,
     pub capacity: u32,
     pub workers: usize,
+    pub io: IoKind,
+    pub gso: bool,
+    pub pin_cores: bool,
+    /// `/metrics` (Prometheus) on this address.
+    pub http: Option<SocketAddr>,
+}
+
+/// One worker per core, as the OS reports them.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Settings {
@@ -61,7 +86,11 @@ impl Settings {
             id,
             secret,
             capacity: 100,
-            workers: 1,
+            workers: default_workers(),
+            io: IoKind::DEFAULT,
+            gso: true,
+            pin_cores: false,
+            http: None,
         }
     }
 }
@@ -110,6 +139,70 @@ impl MediaServerArgs {
             }
             s.workers = v;
         }
+        if let Some(v) = self.io.or(file.io) {
+            s.io = v;
+        }
+        if let Some(v) = self.gso.or(file.gso) {
+            s.gso = v;
+        }
+        if let Some(v) = self.pin_cores.or(file.pin_cores) {
+            s.pin_cores = v;
+        }
+        s.http = self.http.or(file.http);
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[&str]) -> MediaServerArgs {
+        let mut v = vec![
+            "mediaserver",
+            "--secret",
+            "s",
+            "--dispatcher",
+            "127.0.0.1:9",
+        ];
+        v.extend_from_slice(flags);
+        MediaServerArgs::parse_from(v)
+    }
+
+    #[test]
+    fn engine_defaults() {
+        let s = args(&[]).resolve().unwrap();
+        assert_eq!(s.workers, default_workers());
+        assert_eq!(s.io, IoKind::DEFAULT);
+        assert!(s.gso);
+        assert!(!s.pin_cores);
+    }
+
+    #[test]
+    fn engine_flags_and_file() {
+        let s = args(&["--workers", "3", "--io", "uring", "--gso", "false"])
+            .resolve()
+            .unwrap();
+        assert_eq!((s.workers, s.io, s.gso), (3, IoKind::Uring, false));
+        assert!(MediaServerArgs::try_parse_from(["mediaserver", "--io", "epoll"]).is_err());
+
+        let dir = std::env::temp_dir().join(format!("ms-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ms.toml");
+        std::fs::write(
+            &file,
+            "io = \"uring\"\ngso = false\npin_cores = true\nworkers = 2\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = args(&["--config", path]).resolve().unwrap();
+        assert_eq!(
+            (s.workers, s.io, s.gso, s.pin_cores),
+            (2, IoKind::Uring, false, true)
+        );
+        // A flag wins over the file.
+        let s = args(&["--config", path, "--io", "mmsg"]).resolve().unwrap();
+        assert_eq!(s.io, IoKind::Mmsg);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

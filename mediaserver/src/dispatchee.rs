@@ -4,9 +4,10 @@
 //! dispatcher's tables converge again.
 
 use crate::host::{delete_room, ensure_room, unix_now};
+use crate::worker::WorkerCounters;
 use crate::Server;
-use protocol::{Capabilities, DispMsg, LineBuffer, MsMsg};
-use std::sync::atomic::Ordering;
+use protocol::{Capabilities, DispMsg, LineBuffer, MsMsg, ServerMsg};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,6 +104,32 @@ fn on_dispatcher(server: &Server, msg: DispMsg) {
                 }
             }
         }
+        DispMsg::Dispatch {
+            conference,
+            participant,
+            addr,
+            ticket,
+            to_conference,
+        } => {
+            // A punt keeps the conference and changes the server; a move changes both.
+            let order = ServerMsg::Dispatch {
+                addr,
+                ticket,
+                conference: (to_conference != conference).then_some(to_conference),
+            };
+            let rooms = server.rooms();
+            match rooms
+                .rooms
+                .get(&conference)
+                .and_then(|r| r.members.get(&participant))
+            {
+                Some(m) => {
+                    tracing::info!(conference, participant, %addr, "dispatching participant");
+                    let _ = m.tx.send(order);
+                }
+                None => tracing::warn!(conference, participant, "dispatch for someone not here"),
+            }
+        }
         DispMsg::Error { code, text } => tracing::error!(%code, %text, "dispatcher refused us"),
     }
 }
@@ -146,18 +173,25 @@ fn report(server: &Server, meter: &mut Meter) -> MsMsg {
         let rooms = server.rooms();
         (rooms.rooms.len() as u32, rooms.users() as u32)
     };
-    let packets: u64 = server
-        .workers
-        .iter()
-        .map(|w| w.counters.packets_out.load(Ordering::Relaxed))
-        .sum();
-    let (cpu_pct, pps) = meter.sample(packets);
+    let sum = |f: fn(&WorkerCounters) -> &AtomicU64| -> u64 {
+        server
+            .workers
+            .iter()
+            .map(|w| f(&w.counters).load(Ordering::Relaxed))
+            .sum()
+    };
+    let (cpu_pct, pps, loss_pct) = meter.sample(
+        sum(|c| &c.packets_out),
+        sum(|c| &c.datagrams_in),
+        sum(|c| &c.lost),
+    );
     MsMsg::Report {
         unused: server.settings.capacity.saturating_sub(users),
         conferences,
         users,
         cpu_pct,
         pps,
+        loss_pct,
     }
 }
 
@@ -166,6 +200,8 @@ struct Meter {
     at: Instant,
     cpu_ticks: u64,
     packets: u64,
+    received: u64,
+    lost: u64,
 }
 
 impl Meter {
@@ -174,10 +210,14 @@ impl Meter {
             at: Instant::now(),
             cpu_ticks: cpu_ticks().unwrap_or(0),
             packets: 0,
+            received: 0,
+            lost: 0,
         }
     }
 
-    fn sample(&mut self, packets: u64) -> (f32, u64) {
+    /// CPU %, packets out per second, and the loss % of what we received, since the
+    /// last sample.
+    fn sample(&mut self, packets: u64, received: u64, lost: u64) -> (f32, u64, f32) {
         let now = Instant::now();
         let secs = now.duration_since(self.at).as_secs_f64().max(1e-3);
         let ticks = cpu_ticks().unwrap_or(self.cpu_ticks);
@@ -187,8 +227,25 @@ impl Meter {
         self.at = now;
         self.cpu_ticks = ticks;
         self.packets = packets;
-        (cpu as f32, pps as u64)
+        let (got, missed) = (
+            received.saturating_sub(self.received),
+            lost.saturating_sub(self.lost),
+        );
+        self.received = received;
+        self.lost = lost;
+        let loss = if got + missed > 0 {
+            100.0 * missed as f64 / (got + missed) as f64
+        } else {
+            0.0
+        };
+        (cpu as f32, pps as u64, loss as f32)
     }
+}
+
+/// CPU seconds (user + system) of this process.
+pub(crate) fn cpu_seconds() -> Option<f64> {
+    // Linux reports process times in USER_HZ, which is 100 on every supported platform.
+    cpu_ticks().map(|t| t as f64 / 100.0)
 }
 
 /// utime + stime of this process from /proc, in clock ticks.

@@ -13,9 +13,11 @@
 pub mod config;
 mod dispatchee;
 mod host;
+mod http;
+pub mod io;
 mod path;
 mod rooms;
-mod worker;
+pub mod worker;
 
 pub use config::{MediaServerArgs, Settings};
 
@@ -67,6 +69,8 @@ pub struct Running {
     pub id: String,
     pub client_addr: SocketAddr,
     pub media_addrs: Vec<SocketAddr>,
+    /// Where `/metrics` is served, when asked for.
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// Binds the client port, starts the workers and the dispatcher link on the current
@@ -79,13 +83,22 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
                 addr: settings.listen,
                 source,
             })?;
+    let http = match settings.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| MediaServerError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     let mut client_addr = listener.local_addr().unwrap_or(settings.listen);
     if client_addr.ip().is_unspecified() {
         client_addr.set_ip(settings.media_host);
     }
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let workers = (0..settings.workers)
-        .map(|i| worker::spawn(i, settings.media_host, ev_tx.clone()))
+        .map(|i| worker::spawn(i, &settings, ev_tx.clone()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(MediaServerError::Worker)?;
     let media_addrs = workers.iter().map(|w| w.addr).collect();
@@ -104,10 +117,14 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
     });
     tokio::spawn(host::serve(listener, server.clone()));
     tokio::spawn(dispatchee::run(server.clone(), from_server));
+    if let Some(l) = http {
+        tokio::spawn(http::serve(l, server.clone()));
+    }
     tracing::info!(id = %server.settings.id, %client_addr, "media server started");
     Ok(Running {
         id: server.settings.id.clone(),
         client_addr,
         media_addrs,
+        http_addr,
     })
 }

@@ -1,28 +1,249 @@
-//! A media worker: one OS thread that owns a UDP socket and a mesh, and runs the mesh's
-//! clock. The control plane talks to it only through a bounded command channel.
+//! A media worker: one OS thread that owns a UDP socket, its I/O backend and a mesh, and runs
+//! the mesh's clock. The control plane talks to it only through a bounded command channel;
+//! nothing on the packet path takes a lock.
+//!
+//! [`Engine`] is the worker's body without the thread: it waits for datagrams (or the mesh's
+//! next tick), feeds them to the mesh a batch at a time, and sends what the mesh queued. The
+//! thread adds the command channel, the event channel and core pinning.
 
-use crate::path::MediaPath;
-use mesh::{Command, Event, Mesh, MeshConfig, TxBatch};
-use std::io::ErrorKind;
+use crate::io::{Io, IoKind, IoOptions};
+use crate::Settings;
+use mesh::{Command, DropReason, Event, Mesh, MeshConfig, Path, TxBatch};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Commands queued per worker before the control plane is told to back off.
 const COMMAND_QUEUE: usize = 1024;
-/// Longest the thread blocks in `recv` so that commands and ticks are never late by more.
-const RECV_WAIT: Duration = Duration::from_millis(5);
+/// The mesh's batch is sent early once it holds this many packets, so one receive batch of
+/// large fan-outs never fills it (the mesh would drop as `TxFull`).
+const FLUSH_AT: usize = 1024;
+/// How often the per-stream quality summary is recomputed (it walks every stream).
+const QUALITY_EVERY: Duration = Duration::from_millis(100);
 
-/// Counters a worker publishes for reports and logs.
+/// Counters a worker publishes for reports and `/metrics`. Updated once per mesh tick
+/// (10 ms), never per packet; all monotonic except the gauges noted.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
     pub datagrams_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Packets the mesh queued for sending (forwarded); `send_errors` of them failed.
     pub packets_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Sum of `drops`.
     pub dropped: AtomicU64,
+    /// Per [`DropReason`], indexed like [`DropReason::ALL`] (see [`WorkerCounters::drops`]).
+    pub drops: [AtomicU64; DropReason::ALL.len()],
+    /// Packets the kernel refused.
+    pub send_errors: AtomicU64,
+    /// Datagrams longer than a receive buffer, dropped.
+    pub rx_truncated: AtomicU64,
+    /// Send system calls (sendmmsg, or io_uring_enter for sends).
+    pub send_calls: AtomicU64,
+    /// GSO messages sent, and the packets they carried.
+    pub gso_msgs: AtomicU64,
+    pub gso_packets: AtomicU64,
+    /// Nanoseconds spent working (not blocked waiting for datagrams or the next tick);
+    /// its rate against wall time is the worker's load.
+    pub busy_ns: AtomicU64,
+    /// Gauge: conferences on this worker.
     pub conferences: AtomicU64,
+    /// Gauge: participants on this worker.
+    pub participants: AtomicU64,
+    /// Gauge: declared incoming streams.
+    pub streams: AtomicU64,
+    /// Gauge: packets lost summed over the current streams (RFC 3550 cumulative loss).
+    pub lost: AtomicU64,
+    /// Gauge: packets reordered summed over the current streams.
+    pub reordered: AtomicU64,
+    /// Gauge: the largest interarrival jitter of any stream, in microseconds.
+    pub max_jitter_us: AtomicU64,
+}
+
+impl WorkerCounters {
+    /// Drops counted for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// The largest stream jitter in milliseconds.
+    pub fn max_jitter_ms(&self) -> f64 {
+        self.max_jitter_us.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+}
+
+/// Counts the worker keeps locally between publishes.
+#[derive(Debug, Default)]
+struct Local {
+    send_errors: u64,
+    rx_truncated: u64,
+    send_calls: u64,
+    gso_msgs: u64,
+    gso_packets: u64,
+    busy_ns: u64,
+    /// Blocked time since the last publish.
+    idle_ns: u64,
+}
+
+/// How a worker is set up.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub io: IoOptions,
+    pub mesh: MeshConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let mesh = MeshConfig::default();
+        Self {
+            io: IoOptions {
+                tx_packets: mesh.tx_packets,
+                ..IoOptions::default()
+            },
+            mesh,
+        }
+    }
+}
+
+/// The worker's body: socket, backend, mesh and transmit batch, driven by [`Engine::turn`].
+pub struct Engine<P: Path> {
+    mesh: Mesh<P>,
+    io: Io,
+    batch: TxBatch,
+    counters: Arc<WorkerCounters>,
+    local: Local,
+    last_publish: Instant,
+    next_quality: Instant,
+}
+
+impl<P: Path> Engine<P> {
+    /// Starts the I/O backend on `socket` (falling back to mmsg if needed) and an empty mesh.
+    pub fn new(socket: UdpSocket, cfg: EngineConfig, counters: Arc<WorkerCounters>) -> Self {
+        let now = Instant::now();
+        let io = Io::open(socket, cfg.io);
+        Self {
+            batch: TxBatch::with_capacity(cfg.mesh.tx_packets, cfg.mesh.tx_bytes),
+            mesh: Mesh::new(now, cfg.mesh),
+            io,
+            counters,
+            local: Local::default(),
+            last_publish: now,
+            next_quality: now,
+        }
+    }
+
+    pub fn mesh(&self) -> &Mesh<P> {
+        &self.mesh
+    }
+
+    /// The backend in use, after any fallback.
+    pub fn io_kind(&self) -> IoKind {
+        self.io.kind()
+    }
+
+    /// Whether sends use GSO.
+    pub fn gso(&self) -> bool {
+        self.io.gso()
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Queues a control command; the mesh applies it at its next tick.
+    pub fn command(&mut self, cmd: Command<P>) {
+        self.mesh.handle_command(Instant::now(), cmd);
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.mesh.poll_event()
+    }
+
+    /// One turn: ticks the mesh if due, waits for datagrams until the next tick is due (at
+    /// most `max_wait`), feeds them to the mesh and sends what it queued. Returns how many
+    /// datagrams were read.
+    pub fn turn(&mut self, max_wait: Duration) -> std::io::Result<usize> {
+        let now = Instant::now();
+        if now >= self.mesh.poll_timeout() {
+            self.mesh.handle_tick(now);
+            self.publish(now);
+        }
+        let wait = self
+            .mesh
+            .poll_timeout()
+            .saturating_duration_since(now)
+            .min(max_wait);
+        let (n, idle) = self.io.recv(wait)?;
+        self.local.idle_ns += idle;
+        // One clock read per batch: the datagrams of one batch arrived together.
+        let now = Instant::now();
+        for i in 0..n {
+            match self.io.datagram(i) {
+                Some((from, data)) => self.mesh.handle_datagram(now, from, data),
+                None => self.local.rx_truncated += 1,
+            }
+            if self.mesh.pending_transmit() >= FLUSH_AT {
+                self.flush();
+            }
+        }
+        self.flush();
+        Ok(n)
+    }
+
+    /// Sends everything the mesh has queued.
+    fn flush(&mut self) {
+        self.mesh.poll_transmit(&mut self.batch);
+        if self.batch.is_empty() {
+            return;
+        }
+        let rep = self.io.send(&self.batch);
+        self.batch.clear();
+        let l = &mut self.local;
+        l.send_errors += rep.errors;
+        l.send_calls += rep.calls;
+        l.gso_msgs += rep.gso_msgs;
+        l.gso_packets += rep.gso_packets;
+    }
+
+    /// Copies the counters out to the shared atomics.
+    pub fn publish(&mut self, now: Instant) {
+        let l = &mut self.local;
+        let wall = now.saturating_duration_since(self.last_publish).as_nanos() as u64;
+        l.busy_ns += wall.saturating_sub(l.idle_ns);
+        l.idle_ns = 0;
+        self.last_publish = now;
+
+        let c = &*self.counters;
+        let s = self.mesh.stats();
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&c.datagrams_in, s.datagrams_in);
+        set(&c.bytes_in, s.bytes_in);
+        set(&c.packets_out, s.packets_out);
+        set(&c.bytes_out, s.bytes_out);
+        set(&c.dropped, s.total_drops());
+        for (r, n) in s.drop_counts() {
+            set(&c.drops[r.index()], n);
+        }
+        set(&c.send_errors, l.send_errors);
+        set(&c.rx_truncated, l.rx_truncated);
+        set(&c.send_calls, l.send_calls);
+        set(&c.gso_msgs, l.gso_msgs);
+        set(&c.gso_packets, l.gso_packets);
+        set(&c.busy_ns, l.busy_ns);
+        set(&c.conferences, self.mesh.conference_count() as u64);
+        set(&c.participants, self.mesh.participant_count() as u64);
+        if now >= self.next_quality {
+            self.next_quality = now + QUALITY_EVERY;
+            let q = self.mesh.quality();
+            set(&c.streams, q.streams);
+            set(&c.lost, q.lost);
+            set(&c.reordered, q.reordered);
+            set(&c.max_jitter_us, (q.max_jitter_ms * 1000.0) as u64);
+        }
+    }
 }
 
 /// The control plane's handle on a worker.
@@ -30,12 +251,15 @@ pub struct WorkerHandle {
     pub index: usize,
     pub addr: SocketAddr,
     pub counters: Arc<WorkerCounters>,
-    commands: SyncSender<Command<MediaPath>>,
+    /// The backend running (after any fallback) and whether it sends with GSO.
+    pub io: IoKind,
+    pub gso: bool,
+    commands: SyncSender<Command<crate::path::MediaPath>>,
 }
 
 impl WorkerHandle {
     /// Queues a command for the mesh; false if the worker is gone or its queue is full.
-    pub fn send(&self, cmd: Command<MediaPath>) -> bool {
+    pub fn send(&self, cmd: Command<crate::path::MediaPath>) -> bool {
         match self.commands.try_send(cmd) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -47,86 +271,96 @@ impl WorkerHandle {
     }
 }
 
-/// Binds the worker's socket on `ip` and starts its thread. Mesh events go to `events`.
+/// Binds worker `index`'s socket on `settings.media_host` and starts its thread, with the
+/// backend, GSO and core pinning from `settings`. Mesh events go to `events`.
 pub fn spawn(
     index: usize,
-    ip: IpAddr,
+    settings: &Settings,
     events: UnboundedSender<(usize, Event)>,
 ) -> std::io::Result<WorkerHandle> {
-    let socket = UdpSocket::bind((ip, 0))?;
-    socket.set_read_timeout(Some(RECV_WAIT))?;
+    let ip: IpAddr = settings.media_host;
+    let socket = crate::io::bind((ip, 0).into())?;
     let addr = socket.local_addr()?;
+    let mut cfg = EngineConfig::default();
+    cfg.io.kind = settings.io;
+    cfg.io.gso = settings.gso;
+    let pin = settings.pin_cores.then_some(index);
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
+    let (ready_tx, ready_rx) = sync_channel(1);
     let counters = Arc::new(WorkerCounters::default());
     let c = counters.clone();
     std::thread::Builder::new()
         .name(format!("media-worker-{index}"))
-        .spawn(move || run(index, socket, rx, events, &c))?;
-    tracing::info!(worker = index, %addr, "media worker started");
+        .spawn(move || {
+            if let Some(i) = pin {
+                pin_to_core(index, i);
+            }
+            // Built on its own thread: the backend's buffers and ring belong to it.
+            let engine = Engine::new(socket, cfg, c);
+            let _ = ready_tx.send((engine.io_kind(), engine.gso()));
+            run(index, engine, rx, events);
+        })?;
+    let (io, gso) = ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("media worker died while starting"))?;
+    tracing::info!(worker = index, %addr, %io, gso, "media worker started");
     Ok(WorkerHandle {
         index,
         addr,
         counters,
+        io,
+        gso,
         commands: tx,
     })
 }
 
-fn run(
+fn run<P: Path>(
     index: usize,
-    socket: UdpSocket,
-    commands: Receiver<Command<MediaPath>>,
+    mut engine: Engine<P>,
+    commands: Receiver<Command<P>>,
     events: UnboundedSender<(usize, Event)>,
-    counters: &WorkerCounters,
 ) {
-    let mut mesh: Mesh<MediaPath> = Mesh::new(Instant::now(), MeshConfig::default());
-    let mut batch = TxBatch::with_capacity(1024, 1024 * 1500);
-    let mut buf = vec![0u8; 65536];
+    let mut last_error: Option<Instant> = None;
     loop {
-        let now = Instant::now();
         loop {
             match commands.try_recv() {
-                Ok(cmd) => mesh.handle_command(now, cmd),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Ok(cmd) => engine.command(cmd),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
                     tracing::info!(worker = index, "control plane gone; worker stops");
                     return;
                 }
             }
         }
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => mesh.handle_datagram(Instant::now(), from, &buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            // ICMP port unreachable from a departed client surfaces here on Linux.
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
-            Err(e) => tracing::warn!(worker = index, error = %e, "recv failed"),
-        }
-        let now = Instant::now();
-        if now >= mesh.poll_timeout() {
-            mesh.handle_tick(now);
-            publish(&mesh, counters);
-        }
-        mesh.poll_transmit(&mut batch);
-        for (dest, bytes) in batch.iter() {
-            if let Err(e) = socket.send_to(bytes, dest) {
-                tracing::debug!(worker = index, %dest, error = %e, "send failed");
+        // Commands wait for the next tick anyway, so the turn may block until then.
+        if let Err(e) = engine.turn(Duration::from_secs(1)) {
+            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(worker = index, error = %e, "receive failed");
+                last_error = Some(Instant::now());
             }
+            // Never spin on a persistent error.
+            std::thread::sleep(Duration::from_millis(10));
         }
-        batch.clear();
-        while let Some(ev) = mesh.poll_event() {
+        while let Some(ev) = engine.poll_event() {
             let _ = events.send((index, ev));
         }
     }
 }
 
-fn publish(mesh: &Mesh<MediaPath>, c: &WorkerCounters) {
-    let s = mesh.stats();
-    c.datagrams_in.store(s.datagrams_in, Ordering::Relaxed);
-    c.packets_out.store(s.packets_out, Ordering::Relaxed);
-    c.dropped.store(s.total_drops(), Ordering::Relaxed);
-    c.conferences
-        .store(mesh.conference_count() as u64, Ordering::Relaxed);
+/// Pins the calling thread to core `worker % cores`; failure only logs.
+fn pin_to_core(worker: usize, i: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let core = i % cores;
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays within it for core < 1024,
+    // and sched_setaffinity(0, ..) applies to the calling thread.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r == 0 {
+        tracing::info!(worker, core, "media worker pinned");
+    } else {
+        tracing::warn!(worker, core, error = %std::io::Error::last_os_error(), "cannot pin media worker");
+    }
 }

@@ -30,8 +30,8 @@ use std::time::Instant;
 pub use command::{Command, Event, MeshConfig};
 pub use mesh::Mesh;
 pub use rtp::RtpView;
-pub use stats::{DropReason, MeshStats, StreamStats};
-pub use tx::TxBatch;
+pub use stats::{DropReason, MeshStats, QualitySummary, StreamStats};
+pub use tx::{TxBatch, TxPacket, TX_HEAD_MAX};
 
 /// Worker-local conference key chosen by the control plane.
 pub type ConfId = u32;

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use crate::filter::{Candidate, Filter};
 use crate::rtp::{self, RtpView};
 use crate::scheduler::Scheduler;
-use crate::sender::{Sender, TxLimits};
+use crate::sender::{store_body, Sender, TxLimits};
 use crate::sorter::{Sorter, SourceIndex};
 use crate::{
     Command, ConfId, DropReason, Event, MediaKind, MeshConfig, MeshStats, ParticipantId, Path,
-    StreamStats, TxBatch,
+    QualitySummary, StreamStats, TxBatch,
 };
 
 /// Per-conference tables start this small; they grow on join, never per packet.
@@ -152,6 +152,8 @@ impl<P: Path> Mesh<P> {
         conf.path
             .route(now, src, kind, pkt, &conf.members, &mut self.route);
         let len = pkt.len();
+        // The body goes into the batch once, when the first receiver takes the packet.
+        let mut body = None;
         for rid in &self.route {
             let Some(rx) = conf.receivers.get_mut(rid) else {
                 self.stats.drop(DropReason::UnknownReceiver);
@@ -164,7 +166,8 @@ impl<P: Path> Mesh<P> {
                 .and_then(|dest| rx.scheduler.admit(now, kind, len).map(|()| dest));
             match verdict {
                 Ok(dest) => {
-                    rx.sender.write(&mut self.tx, dest, kind, pkt);
+                    let body = *body.get_or_insert_with(|| store_body(&mut self.tx, pkt));
+                    rx.sender.write(&mut self.tx, dest, kind, pkt, body);
                     self.stats.packets_out += 1;
                     self.stats.bytes_out += len as u64;
                 }
@@ -316,6 +319,12 @@ impl<P: Path> Mesh<P> {
         self.tx.clear();
     }
 
+    /// Packets waiting in the mesh's transmit batch. A caller feeding many datagrams between
+    /// polls can flush early when this nears [`MeshConfig::tx_packets`].
+    pub fn pending_transmit(&self) -> usize {
+        self.tx.len()
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -340,6 +349,16 @@ impl<P: Path> Mesh<P> {
             .get(&conf)?
             .sorter
             .stream_stats(participant, kind)
+    }
+
+    /// Reception quality summed over every incoming stream of every conference. Walks all
+    /// streams, so call it at a metrics cadence, not per packet.
+    pub fn quality(&self) -> QualitySummary {
+        let mut q = QualitySummary::default();
+        for c in self.conferences.values() {
+            c.sorter.for_each_stream(|s| q.add(&s));
+        }
+        q
     }
 
     /// The members of a conference in join order.

@@ -1,11 +1,14 @@
 //! The sender, one per receiver: decides *how* a packet goes out, and writes it into the
 //! transmit batch.
 //!
-//! Packets are copied into the batch's arena first and then handled in place, which is where
-//! SSRC, sequence and timestamp rewriting will go, so forwarding stays one copy per receiver.
+//! The packet's body is stored once in the batch's arena for all receivers; each receiver's
+//! entry gets its own copy of the 12-byte fixed header only, which is where SSRC, sequence and
+//! timestamp rewriting goes. So fan-out copies nothing per receiver beyond the header.
 
 use std::net::SocketAddr;
 
+use crate::rtp::RTP_HEADER_LEN;
+use crate::tx::Shared;
 use crate::{DropReason, MediaKind, RtpView, TxBatch};
 
 /// Batch limits from the mesh configuration.
@@ -46,31 +49,40 @@ impl Sender {
         let dest = self.dest[kind.index()]
             .ok_or(DropReason::NoChannel)?
             .ok_or(DropReason::NoReceiveAddress)?;
-        if tx.len() >= limits.packets || tx.byte_len() + len > limits.bytes {
+        // Arena use, not wire bytes: a shared body is held once however many receive it.
+        if tx.len() >= limits.packets || tx.arena_len() + len > limits.bytes {
             return Err(DropReason::TxFull);
         }
         Ok(dest)
     }
 
-    /// Writes `pkt` for `dest` into the batch.
+    /// Writes `pkt` for `dest` into the batch: its own fixed header over `body`, the rest of
+    /// `pkt` already stored once in the batch by [`store_body`].
     pub(crate) fn write(
         &mut self,
         tx: &mut TxBatch,
         dest: SocketAddr,
         kind: MediaKind,
         pkt: &RtpView<'_>,
+        body: Shared,
     ) {
-        let buf = tx.push_mut(dest, pkt.as_bytes());
-        // Header rewriting for seamless switches will edit `buf` here.
+        let _head = tx.push_shared(dest, &pkt.as_bytes()[..RTP_HEADER_LEN], body);
+        // Header rewriting for seamless switches will edit `_head` (SSRC, sequence,
+        // timestamp) here.
         let c = &mut self.sent[kind.index()];
         c.packets += 1;
-        c.bytes += buf.len() as u64;
+        c.bytes += pkt.len() as u64;
     }
 
     #[cfg(test)]
     pub(crate) fn sent(&self, kind: MediaKind) -> SendCounters {
         self.sent[kind.index()]
     }
+}
+
+/// Stores everything after `pkt`'s fixed header in the batch, once for all its receivers.
+pub(crate) fn store_body(tx: &mut TxBatch, pkt: &RtpView<'_>) -> Shared {
+    tx.share(&pkt.as_bytes()[RTP_HEADER_LEN..])
 }
 
 #[cfg(test)]
@@ -118,13 +130,18 @@ mod tests {
         let data = pkt();
         let view = RtpView::parse(&data).unwrap();
         let mut tx = TxBatch::default();
+        let body = store_body(&mut tx, &view);
         for _ in 0..2 {
             let dest = s
                 .prepare(MediaKind::Video, data.len(), &tx, LIMITS)
                 .unwrap();
-            s.write(&mut tx, dest, MediaKind::Video, &view);
+            s.write(&mut tx, dest, MediaKind::Video, &view, body);
         }
-        assert_eq!(tx.iter().next(), Some((a, &data[..])));
+        let (dest, first) = tx.iter().next().unwrap();
+        assert_eq!((dest, first.to_vec()), (a, data.clone()));
+        // The body is held once for both copies.
+        assert_eq!(tx.arena_len(), data.len() - RTP_HEADER_LEN);
+        assert_eq!(tx.byte_len(), 2 * data.len());
         assert_eq!(
             s.sent(MediaKind::Video),
             SendCounters {

@@ -366,6 +366,15 @@ impl Sorter {
         self.sources.get(&pid).is_some_and(|s| s.muted)
     }
 
+    /// Calls `f` with the statistics of every declared stream of every participant.
+    pub(crate) fn for_each_stream(&self, mut f: impl FnMut(StreamStats)) {
+        for src in self.sources.values() {
+            for ch in src.channels.iter().flatten() {
+                f(ch.stream.stats());
+            }
+        }
+    }
+
     pub(crate) fn stream_stats(&self, pid: ParticipantId, kind: MediaKind) -> Option<StreamStats> {
         let ch = self.sources.get(&pid)?.channels[kind.index()].as_ref()?;
         Some(ch.stream.stats())

@@ -56,7 +56,8 @@ impl DropReason {
         }
     }
 
-    const fn index(self) -> usize {
+    /// Position in [`DropReason::ALL`], for arrays of per-reason counters.
+    pub const fn index(self) -> usize {
         self as usize
     }
 }
@@ -108,6 +109,30 @@ pub struct StreamStats {
     pub highest_seq_ext: u64,
     /// Packets that arrived after a higher sequence number (late or duplicate).
     pub reordered: u64,
+}
+
+/// Reception quality over every incoming stream of a mesh, for worker-level metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QualitySummary {
+    /// Declared incoming streams.
+    pub streams: u64,
+    /// Sum of [`StreamStats::lost`] over the streams.
+    pub lost: u64,
+    /// Sum of [`StreamStats::reordered`] over the streams.
+    pub reordered: u64,
+    /// Largest [`StreamStats::jitter_ms`] of any stream.
+    pub max_jitter_ms: f64,
+}
+
+impl QualitySummary {
+    pub(crate) fn add(&mut self, s: &StreamStats) {
+        self.streams += 1;
+        self.lost += s.lost;
+        self.reordered += s.reordered;
+        if s.jitter_ms > self.max_jitter_ms {
+            self.max_jitter_ms = s.jitter_ms;
+        }
+    }
 }
 
 #[cfg(test)]

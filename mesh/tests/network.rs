@@ -414,3 +414,40 @@ fn full_batch_drops_instead_of_growing() {
     assert_eq!(net.drain(), 5);
     assert_eq!(net.send(1, MediaKind::Audio), 2);
 }
+
+#[test]
+fn fan_out_stores_the_body_once() {
+    let ids: Vec<ParticipantId> = (1..=10).collect();
+    let mut net: Net<Everyone> = Net::new(MeshConfig::default());
+    net.conference(Everyone, &ids);
+    let pkt = rtp(ssrc(1, MediaKind::Video), 7, 7 * 960, 1000);
+    net.mesh.handle_datagram(net.now, addr(1), &pkt);
+    assert_eq!(net.mesh.pending_transmit(), 9);
+    let mut out = mesh::TxBatch::default();
+    net.mesh.poll_transmit(&mut out);
+    // Nine receivers, one copy of the body; each has only its own 12-byte header.
+    assert_eq!(out.arena_len(), pkt.len() - mesh::TX_HEAD_MAX);
+    assert_eq!(out.byte_len(), 9 * pkt.len());
+    let body = out.get(0).unwrap().body.as_ptr();
+    for (dest, p) in out.iter() {
+        assert_ne!(dest, addr(1));
+        assert_eq!(p.head.len(), mesh::TX_HEAD_MAX);
+        assert_eq!(p.body.as_ptr(), body, "shared, not copied");
+        assert_eq!(p.to_vec(), pkt);
+    }
+}
+
+#[test]
+fn quality_sums_over_streams() {
+    let mut net = three();
+    let q = net.mesh.quality();
+    assert_eq!(q.streams, 6);
+    assert_eq!(q.lost, 0);
+    // Sequence 0, then 5: four lost on one stream.
+    let s = ssrc(2, MediaKind::Audio);
+    net.send_raw(addr(2), &rtp(s, 0, 0, 100));
+    net.send_raw(addr(2), &rtp(s, 5, 5 * 960, 100));
+    let q = net.mesh.quality();
+    assert_eq!(q.lost, 4);
+    assert!(q.max_jitter_ms >= 0.0);
+}

@@ -36,9 +36,16 @@ struct NocArgs {
     /// Ticket secret; a random one is made per run when unset.
     #[arg(long)]
     secret: Option<String>,
+    /// Bearer token of the admin API (operator `admin`); a random one is made and
+    /// printed when unset.
+    #[arg(long)]
+    admin_token: Option<String>,
     #[arg(skip)]
     #[serde(default)]
     accounts: Vec<Account>,
+    #[arg(skip)]
+    #[serde(default)]
+    admins: Vec<dispatcher::Admin>,
 }
 
 fn demo_account() -> Account {
@@ -87,9 +94,18 @@ async fn main() -> std::process::ExitCode {
     ds.listen = cli.listen.or(file.listen).unwrap_or(ds.listen);
     ds.registry = ([127, 0, 0, 1], 0).into();
     ds.http = cli.http.or(file.http);
+    ds.admins = file.admins;
+    let token = cli
+        .admin_token
+        .or(file.admin_token)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    ds.admins.push(dispatcher::Admin {
+        name: "admin".into(),
+        token: token.clone(),
+    });
     let n = cli.media_servers.or(file.media_servers).unwrap_or(2);
     let capacity = cli.capacity.or(file.capacity);
-    match run(ds, n, capacity, secret).await {
+    match run(ds, n, capacity, secret, token).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("noc: {e}");
@@ -103,19 +119,26 @@ async fn run(
     media_servers: usize,
     capacity: Option<u32>,
     secret: Vec<u8>,
+    admin_token: String,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let d = dispatcher::start(ds).await?;
     println!("dispatcher {}", d.client_addr);
     if let Some(h) = d.http_addr {
         println!("http {h}");
+        println!("dashboard http://{h}/");
+        println!("admin-token {admin_token}");
     }
     for i in 1..=media_servers {
         let mut ms = mediaserver::Settings::new(format!("ms-{i}"), secret.clone(), d.registry_addr);
         if let Some(c) = capacity {
             ms.capacity = c;
         }
+        ms.http = Some(([127, 0, 0, 1], 0).into());
         let r = mediaserver::start(ms).await?;
         println!("mediaserver {} {}", r.id, r.client_addr);
+        if let Some(m) = r.http_addr {
+            println!("metrics {} http://{m}/metrics", r.id);
+        }
     }
     // Joins before every server has registered would all land on the first.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -63,10 +63,13 @@ pub enum ServerMsg {
         id: String,
         version: u32,
     },
-    /// Go to the media server at `addr` and join there with `ticket`.
+    /// Go to the media server at `addr` and join there with `ticket`; with `conference`,
+    /// join that conference instead of the current one (an operator's move, seed 003's
+    /// "send to the manager").
     Dispatch {
         addr: SocketAddr,
         ticket: String,
+        conference: Option<String>,
     },
     Accept {
         conference: String,
@@ -263,10 +266,17 @@ impl ServerMsg {
                 })
             }
             "dispatch" => {
-                let a = f.exact("dispatch", 2, 2)?;
+                let (a, opts) = f.args("dispatch", 2, 2)?;
+                let mut conference = None;
+                for (k, v) in opts {
+                    if k == "conference" {
+                        conference = Some(name("dispatch", "conference", v)?);
+                    }
+                }
                 Ok(ServerMsg::Dispatch {
                     addr: num("dispatch", "address", a[0])?,
                     ticket: name("dispatch", "ticket", a[1])?,
+                    conference,
                 })
             }
             "accept" => {
@@ -339,8 +349,16 @@ impl ServerMsg {
             ServerMsg::Connect { kind, id, version } => {
                 format!("connect\t{}\t{}\t{version}\n", kind.as_str(), clean(id))
             }
-            ServerMsg::Dispatch { addr, ticket } => {
-                format!("dispatch\t{addr}\t{}\n", clean(ticket))
+            ServerMsg::Dispatch {
+                addr,
+                ticket,
+                conference,
+            } => {
+                let to = conference
+                    .as_ref()
+                    .map(|c| format!("\tconference={}", clean(c)))
+                    .unwrap_or_default();
+                format!("dispatch\t{addr}\t{}{to}\n", clean(ticket))
             }
             ServerMsg::Accept {
                 conference,

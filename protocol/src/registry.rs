@@ -15,13 +15,15 @@ pub enum MsMsg {
         caps: Capabilities,
         total: u32,
     },
-    /// Sent every second.
+    /// Sent every second. `loss_pct` (option `loss=`) is the packet loss of the streams
+    /// the server receives, over the last interval.
     Report {
         unused: u32,
         conferences: u32,
         users: u32,
         cpu_pct: f32,
         pps: u64,
+        loss_pct: f32,
     },
     UserJoined {
         conference: String,
@@ -60,6 +62,29 @@ pub enum DispMsg {
         code: ErrorCode,
         text: String,
     },
+    /// Send `participant` of `conference` to the media server at `addr` with `ticket`,
+    /// to join `to_conference` there: a punt (same conference, new server) or an
+    /// operator's move (another conference).
+    Dispatch {
+        conference: String,
+        participant: u32,
+        addr: SocketAddr,
+        ticket: String,
+        to_conference: String,
+    },
+}
+
+/// A non-negative finite decimal, such as a CPU or loss percentage.
+fn percent(verb: &'static str, field: &'static str, v: &str) -> Result<f32, ProtoError> {
+    let x: f32 = num(verb, field, v)?;
+    if !x.is_finite() || x < 0.0 {
+        return Err(ProtoError::BadValue {
+            verb,
+            field,
+            value: v.to_owned(),
+        });
+    }
+    Ok(x)
 }
 
 impl MsMsg {
@@ -76,21 +101,20 @@ impl MsMsg {
                 })
             }
             "report" => {
-                let a = f.exact("report", 5, 5)?;
-                let cpu_pct: f32 = num("report", "cpu", a[3])?;
-                if !cpu_pct.is_finite() || cpu_pct < 0.0 {
-                    return Err(ProtoError::BadValue {
-                        verb: "report",
-                        field: "cpu",
-                        value: a[3].to_owned(),
-                    });
+                let (a, opts) = f.args("report", 5, 5)?;
+                let mut loss_pct = 0.0;
+                for (k, v) in opts {
+                    if k == "loss" {
+                        loss_pct = percent("report", "loss", v)?;
+                    }
                 }
                 Ok(MsMsg::Report {
                     unused: num("report", "unused", a[0])?,
                     conferences: num("report", "conferences", a[1])?,
                     users: num("report", "users", a[2])?,
-                    cpu_pct,
+                    cpu_pct: percent("report", "cpu", a[3])?,
                     pps: num("report", "pps", a[4])?,
+                    loss_pct,
                 })
             }
             "userjoined" => {
@@ -135,7 +159,8 @@ impl MsMsg {
                 users,
                 cpu_pct,
                 pps,
-            } => format!("report\t{unused}\t{conferences}\t{users}\t{cpu_pct:.1}\t{pps}\n"),
+                loss_pct,
+            } => format!("report\t{unused}\t{conferences}\t{users}\t{cpu_pct:.1}\t{pps}\tloss={loss_pct:.2}\n"),
             MsMsg::UserJoined {
                 conference,
                 participant,
@@ -183,6 +208,16 @@ impl DispMsg {
                     expires: num("reserve", "expires", a[4])?,
                 })
             }
+            "dispatch" => {
+                let a = f.exact("dispatch", 5, 5)?;
+                Ok(DispMsg::Dispatch {
+                    conference: name("dispatch", "conference", a[0])?,
+                    participant: num("dispatch", "participant", a[1])?,
+                    addr: num("dispatch", "address", a[2])?,
+                    ticket: name("dispatch", "ticket", a[3])?,
+                    to_conference: name("dispatch", "to conference", a[4])?,
+                })
+            }
             "error" => {
                 let a = f.exact("error", 2, 2)?;
                 Ok(DispMsg::Error {
@@ -211,6 +246,18 @@ impl DispMsg {
                 clean(conference),
                 clean(account),
                 clean(user)
+            ),
+            DispMsg::Dispatch {
+                conference,
+                participant,
+                addr,
+                ticket,
+                to_conference,
+            } => format!(
+                "dispatch\t{}\t{participant}\t{addr}\t{}\t{}\n",
+                clean(conference),
+                clean(ticket),
+                clean(to_conference)
             ),
             DispMsg::Error { code, text } => {
                 let t = clean(text);

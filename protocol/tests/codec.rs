@@ -67,6 +67,12 @@ fn server_messages_round_trip() {
         ServerMsg::Dispatch {
             addr: addr("127.0.0.1:3451"),
             ticket: "1.ab".into(),
+            conference: None,
+        },
+        ServerMsg::Dispatch {
+            addr: addr("127.0.0.1:3451"),
+            ticket: "1.ab".into(),
+            conference: Some("manager".into()),
         },
         ServerMsg::Accept {
             conference: "xyz".into(),
@@ -123,6 +129,7 @@ fn registry_messages_round_trip() {
             users: 3,
             cpu_pct: 12.5,
             pps: 300,
+            loss_pct: 0.25,
         },
         MsMsg::UserJoined {
             conference: "xyz".into(),
@@ -159,6 +166,13 @@ fn registry_messages_round_trip() {
         DispMsg::Error {
             code: ErrorCode::BadRequest,
             text: "no".into(),
+        },
+        DispMsg::Dispatch {
+            conference: "xyz".into(),
+            participant: 4,
+            addr: addr("127.0.0.1:3452"),
+            ticket: "5.cd".into(),
+            to_conference: "manager".into(),
         },
     ];
     for m in disp {

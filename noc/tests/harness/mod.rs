@@ -79,6 +79,8 @@ pub struct Noc {
     pub http: SocketAddr,
     /// (id, client address) of each media server.
     pub media_servers: Vec<(String, SocketAddr)>,
+    /// (id, `/metrics` URL) of each media server.
+    pub metrics: Vec<(String, String)>,
     pub stderr: Lines,
 }
 
@@ -105,6 +107,7 @@ impl Noc {
         let mut dispatcher = None;
         let mut http = None;
         let mut media_servers = Vec::new();
+        let mut metrics = Vec::new();
         for l in stdout.all() {
             let f: Vec<&str> = l.split_whitespace().collect();
             match f.as_slice() {
@@ -113,6 +116,7 @@ impl Noc {
                 ["mediaserver", id, a] => {
                     media_servers.push((id.to_string(), a.parse().expect("address")))
                 }
+                ["metrics", id, url] => metrics.push((id.to_string(), url.to_string())),
                 _ => {}
             }
         }
@@ -121,24 +125,15 @@ impl Noc {
             dispatcher: dispatcher.expect("noc printed its dispatcher"),
             http: http.expect("noc printed its http address"),
             media_servers,
+            metrics,
             stderr,
         }
     }
 
     /// GET a JSON document from the dispatcher's API.
     pub fn api(&self, path: &str) -> Value {
-        let mut s = TcpStream::connect(self.http).expect("api reachable");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.http
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        let body = http_get(self.http, path);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 
     /// Polls the API until `pred` holds.
@@ -314,6 +309,21 @@ impl Drop for Client {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET `path` over HTTP/1.1 and return the body of a 200 answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("http reachable");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
 
 /// Sends raw lines on a fresh control connection and returns everything the server said

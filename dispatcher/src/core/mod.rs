@@ -8,8 +8,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod ops;
+
 /// A report older than this takes a server out of selection ("not in communication").
 pub const REPORT_FRESH: Duration = Duration::from_secs(3);
+/// A server silent for this long is out.
+pub const OUT_AFTER: Duration = Duration::from_secs(10);
+/// Load samples kept per server: one per report, 15 minutes.
+const HISTORY: usize = 900;
 /// Events kept for the API.
 const EVENT_LOG: usize = 1000;
 
@@ -26,7 +32,17 @@ pub struct Server {
     pub users: u32,
     pub cpu_pct: f32,
     pub pps: u64,
+    pub loss_pct: f32,
     pub last_report: Instant,
+    /// Operator drain: no new conferences go here.
+    pub draining: bool,
+    /// Operator maintenance window, Unix seconds `[start, end)`.
+    pub maintenance: Option<(u64, u64)>,
+    /// One sample per report, the last 15 minutes, for the dashboard's charts.
+    pub history: VecDeque<Sample>,
+    /// The state last seen by [`Tables::tick`], to log changes once.
+    seen: ServerState,
+    silent: bool,
     /// Reservations sent that no `userjoined` has matched yet, with their expiry.
     pending: VecDeque<Instant>,
     /// Changes on every registration, so a stale link cannot remove its successor.
@@ -38,6 +54,69 @@ impl Server {
     pub fn score(&self) -> i64 {
         self.unused as i64 - self.pending.len() as i64
     }
+
+    /// The capacity table's state column.
+    pub fn state(&self, now: Instant, unix_s: u64) -> ServerState {
+        match self.maintenance {
+            Some((start, end)) if (start..end).contains(&unix_s) => ServerState::Maintenance,
+            _ if now.saturating_duration_since(self.last_report) >= OUT_AFTER => ServerState::Out,
+            _ if self.draining => ServerState::Draining,
+            _ => ServerState::InService,
+        }
+    }
+
+    /// A report younger than [`REPORT_FRESH`].
+    pub fn in_communication(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_report) < REPORT_FRESH
+    }
+}
+
+/// A server's state in the capacity table (seed 003, table 601).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    InService,
+    Draining,
+    Maintenance,
+    Out,
+}
+
+impl ServerState {
+    pub const ALL: [ServerState; 4] = [
+        ServerState::InService,
+        ServerState::Draining,
+        ServerState::Maintenance,
+        ServerState::Out,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::InService => "in-service",
+            ServerState::Draining => "draining",
+            ServerState::Maintenance => "maintenance",
+            ServerState::Out => "out",
+        }
+    }
+}
+
+/// One point of a server's load history.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    pub unix_s: u64,
+    pub used: u32,
+    pub total: u32,
+    pub pps: u64,
+    pub loss_pct: f32,
+    pub cpu_pct: f32,
+}
+
+/// What a punt decided: the conference moves from `from` to `to`, and each of its
+/// participants must be dispatched there.
+#[derive(Debug, Clone)]
+pub struct Punt {
+    pub from: String,
+    pub to: Placement,
+    pub account: String,
+    pub participants: Vec<(u32, String)>,
 }
 
 /// One row of the conference table (seed 003, table 300).
@@ -62,6 +141,8 @@ pub struct Event {
     pub server: String,
     pub conference: String,
     pub detail: String,
+    /// The operator behind an admin action; empty for the system's own events.
+    pub who: String,
 }
 
 /// A media server's `report` (seed 003: capacity, conferences, users, load).
@@ -72,6 +153,7 @@ pub struct Load {
     pub users: u32,
     pub cpu_pct: f32,
     pub pps: u64,
+    pub loss_pct: f32,
 }
 
 /// A point in time in both clocks: monotonic for ages, Unix for logs and the API.
@@ -86,6 +168,12 @@ pub struct Stamp {
 pub enum PlaceError {
     #[error("no media server in service and in communication can host {0} conferences")]
     NoServer(&'static str),
+    #[error("no media server {0}")]
+    UnknownServer(String),
+    #[error("no conference {0}")]
+    UnknownConference(String),
+    #[error("no participant {1} in conference {0}")]
+    UnknownParticipant(String, u32),
 }
 
 /// Where a join goes.
@@ -134,6 +222,11 @@ impl Tables {
     ) -> u64 {
         self.next_generation += 1;
         let generation = self.next_generation;
+        // Operator intent survives a reconnect.
+        let (draining, maintenance, history) = match self.servers.remove(id) {
+            Some(old) => (old.draining, old.maintenance, old.history),
+            None => (false, None, VecDeque::new()),
+        };
         self.servers.insert(
             id.to_owned(),
             Server {
@@ -146,7 +239,13 @@ impl Tables {
                 users: 0,
                 cpu_pct: 0.0,
                 pps: 0,
+                loss_pct: 0.0,
                 last_report: now,
+                draining,
+                maintenance,
+                history,
+                seen: ServerState::InService,
+                silent: false,
                 pending: VecDeque::new(),
                 generation,
             },
@@ -163,26 +262,48 @@ impl Tables {
 
     /// The registry link of `id` closed. Only the registration it made is removed, with
     /// the conferences it hosted: their clients come back and recreate them elsewhere.
-    pub fn server_lost(&mut self, unix_ms: u64, id: &str, generation: u64) {
+    /// Returns how many conferences the server took with it.
+    pub fn server_lost(&mut self, unix_ms: u64, id: &str, generation: u64) -> usize {
         if self
             .servers
             .get(id)
-            .is_some_and(|s| s.generation == generation)
+            .is_none_or(|s| s.generation != generation)
         {
-            self.servers.remove(id);
-            self.conferences.retain(|_, c| c.server != id);
-            self.log(unix_ms, "lost", id, "", String::new());
+            return 0;
         }
+        self.servers.remove(id);
+        let before = self.conferences.len();
+        self.conferences.retain(|_, c| c.server != id);
+        let lost = before - self.conferences.len();
+        self.log(unix_ms, "lost", id, "", "registry link closed".into());
+        if lost > 0 {
+            let detail = format!("{lost} conferences; their clients come back to be placed again");
+            self.log(unix_ms, "failover", id, "", detail);
+        }
+        lost
     }
 
-    pub fn report(&mut self, now: Instant, id: &str, load: Load) {
+    pub fn report(&mut self, at: Stamp, id: &str, load: Load) {
+        let now = at.now;
         if let Some(s) = self.servers.get_mut(id) {
             s.unused = load.unused.min(s.total);
             s.conferences = load.conferences;
             s.users = load.users;
             s.cpu_pct = load.cpu_pct;
             s.pps = load.pps;
+            s.loss_pct = load.loss_pct;
             s.last_report = now;
+            if s.history.len() == HISTORY {
+                s.history.pop_front();
+            }
+            s.history.push_back(Sample {
+                unix_s: at.unix_ms / 1000,
+                used: s.total.saturating_sub(s.unused),
+                total: s.total,
+                pps: load.pps,
+                loss_pct: load.loss_pct,
+                cpu_pct: load.cpu_pct,
+            });
             expire(&mut s.pending, now);
         }
     }
@@ -211,10 +332,16 @@ impl Tables {
                 });
             }
         }
-        let id = select(self.servers.values(), &needs(mode), now)
-            .ok_or(PlaceError::NoServer(mode.as_str()))?
-            .id
-            .clone();
+        let id = select(
+            self.servers.values(),
+            &needs(mode),
+            now,
+            unix_ms / 1000,
+            None,
+        )
+        .ok_or(PlaceError::NoServer(mode.as_str()))?
+        .id
+        .clone();
         let s = self
             .servers
             .get_mut(&id)
@@ -291,7 +418,12 @@ impl Tables {
             s.unused = (s.unused + 1).min(s.total);
             s.users = s.users.saturating_sub(1);
         }
-        if let Some(c) = self.conferences.get_mut(conference) {
+        // After a punt the entry belongs to the new server; the old one's leaves are not its.
+        if let Some(c) = self
+            .conferences
+            .get_mut(conference)
+            .filter(|c| c.server == server)
+        {
             c.participants.remove(&participant);
         }
         self.log(
@@ -338,7 +470,20 @@ impl Tables {
         conference: &str,
         detail: String,
     ) {
-        tracing::info!(kind, server, conference, %detail, "event");
+        self.log_by(unix_ms, kind, server, conference, detail, "");
+    }
+
+    /// Records an event, with the operator behind it for admin actions.
+    pub fn log_by(
+        &mut self,
+        unix_ms: u64,
+        kind: &'static str,
+        server: &str,
+        conference: &str,
+        detail: String,
+        who: &str,
+    ) {
+        tracing::info!(kind, server, conference, %detail, who, "event");
         if self.events.len() == EVENT_LOG {
             self.events.pop_front();
         }
@@ -348,27 +493,32 @@ impl Tables {
             server: server.to_owned(),
             conference: conference.to_owned(),
             detail,
+            who: who.to_owned(),
         });
     }
 }
 
-fn expire(pending: &mut VecDeque<Instant>, now: Instant) {
+pub(crate) fn expire(pending: &mut VecDeque<Instant>, now: Instant) {
     while pending.front().is_some_and(|&t| t <= now) {
         pending.pop_front();
     }
 }
 
-/// Seed 003's selection: in service, has the capabilities, in communication (a report
+/// Seed 003's selection: in service (not draining, not in a maintenance window), has the capabilities, in communication (a report
 /// younger than [`REPORT_FRESH`]), then the greatest unused capacity. Ties go to the
 /// lowest id so that placement is reproducible.
 pub fn select<'a>(
     servers: impl Iterator<Item = &'a Server>,
     need: &Capabilities,
     now: Instant,
+    unix_s: u64,
+    exclude: Option<&str>,
 ) -> Option<&'a Server> {
     servers
+        .filter(|s| s.state(now, unix_s) == ServerState::InService)
         .filter(|s| s.caps.covers(need))
-        .filter(|s| now.saturating_duration_since(s.last_report) < REPORT_FRESH)
+        .filter(|s| s.in_communication(now))
+        .filter(|s| Some(s.id.as_str()) != exclude)
         .fold(None, |best: Option<&Server>, s| match best {
             Some(b) if b.score() >= s.score() => Some(b),
             _ => Some(s),
@@ -376,203 +526,4 @@ pub fn select<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TTL: Duration = Duration::from_secs(30);
-
-    fn caps(video: bool) -> Capabilities {
-        Capabilities {
-            audio: true,
-            video,
-            reflect: true,
-            ..Default::default()
-        }
-    }
-
-    fn load(unused: u32, conferences: u32, users: u32) -> Load {
-        Load {
-            unused,
-            conferences,
-            users,
-            ..Load::default()
-        }
-    }
-
-    fn two_servers(t0: Instant) -> Tables {
-        let mut t = Tables::new();
-        t.register(t0, 0, "a", "127.0.0.1:1".parse().unwrap(), caps(false), 100);
-        t.register(t0, 0, "b", "127.0.0.1:2".parse().unwrap(), caps(false), 100);
-        t
-    }
-
-    #[test]
-    fn new_conference_goes_to_greatest_unused_capacity() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        t.report(t0, "a", load(40, 3, 60));
-        t.report(t0, "b", load(90, 1, 10));
-        let p = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        assert_eq!(p.server, "b");
-        assert!(p.created);
-    }
-
-    #[test]
-    fn existing_conference_stays_where_it_runs() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        t.report(t0, "a", load(10, 1, 90));
-        let first = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        assert_eq!(first.server, "b");
-        t.report(t0, "b", load(5, 1, 95));
-        let again = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        assert_eq!(again.server, "b");
-        assert!(!again.created);
-    }
-
-    #[test]
-    fn reservations_count_before_reports_arrive() {
-        // Two servers look equal; the first join's reservation must push the next
-        // new conference to the other server, not herd both onto one.
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        let p1 = t.place(t0, 0, "one", "demo", Mode::Reflect, TTL).unwrap();
-        let p2 = t.place(t0, 0, "two", "demo", Mode::Reflect, TTL).unwrap();
-        assert_ne!(p1.server, p2.server);
-        // The joins land; unused capacity follows userjoined until the next report.
-        t.user_joined(
-            Stamp {
-                now: t0,
-                unix_ms: 0,
-            },
-            &p1.server,
-            "one",
-            1,
-            "ann",
-            "demo",
-        );
-        t.user_joined(
-            Stamp {
-                now: t0,
-                unix_ms: 0,
-            },
-            &p2.server,
-            "two",
-            2,
-            "bob",
-            "demo",
-        );
-        let s = t.servers().find(|s| s.id == p1.server).unwrap();
-        assert_eq!((s.unused, s.score()), (99, 99));
-    }
-
-    #[test]
-    fn reservations_expire() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        t.place(t0, 0, "one", "demo", Mode::Reflect, TTL).unwrap();
-        let a = t.servers().find(|s| s.id == "a").unwrap();
-        assert_eq!(a.score(), 99);
-        let later = t0 + TTL + Duration::from_secs(1);
-        t.report(later, "a", load(100, 0, 0));
-        t.report(later, "b", load(100, 0, 0));
-        let a = t.servers().find(|s| s.id == "a").unwrap();
-        assert_eq!(a.score(), 100);
-    }
-
-    #[test]
-    fn stale_and_incapable_servers_are_skipped() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        let later = t0 + Duration::from_secs(5);
-        t.report(later, "a", load(1, 0, 99));
-        // b has more unused capacity but its last report is 5 s old.
-        let p = t
-            .place(later, 0, "xyz", "demo", Mode::Reflect, TTL)
-            .unwrap();
-        assert_eq!(p.server, "a");
-        // Nobody can mix.
-        let e = t
-            .place(later, 0, "mixed", "demo", Mode::Mix, TTL)
-            .unwrap_err();
-        assert_eq!(e, PlaceError::NoServer("mix"));
-        // Nobody in communication at all.
-        let much_later = t0 + Duration::from_secs(60);
-        assert!(t
-            .place(much_later, 0, "new", "demo", Mode::Reflect, TTL)
-            .is_err());
-    }
-
-    #[test]
-    fn roster_and_deletion_update_the_conference_table() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        let p = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        t.user_joined(
-            Stamp {
-                now: t0,
-                unix_ms: 1,
-            },
-            &p.server,
-            "xyz",
-            1,
-            "ann",
-            "demo",
-        );
-        t.user_joined(
-            Stamp {
-                now: t0,
-                unix_ms: 2,
-            },
-            &p.server,
-            "xyz",
-            2,
-            "bob",
-            "demo",
-        );
-        assert_eq!(t.conference("xyz").unwrap().participants.len(), 2);
-        t.user_left(3, &p.server, "xyz", 1, "ann");
-        t.user_left(4, &p.server, "xyz", 2, "bob");
-        assert!(t.conference("xyz").unwrap().participants.is_empty());
-        t.conf_deleted(5, &p.server, "xyz");
-        assert!(t.conference("xyz").is_none());
-        let kinds: Vec<_> = t.events().map(|e| e.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                "registered",
-                "registered",
-                "created",
-                "userjoined",
-                "userjoined",
-                "userleft",
-                "userleft",
-                "confdeleted"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_stale_link_cannot_remove_its_successor() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        let old = t.servers().find(|s| s.id == "a").unwrap().generation;
-        let new = t.register(t0, 0, "a", "127.0.0.1:9".parse().unwrap(), caps(true), 50);
-        t.server_lost(0, "a", old);
-        assert!(t.servers().any(|s| s.id == "a" && s.generation == new));
-        t.server_lost(0, "a", new);
-        assert!(!t.servers().any(|s| s.id == "a"));
-    }
-
-    #[test]
-    fn losing_a_server_forgets_its_conferences() {
-        let t0 = Instant::now();
-        let mut t = two_servers(t0);
-        let p = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        let g = t.servers().find(|s| s.id == p.server).unwrap().generation;
-        t.server_lost(0, &p.server, g);
-        let again = t.place(t0, 0, "xyz", "demo", Mode::Reflect, TTL).unwrap();
-        assert_ne!(again.server, p.server);
-        assert!(again.created);
-    }
-}
+mod tests;

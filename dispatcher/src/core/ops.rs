@@ -1,0 +1,165 @@
+//! Operator actions and the dispatcher's clock on the tables: drain, maintenance
+//! windows, punts, and logging changes of contact and state.
+
+use super::*;
+
+impl Tables {
+    /// The dispatcher's clock: logs losses and returns of contact (no report for
+    /// [`REPORT_FRESH`]) and state changes such as a maintenance window opening. Called
+    /// every second; the state it reads lives in the tables, not in the task.
+    pub fn tick(&mut self, now: Instant, unix_ms: u64) {
+        let mut changes = Vec::new();
+        for s in self.servers.values_mut() {
+            let silent = !s.in_communication(now);
+            if silent != s.silent {
+                s.silent = silent;
+                let kind = if silent { "silent" } else { "contact" };
+                let age = now.saturating_duration_since(s.last_report).as_millis();
+                changes.push((kind, s.id.clone(), format!("last report {age} ms ago")));
+            }
+            let state = s.state(now, unix_ms / 1000);
+            if state != s.seen {
+                changes.push((
+                    "state",
+                    s.id.clone(),
+                    format!("{} -> {}", s.seen.as_str(), state.as_str()),
+                ));
+                s.seen = state;
+            }
+        }
+        for (kind, id, detail) in changes {
+            self.log(unix_ms, kind, &id, "", detail);
+        }
+    }
+
+    /// Operator drain: the server keeps its conferences but gets no new ones.
+    pub fn set_drain(
+        &mut self,
+        unix_ms: u64,
+        id: &str,
+        on: bool,
+        who: &str,
+    ) -> Result<(), PlaceError> {
+        let s = self
+            .servers
+            .get_mut(id)
+            .ok_or_else(|| PlaceError::UnknownServer(id.to_owned()))?;
+        s.draining = on;
+        let kind = if on { "drain" } else { "undrain" };
+        self.log_by(unix_ms, kind, id, "", String::new(), who);
+        Ok(())
+    }
+
+    /// Sets or clears a maintenance window, `[start, end)` in Unix seconds.
+    pub fn set_maintenance(
+        &mut self,
+        unix_ms: u64,
+        id: &str,
+        window: Option<(u64, u64)>,
+        who: &str,
+    ) -> Result<(), PlaceError> {
+        let s = self
+            .servers
+            .get_mut(id)
+            .ok_or_else(|| PlaceError::UnknownServer(id.to_owned()))?;
+        s.maintenance = window;
+        let detail = window
+            .map(|(a, b)| format!("{a}..{b}"))
+            .unwrap_or_else(|| "cleared".into());
+        self.log_by(unix_ms, "maintenance", id, "", detail, who);
+        Ok(())
+    }
+
+    /// Moves a conference to the best other server (seed 003's punt): the conference
+    /// table points there at once so new joins follow, and a reservation is made for
+    /// each participant, who must then be dispatched.
+    pub fn punt(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        conference: &str,
+        ttl: Duration,
+        who: &str,
+    ) -> Result<Punt, PlaceError> {
+        for s in self.servers.values_mut() {
+            expire(&mut s.pending, now);
+        }
+        let c = self
+            .conferences
+            .get(conference)
+            .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
+        let mode = if c.mode == Mode::Mix.as_str() {
+            Mode::Mix
+        } else {
+            Mode::Reflect
+        };
+        let from = c.server.clone();
+        let target = select(
+            self.servers.values(),
+            &needs(mode),
+            now,
+            unix_ms / 1000,
+            Some(&from),
+        )
+        .ok_or(PlaceError::NoServer(mode.as_str()))?
+        .id
+        .clone();
+        // Looked up above, and nothing removed it since.
+        let c = self
+            .conferences
+            .get_mut(conference)
+            .expect("conference looked up above");
+        let participants: Vec<(u32, String)> =
+            std::mem::take(&mut c.participants).into_iter().collect();
+        c.server = target.clone();
+        let account = c.account.clone();
+        let s = self
+            .servers
+            .get_mut(&target)
+            .expect("select returned a server of this table");
+        for _ in &participants {
+            s.pending.push_back(now + ttl);
+        }
+        let to = Placement {
+            server: target.clone(),
+            client_addr: s.client_addr,
+            generation: s.generation,
+            created: true,
+        };
+        self.log_by(
+            unix_ms,
+            "punt",
+            &from,
+            conference,
+            format!("to {target}"),
+            who,
+        );
+        Ok(Punt {
+            from,
+            to,
+            account,
+            participants,
+        })
+    }
+
+    /// A participant's user name, with its conference's server and account.
+    pub fn participant(
+        &self,
+        conference: &str,
+        participant: u32,
+    ) -> Result<(String, String, String), PlaceError> {
+        let c = self
+            .conferences
+            .get(conference)
+            .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
+        let name = c
+            .participants
+            .get(&participant)
+            .ok_or_else(|| PlaceError::UnknownParticipant(conference.to_owned(), participant))?;
+        Ok((name.clone(), c.server.clone(), c.account.clone()))
+    }
+
+    pub fn server(&self, id: &str) -> Option<&Server> {
+        self.servers.get(id)
+    }
+}

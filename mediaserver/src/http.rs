@@ -1,0 +1,187 @@
+//! `/metrics` for Prometheus. The workers publish atomics once per tick; this collector
+//! reads them at scrape time through `prometheus-client`'s encoder, so nothing on the
+//! packet path knows about metrics.
+
+use crate::worker::WorkerCounters;
+use crate::Server;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use mesh::DropReason;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::fmt::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub(crate) async fn serve(listener: TcpListener, server: Arc<Server>) {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Workers(server)));
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(registry));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    prometheus_client::encoding::text::encode(&mut out, &registry).expect("encoding into a String");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+struct Workers(Arc<Server>);
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Workers")
+    }
+}
+
+type Field = fn(&WorkerCounters) -> &AtomicU64;
+
+impl Workers {
+    fn sum(&self, f: Field) -> u64 {
+        self.0
+            .workers
+            .iter()
+            .map(|w| f(&w.counters).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), Error> {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), Error> {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for Workers {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), Error> {
+        let totals: [(&str, &str, Field); 8] = [
+            ("noc_media_packets_in", "Datagrams received", |c| {
+                &c.datagrams_in
+            }),
+            ("noc_media_bytes_in", "Bytes received", |c| &c.bytes_in),
+            ("noc_media_packets_out", "Packets queued for sending", |c| {
+                &c.packets_out
+            }),
+            ("noc_media_bytes_out", "Bytes queued for sending", |c| {
+                &c.bytes_out
+            }),
+            ("noc_media_send_errors", "Packets the kernel refused", |c| {
+                &c.send_errors
+            }),
+            (
+                "noc_media_stream_lost_packets",
+                "Packets lost on received streams (RFC 3550)",
+                |c| &c.lost,
+            ),
+            (
+                "noc_media_gso_packets",
+                "Packets sent as GSO segments",
+                |c| &c.gso_packets,
+            ),
+            (
+                "noc_media_rx_truncated",
+                "Datagrams larger than a receive buffer",
+                |c| &c.rx_truncated,
+            ),
+        ];
+        for (name, help, f) in totals {
+            counter(&mut e, name, help, self.sum(f))?;
+        }
+        let mut drops = e.encode_descriptor(
+            "noc_media_drops",
+            "Packets dropped, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in DropReason::ALL {
+            let n: u64 = self
+                .0
+                .workers
+                .iter()
+                .map(|w| w.counters.drops(reason))
+                .sum();
+            ConstCounter::new(n).encode(drops.encode_family(&[("reason", reason.as_str())])?)?;
+        }
+        let mut busy = e.encode_descriptor(
+            "noc_media_worker_busy_seconds",
+            "Time each worker spent working rather than waiting; its rate is the worker's load",
+            None,
+            MetricType::Counter,
+        )?;
+        for w in &self.0.workers {
+            let secs = w.counters.busy_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let index = w.index.to_string();
+            ConstCounter::new(secs).encode(busy.encode_family(&[("worker", index.as_str())])?)?;
+        }
+        let jitter = self
+            .0
+            .workers
+            .iter()
+            .map(|w| w.counters.max_jitter_ms())
+            .fold(0.0, f64::max);
+        let g = ConstGauge::new(jitter);
+        g.encode(e.encode_descriptor(
+            "noc_media_jitter_max_ms",
+            "Largest interarrival jitter of the received streams",
+            None,
+            g.metric_type(),
+        )?)?;
+        gauge(
+            &mut e,
+            "noc_media_conferences",
+            "Conferences on this server",
+            self.sum(|c| &c.conferences) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "noc_media_participants",
+            "Participants on this server",
+            self.sum(|c| &c.participants) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "noc_media_streams",
+            "Received streams",
+            self.sum(|c| &c.streams) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "noc_media_workers",
+            "Media worker threads",
+            self.0.workers.len() as i64,
+        )?;
+        if let Some(cpu) = crate::dispatchee::cpu_seconds() {
+            let c = ConstCounter::new(cpu);
+            c.encode(e.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time of this process",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}

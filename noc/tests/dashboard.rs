@@ -1,0 +1,203 @@
+//! The operators' dashboard in a real browser: Debian's Chromium driven through
+//! chromedriver (WebDriver), against a real `noc` with real clients.
+
+mod harness;
+
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use harness::{Client, Noc};
+use serde_json::json;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "dashboard-test-token";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts chromedriver on a free port and waits until it listens.
+fn chromedriver() -> (Driver, u16) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
+    let driver = Driver(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (driver, port)
+}
+
+async fn browser(port: u16) -> Browser {
+    let profile = std::env::temp_dir().join(format!("noc-chromium-{}", std::process::id()));
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--window-size=1500,1200",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session")
+}
+
+/// Polls `f` until it returns `Some`, failing with `what` after `timeout`.
+async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn text(b: &Browser, css: &str) -> Option<String> {
+    let e = b.find(Locator::Css(css)).await.ok()?;
+    e.text().await.ok()
+}
+
+/// Issue acceptance: two media servers, one conference of three in the rendered DOM with
+/// non-zero packet rates; a drain clicked on the page turns the server to draining.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_noc_and_drains_a_server() {
+    let noc = Noc::start(&["--admin-token", TOKEN]);
+    let mut clients: Vec<Client> = [("ann", "440"), ("bob", "660"), ("cat", "880")]
+        .iter()
+        .map(|(n, hz)| {
+            Client::spawn(
+                noc.dispatcher,
+                "xyz",
+                "demo",
+                n,
+                &["--tone", hz, "--duration", "40"],
+            )
+        })
+        .collect();
+    noc.wait_api("/api/conferences", Duration::from_secs(15), |v| {
+        v[0]["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 3)
+    });
+    let host = noc.server_of("xyz").expect("xyz placed");
+
+    let (_driver, port) = chromedriver();
+    let b = browser(port).await;
+    b.goto(&format!("http://{}/", noc.http)).await.unwrap();
+
+    for (id, _) in &noc.media_servers {
+        let css = format!("#servers tr[data-server='{id}'] td.state");
+        let state = eventually(Duration::from_secs(10), &format!("row of {id}"), || {
+            text(&b, &css)
+        })
+        .await;
+        assert_eq!(state, "in-service");
+    }
+    let count = eventually(Duration::from_secs(10), "the conference row", || {
+        text(&b, "#conferences tr[data-conference='xyz'] td.participants")
+    })
+    .await;
+    assert_eq!(count, "3");
+    let names = text(&b, "#conferences tr[data-conference='xyz'] .people")
+        .await
+        .unwrap();
+    for n in ["ann", "bob", "cat"] {
+        assert!(names.contains(n), "{names}");
+    }
+    let server_cell = text(&b, "#conferences tr[data-conference='xyz'] td.server")
+        .await
+        .unwrap();
+    assert_eq!(server_cell, host);
+    // Packets flow: the host's packet rate becomes non-zero (reports come every second).
+    let pps_css = format!("#servers tr[data-server='{host}'] td.pps");
+    eventually(
+        Duration::from_secs(10),
+        "a non-zero packet rate",
+        || async { text(&b, &pps_css).await.filter(|t| t != "0") },
+    )
+    .await;
+    let live = text(&b, "#live-text").await.unwrap();
+    assert_eq!(live, "Live", "the page is not on live updates");
+
+    // Drain from the page, as an operator: token first, then the button.
+    b.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    b.find(Locator::Css("#token-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let button = format!("button[data-action='drain'][data-server='{host}']");
+    b.find(Locator::Css(&button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let state_css = format!("#servers tr[data-server='{host}'] td.state");
+    eventually(Duration::from_secs(10), "the draining state", || async {
+        text(&b, &state_css).await.filter(|t| t == "draining")
+    })
+    .await;
+    // The dispatcher agrees, and logged who did it.
+    let servers = noc.api("/api/servers");
+    let row = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == host.as_str())
+        .unwrap();
+    assert_eq!(row["state"], "draining");
+    let events = noc.api("/api/events");
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "drain" && e["who"] == "admin"));
+
+    let shot = b.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&path, shot).unwrap();
+    eprintln!("screenshot: {}", path.display());
+    b.close().await.unwrap();
+    for c in &mut clients {
+        c.kill();
+    }
+}
