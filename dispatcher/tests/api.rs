@@ -423,3 +423,51 @@ async fn scrape(api: SocketAddr) -> prometheus_parse::Scrape {
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
+
+/// The scale: 100 servers and 10,000 conferences. The page gets totals, one page
+/// of conferences and a bounded snapshot, never the whole table.
+#[tokio::test]
+async fn a_large_farm_stays_paged_and_bounded() {
+    let d = start().await;
+    let api = d.http_addr.unwrap();
+    let mut farm = Vec::new();
+    for i in 0..100 {
+        farm.push(FakeMs::register(d.registry_addr, &format!("ms-{i:03}"), 5000 + i, 20_000).await);
+    }
+    wait_servers(api, 100).await;
+    let mut lines = String::new();
+    for i in 0..10_000 {
+        lines += &format!("userjoined\tc{i:05}\t{i}\tu{i}\tdemo\n");
+    }
+    farm[7].send(&lines).await;
+    let mut summary = Value::Null;
+    for _ in 0..200 {
+        summary = json(api, "/api/summary").await;
+        if summary["conferences"] == 10_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(summary["conferences"], 10_000);
+    assert_eq!(summary["servers"], 100);
+    let last = json(api, "/api/conferences?page=199&per_page=50").await;
+    assert_eq!(last["items"].as_array().unwrap().len(), 50);
+    assert_eq!(last["items"][49]["name"], "c09999");
+    // One live snapshot: 100 server rows and 30 events, no conferences.
+    let (status, body) = http(api, "GET", "/api/summary", None, None).await;
+    assert_eq!(status, 200);
+    assert!(body.len() < 1024);
+    let mut s = TcpStream::connect(api).await.unwrap();
+    s.write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut r = BufReader::new(s);
+    let data = loop {
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        if let Some(d) = line.strip_prefix("data:") {
+            break d.trim().to_owned();
+        }
+    };
+    let snap: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(snap["servers"].as_array().unwrap().len(), 100);
+    assert!(data.len() < 100_000, "snapshot of {} bytes", data.len());
+}

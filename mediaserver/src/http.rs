@@ -77,7 +77,12 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<()
 
 impl Collector for Workers {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), Error> {
-        let totals: [(&str, &str, Field); 8] = [
+        let totals: [(&str, &str, Field); 9] = [
+            (
+                "noc_media_ticks",
+                "Mesh ticks run (the clock that applies commands and will run the mixer)",
+                |c| &c.ticks,
+            ),
             ("noc_media_packets_in", "Datagrams received", |c| {
                 &c.datagrams_in
             }),
@@ -136,6 +141,29 @@ impl Collector for Workers {
             let index = w.index.to_string();
             ConstCounter::new(secs).encode(busy.encode_family(&[("worker", index.as_str())])?)?;
         }
+        let tick_secs = self.sum(|c| &c.tick_ns) as f64 / 1e9;
+        let c = ConstCounter::new(tick_secs);
+        c.encode(e.encode_descriptor(
+            "noc_media_tick_seconds",
+            "Time spent in mesh ticks; divided by noc_media_ticks_total, the mean tick time",
+            None,
+            c.metric_type(),
+        )?)?;
+        let tick_max = self
+            .0
+            .workers
+            .iter()
+            .map(|w| w.counters.tick_max_ns.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0) as f64
+            / 1e9;
+        let g = ConstGauge::new(tick_max);
+        g.encode(e.encode_descriptor(
+            "noc_media_tick_max_seconds",
+            "Longest mesh tick so far",
+            None,
+            g.metric_type(),
+        )?)?;
         let jitter = self
             .0
             .workers

@@ -49,6 +49,12 @@ pub struct WorkerCounters {
     /// Nanoseconds spent working (not blocked waiting for datagrams or the next tick);
     /// its rate against wall time is the worker's load.
     pub busy_ns: AtomicU64,
+    /// Ticks run, and nanoseconds spent in them: the mesh's clock work (command
+    /// application, periodic work, and the mixer's tick once mixing runs there).
+    pub ticks: AtomicU64,
+    pub tick_ns: AtomicU64,
+    /// Gauge: the longest tick since the worker started, in nanoseconds.
+    pub tick_max_ns: AtomicU64,
     /// Gauge: conferences on this worker.
     pub conferences: AtomicU64,
     /// Gauge: participants on this worker.
@@ -84,6 +90,9 @@ struct Local {
     gso_msgs: u64,
     gso_packets: u64,
     busy_ns: u64,
+    ticks: u64,
+    tick_ns: u64,
+    tick_max_ns: u64,
     /// Blocked time since the last publish.
     idle_ns: u64,
 }
@@ -169,6 +178,11 @@ impl<P: Path> Engine<P> {
         let now = Instant::now();
         if now >= self.mesh.poll_timeout() {
             self.mesh.handle_tick(now);
+            // One clock read per tick (100 per second), never per packet.
+            let spent = now.elapsed().as_nanos() as u64;
+            self.local.ticks += 1;
+            self.local.tick_ns += spent;
+            self.local.tick_max_ns = self.local.tick_max_ns.max(spent);
             self.publish(now);
         }
         let wait = self
@@ -233,6 +247,9 @@ impl<P: Path> Engine<P> {
         set(&c.gso_msgs, l.gso_msgs);
         set(&c.gso_packets, l.gso_packets);
         set(&c.busy_ns, l.busy_ns);
+        set(&c.ticks, l.ticks);
+        set(&c.tick_ns, l.tick_ns);
+        set(&c.tick_max_ns, l.tick_max_ns);
         set(&c.conferences, self.mesh.conference_count() as u64);
         set(&c.participants, self.mesh.participant_count() as u64);
         if now >= self.next_quality {

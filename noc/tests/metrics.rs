@@ -125,4 +125,9 @@ fn metrics_parse_and_move_with_traffic() {
         .map(|s| total(s, "noc_media_worker_busy_seconds_total", None))
         .sum();
     assert!(busy > 0.0);
+    let ticks: f64 = after
+        .iter()
+        .map(|s| total(s, "noc_media_ticks_total", None))
+        .sum();
+    assert!(ticks > 100.0, "the mesh clock runs every 10 ms: {ticks}");
 }

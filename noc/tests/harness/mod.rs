@@ -326,6 +326,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     body.to_owned()
 }
 
+/// POST a JSON body with a bearer token; returns the status and the body.
+pub fn http_post(addr: SocketAddr, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("http reachable");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Sends raw lines on a fresh control connection and returns everything the server said
 /// until it closed (or 3 s passed).
 pub fn raw_session(addr: SocketAddr, payload: &[u8]) -> String {
