@@ -42,6 +42,59 @@ pub struct Args {
     /// Conference mode to ask for: reflect (forwarding) or mix.
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub mode: Option<Mode>,
+    /// Push-to-talk schedule in seconds from joining, e.g. `0-3,5-8`: sends `talk on|off`
+    /// and transmits only while talking. Without it the client talks all the time.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub talk: Option<String>,
+    /// Impair our own sending: delay each packet by a random 0..MS milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub jitter: Option<u32>,
+    /// Impair our own sending: drop PCT percent of the packets at random.
+    #[arg(long, value_name = "PCT")]
+    pub loss: Option<f64>,
+    /// Audio codec: opus, or G.711 pcmu / pcma (8 kHz telephony; needs `--mode mix`).
+    #[arg(long, value_name = "CODEC", value_parser = parse_codec)]
+    pub codec: Option<Codec>,
+}
+
+/// The `--codec` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Opus,
+    G711(codecs::g711::Law),
+}
+
+fn parse_codec(s: &str) -> Result<Codec, String> {
+    use codecs::g711::Law;
+    match s.to_ascii_lowercase().as_str() {
+        "opus" => Ok(Codec::Opus),
+        "pcmu" => Ok(Codec::G711(Law::Mu)),
+        "pcma" => Ok(Codec::G711(Law::A)),
+        _ => Err(format!("unknown codec {s:?} (opus, pcmu or pcma)")),
+    }
+}
+
+/// Parses a talk schedule `A-B,C-D` (seconds, A < B) into intervals.
+pub fn parse_talk(s: &str) -> Result<Vec<(f64, f64)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part
+            .split_once('-')
+            .ok_or_else(|| format!("talk interval {part:?}: expected START-END"))?;
+        let a: f64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad start in {part:?}"))?;
+        let b: f64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad end in {part:?}"))?;
+        if !(a >= 0.0 && b > a && b.is_finite()) {
+            return Err(format!("talk interval {part:?}: need 0 <= START < END"));
+        }
+        out.push((a, b));
+    }
+    Ok(out)
 }
 
 /// The `--config` file: the same settings as the flags.
@@ -56,6 +109,10 @@ struct FileArgs {
     record: Option<PathBuf>,
     duration: Option<f64>,
     mode: Option<String>,
+    talk: Option<String>,
+    jitter: Option<u32>,
+    loss: Option<f64>,
+    codec: Option<String>,
 }
 
 /// Settings after merging flags and file, checked.
@@ -130,6 +187,34 @@ impl Args {
             })?),
             None => None,
         };
+        let talk = self
+            .talk
+            .or(file.talk)
+            .map(|t| parse_talk(&t))
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("--talk: {e}")))?;
+        let loss_pct = self.loss.or(file.loss).unwrap_or(0.0);
+        if !(0.0..=100.0).contains(&loss_pct) {
+            return Err(ClientError::Config(format!(
+                "--loss {loss_pct}: must be between 0 and 100"
+            )));
+        }
+        let codec = match self.codec {
+            Some(c) => c,
+            None => file
+                .codec
+                .as_deref()
+                .map(parse_codec)
+                .transpose()
+                .map_err(ClientError::Config)?
+                .unwrap_or(Codec::Opus),
+        };
+        let jitter_ms = self.jitter.or(file.jitter).unwrap_or(0);
+        if jitter_ms > 10_000 {
+            return Err(ClientError::Config(format!(
+                "--jitter {jitter_ms}: at most 10000 ms"
+            )));
+        }
         Ok(ClientConfig {
             session: SessionConfig {
                 dispatcher: with_default_port(required(
@@ -142,6 +227,13 @@ impl Args {
                 mode: self.mode.or(file_mode).unwrap_or_default(),
                 tone,
                 record: self.record.or(file.record),
+                talk,
+                jitter_ms,
+                loss_pct,
+                g711: match codec {
+                    Codec::Opus => None,
+                    Codec::G711(l) => Some(l),
+                },
             },
             duration,
         })
@@ -154,6 +246,51 @@ mod tests {
 
     fn args(list: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("confclient").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn talk_schedule_and_impairments() {
+        assert_eq!(parse_talk("0-3,5-8"), Ok(vec![(0.0, 3.0), (5.0, 8.0)]));
+        assert_eq!(parse_talk(""), Ok(vec![]));
+        assert!(parse_talk("3-1").is_err());
+        assert!(parse_talk("x").is_err());
+        let c = args(&[
+            "--dispatcher",
+            "h:1",
+            "--conference",
+            "c",
+            "--account",
+            "a",
+            "--name",
+            "n",
+            "--talk",
+            "0-3,5-8",
+            "--jitter",
+            "30",
+            "--loss",
+            "5",
+            "--codec",
+            "pcmu",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.session.g711, Some(codecs::g711::Law::Mu));
+        assert_eq!(c.session.codec_name(), "pcmu");
+        assert_eq!(c.session.talk, Some(vec![(0.0, 3.0), (5.0, 8.0)]));
+        assert_eq!((c.session.jitter_ms, c.session.loss_pct), (30, 5.0));
+        let bad = args(&[
+            "--dispatcher",
+            "h:1",
+            "--conference",
+            "c",
+            "--account",
+            "a",
+            "--name",
+            "n",
+            "--loss",
+            "150",
+        ]);
+        assert!(bad.resolve().is_err());
     }
 
     #[test]

@@ -161,6 +161,17 @@ impl fmt::Display for Event {
                 M::Text { from, text } => write!(f, "text {from} {text}"),
                 M::Pong { token: Some(t) } => write!(f, "pong {t}"),
                 M::Pong { token: None } => f.write_str("pong"),
+                M::Speaking { participant, on } => {
+                    write!(
+                        f,
+                        "speaking {participant} {}",
+                        if *on { "on" } else { "off" }
+                    )
+                }
+                M::Quality {
+                    participant,
+                    quality,
+                } => write!(f, "quality {participant} {}", quality.as_str()),
             },
             Event::Left(s) => write!(
                 f,

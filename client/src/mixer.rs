@@ -11,7 +11,9 @@
 
 use crate::packet::RtpIn;
 use bytes::Bytes;
+use codecs::g711::{Law, TelephonyDecoder};
 use codecs::opus::{Decoder, FRAME_SAMPLES, SAMPLE_RATE};
+use codecs::CodecError;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -121,10 +123,36 @@ impl SeqStats {
     }
 }
 
+/// A stream's decoder to 48 kHz: Opus, or G.711 for a telephony client.
+#[derive(Debug)]
+enum StreamDecoder {
+    Opus(Decoder),
+    G711(Box<TelephonyDecoder>),
+}
+
+impl StreamDecoder {
+    fn decode(&mut self, payload: &[u8]) -> Result<&[i16], CodecError> {
+        match self {
+            StreamDecoder::Opus(d) => d.decode(payload),
+            StreamDecoder::G711(d) => d.decode(payload),
+        }
+    }
+
+    fn conceal(&mut self, len: usize) -> Result<&[i16], CodecError> {
+        match self {
+            StreamDecoder::Opus(d) => d.conceal(len),
+            // G.711 has no concealment: silence, at most one frame.
+            StreamDecoder::G711(d) => d.conceal().map(|pcm| &pcm[..len.min(pcm.len())]),
+        }
+    }
+}
+
 /// One SSRC's jitter buffer and decoder.
 #[derive(Debug)]
 struct Stream {
-    decoder: Option<Decoder>,
+    decoder: Option<StreamDecoder>,
+    /// 48 kHz samples per RTP timestamp tick (1 for Opus, 6 for 8 kHz G.711).
+    ts_scale: i64,
     /// Timeline position of the timestamp `base_ts`.
     anchor: u64,
     base_ts: i64,
@@ -139,17 +167,21 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(pkt: &RtpIn, now: u64, delay: u64, decode: bool) -> Self {
+    fn new(pkt: &RtpIn, now: u64, delay: u64, decode: bool, law: Option<Law>) -> Self {
         let decoder = if decode {
-            Decoder::new()
-                .map_err(|e| tracing::warn!(ssrc = pkt.ssrc, "no decoder, not mixing: {e}"))
-                .ok()
+            match law {
+                None => Decoder::new().map(StreamDecoder::Opus),
+                Some(l) => TelephonyDecoder::new(l).map(|d| StreamDecoder::G711(Box::new(d))),
+            }
+            .map_err(|e| tracing::warn!(ssrc = pkt.ssrc, "no decoder, not mixing: {e}"))
+            .ok()
         } else {
             None
         };
         let ts = i64::from(pkt.timestamp);
         Stream {
             decoder,
+            ts_scale: if law.is_some() { 6 } else { 1 },
             anchor: now + delay,
             base_ts: ts,
             max_ts: ts,
@@ -173,7 +205,10 @@ impl Stream {
     fn position(&mut self, timestamp: u32) -> (i64, i64) {
         let ext = unwrap(self.max_ts, i64::from(timestamp), 1 << 32);
         self.max_ts = self.max_ts.max(ext);
-        (ext, self.anchor as i64 + (ext - self.base_ts))
+        (
+            ext,
+            self.anchor as i64 + (ext - self.base_ts) * self.ts_scale,
+        )
     }
 
     /// Decodes and mixes this stream up to timeline position `now`.
@@ -303,6 +338,8 @@ pub struct Mixer {
     timeline: Timeline,
     delay: u64,
     decode: bool,
+    /// Streams are G.711 of this law (a telephony client) rather than Opus.
+    telephony: Option<Law>,
     stats: MixStats,
 }
 
@@ -315,8 +352,15 @@ impl Mixer {
             timeline: Timeline::default(),
             delay,
             decode,
+            telephony: None,
             stats: MixStats::default(),
         }
+    }
+
+    /// Receive G.711 of `law` (8 kHz, upsampled to the 48 kHz timeline) instead of Opus;
+    /// applies to streams first heard after the call.
+    pub fn set_telephony(&mut self, law: Option<Law>) {
+        self.telephony = law;
     }
 
     /// Timeline position up to which samples have been handed out.
@@ -336,6 +380,7 @@ impl Mixer {
     pub fn push(&mut self, now: u64, pkt: &RtpIn) {
         let delay = self.delay;
         let decode = self.decode;
+        let law = self.telephony;
         if !self.streams.contains_key(&pkt.ssrc) && self.streams.len() >= MAX_STREAMS {
             self.stats.overflow += 1;
             return;
@@ -343,7 +388,7 @@ impl Mixer {
         let stream = self
             .streams
             .entry(pkt.ssrc)
-            .or_insert_with(|| Stream::new(pkt, now, delay, decode));
+            .or_insert_with(|| Stream::new(pkt, now, delay, decode, law));
         if !stream.seq.record(pkt.seq) {
             self.stats.duplicates += 1;
             return;

@@ -65,6 +65,11 @@ impl RtpSender {
             .expect("a plain RTP header always marshals")
     }
 
+    /// Marks the next packet as the start of a talkspurt (RTP marker bit).
+    pub fn talkspurt(&mut self) {
+        self.first = true;
+    }
+
     /// Advances the timestamp without sending (the sender stalled and skips frames), so
     /// timestamps keep matching wall-clock time; the sequence number is untouched because
     /// no packet was lost.

@@ -59,6 +59,11 @@ impl Recorder {
         })
     }
 
+    /// Decode G.711 of `law` instead of Opus (a telephony client).
+    pub fn set_telephony(&mut self, law: Option<codecs::g711::Law>) {
+        self.mixer.set_telephony(law);
+    }
+
     /// Restarts the timeline (the session really began at `start`); only before any audio.
     pub fn restart(&mut self, start: Instant) {
         if self.mixer.written() == 0 && self.mixer.stats().packets == 0 {

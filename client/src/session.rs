@@ -10,6 +10,7 @@ use crate::packet::{classify, Datagram, RtpSender};
 use crate::recorder::Recorder;
 use crate::tone::Sine;
 use crate::ClientError;
+use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES, SAMPLE_RATE};
 use protocol::{ChannelAddr, ClientMsg, JoinOpts, MediaKind, Mode, ServerMsg};
 use std::future::Future;
@@ -41,9 +42,22 @@ pub struct SessionConfig {
     pub tone: Option<f64>,
     /// Record the received mix to this WAV file.
     pub record: Option<PathBuf>,
+    /// Push-to-talk intervals in seconds from `accept`; `None` talks all the time.
+    pub talk: Option<Vec<(f64, f64)>>,
+    /// Impairment of our own sending: random extra delay of 0..=this many ms per packet.
+    pub jitter_ms: u32,
+    /// Impairment of our own sending: percent of packets dropped at random.
+    pub loss_pct: f64,
+    /// Speak G.711 of this law (a telephony endpoint, `mode=mix` only) instead of Opus.
+    pub g711: Option<Law>,
 }
 
 impl SessionConfig {
+    /// The codec name as `join` and `channel` spell it.
+    pub fn codec_name(&self) -> &'static str {
+        self.g711.map_or("opus", Law::name)
+    }
+
     /// The `join` line, with `ticket` once the dispatcher handed one out.
     pub fn join_msg(&self, ticket: Option<&str>) -> ClientMsg {
         ClientMsg::Join {
@@ -54,7 +68,7 @@ impl SessionConfig {
                 ticket: ticket.map(str::to_owned),
                 mode: self.mode,
                 media: vec![MediaKind::Audio],
-                codec: Some("opus".into()),
+                codec: Some(self.codec_name().into()),
                 app: Some("confclient".into()),
                 version: Some(env!("CARGO_PKG_VERSION").into()),
                 os: Some(std::env::consts::OS.into()),
@@ -70,10 +84,20 @@ struct Media {
     server: SocketAddr,
     payload_type: u8,
     tx: RtpSender,
-    encoder: Encoder,
+    encoder: MediaEncoder,
+    /// RTP timestamp ticks per 20 ms frame (960 Opus, 160 G.711).
+    frame_ts: u32,
     tone: Option<Sine>,
     pcm: Vec<i16>,
     next_send: Instant,
+    /// Origin of the talk schedule (our `accept`).
+    origin: Instant,
+    talk: Option<Vec<(f64, f64)>>,
+    talking: bool,
+    jitter_ms: u32,
+    loss_pct: f64,
+    /// Impaired packets waiting for their send time.
+    delayed: Vec<(Instant, Vec<u8>)>,
 }
 
 impl Media {
@@ -84,8 +108,10 @@ impl Media {
         server: SocketAddr,
         payload_type: u8,
         ssrc: u32,
-        tone: Option<f64>,
+        cfg: &SessionConfig,
+        origin: Instant,
     ) -> Result<Self, ClientError> {
+        let tone = cfg.tone;
         let local_ip = ctrl.local_addr()?.ip();
         let ip = match (local_ip, server) {
             (IpAddr::V4(_), SocketAddr::V4(_)) | (IpAddr::V6(_), SocketAddr::V6(_)) => local_ip,
@@ -98,11 +124,65 @@ impl Media {
             server,
             payload_type,
             tx: RtpSender::new(payload_type, ssrc),
-            encoder: Encoder::new()?,
+            encoder: match cfg.g711 {
+                None => {
+                    let mut e = Encoder::new()?;
+                    if cfg.loss_pct > 0.0 {
+                        // A lossy sender adds in-band FEC, so the next packet can rebuild
+                        // a lost one at the receiver.
+                        e.set_fec(cfg.loss_pct.ceil() as i32)?;
+                    }
+                    MediaEncoder::Opus(e)
+                }
+                Some(l) => MediaEncoder::G711(Box::new(TelephonyEncoder::new(l)?)),
+            },
+            frame_ts: if cfg.g711.is_some() {
+                (FRAME_SAMPLES / 6) as u32
+            } else {
+                FRAME_SAMPLES as u32
+            },
             tone: tone.map(|hz| Sine::new(hz, TONE_DBFS, SAMPLE_RATE)),
             pcm: vec![0; FRAME_SAMPLES],
             next_send: Instant::now(),
+            origin,
+            talk: cfg.talk.clone(),
+            talking: false,
+            jitter_ms: cfg.jitter_ms,
+            loss_pct: cfg.loss_pct,
+            delayed: Vec::new(),
         })
+    }
+
+    /// Whether the schedule says we talk at `at` (always without a schedule).
+    fn wants_talk(&self, at: Instant) -> bool {
+        match &self.talk {
+            None => true,
+            Some(s) => {
+                let t = at.saturating_duration_since(self.origin).as_secs_f64();
+                s.iter().any(|&(a, b)| a <= t && t < b)
+            }
+        }
+    }
+
+    /// When the next delayed packet is due.
+    fn next_delayed(&self) -> Option<Instant> {
+        self.delayed.iter().map(|d| d.0).min()
+    }
+
+    /// Sends every delayed packet that is due.
+    async fn flush_delayed(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.delayed.len() {
+            if self.delayed[i].0 <= now {
+                let (_, bytes) = self.delayed.swap_remove(i);
+                if let Err(e) = self.socket.send_to(&bytes, self.server).await {
+                    tracing::debug!("rtp send failed: {e}");
+                }
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Sends the frame due at `next_send`; returns whether a packet went out.
@@ -113,20 +193,39 @@ impl Media {
             // tone phase on the wall clock rather than bursting old frames.
             let frames = (late.as_micros() / FRAME.as_micros()) as u32;
             tracing::warn!(frames, "sender stalled, skipping frames");
-            let samples = frames * FRAME_SAMPLES as u32;
-            self.tx.advance_time(samples);
+            self.tx.advance_time(frames * self.frame_ts);
             if let Some(t) = self.tone.as_mut() {
-                t.skip(u64::from(samples));
+                t.skip(u64::from(frames) * FRAME_SAMPLES as u64);
             }
             self.next_send += FRAME * frames;
+        }
+        if self.talk.is_some() && !self.talking {
+            // Push to talk, key up: nothing goes out, but media time runs on.
+            self.tx.advance_time(self.frame_ts);
+            if let Some(t) = self.tone.as_mut() {
+                t.skip(FRAME_SAMPLES as u64);
+            }
+            self.next_send += FRAME;
+            return Ok(false);
         }
         match self.tone.as_mut() {
             Some(t) => t.fill(&mut self.pcm),
             None => self.pcm.fill(0),
         }
         let packet = self.encoder.encode(&self.pcm)?;
-        let bytes = self.tx.packet(packet, FRAME_SAMPLES as u32);
+        let bytes = self.tx.packet(packet, self.frame_ts);
         self.next_send += FRAME;
+        if self.loss_pct > 0.0 && rand::random::<f64>() * 100.0 < self.loss_pct {
+            return Ok(true);
+        }
+        if self.jitter_ms > 0 {
+            let delay = rand::random::<u32>() % (self.jitter_ms + 1);
+            self.delayed.push((
+                Instant::now() + Duration::from_millis(u64::from(delay)),
+                bytes,
+            ));
+            return Ok(true);
+        }
         match self.socket.send_to(&bytes, self.server).await {
             Ok(_) => Ok(true),
             Err(e) => {
@@ -134,6 +233,21 @@ impl Media {
                 tracing::debug!("rtp send failed: {e}");
                 Ok(false)
             }
+        }
+    }
+}
+
+/// What we send with: Opus, or G.711 downsampled from the 48 kHz tone.
+enum MediaEncoder {
+    Opus(Encoder),
+    G711(Box<TelephonyEncoder>),
+}
+
+impl MediaEncoder {
+    fn encode(&mut self, pcm: &[i16]) -> Result<&[u8], codecs::CodecError> {
+        match self {
+            MediaEncoder::Opus(e) => e.encode(pcm),
+            MediaEncoder::G711(e) => e.encode(pcm),
         }
     }
 }
@@ -161,6 +275,8 @@ struct State<'a> {
     recorder: Recorder,
     sent: u64,
     malformed: u64,
+    /// When we were accepted: the origin of the talk schedule.
+    joined_at: Option<Instant>,
 }
 
 /// Runs a session until `shutdown` completes (then leaves cleanly and returns the summary)
@@ -185,6 +301,7 @@ pub async fn run(
         recorder,
         sent: 0,
         malformed: 0,
+        joined_at: None,
     };
     let outcome = st.run(shutdown, events).await;
     let State {
@@ -225,7 +342,10 @@ impl State<'_> {
         mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0u8; 65_536];
         loop {
-            let next_send = self.media.as_ref().map(|m| m.next_send);
+            let next_send = self.media.as_ref().map(|m| match m.next_delayed() {
+                Some(d) => d.min(m.next_send),
+                None => m.next_send,
+            });
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 msg = self.ctrl.recv() => self.on_control(msg?, events).await?,
@@ -235,8 +355,22 @@ impl State<'_> {
                 },
                 () = sleep_until(next_send) => {
                     if let Some(m) = self.media.as_mut() {
-                        if m.send_frame().await? {
-                            self.sent += 1;
+                        m.flush_delayed().await;
+                        let now = Instant::now();
+                        if now >= m.next_send {
+                            // Push to talk: the control line goes first, then the audio.
+                            let want = m.wants_talk(now);
+                            if m.talk.is_some() && want != m.talking {
+                                m.talking = want;
+                                if want {
+                                    m.tx.talkspurt();
+                                }
+                                self.ctrl.send(&ClientMsg::Talk { on: want }).await?;
+                            }
+                            if m.send_frame().await? {
+                                self.sent += 1;
+                            }
+                            m.flush_delayed().await;
                         }
                     }
                 }
@@ -296,6 +430,7 @@ impl State<'_> {
                 if self.phase == Phase::Joining {
                     self.recorder.restart(std::time::Instant::now());
                 }
+                self.joined_at.get_or_insert_with(Instant::now);
                 self.conference = conference;
                 self.phase = Phase::Joined;
                 self.redirects = 0;
@@ -307,13 +442,16 @@ impl State<'_> {
                 codec,
                 ssrc,
             } => {
-                if !codec.eq_ignore_ascii_case("opus") {
+                let ours = self.cfg.codec_name();
+                if !codec.eq_ignore_ascii_case(ours) {
                     return Err(ClientError::Unexpected(format!(
-                        "server wants codec {codec}, confclient speaks opus"
+                        "server wants codec {codec}, we asked for {ours}"
                     )));
                 }
+                self.recorder.set_telephony(self.cfg.g711);
+                let origin = *self.joined_at.get_or_insert_with(Instant::now);
                 let media =
-                    Media::open(&self.ctrl, addr, payload_type, ssrc, self.cfg.tone).await?;
+                    Media::open(&self.ctrl, addr, payload_type, ssrc, self.cfg, origin).await?;
                 let local = media.socket.local_addr()?;
                 self.ctrl
                     .send(&ClientMsg::Channel {
@@ -333,6 +471,8 @@ impl State<'_> {
             ServerMsg::AddUser { .. }
             | ServerMsg::DelUser { .. }
             | ServerMsg::Text { .. }
+            | ServerMsg::Speaking { .. }
+            | ServerMsg::Quality { .. }
             | ServerMsg::Pong { .. } => {}
         }
         Ok(())

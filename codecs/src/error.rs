@@ -19,6 +19,9 @@ pub enum CodecError {
     /// A concealment length that Opus cannot produce (it works in 2.5 ms steps up to 120 ms).
     #[error("cannot conceal {0} samples: must be a multiple of 120 up to 5760")]
     ConcealLength(usize),
+    /// The resampler could not be built or refused a frame.
+    #[error("resampler: {0}")]
+    Resample(String),
 }
 
 impl CodecError {

@@ -52,6 +52,17 @@ impl Encoder {
         })
     }
 
+    /// Turns on in-band FEC (LBRR) for an expected packet loss in percent, so a receiver can
+    /// rebuild a lost frame from the next packet ([`Decoder::decode_fec`]).
+    pub fn set_fec(&mut self, loss_pct: i32) -> Result<(), CodecError> {
+        self.inner
+            .set_inband_fec(true)
+            .map_err(CodecError::opus("set_inband_fec"))?;
+        self.inner
+            .set_packet_loss_perc(loss_pct.clamp(0, 100))
+            .map_err(CodecError::opus("set_packet_loss_perc"))
+    }
+
     /// Encodes one frame of exactly [`FRAME_SAMPLES`] samples; the packet borrows `self`.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<&[u8], CodecError> {
         if pcm.len() != FRAME_SAMPLES {
@@ -101,6 +112,19 @@ impl Decoder {
             .inner
             .decode(packet, &mut self.pcm, false)
             .map_err(CodecError::opus("decode"))?;
+        Ok(&self.pcm[..n])
+    }
+
+    /// Rebuilds the 20 ms frame *before* `next` from the in-band FEC data `next` carries (or
+    /// conceals it when `next` has none), for a lost packet whose successor has arrived.
+    pub fn decode_fec(&mut self, next: &[u8]) -> Result<&[i16], CodecError> {
+        if next.is_empty() {
+            return Err(CodecError::EmptyPacket);
+        }
+        let n = self
+            .inner
+            .decode(next, &mut self.pcm[..FRAME_SAMPLES], true)
+            .map_err(CodecError::opus("decode_fec"))?;
         Ok(&self.pcm[..n])
     }
 
@@ -183,6 +207,26 @@ mod tests {
             energy(plc) > 0.1 * energy(&input),
             "PLC should not be silence"
         );
+    }
+
+    #[test]
+    fn fec_rebuilds_a_lost_frame() {
+        let mut enc = Encoder::new().unwrap();
+        enc.set_fec(20).unwrap();
+        let mut dec = Decoder::new().unwrap();
+        let input = sine(440.0, 0.25, 0, FRAME_SAMPLES * 30);
+        let packets: Vec<Vec<u8>> = input
+            .chunks(FRAME_SAMPLES)
+            .map(|f| enc.encode(f).unwrap().to_vec())
+            .collect();
+        for p in &packets[..20] {
+            dec.decode(p).unwrap();
+        }
+        // Packet 20 is lost; 21 carries its FEC.
+        let rebuilt = dec.decode_fec(&packets[21]).unwrap();
+        assert_eq!(rebuilt.len(), FRAME_SAMPLES);
+        assert!(energy(rebuilt) > 0.1 * energy(&input));
+        assert!(dec.decode_fec(&[]).is_err());
     }
 
     #[test]

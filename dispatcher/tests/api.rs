@@ -458,7 +458,9 @@ async fn a_large_farm_stays_paged_and_bounded() {
     assert_eq!(status, 200);
     assert!(body.len() < 1024);
     let mut s = TcpStream::connect(api).await.unwrap();
-    s.write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut r = BufReader::new(s);
     let data = loop {
         let mut line = String::new();

@@ -48,6 +48,7 @@ async fn link(
         caps: Capabilities {
             audio: true,
             reflect: true,
+            mix: true,
             ..Default::default()
         },
         total: server.settings.capacity,

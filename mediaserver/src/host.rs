@@ -53,6 +53,36 @@ struct Joined {
     conference: String,
     participant: u32,
     ssrc: u32,
+    /// RTP clock rate of the client's codec.
+    clock_rate: u32,
+}
+
+/// The codec a `join` asks for: (payload type, name, clock rate). G.711 needs the mixer.
+fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
+    match opts
+        .codec
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("opus") => Ok((OPUS_PT, "opus", OPUS_RATE)),
+        Some(c @ ("pcmu" | "pcma")) if opts.mode == Mode::Mix => {
+            let (pt, name) = if c == "pcmu" {
+                (0, "pcmu")
+            } else {
+                (8, "pcma")
+            };
+            Ok((pt, name, 8_000))
+        }
+        Some("pcmu" | "pcma") => Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "G.711 (pcmu, pcma) needs mode=mix",
+        )),
+        Some(_) => Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "codecs offered: opus; pcmu and pcma with mode=mix",
+        )),
+    }
 }
 
 async fn write(w: &mut OwnedWriteHalf, msg: &ServerMsg) -> std::io::Result<()> {
@@ -173,7 +203,7 @@ fn handle(
                     kind: mesh::MediaKind::Audio,
                     remote,
                     ssrc,
-                    clock_rate: OPUS_RATE,
+                    clock_rate: j.clock_rate,
                 });
             });
             Step::Continue
@@ -209,8 +239,28 @@ fn handle(
             });
             Step::Continue
         }
-        // Push to talk drives the mixer's talk runs; reflect mode forwards regardless.
-        (ClientMsg::Talk { .. }, Some(_)) => Step::Continue,
+        // Push to talk drives the mixer's talk runs; a reflector ignores it.
+        (ClientMsg::Talk { on }, Some(j)) => {
+            with_room(server, &j.conference, |room| {
+                server.workers[room.worker].send(Command::Talk {
+                    conf: room.conf,
+                    participant: j.participant,
+                    on,
+                });
+                // A mixer reports run edges itself (`speaking` from its events); a reflector
+                // knows only push to talk, so the line goes out here.
+                if room.mode != Mode::Mix {
+                    room.broadcast(
+                        &ServerMsg::Speaking {
+                            participant: j.participant,
+                            on,
+                        },
+                        None,
+                    );
+                }
+            });
+            Step::Continue
+        }
     }
 }
 
@@ -241,18 +291,13 @@ fn join(
     };
     ticket::verify(&server.settings.secret, t, &claims, unix_now())
         .map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
-    if opts.mode != Mode::Reflect {
+    if !matches!(opts.mode, Mode::Reflect | Mode::Mix) {
         return Err(ServerMsg::reject(
             ErrorCode::WrongState,
             format!("mode {} is not offered by this server", opts.mode),
         ));
     }
-    if opts.codec.as_deref().is_some_and(|c| c != "opus") {
-        return Err(ServerMsg::reject(
-            ErrorCode::BadRequest,
-            "only the opus codec is offered",
-        ));
-    }
+    let (payload_type, codec, clock_rate) = codec_of(opts)?;
     let mut rooms = server.rooms();
     if let Some(room) = rooms.rooms.get(conference).filter(|r| r.mode != opts.mode) {
         return Err(ServerMsg::reject(
@@ -296,8 +341,8 @@ fn join(
     let _ = tx.send(ServerMsg::Channel {
         kind: MediaKind::Audio,
         addr: media_addr,
-        payload_type: OPUS_PT,
-        codec: "opus".into(),
+        payload_type,
+        codec: codec.into(),
         ssrc,
     });
     server.notify(MsMsg::UserJoined {
@@ -311,6 +356,7 @@ fn join(
         conference: conference.to_owned(),
         participant,
         ssrc,
+        clock_rate,
     })
 }
 
@@ -325,7 +371,10 @@ pub(crate) fn ensure_room<'a>(
         let load = rooms.load(server.workers.len());
         let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
         let conf = rooms.next_conf();
-        let path = MediaPath::Reflect(reflector::Reflector::new());
+        let path = match mode {
+            Mode::Mix => MediaPath::Mix(Box::default()),
+            _ => MediaPath::Reflect(reflector::Reflector::new()),
+        };
         if !server.workers[worker].send(Command::CreateConference { conf, path }) {
             return Err(ServerMsg::reject(
                 ErrorCode::Internal,
@@ -342,6 +391,7 @@ pub(crate) fn ensure_room<'a>(
                 members: Default::default(),
                 reservations: Vec::new(),
                 early_joins: Vec::new(),
+                quality: Default::default(),
             },
         );
     }

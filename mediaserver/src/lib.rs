@@ -110,9 +110,10 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         rooms: Mutex::new(Rooms::default()),
         to_dispatcher,
     });
+    let events_server = server.clone();
     tokio::spawn(async move {
         while let Some((worker, ev)) = ev_rx.recv().await {
-            tracing::info!(worker, event = ?ev, "mesh event");
+            rooms::on_mesh_event(&events_server, worker, ev);
         }
     });
     tokio::spawn(host::serve(listener, server.clone()));

@@ -1,7 +1,7 @@
 //! The control plane's view of the conferences this server hosts: who is in each, on
 //! which worker it runs, and which clients the dispatcher said are on their way.
 
-use protocol::{MediaKind, Mode, ServerMsg};
+use protocol::{MediaKind, Mode, Quality, ServerMsg};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -24,6 +24,8 @@ pub struct Room {
     /// Joins whose `reserve` has not arrived yet: the registry link can be slower than
     /// the client. The late `reserve` is matched here instead of lingering.
     pub early_joins: Vec<(String, u64)>,
+    /// The last `quality` light sent for each member (mix conferences).
+    pub quality: HashMap<u32, Quality>,
 }
 
 impl Room {
@@ -70,6 +72,49 @@ impl Room {
     /// No members and nobody on the way: the conference can go.
     pub fn is_idle(&self) -> bool {
         self.members.is_empty() && self.reservations.is_empty()
+    }
+}
+
+/// Turns a worker's mesh event into control lines: `speaking` to every member when a talk
+/// run starts or stops, `quality` to every member when a member's light changes.
+pub(crate) fn on_mesh_event(server: &crate::Server, worker: usize, ev: mesh::Event) {
+    let mut rooms = server.rooms();
+    let find = |conf: mesh::ConfId| move |r: &&mut Room| r.worker == worker && r.conf == conf;
+    match ev {
+        mesh::Event::Speaking {
+            conf,
+            participant,
+            on,
+        } => {
+            if let Some(room) = rooms.rooms.values_mut().find(find(conf)) {
+                room.broadcast(&ServerMsg::Speaking { participant, on }, None);
+            }
+        }
+        mesh::Event::Quality {
+            conf,
+            participant,
+            loss_permille,
+            jitter_ms,
+        } => {
+            let Some(room) = rooms.rooms.values_mut().find(find(conf)) else {
+                return;
+            };
+            if !room.members.contains_key(&participant) {
+                return;
+            }
+            let q =
+                Quality::from_loss_jitter(f64::from(loss_permille) / 10.0, f64::from(jitter_ms));
+            if room.quality.insert(participant, q) != Some(q) {
+                room.broadcast(
+                    &ServerMsg::Quality {
+                        participant,
+                        quality: q,
+                    },
+                    None,
+                );
+            }
+        }
+        ev => tracing::info!(worker, event = ?ev, "mesh event"),
     }
 }
 
@@ -140,6 +185,7 @@ mod tests {
             members: BTreeMap::new(),
             reservations: Vec::new(),
             early_joins: Vec::new(),
+            quality: HashMap::new(),
         }
     }
 

@@ -50,6 +50,12 @@ pub enum Command<P> {
         participant: ParticipantId,
         muted: bool,
     },
+    /// Push to talk (`talk on|off`): handed to the conference's [`crate::Path::on_talk`].
+    Talk {
+        conf: ConfId,
+        participant: ParticipantId,
+        on: bool,
+    },
 }
 
 /// Something the control plane should know about.
@@ -61,6 +67,20 @@ pub enum Event {
         participant: ParticipantId,
         kind: MediaKind,
         addr: SocketAddr,
+    },
+    /// A talk run of `participant` started (`on`) or stopped, as the path detected it.
+    Speaking {
+        conf: ConfId,
+        participant: ParticipantId,
+        on: bool,
+    },
+    /// Reception quality of `participant`'s stream over the last interval, as the path
+    /// measured it: lost or too-late frames in per mille, interarrival jitter in ms.
+    Quality {
+        conf: ConfId,
+        participant: ParticipantId,
+        loss_permille: u32,
+        jitter_ms: u32,
     },
 }
 

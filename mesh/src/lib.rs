@@ -23,12 +23,13 @@ mod scheduler;
 mod sender;
 mod sorter;
 mod stats;
+pub mod talk;
 mod tx;
 
 use std::time::Instant;
 
 pub use command::{Command, Event, MeshConfig};
-pub use mesh::Mesh;
+pub use mesh::{Mesh, PathOut};
 pub use rtp::RtpView;
 pub use stats::{DropReason, MeshStats, QualitySummary, StreamStats};
 pub use tx::{TxBatch, TxPacket, TX_HEAD_MAX};
@@ -83,6 +84,14 @@ pub trait Path {
         members: &[ParticipantId],
         out: &mut Vec<ParticipantId>,
     );
+
+    /// Periodic work of the path, called on every mesh tick after queued commands are
+    /// applied: a mixing path produces its packets here and hands each receiver its own
+    /// through `out`, which applies the receiver's scheduler and sender.
+    fn on_tick(&mut self, _now: Instant, _members: &[ParticipantId], _out: &mut PathOut<'_>) {}
+
+    /// Push to talk from the control line (`talk on|off`), applied between ticks.
+    fn on_talk(&mut self, _now: Instant, _participant: ParticipantId, _on: bool) {}
 }
 
 /// Why bytes could not be read as RTP.

@@ -184,7 +184,7 @@ impl<P: Path> Mesh<P> {
     /// Applies queued commands and runs periodic work.
     pub fn handle_tick(&mut self, now: Instant) {
         while let Some(cmd) = self.commands.pop_front() {
-            if self.apply(cmd) {
+            if self.apply(now, cmd) {
                 self.stats.commands_applied += 1;
             } else {
                 self.stats.commands_rejected += 1;
@@ -196,11 +196,23 @@ impl<P: Path> Mesh<P> {
             if self.next_tick <= now {
                 self.next_tick = now + self.tick;
             }
+            for (&conf, c) in &mut self.conferences {
+                let mut out = PathOut {
+                    now,
+                    conf,
+                    receivers: &mut c.receivers,
+                    tx: &mut self.tx,
+                    limits: self.limits,
+                    stats: &mut self.stats,
+                    events: &mut self.events,
+                };
+                c.path.on_tick(now, &c.members, &mut out);
+            }
         }
     }
 
     /// Applies one command; false when it does not fit the current state.
-    fn apply(&mut self, cmd: Command<P>) -> bool {
+    fn apply(&mut self, now: Instant, cmd: Command<P>) -> bool {
         match cmd {
             Command::CreateConference { conf, path } => {
                 if self.conferences.contains_key(&conf) {
@@ -304,6 +316,17 @@ impl<P: Path> Mesh<P> {
                 .conferences
                 .get_mut(&conf)
                 .is_some_and(|c| c.sorter.set_muted(participant, muted)),
+            Command::Talk {
+                conf,
+                participant,
+                on,
+            } => match self.conferences.get_mut(&conf) {
+                Some(c) if c.members.contains(&participant) => {
+                    c.path.on_talk(now, participant, on);
+                    true
+                }
+                _ => false,
+            },
         }
     }
 
@@ -361,6 +384,11 @@ impl<P: Path> Mesh<P> {
         q
     }
 
+    /// The path of a conference, for its own counters.
+    pub fn path(&self, conf: ConfId) -> Option<&P> {
+        self.conferences.get(&conf).map(|c| &c.path)
+    }
+
     /// The members of a conference in join order.
     pub fn members(&self, conf: ConfId) -> Option<&[ParticipantId]> {
         self.conferences.get(&conf).map(|c| &c.members[..])
@@ -372,5 +400,65 @@ impl<P: Path> Mesh<P> {
 
     pub fn participant_count(&self) -> usize {
         self.membership.len()
+    }
+}
+
+/// What a path's [`Path::on_tick`] sends through: each packet goes to one receiver through
+/// that receiver's sender (channel and address) and scheduler (budget), as forwarded packets
+/// do, and is counted the same way.
+pub struct PathOut<'a> {
+    now: Instant,
+    conf: ConfId,
+    receivers: &'a mut HashMap<ParticipantId, Receiver>,
+    tx: &'a mut TxBatch,
+    limits: TxLimits,
+    stats: &'a mut MeshStats,
+    events: &'a mut VecDeque<Event>,
+}
+
+impl PathOut<'_> {
+    /// Queues a whole audio RTP packet for `to`; false (and counted) when it is dropped.
+    pub fn send(&mut self, to: ParticipantId, packet: &[u8]) -> bool {
+        let Some(rx) = self.receivers.get_mut(&to) else {
+            self.stats.drop(DropReason::UnknownReceiver);
+            return false;
+        };
+        let kind = MediaKind::Audio;
+        let len = packet.len();
+        let verdict = rx
+            .sender
+            .prepare(kind, len, self.tx, self.limits)
+            .and_then(|dest| rx.scheduler.admit(self.now, kind, len).map(|()| dest));
+        match verdict {
+            Ok(dest) => {
+                self.tx.push(dest, packet);
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += len as u64;
+                true
+            }
+            Err(reason) => {
+                self.stats.drop(reason);
+                false
+            }
+        }
+    }
+
+    /// Reports a participant's reception quality to the control plane (`quality` lines).
+    pub fn quality(&mut self, participant: ParticipantId, loss_permille: u32, jitter_ms: u32) {
+        self.events.push_back(Event::Quality {
+            conf: self.conf,
+            participant,
+            loss_permille,
+            jitter_ms,
+        });
+    }
+
+    /// Reports a talk-run edge to the control plane (`speaking` lines).
+    pub fn speaking(&mut self, participant: ParticipantId, on: bool) {
+        self.events.push_back(Event::Speaking {
+            conf: self.conf,
+            participant,
+            on,
+        });
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::fields::{clean, name, num, Fields};
 use crate::types::word;
-use crate::{ChannelAddr, ErrorCode, MediaKind, Mode, ProtoError, ServerKind};
+use crate::{ChannelAddr, ErrorCode, MediaKind, Mode, ProtoError, Quality, ServerKind};
 use std::net::SocketAddr;
 
 /// Optional `key=value` fields of `join`.
@@ -105,6 +105,16 @@ pub enum ServerMsg {
     },
     Pong {
         token: Option<String>,
+    },
+    /// A talk run of `participant` started (`on`) or stopped (mix conferences).
+    Speaking {
+        participant: u32,
+        on: bool,
+    },
+    /// The connection quality of `participant`, sent when it changes (mix conferences).
+    Quality {
+        participant: u32,
+        quality: Quality,
     },
 }
 
@@ -339,6 +349,20 @@ impl ServerMsg {
                     token: a.first().map(|t| t.to_string()),
                 })
             }
+            "speaking" => {
+                let a = f.exact("speaking", 2, 2)?;
+                Ok(ServerMsg::Speaking {
+                    participant: num("speaking", "participant", a[0])?,
+                    on: on_off("speaking", a[1])?,
+                })
+            }
+            "quality" => {
+                let a = f.exact("quality", 2, 2)?;
+                Ok(ServerMsg::Quality {
+                    participant: num("quality", "participant", a[0])?,
+                    quality: word("quality", "quality", a[1])?,
+                })
+            }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
         }
     }
@@ -390,6 +414,13 @@ impl ServerMsg {
             ServerMsg::Text { from, text } => format!("text\t{}\t{}\n", clean(from), clean(text)),
             ServerMsg::Pong { token: Some(t) } => format!("pong\t{}\n", clean(t)),
             ServerMsg::Pong { token: None } => "pong\n".to_owned(),
+            ServerMsg::Speaking { participant, on } => {
+                format!("speaking\t{participant}\t{}\n", on_off_str(*on))
+            }
+            ServerMsg::Quality {
+                participant,
+                quality,
+            } => format!("quality\t{participant}\t{}\n", quality.as_str()),
         }
     }
 

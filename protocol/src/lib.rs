@@ -26,7 +26,7 @@ pub use codes::ErrorCode;
 pub use error::ProtoError;
 pub use line::LineBuffer;
 pub use registry::{DispMsg, MsMsg};
-pub use types::{Capabilities, ChannelAddr, MediaKind, Mode, ServerKind};
+pub use types::{Capabilities, ChannelAddr, MediaKind, Mode, Quality, ServerKind};
 
 /// Protocol version carried in `connect`.
 pub const VERSION: u32 = 1;

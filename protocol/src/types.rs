@@ -31,6 +31,49 @@ impl FromStr for ServerKind {
     }
 }
 
+/// A participant's connection quality, as a traffic light (seed 003: "a traditional
+/// red-yellow-green traffic signal"), from the loss and jitter of their stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quality {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Quality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Green => "green",
+            Quality::Yellow => "yellow",
+            Quality::Red => "red",
+        }
+    }
+
+    /// The light for a loss fraction in percent and an interarrival jitter in ms: green
+    /// below 2% and 30 ms, red from 10% or 100 ms, yellow between.
+    pub fn from_loss_jitter(loss_pct: f64, jitter_ms: f64) -> Self {
+        if loss_pct >= 10.0 || jitter_ms >= 100.0 {
+            Quality::Red
+        } else if loss_pct >= 2.0 || jitter_ms >= 30.0 {
+            Quality::Yellow
+        } else {
+            Quality::Green
+        }
+    }
+}
+
+impl FromStr for Quality {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "green" => Ok(Quality::Green),
+            "yellow" => Ok(Quality::Yellow),
+            "red" => Ok(Quality::Red),
+            _ => Err(()),
+        }
+    }
+}
+
 /// A media kind of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaKind {
@@ -196,4 +239,22 @@ pub(crate) fn word<T: FromStr<Err = ()>>(
         field,
         value: s.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_lights_from_loss_and_jitter() {
+        assert_eq!(Quality::from_loss_jitter(0.0, 5.0), Quality::Green);
+        assert_eq!(Quality::from_loss_jitter(2.0, 5.0), Quality::Yellow);
+        assert_eq!(Quality::from_loss_jitter(0.5, 30.0), Quality::Yellow);
+        assert_eq!(Quality::from_loss_jitter(10.0, 0.0), Quality::Red);
+        assert_eq!(Quality::from_loss_jitter(0.0, 150.0), Quality::Red);
+        for q in [Quality::Green, Quality::Yellow, Quality::Red] {
+            assert_eq!(q.as_str().parse::<Quality>(), Ok(q));
+        }
+        assert!("blue".parse::<Quality>().is_err());
+    }
 }

@@ -103,6 +103,18 @@ fn server_messages_round_trip() {
             text: "hi".into(),
         },
         ServerMsg::Pong { token: None },
+        ServerMsg::Speaking {
+            participant: 3,
+            on: true,
+        },
+        ServerMsg::Speaking {
+            participant: 3,
+            on: false,
+        },
+        ServerMsg::Quality {
+            participant: 2,
+            quality: protocol::Quality::Yellow,
+        },
     ];
     for m in msgs {
         let line = m.encode();

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use mesh::talk::{self, TalkDetector};
 use mesh::{MediaKind, ParticipantId, Path, RtpView};
 
 /// Who receives one source's media.
@@ -25,6 +26,8 @@ pub struct Reflector {
     members: Vec<ParticipantId>,
     table: HashMap<ParticipantId, Entry>,
     rebuilds: u64,
+    /// Push-to-talk runs (`talk on|off`), for smart duplex when forwarding audio.
+    talk: HashMap<ParticipantId, TalkDetector>,
 }
 
 impl Reflector {
@@ -76,7 +79,26 @@ impl Path for Reflector {
         out: &mut Vec<ParticipantId>,
     ) {
         self.sync(members);
-        out.extend_from_slice(self.receivers(src, kind));
+        let src_run = match kind {
+            MediaKind::Audio => self.talk.get(&src).and_then(TalkDetector::run),
+            MediaKind::Video => None,
+        };
+        match src_run {
+            // Smart duplex: a receiver talking since before this run began does not get it.
+            Some(run) => out.extend(self.receivers(src, kind).iter().copied().filter(|r| {
+                talk::audible(self.talk.get(r).and_then(TalkDetector::duplex_run), run)
+            })),
+            None => out.extend_from_slice(self.receivers(src, kind)),
+        }
+    }
+
+    fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
+        self.talk.entry(participant).or_default().control(now, on);
+        // Forget runs of members who left (bounded by the membership).
+        let members = &self.members;
+        if self.talk.len() > members.len() + 16 {
+            self.talk.retain(|p, _| members.contains(p));
+        }
     }
 }
 
@@ -122,6 +144,28 @@ mod tests {
         assert!(route(&mut r, 1, MediaKind::Audio, &[1]).is_empty());
         assert!(route(&mut r, 9, MediaKind::Audio, &[1]).is_empty());
         assert!(route(&mut r, 9, MediaKind::Audio, &[]).is_empty());
+    }
+
+    #[test]
+    fn smart_duplex_when_forwarding_audio() {
+        let mut r = Reflector::new();
+        let m = [1, 2, 3];
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        route(&mut r, 1, MediaKind::Audio, &m);
+        // A talks from 0 s, B interrupts at 3 s, C at 4 s.
+        r.on_talk(at(0), 1, true);
+        r.on_talk(at(3), 2, true);
+        r.on_talk(at(4), 3, true);
+        // B and C began after A: neither gets A's audio; A gets both.
+        assert_eq!(route(&mut r, 1, MediaKind::Audio, &m), Vec::<u32>::new());
+        assert_eq!(route(&mut r, 2, MediaKind::Audio, &m), vec![1]);
+        assert_eq!(route(&mut r, 3, MediaKind::Audio, &m), vec![1, 2]);
+        // Video is never held back.
+        assert_eq!(route(&mut r, 1, MediaKind::Video, &m), vec![2, 3]);
+        // B stops: A's run, still going, resumes for B.
+        r.on_talk(at(6), 2, false);
+        assert_eq!(route(&mut r, 1, MediaKind::Audio, &m), vec![2]);
     }
 
     #[test]

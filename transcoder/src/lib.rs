@@ -1,0 +1,520 @@
+//! The transcoder path (MCU) of a conference, on the mesh.
+//!
+//! Each participant's Opus audio goes through its own adaptive [`JitterBuffer`] (with Opus
+//! PLC and in-band FEC on gaps) and decoder. Every 20 ms the [`Transcoder`] mixes at 48 kHz:
+//! - the audio of *talkers* (sources with a current talk run, [`mesh::talk`]) is summed with
+//!   saturating, soft-clipped arithmetic, never wrap-around;
+//! - each talker gets its own mix-minus: every other talker it may hear under smart duplex
+//!   ([`mesh::talk::audible`], applied to receivers talking by push to talk, see
+//!   [`mesh::talk::TalkDetector::duplex_run`]), never its own voice, encoded for it alone;
+//! - everyone who is not talking shares one mix of all talkers, encoded once. So encoding cost
+//!   grows with the number of talkers, not with the size of the room.
+//!
+//! Each receiver gets one RTP stream (payload type 111, its own SSRC and sequence) through
+//! [`mesh::PathOut`], which applies the receiver's scheduler and sender. Video is forwarded
+//! to every other member, as the reflector would (hybrid mode).
+//!
+//! Sans-IO: time comes in as `now`; nothing here reads the clock. Hostile input (empty,
+//! truncated or corrupt Opus, absurd timestamps, other payload types) is counted and dropped;
+//! it never panics.
+
+mod codec;
+pub mod jitter;
+mod mix;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use codec::{Dec, Enc};
+use codecs::opus::FRAME_SAMPLES;
+use mesh::talk::{self, Run, TalkDetector, TalkEdge};
+use mesh::{MediaKind, ParticipantId, Path, PathOut, RtpView};
+
+pub use codec::Codec;
+pub use jitter::{JitterBuffer, JitterStats, Play};
+pub use mix::{soft_clip, MixBus};
+
+/// The Opus payload type of the NOC.
+pub const OPUS_PT: u8 = 111;
+/// The mixing period.
+pub const MIX_PERIOD: Duration = Duration::from_millis(20);
+/// RFC 6464 extension id the transcoder reads (the id confclient and WebRTC use).
+pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
+/// Energy VAD threshold on a decoded frame (mean square of samples); about -50 dBFS.
+const VAD_MEAN_SQUARE: f64 = 32768.0 * 32768.0 * 1e-5;
+/// Mix periods between quality reports (1 s).
+const QUALITY_EVERY: u64 = 50;
+/// Packets in a row of a new payload type before a participant's codec changes.
+const CODEC_SWITCH: u32 = 3;
+/// More than this many mix periods behind: restart the cadence instead of catching up.
+const MAX_CATCH_UP: u32 = 5;
+
+/// Counters of one transcoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TranscoderStats {
+    pub mix_ticks: u64,
+    /// Packets of a payload type other than Opus, or of a non-member: dropped.
+    pub foreign: u64,
+    /// Opus payloads the decoder refused: counted, and the frame concealed.
+    pub decode_errors: u64,
+    /// Mixes encoded (one shared plus one per talker per tick).
+    pub encodes: u64,
+    pub encode_errors: u64,
+    pub packets_out: u64,
+}
+
+/// One source: its buffer, decoder, talk runs and, while it talks, its own mix-minus.
+struct Source {
+    /// What the participant sends, and so receives (Opus until a packet says otherwise).
+    codec: Codec,
+    jitter: JitterBuffer,
+    decoder: Option<Dec>,
+    talk: TalkDetector,
+    /// A marker bit or RFC 6464 voice flag seen since the last mix.
+    marker: bool,
+    level_voice: Option<bool>,
+    /// This tick's decoded frame, when there is one.
+    pcm: Vec<i16>,
+    has_frame: bool,
+    /// A push-to-talk edge not yet reported as `speaking`.
+    pending_edges: Vec<TalkEdge>,
+    /// Encoder of this participant's own mix-minus while talking.
+    encoder: Option<Enc>,
+    /// Outgoing stream to this participant.
+    ssrc: u32,
+    seq: u16,
+    sent_any: bool,
+    /// Jitter-buffer counters at the last quality report.
+    reported: JitterStats,
+    /// Packets in a row of another codec than `codec`.
+    codec_change: Option<(Codec, u32)>,
+}
+
+impl Source {
+    fn new(id: ParticipantId) -> Self {
+        Self {
+            codec: Codec::Opus,
+            jitter: JitterBuffer::new(),
+            decoder: Dec::new(Codec::Opus),
+            talk: TalkDetector::new(),
+            marker: false,
+            level_voice: None,
+            pcm: vec![0; FRAME_SAMPLES],
+            has_frame: false,
+            pending_edges: Vec::new(),
+            encoder: None,
+            ssrc: 0x4d49_5800 ^ id.rotate_left(8),
+            seq: (id as u16).wrapping_mul(7919),
+            sent_any: false,
+            reported: JitterStats::default(),
+            codec_change: None,
+        }
+    }
+
+    /// Switches to the codec the participant's packets carry.
+    fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+        self.decoder = Dec::new(codec);
+        self.jitter = JitterBuffer::with_clock(codec.clock());
+        self.reported = JitterStats::default();
+        self.encoder = None;
+        self.codec_change = None;
+    }
+
+    /// Pops and decodes this tick's frame; true when there is audio.
+    fn decode(&mut self, now: Instant, stats: &mut TranscoderStats) -> bool {
+        let Some(dec) = self.decoder.as_mut() else {
+            return false;
+        };
+        let res = match self.jitter.pop(now) {
+            Play::Idle => return false,
+            Play::Packet(p) => dec.decode(p),
+            Play::Fec(p) => dec.fec(p),
+            Play::Conceal => dec.conceal(),
+        };
+        if let Ok(pcm) = res {
+            copy_frame(&mut self.pcm, pcm);
+            return true;
+        }
+        stats.decode_errors += 1;
+        match dec.conceal() {
+            Ok(pcm) => {
+                copy_frame(&mut self.pcm, pcm);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The next RTP header to this participant; `index` counts mix periods.
+    fn header(&mut self, index: u32) -> [u8; 12] {
+        let ts = index.wrapping_mul(self.codec.frame_ts());
+        let mut h = [0u8; 12];
+        h[0] = 0x80;
+        h[1] = self.codec.payload_type() | if self.sent_any { 0 } else { 0x80 };
+        h[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        h[4..8].copy_from_slice(&ts.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        self.sent_any = true;
+        h
+    }
+}
+
+/// The mixing path of one conference. See the crate docs.
+pub struct Transcoder {
+    sources: HashMap<ParticipantId, Source>,
+    /// The membership `sources` was synced to.
+    members: Vec<ParticipantId>,
+    next_mix: Option<Instant>,
+    /// Mix periods so far: every outgoing stream's timestamp is this times its frame length.
+    mix_index: u32,
+    /// The shared mix of non-talkers, one encoder per codec in use ([`Codec::index`]).
+    shared: [Option<Enc>; 3],
+    bus: MixBus,
+    /// Scratch: this tick's talkers as (id, run, duplex run).
+    talkers: Vec<(ParticipantId, Run, Option<Run>)>,
+    packet: Vec<u8>,
+    stats: TranscoderStats,
+}
+
+impl Default for Transcoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Transcoder {
+    pub fn new() -> Self {
+        Self {
+            sources: HashMap::new(),
+            members: Vec::new(),
+            next_mix: None,
+            mix_index: 0,
+            shared: [None, None, None],
+            bus: MixBus::new(FRAME_SAMPLES),
+            talkers: Vec::new(),
+            packet: Vec::with_capacity(1500),
+            stats: TranscoderStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> TranscoderStats {
+        self.stats
+    }
+
+    /// The jitter-buffer counters of one source.
+    pub fn jitter_stats(&self, p: ParticipantId) -> Option<JitterStats> {
+        self.sources.get(&p).map(|s| s.jitter.stats())
+    }
+
+    /// Current jitter-buffer depth and target of one source, in ms.
+    pub fn jitter_depth(&self, p: ParticipantId) -> Option<(u32, u32)> {
+        self.sources
+            .get(&p)
+            .map(|s| (s.jitter.depth_ms(), s.jitter.target_ms()))
+    }
+
+    /// The current talk run of a participant.
+    pub fn talk_run(&self, p: ParticipantId) -> Option<Run> {
+        self.sources.get(&p).and_then(|s| s.talk.run())
+    }
+
+    /// Brings the sources in line with the membership. Cheap when nothing changed: one
+    /// slice compare, as in the reflector.
+    fn sync(&mut self, members: &[ParticipantId]) {
+        if self.members == members {
+            return;
+        }
+        self.members.clear();
+        self.members.extend_from_slice(members);
+        let keep: HashSet<ParticipantId> = members.iter().copied().collect();
+        self.sources.retain(|id, _| keep.contains(id));
+        for &m in members {
+            self.sources.entry(m).or_insert_with(|| Source::new(m));
+        }
+    }
+
+    /// One 20 ms mix: decode, detect talk, mix, encode, send.
+    fn mix(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        self.stats.mix_ticks += 1;
+        self.talkers.clear();
+        for &id in members {
+            let Some(s) = self.sources.get_mut(&id) else {
+                continue;
+            };
+            s.has_frame = s.decode(now, &mut self.stats);
+            let voice = match s.level_voice.take() {
+                Some(v) => v,
+                None => s.has_frame && mean_square(&s.pcm) > VAD_MEAN_SQUARE,
+            };
+            let marker = std::mem::take(&mut s.marker);
+            // Push-to-talk edges since the last mix, in order; else automatic detection.
+            for e in s.pending_edges.drain(..) {
+                out.speaking(id, matches!(e, TalkEdge::Started(_)));
+            }
+            let edge = if s.has_frame || marker {
+                s.talk.observe(now, marker, voice)
+            } else {
+                s.talk.expire(now)
+            };
+            match edge {
+                Some(TalkEdge::Started(_)) => out.speaking(id, true),
+                Some(TalkEdge::Stopped) => out.speaking(id, false),
+                None => {}
+            }
+            if let Some(run) = s.talk.run() {
+                self.talkers.push((id, run, s.talk.duplex_run()));
+            }
+        }
+        if self.stats.mix_ticks % QUALITY_EVERY == 0 {
+            self.report_quality(members, out);
+        }
+        let ts = self.mix_index;
+        self.mix_index = self.mix_index.wrapping_add(1);
+
+        // The shared mix: every talker's audio, for everyone not talking, encoded once per
+        // codec that a listener uses.
+        self.bus.clear();
+        for &(id, _, _) in &self.talkers {
+            if let Some(s) = self.sources.get(&id).filter(|s| s.has_frame) {
+                self.bus.add(&s.pcm);
+            }
+        }
+        if members.len() > self.talkers.len() {
+            let pcm = self.bus.output();
+            for codec in Codec::ALL {
+                let listens = |s: &Source| s.codec == codec && s.talk.run().is_none();
+                if !members
+                    .iter()
+                    .any(|id| self.sources.get(id).is_some_and(listens))
+                {
+                    continue;
+                }
+                let slot = &mut self.shared[codec.index()];
+                if slot.is_none() {
+                    *slot = Enc::new(codec);
+                }
+                let Some(enc) = slot.as_mut() else {
+                    self.stats.encode_errors += 1;
+                    continue;
+                };
+                self.stats.encodes += 1;
+                let Ok(payload) = enc.encode(pcm) else {
+                    self.stats.encode_errors += 1;
+                    continue;
+                };
+                for &id in members {
+                    let Some(s) = self.sources.get_mut(&id).filter(|s| listens(s)) else {
+                        continue;
+                    };
+                    self.packet.clear();
+                    self.packet.extend_from_slice(&s.header(ts));
+                    self.packet.extend_from_slice(payload);
+                    if out.send(id, &self.packet) {
+                        self.stats.packets_out += 1;
+                    }
+                }
+            }
+        }
+
+        // One mix-minus per talker, with smart duplex.
+        for i in 0..self.talkers.len() {
+            let (rid, _, rduplex) = self.talkers[i];
+            self.bus.clear();
+            for &(sid, srun, _) in &self.talkers {
+                if sid == rid || !talk::audible(rduplex, srun) {
+                    continue;
+                }
+                if let Some(s) = self.sources.get(&sid).filter(|s| s.has_frame) {
+                    self.bus.add(&s.pcm);
+                }
+            }
+            let Some(r) = self.sources.get_mut(&rid) else {
+                continue;
+            };
+            if r.encoder.is_none() {
+                r.encoder = Enc::new(r.codec);
+            }
+            let head = r.header(ts);
+            let Some(enc) = r.encoder.as_mut() else {
+                self.stats.encode_errors += 1;
+                continue;
+            };
+            self.stats.encodes += 1;
+            let payload = match enc.encode(self.bus.output()) {
+                Ok(p) => p,
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    continue;
+                }
+            };
+            self.packet.clear();
+            self.packet.extend_from_slice(&head);
+            self.packet.extend_from_slice(payload);
+            if out.send(rid, &self.packet) {
+                self.stats.packets_out += 1;
+            }
+        }
+    }
+}
+
+impl Transcoder {
+    /// Loss and jitter of every source that sent during the last interval.
+    fn report_quality(&mut self, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        for &id in members {
+            let Some(s) = self.sources.get_mut(&id) else {
+                continue;
+            };
+            let now = s.jitter.stats();
+            let was = std::mem::replace(&mut s.reported, now);
+            if now.received == was.received {
+                continue;
+            }
+            let bad = (now.concealed - was.concealed) + (now.fec - was.fec) + (now.late - was.late);
+            let frames =
+                (now.played - was.played) + (now.concealed - was.concealed) + (now.fec - was.fec);
+            let loss = (bad * 1000).checked_div(frames).unwrap_or(0).min(1000) as u32;
+            out.quality(id, loss, s.jitter.jitter_ms().round() as u32);
+        }
+    }
+}
+
+/// Copies a decoded frame into a 20 ms mix frame, cutting or padding other durations.
+fn copy_frame(dst: &mut [i16], src: &[i16]) {
+    let n = src.len().min(dst.len());
+    dst[..n].copy_from_slice(&src[..n]);
+    dst[n..].fill(0);
+}
+
+fn mean_square(pcm: &[i16]) -> f64 {
+    if pcm.is_empty() {
+        return 0.0;
+    }
+    pcm.iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        / pcm.len() as f64
+}
+
+impl Path for Transcoder {
+    fn route(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        kind: MediaKind,
+        pkt: &RtpView<'_>,
+        members: &[ParticipantId],
+        out: &mut Vec<ParticipantId>,
+    ) {
+        if kind == MediaKind::Video {
+            // Hybrid mode: video is forwarded as the reflector would.
+            out.extend(members.iter().copied().filter(|&m| m != src));
+            return;
+        }
+        self.sync(members);
+        let Some(s) = self.sources.get_mut(&src) else {
+            self.stats.foreign += 1;
+            return;
+        };
+        let Some(codec) = Codec::from_payload_type(pkt.payload_type()) else {
+            self.stats.foreign += 1;
+            return;
+        };
+        if codec != s.codec {
+            // The first packet sets the codec; later, a change must persist for a few
+            // packets, so a stray payload type cannot flip a participant's codec.
+            let (c, n) = s.codec_change.unwrap_or((codec, 0));
+            let n = if c == codec { n + 1 } else { 1 };
+            if s.jitter.stats().received == 0 || n >= CODEC_SWITCH {
+                s.set_codec(codec);
+            } else {
+                s.codec_change = Some((codec, n));
+                self.stats.foreign += 1;
+                return;
+            }
+        }
+        s.codec_change = None;
+        s.marker |= pkt.marker();
+        if let Some((v, level)) = talk::audio_level(pkt, AUDIO_LEVEL_EXT_ID) {
+            let voice = v || level <= talk::LEVEL_VOICE_MAX;
+            s.level_voice = Some(s.level_voice.unwrap_or(false) | voice);
+        }
+        s.jitter.push(now, pkt.timestamp(), pkt.payload());
+    }
+
+    fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        self.sync(members);
+        let next = *self.next_mix.get_or_insert(now);
+        if now < next {
+            return;
+        }
+        let behind = now.saturating_duration_since(next).as_millis() / MIX_PERIOD.as_millis();
+        if behind > u128::from(MAX_CATCH_UP) {
+            // A stall: restart the cadence rather than mixing a burst.
+            self.next_mix = Some(now + MIX_PERIOD);
+            self.mix(now, members, out);
+            return;
+        }
+        let mut t = next;
+        while t <= now {
+            self.mix(t, members, out);
+            t += MIX_PERIOD;
+        }
+        self.next_mix = Some(t);
+    }
+
+    fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
+        let s = self
+            .sources
+            .entry(participant)
+            .or_insert_with(|| Source::new(participant));
+        // The edge is reported as `speaking` at the next mix, from the run's state change.
+        if let Some(edge) = s.talk.control(now, on) {
+            // Bounded: a client flooding talk lines keeps only the latest edges.
+            if s.pending_edges.len() >= 8 {
+                s.pending_edges.remove(0);
+            }
+            s.pending_edges.push(edge);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_is_forwarded_audio_is_mixed() {
+        let mut t = Transcoder::new();
+        let data = [0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9, 9];
+        let pkt = RtpView::parse(&data).unwrap();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        t.route(now, 2, MediaKind::Video, &pkt, &[1, 2, 3], &mut out);
+        assert_eq!(out, vec![1, 3]);
+        out.clear();
+        // Audio of an unknown payload type: counted, not routed.
+        t.route(now, 2, MediaKind::Audio, &pkt, &[1, 2, 3], &mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.stats().foreign, 1);
+        assert!(t.talk_run(2).is_none());
+        t.on_talk(now, 2, true);
+        assert_eq!(t.talk_run(2), Some(Run { start: now }));
+    }
+
+    #[test]
+    fn codecs_map_payload_types_and_clocks() {
+        assert_eq!(Codec::from_payload_type(111), Some(Codec::Opus));
+        assert_eq!(
+            Codec::from_payload_type(0),
+            Some(Codec::G711(codecs::g711::Law::Mu))
+        );
+        assert_eq!(Codec::from_payload_type(96), None);
+        for c in Codec::ALL {
+            assert_eq!(Codec::ALL[c.index()], c);
+            assert_eq!(Codec::from_payload_type(c.payload_type()), Some(c));
+            assert_eq!(c.frame_ts() * 50, c.clock());
+        }
+    }
+}

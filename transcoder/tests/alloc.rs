@@ -1,0 +1,172 @@
+//! Proves that the mixing path allocates nothing on the heap once warmed up: receiving,
+//! jitter buffering, decoding, talk detection, mixing, encoding and sending, for Opus and
+//! G.711 participants alike.
+//!
+//! A counting global allocator counts allocations made by this test's own thread only.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use codecs::g711::{Law, TelephonyEncoder};
+use codecs::opus::{Encoder, FRAME_SAMPLES};
+use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use transcoder::Transcoder;
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    let _ = COUNTING.try_with(|c| {
+        if c.get() {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCS.with(|a| a.get()))
+}
+
+const CONF: u32 = 1;
+
+fn addr(p: u32) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, p as u8], 5000))
+}
+
+#[test]
+fn mixing_does_not_allocate_after_warm_up() {
+    let t0 = Instant::now();
+    let mut mesh: Mesh<Transcoder> = Mesh::new(t0, MeshConfig::default());
+    mesh.handle_command(
+        t0,
+        Command::CreateConference {
+            conf: CONF,
+            path: Transcoder::new(),
+        },
+    );
+    // 1-3 talk in Opus, 4 talks in PCMU, 5-8 listen (send nothing).
+    for p in 1..=8u32 {
+        mesh.handle_command(
+            t0,
+            Command::AddParticipant {
+                conf: CONF,
+                participant: p,
+            },
+        );
+        mesh.handle_command(
+            t0,
+            Command::SetChannel {
+                conf: CONF,
+                participant: p,
+                kind: MediaKind::Audio,
+                remote: Remote::Addr(addr(p)),
+                ssrc: 100 + p,
+                clock_rate: if p == 4 { 8_000 } else { 48_000 },
+            },
+        );
+    }
+    mesh.handle_tick(t0);
+    // Pre-built packets, 50 per talker, so the test itself allocates nothing per frame.
+    let mut packets: Vec<Vec<Vec<u8>>> = Vec::new();
+    for p in 1..=4u32 {
+        let mut opus = Encoder::new().unwrap();
+        let mut pcmu = TelephonyEncoder::new(Law::Mu).unwrap();
+        let list = (0..50u32)
+            .map(|k| {
+                let pcm: Vec<i16> = (0..FRAME_SAMPLES)
+                    .map(|n| {
+                        let x = (k as usize * FRAME_SAMPLES + n) as f64 / 48_000.0;
+                        let f = 300.0 + 200.0 * f64::from(p);
+                        (6000.0 * (2.0 * std::f64::consts::PI * f * x).sin()) as i16
+                    })
+                    .collect();
+                let (pt, payload) = if p == 4 {
+                    (0u8, pcmu.encode(&pcm).unwrap().to_vec())
+                } else {
+                    (111u8, opus.encode(&pcm).unwrap().to_vec())
+                };
+                let ts = if p == 4 { k * 160 } else { k * 960 };
+                let mut v = vec![0x80, pt];
+                v.extend_from_slice(&(k as u16).to_be_bytes());
+                v.extend_from_slice(&ts.to_be_bytes());
+                v.extend_from_slice(&(100 + p).to_be_bytes());
+                v.extend_from_slice(&payload);
+                v
+            })
+            .collect();
+        packets.push(list);
+    }
+    let mut tx = TxBatch::with_capacity(4096, 4096 * 1500);
+    let mut now = t0;
+    let mut sent = 0;
+    let mut run = |frames: std::ops::Range<usize>, mesh: &mut Mesh<Transcoder>| {
+        for k in frames {
+            for p in 1..=4u32 {
+                // Replay the 50 packets with their headers' timestamps moving on: rewrite
+                // the sequence and timestamp in place.
+                let pkt = &mut packets[(p - 1) as usize][k % 50];
+                let step = if p == 4 { 160 } else { 960 };
+                pkt[2..4].copy_from_slice(&(k as u16).to_be_bytes());
+                pkt[4..8].copy_from_slice(&((k as u32) * step).to_be_bytes());
+                mesh.handle_datagram(now, addr(p), pkt);
+            }
+            mesh.handle_tick(now);
+            now += Duration::from_millis(10);
+            mesh.handle_tick(now);
+            now += Duration::from_millis(10);
+            mesh.poll_transmit(&mut tx);
+            sent += tx.len();
+            tx.clear();
+            while mesh.poll_event().is_some() {}
+        }
+    };
+    // Warm up: jitter buffers primed, talk runs started, encoders and tables grown, one
+    // quality report done.
+    run(0..200, &mut mesh);
+    let ((), allocs) = counted(|| run(200..400, &mut mesh));
+    assert_eq!(allocs, 0, "the mixing path allocated {allocs} times");
+    // Everyone got one packet per 20 ms.
+    assert!(sent >= 8 * 390, "sent {sent}");
+    let tc = mesh.path(CONF).unwrap();
+    for p in 1..=4 {
+        assert!(tc.talk_run(p).is_some(), "{p} should be talking");
+    }
+}

@@ -1,0 +1,475 @@
+//! The transcoder on a mesh with virtual time: mix-minus content, smart duplex over a talk
+//! timeline, an impaired sender, and hostile packets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use codecs::g711::{Law, TelephonyDecoder, TelephonyEncoder};
+use codecs::opus::{Decoder, Encoder, FRAME_SAMPLES, SAMPLE_RATE};
+use mesh::{Command, Event, MediaKind, Mesh, MeshConfig, ParticipantId, Remote, TxBatch};
+use transcoder::Transcoder;
+
+const CONF: u32 = 1;
+const TICK: Duration = Duration::from_millis(10);
+
+fn addr(p: ParticipantId) -> SocketAddr {
+    format!("10.0.0.{p}:5000").parse().unwrap()
+}
+
+fn ssrc(p: ParticipantId) -> u32 {
+    1000 + p
+}
+
+/// One simulated client: a tone, an encoder, a talk schedule, a recording.
+struct Client {
+    id: ParticipantId,
+    freq: f64,
+    /// Talk intervals in seconds; None: talks all the time without push to talk.
+    talk: Option<Vec<(f64, f64)>>,
+    talking: bool,
+    enc: Encoder,
+    dec: Decoder,
+    /// A telephony endpoint: G.711 both ways.
+    g711: Option<(TelephonyEncoder, TelephonyDecoder)>,
+    seq: u16,
+    ts: u32,
+    phase: u64,
+    /// Received audio, one 20 ms frame per received packet, stamped with its arrival time.
+    rec: Vec<(f64, Vec<i16>)>,
+}
+
+impl Client {
+    fn new(id: ParticipantId, freq: f64, talk: Option<Vec<(f64, f64)>>) -> Self {
+        Self {
+            id,
+            freq,
+            talk,
+            talking: false,
+            enc: Encoder::new().unwrap(),
+            dec: Decoder::new().unwrap(),
+            g711: None,
+            seq: 0,
+            ts: 0,
+            phase: 0,
+            rec: Vec::new(),
+        }
+    }
+
+    fn telephony(mut self, law: Law) -> Self {
+        self.g711 = Some((
+            TelephonyEncoder::new(law).unwrap(),
+            TelephonyDecoder::new(law).unwrap(),
+        ));
+        self
+    }
+
+    fn frame_ts(&self) -> u32 {
+        if self.g711.is_some() {
+            160
+        } else {
+            960
+        }
+    }
+
+    fn wants_talk(&self, t: f64) -> bool {
+        match &self.talk {
+            None => true,
+            Some(s) => s.iter().any(|&(a, b)| a <= t && t < b),
+        }
+    }
+
+    /// One 20 ms packet: the tone while talking, else nothing.
+    fn packet(&mut self, t: f64) -> Option<Vec<u8>> {
+        if !self.wants_talk(t) {
+            self.ts = self.ts.wrapping_add(self.frame_ts());
+            self.phase += FRAME_SAMPLES as u64;
+            return None;
+        }
+        let pcm: Vec<i16> = (0..FRAME_SAMPLES as u64)
+            .map(|n| {
+                let x = (self.phase + n) as f64 / f64::from(SAMPLE_RATE);
+                (8000.0 * (2.0 * std::f64::consts::PI * self.freq * x).sin()) as i16
+            })
+            .collect();
+        self.phase += FRAME_SAMPLES as u64;
+        let (pt, payload) = match self.g711.as_mut() {
+            Some((e, _)) => (e.law().payload_type(), e.encode(&pcm).unwrap().to_vec()),
+            None => (111, self.enc.encode(&pcm).unwrap().to_vec()),
+        };
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&self.ts.to_be_bytes());
+        p.extend_from_slice(&ssrc(self.id).to_be_bytes());
+        p.extend_from_slice(&payload);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.frame_ts());
+        Some(p)
+    }
+
+    /// Level of `freq` in dBFS over the recording between `from` and `to` seconds.
+    fn level(&self, freq: f64, from: f64, to: f64) -> f64 {
+        let pcm: Vec<i16> = self
+            .rec
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .flat_map(|(_, f)| f.iter().copied())
+            .collect();
+        goertzel_dbfs(&pcm, freq)
+    }
+}
+
+/// Level of one frequency in dBFS (a full-scale sine reads 0), by the Goertzel algorithm
+/// over the whole slice.
+fn goertzel_dbfs(x: &[i16], freq: f64) -> f64 {
+    if x.is_empty() {
+        return -200.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(SAMPLE_RATE);
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s = f64::from(v) / 32768.0 + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+    let amp = 2.0 * power.sqrt() / x.len() as f64;
+    20.0 * amp.max(1e-10).log10()
+}
+
+struct Sim {
+    mesh: Mesh<Transcoder>,
+    t0: Instant,
+    now: Instant,
+    clients: Vec<Client>,
+    tx: TxBatch,
+    events: Vec<(f64, Event)>,
+    /// Per sender: packets held back until their (jittered) arrival time.
+    in_flight: Vec<(Instant, ParticipantId, Vec<u8>)>,
+    /// Per sender: extra delay and loss for its packets.
+    impair: HashMap<ParticipantId, (u64, u32)>,
+    rng: u32,
+}
+
+impl Sim {
+    fn new(clients: Vec<Client>) -> Self {
+        let t0 = Instant::now();
+        let mut mesh = Mesh::new(t0, MeshConfig::default());
+        mesh.handle_command(
+            t0,
+            Command::CreateConference {
+                conf: CONF,
+                path: Transcoder::new(),
+            },
+        );
+        for c in &clients {
+            mesh.handle_command(
+                t0,
+                Command::AddParticipant {
+                    conf: CONF,
+                    participant: c.id,
+                },
+            );
+            mesh.handle_command(
+                t0,
+                Command::SetChannel {
+                    conf: CONF,
+                    participant: c.id,
+                    kind: MediaKind::Audio,
+                    remote: Remote::Addr(addr(c.id)),
+                    ssrc: ssrc(c.id),
+                    clock_rate: SAMPLE_RATE,
+                },
+            );
+        }
+        mesh.handle_tick(t0);
+        Self {
+            mesh,
+            t0,
+            now: t0,
+            clients,
+            tx: TxBatch::default(),
+            events: Vec::new(),
+            in_flight: Vec::new(),
+            impair: HashMap::new(),
+            rng: 7,
+        }
+    }
+
+    fn rand(&mut self, n: u32) -> u32 {
+        self.rng = self.rng.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        (self.rng >> 8) % n.max(1)
+    }
+
+    fn secs(&self) -> f64 {
+        (self.now - self.t0).as_secs_f64()
+    }
+
+    fn run(&mut self, seconds: f64) {
+        let steps = (seconds / TICK.as_secs_f64()).round() as u64;
+        for step in 0..steps {
+            let t = self.secs();
+            if step % 2 == 0 {
+                for i in 0..self.clients.len() {
+                    let id = self.clients[i].id;
+                    // Push to talk edges go over the control line (no delay here).
+                    if self.clients[i].talk.is_some() {
+                        let want = self.clients[i].wants_talk(t);
+                        if want != self.clients[i].talking {
+                            self.clients[i].talking = want;
+                            self.mesh.handle_command(
+                                self.now,
+                                Command::Talk {
+                                    conf: CONF,
+                                    participant: id,
+                                    on: want,
+                                },
+                            );
+                        }
+                    }
+                    if let Some(p) = self.clients[i].packet(t) {
+                        let (delay, loss) = self.impair.get(&id).copied().unwrap_or((0, 0));
+                        if loss > 0 && self.rand(100) < loss {
+                            continue;
+                        }
+                        let d = if delay > 0 {
+                            self.rand(delay as u32 + 1)
+                        } else {
+                            0
+                        };
+                        self.in_flight.push((
+                            self.now + Duration::from_millis(u64::from(d)),
+                            id,
+                            p,
+                        ));
+                    }
+                }
+            }
+            let now = self.now;
+            let mut i = 0;
+            while i < self.in_flight.len() {
+                if self.in_flight[i].0 <= now {
+                    let (_, id, p) = self.in_flight.swap_remove(i);
+                    self.mesh.handle_datagram(now, addr(id), &p);
+                } else {
+                    i += 1;
+                }
+            }
+            self.mesh.handle_tick(now);
+            while let Some(ev) = self.mesh.poll_event() {
+                self.events.push((t, ev));
+            }
+            self.mesh.poll_transmit(&mut self.tx);
+            for (dest, pkt) in self.tx.iter() {
+                let bytes = pkt.to_vec();
+                let c = self
+                    .clients
+                    .iter_mut()
+                    .find(|c| addr(c.id) == dest)
+                    .expect("sent only to members");
+                let pcm = match (bytes[1] & 0x7f, c.g711.as_mut()) {
+                    (111, _) => c.dec.decode(&bytes[12..]).unwrap().to_vec(),
+                    (pt, Some((_, d))) if pt == d.law().payload_type() => {
+                        d.decode(&bytes[12..]).unwrap().to_vec()
+                    }
+                    (pt, _) => panic!("client {} got payload type {pt}", c.id),
+                };
+                c.rec.push((t, pcm));
+            }
+            self.tx.clear();
+            self.now += TICK;
+        }
+    }
+
+    fn client(&self, id: ParticipantId) -> &Client {
+        self.clients.iter().find(|c| c.id == id).unwrap()
+    }
+}
+
+#[test]
+fn each_hears_the_others_not_itself() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, None),
+        Client::new(2, 660.0, None),
+        Client::new(3, 880.0, None),
+    ]);
+    sim.run(3.0);
+    let tones = [(1, 440.0), (2, 660.0), (3, 880.0)];
+    for &(me, _) in &tones {
+        let c = sim.client(me);
+        // One packet per 20 ms for each receiver.
+        assert!(c.rec.len() >= 140, "{me}: {} packets", c.rec.len());
+        for &(other, f) in &tones {
+            let l = c.level(f, 1.0, 3.0);
+            if other == me {
+                assert!(l <= -50.0, "{me} hears itself at {l:.1} dBFS");
+            } else {
+                assert!(l >= -35.0, "{me} hears {other} at {l:.1} dBFS");
+            }
+        }
+    }
+    let st = sim.mesh.stats();
+    assert_eq!(st.total_drops(), 0, "{st:?}");
+    // Speaking was announced for each.
+    for me in 1..=3 {
+        assert!(sim.events.iter().any(|(_, e)| matches!(
+            e,
+            Event::Speaking { participant, on: true, .. } if *participant == me
+        )));
+    }
+}
+
+/// A PCMU and a PCMA endpoint with an Opus one: each hears the others in its own codec.
+#[test]
+fn telephony_endpoints_hear_and_are_heard() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, None),
+        Client::new(2, 660.0, None).telephony(Law::Mu),
+        Client::new(3, 880.0, None).telephony(Law::A),
+    ]);
+    sim.run(3.0);
+    let tones = [(1, 440.0), (2, 660.0), (3, 880.0)];
+    for &(me, _) in &tones {
+        let c = sim.client(me);
+        assert!(c.rec.len() >= 140, "{me}: {} packets", c.rec.len());
+        for &(other, f) in &tones {
+            let l = c.level(f, 1.0, 3.0);
+            if other == me {
+                assert!(l <= -45.0, "{me} hears itself at {l:.1} dBFS");
+            } else {
+                assert!(l >= -35.0, "{me} hears {other} at {l:.1} dBFS");
+            }
+        }
+    }
+}
+
+/// The timeline: A talks 0-8 s, B 3-6 s, C 4-8 s, all by push to talk.
+#[test]
+fn smart_duplex_timeline() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, Some(vec![(0.0, 8.0)])),
+        Client::new(2, 660.0, Some(vec![(3.0, 6.0)])),
+        Client::new(3, 880.0, Some(vec![(4.0, 8.0)])),
+    ]);
+    sim.run(9.0);
+    let b = sim.client(2);
+    let before = b.level(440.0, 1.0, 3.0);
+    assert!(before >= -35.0, "B hears A before talking: {before:.1}");
+    let during = b.level(440.0, 3.5, 6.0);
+    assert!(
+        during <= -50.0,
+        "B must not hear A while B talks: {during:.1}"
+    );
+    let c = b.level(880.0, 4.5, 6.0);
+    assert!(c >= -35.0, "B hears C, who began during B's run: {c:.1}");
+    let after = b.level(440.0, 6.5, 8.0);
+    assert!(after >= -35.0, "A resumes for B after B stops: {after:.1}");
+    // A hears B's interruption; C (talking since 4 s) does not hear A or B meanwhile.
+    let a = sim.client(1);
+    assert!(a.level(660.0, 3.5, 6.0) >= -35.0);
+    let cc = sim.client(3);
+    assert!(cc.level(440.0, 4.5, 8.0) <= -50.0);
+    assert!(cc.level(660.0, 4.5, 6.0) <= -50.0);
+    // Speaking edges for B at about 3 s and 6 s.
+    let b_edges: Vec<(f64, bool)> = sim
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Speaking {
+                participant: 2, on, ..
+            } => Some((*t, *on)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(b_edges.len(), 2, "{b_edges:?}");
+    assert!(b_edges[0].1 && (b_edges[0].0 - 3.0).abs() < 0.1);
+    assert!(!b_edges[1].1 && (b_edges[1].0 - 6.0).abs() < 0.1);
+}
+
+/// A sender with 30 ms of jitter and 5% loss: the listener's audio of it has no silent gap
+/// longer than 60 ms.
+#[test]
+fn impaired_sender_stays_continuous() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, None),
+        Client::new(2, 660.0, Some(vec![])),
+    ]);
+    sim.impair.insert(1, (30, 5));
+    sim.run(6.0);
+    let b = sim.client(2);
+    // Walk B's recording in 20 ms frames after warm-up; a frame whose 440 Hz is below
+    // -40 dBFS counts as silent.
+    let mut gap = 0u32;
+    let mut worst = 0u32;
+    for (t, f) in &b.rec {
+        if *t < 1.0 {
+            continue;
+        }
+        if goertzel_dbfs(f, 440.0) < -40.0 {
+            gap += 20;
+            worst = worst.max(gap);
+        } else {
+            gap = 0;
+        }
+    }
+    assert!(worst <= 60, "silent gap of {worst} ms");
+    let js = sim.mesh.path(CONF).unwrap().jitter_stats(1).unwrap();
+    assert!(js.concealed + js.fec + js.late > 0, "{js:?}");
+    let (_, target) = sim.mesh.path(CONF).unwrap().jitter_depth(1).unwrap();
+    assert!((30..=200).contains(&target), "target {target}");
+}
+
+/// Malformed, truncated and corrupt Opus, absurd timestamps and foreign payload types never
+/// panic the mixer: they are counted and dropped, and the others' audio goes on.
+#[test]
+fn hostile_packets_are_counted_and_dropped() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, None),
+        Client::new(2, 660.0, Some(vec![])),
+    ]);
+    sim.run(1.0);
+    let head = |pt: u8, seq: u16, ts: u32| {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc(2).to_be_bytes());
+        p
+    };
+    let now = sim.now;
+    let mut hostile: Vec<Vec<u8>> = Vec::new();
+    // Empty payload, a code-3 TOC with no count, random garbage, absurd timestamps,
+    // another payload type, a truncated header.
+    hostile.push(head(111, 1, 0));
+    let mut p = head(111, 2, 960);
+    p.push(0x03);
+    hostile.push(p);
+    for k in 0..20u32 {
+        let mut p = head(111, 3 + k as u16, 960 * (2 + k));
+        p.extend((0..(k * 37 % 200)).map(|i| (i * 31 + k) as u8));
+        hostile.push(p);
+    }
+    for ts in [u32::MAX, 0x8000_0000, 123_456_789] {
+        let mut p = head(111, 40, ts);
+        p.extend_from_slice(&[0xf8, 0xff, 0xfe]);
+        hostile.push(p);
+    }
+    let mut p = head(0, 50, 960 * 30);
+    p.extend_from_slice(&[1, 2, 3]);
+    hostile.push(p);
+    hostile.push(vec![0x80, 111, 0]);
+    for p in &hostile {
+        sim.mesh.handle_datagram(now, addr(2), p);
+    }
+    sim.run(2.0);
+    let tc = sim.mesh.path(CONF).unwrap();
+    let js = tc.jitter_stats(2).unwrap();
+    let st = tc.stats();
+    assert!(js.malformed >= 1, "{js:?}");
+    assert!(js.absurd >= 1, "{js:?}");
+    assert!(st.foreign >= 1, "{st:?}");
+    assert!(st.decode_errors >= 1, "{st:?}");
+    assert!(sim.mesh.stats().drops(mesh::DropReason::Malformed) >= 1);
+    // A's tone still reaches B.
+    assert!(sim.client(2).level(440.0, 1.5, 3.0) >= -35.0);
+}
