@@ -50,6 +50,8 @@ fmt:
 fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run control_line -- -max_total_time=60
 	cd fuzz && $(CARGO) +nightly fuzz run rtp_view -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run mix_datagram -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run client_datagram -- -max_total_time=60
 
 clean:
 	$(CARGO) clean
