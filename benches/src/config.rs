@@ -1,0 +1,214 @@
+//! `loadgen`'s flags, checked once and echoed into the JSON so every figure carries the
+//! load that produced it.
+
+use crate::wire::{MAX_PACKET, MIN_PACKET};
+use crate::BenchError;
+use clap::Parser;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Drives real participants against a dispatcher (or `rawfwd`) and measures what comes back.
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(name = "loadgen", version, about)]
+pub struct LoadArgs {
+    /// The dispatcher's client address (`noc` prints it as `dispatcher HOST:PORT`).
+    #[arg(long, required_unless_present = "raw")]
+    pub dispatcher: Option<String>,
+    /// Drive the raw baseline forwarder (`rawfwd`) at this address instead of the NOC.
+    #[arg(long, conflicts_with = "dispatcher")]
+    pub raw: Option<SocketAddr>,
+    /// Account code for `join`.
+    #[arg(long, default_value = "demo")]
+    pub account: String,
+    /// Number of conferences.
+    #[arg(long, default_value_t = 10)]
+    pub conferences: u32,
+    /// Participants per conference; every one receives.
+    #[arg(long, default_value_t = 5)]
+    pub participants: u32,
+    /// Senders per conference (the first K participants).
+    #[arg(long, default_value_t = 5)]
+    pub senders: u32,
+    /// Seconds of load (per step with `--sweep`).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Audio-like packets per second per sender.
+    #[arg(long, default_value_t = 50.0)]
+    pub audio_pps: f64,
+    /// Bytes per audio-like datagram, RTP header included.
+    #[arg(long, default_value_t = 100)]
+    pub audio_size: usize,
+    /// Video-like packets per second per sender (0: no video).
+    #[arg(long, default_value_t = 0.0)]
+    pub video_pps: f64,
+    /// Bytes per video-like datagram, RTP header included.
+    #[arg(long, default_value_t = 1200)]
+    pub video_size: usize,
+    /// Step the offered load up (doubling the packet rates) until loss or latency blows up.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Most steps of a sweep.
+    #[arg(long, default_value_t = 10)]
+    pub max_steps: u16,
+    /// After the doubling finds a failing rate, bisect this many times between it and the
+    /// last good rate to place saturation more closely.
+    #[arg(long, default_value_t = 2)]
+    pub refine: u16,
+    /// A sweep stops after the first step whose loss is above this percentage.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_loss_pct: f64,
+    /// A sweep stops after the first step whose median latency is above this many ms: queues
+    /// are building up. (The median, not p99: on a shared machine a p99 spike can be noise.)
+    #[arg(long, default_value_t = 10.0)]
+    pub max_p50_ms: f64,
+    /// The headline figures come from the highest step with at most this loss.
+    #[arg(long, default_value_t = 0.1)]
+    pub headline_loss_pct: f64,
+    /// A packet received more than this many ms after it was sent counts as late.
+    #[arg(long, default_value_t = 20.0)]
+    pub late_ms: f64,
+    /// Server process whose CPU time (utime + stime in /proc/PID/stat) is measured.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Prometheus endpoint whose `process_cpu_seconds_total` gives the server's CPU time.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Sender threads.
+    #[arg(long, default_value_t = 1)]
+    pub send_threads: usize,
+    /// Receiver threads.
+    #[arg(long, default_value_t = 1)]
+    pub recv_threads: usize,
+    /// Make the kernel split GSO bursts instead of reading them coalesced (UDP_GRO). With
+    /// GRO (the default) the server's CPU does not pay for segmenting, as with a real NIC.
+    #[arg(long)]
+    pub no_gro: bool,
+    /// Pause after joining, so the server applies every `channel` before media flows (ms).
+    #[arg(long, default_value_t = 500)]
+    pub settle_ms: u64,
+    /// Wait after each step's last send for stragglers before counting (ms).
+    #[arg(long, default_value_t = 300)]
+    pub drain_ms: u64,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub join_concurrency: usize,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write one CSV row per step here.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Plot latency percentiles and server CPU against offered load (PNG; best with --sweep).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// TrueType font for the plot's text.
+    #[arg(long)]
+    pub font: Option<PathBuf>,
+    /// A raw-baseline JSON from `loadgen --raw` of the same load: adds ratios to it.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Label for this run in tables and JSON (e.g. `noc-mmsg`, `raw`).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl LoadArgs {
+    /// Rejects loads that cannot be generated or measured.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let bad = |m: String| Err(BenchError::Args(m));
+        if self.conferences == 0 || self.participants < 2 {
+            return bad("need at least 1 conference of at least 2 participants".into());
+        }
+        if self.senders == 0 || self.senders > self.participants {
+            return bad(format!(
+                "--senders must be 1..={} (the participants)",
+                self.participants
+            ));
+        }
+        if self.duration.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            return bad("--duration must be positive".into());
+        }
+        if !(self.audio_pps > 0.0 && self.audio_pps.is_finite()) {
+            return bad("--audio-pps must be positive".into());
+        }
+        if !(self.video_pps >= 0.0 && self.video_pps.is_finite()) {
+            return bad("--video-pps must be 0 or more".into());
+        }
+        for (flag, size) in [
+            ("--audio-size", self.audio_size),
+            ("--video-size", self.video_size),
+        ] {
+            if !(MIN_PACKET..=MAX_PACKET).contains(&size) {
+                return bad(format!("{flag} must be {MIN_PACKET}..={MAX_PACKET} bytes"));
+            }
+        }
+        if self.send_threads == 0 || self.recv_threads == 0 || self.join_concurrency == 0 {
+            return bad("thread and concurrency counts must be at least 1".into());
+        }
+        if self.server_pid.is_some() && self.metrics.is_some() {
+            return bad("give --server-pid or --metrics, not both".into());
+        }
+        Ok(())
+    }
+
+    /// Whether video-like streams are sent.
+    pub fn has_video(&self) -> bool {
+        self.video_pps > 0.0
+    }
+
+    /// The run's label: given, or derived from the target.
+    pub fn label(&self) -> String {
+        match (&self.label, self.raw) {
+            (Some(l), _) => l.clone(),
+            (None, Some(_)) => "raw".into(),
+            (None, None) => "server".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> LoadArgs {
+        let mut v = vec!["loadgen", "--dispatcher", "127.0.0.1:3450"];
+        v.extend_from_slice(extra);
+        LoadArgs::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let a = args(&[]);
+        a.validate().unwrap();
+        assert_eq!(a.account, "demo");
+        assert!(!a.has_video());
+        assert_eq!(a.label(), "server");
+    }
+
+    #[test]
+    fn rejects_impossible_loads() {
+        assert!(args(&["--senders", "9"]).validate().is_err());
+        assert!(args(&["--participants", "1", "--senders", "1"])
+            .validate()
+            .is_err());
+        assert!(args(&["--video-size", "20"]).validate().is_err());
+        assert!(args(&["--duration", "0"]).validate().is_err());
+        assert!(
+            args(&["--server-pid", "1", "--metrics", "http://x/metrics"])
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn raw_mode_needs_no_dispatcher() {
+        let a = LoadArgs::try_parse_from(["loadgen", "--raw", "127.0.0.1:9"]).unwrap();
+        a.validate().unwrap();
+        assert_eq!(a.label(), "raw");
+        assert!(LoadArgs::try_parse_from(["loadgen"]).is_err());
+    }
+}

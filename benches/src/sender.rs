@@ -1,0 +1,237 @@
+//! Sender threads: each owns a share of the sending participants and paces their streams
+//! on a timer heap. Every packet is stamped with the send time just before `sendto`.
+//!
+//! A stream that falls more than [`MAX_LAG`] behind its schedule skips ahead instead of
+//! bursting, so an overloaded loadgen shows up as a lower achieved send rate (reported),
+//! not as a burst that the server is blamed for.
+
+use crate::control::{Channel, Participant};
+use crate::stats::Layout;
+use crate::wire::{self, Kind, Probe, RtpHead};
+use crate::BenchError;
+use rand::Rng;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How far a stream may fall behind before it skips packets.
+pub const MAX_LAG: Duration = Duration::from_millis(100);
+/// Sleeps shorter than this are spun with `yield_now` instead.
+const MIN_SLEEP: Duration = Duration::from_micros(50);
+
+/// One sending participant.
+pub struct TxPart {
+    pub socket: UdpSocket,
+    pub conf: u32,
+    pub index: u32,
+    pub audio: Channel,
+    pub video: Option<Channel>,
+}
+
+impl TxPart {
+    pub fn from_participant(p: &Participant) -> Result<TxPart, BenchError> {
+        Ok(TxPart {
+            socket: p
+                .socket
+                .try_clone()
+                .map_err(BenchError::io("clone socket"))?,
+            conf: p.conf,
+            index: p.index,
+            audio: p.audio,
+            video: p.video,
+        })
+    }
+}
+
+/// One step's schedule.
+#[derive(Clone, Copy, Debug)]
+pub struct Phase {
+    pub step: u16,
+    pub audio_pps: f64,
+    pub audio_size: usize,
+    pub video_pps: f64,
+    pub video_size: usize,
+    pub start: Instant,
+    pub end: Instant,
+}
+
+/// Per-stream counts of one phase.
+#[derive(Clone, Debug, Default)]
+pub struct TxReport {
+    /// (global stream, packets sent).
+    pub sent: Vec<(u32, u64)>,
+    /// Packets not sent because the stream fell behind.
+    pub skipped: u64,
+    /// `sendto` failures.
+    pub send_errors: u64,
+}
+
+enum TxCmd {
+    Run(Phase, Sender<TxReport>),
+}
+
+pub struct TxHandle {
+    cmd: Option<Sender<TxCmd>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TxHandle {
+    /// Starts a phase; the report comes when it ends.
+    pub fn run(&self, phase: Phase) -> Option<Receiver<TxReport>> {
+        let (tx, rx) = channel();
+        self.cmd.as_ref()?.send(TxCmd::Run(phase, tx)).ok()?;
+        Some(rx)
+    }
+}
+
+impl Drop for TxHandle {
+    fn drop(&mut self) {
+        self.cmd = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a sender thread for `parts`.
+pub fn spawn(
+    index: usize,
+    parts: Vec<TxPart>,
+    layout: Layout,
+    epoch: Instant,
+    live: Arc<AtomicU64>,
+) -> Result<TxHandle, BenchError> {
+    let (cmd, cmds) = channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("loadgen-tx-{index}"))
+        .spawn(move || {
+            while let Ok(TxCmd::Run(phase, reply)) = cmds.recv() {
+                let r = run_phase(&parts, &layout, epoch, &live, &phase);
+                let _ = reply.send(r);
+            }
+        })
+        .map_err(BenchError::io("spawn sender"))?;
+    Ok(TxHandle {
+        cmd: Some(cmd),
+        thread: Some(thread),
+    })
+}
+
+/// One stream's pacing state.
+struct Stream {
+    part: usize,
+    kind: Kind,
+    id: u32,
+    period_ns: u64,
+    seq: u64,
+    buf: Vec<u8>,
+    /// Which channel (and so which SSRC and RTP sequence) it goes on.
+    on_video_channel: bool,
+}
+
+fn run_phase(
+    parts: &[TxPart],
+    layout: &Layout,
+    epoch: Instant,
+    live: &AtomicU64,
+    ph: &Phase,
+) -> TxReport {
+    let ns = |t: Instant| t.saturating_duration_since(epoch).as_nanos() as u64;
+    let (start, end) = (ns(ph.start), ns(ph.end));
+    let mut rng = rand::thread_rng();
+    let mut streams = Vec::new();
+    let mut heap = BinaryHeap::new();
+    for (pi, p) in parts.iter().enumerate() {
+        let mut add = |kind: Kind, pps: f64, size: usize| {
+            if pps <= 0.0 {
+                return;
+            }
+            let period_ns = (1e9 / pps).max(1.0) as u64;
+            let mut buf = vec![0u8; size];
+            rng.fill(&mut buf[wire::MIN_PACKET..]);
+            let on_video_channel = kind == Kind::Video && p.video.is_some();
+            streams.push(Stream {
+                part: pi,
+                kind,
+                id: layout.stream(p.conf, p.index, kind),
+                period_ns,
+                seq: 0,
+                buf,
+                on_video_channel,
+            });
+            // A random phase, so streams do not all fire at once.
+            let first = start + rng.gen_range(0..period_ns);
+            heap.push(Reverse((first, streams.len() - 1)));
+        };
+        add(Kind::Audio, ph.audio_pps, ph.audio_size);
+        if layout.kinds == 2 {
+            add(Kind::Video, ph.video_pps, ph.video_size);
+        }
+    }
+    // RTP sequence per (participant, channel): kinds sharing a channel share a sequence.
+    let mut rtp_seq: Vec<[u16; 2]> = parts.iter().map(|_| [rng.gen(), rng.gen()]).collect();
+    let mut report = TxReport::default();
+    let lag = MAX_LAG.as_nanos() as u64;
+    while let Some(&Reverse((due, si))) = heap.peek() {
+        if due >= end {
+            break;
+        }
+        let now = ns(Instant::now());
+        if due > now {
+            let wait = Duration::from_nanos(due - now);
+            if wait >= MIN_SLEEP {
+                std::thread::sleep(wait);
+            } else {
+                std::thread::yield_now();
+            }
+            continue;
+        }
+        heap.pop();
+        let s = &mut streams[si];
+        let mut next = due + s.period_ns;
+        if now - due > lag {
+            let behind = (now - due) / s.period_ns;
+            report.skipped += behind;
+            next = due + (behind + 1) * s.period_ns;
+        } else {
+            let p = &parts[s.part];
+            let (ch, slot): (&Channel, usize) = match (s.on_video_channel, &p.video) {
+                (true, Some(v)) => (v, 1),
+                _ => (&p.audio, 0),
+            };
+            let seq = &mut rtp_seq[s.part][slot];
+            let send_ns = ns(Instant::now());
+            let head = RtpHead {
+                payload_type: ch.payload_type,
+                seq: *seq,
+                timestamp: (send_ns as u128 * u128::from(s.kind.clock_rate()) / 1_000_000_000)
+                    as u32,
+                ssrc: ch.ssrc,
+            };
+            let probe = Probe {
+                step: ph.step,
+                kind: s.kind,
+                stream: s.id,
+                seq: s.seq,
+                send_ns,
+            };
+            wire::write(&mut s.buf, &head, &probe);
+            match p.socket.send_to(&s.buf, ch.server) {
+                Ok(_) => {
+                    *seq = seq.wrapping_add(1);
+                    s.seq += 1;
+                    live.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => report.send_errors += 1,
+            }
+        }
+        heap.push(Reverse((next, si)));
+    }
+    report.sent = streams.iter().map(|s| (s.id, s.seq)).collect();
+    report
+}
