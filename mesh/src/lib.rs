@@ -35,6 +35,11 @@ pub use stats::{DropReason, MeshStats, QualitySummary, StreamStats};
 pub use tx::{TxBatch, TxPacket, TX_HEAD_MAX};
 
 /// Worker-local conference key chosen by the control plane.
+/// The hot path's maps: std's map with aHash instead of SipHash. SipHash was about a
+/// quarter of the 1->1 forwarding cost in `benches/benches/mesh.rs`; aHash keeps random
+/// per-process keys, so lookups of attacker-chosen addresses stay collision-resistant.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 pub type ConfId = u32;
 /// Server-wide participant id chosen by the control plane.
 pub type ParticipantId = u32;

@@ -1,6 +1,7 @@
 //! The [`Mesh`] state machine: the tables of one worker and the per-packet pipeline.
 
-use std::collections::{HashMap, VecDeque};
+use crate::FastMap as HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -63,8 +64,8 @@ impl<P: Path> Mesh<P> {
                 bytes: cfg.tx_bytes,
             },
             next_tick: now,
-            conferences: HashMap::with_capacity(cfg.max_conferences),
-            membership: HashMap::with_capacity(parts),
+            conferences: HashMap::with_capacity_and_hasher(cfg.max_conferences, Default::default()),
+            membership: HashMap::with_capacity_and_hasher(parts, Default::default()),
             index: SourceIndex::with_capacity(parts),
             commands: VecDeque::with_capacity(64),
             events: VecDeque::with_capacity(64),
@@ -224,7 +225,10 @@ impl<P: Path> Mesh<P> {
                         path,
                         members: Vec::with_capacity(CONF_PRESIZE),
                         sorter: Sorter::with_capacity(CONF_PRESIZE),
-                        receivers: HashMap::with_capacity(CONF_PRESIZE),
+                        receivers: HashMap::with_capacity_and_hasher(
+                            CONF_PRESIZE,
+                            Default::default(),
+                        ),
                     },
                 );
                 true

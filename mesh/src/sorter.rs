@@ -3,7 +3,7 @@
 //! [`SourceIndex`] is mesh-wide (an address belongs to at most one participant on the worker);
 //! [`Sorter`] is per conference and holds each source's channels and RFC 3550 statistics.
 
-use std::collections::HashMap;
+use crate::FastMap as HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -97,9 +97,14 @@ impl StreamState {
 
     fn update_jitter(&mut self, now: Instant, timestamp: u32) {
         let epoch = *self.epoch.get_or_insert(now);
-        let nanos = now.saturating_duration_since(epoch).as_nanos();
-        // Only differences matter, so wrapping to 32 bits like RTP timestamps is fine.
-        let arrival = (nanos * u128::from(self.clock_rate) / 1_000_000_000) as u32;
+        let since = now.saturating_duration_since(epoch);
+        // Whole seconds and the fraction apart keep this in u64 (a 128-bit division was a
+        // measurable share of the per-packet cost). Only differences matter, so wrapping
+        // to 32 bits like RTP timestamps is fine.
+        let rate = u64::from(self.clock_rate);
+        let ticks = since.as_secs().wrapping_mul(rate)
+            + u64::from(since.subsec_nanos()) * rate / 1_000_000_000;
+        let arrival = ticks as u32;
         let transit = arrival.wrapping_sub(timestamp);
         if self.received > 1 {
             let d = f64::from((transit.wrapping_sub(self.last_transit) as i32).unsigned_abs());
@@ -163,8 +168,8 @@ pub(crate) struct SourceIndex {
 impl SourceIndex {
     pub(crate) fn with_capacity(participants: usize) -> Self {
         Self {
-            addrs: HashMap::with_capacity(2 * participants),
-            latches: HashMap::with_capacity(2 * participants),
+            addrs: HashMap::with_capacity_and_hasher(2 * participants, Default::default()),
+            latches: HashMap::with_capacity_and_hasher(2 * participants, Default::default()),
         }
     }
 
@@ -231,7 +236,7 @@ pub(crate) struct Sorter {
 impl Sorter {
     pub(crate) fn with_capacity(participants: usize) -> Self {
         Self {
-            sources: HashMap::with_capacity(participants),
+            sources: HashMap::with_capacity_and_hasher(participants, Default::default()),
         }
     }
 
