@@ -39,7 +39,7 @@ pub struct MediaServerArgs {
     #[arg(long)]
     pub workers: Option<usize>,
     /// UDP backend of the media workers; one that cannot start falls back to mmsg
-    /// [default: mmsg].
+    /// [default: uring].
     #[arg(long, value_enum)]
     pub io: Option<IoKind>,
     /// Send equal-sized packets to one destination as one GSO (UDP_SEGMENT) message

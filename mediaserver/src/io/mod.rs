@@ -38,9 +38,10 @@ pub enum IoKind {
 }
 
 impl IoKind {
-    /// The default backend. `mmsg` until the benchmark (docs/benchmarks.md) shows `uring`
-    /// ahead; change this one line to switch.
-    pub const DEFAULT: IoKind = IoKind::Mmsg;
+    /// The default backend: `uring`, which won the benchmark with GSO on (the default)
+    /// and tied without it (docs/benchmarks.md, "Default backend"). Where io_uring cannot
+    /// start, the worker falls back to `mmsg` with a warning.
+    pub const DEFAULT: IoKind = IoKind::Uring;
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -237,6 +238,6 @@ mod tests {
         assert!(toml::from_str::<C>("io = \"epoll\"").is_err());
         use clap::ValueEnum;
         assert_eq!(IoKind::from_str("mmsg", false), Ok(IoKind::Mmsg));
-        assert_eq!(IoKind::DEFAULT.to_string(), "mmsg");
+        assert_eq!(IoKind::DEFAULT.to_string(), "uring");
     }
 }
