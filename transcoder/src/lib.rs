@@ -61,7 +61,15 @@ pub struct TranscoderStats {
     pub encodes: u64,
     pub encode_errors: u64,
     pub packets_out: u64,
+    /// Silent Opus frames of listeners that were not decoded (see [`SILENT_OPUS_BYTES`]).
+    pub silence_skipped: u64,
 }
+
+/// Opus frames this small carry no audible signal: libopus codes a 20 ms frame of digital
+/// silence in 3 bytes (a TOC-only packet is DTX), while even -60 dBFS noise takes about 70.
+/// A listener's such frames are not decoded, so a room of silent senders costs no more
+/// than a room of DTX listeners; a talker's are, to keep its decoder state exact.
+pub const SILENT_OPUS_BYTES: usize = 3;
 
 /// One source: its buffer, decoder, talk runs and, while it talks, its own mix-minus.
 struct Source {
@@ -128,6 +136,14 @@ impl Source {
         };
         let res = match self.jitter.pop(now) {
             Play::Idle => return false,
+            Play::Packet(p)
+                if self.codec == Codec::Opus
+                    && p.len() <= SILENT_OPUS_BYTES
+                    && self.talk.run().is_none() =>
+            {
+                stats.silence_skipped += 1;
+                return false;
+            }
             Play::Packet(p) => dec.decode(p),
             Play::Fec(p) => dec.fec(p),
             Play::Conceal => dec.conceal(),

@@ -37,6 +37,9 @@ struct Client {
     phase: u64,
     /// Received audio, one 20 ms frame per received packet, stamped with its arrival time.
     rec: Vec<(f64, Vec<i16>)>,
+    /// Until this time the client sends Opus-encoded digital silence instead of its tone
+    /// (a listener without DTX).
+    quiet_until: f64,
 }
 
 impl Client {
@@ -53,6 +56,7 @@ impl Client {
             ts: 0,
             phase: 0,
             rec: Vec::new(),
+            quiet_until: 0.0,
         }
     }
 
@@ -86,10 +90,11 @@ impl Client {
             self.phase += FRAME_SAMPLES as u64;
             return None;
         }
+        let gain = if t < self.quiet_until { 0.0 } else { 1.0 };
         let pcm: Vec<i16> = (0..FRAME_SAMPLES as u64)
             .map(|n| {
                 let x = (self.phase + n) as f64 / f64::from(SAMPLE_RATE);
-                (8000.0 * (2.0 * std::f64::consts::PI * self.freq * x).sin()) as i16
+                (gain * 8000.0 * (2.0 * std::f64::consts::PI * self.freq * x).sin()) as i16
             })
             .collect();
         self.phase += FRAME_SAMPLES as u64;
@@ -472,4 +477,35 @@ fn hostile_packets_are_counted_and_dropped() {
     assert!(sim.mesh.stats().drops(mesh::DropReason::Malformed) >= 1);
     // A's tone still reaches B.
     assert!(sim.client(2).level(440.0, 1.5, 3.0) >= -35.0);
+}
+
+/// Listeners sending encoded digital silence (no DTX) are not decoded, and one who starts
+/// talking is still detected by its energy and heard.
+#[test]
+fn silent_senders_are_skipped_and_talk_is_still_detected() {
+    let mut quiet = Client::new(2, 660.0, None);
+    quiet.quiet_until = 100.0;
+    let mut late = Client::new(3, 880.0, None);
+    late.quiet_until = 1.5;
+    let mut sim = Sim::new(vec![Client::new(1, 440.0, None), quiet, late]);
+    sim.run(3.0);
+    let st = sim.mesh.path(CONF).unwrap().stats();
+    assert!(st.silence_skipped > 50, "{st:?}");
+    let a = sim.client(1);
+    assert!(
+        a.level(880.0, 2.0, 3.0) >= -35.0,
+        "the late talker is heard"
+    );
+    assert!(a.level(880.0, 0.5, 1.4) <= -50.0);
+    assert!(a.level(660.0, 0.5, 3.0) <= -50.0);
+    let b = sim.client(2);
+    assert!(b.level(440.0, 0.5, 3.0) >= -35.0);
+    assert!(b.level(880.0, 2.0, 3.0) >= -35.0);
+    let spoke = |p: ParticipantId| {
+        sim.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Speaking { participant, on: true, .. } if *participant == p))
+    };
+    assert!(!spoke(2), "a silent sender never talks");
+    assert!(spoke(3), "the late talker's run is detected");
 }
