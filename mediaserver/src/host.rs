@@ -372,7 +372,7 @@ pub(crate) fn ensure_room<'a>(
         let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
         let conf = rooms.next_conf();
         let path = match mode {
-            Mode::Mix => MediaPath::Mix(Box::default()),
+            Mode::Mix => MediaPath::mix(),
             _ => MediaPath::Reflect(reflector::Reflector::new()),
         };
         if !server.workers[worker].send(Command::CreateConference { conf, path }) {

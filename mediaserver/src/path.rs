@@ -8,8 +8,16 @@ use std::time::Instant;
 pub enum MediaPath {
     /// SFU: forward, never decode.
     Reflect(reflector::Reflector),
-    /// MCU (`mode=mix`): decode, mix-minus with smart duplex, encode; video is forwarded.
-    Mix(Box<transcoder::Transcoder>),
+    /// MCU (`mode=mix`): decode, mix-minus with smart duplex, encode. Hybrid mode: video
+    /// still goes through a reflector, its forwarding table and filter.
+    Mix(Box<transcoder::Transcoder>, reflector::Reflector),
+}
+
+impl MediaPath {
+    /// A `mode=mix` conference.
+    pub fn mix() -> Self {
+        MediaPath::Mix(Box::default(), reflector::Reflector::new())
+    }
 }
 
 impl mesh::Path for MediaPath {
@@ -24,21 +32,57 @@ impl mesh::Path for MediaPath {
     ) {
         match self {
             MediaPath::Reflect(r) => r.route(now, src, kind, pkt, members, out),
-            MediaPath::Mix(t) => t.route(now, src, kind, pkt, members, out),
+            MediaPath::Mix(_, r) if kind == MediaKind::Video => {
+                r.route(now, src, kind, pkt, members, out)
+            }
+            MediaPath::Mix(t, _) => t.route(now, src, kind, pkt, members, out),
         }
     }
 
     fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
         match self {
             MediaPath::Reflect(r) => r.on_tick(now, members, out),
-            MediaPath::Mix(t) => t.on_tick(now, members, out),
+            MediaPath::Mix(t, _) => t.on_tick(now, members, out),
         }
     }
 
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
         match self {
             MediaPath::Reflect(r) => r.on_talk(now, participant, on),
-            MediaPath::Mix(t) => t.on_talk(now, participant, on),
+            MediaPath::Mix(t, r) => {
+                t.on_talk(now, participant, on);
+                r.on_talk(now, participant, on);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh::Path;
+
+    fn packet(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 1];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0u8; 20]);
+        p
+    }
+
+    /// Hybrid mode: in a mix conference video is forwarded by the reflector to the others,
+    /// while audio goes to the mixer and is not forwarded.
+    #[test]
+    fn mix_rooms_forward_video_through_the_reflector() {
+        let mut path = MediaPath::mix();
+        let bytes = packet(7);
+        let pkt = RtpView::parse(&bytes).unwrap();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        path.route(now, 2, MediaKind::Video, &pkt, &[1, 2, 3], &mut out);
+        out.sort();
+        assert_eq!(out, [1, 3]);
+        out.clear();
+        path.route(now, 2, MediaKind::Audio, &pkt, &[1, 2, 3], &mut out);
+        assert!(out.is_empty(), "mixed audio is not forwarded: {out:?}");
     }
 }
