@@ -8,53 +8,11 @@ mod common;
 
 use common::*;
 use mediaserver::io::IoKind;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use mesh::alloc_count::counted;
 use std::time::Duration;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: thread-locals may be gone while a thread shuts down.
-    let _ = COUNTING.try_with(|c| {
-        if c.get() {
-            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
 
 /// Sends `rounds` bursts from every participant through the engine and drains the
 /// receivers; returns (packets received, allocations made while the engine turned).
@@ -76,11 +34,8 @@ fn run(rig: &mut Rig, people: u32, rounds: u16, seq0: u16) -> (usize, u64) {
         let mut got = 0;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while got < want && std::time::Instant::now() < deadline {
-            ALLOCS.with(|a| a.set(0));
-            COUNTING.with(|c| c.set(true));
-            let n = rig.engine.turn(Duration::from_millis(20));
-            COUNTING.with(|c| c.set(false));
-            allocs += ALLOCS.with(|a| a.get());
+            let (n, during) = counted(|| rig.engine.turn(Duration::from_millis(20)));
+            allocs += during;
             got += n.unwrap() as u64;
         }
         assert_eq!(got, want, "engine read every datagram");

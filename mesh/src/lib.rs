@@ -15,6 +15,7 @@
 //! Forwarding allocates nothing on the heap once the tables and batch have warmed up, and
 //! every packet that is not forwarded is counted under a [`DropReason`].
 
+pub mod alloc_count;
 mod command;
 mod filter;
 mod mesh;

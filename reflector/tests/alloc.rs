@@ -2,51 +2,15 @@
 //!
 //! The counting allocator counts only this test thread's allocations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use mesh::alloc_count::counted;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mesh::{Command, DropReason, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::Reflector;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: thread-locals may be gone while a thread shuts down.
-    let _ = COUNTING.try_with(|c| {
-        if c.get() {
-            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
 
 const CONF: u32 = 3;
 const PEOPLE: u32 = 6;
@@ -122,16 +86,8 @@ fn reflector_forwarding_does_not_allocate_after_warm_up() {
         };
     run(&mut mesh, &mut now, &packets[..200]);
 
-    ALLOCS.with(|a| a.set(0));
-    COUNTING.with(|c| c.set(true));
-    let sent = run(&mut mesh, &mut now, &packets[200..]);
-    COUNTING.with(|c| c.set(false));
-
-    assert_eq!(
-        ALLOCS.with(|a| a.get()),
-        0,
-        "heap allocations while forwarding"
-    );
+    let (sent, allocs) = counted(|| run(&mut mesh, &mut now, &packets[200..]));
+    assert_eq!(allocs, 0, "heap allocations while forwarding");
     // Everyone but the sender, for every packet; the reflector never offers an echo.
     assert_eq!(sent, 1000 * (PEOPLE as usize - 1));
     assert_eq!(mesh.stats().drops(DropReason::OwnStream), 0);
