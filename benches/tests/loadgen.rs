@@ -37,7 +37,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: PathBuf, args: &[&str], prefix: &'static str) -> Server {
+    /// Starts `bin` and waits for its `prefix` line, then, with `ready`, for that line too
+    /// (noc prints its address before its media servers have registered).
+    fn start(
+        bin: PathBuf,
+        args: &[&str],
+        prefix: &'static str,
+        ready: Option<&'static str>,
+    ) -> Server {
         let mut child = Command::new(&bin)
             .args(args)
             .stdout(Stdio::piped())
@@ -48,16 +55,31 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix(prefix) {
-                    let _ = tx.send(a.trim().to_owned());
-                }
+                let _ = tx.send(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut addr = None;
+        let found = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                break None;
+            };
+            if let Some(a) = line.strip_prefix(prefix) {
+                addr = Some(a.trim().to_owned());
+            }
+            if addr.is_some() && ready.is_none_or(|r| line == r) {
+                break addr.clone();
+            }
+        };
+        let addr = match found {
+            Some(a) => a,
+            None => {
                 let _ = child.kill();
-                panic!("{} printed no {prefix:?} line", bin.display());
+                panic!(
+                    "{} printed no {prefix:?} line (or no {ready:?})",
+                    bin.display()
+                );
             }
         };
         Server { child, addr }
@@ -134,6 +156,7 @@ fn loadgen_against_noc_and_rawfwd() {
         workspace_bin("noc"),
         &["--listen", "127.0.0.1:0"],
         "dispatcher ",
+        Some("ready"),
     );
     let json = dir.join("noc.json");
     loadgen(&["--dispatcher", &noc.addr], noc.child.id(), &json);
@@ -142,7 +165,12 @@ fn loadgen_against_noc_and_rawfwd() {
     assert_eq!(v["control"]["closed_early"].as_u64(), Some(0));
     drop(noc);
 
-    let raw = Server::start(PathBuf::from(env!("CARGO_BIN_EXE_rawfwd")), &[], "rawfwd ");
+    let raw = Server::start(
+        PathBuf::from(env!("CARGO_BIN_EXE_rawfwd")),
+        &[],
+        "rawfwd ",
+        None,
+    );
     let json = dir.join("raw.json");
     loadgen(&["--raw", &raw.addr], raw.child.id(), &json);
     check(&json);
