@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::{DispMsg, Mode};
+use protocol::DispMsg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -191,22 +191,37 @@ pub(crate) async fn move_user(
     }
     let now = Instant::now();
     let unix = unix_ms();
-    let (name, from, account, generation, placement) = {
+    // The client rejoins with the mode it joined with, so the target is placed (or must
+    // already run) in the source conference's mode.
+    let (seat, generation, placement) = {
         let mut t = s.tables();
-        let (name, from, account) = t.participant(&m.conference, m.participant)?;
-        let generation = t.server(&from).map(|srv| srv.generation).unwrap_or(0);
+        let seat = t.participant(&m.conference, m.participant)?;
+        let generation = t
+            .server(&seat.server)
+            .map(|srv| srv.generation)
+            .unwrap_or(0);
+        if let Some(target) = t.conference(&m.to).filter(|c| c.parsed_mode() != seat.mode) {
+            return Err(Refusal(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} runs in {} mode, {} in {}",
+                    m.to, target.mode, m.conference, seat.mode
+                ),
+            ));
+        }
         let placement = t.place(
             now,
             unix,
             &m.to,
-            &account,
-            Mode::Reflect,
+            &seat.account,
+            seat.mode,
             s.settings().ticket_ttl,
         )?;
-        (name, from, account, generation, placement)
+        (seat, generation, placement)
     };
+    let (name, from, account) = (seat.name, seat.server, seat.account);
     let ticket = s
-        .hand_out(&placement, &m.to, &account, &name, Mode::Reflect)
+        .hand_out(&placement, &m.to, &account, &name, seat.mode)
         .ok_or_else(|| {
             Refusal(
                 StatusCode::CONFLICT,
@@ -258,10 +273,9 @@ pub(crate) async fn punt(
         let g = t.server(&p.from).map(|srv| srv.generation).unwrap_or(0);
         (p, g)
     };
-    let mode = Mode::Reflect;
     let mut sent = 0;
     for (participant, name) in &punt.participants {
-        let Some(ticket) = s.hand_out(&punt.to, &conference, &punt.account, name, mode) else {
+        let Some(ticket) = s.hand_out(&punt.to, &conference, &punt.account, name, punt.mode) else {
             break;
         };
         let order = DispMsg::Dispatch {

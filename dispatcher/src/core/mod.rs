@@ -116,7 +116,18 @@ pub struct Punt {
     pub from: String,
     pub to: Placement,
     pub account: String,
+    /// The conference's mode: the new server must host it the same way.
+    pub mode: Mode,
     pub participants: Vec<(u32, String)>,
+}
+
+/// One participant as the conference table knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub name: String,
+    pub server: String,
+    pub account: String,
+    pub mode: Mode,
 }
 
 /// One row of the conference table (seed 003, table 300).
@@ -131,6 +142,13 @@ pub struct Conference {
     pub created_unix: u64,
     /// Participant id -> user name, as the media server reported them.
     pub participants: BTreeMap<u32, String>,
+}
+
+impl Conference {
+    /// The conference's mode as a protocol value.
+    pub fn parsed_mode(&self) -> Mode {
+        self.mode.parse().unwrap_or_default()
+    }
 }
 
 /// Something that happened, for the API and the logs.

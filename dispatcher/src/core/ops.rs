@@ -88,11 +88,7 @@ impl Tables {
             .conferences
             .get(conference)
             .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
-        let mode = if c.mode == Mode::Mix.as_str() {
-            Mode::Mix
-        } else {
-            Mode::Reflect
-        };
+        let mode = c.parsed_mode();
         let from = c.server.clone();
         let target = select(
             self.servers.values(),
@@ -135,6 +131,7 @@ impl Tables {
             who,
         );
         Ok(Punt {
+            mode,
             from,
             to,
             account,
@@ -143,11 +140,7 @@ impl Tables {
     }
 
     /// A participant's user name, with its conference's server and account.
-    pub fn participant(
-        &self,
-        conference: &str,
-        participant: u32,
-    ) -> Result<(String, String, String), PlaceError> {
+    pub fn participant(&self, conference: &str, participant: u32) -> Result<Seat, PlaceError> {
         let c = self
             .conferences
             .get(conference)
@@ -156,7 +149,12 @@ impl Tables {
             .participants
             .get(&participant)
             .ok_or_else(|| PlaceError::UnknownParticipant(conference.to_owned(), participant))?;
-        Ok((name.clone(), c.server.clone(), c.account.clone()))
+        Ok(Seat {
+            name: name.clone(),
+            server: c.server.clone(),
+            account: c.account.clone(),
+            mode: c.parsed_mode(),
+        })
     }
 
     pub fn server(&self, id: &str) -> Option<&Server> {

@@ -370,3 +370,34 @@ fn contact_changes_are_logged_once() {
     ];
     assert_eq!(log, expected);
 }
+
+#[test]
+fn punts_and_moves_keep_the_conference_mode() {
+    let t0 = Instant::now();
+    let mut t = Tables::new();
+    let mix = Capabilities {
+        audio: true,
+        reflect: true,
+        mix: true,
+        ..Default::default()
+    };
+    t.register(t0, 0, "a", "127.0.0.1:1".parse().unwrap(), mix, 100);
+    t.register(t0, 0, "b", "127.0.0.1:2".parse().unwrap(), mix, 100);
+    let p = t.place(t0, 0, "room", "demo", Mode::Mix, TTL).unwrap();
+    t.user_joined(
+        Stamp {
+            now: t0,
+            unix_ms: 0,
+        },
+        &p.server,
+        "room",
+        1,
+        "ann",
+        "demo",
+    );
+    let seat = t.participant("room", 1).unwrap();
+    assert_eq!((seat.name.as_str(), seat.mode), ("ann", Mode::Mix));
+    let punt = t.punt(t0, 0, "room", TTL, "ops").unwrap();
+    assert_eq!(punt.mode, Mode::Mix);
+    assert_eq!(t.conference("room").unwrap().parsed_mode(), Mode::Mix);
+}
