@@ -37,6 +37,10 @@ struct Rig {
 
 impl Rig {
     fn new(members: u32, video: bool) -> Rig {
+        Rig::with_path(members, video, Reflector::new())
+    }
+
+    fn with_path(members: u32, video: bool, path: Reflector) -> Rig {
         let now = Instant::now();
         let cfg = MeshConfig {
             max_participants: members as usize + 8,
@@ -45,13 +49,7 @@ impl Rig {
             ..MeshConfig::default()
         };
         let mut mesh = Mesh::new(now, cfg);
-        mesh.handle_command(
-            now,
-            Command::CreateConference {
-                conf: CONF,
-                path: Reflector::new(),
-            },
-        );
+        mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
         for p in 0..members {
             mesh.handle_command(
                 now,
@@ -266,5 +264,34 @@ fn mixed(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, baseline, fanout, stages, mixed);
+/// Issue 5's budget: video through the full SFU logic (keyframe gating, the NACK
+/// retransmission cache, thinning and RTCP bookkeeping, enabled by declaring the payload
+/// type's codec) against plain forwarding of the same packets, in the same run.
+fn sfu(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sfu");
+    let n = 10u32;
+    for full in [false, true] {
+        let mut path = Reflector::new();
+        if full {
+            path.set_video_codec(96, reflector::VideoCodec::H264);
+        }
+        let mut rig = Rig::with_path(n + 1, true, path);
+        // An IDR first (NAL type 5) so every receiver is past its keyframe gate, then
+        // non-IDR reference slices (NAL type 1), as a running stream sends.
+        let mut pkt = rtp(VIDEO_SIZE, ssrc(0, MediaKind::Video), 96);
+        pkt[12] = 0x65;
+        let got = rig.forward(addr(0), &mut pkt);
+        assert_eq!(got, n as usize, "{:?}", rig.mesh.stats());
+        pkt[12] = 0x41;
+        assert_eq!(rig.forward(addr(0), &mut pkt), n as usize);
+        g.throughput(Throughput::Elements(u64::from(n)));
+        let name = if full { "full_sfu" } else { "plain" };
+        g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            b.iter(|| black_box(rig.forward(addr(0), &mut pkt)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, baseline, fanout, stages, mixed, sfu);
 criterion_main!(benches);

@@ -28,7 +28,9 @@ pub enum Command<P> {
     },
     /// The participant sends `kind` media with `ssrc` from `remote` and receives it at the same
     /// address (symmetric RTP). `Remote::Latch(ip)`: the address is learned from the first
-    /// packet from `ip` carrying `ssrc`. Replaces any earlier channel of that kind.
+    /// packet from `ip` carrying `ssrc`. `Remote::LatchTo { from, to }`: learned the same way,
+    /// but the participant receives at `to` (a plain-RTP tool). Replaces any earlier channel
+    /// of that kind.
     SetChannel {
         conf: ConfId,
         participant: ParticipantId,
@@ -36,6 +38,15 @@ pub enum Command<P> {
         remote: Remote,
         ssrc: u32,
         clock_rate: u32,
+    },
+    /// Simulcast: the participant's video channel sends several encodings. `layers` lists
+    /// every encoding's SSRC, the channel's own included, from lowest to highest quality (at
+    /// most [`crate::MAX_LAYERS`]). They all come from the channel's address; the path learns
+    /// them through [`crate::Path::on_simulcast`]. Rejected without a video channel.
+    SetSimulcast {
+        conf: ConfId,
+        participant: ParticipantId,
+        layers: Vec<u32>,
     },
     /// Per-receiver send budget in bits/s (None = unlimited). Over budget, video is shed
     /// before audio.
@@ -55,6 +66,13 @@ pub enum Command<P> {
         conf: ConfId,
         participant: ParticipantId,
         on: bool,
+    },
+    /// What a receiver negotiated or asked for about the video it gets: handed to the
+    /// conference's [`crate::Path::on_receiver_prefs`].
+    ReceiverPrefs {
+        conf: ConfId,
+        participant: ParticipantId,
+        prefs: crate::ReceiverPrefs,
     },
 }
 

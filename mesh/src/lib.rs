@@ -19,6 +19,8 @@ pub mod alloc_count;
 mod command;
 mod filter;
 mod mesh;
+pub mod rtcp;
+pub mod rtcp_write;
 pub mod rtp;
 mod scheduler;
 mod sender;
@@ -32,6 +34,7 @@ use std::time::Instant;
 pub use command::{Command, Event, MeshConfig};
 pub use mesh::{Mesh, PathOut};
 pub use rtp::RtpView;
+pub use sorter::StreamReport;
 pub use stats::{DropReason, MeshStats, QualitySummary, StreamStats};
 pub use tx::{TxBatch, TxPacket, TX_HEAD_MAX};
 
@@ -65,13 +68,21 @@ impl MediaKind {
     }
 }
 
-/// Where a participant's channel sends from and receives at (symmetric RTP).
+/// Where a participant's channel sends from and receives at (symmetric RTP, except
+/// [`Remote::LatchTo`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Remote {
     /// A fixed address announced by the client.
     Addr(std::net::SocketAddr),
     /// Learned from the first packet from this IP carrying the channel's SSRC (NAT traversal).
     Latch(std::net::IpAddr),
+    /// Asymmetric, for plain-RTP tools (ffmpeg, GStreamer) that send from an unknown port
+    /// and receive at a declared one: the source is latched like `Latch(from)`, and packets
+    /// for the participant go to `to` from the start.
+    LatchTo {
+        from: std::net::IpAddr,
+        to: std::net::SocketAddr,
+    },
 }
 
 /// The per-conference media path (reflector now, transcoder later).
@@ -96,8 +107,75 @@ pub trait Path {
     /// through `out`, which applies the receiver's scheduler and sender.
     fn on_tick(&mut self, _now: Instant, _members: &[ParticipantId], _out: &mut PathOut<'_>) {}
 
+    /// A compound RTCP packet (already validated by [`rtcp::is_valid`]) from member `src`.
+    /// `kind` is the channel whose SSRC sent it, `None` when the sender SSRC is none of
+    /// `src`'s (a receive-only endpoint's reports). The path terminates it and may answer or
+    /// relay through `out` (retransmissions, keyframe requests, reports). By default RTCP is
+    /// consumed and nothing is sent.
+    fn on_rtcp(
+        &mut self,
+        _now: Instant,
+        _src: ParticipantId,
+        _kind: Option<MediaKind>,
+        _data: &[u8],
+        _members: &[ParticipantId],
+        _out: &mut PathOut<'_>,
+    ) {
+    }
+
+    /// A sender's simulcast encodings (SSRCs, lowest quality first), from
+    /// [`Command::SetSimulcast`], applied between ticks.
+    fn on_simulcast(&mut self, _now: Instant, _participant: ParticipantId, _layers: &[u32]) {}
+
+    /// The header `receiver`'s copy of `src`'s video packet goes out with, when the path
+    /// rewrites it (one continuous stream across simulcast switches). Called for video only,
+    /// after the filter and scheduler admitted the packet. `None` sends it unchanged.
+    fn rewrite(
+        &mut self,
+        _src: ParticipantId,
+        _receiver: ParticipantId,
+        _pkt: &RtpView<'_>,
+    ) -> Option<Rewrite> {
+        None
+    }
+
+    /// A receiver's video preferences ([`Command::ReceiverPrefs`]), applied between ticks.
+    fn on_receiver_prefs(
+        &mut self,
+        _now: Instant,
+        _participant: ParticipantId,
+        _prefs: ReceiverPrefs,
+    ) {
+    }
+
     /// Push to talk from the control line (`talk on|off`), applied between ticks.
     fn on_talk(&mut self, _now: Instant, _participant: ParticipantId, _on: bool) {}
+
+    /// `participant`'s `kind` channel was set up or moved ([`Command::SetChannel`]), applied
+    /// between ticks. A member may join a round trip before its channel exists; what was
+    /// routed to it meanwhile went nowhere, so a path that starts receivers at a keyframe
+    /// starts this one again here.
+    fn on_channel(&mut self, _now: Instant, _participant: ParticipantId, _kind: MediaKind) {}
+}
+
+/// Most simulcast encodings one sender may declare.
+pub const MAX_LAYERS: usize = 3;
+
+/// What a receiver negotiated or asked for about the video it gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverPrefs {
+    /// Highest simulcast layer wanted (0 = lowest); `None`: whatever the estimate allows.
+    pub max_layer: Option<u8>,
+    /// Retransmissions as RTX (RFC 4588) with this payload type; `None`: plain resends.
+    pub rtx_payload_type: Option<u8>,
+}
+
+/// A receiver's own RTP header fields for one forwarded packet (see [`Path::rewrite`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub ssrc: u32,
+    pub sequence_number: u16,
+    pub timestamp: u32,
 }
 
 /// Why bytes could not be read as RTP.
@@ -109,4 +187,6 @@ pub enum ParseError {
     BadVersion(u8),
     #[error("padding count is zero or longer than the body")]
     BadPadding,
+    #[error("RTCP packet body does not match its type")]
+    BadRtcp,
 }

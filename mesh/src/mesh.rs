@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::filter::{Candidate, Filter};
+use crate::rtcp;
 use crate::rtp::{self, RtpView};
 use crate::scheduler::Scheduler;
 use crate::sender::{store_body, Sender, TxLimits};
-use crate::sorter::{Sorter, SourceIndex};
+use crate::sorter::{Sorter, SourceIndex, StreamReport};
 use crate::{
     Command, ConfId, DropReason, Event, MediaKind, MeshConfig, MeshStats, ParticipantId, Path,
     QualitySummary, StreamStats, TxBatch,
@@ -80,12 +81,7 @@ impl<P: Path> Mesh<P> {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
         if rtp::is_rtcp(data) {
-            // Strangers' RTCP counts as unknown like any other stranger's packet.
-            let reason = match self.index.owner(&from) {
-                Some(_) => DropReason::Rtcp,
-                None => DropReason::UnknownSource,
-            };
-            self.stats.drop(reason);
+            self.handle_rtcp(now, from, data);
             return;
         }
         let Ok(pkt) = RtpView::parse(data) else {
@@ -96,6 +92,38 @@ impl<P: Path> Mesh<P> {
             Some((conf, src, kind)) => self.forward(now, conf, src, kind, &pkt),
             None => self.stats.drop(DropReason::UnknownSource),
         }
+    }
+
+    /// RTCP from a known address goes to its conference's path, which terminates it (and may
+    /// answer through [`PathOut`]); strangers' RTCP counts as unknown like any stranger's
+    /// packet, and a compound that does not parse is dropped before the path sees it.
+    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Some((c, p)) = self.index.owner(&from) else {
+            self.stats.drop(DropReason::UnknownSource);
+            return;
+        };
+        let Some(conf) = self.conferences.get_mut(&c) else {
+            self.stats.drop(DropReason::UnknownSource);
+            return;
+        };
+        if !rtcp::is_valid(data) {
+            self.stats.drop(DropReason::Rtcp);
+            return;
+        }
+        self.stats.rtcp_in += 1;
+        let kind = rtcp::sender_ssrc(data).and_then(|ssrc| conf.sorter.kind_of(p, ssrc));
+        let mut out = PathOut {
+            now,
+            conf: c,
+            sorter: &conf.sorter,
+            receivers: &mut conf.receivers,
+            tx: &mut self.tx,
+            limits: self.limits,
+            stats: &mut self.stats,
+            events: &mut self.events,
+        };
+        conf.path
+            .on_rtcp(now, p, kind, data, &conf.members, &mut out);
     }
 
     /// Sorter stage: finds the stream, latching a pending channel on its first packet.
@@ -119,8 +147,10 @@ impl<P: Path> Mesh<P> {
         {
             return None;
         }
+        // A `Remote::LatchTo` keeps sending to its declared port, not to `from`.
+        let dest = conf.sorter.send_addr(p, kind).or(Some(from));
         if let Some(rx) = conf.receivers.get_mut(&p) {
-            rx.sender.set_channel(kind, Some(from));
+            rx.sender.set_channel(kind, dest);
         }
         self.events.push_back(Event::Latched {
             conf: c,
@@ -168,7 +198,12 @@ impl<P: Path> Mesh<P> {
             match verdict {
                 Ok(dest) => {
                     let body = *body.get_or_insert_with(|| store_body(&mut self.tx, pkt));
-                    rx.sender.write(&mut self.tx, dest, kind, pkt, body);
+                    let rewrite = match kind {
+                        MediaKind::Audio => None,
+                        MediaKind::Video => conf.path.rewrite(src, *rid, pkt),
+                    };
+                    rx.sender
+                        .write(&mut self.tx, dest, kind, pkt, body, rewrite);
                     self.stats.packets_out += 1;
                     self.stats.bytes_out += len as u64;
                 }
@@ -201,6 +236,7 @@ impl<P: Path> Mesh<P> {
                 let mut out = PathOut {
                     now,
                     conf,
+                    sorter: &c.sorter,
                     receivers: &mut c.receivers,
                     tx: &mut self.tx,
                     limits: self.limits,
@@ -296,10 +332,25 @@ impl<P: Path> Mesh<P> {
                         if let Some(rx) = c.receivers.get_mut(&participant) {
                             rx.sender.set_channel(kind, addr);
                         }
+                        c.path.on_channel(now, participant, kind);
                         true
                     }
                     Err(_) => false,
                 }
+            }
+            Command::SetSimulcast {
+                conf,
+                participant,
+                layers,
+            } => {
+                let Some(c) = self.conferences.get_mut(&conf) else {
+                    return false;
+                };
+                let ok = c.sorter.set_layers(participant, &layers);
+                if ok {
+                    c.path.on_simulcast(now, participant, &layers);
+                }
+                ok
             }
             Command::SetBudget {
                 conf,
@@ -327,6 +378,17 @@ impl<P: Path> Mesh<P> {
             } => match self.conferences.get_mut(&conf) {
                 Some(c) if c.members.contains(&participant) => {
                     c.path.on_talk(now, participant, on);
+                    true
+                }
+                _ => false,
+            },
+            Command::ReceiverPrefs {
+                conf,
+                participant,
+                prefs,
+            } => match self.conferences.get_mut(&conf) {
+                Some(c) if c.members.contains(&participant) => {
+                    c.path.on_receiver_prefs(now, participant, prefs);
                     true
                 }
                 _ => false,
@@ -407,12 +469,13 @@ impl<P: Path> Mesh<P> {
     }
 }
 
-/// What a path's [`Path::on_tick`] sends through: each packet goes to one receiver through
-/// that receiver's sender (channel and address) and scheduler (budget), as forwarded packets
-/// do, and is counted the same way.
+/// What a path's [`Path::on_tick`] and [`Path::on_rtcp`] send through: each packet goes to
+/// one receiver through that receiver's sender (channel and address) and, media only,
+/// scheduler (budget), as forwarded packets do, and is counted the same way.
 pub struct PathOut<'a> {
     now: Instant,
     conf: ConfId,
+    sorter: &'a Sorter,
     receivers: &'a mut HashMap<ParticipantId, Receiver>,
     tx: &'a mut TxBatch,
     limits: TxLimits,
@@ -423,16 +486,36 @@ pub struct PathOut<'a> {
 impl PathOut<'_> {
     /// Queues a whole audio RTP packet for `to`; false (and counted) when it is dropped.
     pub fn send(&mut self, to: ParticipantId, packet: &[u8]) -> bool {
+        self.send_media(to, MediaKind::Audio, packet)
+    }
+
+    /// Queues a whole RTP packet of `kind` (a mixed frame, a retransmission) for `to` through
+    /// its scheduler; false (and counted) when it is dropped.
+    pub fn send_media(&mut self, to: ParticipantId, kind: MediaKind, packet: &[u8]) -> bool {
+        self.push(to, kind, packet, true)
+    }
+
+    /// Queues an RTCP packet for `to` on its `kind` channel (feedback to a sender, reports to
+    /// a receiver). RTCP is small and keeps the media flowing, so the budget does not apply.
+    pub fn send_rtcp(&mut self, to: ParticipantId, kind: MediaKind, packet: &[u8]) -> bool {
+        let sent = self.push(to, kind, packet, false);
+        self.stats.rtcp_out += u64::from(sent);
+        sent
+    }
+
+    fn push(&mut self, to: ParticipantId, kind: MediaKind, packet: &[u8], budget: bool) -> bool {
         let Some(rx) = self.receivers.get_mut(&to) else {
             self.stats.drop(DropReason::UnknownReceiver);
             return false;
         };
-        let kind = MediaKind::Audio;
         let len = packet.len();
         let verdict = rx
             .sender
             .prepare(kind, len, self.tx, self.limits)
-            .and_then(|dest| rx.scheduler.admit(self.now, kind, len).map(|()| dest));
+            .and_then(|dest| match budget {
+                true => rx.scheduler.admit(self.now, kind, len).map(|()| dest),
+                false => Ok(dest),
+            });
         match verdict {
             Ok(dest) => {
                 self.tx.push(dest, packet);
@@ -445,6 +528,20 @@ impl PathOut<'_> {
                 false
             }
         }
+    }
+
+    /// The time of the call this output belongs to.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// How the mesh receives `participant`'s `kind` stream, for the path's receiver reports.
+    pub fn stream_report(
+        &self,
+        participant: ParticipantId,
+        kind: MediaKind,
+    ) -> Option<StreamReport> {
+        self.sorter.report(participant, kind)
     }
 
     /// Reports a participant's reception quality to the control plane (`quality` lines).

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use crate::rtp::RTP_HEADER_LEN;
 use crate::tx::Shared;
-use crate::{DropReason, MediaKind, RtpView, TxBatch};
+use crate::{DropReason, MediaKind, Rewrite, RtpView, TxBatch};
 
 /// Batch limits from the mesh configuration.
 #[derive(Clone, Copy, Debug)]
@@ -65,10 +65,15 @@ impl Sender {
         kind: MediaKind,
         pkt: &RtpView<'_>,
         body: Shared,
+        rewrite: Option<Rewrite>,
     ) {
-        let _head = tx.push_shared(dest, &pkt.as_bytes()[..RTP_HEADER_LEN], body);
-        // Header rewriting for seamless switches will edit `_head` (SSRC, sequence,
-        // timestamp) here.
+        let head = tx.push_shared(dest, &pkt.as_bytes()[..RTP_HEADER_LEN], body);
+        // The receiver's own view of a switched stream: only the fixed header changes.
+        if let Some(r) = rewrite {
+            head[2..4].copy_from_slice(&r.sequence_number.to_be_bytes());
+            head[4..8].copy_from_slice(&r.timestamp.to_be_bytes());
+            head[8..12].copy_from_slice(&r.ssrc.to_be_bytes());
+        }
         let c = &mut self.sent[kind.index()];
         c.packets += 1;
         c.bytes += pkt.len() as u64;
@@ -123,6 +128,28 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_changes_only_this_receivers_header() {
+        let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let mut s = Sender::default();
+        s.set_channel(MediaKind::Video, Some(a));
+        let data = pkt();
+        let view = RtpView::parse(&data).unwrap();
+        let mut tx = TxBatch::default();
+        let body = store_body(&mut tx, &view);
+        let r = Rewrite {
+            ssrc: 0xaabb_ccdd,
+            sequence_number: 0x1234,
+            timestamp: 0x0102_0304,
+        };
+        s.write(&mut tx, a, MediaKind::Video, &view, body, Some(r));
+        s.write(&mut tx, a, MediaKind::Video, &view, body, None);
+        let out: Vec<Vec<u8>> = tx.iter().map(|(_, p)| p.to_vec()).collect();
+        let mut want = data.clone();
+        want[2..12].copy_from_slice(&[0x12, 0x34, 1, 2, 3, 4, 0xaa, 0xbb, 0xcc, 0xdd]);
+        assert_eq!(out, vec![want, data]);
+    }
+
+    #[test]
     fn writes_unchanged_and_respects_limits() {
         let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
         let mut s = Sender::default();
@@ -135,7 +162,7 @@ mod tests {
             let dest = s
                 .prepare(MediaKind::Video, data.len(), &tx, LIMITS)
                 .unwrap();
-            s.write(&mut tx, dest, MediaKind::Video, &view, body);
+            s.write(&mut tx, dest, MediaKind::Video, &view, body, None);
         }
         let (dest, first) = tx.iter().next().unwrap();
         assert_eq!((dest, first.to_vec()), (a, data.clone()));

@@ -132,6 +132,14 @@ impl StreamState {
     }
 }
 
+/// What a receiver report says about one incoming stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamReport {
+    pub ssrc: u32,
+    pub clock_rate: u32,
+    pub stats: StreamStats,
+}
+
 /// One declared incoming stream of a participant.
 #[derive(Clone, Debug)]
 pub(crate) struct Channel {
@@ -140,6 +148,8 @@ pub(crate) struct Channel {
     /// Where packets come from and go to; `None` while a latch is pending.
     addr: Option<SocketAddr>,
     stream: StreamState,
+    /// Simulcast: the other encodings' SSRCs, each with its own statistics.
+    layers: Vec<(u32, StreamState)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -203,7 +213,7 @@ impl SourceIndex {
                     self.addrs.remove(&a);
                 }
             }
-            (None, Remote::Latch(ip)) => {
+            (None, Remote::Latch(ip) | Remote::LatchTo { from: ip, .. }) => {
                 self.latches.remove(&(ip, ch.ssrc));
             }
             (None, Remote::Addr(_)) => {}
@@ -258,7 +268,7 @@ impl Sorter {
     }
 
     /// Installs or replaces a channel and keeps the index in step. Returns the address to send
-    /// to (`None` until a latch binds).
+    /// to (`None` until a latch binds; a [`Remote::LatchTo`] knows it at once).
     pub(crate) fn set_channel(
         &mut self,
         index: &mut SourceIndex,
@@ -280,7 +290,7 @@ impl Sorter {
         }
         let free = match remote {
             Remote::Addr(a) => index.addr_free_for(&a, key),
-            Remote::Latch(ip) => !matches!(
+            Remote::Latch(ip) | Remote::LatchTo { from: ip, .. } => !matches!(
                 index.pending_latch(ip, ssrc),
                 Some(owner) if owner != (key.0, key.1, kind)
             ),
@@ -300,14 +310,22 @@ impl Sorter {
                 index.latches.insert((ip, ssrc), (key.0, key.1, kind));
                 None
             }
+            Remote::LatchTo { from, .. } => {
+                index.latches.insert((from, ssrc), (key.0, key.1, kind));
+                None
+            }
         };
         src.channels[kind.index()] = Some(Channel {
             remote,
             ssrc,
             addr,
             stream: StreamState::new(clock_rate),
+            layers: Vec::new(),
         });
-        Ok(addr)
+        Ok(match remote {
+            Remote::LatchTo { to, .. } => Some(to),
+            _ => addr,
+        })
     }
 
     /// Binds a pending latch of `pid` to `from`, if the address is not someone else's.
@@ -329,7 +347,11 @@ impl Sorter {
         else {
             return false;
         };
-        if ch.ssrc != ssrc || ch.addr.is_some() || ch.remote != Remote::Latch(from.ip()) {
+        let latch_ip = match ch.remote {
+            Remote::Latch(ip) | Remote::LatchTo { from: ip, .. } => Some(ip),
+            Remote::Addr(_) => None,
+        };
+        if ch.ssrc != ssrc || ch.addr.is_some() || latch_ip != Some(from.ip()) {
             return false;
         }
         ch.addr = Some(from);
@@ -355,9 +377,79 @@ impl Sorter {
                         .update(now, pkt.sequence_number(), pkt.timestamp());
                     return Some(kind);
                 }
+                // Another simulcast encoding of this channel, from the same address.
+                if ch.addr == Some(from) {
+                    if let Some((_, st)) = ch.layers.iter_mut().find(|(s, _)| *s == ssrc) {
+                        st.update(now, pkt.sequence_number(), pkt.timestamp());
+                        return Some(kind);
+                    }
+                }
             }
         }
         None
+    }
+
+    /// Where `pid`'s `kind` media goes: the bound source address, or a
+    /// [`Remote::LatchTo`]'s declared receive address. `None` while a latch is pending.
+    pub(crate) fn send_addr(&self, pid: ParticipantId, kind: MediaKind) -> Option<SocketAddr> {
+        let ch = self.sources.get(&pid)?.channels[kind.index()].as_ref()?;
+        match ch.remote {
+            Remote::LatchTo { to, .. } => Some(to),
+            _ => ch.addr,
+        }
+    }
+
+    /// The SSRC, clock rate and reception statistics of `pid`'s `kind` stream, for
+    /// receiver reports.
+    pub(crate) fn report(&self, pid: ParticipantId, kind: MediaKind) -> Option<StreamReport> {
+        let ch = self.sources.get(&pid)?.channels[kind.index()].as_ref()?;
+        Some(StreamReport {
+            ssrc: ch.ssrc,
+            clock_rate: ch.stream.clock_rate,
+            stats: ch.stream.stats(),
+        })
+    }
+
+    /// Declares `pid`'s simulcast encodings (see [`crate::Command::SetSimulcast`]): the
+    /// video channel's SSRC among at most [`crate::MAX_LAYERS`] distinct ones, none of them
+    /// the audio channel's. False (and nothing changed) otherwise.
+    pub(crate) fn set_layers(&mut self, pid: ParticipantId, layers: &[u32]) -> bool {
+        let Some(src) = self.sources.get_mut(&pid) else {
+            return false;
+        };
+        let audio = src.channels[MediaKind::Audio.index()]
+            .as_ref()
+            .map(|c| c.ssrc);
+        let Some(ch) = &mut src.channels[MediaKind::Video.index()] else {
+            return false;
+        };
+        let distinct = layers
+            .iter()
+            .enumerate()
+            .all(|(i, s)| !layers[..i].contains(s) && Some(*s) != audio);
+        if layers.is_empty()
+            || layers.len() > crate::MAX_LAYERS
+            || !distinct
+            || !layers.contains(&ch.ssrc)
+        {
+            return false;
+        }
+        let rate = ch.stream.clock_rate;
+        ch.layers = layers
+            .iter()
+            .filter(|&&s| s != ch.ssrc)
+            .map(|&s| (s, StreamState::new(rate)))
+            .collect();
+        true
+    }
+
+    /// Which of `pid`'s channels sends with `ssrc` (RTCP sender SSRCs are media SSRCs).
+    pub(crate) fn kind_of(&self, pid: ParticipantId, ssrc: u32) -> Option<MediaKind> {
+        let src = self.sources.get(&pid)?;
+        MediaKind::ALL.into_iter().find(|k| {
+            matches!(&src.channels[k.index()],
+                Some(c) if c.ssrc == ssrc || c.layers.iter().any(|(s, _)| *s == ssrc))
+        })
     }
 
     pub(crate) fn set_muted(&mut self, pid: ParticipantId, muted: bool) -> bool {
@@ -662,5 +754,33 @@ mod tests {
         assert!(!so.bind_latch(&mut idx, (7, 1), MediaKind::Audio, v4("10.0.0.5:5001"), 8));
         assert!(so.bind_latch(&mut idx, (7, 1), MediaKind::Audio, v4("10.0.0.5:5001"), 9));
         assert_eq!(idx.owner(&v4("10.0.0.5:5001")), Some((7, 1)));
+    }
+
+    /// A plain-RTP tool: the source is latched by IP and SSRC, media goes to the declared
+    /// receive port from the start and stays there after the latch binds.
+    #[test]
+    fn latch_to_sends_to_the_declared_port() {
+        let mut idx = SourceIndex::with_capacity(4);
+        let mut so = Sorter::with_capacity(4);
+        so.add(1);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let to = v4("127.0.0.1:5004");
+        let remote = Remote::LatchTo { from: ip, to };
+        assert_eq!(
+            so.set_channel(&mut idx, (7, 1), MediaKind::Audio, remote, 1111, RATE),
+            Ok(Some(to))
+        );
+        assert_eq!(so.send_addr(1, MediaKind::Audio), Some(to));
+        assert_eq!(idx.pending_latch(ip, 1111), Some((7, 1, MediaKind::Audio)));
+        // The receive port is not a source: nothing from it is accepted.
+        assert_eq!(idx.owner(&to), None);
+        let src = v4("127.0.0.1:40123");
+        assert!(!so.bind_latch(&mut idx, (7, 1), MediaKind::Audio, src, 2222));
+        assert!(so.bind_latch(&mut idx, (7, 1), MediaKind::Audio, src, 1111));
+        assert_eq!(idx.owner(&src), Some((7, 1)));
+        assert_eq!(so.send_addr(1, MediaKind::Audio), Some(to));
+        so.remove(&mut idx, 7, 1);
+        assert_eq!(idx.address_count(), 0);
+        assert_eq!(idx.pending_latch(ip, 1111), None);
     }
 }

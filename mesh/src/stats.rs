@@ -7,7 +7,7 @@ pub enum DropReason {
     Malformed,
     /// An address or SSRC that no channel set up. Nothing is ever sent in response.
     UnknownSource,
-    /// RTCP (RFC 5761 demux) is recognized and consumed, not forwarded yet.
+    /// RTCP (RFC 5761 demux) from a known source whose compound packet does not parse.
     Rtcp,
     /// Never echo a participant's own stream back to it.
     OwnStream,
@@ -69,6 +69,10 @@ pub struct MeshStats {
     pub bytes_in: u64,
     pub packets_out: u64,
     pub bytes_out: u64,
+    /// Valid RTCP compounds from members, handed to the path.
+    pub rtcp_in: u64,
+    /// RTCP packets the path sent (also counted in `packets_out`).
+    pub rtcp_out: u64,
     pub commands_applied: u64,
     /// Commands that did not fit the state when applied (see [`crate::Command`]).
     pub commands_rejected: u64,

@@ -71,6 +71,14 @@ fn forwarding_does_not_allocate_after_warm_up() {
             let id = n % PEOPLE + 1;
             let kind = MediaKind::ALL[(n / PEOPLE) as usize % 2];
             let len = if kind == MediaKind::Audio { 160 } else { 1200 };
+            // Every tenth datagram is a compound RTCP (RR + SDES) from a member, which the
+            // mesh validates and hands to the path.
+            if n % 10 == 9 {
+                let mut c = vec![0x80, 201, 0, 1];
+                c.extend_from_slice(&ssrc(id, kind).to_be_bytes());
+                c.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0, 0]);
+                return (addr(id), c);
+            }
             (addr(id), rtp(ssrc(id, kind), n as u16, n * 960, len))
         })
         .collect();
@@ -107,6 +115,7 @@ fn forwarding_does_not_allocate_after_warm_up() {
     assert_eq!(allocs, 0, "heap allocations while forwarding");
     let st = mesh.stats();
     assert!(st.drops(mesh::DropReason::OverBudget) > 0);
+    assert_eq!(st.rtcp_in, 200, "every RTCP compound reached the path");
 }
 
 /// The counter itself works: an allocation inside `counted` is seen, so the zero above

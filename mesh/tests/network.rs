@@ -102,10 +102,12 @@ fn strangers_get_nothing() {
         net.send_raw(addr(1), &rtp(ssrc(2, MediaKind::Audio), 0, 0, 100)),
         0
     );
-    // RTCP receiver report from a stranger, then from a participant.
+    // RTCP receiver report from a stranger, then from a participant (handed to the path,
+    // which sends nothing here), then a truncated one from the participant.
     let rr = [0x80, 201, 0, 1, 0, 0, 3, 0xe9];
     assert_eq!(net.send_raw(stranger, &rr), 0);
     assert_eq!(net.send_raw(addr(1), &rr), 0);
+    assert_eq!(net.send_raw(addr(1), &rr[..6]), 0);
     // Garbage.
     assert_eq!(net.send_raw(addr(1), &[0x80, 96, 0]), 0);
     assert_eq!(net.send_raw(stranger, &[0u8; 40]), 0);
@@ -113,6 +115,7 @@ fn strangers_get_nothing() {
     let st = net.mesh.stats();
     assert_eq!(st.drops(DropReason::UnknownSource), 4);
     assert_eq!(st.drops(DropReason::Rtcp), 1);
+    assert_eq!(st.rtcp_in, 1);
     assert_eq!(st.drops(DropReason::Malformed), 2);
     assert_eq!(st.packets_out, 0);
     assert!(net.inbox.is_empty());
@@ -450,4 +453,33 @@ fn quality_sums_over_streams() {
     let q = net.mesh.quality();
     assert_eq!(q.lost, 4);
     assert!(q.max_jitter_ms >= 0.0);
+}
+
+#[test]
+fn simulcast_layers_are_accepted_from_the_video_channel_only() {
+    let mut net = three();
+    let video = ssrc(1, MediaKind::Video);
+    let layers = |l: Vec<u32>| Command::SetSimulcast {
+        conf: CONF,
+        participant: 1,
+        layers: l,
+    };
+    // Not declared yet: a stranger's SSRC.
+    assert_eq!(net.send_raw(addr(1), &rtp(0x9001, 0, 0, 100)), 0);
+    // Rejected: without the channel's SSRC, with the audio SSRC, duplicated, too many.
+    net.command(layers(vec![0x9001, 0x9002]));
+    net.command(layers(vec![0x9001, ssrc(1, MediaKind::Audio), video]));
+    net.command(layers(vec![0x9001, 0x9001, video]));
+    net.command(layers(vec![0x9001, 0x9002, 0x9003, video]));
+    net.command(layers(vec![0x9001, 0x9002, video]));
+    let rejected = net.mesh.stats().commands_rejected;
+    net.tick(TICK);
+    assert_eq!(net.mesh.stats().commands_rejected, rejected + 4);
+    // Each layer is its own stream from the channel's address, forwarded as video.
+    assert_eq!(net.send_raw(addr(1), &rtp(0x9001, 0, 0, 100)), 2);
+    assert_eq!(net.send_raw(addr(1), &rtp(0x9002, 0, 0, 100)), 2);
+    assert_eq!(net.send_raw(addr(2), &rtp(0x9002, 1, 0, 100)), 0);
+    assert_eq!(net.count_from(addr(2), 0x9001), 1);
+    // Strangers: the layer before it was declared, and from another address.
+    assert_eq!(net.mesh.stats().drops(DropReason::UnknownSource), 2);
 }

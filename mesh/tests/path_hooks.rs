@@ -1,6 +1,6 @@
 //! The path's tick and talk hooks: packets a path produces on a tick go out through each
-//! receiver's sender and scheduler; `Command::Talk` reaches the path between ticks; talk
-//! and quality notices become events.
+//! receiver's sender and scheduler; `Command::Talk` and channel set-ups reach the path
+//! between ticks; talk and quality notices become events.
 
 mod common;
 
@@ -17,6 +17,7 @@ use mesh::{
 struct Ticker {
     talks: Vec<(ParticipantId, bool)>,
     ticks: u32,
+    channels: Vec<(ParticipantId, MediaKind)>,
 }
 
 impl Path for Ticker {
@@ -47,6 +48,35 @@ impl Path for Ticker {
     fn on_talk(&mut self, _now: Instant, participant: ParticipantId, on: bool) {
         self.talks.push((participant, on));
     }
+
+    fn on_channel(&mut self, _now: Instant, participant: ParticipantId, kind: MediaKind) {
+        self.channels.push((participant, kind));
+    }
+}
+
+/// Each channel that is set up reaches the path (a keyframe-gating path restarts the
+/// receiver there); one that is refused does not.
+#[test]
+fn channel_set_ups_reach_the_path() {
+    let mut net: Net<Ticker> = Net::new(MeshConfig::default());
+    net.conference(Ticker::default(), &[1, 2]);
+    let want = vec![
+        (1, MediaKind::Audio),
+        (1, MediaKind::Video),
+        (2, MediaKind::Audio),
+        (2, MediaKind::Video),
+    ];
+    assert_eq!(net.mesh.path(CONF).unwrap().channels, want);
+    net.command(Command::SetChannel {
+        conf: CONF,
+        participant: 9,
+        kind: MediaKind::Video,
+        remote: mesh::Remote::Addr(addr(9)),
+        ssrc: 0x9999,
+        clock_rate: 90_000,
+    });
+    net.tick(Duration::from_millis(10));
+    assert_eq!(net.mesh.path(CONF).unwrap().channels, want);
 }
 
 #[test]
@@ -108,4 +138,64 @@ fn talk_commands_reach_the_path_and_come_back_as_events() {
         })
     );
     assert_eq!(net.mesh.poll_event(), None);
+}
+
+/// A path that answers every RTCP compound with the same bytes to every other member's
+/// channel of the kind the mesh resolved (video when it could not), and records the calls.
+#[derive(Default)]
+struct Echo {
+    calls: Vec<(ParticipantId, Option<MediaKind>, usize)>,
+}
+
+impl Path for Echo {
+    fn route(
+        &mut self,
+        _now: Instant,
+        _src: ParticipantId,
+        _kind: MediaKind,
+        _pkt: &RtpView<'_>,
+        _members: &[ParticipantId],
+        _out: &mut Vec<ParticipantId>,
+    ) {
+    }
+
+    fn on_rtcp(
+        &mut self,
+        _now: Instant,
+        src: ParticipantId,
+        kind: Option<MediaKind>,
+        data: &[u8],
+        members: &[ParticipantId],
+        out: &mut PathOut<'_>,
+    ) {
+        self.calls.push((src, kind, data.len()));
+        for &m in members.iter().filter(|&&m| m != src) {
+            out.send_rtcp(m, kind.unwrap_or(MediaKind::Video), data);
+        }
+    }
+}
+
+#[test]
+fn rtcp_from_members_reaches_the_path_with_its_kind() {
+    let mut net: Net<Echo> = Net::new(MeshConfig::default());
+    net.conference(Echo::default(), &[1, 2, 3]);
+    net.drain();
+    // An SR from 1's video SSRC, an RR from an SSRC none of 1's channels use.
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&ssrc(1, MediaKind::Video).to_be_bytes());
+    sr.resize(28, 0);
+    let rr = [0x80, 201, 0, 1, 0, 0, 0x0b, 0xad];
+    assert_eq!(net.send_raw(addr(1), &sr), 2);
+    assert_eq!(net.send_raw(addr(1), &rr), 2);
+    // Malformed (length past the end) and from a stranger: the path never sees them.
+    assert_eq!(net.send_raw(addr(1), &[0x80, 201, 0, 9, 0, 0, 0, 1]), 0);
+    let stranger = "192.0.2.9:5000".parse().unwrap();
+    assert_eq!(net.send_raw(stranger, &rr), 0);
+    let calls = &net.mesh.path(CONF).unwrap().calls;
+    assert_eq!(calls, &vec![(1, Some(MediaKind::Video), 28), (1, None, 8)]);
+    let st = net.mesh.stats();
+    assert_eq!((st.rtcp_in, st.rtcp_out), (2, 4));
+    assert_eq!(st.drops(DropReason::Rtcp), 1);
+    assert_eq!(st.drops(DropReason::UnknownSource), 1);
+    assert_eq!(net.inbox[&addr(2)][0], sr);
 }

@@ -5,12 +5,31 @@
 //! membership changes. Keeping an explicit table (rather than "everyone but the sender"
 //! computed per packet) is what later lets a receiver subscribe to a simulcast layer or be
 //! thinned per source.
+//!
+//! Video gets the SFU's care: per-source keyframe gating and requests ([`video`]),
+//! NACK answers from a retransmission cache ([`nack`]), and the RTCP it terminates
+//! ([`feedback`]).
 
-use std::collections::HashMap;
+mod feedback;
+pub mod keyframe;
+mod lastn;
+pub mod nack;
+mod simulcast;
+mod video;
+
+use mesh::FastMap as HashMap;
 use std::time::Instant;
 
 use mesh::talk::{self, TalkDetector};
-use mesh::{MediaKind, ParticipantId, Path, RtpView};
+use mesh::{MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
+
+pub use feedback::{Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REPORT_INTERVAL};
+pub use keyframe::VideoCodec;
+use lastn::LastN;
+pub use lastn::DEFAULT_AUDIO_LEVEL_ID;
+use simulcast::Simulcast;
+use video::VideoSource;
+pub use video::{KeyframeMethod, KEYFRAME_INTERVAL, SFU_SSRC};
 
 /// Who receives one source's media.
 #[derive(Clone, Debug, Default)]
@@ -20,7 +39,7 @@ struct Entry {
 }
 
 /// The forwarding table of one conference.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct Reflector {
     /// The membership the table was built for; compared on every packet to spot changes.
     members: Vec<ParticipantId>,
@@ -28,6 +47,50 @@ pub struct Reflector {
     rebuilds: u64,
     /// Push-to-talk runs (`talk on|off`), for smart duplex when forwarding audio.
     talk: HashMap<ParticipantId, TalkDetector>,
+    /// Video codec by RTP payload type; unset types are forwarded without keyframe gating.
+    codecs: [Option<VideoCodec>; 128],
+    /// Per video source; created at its first packet.
+    video: HashMap<ParticipantId, VideoSource>,
+    /// Sources that declared simulcast encodings; their video is routed here, not `video`.
+    simulcast: HashMap<ParticipantId, Simulcast>,
+    /// Receivers whose estimate is below what their video takes: they get half the frame
+    /// rate (droppable frames left out), see [`keyframe::is_droppable`].
+    thinned: Vec<ParticipantId>,
+    last_n: LastN,
+    /// Per receiver, from `Command::ReceiverPrefs`.
+    prefs: HashMap<ParticipantId, ReceiverPrefs>,
+    /// RTX sequence numbers per (receiver, media SSRC).
+    rtx_seqs: HashMap<(ParticipantId, u32), u16>,
+    keyframe_method: HashMap<ParticipantId, KeyframeMethod>,
+    /// Per receiver, from its RTCP.
+    estimates: HashMap<ParticipantId, Estimate>,
+    /// Per incoming stream (source, kind index), for the reflector's receiver reports.
+    reports: HashMap<(ParticipantId, usize), feedback::ReportState>,
+    next_report: Option<Instant>,
+    stats: ReflectorStats,
+}
+
+impl Default for Reflector {
+    fn default() -> Self {
+        Self {
+            members: Vec::new(),
+            table: HashMap::default(),
+            rebuilds: 0,
+            talk: HashMap::default(),
+            codecs: [None; 128],
+            video: HashMap::default(),
+            simulcast: HashMap::default(),
+            thinned: Vec::new(),
+            last_n: LastN::default(),
+            prefs: HashMap::default(),
+            rtx_seqs: HashMap::default(),
+            keyframe_method: HashMap::default(),
+            estimates: HashMap::default(),
+            reports: HashMap::default(),
+            next_report: None,
+            stats: ReflectorStats::default(),
+        }
+    }
 }
 
 impl Reflector {
@@ -47,11 +110,72 @@ impl Reflector {
         self.rebuilds
     }
 
+    /// Declares that video with payload type `pt` is `codec`, which enables keyframe gating
+    /// for new receivers (and thinning) on it.
+    pub fn set_video_codec(&mut self, pt: u8, codec: VideoCodec) {
+        if let Some(slot) = self.codecs.get_mut(usize::from(pt)) {
+            *slot = Some(codec);
+        }
+    }
+
+    /// Last-N: forward video only from the `n` most recent speakers (`None`: everyone), as
+    /// detected from the RFC 6464 audio level under one-byte extension id `audio_level_id`.
+    pub fn set_last_n(&mut self, n: Option<usize>, audio_level_id: u8) {
+        self.last_n.set(n, audio_level_id);
+    }
+
+    /// Whether `src`'s video is forwarded under last-N now.
+    pub fn forwards_video_of(&self, src: ParticipantId) -> bool {
+        self.last_n.forwards(src)
+    }
+
+    /// The member who started talking most recently and still talks (last-N only).
+    pub fn dominant_speaker(&self) -> Option<ParticipantId> {
+        self.last_n.dominant()
+    }
+
+    /// How `src` is asked for keyframes (PLI unless set).
+    pub fn set_keyframe_method(&mut self, src: ParticipantId, method: KeyframeMethod) {
+        self.keyframe_method.insert(src, method);
+    }
+
+    /// Counters of the RTCP work.
+    pub fn stats(&self) -> &ReflectorStats {
+        &self.stats
+    }
+
+    /// What `receiver`'s feedback says about its downlink.
+    pub fn estimate(&self, receiver: ParticipantId) -> Option<Estimate> {
+        self.estimates.get(&receiver).copied()
+    }
+
     /// Brings the table in line with `members`. Cheap when nothing changed: one slice compare.
     pub fn sync(&mut self, members: &[ParticipantId]) {
         if self.members == members {
             return;
         }
+        // Every video source gets its new receivers, who wait for a keyframe.
+        for (src, v) in &mut self.video {
+            for &m in members.iter().filter(|&m| m != src) {
+                if !self.members.contains(&m) {
+                    v.add_receiver(m);
+                }
+            }
+            v.waiting.retain(|w| members.contains(w));
+        }
+        self.video.retain(|src, _| members.contains(src));
+        self.simulcast.retain(|src, _| members.contains(src));
+        self.estimates.retain(|p, _| members.contains(p));
+        self.prefs.retain(|p, _| members.contains(p));
+        self.rtx_seqs.retain(|(p, _), _| members.contains(p));
+        self.reports.retain(|(p, _), _| members.contains(p));
+        // Room for every member's entries, so they are not allocated packet by packet.
+        self.reports.reserve(2 * members.len());
+        self.estimates.reserve(members.len());
+        self.video.reserve(members.len());
+        self.last_n.sync(members);
+        self.thinned.retain(|p| members.contains(p));
+        self.thinned.reserve(members.len());
         self.members.clear();
         self.members.extend_from_slice(members);
         // Reuse the vectors of sources that stay, so a join does not reallocate every list.
@@ -64,24 +188,117 @@ impl Reflector {
                 list.extend(members.iter().copied().filter(|&m| m != src));
             }
         }
+        for (src, sim) in &mut self.simulcast {
+            if let Some(e) = self.table.get(src) {
+                sim.sync(&e.receivers[MediaKind::Video.index()]);
+            }
+        }
         self.rebuilds += 1;
+    }
+}
+
+impl Reflector {
+    /// Video: cached for NACKs, held back from receivers waiting for a keyframe.
+    fn route_video(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        pkt: &RtpView<'_>,
+        out: &mut Vec<ParticipantId>,
+    ) {
+        if !self.last_n.forwards(src) {
+            return;
+        }
+        let receivers = self
+            .table
+            .get(&src)
+            .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
+        let codec = self.codecs[usize::from(pkt.payload_type())];
+        if !self.simulcast.is_empty() {
+            if let Some(sim) = self.simulcast.get_mut(&src) {
+                return sim.route(now, pkt, codec, receivers, &self.thinned, out);
+            }
+        }
+        self.video
+            .entry(src)
+            .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers))
+            .route(now, pkt, codec, receivers, &self.thinned, out);
+    }
+}
+
+impl Reflector {
+    /// Thins the video of every receiver whose estimate is below the rate of what it gets
+    /// (after simulcast picked the layers).
+    fn choose_thinning(&mut self, members: &[ParticipantId]) {
+        self.thinned.clear();
+        for &r in members {
+            let Some(budget) = self.estimates.get(&r).and_then(Estimate::bits_per_sec) else {
+                continue;
+            };
+            if budget < self.video_rate_to(r) {
+                self.thinned.push(r);
+            }
+        }
+    }
+
+    /// The rate of the video `r` gets (before thinning), bits/s, as measured on arrival.
+    fn video_rate_to(&self, r: ParticipantId) -> u64 {
+        let plain: u64 = self
+            .video
+            .iter()
+            .filter(|(&s, _)| s != r && self.last_n.forwards(s))
+            .map(|(_, v)| v.rate.bits_per_sec)
+            .sum();
+        let layered: u64 = self.simulcast.values().map(|s| s.rate_for(r)).sum();
+        plain + layered
+    }
+
+    /// Last-N: a new speaker's video reaches its receivers from a keyframe on.
+    fn observe_speech(&mut self, now: Instant, src: ParticipantId, pkt: &RtpView<'_>) {
+        let Some(entered) = self.last_n.observe(now, src, pkt) else {
+            return;
+        };
+        let receivers = self
+            .table
+            .get(&entered)
+            .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
+        if let Some(v) = self.video.get_mut(&entered) {
+            for &r in receivers {
+                v.add_receiver(r);
+            }
+        }
+        if let Some(sim) = self.simulcast.get_mut(&entered) {
+            // Receivers rejoin at their target layer's next keyframe, numbering continued.
+            for sub in &mut sim.subs {
+                sub.current = None;
+                sim.layers[sub.target].pending = true;
+            }
+        }
+    }
+
+    /// Receivers whose video is thinned now.
+    pub fn thinned(&self) -> &[ParticipantId] {
+        &self.thinned
     }
 }
 
 impl Path for Reflector {
     fn route(
         &mut self,
-        _now: Instant,
+        now: Instant,
         src: ParticipantId,
         kind: MediaKind,
-        _pkt: &RtpView<'_>,
+        pkt: &RtpView<'_>,
         members: &[ParticipantId],
         out: &mut Vec<ParticipantId>,
     ) {
         self.sync(members);
+        if kind == MediaKind::Audio && self.last_n.enabled() {
+            self.observe_speech(now, src, pkt);
+        }
         let src_run = match kind {
             MediaKind::Audio => self.talk.get(&src).and_then(TalkDetector::run),
-            MediaKind::Video => None,
+            MediaKind::Video => return self.route_video(now, src, pkt, out),
         };
         match src_run {
             // Smart duplex: a receiver talking since before this run began does not get it.
@@ -89,6 +306,99 @@ impl Path for Reflector {
                 talk::audible(self.talk.get(r).and_then(TalkDetector::duplex_run), run)
             })),
             None => out.extend_from_slice(self.receivers(src, kind)),
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        // Joins show up here even before any packet flows, so their keyframe requests go
+        // out within a tick.
+        self.sync(members);
+        let (estimates, prefs) = (&self.estimates, &self.prefs);
+        for sim in self.simulcast.values_mut() {
+            sim.choose(
+                |r| estimates.get(&r).and_then(Estimate::bits_per_sec),
+                |r| prefs.get(&r).and_then(|p| p.max_layer),
+            );
+        }
+        self.choose_thinning(members);
+        self.last_n.tick(now, out);
+        self.request_keyframes(out);
+        self.send_receiver_reports(members, out);
+    }
+
+    fn on_rtcp(
+        &mut self,
+        _now: Instant,
+        src: ParticipantId,
+        kind: Option<MediaKind>,
+        data: &[u8],
+        members: &[ParticipantId],
+        out: &mut PathOut<'_>,
+    ) {
+        self.sync(members);
+        self.handle_rtcp(src, kind, data, out);
+    }
+
+    fn on_simulcast(&mut self, _now: Instant, participant: ParticipantId, layers: &[u32]) {
+        if layers.is_empty() {
+            // No encodings: back to a plain video source.
+            self.simulcast.remove(&participant);
+            return;
+        }
+        let receivers = self
+            .table
+            .get(&participant)
+            .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
+        self.video.remove(&participant);
+        self.simulcast
+            .insert(participant, Simulcast::new(layers, receivers));
+    }
+
+    fn rewrite(
+        &mut self,
+        src: ParticipantId,
+        receiver: ParticipantId,
+        pkt: &RtpView<'_>,
+    ) -> Option<Rewrite> {
+        if self.simulcast.is_empty() {
+            return None;
+        }
+        self.simulcast.get_mut(&src)?.rewrite(receiver, pkt)
+    }
+
+    fn on_receiver_prefs(
+        &mut self,
+        _now: Instant,
+        participant: ParticipantId,
+        prefs: ReceiverPrefs,
+    ) {
+        self.prefs.insert(participant, prefs);
+        if prefs.rtx_payload_type.is_some() {
+            // One RTX sequence per source it may get, so resends do not allocate.
+            self.rtx_seqs.reserve(self.members.len());
+        }
+    }
+
+    fn on_channel(&mut self, _now: Instant, participant: ParticipantId, kind: MediaKind) {
+        if kind != MediaKind::Video {
+            return;
+        }
+        // A keyframe that came before the channel went nowhere: start from the next one.
+        for (&src, v) in &mut self.video {
+            if src != participant {
+                v.add_receiver(participant);
+            }
+        }
+        for (&src, sim) in &mut self.simulcast {
+            if src == participant {
+                continue;
+            }
+            if let Some(sub) = sim.sub_mut(participant) {
+                // Rejoins its target layer at a keyframe, numbering continued.
+                sub.current = None;
+                let target = sub.target;
+                sim.layers[target].pending = true;
+            }
         }
     }
 
@@ -166,6 +476,36 @@ mod tests {
         // B stops: A's run, still going, resumes for B.
         r.on_talk(at(6), 2, false);
         assert_eq!(route(&mut r, 1, MediaKind::Audio, &m), vec![2]);
+    }
+
+    /// A receiver whose video channel comes after a keyframe went by starts at the next one.
+    #[test]
+    fn a_channel_set_up_late_waits_for_the_next_keyframe() {
+        let mut r = Reflector::new();
+        r.set_video_codec(96, VideoCodec::H264);
+        let video = |r: &mut Reflector, key: bool| {
+            let mut data = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
+            data.push(if key { 0x65 } else { 0x41 });
+            let pkt = RtpView::parse(&data).unwrap();
+            let mut out = Vec::new();
+            r.route(
+                Instant::now(),
+                1,
+                MediaKind::Video,
+                &pkt,
+                &[1, 2, 3],
+                &mut out,
+            );
+            out
+        };
+        assert_eq!(video(&mut r, true), vec![2, 3]);
+        r.on_channel(Instant::now(), 3, MediaKind::Video);
+        // Audio channels and the source's own channel change nothing.
+        r.on_channel(Instant::now(), 2, MediaKind::Audio);
+        r.on_channel(Instant::now(), 1, MediaKind::Video);
+        assert_eq!(video(&mut r, false), vec![2]);
+        assert_eq!(video(&mut r, true), vec![2, 3]);
+        assert_eq!(video(&mut r, false), vec![2, 3]);
     }
 
     #[test]

@@ -86,10 +86,105 @@ fn reflector_forwarding_does_not_allocate_after_warm_up() {
         };
     run(&mut mesh, &mut now, &packets[..200]);
 
+    let reports = mesh.stats().rtcp_out;
     let (sent, allocs) = counted(|| run(&mut mesh, &mut now, &packets[200..]));
     assert_eq!(allocs, 0, "heap allocations while forwarding");
-    // Everyone but the sender, for every packet; the reflector never offers an echo.
-    assert_eq!(sent, 1000 * (PEOPLE as usize - 1));
+    // Everyone but the sender, for every packet; the reflector never offers an echo. Besides,
+    // each stream that carried packets (one per person here) got one receiver report.
+    let reports = (mesh.stats().rtcp_out - reports) as usize;
+    assert_eq!(reports, PEOPLE as usize);
+    assert_eq!(sent, 1000 * (PEOPLE as usize - 1) + reports);
     assert_eq!(mesh.stats().drops(DropReason::OwnStream), 0);
+    assert_eq!(mesh.stats().total_drops(), 0);
+}
+
+/// A VP8 packet on payload type 96: a keyframe start every 30th sequence number.
+fn vp8(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut v = vec![0x80, 96];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&(u32::from(seq / 3) * 3000).to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.push(if seq % 3 == 0 { 0x10 } else { 0 });
+    v.push(if seq % 30 == 0 { 0x50 } else { 0x51 });
+    v.resize(1100, 0x33);
+    v
+}
+
+#[test]
+fn video_nack_and_rtcp_do_not_allocate_after_warm_up() {
+    use mesh::rtcp_write;
+    let mut now = Instant::now();
+    let mut mesh = Mesh::new(now, MeshConfig::default());
+    let mut path = Reflector::new();
+    path.set_video_codec(96, reflector::VideoCodec::Vp8);
+    mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+    for id in 1..=PEOPLE {
+        mesh.handle_command(
+            now,
+            Command::AddParticipant {
+                conf: CONF,
+                participant: id,
+            },
+        );
+        mesh.handle_command(
+            now,
+            Command::SetChannel {
+                conf: CONF,
+                participant: id,
+                kind: MediaKind::Video,
+                remote: Remote::Addr(addr(id)),
+                ssrc: 100 + id,
+                clock_rate: 90_000,
+            },
+        );
+    }
+    mesh.handle_tick(now);
+
+    let mut out = TxBatch::with_capacity(4096, 4096 * 1500);
+    // Per step: one video packet from every sender, then from receiver 2 a NACK for recent
+    // packets of 1, a PLI, a REMB and an RR; the mesh ticks every 5 ms.
+    let packets: Vec<Vec<Vec<u8>>> = (0..1100u16)
+        .map(|n| (1..=PEOPLE).map(|id| vp8(100 + id, n)).collect())
+        .collect();
+    let mut step = |mesh: &mut Mesh<Reflector>, now: &mut Instant, n: u16| {
+        let mut sent = 0;
+        let mut buf = [0u8; 256];
+        for (id, pkt) in (1..=PEOPLE).zip(&packets[usize::from(n)]) {
+            mesh.handle_datagram(*now, addr(id), pkt);
+        }
+        let lost = [n.wrapping_sub(5), n.wrapping_sub(3), n.wrapping_sub(1)];
+        let len = rtcp_write::nack(&mut buf, 102, 101, &lost).expect("fits");
+        mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        let len = rtcp_write::pli(&mut buf, 102, 103).expect("fits");
+        mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        let len = rtcp_write::remb(&mut buf, 102, 800_000, &[101, 103]).expect("fits");
+        mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        let len = rtcp_write::receiver_report(&mut buf, 102, &[]).expect("fits");
+        mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        mesh.poll_transmit(&mut out);
+        sent += out.len();
+        out.clear();
+        *now += Duration::from_millis(5);
+        mesh.handle_tick(*now);
+        mesh.poll_transmit(&mut out);
+        sent += out.len();
+        out.clear();
+        sent
+    };
+    for n in 0..100 {
+        step(&mut mesh, &mut now, n);
+    }
+    let (sent, allocs) = counted(|| {
+        (100..1100)
+            .map(|n| step(&mut mesh, &mut now, n))
+            .sum::<usize>()
+    });
+    assert_eq!(allocs, 0, "heap allocations with video, NACK and RTCP");
+    // Video fan-out plus three retransmissions per step, plus throttled PLIs to 3.
+    assert!(sent >= 1000 * (PEOPLE as usize - 1 + 3), "sent {sent}");
+    let st = mesh.path(CONF).expect("conference").stats();
+    // Every NACK hits the cache but the 9 in the first steps for numbers before 0.
+    assert_eq!(st.retransmitted, 3 * 1100 - 9);
+    assert!(st.keyframe_requests > 0);
     assert_eq!(mesh.stats().total_drops(), 0);
 }

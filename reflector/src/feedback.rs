@@ -1,0 +1,326 @@
+//! The RTCP the reflector terminates, and what it answers.
+//!
+//! An SFU sits between senders and receivers, so RTCP is not relayed blindly: receivers'
+//! NACKs are answered from the source's retransmission cache, their PLI/FIR become one
+//! throttled keyframe request to the source, REMB, transport-cc and receiver reports feed the
+//! receiver's bandwidth estimate, and a sender's SR (its SSRC unchanged on the way out) goes
+//! to that source's receivers for lip sync. Senders get the reflector's own receiver reports
+//! about their streams every [`REPORT_INTERVAL`], as the first hop that receives them.
+
+use std::time::{Duration, Instant};
+
+use mesh::rtcp::{self, ReportBlock, Rtcp};
+use mesh::FastMap as HashMap;
+
+use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, ReceiverPrefs, RtpView};
+
+use crate::keyframe::{is_droppable, VideoCodec};
+use crate::nack;
+use crate::Reflector;
+
+/// Sends a retransmission of `packet` (in the receiver's numbering) to `rx`: as RTX when it
+/// negotiated it, else as is.
+pub(crate) fn resend(
+    prefs: &HashMap<ParticipantId, ReceiverPrefs>,
+    rtx_seqs: &mut HashMap<(ParticipantId, u32), u16>,
+    rx: ParticipantId,
+    packet: &[u8],
+    out: &mut PathOut<'_>,
+) -> bool {
+    let Some(pt) = prefs.get(&rx).and_then(|p| p.rtx_payload_type) else {
+        return out.send_media(rx, MediaKind::Video, packet);
+    };
+    let Ok(view) = RtpView::parse(packet) else {
+        return false;
+    };
+    let seq = rtx_seqs.entry((rx, view.ssrc())).or_insert(0);
+    *seq = seq.wrapping_add(1);
+    let mut buf = [0u8; nack::SLOT_LEN + 2];
+    match nack::rtx_packet(&mut buf, &view, pt, nack::rtx_ssrc(view.ssrc()), *seq) {
+        Some(n) => out.send_media(rx, MediaKind::Video, &buf[..n]),
+        None => false,
+    }
+}
+
+/// Whether a cached packet of `codec` is a droppable frame's.
+fn droppable(codec: VideoCodec, packet: &[u8]) -> bool {
+    RtpView::parse(packet).is_ok_and(|v| is_droppable(codec, v.payload()))
+}
+
+/// Counters of the reflector's RTCP work, all monotonic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReflectorStats {
+    /// Lost packets receivers asked for.
+    pub nacked: u64,
+    /// Of those, resent from the cache.
+    pub retransmitted: u64,
+    /// Keyframe requests received from receivers (PLI or FIR entries).
+    pub keyframe_asks: u64,
+    /// Keyframe requests sent to sources, after aggregation and throttling.
+    pub keyframe_requests: u64,
+    /// Sender reports relayed to receivers.
+    pub reports_relayed: u64,
+    /// Receiver reports the reflector sent to senders.
+    pub reports_sent: u64,
+}
+
+/// Most lost packets one RTCP compound may ask for; the rest of it is ignored. A receiver
+/// asks again for what it still misses.
+pub const MAX_NACKED_PER_COMPOUND: usize = 64;
+
+/// How often senders get a receiver report from the reflector (RFC 3550's 5 s minimum is
+/// for large sessions; one per second is what WebRTC stacks send).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Per incoming stream: what the last receiver report said, and the last SR, for the next.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReportState {
+    expected: u64,
+    lost: u64,
+    /// Middle 32 bits of the last SR's NTP time, and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+}
+
+/// What a receiver's feedback says about its downlink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// The last REMB, bits/s.
+    pub remb: Option<u64>,
+    /// The last receiver report's fraction lost (worst block), of 256.
+    pub fraction_lost: u8,
+    /// From receiver reports' loss: unknown until loss shows, then GCC's loss-based rule.
+    pub loss_based: Option<u64>,
+    /// Transport-cc totals: packets reported received and lost.
+    pub twcc_received: u64,
+    pub twcc_lost: u64,
+}
+
+impl Estimate {
+    /// What the receiver can take, bits/s: its REMB, else the loss-based estimate, else
+    /// unknown (no limit).
+    pub fn bits_per_sec(&self) -> Option<u64> {
+        self.remb.or(self.loss_based)
+    }
+
+    /// The loss-based controller of GCC (draft-ietf-rmcat-gcc-02 6): over 10% loss, back off
+    /// to the rate the receiver gets times (1 - loss/2); under 2%, grow 8% per report; in
+    /// between, hold. `current` is the video rate the receiver gets, bits/s.
+    pub fn on_loss(&mut self, fraction_lost: u8, current: u64) {
+        self.fraction_lost = fraction_lost;
+        let lost = u64::from(fraction_lost);
+        self.loss_based = match self.loss_based {
+            _ if lost > 26 => Some(current * (512 - lost) / 512),
+            Some(e) if lost < 5 => Some(e + e * 8 / 100),
+            e => e,
+        };
+    }
+}
+
+impl Reflector {
+    /// Handles one validated compound RTCP packet from `src`.
+    pub(crate) fn handle_rtcp(
+        &mut self,
+        src: ParticipantId,
+        kind: Option<MediaKind>,
+        data: &[u8],
+        out: &mut PathOut<'_>,
+    ) {
+        // Only a compound that leads with an SR carries one (RFC 3550 6.1).
+        self.relay_report(src, kind, data, out);
+        // One small NACK can name thousands of packets; answer a bounded number.
+        let mut budget = MAX_NACKED_PER_COMPOUND;
+        for pkt in rtcp::packets(data).flatten() {
+            match pkt {
+                Rtcp::ReceiverReport { blocks, .. } => {
+                    // The worst stream speaks for the downlink.
+                    if let Some(lost) = blocks.iter().map(|b| b.fraction_lost).max() {
+                        let current = self.video_rate_to(src);
+                        self.estimate_mut(src).on_loss(lost, current);
+                    }
+                }
+                Rtcp::Nack(n) => {
+                    if let Some(sim) = self.simulcast.values().find(|s| s.out_ssrc() == n.media) {
+                        let thinned = self.thinned.contains(&src);
+                        let lost = n.lost().take(budget);
+                        let (prefs, seqs) = (&self.prefs, &mut self.rtx_seqs);
+                        let (asked, sent) = sim
+                            .retransmit(src, lost, thinned, |p| resend(prefs, seqs, src, p, out));
+                        budget -= asked as usize;
+                        self.stats.nacked += asked;
+                        self.stats.retransmitted += sent;
+                        continue;
+                    }
+                    let Some(v) = self.video.values().find(|v| v.ssrc == n.media) else {
+                        continue;
+                    };
+                    let thinned = self.thinned.contains(&src);
+                    for seq in n.lost().take(budget) {
+                        budget -= 1;
+                        self.stats.nacked += 1;
+                        if let Some(bytes) = v.cache.get(seq) {
+                            if thinned && v.codec.is_some_and(|c| droppable(c, bytes)) {
+                                // Left out on purpose; resending would undo the thinning.
+                                continue;
+                            }
+                            if resend(&self.prefs, &mut self.rtx_seqs, src, bytes, out) {
+                                self.stats.retransmitted += 1;
+                            }
+                        }
+                    }
+                }
+                Rtcp::Pli { media, .. } => self.keyframe_asked(src, media),
+                Rtcp::Fir(f) => {
+                    for (media, _) in f.entries() {
+                        self.keyframe_asked(src, media);
+                    }
+                }
+                Rtcp::Remb(r) => self.estimate_mut(src).remb = Some(r.bits_per_sec),
+                Rtcp::TransportCc(t) => {
+                    let e = self.estimate_mut(src);
+                    e.twcc_received += u64::from(t.received);
+                    e.twcc_lost += u64::from(t.lost);
+                }
+                Rtcp::SenderReport(_) | Rtcp::Sdes | Rtcp::Bye(_) | Rtcp::Other { .. } => {}
+            }
+        }
+        self.request_keyframes(out);
+    }
+
+    /// A sender's SR goes on to its receivers unchanged: the reflector does not rewrite that
+    /// source's SSRC, timestamps or sequence numbers, so its clock mapping stays true.
+    fn relay_report(
+        &mut self,
+        src: ParticipantId,
+        kind: Option<MediaKind>,
+        data: &[u8],
+        out: &mut PathOut<'_>,
+    ) {
+        let (Some(kind), Some(sr)) = (kind, rtcp::first_packet(data)) else {
+            return;
+        };
+        let Some(Ok(Rtcp::SenderReport(r))) = rtcp::packets(sr).next() else {
+            return;
+        };
+        let st = self.reports.entry((src, kind.index())).or_default();
+        st.last_sr = Some(((r.ntp >> 16) as u32, out.now()));
+        // A simulcast layer's SR goes to that layer's receivers in their numbering.
+        if let Some(sim) = self
+            .simulcast
+            .get(&src)
+            .filter(|_| kind == MediaKind::Video)
+        {
+            if let Some(layer) = sim.layer_of(r.ssrc) {
+                self.stats.reports_relayed += sim.relay_sr(layer, sr, out);
+            }
+            return;
+        }
+        let receivers = self
+            .table
+            .get(&src)
+            .map_or(&[][..], |e| &e.receivers[kind.index()][..]);
+        for &r in receivers {
+            if out.send_rtcp(r, kind, sr) {
+                self.stats.reports_relayed += 1;
+            }
+        }
+    }
+
+    /// Receiver `rx` asks for a keyframe of the stream it knows as `media`.
+    fn keyframe_asked(&mut self, rx: ParticipantId, media: u32) {
+        self.stats.keyframe_asks += 1;
+        if let Some(v) = self.video.values_mut().find(|v| v.ssrc == media) {
+            v.pending = true;
+        }
+        // A simulcast receiver asks under the one SSRC it sees: the layer it gets now.
+        for sim in self.simulcast.values_mut() {
+            if sim.out_ssrc() == media {
+                if let Some(cur) = sim.sub_mut(rx).and_then(|s| s.current) {
+                    sim.layers[cur].pending = true;
+                }
+            }
+        }
+    }
+
+    fn estimate_mut(&mut self, pid: ParticipantId) -> &mut crate::Estimate {
+        self.estimates.entry(pid).or_default()
+    }
+
+    /// Sends each member one receiver report per stream it sends, when due.
+    pub(crate) fn send_receiver_reports(
+        &mut self,
+        members: &[ParticipantId],
+        out: &mut PathOut<'_>,
+    ) {
+        let now = out.now();
+        if self.next_report.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_report = Some(now + REPORT_INTERVAL);
+        for &src in members {
+            for kind in MediaKind::ALL {
+                let Some(rep) = out.stream_report(src, kind) else {
+                    continue;
+                };
+                if rep.stats.packets == 0 {
+                    continue;
+                }
+                let st = self.reports.entry((src, kind.index())).or_default();
+                let s = rep.stats;
+                // Lost counts against what was expected, so received + lost is expected.
+                let expected = s.packets + s.lost;
+                let (d_exp, d_lost) = (
+                    expected.saturating_sub(st.expected),
+                    s.lost.saturating_sub(st.lost),
+                );
+                st.expected = expected;
+                st.lost = s.lost;
+                let fraction_lost = match d_exp {
+                    0 => 0,
+                    e => (d_lost.min(e) * 256 / e).min(255) as u8,
+                };
+                let (last_sr, delay_since_last_sr) = match st.last_sr {
+                    // DLSR in 1/65536 s.
+                    Some((ntp, at)) => (
+                        ntp,
+                        (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32,
+                    ),
+                    None => (0, 0),
+                };
+                let block = ReportBlock {
+                    ssrc: rep.ssrc,
+                    fraction_lost,
+                    cumulative_lost: s.lost.min(0x7f_ffff) as i32,
+                    highest_seq: s.highest_seq_ext as u32,
+                    jitter: (s.jitter_ms * f64::from(rep.clock_rate) / 1000.0) as u32,
+                    last_sr,
+                    delay_since_last_sr,
+                };
+                let mut buf = [0u8; 32];
+                // Invariant: one block is 8 + 24 bytes.
+                let len = rtcp_write::receiver_report(&mut buf, crate::SFU_SSRC, &[block])
+                    .expect("32 bytes fit a one-block RR");
+                if out.send_rtcp(src, kind, &buf[..len]) {
+                    self.stats.reports_sent += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends every pending keyframe request the throttle allows.
+    pub(crate) fn request_keyframes(&mut self, out: &mut PathOut<'_>) {
+        for (&src, v) in &mut self.video {
+            let method = self.keyframe_method.get(&src).copied().unwrap_or_default();
+            if v.request_keyframe(src, method, out) {
+                self.stats.keyframe_requests += 1;
+            }
+        }
+        for (&src, sim) in &mut self.simulcast {
+            let method = self.keyframe_method.get(&src).copied().unwrap_or_default();
+            for v in &mut sim.layers {
+                if v.request_keyframe(src, method, out) {
+                    self.stats.keyframe_requests += 1;
+                }
+            }
+        }
+    }
+}

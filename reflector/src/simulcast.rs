@@ -1,0 +1,292 @@
+//! Simulcast: a sender publishes up to three encodings, each receiver gets the one that fits.
+//!
+//! Each receiver has a current encoding (what it gets now) and a target (what fits its
+//! bandwidth estimate). A switch happens only where the target encoding starts a keyframe,
+//! and the reflector asks for one at once. The receiver must see one continuous stream, so
+//! its copies go out under one SSRC (the top encoding's) with sequence numbers and
+//! timestamps shifted at each switch to follow on from the last packet it got; NACKs and
+//! sender reports are translated back and forth with the same offsets.
+
+use std::time::Instant;
+
+use mesh::{MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
+
+use crate::keyframe::{self, VideoCodec};
+use crate::video::{RateMeter, VideoSource};
+
+/// Timestamp step put between the last packet before a switch and the keyframe after it:
+/// one frame at 30 frames/s in the 90 kHz video clock.
+const SWITCH_TS_STEP: u32 = 3000;
+/// Going up needs this much headroom (in percent of the layer's rate), so a receiver does
+/// not flap between two layers at the edge of its estimate.
+const UP_HEADROOM_PCT: u64 = 110;
+
+/// A receiver of a simulcast source.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sub {
+    pub(crate) rx: ParticipantId,
+    /// Layer it gets now; `None` until the first keyframe.
+    pub(crate) current: Option<usize>,
+    pub(crate) target: usize,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// Highest (sequence, timestamp) sent out, in the receiver's numbering.
+    last: Option<(u16, u32)>,
+}
+
+impl Sub {
+    fn new(rx: ParticipantId, target: usize) -> Self {
+        Self {
+            rx,
+            current: None,
+            target,
+            seq_offset: 0,
+            ts_offset: 0,
+            last: None,
+        }
+    }
+
+    /// The receiver's header for a packet of the current layer.
+    pub(crate) fn map(&self, seq: u16, ts: u32) -> (u16, u32) {
+        (
+            seq.wrapping_add(self.seq_offset),
+            ts.wrapping_add(self.ts_offset),
+        )
+    }
+
+    /// The layer's sequence number for the receiver's `seq`.
+    pub(crate) fn unmap_seq(&self, seq: u16) -> u16 {
+        seq.wrapping_sub(self.seq_offset)
+    }
+
+    pub(crate) fn ts_offset(&self) -> u32 {
+        self.ts_offset
+    }
+}
+
+/// The simulcast state of one source.
+#[derive(Debug)]
+pub(crate) struct Simulcast {
+    /// Layer SSRCs, lowest quality first.
+    pub(crate) ssrcs: Vec<u32>,
+    /// Per layer: cache and keyframe requests (its `waiting` list stays empty).
+    pub(crate) layers: Vec<VideoSource>,
+    rates: Vec<RateMeter>,
+    pub(crate) subs: Vec<Sub>,
+    /// Layer switches done, for tests and metrics.
+    pub(crate) switches: u64,
+}
+
+impl Simulcast {
+    /// `ssrcs` is not empty.
+    pub(crate) fn new(ssrcs: &[u32], receivers: &[ParticipantId]) -> Self {
+        let mut s = Self {
+            ssrcs: ssrcs.to_vec(),
+            layers: ssrcs.iter().map(|&x| VideoSource::new(x, &[])).collect(),
+            rates: vec![RateMeter::default(); ssrcs.len()],
+            subs: Vec::with_capacity(receivers.len()),
+            switches: 0,
+        };
+        s.sync(receivers);
+        s
+    }
+
+    /// The rate of the layer `rx` gets now, bits/s.
+    pub(crate) fn rate_for(&self, rx: ParticipantId) -> u64 {
+        self.subs
+            .iter()
+            .find(|s| s.rx == rx)
+            .and_then(|s| s.current)
+            .map_or(0, |l| self.rates[l].bits_per_sec)
+    }
+
+    /// The one SSRC receivers see.
+    pub(crate) fn out_ssrc(&self) -> u32 {
+        // Invariant: `Reflector::on_simulcast` never builds one from an empty list.
+        *self
+            .ssrcs
+            .last()
+            .expect("a simulcast source has at least one layer")
+    }
+
+    pub(crate) fn layer_of(&self, ssrc: u32) -> Option<usize> {
+        self.ssrcs.iter().position(|&s| s == ssrc)
+    }
+
+    pub(crate) fn sub_mut(&mut self, rx: ParticipantId) -> Option<&mut Sub> {
+        self.subs.iter_mut().find(|s| s.rx == rx)
+    }
+
+    /// Follows the receiver list; newcomers aim for the top layer and wait for its keyframe.
+    pub(crate) fn sync(&mut self, receivers: &[ParticipantId]) {
+        self.subs.retain(|s| receivers.contains(&s.rx));
+        let top = self.layers.len() - 1;
+        for &r in receivers {
+            if !self.subs.iter().any(|s| s.rx == r) {
+                self.subs.push(Sub::new(r, top));
+                self.layers[top].pending = true;
+            }
+        }
+    }
+
+    /// Picks each receiver's target from its estimate (`None`: unlimited) under its requested
+    /// maximum, and asks for a keyframe on every layer someone is waiting to switch to.
+    pub(crate) fn choose(
+        &mut self,
+        estimate: impl Fn(ParticipantId) -> Option<u64>,
+        max_layer: impl Fn(ParticipantId) -> Option<u8>,
+    ) {
+        for sub in &mut self.subs {
+            let target = match estimate(sub.rx) {
+                None => self.layers.len() - 1,
+                Some(budget) => {
+                    let fits = |i: usize, headroom: u64| {
+                        self.rates[i].bits_per_sec * headroom / 100 <= budget
+                    };
+                    let mut t = 0;
+                    for i in 1..self.layers.len() {
+                        let up = sub.current.is_none_or(|c| i > c);
+                        if fits(i, if up { UP_HEADROOM_PCT } else { 100 }) {
+                            t = i;
+                        }
+                    }
+                    t
+                }
+            };
+            let target = max_layer(sub.rx).map_or(target, |m| target.min(usize::from(m)));
+            sub.target = target;
+            if sub.current != Some(target) {
+                self.layers[target].pending = true;
+            }
+        }
+    }
+
+    /// Routes a packet of this source: receivers on its layer get it; receivers switching
+    /// to its layer join at a keyframe start; `thinned` receivers miss droppable frames.
+    pub(crate) fn route(
+        &mut self,
+        now: Instant,
+        pkt: &RtpView<'_>,
+        codec: Option<VideoCodec>,
+        receivers: &[ParticipantId],
+        thinned: &[ParticipantId],
+        out: &mut Vec<ParticipantId>,
+    ) {
+        let Some(l) = self.layer_of(pkt.ssrc()) else {
+            return;
+        };
+        self.rates[l].add(now, pkt.len());
+        let thin =
+            !thinned.is_empty() && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
+        let v = &mut self.layers[l];
+        v.codec = codec;
+        v.cache.store(pkt.sequence_number(), pkt.as_bytes());
+        let key = codec.is_none_or(|c| keyframe::is_keyframe_start(c, pkt.payload()));
+        if key && codec.is_some() {
+            v.pending = false;
+        }
+        for sub in &mut self.subs {
+            if !receivers.contains(&sub.rx) || (thin && thinned.contains(&sub.rx)) {
+                continue;
+            }
+            if sub.current != Some(l) {
+                if sub.target != l || !key {
+                    continue;
+                }
+                // Switch: continue the receiver's numbering from its last packet.
+                if let Some((seq, ts)) = sub.last {
+                    sub.seq_offset = seq.wrapping_add(1).wrapping_sub(pkt.sequence_number());
+                    sub.ts_offset = ts
+                        .wrapping_add(SWITCH_TS_STEP)
+                        .wrapping_sub(pkt.timestamp());
+                }
+                sub.current = Some(l);
+                self.switches += 1;
+            }
+            out.push(sub.rx);
+        }
+    }
+
+    /// The receiver's header for a packet it was routed.
+    pub(crate) fn rewrite(&mut self, rx: ParticipantId, pkt: &RtpView<'_>) -> Option<Rewrite> {
+        let ssrc = self.out_ssrc();
+        let sub = self.sub_mut(rx)?;
+        let (seq, ts) = sub.map(pkt.sequence_number(), pkt.timestamp());
+        let newer = sub
+            .last
+            .is_none_or(|(s, _)| (seq.wrapping_sub(s) as i16) > 0);
+        if newer {
+            sub.last = Some((seq, ts));
+        }
+        Some(Rewrite {
+            ssrc,
+            sequence_number: seq,
+            timestamp: ts,
+        })
+    }
+
+    /// Answers `rx`'s NACK for the receiver's sequence numbers `lost`, from the cache of the
+    /// layer it gets now, with its header rewritten, through `send`. Returns (asked, resent).
+    pub(crate) fn retransmit(
+        &self,
+        rx: ParticipantId,
+        lost: impl Iterator<Item = u16>,
+        thinned: bool,
+        mut send: impl FnMut(&[u8]) -> bool,
+    ) -> (u64, u64) {
+        let (mut asked, mut sent) = (0, 0);
+        let Some(sub) = self.subs.iter().find(|s| s.rx == rx) else {
+            return (0, 0);
+        };
+        let Some(cur) = sub.current else {
+            return (0, 0);
+        };
+        let mut buf = [0u8; crate::nack::SLOT_LEN];
+        for seq in lost {
+            asked += 1;
+            let Some(orig) = self.layers[cur].cache.get(sub.unmap_seq(seq)) else {
+                continue;
+            };
+            let Ok(view) = RtpView::parse(orig) else {
+                continue;
+            };
+            let codec = self.layers[cur].codec;
+            if thinned && codec.is_some_and(|c| keyframe::is_droppable(c, view.payload())) {
+                // Left out on purpose; resending would undo the thinning.
+                continue;
+            }
+            let buf = &mut buf[..orig.len()];
+            buf.copy_from_slice(orig);
+            let (s, ts) = sub.map(view.sequence_number(), view.timestamp());
+            buf[2..4].copy_from_slice(&s.to_be_bytes());
+            buf[4..8].copy_from_slice(&ts.to_be_bytes());
+            buf[8..12].copy_from_slice(&self.out_ssrc().to_be_bytes());
+            sent += u64::from(send(buf));
+        }
+        (asked, sent)
+    }
+
+    /// Relays a layer's SR to the receivers on that layer, in their numbering: the sender
+    /// info only (its report blocks are about streams those receivers do not see). Returns
+    /// how many were sent.
+    pub(crate) fn relay_sr(&self, layer: usize, sr: &[u8], out: &mut PathOut<'_>) -> u64 {
+        // Header, SSRC, NTP, RTP timestamp, packet and octet counts.
+        const SR_LEN: usize = 28;
+        let Some(info) = sr.get(..SR_LEN) else {
+            return 0;
+        };
+        let mut buf = [0u8; SR_LEN];
+        buf.copy_from_slice(info);
+        // Version 2, no padding, no report blocks; length 6 words after the first.
+        buf[0] = 0x80;
+        buf[2..4].copy_from_slice(&6u16.to_be_bytes());
+        buf[4..8].copy_from_slice(&self.out_ssrc().to_be_bytes());
+        let ts = u32::from_be_bytes([info[16], info[17], info[18], info[19]]);
+        let mut n = 0;
+        for sub in self.subs.iter().filter(|s| s.current == Some(layer)) {
+            buf[16..20].copy_from_slice(&ts.wrapping_add(sub.ts_offset()).to_be_bytes());
+            n += u64::from(out.send_rtcp(sub.rx, MediaKind::Video, &buf));
+        }
+        n
+    }
+}

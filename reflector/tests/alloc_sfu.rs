@@ -1,0 +1,156 @@
+//! Proves that the SFU features together (simulcast with rewriting, last-N from audio levels,
+//! thinning, REMB, NACKs in the receiver's numbering answered as RTX, keyframe requests)
+//! allocate nothing per packet after warm-up.
+
+use mesh::alloc_count::counted;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mesh::{rtcp_write, Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use reflector::{Reflector, VideoCodec};
+
+#[global_allocator]
+static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+
+const CONF: u32 = 4;
+const PEOPLE: u32 = 4;
+/// Participant 1's low encoding; its top one is its video channel's SSRC (101).
+const LOW: u32 = 201;
+
+fn addr(id: u32) -> SocketAddr {
+    SocketAddr::from(([10, 2, 0, id as u8], 7000))
+}
+
+/// Audio with an RFC 6464 level under extension id 1.
+fn audio(ssrc: u32, seq: u16, level: u8) -> Vec<u8> {
+    let mut v = vec![0x90, 111];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, level, 0, 0]);
+    v.resize(120, 0);
+    v
+}
+
+/// VP8 with a temporal layer id: 3 packets a frame, odd frames TL1, a keyframe every 30th
+/// packet.
+fn vp8(ssrc: u32, seq: u16) -> Vec<u8> {
+    let key = seq % 30 == 0;
+    let tid = if key { 0 } else { (seq / 3 % 2) as u8 };
+    let mut v = vec![0x80, 96];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&(u32::from(seq / 3) * 3000).to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.push(if seq % 3 == 0 { 0x90 } else { 0x80 });
+    v.extend_from_slice(&[0x20, tid << 6]);
+    v.push(if key { 0x50 } else { 0x51 });
+    v.resize(1000, 0x33);
+    v
+}
+
+#[test]
+fn sfu_features_do_not_allocate_after_warm_up() {
+    let mut now = Instant::now();
+    let mut mesh = Mesh::new(now, MeshConfig::default());
+    let mut path = Reflector::new();
+    path.set_video_codec(96, VideoCodec::Vp8);
+    path.set_last_n(Some(2), reflector::DEFAULT_AUDIO_LEVEL_ID);
+    mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+    for id in 1..=PEOPLE {
+        mesh.handle_command(
+            now,
+            Command::AddParticipant {
+                conf: CONF,
+                participant: id,
+            },
+        );
+        for (kind, ssrc, rate) in [
+            (MediaKind::Audio, id, 48_000),
+            (MediaKind::Video, 100 + id, 90_000),
+        ] {
+            mesh.handle_command(
+                now,
+                Command::SetChannel {
+                    conf: CONF,
+                    participant: id,
+                    kind,
+                    remote: Remote::Addr(addr(id)),
+                    ssrc,
+                    clock_rate: rate,
+                },
+            );
+        }
+    }
+    mesh.handle_command(
+        now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, 101],
+        },
+    );
+    // 3 negotiated RTX, so its NACKs are answered with RFC 4588 packets.
+    mesh.handle_command(
+        now,
+        Command::ReceiverPrefs {
+            conf: CONF,
+            participant: 3,
+            prefs: mesh::ReceiverPrefs {
+                rtx_payload_type: Some(97),
+                max_layer: None,
+            },
+        },
+    );
+    mesh.handle_tick(now);
+
+    const STEPS: u16 = 2000;
+    // Per step: each member's audio (one of them talking, in turn every 200 steps) and
+    // video (both encodings for 1).
+    let packets: Vec<Vec<(SocketAddr, Vec<u8>)>> = (0..STEPS)
+        .map(|n| {
+            let talker = u32::from(n / 200) % PEOPLE + 1;
+            let mut v = Vec::new();
+            for id in 1..=PEOPLE {
+                let level = if id == talker { 10 } else { 127 };
+                v.push((addr(id), audio(id, n, level)));
+                v.push((addr(id), vp8(100 + id, n)));
+            }
+            v.push((addr(1), vp8(LOW, n)));
+            v
+        })
+        .collect();
+    let mut out = TxBatch::with_capacity(4096, 4096 * 1500);
+    let mut step = |mesh: &mut Mesh<Reflector>, now: &mut Instant, n: u16| {
+        let mut buf = [0u8; 256];
+        for (from, pkt) in &packets[usize::from(n)] {
+            mesh.handle_datagram(*now, *from, pkt);
+        }
+        // 2's downlink is short (low layer and thinning); 3 NACKs 1's stream as it sees it.
+        let len = rtcp_write::remb(&mut buf, 102, 60_000, &[101]).expect("fits");
+        mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        let lost = [n.wrapping_sub(4), n.wrapping_sub(2)];
+        let len = rtcp_write::nack(&mut buf, 103, 101, &lost).expect("fits");
+        mesh.handle_datagram(*now, addr(3), &buf[..len]);
+        *now += Duration::from_millis(5);
+        mesh.handle_tick(*now);
+        mesh.poll_transmit(&mut out);
+        let sent = out.len();
+        out.clear();
+        while mesh.poll_event().is_some() {}
+        sent
+    };
+    for n in 0..1000 {
+        step(&mut mesh, &mut now, n);
+    }
+    let (sent, allocs) = counted(|| {
+        (1000..STEPS)
+            .map(|n| step(&mut mesh, &mut now, n))
+            .sum::<usize>()
+    });
+    assert_eq!(allocs, 0, "heap allocations with the SFU features on");
+    assert!(sent > 1000 * 3, "sent {sent}");
+    let r = mesh.path(CONF).expect("conference");
+    assert!(r.stats().retransmitted > 0);
+    assert!(r.stats().keyframe_requests > 0);
+    assert_eq!(r.thinned(), &[2]);
+}

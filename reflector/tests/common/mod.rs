@@ -1,0 +1,389 @@
+//! A simulated network around a reflector mesh in virtual time: VP8 video senders that
+//! answer keyframe requests, receivers that record what arrives, and per-receiver downlink
+//! loss. No sockets, no wall clock.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mesh::rtcp::{self, Rtcp};
+use mesh::{rtp, Command, MediaKind, Mesh, MeshConfig, ParticipantId, Remote, RtpView, TxBatch};
+use reflector::{Reflector, VideoCodec};
+
+pub const CONF: u32 = 9;
+pub const VP8_PT: u8 = 96;
+pub const TICK: Duration = Duration::from_millis(10);
+/// 30 frames/s.
+pub const FRAME: Duration = Duration::from_micros(33_333);
+pub const PACKETS_PER_FRAME: u16 = 3;
+
+pub fn addr(id: ParticipantId) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, id as u8], 5000))
+}
+
+pub fn video_ssrc(id: ParticipantId) -> u32 {
+    0x5000 + id
+}
+
+pub fn audio_ssrc(id: ParticipantId) -> u32 {
+    0x6000 + id
+}
+
+/// An audio packet with an RFC 6464 level (0 loudest, 127 silence) under extension id 1.
+pub fn audio_packet(ssrc: u32, seq: u16, level: u8) -> Vec<u8> {
+    let mut v = vec![0x90, 111];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, level, 0, 0]);
+    v.resize(100, 0x55);
+    v
+}
+
+/// Deterministic xorshift64 for loss patterns.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One VP8 packet: descriptor with S set on a frame's first packet, and a payload header whose
+/// P bit is clear on keyframes.
+pub fn vp8_packet(ssrc: u32, seq: u16, ts: u32, first: bool, key: bool) -> Vec<u8> {
+    vp8_sized(ssrc, seq, ts, first, key, 1000)
+}
+
+pub fn vp8_sized(ssrc: u32, seq: u16, ts: u32, first: bool, key: bool, size: usize) -> Vec<u8> {
+    let mut v = vec![0x80, VP8_PT];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.push(if first { 0x10 } else { 0x00 });
+    v.push(if key { 0x50 } else { 0x51 });
+    v.resize(size, 0x77);
+    v
+}
+
+/// Whether `pkt` (RTP) starts a VP8 keyframe.
+pub fn is_key(pkt: &[u8]) -> bool {
+    let view = RtpView::parse(pkt).expect("RTP");
+    reflector::keyframe::is_keyframe_start(VideoCodec::Vp8, view.payload())
+}
+
+/// One encoding of a camera.
+pub struct Encoding {
+    pub ssrc: u32,
+    seq: u16,
+    /// Encodings start their timestamps at different random points, as real encoders do.
+    ts_base: u32,
+    pub packets_per_frame: u16,
+    pub size: usize,
+    pub key_wanted: bool,
+    pub keyframes_sent: u32,
+}
+
+/// A video sender: a frame every [`FRAME`] on each encoding, a keyframe every `gop` frames
+/// or right after a keyframe request for that encoding reaches it.
+pub struct Camera {
+    pub id: ParticipantId,
+    frame: u32,
+    next: Instant,
+    pub gop: u32,
+    pub encodings: Vec<Encoding>,
+    pub keyframes_sent: u32,
+    /// Requests are ignored while set.
+    pub deaf: bool,
+    /// Two temporal layers: odd frames (never keyframes) are TL1, marked in the VP8
+    /// descriptor.
+    pub temporal: bool,
+}
+
+/// What one participant received.
+#[derive(Default)]
+pub struct Inbox {
+    /// (arrival, packet) of media.
+    pub media: Vec<(Instant, Vec<u8>)>,
+    pub rtcp: Vec<(Instant, Vec<u8>)>,
+}
+
+pub struct Sim {
+    pub mesh: Mesh<Reflector>,
+    pub now: Instant,
+    batch: TxBatch,
+    pub cameras: Vec<Camera>,
+    pub inbox: HashMap<ParticipantId, Inbox>,
+    /// Downlink loss per receiver: (per mille, generator).
+    pub loss: HashMap<ParticipantId, (u64, XorShift)>,
+    /// Media packets the loss took, per receiver.
+    pub lost: HashMap<ParticipantId, Vec<u16>>,
+    /// Participants sending audio every 20 ms, and whether they talk (level 10) or not (127).
+    pub voices: HashMap<ParticipantId, bool>,
+    audio_seq: u16,
+    ms: u64,
+}
+
+impl Sim {
+    /// A conference of `ids`, each with a video channel; VP8 on [`VP8_PT`].
+    pub fn new(ids: &[ParticipantId]) -> Self {
+        Self::with(ids, |_| {})
+    }
+
+    /// Like [`Sim::new`], with the reflector set up further by `setup` first.
+    pub fn with(ids: &[ParticipantId], setup: impl FnOnce(&mut Reflector)) -> Self {
+        let now = Instant::now();
+        let mut r = Reflector::new();
+        r.set_video_codec(VP8_PT, VideoCodec::Vp8);
+        setup(&mut r);
+        let mut sim = Sim {
+            mesh: Mesh::new(now, MeshConfig::default()),
+            now,
+            batch: TxBatch::with_capacity(1024, 1024 * 1500),
+            cameras: Vec::new(),
+            inbox: HashMap::new(),
+            loss: HashMap::new(),
+            lost: HashMap::new(),
+            voices: HashMap::new(),
+            audio_seq: 0,
+            ms: 0,
+        };
+        sim.mesh.handle_command(
+            now,
+            Command::CreateConference {
+                conf: CONF,
+                path: r,
+            },
+        );
+        for &id in ids {
+            sim.join(id);
+        }
+        sim.mesh.handle_tick(now);
+        sim
+    }
+
+    /// Queues `id`'s join with a video channel; applied at the next tick.
+    pub fn join(&mut self, id: ParticipantId) {
+        let now = self.now;
+        self.mesh.handle_command(
+            now,
+            Command::AddParticipant {
+                conf: CONF,
+                participant: id,
+            },
+        );
+        self.mesh.handle_command(
+            now,
+            Command::SetChannel {
+                conf: CONF,
+                participant: id,
+                kind: MediaKind::Audio,
+                remote: Remote::Addr(addr(id)),
+                ssrc: audio_ssrc(id),
+                clock_rate: 48_000,
+            },
+        );
+        self.mesh.handle_command(
+            now,
+            Command::SetChannel {
+                conf: CONF,
+                participant: id,
+                kind: MediaKind::Video,
+                remote: Remote::Addr(addr(id)),
+                ssrc: video_ssrc(id),
+                clock_rate: 90_000,
+            },
+        );
+    }
+
+    pub fn camera(&mut self, id: ParticipantId, gop: u32) {
+        self.simulcast_camera(id, gop, &[(video_ssrc(id), PACKETS_PER_FRAME, 1000)]);
+    }
+
+    /// A camera with several encodings: (SSRC, packets per frame, packet size) each.
+    pub fn simulcast_camera(
+        &mut self,
+        id: ParticipantId,
+        gop: u32,
+        encodings: &[(u32, u16, usize)],
+    ) {
+        self.cameras.push(Camera {
+            id,
+            frame: 0,
+            next: self.now,
+            gop,
+            encodings: encodings
+                .iter()
+                .enumerate()
+                .map(|(i, &(ssrc, packets_per_frame, size))| Encoding {
+                    ssrc,
+                    seq: 1000 + 10_000 * i as u16,
+                    ts_base: 1_000_000 * i as u32,
+                    packets_per_frame,
+                    size,
+                    key_wanted: false,
+                    keyframes_sent: 0,
+                })
+                .collect(),
+            keyframes_sent: 0,
+            deaf: false,
+            temporal: false,
+        });
+    }
+
+    /// Sends RTCP `data` from participant `id`.
+    pub fn rtcp_from(&mut self, id: ParticipantId, data: &[u8]) {
+        self.mesh.handle_datagram(self.now, addr(id), data);
+        self.deliver();
+    }
+
+    /// Runs the network for `dt` in 1 ms steps.
+    pub fn run(&mut self, dt: Duration) {
+        let end = self.now + dt;
+        while self.now < end {
+            self.now += Duration::from_millis(1);
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        self.ms += 1;
+        if self.ms % 20 == 0 {
+            self.audio_seq = self.audio_seq.wrapping_add(1);
+            let mut voices: Vec<_> = self.voices.iter().map(|(&p, &t)| (p, t)).collect();
+            voices.sort_unstable();
+            for (id, talking) in voices {
+                let pkt = audio_packet(
+                    audio_ssrc(id),
+                    self.audio_seq,
+                    if talking { 10 } else { 127 },
+                );
+                self.mesh.handle_datagram(now, addr(id), &pkt);
+                self.deliver();
+            }
+        }
+        for i in 0..self.cameras.len() {
+            if self.cameras[i].next > now {
+                continue;
+            }
+            let c = &mut self.cameras[i];
+            c.next += FRAME;
+            let ts = c.frame.wrapping_mul(3000);
+            let gop_key = c.frame % c.gop == 0;
+            c.frame += 1;
+            let id = c.id;
+            let mut pkts = Vec::new();
+            for e in &mut c.encodings {
+                let key = e.key_wanted || gop_key;
+                e.key_wanted = false;
+                e.keyframes_sent += u32::from(key);
+                c.keyframes_sent += u32::from(key);
+                let tid = match c.temporal {
+                    true if !key => Some((c.frame % 2) as u8),
+                    true => Some(0),
+                    false => None,
+                };
+                for k in 0..e.packets_per_frame {
+                    let seq = e.seq.wrapping_add(k);
+                    let ts = ts.wrapping_add(e.ts_base);
+                    let mut p = vp8_sized(e.ssrc, seq, ts, k == 0, key, e.size);
+                    if let Some(tid) = tid {
+                        // X bit, then the extension byte with T, then TID.
+                        p[12] |= 0x80;
+                        p.splice(13..13, [0x20, tid << 6]);
+                        p.truncate(e.size);
+                    }
+                    pkts.push(p);
+                }
+                e.seq = e.seq.wrapping_add(e.packets_per_frame);
+            }
+            for pkt in pkts {
+                self.mesh.handle_datagram(now, addr(id), &pkt);
+                self.deliver();
+            }
+        }
+        if self.mesh.poll_timeout() <= now {
+            self.mesh.handle_tick(now);
+            self.deliver();
+        }
+    }
+
+    /// Hands what the mesh sent to its receivers, through their downlink loss.
+    pub fn deliver(&mut self) {
+        self.mesh.poll_transmit(&mut self.batch);
+        for (dest, p) in self.batch.iter() {
+            let id = ParticipantId::from(match dest.ip() {
+                std::net::IpAddr::V4(v4) => v4.octets()[3],
+                std::net::IpAddr::V6(_) => unreachable!("the sim is IPv4"),
+            });
+            let bytes = p.to_vec();
+            if let Some((permille, rng)) = self.loss.get_mut(&id) {
+                if rng.next() % 1000 < *permille {
+                    if !rtp::is_rtcp(&bytes) {
+                        let seq = RtpView::parse(&bytes).expect("RTP").sequence_number();
+                        self.lost.entry(id).or_default().push(seq);
+                    }
+                    continue;
+                }
+            }
+            if rtp::is_rtcp(&bytes) {
+                let media: Vec<u32> = rtcp::packets(&bytes)
+                    .flatten()
+                    .filter_map(|p| match p {
+                        Rtcp::Pli { media, .. } => Some(media),
+                        Rtcp::Fir(f) => f.entries().next().map(|e| e.0),
+                        _ => None,
+                    })
+                    .collect();
+                for c in self.cameras.iter_mut().filter(|c| !c.deaf) {
+                    for e in &mut c.encodings {
+                        e.key_wanted |= media.contains(&e.ssrc);
+                    }
+                }
+                self.inbox
+                    .entry(id)
+                    .or_default()
+                    .rtcp
+                    .push((self.now, bytes));
+            } else {
+                self.inbox
+                    .entry(id)
+                    .or_default()
+                    .media
+                    .push((self.now, bytes));
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// Video SSRCs that reached `id` at or after `since`.
+    pub fn video_sources(&self, id: ParticipantId, since: Instant) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .media(id)
+            .iter()
+            .filter(|(at, p)| *at >= since && p[1] & 0x7f == VP8_PT)
+            .map(|(_, p)| RtpView::parse(p).expect("RTP").ssrc())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    pub fn media(&self, id: ParticipantId) -> &[(Instant, Vec<u8>)] {
+        self.inbox.get(&id).map_or(&[], |i| &i.media[..])
+    }
+
+    pub fn rtcp(&self, id: ParticipantId) -> &[(Instant, Vec<u8>)] {
+        self.inbox.get(&id).map_or(&[], |i| &i.rtcp[..])
+    }
+
+    pub fn reflector(&self) -> &Reflector {
+        self.mesh.path(CONF).expect("the conference exists")
+    }
+}

@@ -1,0 +1,118 @@
+//! Sender and receiver reports, and the per-receiver estimate, in virtual time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mesh::rtcp::{self, Rtcp};
+use mesh::rtcp_write;
+
+#[test]
+fn srs_are_relayed_and_senders_get_receiver_reports() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.camera(1, 30);
+    sim.run(Duration::from_millis(200));
+    let mut buf = [0u8; 64];
+    let ntp = 0x0001_0002_0003_0004u64;
+    let n = rtcp_write::sender_report(&mut buf, video_ssrc(1), ntp, 9000, 18, 18_000).unwrap();
+    // A real sender follows its SR with an SDES; only the SR is relayed.
+    let mut sr = buf[..n].to_vec();
+    sr.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0x50, 0x01]);
+    sim.rtcp_from(1, &sr);
+    for r in [2, 3] {
+        let got = sim.rtcp(r);
+        assert_eq!(got.len(), 1, "receiver {r}");
+        assert_eq!(got[0].1, buf[..n].to_vec());
+    }
+    assert!(sim.rtcp(1).is_empty(), "no echo of the SR");
+    assert_eq!(sim.reflector().stats().reports_relayed, 2);
+
+    sim.run(Duration::from_millis(1500));
+    let rrs: Vec<_> = sim
+        .rtcp(1)
+        .iter()
+        .flat_map(|(_, b)| rtcp::packets(b).flatten().collect::<Vec<_>>())
+        .filter_map(|p| match p {
+            Rtcp::ReceiverReport { ssrc, blocks } => Some((ssrc, blocks.iter().next()?)),
+            _ => None,
+        })
+        .collect();
+    assert!(!rrs.is_empty(), "the sender got receiver reports");
+    let (from, block) = rrs.last().copied().unwrap();
+    assert_eq!(from, reflector::SFU_SSRC);
+    assert_eq!(block.ssrc, video_ssrc(1));
+    assert_eq!(block.fraction_lost, 0);
+    assert_eq!(block.last_sr, (ntp >> 16) as u32);
+    assert!(block.delay_since_last_sr > 0);
+    // Receivers that send nothing get no RR.
+    assert!(sim.rtcp(2).len() == 1 && sim.rtcp(3).len() == 1);
+}
+
+#[test]
+fn remb_and_receiver_reports_feed_the_estimate() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.camera(1, 30);
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.reflector().estimate(2), None);
+    let mut buf = [0u8; 64];
+    let n = rtcp_write::remb(&mut buf, 0x2222, 600_000, &[video_ssrc(1)]).unwrap();
+    sim.rtcp_from(2, &buf[..n]);
+    let est = sim.reflector().estimate(2).unwrap();
+    let bps = est.bits_per_sec().unwrap();
+    assert!((599_000..=600_000).contains(&bps), "{bps}");
+    let block = rtcp::ReportBlock {
+        ssrc: video_ssrc(1),
+        fraction_lost: 64,
+        cumulative_lost: 10,
+        highest_seq: 1100,
+        jitter: 90,
+        last_sr: 0,
+        delay_since_last_sr: 0,
+    };
+    let n = rtcp_write::receiver_report(&mut buf, 0x2222, &[block]).unwrap();
+    sim.rtcp_from(2, &buf[..n]);
+    assert_eq!(sim.reflector().estimate(2).unwrap().fraction_lost, 64);
+    // Terminated: the sender never sees the receiver's own reports or REMB.
+    assert!(sim
+        .rtcp(1)
+        .iter()
+        .all(|(_, b)| !b.windows(4).any(|w| w == b"REMB")));
+}
+
+#[test]
+fn without_remb_receiver_report_loss_drives_the_estimate() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.camera(1, 30);
+    sim.run(Duration::from_secs(1));
+    let rr = |sim: &mut Sim, fraction_lost: u8| {
+        let block = rtcp::ReportBlock {
+            ssrc: video_ssrc(1),
+            fraction_lost,
+            cumulative_lost: 0,
+            highest_seq: 0,
+            jitter: 0,
+            last_sr: 0,
+            delay_since_last_sr: 0,
+        };
+        let mut buf = [0u8; 64];
+        let n = rtcp_write::receiver_report(&mut buf, 0x2222, &[block]).unwrap();
+        sim.rtcp_from(2, &buf[..n]);
+        sim.reflector().estimate(2).unwrap().bits_per_sec()
+    };
+    // Little loss: still no limit.
+    assert_eq!(rr(&mut sim, 3), None);
+    // 25% loss: back off to what 2 gets (3 x 1000 B x 30/s = 720 kbit/s) times 7/8.
+    let backed = rr(&mut sim, 64).unwrap();
+    assert!((600_000..=650_000).contains(&backed), "{backed}");
+    assert_eq!(
+        sim.reflector().thinned(),
+        &[] as &[u32],
+        "thinning is chosen on ticks"
+    );
+    sim.run(Duration::from_millis(20));
+    assert_eq!(sim.reflector().thinned(), &[2]);
+    // Moderate loss holds; no loss grows 8% per report.
+    assert_eq!(rr(&mut sim, 10), Some(backed));
+    assert_eq!(rr(&mut sim, 0), Some(backed + backed * 8 / 100));
+}

@@ -1,0 +1,244 @@
+//! Simulcast layer switching in virtual time: a receiver whose estimate (REMB) drops below
+//! the top encoding moves to a lower one within 2 s and back up when it recovers, always at a
+//! keyframe, and sees one continuous stream (one SSRC, consecutive sequence numbers).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mesh::{rtcp_write, Command, RtpView};
+
+const LOW: u32 = 0x7001;
+const MID: u32 = 0x7002;
+/// The top encoding is the video channel's own SSRC; receivers see it throughout.
+fn high() -> u32 {
+    video_ssrc(1)
+}
+
+fn remb(sim: &mut Sim, from: u32, bps: u64) {
+    let mut buf = [0u8; 64];
+    let n = rtcp_write::remb(&mut buf, 0x3000 + from, bps, &[high()]).unwrap();
+    sim.rtcp_from(from, &buf[..n]);
+}
+
+/// Size of packets as the camera sends them per layer.
+const SIZES: [usize; 3] = [300, 700, 1100];
+
+fn layer_of(p: &[u8]) -> usize {
+    SIZES
+        .iter()
+        .position(|&s| s == p.len())
+        .expect("a known size")
+}
+
+/// First arrival at or after `t` whose layer is `layer`.
+fn first_on(media: &[(Instant, Vec<u8>)], t: Instant, layer: usize) -> Option<(Instant, Vec<u8>)> {
+    media
+        .iter()
+        .find(|(at, p)| *at >= t && layer_of(p) == layer)
+        .cloned()
+}
+
+#[test]
+fn budget_drop_switches_down_within_2_s_and_back_up_seamlessly() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, MID, high()],
+        },
+    );
+    sim.run(Duration::from_millis(10));
+    sim.simulcast_camera(
+        1,
+        300,
+        &[
+            (LOW, 1, SIZES[0]),
+            (MID, 2, SIZES[1]),
+            (high(), 3, SIZES[2]),
+        ],
+    );
+    remb(&mut sim, 2, 2_000_000);
+    sim.run(Duration::from_secs(2));
+    assert!(sim.media(2).iter().all(|(_, p)| layer_of(p) == 2));
+
+    // The downlink shrinks to 150 kbit/s: only the low layer (about 72 kbit/s) fits.
+    let dropped = sim.now;
+    remb(&mut sim, 2, 150_000);
+    sim.run(Duration::from_secs(3));
+    let (at, first) = first_on(sim.media(2), dropped, 0).expect("switched down");
+    assert!(at.duration_since(dropped) <= Duration::from_secs(2));
+    assert!(is_key(&first), "the switch down lands on a keyframe");
+
+    // It recovers.
+    let recovered = sim.now;
+    remb(&mut sim, 2, 2_000_000);
+    sim.run(Duration::from_secs(3));
+    let (at, first) = first_on(sim.media(2), recovered, 2).expect("switched back up");
+    assert!(at.duration_since(recovered) <= Duration::from_secs(2));
+    assert!(is_key(&first), "the switch up lands on a keyframe");
+
+    // One continuous stream: one SSRC, sequence numbers without a gap, timestamps that
+    // never go back, and every change of layer at a keyframe.
+    let media = sim.media(2);
+    let views: Vec<RtpView<'_>> = media
+        .iter()
+        .map(|(_, p)| RtpView::parse(p).unwrap())
+        .collect();
+    assert!(views.iter().all(|v| v.ssrc() == high()));
+    for w in views.windows(2) {
+        assert_eq!(
+            w[1].sequence_number(),
+            w[0].sequence_number().wrapping_add(1)
+        );
+        assert!(w[1].timestamp().wrapping_sub(w[0].timestamp()) < 1 << 31);
+    }
+    let mut switches = 0;
+    for w in media.windows(2) {
+        if layer_of(&w[0].1) != layer_of(&w[1].1) {
+            switches += 1;
+            assert!(is_key(&w[1].1));
+        }
+    }
+    assert_eq!(switches, 2);
+    // The receiver without an estimate stayed on the top layer all along.
+    assert!(sim.media(3).iter().all(|(_, p)| layer_of(p) == 2));
+    assert!(!sim.media(3).is_empty());
+}
+
+#[test]
+fn nacks_are_answered_in_the_receivers_numbering() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, high()],
+        },
+    );
+    sim.run(Duration::from_millis(10));
+    sim.simulcast_camera(1, 300, &[(LOW, 1, SIZES[0]), (high(), 3, SIZES[2])]);
+    sim.run(Duration::from_secs(1));
+    remb(&mut sim, 2, 100_000);
+    sim.run(Duration::from_secs(2));
+    // On the low layer now, after a switch that shifted its numbering.
+    let (_, last) = sim.media(2).last().cloned().unwrap();
+    assert_eq!(layer_of(&last), 0);
+    let want = RtpView::parse(&last).unwrap();
+    let seq = want.sequence_number().wrapping_sub(2);
+    let before = sim.media(2).len();
+    let mut buf = [0u8; 64];
+    let n = rtcp_write::nack(&mut buf, 0x3002, high(), &[seq]).unwrap();
+    sim.rtcp_from(2, &buf[..n]);
+    let got = &sim.media(2)[before..];
+    assert_eq!(got.len(), 1, "one retransmission");
+    let v = RtpView::parse(&got[0].1).unwrap();
+    assert_eq!((v.ssrc(), v.sequence_number()), (high(), seq));
+    // One packet per frame on the low layer: two frames back.
+    assert_eq!(v.timestamp(), want.timestamp().wrapping_sub(6000));
+}
+
+#[test]
+fn a_requested_maximum_caps_the_layer() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, MID, high()],
+        },
+    );
+    sim.mesh.handle_command(
+        sim.now,
+        Command::ReceiverPrefs {
+            conf: CONF,
+            participant: 2,
+            prefs: mesh::ReceiverPrefs {
+                max_layer: Some(1),
+                ..Default::default()
+            },
+        },
+    );
+    sim.run(Duration::from_millis(10));
+    sim.simulcast_camera(
+        1,
+        300,
+        &[
+            (LOW, 1, SIZES[0]),
+            (MID, 2, SIZES[1]),
+            (high(), 3, SIZES[2]),
+        ],
+    );
+    sim.run(Duration::from_secs(2));
+    let t = sim.now - Duration::from_secs(1);
+    let layers = |r| {
+        let mut v: Vec<usize> = sim
+            .media(r)
+            .iter()
+            .filter(|(at, _)| *at >= t)
+            .map(|(_, p)| layer_of(p))
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(layers(2), vec![1], "capped at the middle layer");
+    assert_eq!(layers(3), vec![2]);
+}
+
+#[test]
+fn a_layers_sr_reaches_its_receivers_in_their_numbering() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, high()],
+        },
+    );
+    sim.run(Duration::from_millis(10));
+    sim.simulcast_camera(1, 300, &[(LOW, 1, SIZES[0]), (high(), 3, SIZES[2])]);
+    sim.run(Duration::from_secs(1));
+    remb(&mut sim, 2, 100_000);
+    sim.run(Duration::from_secs(2));
+    // 2 is on the low layer with shifted timestamps; 3 on the top layer, unshifted.
+    let (t2, last2) = sim.media(2).last().cloned().unwrap();
+    assert_eq!(layer_of(&last2), 0);
+    let last3 = &sim.media(3).iter().rfind(|(t, _)| *t == t2).unwrap().1;
+    let ts = |p: &[u8]| RtpView::parse(p).unwrap().timestamp();
+    // The same frame: 3's copy is the top layer's own timestamp (its base 1_000_000 above
+    // the low layer's), 2's the low layer's shifted into that timeline.
+    let low_ts = ts(last3).wrapping_sub(1_000_000);
+    let offset = ts(&last2).wrapping_sub(low_ts);
+    assert_eq!(offset, 1_000_000, "the switch shifted 2's timestamps");
+
+    // The low layer's SR, with a report block as senders add: 2 gets the sender info only,
+    // under the SSRC it sees, its RTP timestamp shifted like the media; 3 gets nothing.
+    let mut buf = [0u8; 128];
+    let n =
+        rtcp_write::sender_report(&mut buf, LOW, 0x0102_0304_0506_0708, 90_000, 5, 500).unwrap();
+    let mut sr = buf[..n].to_vec();
+    // One (zeroed) report block: RC 1, 6 more words.
+    sr[0] |= 1;
+    sr[2..4].copy_from_slice(&12u16.to_be_bytes());
+    sr.extend_from_slice(&[0; 24]);
+    let (before2, before3) = (sim.rtcp(2).len(), sim.rtcp(3).len());
+    sim.rtcp_from(1, &sr);
+    assert_eq!(sim.rtcp(3).len(), before3);
+    let got = &sim.rtcp(2)[before2..];
+    assert_eq!(got.len(), 1);
+    match mesh::rtcp::packets(&got[0].1).collect::<Vec<_>>()[..] {
+        [Ok(mesh::rtcp::Rtcp::SenderReport(r))] => {
+            assert_eq!(r.ssrc, high());
+            assert_eq!(r.ntp, 0x0102_0304_0506_0708);
+            assert_eq!(r.rtp_timestamp, 90_000u32.wrapping_add(offset));
+            assert!(r.blocks.is_empty());
+        }
+        ref other => panic!("{other:?}"),
+    }
+}
