@@ -37,7 +37,7 @@ impl From<crate::core::PlaceError> for Refusal {
     fn from(e: crate::core::PlaceError) -> Self {
         use crate::core::PlaceError as P;
         let status = match e {
-            P::NoServer(_) => StatusCode::CONFLICT,
+            P::NoServer(_) | P::OverLimit { .. } => StatusCode::CONFLICT,
             P::UnknownServer(_) | P::UnknownConference(_) | P::UnknownParticipant(..) => {
                 StatusCode::NOT_FOUND
             }
@@ -255,44 +255,67 @@ pub(crate) async fn move_user(
     ))
 }
 
+/// What a punt did: the servers it moved between and how many participants were sent.
+pub(crate) struct Punted {
+    pub from: String,
+    pub to: String,
+    pub dispatched: usize,
+}
+
+/// Punts `conference` (seed 003): the tables pick the target and reserve its seats, and
+/// the conference's current server is told to `dispatch` each participant there. Used by
+/// the operator's punt and by a media server's own `punt` (high water, drain).
+pub(crate) fn punt_conference(
+    s: &Service,
+    conference: &str,
+    who: &str,
+) -> Result<Punted, crate::core::PlaceError> {
+    let (punt, generation) = {
+        let mut t = s.tables();
+        let p = t.punt(
+            Instant::now(),
+            unix_ms(),
+            conference,
+            s.settings().ticket_ttl,
+            who,
+        )?;
+        let g = t.server(&p.from).map(|srv| srv.generation).unwrap_or(0);
+        (p, g)
+    };
+    let mut dispatched = 0;
+    for (participant, name) in &punt.participants {
+        let Some(ticket) = s.hand_out(&punt.to, conference, &punt.account, name, punt.mode) else {
+            break;
+        };
+        let order = DispMsg::Dispatch {
+            conference: conference.to_owned(),
+            participant: *participant,
+            addr: punt.to.client_addr,
+            ticket,
+            to_conference: conference.to_owned(),
+        };
+        if s.send_to(&punt.from, generation, order) {
+            dispatched += 1;
+        }
+    }
+    Ok(Punted {
+        from: punt.from,
+        to: punt.to.server,
+        dispatched,
+    })
+}
+
 /// Moves a whole conference to another server: its server dispatches every participant.
 pub(crate) async fn punt(
     State(s): State<Arc<Service>>,
     Operator(who): Operator,
     Path(conference): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
-    let (punt, generation) = {
-        let mut t = s.tables();
-        let p = t.punt(
-            Instant::now(),
-            unix_ms(),
-            &conference,
-            s.settings().ticket_ttl,
-            &who,
-        )?;
-        let g = t.server(&p.from).map(|srv| srv.generation).unwrap_or(0);
-        (p, g)
-    };
-    let mut sent = 0;
-    for (participant, name) in &punt.participants {
-        let Some(ticket) = s.hand_out(&punt.to, &conference, &punt.account, name, punt.mode) else {
-            break;
-        };
-        let order = DispMsg::Dispatch {
-            conference: conference.clone(),
-            participant: *participant,
-            addr: punt.to.client_addr,
-            ticket,
-            to_conference: conference.clone(),
-        };
-        if s.send_to(&punt.from, generation, order) {
-            sent += 1;
-        }
-    }
+    let p = punt_conference(&s, &conference, &who)?;
     Ok(done(
         &s,
         "punt",
         &who,
-        json!({ "conference": conference, "from": punt.from, "to": punt.to.server, "dispatched": sent }),
+        json!({ "conference": conference, "from": p.from, "to": p.to, "dispatched": p.dispatched }),
     ))
 }

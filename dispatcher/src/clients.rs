@@ -1,6 +1,7 @@
 //! The client host: `connect`, `join`, then `dispatch` with a will-call ticket (seed 003,
 //! Fig. 2 messages 202-208).
 
+use crate::core::{Join, Media, PlaceError};
 use crate::lines::{LineReader, Read};
 use crate::metrics::OutcomeLabel;
 use crate::{unix_ms, Service};
@@ -82,7 +83,7 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
                 name,
                 opts,
             } => {
-                let reply = dispatch(service, &conference, &account, &name, opts.mode);
+                let reply = dispatch(service, &conference, &account, &name, &opts).await;
                 let dispatched = matches!(reply, ServerMsg::Dispatch { .. });
                 if !dispatched {
                     return refuse(service, &mut w, reply).await;
@@ -110,35 +111,54 @@ async fn session(stream: TcpStream, service: &Service) -> std::io::Result<()> {
 
 /// Checks the account, places the conference, reserves at the media server and signs
 /// the ticket. Returns the `dispatch` line, or the `reject` to send instead.
-fn dispatch(
+async fn dispatch(
     service: &Service,
     conference: &str,
     account: &str,
     user: &str,
-    mode: protocol::Mode,
+    opts: &protocol::JoinOpts,
 ) -> ServerMsg {
     let settings = service.settings();
-    if !settings.accounts.iter().any(|a| a.code == account) {
+    let mode = opts.mode;
+    let Some(acct) = settings.accounts.iter().find(|a| a.code == account) else {
         return ServerMsg::reject(
             ErrorCode::UnknownAccount,
             format!("unknown account {account}"),
         );
-    }
-    let now = Instant::now();
-    let placed = service.tables().place(
-        now,
-        unix_ms(),
+    };
+    let join = Join {
         conference,
         account,
+        customer: &acct.customer,
         mode,
-        settings.ticket_ttl,
-    );
+        media: Media::from_kinds(&opts.media),
+        pool: Some(settings.tenancy.pool_for(acct, opts.domain.as_deref())),
+        reserved: acct.reserved,
+        max_users: acct.max_users,
+    };
+    let now = Instant::now();
+    // With several dispatchers the store settles where a new conference runs.
+    let placed = match service.claim(&join).await {
+        Some(server) => service.tables().place_claimed(
+            Instant::now(),
+            unix_ms(),
+            &join,
+            &server,
+            settings.ticket_ttl,
+        ),
+        None => service
+            .tables()
+            .place_join(now, unix_ms(), &join, settings.ticket_ttl),
+    };
     service
         .metrics
         .selection_seconds
         .observe(now.elapsed().as_secs_f64());
     let placement = match placed {
         Ok(p) => p,
+        Err(e @ PlaceError::OverLimit { .. }) => {
+            return ServerMsg::reject(ErrorCode::AccountFull, e.to_string())
+        }
         Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
     };
     let Some(ticket) = service.hand_out(&placement, conference, account, user, mode) else {

@@ -1,18 +1,75 @@
 //! Dispatcher settings: command-line flags, each of which a TOML file can also set.
 
+use crate::core::{CostModel, DEFAULT_POOL};
 use crate::DispatcherError;
 use clap::Parser;
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// An account code a client joins with (seed 003: "a list of valid accounts").
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// An account code a client joins with (seed 003: "a list of valid accounts"), with its
+/// customer's contract.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub code: String,
     pub customer: String,
+    /// The customer's maximum simultaneous users, across all its conferences.
+    #[serde(default)]
+    pub max_users: Option<u32>,
+    /// The tenant pool its conferences run in; wins over the join's `domain`.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Users reserved per conference: each conference is charged as if at least this
+    /// many were present (seed 003's contract).
+    #[serde(default)]
+    pub reserved: u32,
+}
+
+impl Account {
+    /// An account without a contract.
+    pub fn new(code: &str, customer: &str) -> Account {
+        Account {
+            code: code.to_owned(),
+            customer: customer.to_owned(),
+            ..Account::default()
+        }
+    }
+}
+
+/// Tenant pools and the domain map (seed 004): which media servers a tenant's
+/// conferences may run on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenancy {
+    /// Pool name -> server ids. Servers named in no pool are in `default`.
+    pub pools: BTreeMap<String, Vec<String>>,
+    /// Domain (from `join ... domain=`) -> pool name.
+    pub tenants: BTreeMap<String, String>,
+}
+
+impl Tenancy {
+    /// Server id -> pool, for the tables.
+    pub fn server_pools(&self) -> HashMap<String, String> {
+        self.pools
+            .iter()
+            .flat_map(|(pool, ids)| ids.iter().map(move |id| (id.clone(), pool.clone())))
+            .collect()
+    }
+
+    /// The pool of a join: the account's pool if its contract names one (the account
+    /// code is checked; the domain is only the client's word), else the domain's pool
+    /// from the tenant map, else `default`.
+    pub fn pool_for<'a>(&'a self, account: &'a Account, domain: Option<&str>) -> &'a str {
+        if let Some(p) = &account.pool {
+            return p;
+        }
+        domain
+            .map(|d| d.to_ascii_lowercase())
+            .and_then(|d| self.tenants.get(&d))
+            .map_or(DEFAULT_POOL, String::as_str)
+    }
 }
 
 /// An operator allowed to use the admin API with a bearer token.
@@ -61,6 +118,31 @@ pub struct DispatcherArgs {
     #[arg(skip)]
     #[serde(default)]
     pub admins: Vec<Admin>,
+    /// Append one JSON line per leave to this file (the usage log, for billing).
+    #[arg(long)]
+    pub usage_log: Option<PathBuf>,
+    /// `[cost]`: capacity units per participant by mode and media.
+    #[arg(skip)]
+    pub cost: Option<CostModel>,
+    /// `[pools]`: pool name -> media server ids.
+    #[arg(skip)]
+    #[serde(default)]
+    pub pools: BTreeMap<String, Vec<String>>,
+    /// `[tenants]`: domain -> pool name.
+    #[arg(skip)]
+    #[serde(default)]
+    pub tenants: BTreeMap<String, String>,
+    /// Where several dispatchers meet: `memory` (one dispatcher) or `redis://HOST:PORT`
+    /// [default: memory].
+    #[arg(long)]
+    pub store: Option<crate::store::StoreUrl>,
+    /// Run as the dispatcher switch instead: accept clients here and spread them
+    /// round-robin over `--backends`.
+    #[arg(long)]
+    pub switch: Option<SocketAddr>,
+    /// The dispatchers' client addresses for `--switch` (`a:1,b:2`; TOML: an array).
+    #[arg(long)]
+    pub backends: Option<crate::switch::AddrList>,
 }
 
 /// Resolved dispatcher settings.
@@ -75,6 +157,12 @@ pub struct Settings {
     pub accounts: Vec<Account>,
     /// Who may use the admin API; empty: admin actions are refused (403).
     pub admins: Vec<Admin>,
+    /// The usage log's file, if any.
+    pub usage_log: Option<PathBuf>,
+    pub cost: CostModel,
+    pub tenancy: Tenancy,
+    /// The store shared with other dispatchers.
+    pub store: crate::store::StoreUrl,
 }
 
 impl Settings {
@@ -89,11 +177,38 @@ impl Settings {
             ticket_ttl: Duration::from_secs(30),
             accounts,
             admins: Vec::new(),
+            usage_log: None,
+            cost: CostModel::default(),
+            tenancy: Tenancy::default(),
+            store: crate::store::StoreUrl::Memory,
         }
     }
 }
 
 impl DispatcherArgs {
+    /// `--switch` mode: where to listen and the dispatchers behind it, from the flags
+    /// or the config file; `None` for a dispatcher.
+    pub fn switch_mode(&self) -> Result<Option<(SocketAddr, Vec<SocketAddr>)>, DispatcherError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?;
+                toml::from_str::<DispatcherArgs>(&text)
+                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?
+            }
+            None => DispatcherArgs::default(),
+        };
+        let Some(listen) = self.switch.or(file.switch) else {
+            return Ok(None);
+        };
+        let backends = self.backends.clone().or(file.backends).ok_or_else(|| {
+            DispatcherError::Config(
+                "`switch` needs `backends` (the dispatchers' client addresses)".into(),
+            )
+        })?;
+        Ok(Some((listen, backends.0)))
+    }
+
     /// Reads `--config` if given and lays the command-line flags over it.
     pub fn resolve(self) -> Result<Settings, DispatcherError> {
         let file = match &self.config {
@@ -135,6 +250,29 @@ impl DispatcherArgs {
             s.ticket_ttl = Duration::from_secs(v);
         }
         s.admins = file.admins;
+        s.usage_log = self.usage_log.or(file.usage_log);
+        s.store = self.store.or(file.store).unwrap_or_default();
+        s.cost = file.cost.unwrap_or_default();
+        s.tenancy = Tenancy {
+            pools: file.pools,
+            tenants: file
+                .tenants
+                .into_iter()
+                .map(|(d, p)| (d.to_ascii_lowercase(), p))
+                .collect(),
+        };
+        for pool in s
+            .tenancy
+            .tenants
+            .values()
+            .chain(s.accounts.iter().filter_map(|a| a.pool.as_ref()))
+        {
+            if pool != DEFAULT_POOL && !s.tenancy.pools.contains_key(pool) {
+                return Err(DispatcherError::Config(format!(
+                    "pool `{pool}` is named by a tenant or an account but not declared in `[pools]`"
+                )));
+            }
+        }
         if let Some(token) = self.admin_token.or(file.admin_token) {
             s.admins.push(Admin {
                 name: "admin".into(),

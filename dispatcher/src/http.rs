@@ -76,11 +76,17 @@ fn server_json(s: &Server, now: Instant, unix_s: u64) -> Value {
 fn servers_json(service: &Service) -> Vec<Value> {
     let now = Instant::now();
     let unix_s = unix_ms() / 1000;
-    service
+    let mut rows: Vec<Value> = service
         .tables()
         .servers()
         .map(|s| server_json(s, now, unix_s))
-        .collect()
+        .collect();
+    // After the tables' lock is released: `is_remote` takes the links' lock.
+    for row in &mut rows {
+        let remote = row["id"].as_str().is_some_and(|id| service.is_remote(id));
+        row["remote"] = Value::Bool(remote);
+    }
+    rows
 }
 
 async fn servers(State(s): State<Arc<Service>>) -> Json<Value> {

@@ -6,6 +6,9 @@
 //! - `clients`: the client host on the seed's port 3450.
 //! - `registry`: the links media servers register and report on.
 //! - `http`: the JSON API over the tables.
+//! - [`store`]: several dispatchers on one Redis: atomic placement, shared capacity
+//!   rows, the lease and call resolution.
+//! - [`switch`]: the dispatcher switch, a TCP front over several dispatchers.
 //!
 //! The dispatcher never links a media crate: it only sees the control protocol.
 
@@ -18,6 +21,9 @@ mod http;
 mod lines;
 pub mod metrics;
 mod registry;
+pub mod store;
+pub mod switch;
+pub mod usage;
 
 pub use config::{Account, Admin, DispatcherArgs, Settings};
 
@@ -40,6 +46,9 @@ pub enum DispatcherError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The shared store (Redis) failed or answered nonsense.
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// The registry link of one media server, by which reservations are sent.
@@ -55,6 +64,10 @@ pub struct Service {
     tables: Mutex<core::Tables>,
     links: Mutex<HashMap<String, Link>>,
     pub metrics: metrics::Metrics,
+    /// One JSON line per leave, when `--usage-log` is set.
+    usage: Option<usage::UsageLog>,
+    /// The store shared with other dispatchers, and what we know of them.
+    cluster: store::Cluster,
 }
 
 impl Service {
@@ -70,6 +83,13 @@ impl Service {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Queues a leave for the usage log, if there is one.
+    fn record_usage(&self, stay: core::Usage) {
+        if let Some(log) = &self.usage {
+            log.record(stay);
+        }
     }
 
     /// Sends a line down a media server's registry link, if that registration is live.
@@ -98,7 +118,10 @@ impl Service {
             mode,
             expires,
         };
-        if !self.send_to(&to.server, to.generation, reserve) {
+        // A server linked to another dispatcher gets no `reserve`: it creates the
+        // conference on the ticketed join.
+        let remote = self.is_remote(&to.server);
+        if !remote && !self.send_to(&to.server, to.generation, reserve) {
             return None;
         }
         let claims = Claims {
@@ -144,9 +167,20 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
     let client_addr = local(&clients, settings.listen);
     let registry_addr = local(&registry, settings.registry);
     let http_addr = http.as_ref().zip(settings.http).map(|(l, a)| local(l, a));
+    let usage = match &settings.usage_log {
+        Some(path) => Some(usage::UsageLog::open_configured(path)?),
+        None => None,
+    };
+    let policy = core::Policy {
+        cost: settings.cost,
+        pools: settings.tenancy.server_pools(),
+    };
+    let cluster = store::Cluster::new(store::Store::open(&settings.store).await?);
     let service = Arc::new(Service {
+        cluster,
+        usage,
+        tables: Mutex::new(core::Tables::with_policy(policy, rand::random())),
         settings,
-        tables: Mutex::new(core::Tables::new()),
         links: Mutex::new(HashMap::new()),
         metrics: metrics::Metrics::default(),
     });
@@ -160,6 +194,7 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
         }
     });
     tokio::spawn(registry::serve(registry, service.clone()));
+    tokio::spawn(store::run(service.clone()));
     if let Some(l) = http {
         tokio::spawn(http::serve(l, service.clone()));
     }

@@ -1,4 +1,5 @@
-//! `dispatcher`: the NOC's dispatch server as its own process.
+//! `dispatcher`: the NOC's dispatch server as its own process, or with `--switch` the
+//! dispatcher switch in front of several of them.
 
 use clap::Parser;
 use dispatcher::DispatcherArgs;
@@ -11,7 +12,16 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let settings = match DispatcherArgs::parse().resolve() {
+    let args = DispatcherArgs::parse();
+    match args.switch_mode() {
+        Ok(Some((listen, backends))) => return switch(listen, backends).await,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("dispatcher: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    let settings = match args.resolve() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dispatcher: {e}");
@@ -25,6 +35,23 @@ async fn main() -> std::process::ExitCode {
             if let Some(h) = r.http_addr {
                 println!("http {h}");
             }
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dispatcher: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn switch(
+    listen: std::net::SocketAddr,
+    backends: Vec<std::net::SocketAddr>,
+) -> std::process::ExitCode {
+    match dispatcher::switch::start(listen, backends).await {
+        Ok((addr, _task)) => {
+            println!("switch {addr}");
             let _ = tokio::signal::ctrl_c().await;
             std::process::ExitCode::SUCCESS
         }

@@ -65,6 +65,7 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     service.links().insert(id.clone(), Link { generation, tx });
+    service.cluster.linked(&id);
     let result = async {
         loop {
             tokio::select! {
@@ -80,7 +81,10 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
                         Err(_) => return refuse(&mut w, ErrorCode::WrongState, "no report for 10 s".into()).await,
                     };
                     match MsMsg::parse(&line) {
-                        Ok(msg) => apply(service, &id, msg),
+                        Ok(msg) => {
+                            service.cluster.observe(&id, &msg);
+                            apply(service, &id, msg)
+                        }
                         Err(e) => return refuse(&mut w, e.code(), e.to_string()).await,
                     }
                 }
@@ -88,11 +92,18 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
         }
     }
     .await;
-    let lost = service.tables().server_lost(unix_ms(), &id, generation);
+    let (lost, stays) = {
+        let mut t = service.tables();
+        (t.server_lost(unix_ms(), &id, generation), t.take_stays())
+    };
+    for stay in stays {
+        service.record_usage(stay);
+    }
     service.metrics.failovers.inc_by(lost as u64);
     let mut links = service.links();
     if links.get(&id).is_some_and(|l| l.generation == generation) {
         links.remove(&id);
+        service.cluster.unlinked(&id);
     }
     result
 }
@@ -109,6 +120,12 @@ async fn refuse(
 }
 
 fn apply(service: &Service, id: &str, msg: MsMsg) {
+    // Asked by the server itself (high water, drain); handled outside the table lock
+    // because the punt takes it itself.
+    if let MsMsg::Punt { conference } = &msg {
+        server_punt(service, id, conference);
+        return;
+    }
     let now = Instant::now();
     let unix = unix_ms();
     let mut t = service.tables();
@@ -150,7 +167,52 @@ fn apply(service: &Service, id: &str, msg: MsMsg) {
             conference,
             participant,
             name,
-        } => t.user_left(unix, id, &conference, participant, &name),
+        } => {
+            if let Some(stay) = t.user_left(unix, id, &conference, participant, &name) {
+                service.record_usage(stay);
+            }
+        }
         MsMsg::ConfDeleted { conference } => t.conf_deleted(unix, id, &conference),
+        MsMsg::State { draining } => {
+            if let Err(e) = t.set_drain(unix, id, draining, id) {
+                tracing::warn!(server = id, error = %e, "state change ignored");
+            } else {
+                tracing::info!(server = id, draining, "server changed its own state");
+            }
+        }
+        MsMsg::Punt { .. } => {}
     }
+}
+
+/// A media server's `punt`: only a conference it hosts can be moved, and a refusal
+/// (no other server can take it) goes back as `error` so the server can retry later.
+fn server_punt(service: &Service, id: &str, conference: &str) {
+    let hosted = service
+        .tables()
+        .conference(conference)
+        .is_some_and(|c| c.server == id);
+    let refusal = if hosted {
+        match crate::admin::punt_conference(service, conference, id) {
+            Ok(p) => {
+                tracing::info!(server = id, conference, to = %p.to, dispatched = p.dispatched, "server punted a conference");
+                return;
+            }
+            Err(e) => (ErrorCode::NoCapacity, format!("punt {conference}: {e}")),
+        }
+    } else {
+        (
+            ErrorCode::NotFound,
+            format!("punt {conference}: not hosted by {id}"),
+        )
+    };
+    tracing::warn!(server = id, conference, reason = %refusal.1, "punt refused");
+    let generation = service.links().get(id).map(|l| l.generation).unwrap_or(0);
+    service.send_to(
+        id,
+        generation,
+        DispMsg::Error {
+            code: refusal.0,
+            text: refusal.1,
+        },
+    );
 }

@@ -12,13 +12,7 @@ use tokio::net::TcpStream;
 const TOKEN: &str = "s3cret-token";
 
 async fn start() -> dispatcher::Running {
-    let mut s = Settings::new(
-        b"secret".to_vec(),
-        vec![Account {
-            code: "demo".into(),
-            customer: "Demo".into(),
-        }],
-    );
+    let mut s = Settings::new(b"secret".to_vec(), vec![Account::new("demo", "Demo")]);
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.registry = "127.0.0.1:0".parse().unwrap();
     s.http = Some("127.0.0.1:0".parse().unwrap());

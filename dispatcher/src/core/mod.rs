@@ -3,12 +3,27 @@
 //! caller does all I/O, so the rules are tested in virtual time.
 
 use protocol::{Capabilities, Mode};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod cost;
 mod ops;
+mod place;
+pub mod select;
+mod shared;
+
+pub use cost::{needs, CostModel, Media};
+pub use place::{Join, Usage};
+pub use select::{choose, Request, Skip};
+pub use shared::RemoteRow;
+
+/// Servers named in no pool are in this one; so is everyone whose domain and account
+/// name no pool.
+pub const DEFAULT_POOL: &str = "default";
 
 /// A report older than this takes a server out of selection ("not in communication").
 pub const REPORT_FRESH: Duration = Duration::from_secs(3);
@@ -44,15 +59,56 @@ pub struct Server {
     seen: ServerState,
     silent: bool,
     /// Reservations sent that no `userjoined` has matched yet, with their expiry.
-    pending: VecDeque<Instant>,
+    pending: VecDeque<Pending>,
+    /// The units those reservations charge (the ramp-up charge).
+    pending_units: u64,
+    /// Units held for contracted conferences beyond their present users (seed 003: a
+    /// contracted conference counts as if its reserved users were there).
+    pub reserve_units: u32,
+    /// The tenant pool the server serves.
+    pub pool: String,
+    /// Conferences the conference table has on this server (reports lag; this does not).
+    pub hosted: u32,
     /// Changes on every registration, so a stale link cannot remove its successor.
     pub generation: u64,
 }
 
 impl Server {
-    /// Unused capacity less the reservations still on their way.
+    /// Unused capacity less the contracted reserve and the reservations still on their
+    /// way, in capacity units.
     pub fn score(&self) -> i64 {
-        self.unused as i64 - self.pending.len() as i64
+        i64::from(self.unused) - i64::from(self.reserve_units) - self.pending_units as i64
+    }
+
+    /// Reservations sent and not yet matched by a `userjoined`.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn push_pending(&mut self, p: Pending) {
+        self.pending_units += u64::from(p.units);
+        self.pending.push_back(p);
+    }
+
+    /// A `userjoined` settles the oldest reservation of its conference (any, if none
+    /// matches: the join may have come without one, e.g. after a failover).
+    fn settle_pending(&mut self, conference: &str) {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.conference == conference)
+            .unwrap_or(0);
+        if let Some(p) = self.pending.remove(i) {
+            self.pending_units -= u64::from(p.units);
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self.pending.front().is_some_and(|p| p.expires <= now) {
+            if let Some(p) = self.pending.pop_front() {
+                self.pending_units -= u64::from(p.units);
+            }
+        }
     }
 
     /// The capacity table's state column.
@@ -130,13 +186,41 @@ pub struct Seat {
     pub mode: Mode,
 }
 
+/// A reservation in flight: a client dispatched to a server that has not said
+/// `userjoined` yet.
+#[derive(Debug, Clone)]
+struct Pending {
+    expires: Instant,
+    /// Ramp-up charge in capacity units.
+    units: u32,
+    conference: String,
+    /// Counts against the customer's maximum until it joins or expires.
+    customer: String,
+}
+
 /// One row of the conference table (seed 003, table 300).
 #[derive(Debug, Clone, Serialize)]
 pub struct Conference {
     pub name: String,
     pub server: String,
     pub mode: &'static str,
+    /// `audio` or `audio,video`.
+    pub media: &'static str,
     pub account: String,
+    pub customer: String,
+    /// The tenant pool it runs in; empty: placed without a pool (operator moves).
+    pub tenant: String,
+    /// Capacity units one participant costs.
+    pub units_per_user: u32,
+    /// Contracted users: the conference is charged as if at least this many were present.
+    pub reserved: u32,
+    /// Participant id -> Unix ms of its `userjoined`, for the usage log.
+    #[serde(skip)]
+    pub joined: HashMap<u32, u64>,
+    /// Participants punted away whose old server's `userleft` is still to come:
+    /// (old server, participant id, joined Unix ms), so that stay is billed too.
+    #[serde(skip)]
+    pub moved: Vec<(String, u32, u64)>,
     #[serde(skip)]
     pub created: Instant,
     pub created_unix: u64,
@@ -148,6 +232,28 @@ impl Conference {
     /// The conference's mode as a protocol value.
     pub fn parsed_mode(&self) -> Mode {
         self.mode.parse().unwrap_or_default()
+    }
+
+    /// One participant's stay in this conference, for the usage log.
+    pub fn stay(&self, user: &str, server: &str, joined_unix_ms: u64, left_unix_ms: u64) -> Usage {
+        Usage {
+            account: self.account.clone(),
+            customer: self.customer.clone(),
+            tenant: self.tenant.clone(),
+            conference: self.name.clone(),
+            user: user.to_owned(),
+            server: server.to_owned(),
+            joined_unix_ms,
+            left_unix_ms,
+            media: self.media,
+        }
+    }
+
+    /// Units held beyond the present users to honour the contract.
+    pub fn reserve_units(&self) -> u32 {
+        let present = u32::try_from(self.participants.len()).unwrap_or(u32::MAX);
+        self.units_per_user
+            .saturating_mul(self.reserved.saturating_sub(present))
     }
 }
 
@@ -192,6 +298,8 @@ pub enum PlaceError {
     UnknownConference(String),
     #[error("no participant {1} in conference {0}")]
     UnknownParticipant(String, u32),
+    #[error("customer {customer} is at its maximum of {max} simultaneous users")]
+    OverLimit { customer: String, max: u32 },
 }
 
 /// Where a join goes.
@@ -204,28 +312,66 @@ pub struct Placement {
     pub created: bool,
 }
 
+/// The rules the tables apply that come from the config: the cost model and which
+/// pool each server is in.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub cost: CostModel,
+    /// Server id -> pool name; servers not named are in [`DEFAULT_POOL`].
+    pub pools: HashMap<String, String>,
+}
+
 /// The dispatcher's tables.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tables {
     servers: BTreeMap<String, Server>,
     conferences: HashMap<String, Conference>,
     events: VecDeque<Event>,
     next_generation: u64,
+    policy: Policy,
+    /// Joined users per customer, for the contract's maximum.
+    customers: HashMap<String, u32>,
+    /// Breaks selection ties; seeded by the caller so tests replay.
+    rng: StdRng,
+    /// Stays ended without a `userleft` (their server was lost), for the usage log.
+    stays: Vec<Usage>,
 }
 
-/// Capabilities a conference of `mode` needs.
-pub fn needs(mode: Mode) -> Capabilities {
-    Capabilities {
-        audio: true,
-        reflect: mode == Mode::Reflect,
-        mix: mode == Mode::Mix,
-        ..Default::default()
+impl Default for Tables {
+    fn default() -> Self {
+        Tables::with_policy(Policy::default(), 0)
     }
 }
 
 impl Tables {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Tables applying `policy`, breaking ties with an RNG seeded with `seed`.
+    pub fn with_policy(policy: Policy, seed: u64) -> Self {
+        Tables {
+            servers: BTreeMap::new(),
+            conferences: HashMap::new(),
+            events: VecDeque::new(),
+            next_generation: 0,
+            policy,
+            customers: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+            stays: Vec::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The pool a server is in.
+    pub fn pool_of(&self, id: &str) -> &str {
+        self.policy
+            .pools
+            .get(id)
+            .map_or(DEFAULT_POOL, String::as_str)
     }
 
     /// A media server registered (or re-registered after a reconnect). Returns its generation.
@@ -240,10 +386,19 @@ impl Tables {
     ) -> u64 {
         self.next_generation += 1;
         let generation = self.next_generation;
+        let pool = self.pool_of(id).to_owned();
         // Operator intent survives a reconnect.
-        let (draining, maintenance, history) = match self.servers.remove(id) {
-            Some(old) => (old.draining, old.maintenance, old.history),
-            None => (false, None, VecDeque::new()),
+        // Conferences the old registration hosted stay in the table, with their reserve.
+        let (draining, maintenance, history, hosted, reserve_units) = match self.servers.remove(id)
+        {
+            Some(old) => (
+                old.draining,
+                old.maintenance,
+                old.history,
+                old.hosted,
+                old.reserve_units,
+            ),
+            None => (false, None, VecDeque::new(), 0, 0),
         };
         self.servers.insert(
             id.to_owned(),
@@ -265,6 +420,10 @@ impl Tables {
                 seen: ServerState::InService,
                 silent: false,
                 pending: VecDeque::new(),
+                pending_units: 0,
+                reserve_units,
+                hosted,
+                pool,
                 generation,
             },
         );
@@ -291,7 +450,20 @@ impl Tables {
         }
         self.servers.remove(id);
         let before = self.conferences.len();
-        self.conferences.retain(|_, c| c.server != id);
+        let customers = &mut self.customers;
+        let stays = &mut self.stays;
+        self.conferences.retain(|_, c| {
+            if c.server != id {
+                return true;
+            }
+            uncount(customers, &c.customer, c.participants.len());
+            // Nobody will say `userleft` for these: their stays end now.
+            for (p, name) in &c.participants {
+                let joined = c.joined.get(p).copied().unwrap_or(unix_ms);
+                stays.push(c.stay(name, id, joined, unix_ms));
+            }
+            false
+        });
         let lost = before - self.conferences.len();
         self.log(unix_ms, "lost", id, "", "registry link closed".into());
         if lost > 0 {
@@ -322,146 +494,8 @@ impl Tables {
                 loss_pct: load.loss_pct,
                 cpu_pct: load.cpu_pct,
             });
-            expire(&mut s.pending, now);
+            s.expire(now);
         }
-    }
-
-    /// Finds or creates the conference for a join (seed 003, Fig. 2 steps 206-208).
-    pub fn place(
-        &mut self,
-        now: Instant,
-        unix_ms: u64,
-        conference: &str,
-        account: &str,
-        mode: Mode,
-        reservation_ttl: Duration,
-    ) -> Result<Placement, PlaceError> {
-        for s in self.servers.values_mut() {
-            expire(&mut s.pending, now);
-        }
-        if let Some(c) = self.conferences.get(conference) {
-            if let Some(s) = self.servers.get_mut(&c.server) {
-                s.pending.push_back(now + reservation_ttl);
-                return Ok(Placement {
-                    server: s.id.clone(),
-                    client_addr: s.client_addr,
-                    generation: s.generation,
-                    created: false,
-                });
-            }
-        }
-        let id = select(
-            self.servers.values(),
-            &needs(mode),
-            now,
-            unix_ms / 1000,
-            None,
-        )
-        .ok_or(PlaceError::NoServer(mode.as_str()))?
-        .id
-        .clone();
-        let s = self
-            .servers
-            .get_mut(&id)
-            .expect("select returned a server of this table");
-        s.pending.push_back(now + reservation_ttl);
-        let placement = Placement {
-            server: id.clone(),
-            client_addr: s.client_addr,
-            generation: s.generation,
-            created: true,
-        };
-        self.conferences.insert(
-            conference.to_owned(),
-            Conference {
-                name: conference.to_owned(),
-                server: id.clone(),
-                mode: mode.as_str(),
-                account: account.to_owned(),
-                created: now,
-                created_unix: unix_ms / 1000,
-                participants: BTreeMap::new(),
-            },
-        );
-        self.log(unix_ms, "created", &id, conference, format!("mode={mode}"));
-        Ok(placement)
-    }
-
-    pub fn user_joined(
-        &mut self,
-        at: Stamp,
-        server: &str,
-        conference: &str,
-        participant: u32,
-        name: &str,
-        account: &str,
-    ) {
-        if let Some(s) = self.servers.get_mut(server) {
-            s.pending.pop_front();
-            s.unused = s.unused.saturating_sub(1);
-            s.users += 1;
-        }
-        let c = self
-            .conferences
-            .entry(conference.to_owned())
-            .or_insert_with(|| Conference {
-                name: conference.to_owned(),
-                server: server.to_owned(),
-                mode: Mode::Reflect.as_str(),
-                account: account.to_owned(),
-                created: at.now,
-                created_unix: at.unix_ms / 1000,
-                participants: BTreeMap::new(),
-            });
-        c.participants.insert(participant, name.to_owned());
-        let unix_ms = at.unix_ms;
-        self.log(
-            unix_ms,
-            "userjoined",
-            server,
-            conference,
-            format!("{participant} {name}"),
-        );
-    }
-
-    pub fn user_left(
-        &mut self,
-        unix_ms: u64,
-        server: &str,
-        conference: &str,
-        participant: u32,
-        name: &str,
-    ) {
-        if let Some(s) = self.servers.get_mut(server) {
-            s.unused = (s.unused + 1).min(s.total);
-            s.users = s.users.saturating_sub(1);
-        }
-        // After a punt the entry belongs to the new server; the old one's leaves are not its.
-        if let Some(c) = self
-            .conferences
-            .get_mut(conference)
-            .filter(|c| c.server == server)
-        {
-            c.participants.remove(&participant);
-        }
-        self.log(
-            unix_ms,
-            "userleft",
-            server,
-            conference,
-            format!("{participant} {name}"),
-        );
-    }
-
-    pub fn conf_deleted(&mut self, unix_ms: u64, server: &str, conference: &str) {
-        if self
-            .conferences
-            .get(conference)
-            .is_some_and(|c| c.server == server)
-        {
-            self.conferences.remove(conference);
-        }
-        self.log(unix_ms, "confdeleted", server, conference, String::new());
     }
 
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
@@ -516,32 +550,16 @@ impl Tables {
     }
 }
 
-pub(crate) fn expire(pending: &mut VecDeque<Instant>, now: Instant) {
-    while pending.front().is_some_and(|&t| t <= now) {
-        pending.pop_front();
+/// Takes `n` joined users off a customer's count.
+fn uncount(customers: &mut HashMap<String, u32>, customer: &str, n: usize) {
+    if let Some(c) = customers.get_mut(customer) {
+        *c = c.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
     }
-}
-
-/// Seed 003's selection: in service (not draining, not in a maintenance window), has the capabilities, in communication (a report
-/// younger than [`REPORT_FRESH`]), then the greatest unused capacity. Ties go to the
-/// lowest id so that placement is reproducible.
-pub fn select<'a>(
-    servers: impl Iterator<Item = &'a Server>,
-    need: &Capabilities,
-    now: Instant,
-    unix_s: u64,
-    exclude: Option<&str>,
-) -> Option<&'a Server> {
-    servers
-        .filter(|s| s.state(now, unix_s) == ServerState::InService)
-        .filter(|s| s.caps.covers(need))
-        .filter(|s| s.in_communication(now))
-        .filter(|s| Some(s.id.as_str()) != exclude)
-        .fold(None, |best: Option<&Server>, s| match best {
-            Some(b) if b.score() >= s.score() => Some(b),
-            _ => Some(s),
-        })
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_herding;
+#[cfg(test)]
+mod tests_select;

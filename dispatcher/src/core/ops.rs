@@ -82,7 +82,7 @@ impl Tables {
         who: &str,
     ) -> Result<Punt, PlaceError> {
         for s in self.servers.values_mut() {
-            expire(&mut s.pending, now);
+            s.expire(now);
         }
         let c = self
             .conferences
@@ -90,12 +90,18 @@ impl Tables {
             .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
         let mode = c.parsed_mode();
         let from = c.server.clone();
-        let target = select(
+        let req = Request {
+            need: needs(mode, Media::parse(c.media)),
+            pool: Some(c.tenant.as_str()).filter(|p| !p.is_empty()),
+            units: c.units_per_user,
+            exclude: Some(&from),
+        };
+        let target = choose(
             self.servers.values(),
-            &needs(mode),
+            &req,
             now,
             unix_ms / 1000,
-            Some(&from),
+            &mut self.rng,
         )
         .ok_or(PlaceError::NoServer(mode.as_str()))?
         .id
@@ -105,16 +111,46 @@ impl Tables {
             .conferences
             .get_mut(conference)
             .expect("conference looked up above");
+        // The participants leave the old server and rejoin the new one: its reserve and
+        // the customer's count follow them there.
+        let old_reserve = c.reserve_units();
         let participants: Vec<(u32, String)> =
             std::mem::take(&mut c.participants).into_iter().collect();
+        // Their stays on the old server end with its `userleft`s, still to come.
+        for (p, _) in &participants {
+            let joined = c.joined.remove(p).unwrap_or(unix_ms);
+            c.moved.push((from.clone(), *p, joined));
+        }
+        c.joined.clear();
         c.server = target.clone();
         let account = c.account.clone();
+        let customer = c.customer.clone();
+        let (per_user, reserved) = (c.units_per_user, c.reserved);
+        let new_reserve = c.reserve_units();
+        uncount(&mut self.customers, &customer, participants.len());
+        if let Some(old) = self.servers.get_mut(&from) {
+            old.reserve_units = old.reserve_units.saturating_sub(old_reserve);
+            old.hosted = old.hosted.saturating_sub(1);
+        }
         let s = self
             .servers
             .get_mut(&target)
-            .expect("select returned a server of this table");
-        for _ in &participants {
-            s.pending.push_back(now + ttl);
+            .expect("choose returned a server of this table");
+        s.reserve_units += new_reserve;
+        s.hosted += 1;
+        for i in 0..participants.len() {
+            // Below the contracted reserve the place is already held.
+            let units = if (i as u64) < u64::from(reserved) {
+                0
+            } else {
+                per_user
+            };
+            s.push_pending(Pending {
+                expires: now + ttl,
+                units,
+                conference: conference.to_owned(),
+                customer: customer.clone(),
+            });
         }
         let to = Placement {
             server: target.clone(),

@@ -1,0 +1,276 @@
+//! Several dispatchers on one store (issue 6, "Several dispatchers").
+//!
+//! Every dispatcher serves client joins, but a media server links to only one of them.
+//! The store is where they meet:
+//!
+//! - `noc:conf:NAME` -> server id: the conference's placement, claimed with `SET NX`
+//!   semantics so two dispatchers taking the first joins of one conference agree;
+//! - `noc:server:ID` -> a [`Row`]: a capacity-table row written by the dispatcher the
+//!   server is linked to, with a short TTL, merged by every other dispatcher;
+//! - `noc:roster:ID` -> the same row with the server's roster (conference ->
+//!   participants), written once a second for call resolution: the roster grows with the
+//!   conferences, so it stays off the fast beat;
+//! - `noc:lease` -> dispatcher id: who does the singleton duties (call resolution,
+//!   key housekeeping);
+//! - `noc:orders:DISPATCHER` -> [`MergeOrder`]s the active dispatcher hands to the
+//!   dispatcher linked to a server that must give a conference up.
+//!
+//! The store is an enum rather than a trait object: there are exactly two, and the
+//! memory one doubles as the executable model of the Redis one in unit tests.
+
+pub mod lease;
+pub mod memory;
+mod redis_store;
+pub mod resolve;
+mod sync;
+
+pub(crate) use sync::{run, Cluster};
+
+use protocol::Capabilities;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long a conference placement lives in the store without being refreshed.
+pub const CONF_TTL: Duration = Duration::from_secs(10);
+/// How long a capacity row lives without a new report (a report comes every second).
+pub const ROW_TTL: Duration = Duration::from_secs(3);
+/// How long the lease is granted for; renewed every third of it.
+pub const LEASE_TTL: Duration = Duration::from_millis(1500);
+
+/// Where the dispatcher keeps what several dispatchers share: `memory` (one dispatcher)
+/// or `redis://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StoreUrl {
+    #[default]
+    Memory,
+    Redis(String),
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            Ok(StoreUrl::Memory)
+        } else if s.starts_with("redis://") {
+            Ok(StoreUrl::Redis(s.to_owned()))
+        } else {
+            Err(format!("store {s:?}: want `memory` or `redis://HOST:PORT`"))
+        }
+    }
+}
+
+impl TryFrom<String> for StoreUrl {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("memory"),
+            StoreUrl::Redis(u) => f.write_str(u),
+        }
+    }
+}
+
+/// A capacity-table row as the dispatcher linked to the server publishes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub client_addr: SocketAddr,
+    /// Capabilities as a comma list (`audio,reflect,mix`).
+    pub caps: String,
+    pub total: u32,
+    pub unused: u32,
+    pub conferences: u32,
+    pub users: u32,
+    pub cpu_pct: f32,
+    pub pps: u64,
+    pub loss_pct: f32,
+    /// Unix ms of the server's last report, so readers can age it.
+    pub reported_unix_ms: u64,
+    pub draining: bool,
+    pub maintenance: Option<(u64, u64)>,
+    /// The dispatcher the server is linked to (where merge orders for it go).
+    pub dispatcher: String,
+    /// Conference -> participants on this server, for call resolution; only in
+    /// [`RowKind::Roster`] rows.
+    #[serde(default)]
+    pub roster: BTreeMap<String, u32>,
+}
+
+/// Which of a server's two published rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// The capacity row, every 250 ms, without the roster.
+    Capacity,
+    /// The row with the roster, once a second.
+    Roster,
+}
+
+impl Row {
+    /// The row's capabilities; an unreadable list reads as none, so the server is never
+    /// chosen rather than chosen for something it cannot do.
+    pub fn capabilities(&self) -> Capabilities {
+        if self.caps.is_empty() {
+            return Capabilities::default();
+        }
+        Capabilities::parse_list("row", &self.caps).unwrap_or_default()
+    }
+}
+
+/// The active dispatcher's decision that `conference` leaves `from` for `to`; carried
+/// out by `dispatcher`, the one `from` is linked to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeOrder {
+    pub conference: String,
+    pub from: String,
+    pub to: String,
+    pub dispatcher: String,
+}
+
+/// The store itself.
+pub enum Store {
+    Memory(memory::MemoryStore),
+    /// Boxed: the connection and its scripts are large, and there is one store.
+    Redis(Box<redis_store::RedisStore>),
+}
+
+/// A store operation that failed (Redis down or answering nonsense). The caller degrades:
+/// a join is then placed from the local tables alone.
+pub type StoreResult<T> = Result<T, crate::DispatcherError>;
+
+impl Store {
+    /// Opens the store the URL names.
+    pub async fn open(url: &StoreUrl) -> StoreResult<Store> {
+        Ok(match url {
+            StoreUrl::Memory => Store::Memory(memory::MemoryStore::default()),
+            StoreUrl::Redis(u) => {
+                Store::Redis(Box::new(redis_store::RedisStore::connect(u).await?))
+            }
+        })
+    }
+
+    /// Whether other dispatchers may share this store (rows are only worth writing then).
+    pub fn shared(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
+    /// Claims `conference` for `server` unless someone already has: returns the winner.
+    pub async fn claim(&self, conference: &str, server: &str) -> StoreResult<String> {
+        match self {
+            Store::Memory(m) => Ok(m.claim(Instant::now(), conference, server, CONF_TTL)),
+            Store::Redis(r) => r.claim(conference, server, CONF_TTL).await,
+        }
+    }
+
+    /// Moves `conference` from `old` (a server that is gone) to `new`, unless someone
+    /// already moved it: returns the winner.
+    pub async fn replace(&self, conference: &str, old: &str, new: &str) -> StoreResult<String> {
+        match self {
+            Store::Memory(m) => Ok(m.replace(Instant::now(), conference, old, new, CONF_TTL)),
+            Store::Redis(r) => r.replace(conference, old, new, CONF_TTL).await,
+        }
+    }
+
+    /// Refreshes the TTL of placements still running where they were claimed.
+    pub async fn keep(&self, placed: &[(String, String)]) -> StoreResult<()> {
+        match self {
+            Store::Memory(m) => {
+                for (c, s) in placed {
+                    m.claim(Instant::now(), c, s, CONF_TTL);
+                }
+                Ok(())
+            }
+            Store::Redis(r) => r.keep(placed, CONF_TTL).await,
+        }
+    }
+
+    /// Forgets `conference` if it is still placed on `server`.
+    pub async fn release(&self, conference: &str, server: &str) -> StoreResult<()> {
+        match self {
+            Store::Memory(m) => {
+                m.release(Instant::now(), conference, server);
+                Ok(())
+            }
+            Store::Redis(r) => r.release(conference, server).await,
+        }
+    }
+
+    /// Sets `conference` to `server` whatever it was (after call resolution).
+    pub async fn force(&self, conference: &str, server: &str) -> StoreResult<()> {
+        match self {
+            Store::Memory(m) => {
+                m.force(Instant::now(), conference, server, CONF_TTL);
+                Ok(())
+            }
+            Store::Redis(r) => r.force(conference, server, CONF_TTL).await,
+        }
+    }
+
+    /// Publishes the rows of the servers linked here, and removes both rows of servers
+    /// lost.
+    pub async fn put_rows(&self, kind: RowKind, rows: &[Row], gone: &[String]) -> StoreResult<()> {
+        match self {
+            Store::Memory(m) => {
+                m.put_rows(Instant::now(), kind, rows, gone, ROW_TTL);
+                Ok(())
+            }
+            Store::Redis(r) => r.put_rows(kind, rows, gone, ROW_TTL).await,
+        }
+    }
+
+    /// Every live row of `kind`, whoever wrote it.
+    pub async fn rows(&self, kind: RowKind) -> StoreResult<Vec<Row>> {
+        match self {
+            Store::Memory(m) => Ok(m.rows(Instant::now(), kind)),
+            Store::Redis(r) => r.rows(kind).await,
+        }
+    }
+
+    /// Takes or renews the lease for `id`: true while `id` holds it.
+    pub async fn lease(&self, id: &str) -> StoreResult<bool> {
+        match self {
+            Store::Memory(m) => Ok(m.lease(Instant::now(), id, LEASE_TTL)),
+            Store::Redis(r) => r.lease(id, LEASE_TTL).await,
+        }
+    }
+
+    /// Queues a merge order for the dispatcher that must carry it out.
+    pub async fn push_order(&self, order: &MergeOrder) -> StoreResult<()> {
+        match self {
+            Store::Memory(m) => {
+                m.push_order(order);
+                Ok(())
+            }
+            Store::Redis(r) => r.push_order(order).await,
+        }
+    }
+
+    /// Takes the merge orders queued for dispatcher `me`.
+    pub async fn take_orders(&self, me: &str) -> StoreResult<Vec<MergeOrder>> {
+        match self {
+            Store::Memory(m) => Ok(m.take_orders(me)),
+            Store::Redis(r) => r.take_orders(me).await,
+        }
+    }
+
+    /// Key housekeeping (the active dispatcher's duty): drops index entries of rows that
+    /// expired. Returns how many it dropped.
+    pub async fn housekeep(&self) -> StoreResult<usize> {
+        match self {
+            Store::Memory(m) => Ok(m.housekeep(Instant::now())),
+            Store::Redis(r) => r.housekeep().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,543 @@
+//! The dispatcher's side of the store: the claim on a join, and the loop that publishes
+//! the rows of the servers linked here, merges everyone else's, keeps placements alive,
+//! holds or waits for the lease, and (when active) runs call resolution and housekeeping.
+
+use super::lease::{Change, Lease};
+use super::resolve::Resolver;
+use super::{MergeOrder, Row, RowKind, Store, LEASE_TTL};
+use crate::core::{Join, Placement, RemoteRow, Stamp};
+use crate::{unix_ms, Service};
+use protocol::{DispMsg, MsMsg};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How often rows are exchanged with the store; well under [`ROW_TTL`] and the 3 s
+/// freshness rule, so a remote server never looks silent because of us.
+const SYNC_EVERY: Duration = Duration::from_millis(250);
+/// How often placements are refreshed and call resolution runs.
+const SLOW_EVERY: Duration = Duration::from_secs(1);
+/// A conference placed on a remote server is forgotten when that server's row has not
+/// listed it for this long (its first client may still be on the way).
+const ADOPT_GRACE: Duration = Duration::from_secs(5);
+
+/// One participant on a server linked here: name and account, for merge orders.
+type Roster = HashMap<String, BTreeMap<u32, (String, String)>>;
+
+/// What this dispatcher knows beyond its tables about the other dispatchers.
+pub(crate) struct Cluster {
+    pub store: Store,
+    /// Rosters of the servers linked here: server -> conference -> participants.
+    rosters: Mutex<HashMap<String, Roster>>,
+    /// Servers in the capacity table because another dispatcher published their rows.
+    remote: Mutex<HashSet<String>>,
+    /// Rows to delete: servers whose link here closed.
+    gone: Mutex<Vec<String>>,
+    /// Placements to release: conferences deleted on servers linked here.
+    released: Mutex<Vec<(String, String)>>,
+    active: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section below is a plain collection update.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    pub fn new(store: Store) -> Cluster {
+        Cluster {
+            store,
+            rosters: Mutex::default(),
+            remote: Mutex::default(),
+            gone: Mutex::default(),
+            released: Mutex::default(),
+            active: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this dispatcher holds the lease now.
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Whether `server` is in the capacity table through another dispatcher's row.
+    pub fn is_remote(&self, server: &str) -> bool {
+        lock(&self.remote).contains(server)
+    }
+
+    /// Follows a registry line of a server linked here (before the tables apply it).
+    pub fn observe(&self, server: &str, msg: &MsMsg) {
+        match msg {
+            MsMsg::UserJoined {
+                conference,
+                participant,
+                name,
+                account,
+            } => {
+                lock(&self.rosters)
+                    .entry(server.to_owned())
+                    .or_default()
+                    .entry(conference.clone())
+                    .or_default()
+                    .insert(*participant, (name.clone(), account.clone()));
+            }
+            MsMsg::UserLeft {
+                conference,
+                participant,
+                ..
+            } => {
+                if let Some(c) = lock(&self.rosters)
+                    .get_mut(server)
+                    .and_then(|r| r.get_mut(conference))
+                {
+                    c.remove(participant);
+                }
+            }
+            MsMsg::ConfDeleted { conference } => {
+                if let Some(r) = lock(&self.rosters).get_mut(server) {
+                    r.remove(conference);
+                }
+                lock(&self.released).push((conference.clone(), server.to_owned()));
+            }
+            _ => {}
+        }
+    }
+
+    /// A server registered here: it re-announces everyone, so its roster starts empty.
+    pub fn linked(&self, server: &str) {
+        lock(&self.rosters).insert(server.to_owned(), Roster::new());
+        lock(&self.remote).remove(server);
+    }
+
+    /// The link of a server closed: its row goes from the store at once, so no other
+    /// dispatcher keeps placing on a server that may be dead.
+    pub fn unlinked(&self, server: &str) {
+        lock(&self.rosters).remove(server);
+        lock(&self.gone).push(server.to_owned());
+    }
+}
+
+impl Service {
+    /// Whether this dispatcher holds the lease (the active one of several).
+    pub fn active(&self) -> bool {
+        self.cluster.active()
+    }
+
+    /// Whether `server` is in the capacity table through another dispatcher's row (for
+    /// marking remote rows in the API).
+    pub fn is_remote(&self, server: &str) -> bool {
+        !self.links().contains_key(server) && self.cluster.is_remote(server)
+    }
+
+    /// Settles where a conference this dispatcher does not know runs: selection proposes,
+    /// the store decides. `Some(server)` when the store named a server in the capacity
+    /// table (commit the join there); `None` to place from the local tables alone (the
+    /// conference is known here, nothing can host it, or the store is unreachable).
+    pub(crate) async fn claim(&self, join: &Join<'_>) -> Option<String> {
+        let proposal = {
+            let mut t = self.tables();
+            if t.placed_on(join.conference).is_some() {
+                return None;
+            }
+            t.choose(Instant::now(), unix_ms(), join).ok()?
+        };
+        let store = &self.cluster.store;
+        let known = |id: &str| self.tables().server(id).is_some();
+        let winner = match store.claim(join.conference, &proposal).await {
+            Ok(w) if known(&w) => w,
+            // The placement names a server we no longer have: it is gone, so take over.
+            Ok(stale) => match store.replace(join.conference, &stale, &proposal).await {
+                Ok(w) if known(&w) => w,
+                Ok(w) => {
+                    tracing::warn!(conference = join.conference, server = %w, "store placed the conference on an unknown server");
+                    return None;
+                }
+                Err(e) => return self.store_failed(e),
+            },
+            Err(e) => return self.store_failed(e),
+        };
+        if winner != proposal {
+            tracing::debug!(conference = join.conference, %winner, %proposal, "another dispatcher placed it first");
+        }
+        Some(winner)
+    }
+
+    fn store_failed<T>(&self, e: crate::DispatcherError) -> Option<T> {
+        tracing::warn!(error = %e, "store unreachable; placing from the local tables");
+        None
+    }
+
+    /// Carries out a merge order for a server linked here: each of its participants of
+    /// the conference is dispatched to the winning server, as a punt does.
+    async fn merge(&self, order: &MergeOrder) {
+        let unix = unix_ms();
+        let (to, from_generation, mode) = {
+            let t = self.tables();
+            let Some(s) = t.server(&order.to) else {
+                tracing::warn!(?order, "merge target not in the capacity table");
+                return;
+            };
+            let to = Placement {
+                server: s.id.clone(),
+                client_addr: s.client_addr,
+                generation: s.generation,
+                created: false,
+            };
+            let from = t.server(&order.from).map(|s| s.generation).unwrap_or(0);
+            let mode = t
+                .conference(&order.conference)
+                .map(|c| c.parsed_mode())
+                .unwrap_or_default();
+            (to, from, mode)
+        };
+        let participants: Vec<(u32, String, String)> = lock(&self.cluster.rosters)
+            .get(&order.from)
+            .and_then(|r| r.get(&order.conference))
+            .map(|c| {
+                c.iter()
+                    .map(|(p, (n, a))| (*p, n.clone(), a.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut sent = 0;
+        for (participant, name, account) in &participants {
+            let Some(ticket) = self.hand_out(&to, &order.conference, account, name, mode) else {
+                break;
+            };
+            let line = DispMsg::Dispatch {
+                conference: order.conference.clone(),
+                participant: *participant,
+                addr: to.client_addr,
+                ticket,
+                to_conference: order.conference.clone(),
+            };
+            if self.send_to(&order.from, from_generation, line) {
+                sent += 1;
+            }
+        }
+        self.tables()
+            .move_conference(unix, &order.conference, &order.to);
+        if let Err(e) = self.cluster.store.force(&order.conference, &order.to).await {
+            self.store_failed::<()>(e);
+        }
+        tracing::info!(conference = %order.conference, from = %order.from, to = %order.to, dispatched = sent, "call resolution merged a duplicate conference");
+    }
+}
+
+/// The rows of the servers linked here, from the tables and (for `RowKind::Roster`) the
+/// rosters.
+fn own_rows(service: &Service, linked: &[String], kind: RowKind) -> Vec<Row> {
+    let rosters = lock(&service.cluster.rosters);
+    let t = service.tables();
+    let unix = unix_ms();
+    let now = Instant::now();
+    linked
+        .iter()
+        .filter_map(|id| t.server(id))
+        .map(|s| Row {
+            id: s.id.clone(),
+            client_addr: s.client_addr,
+            caps: s.caps.to_string(),
+            total: s.total,
+            unused: s.unused,
+            conferences: s.conferences,
+            users: s.users,
+            cpu_pct: s.cpu_pct,
+            pps: s.pps,
+            loss_pct: s.loss_pct,
+            reported_unix_ms: unix
+                .saturating_sub(now.saturating_duration_since(s.last_report).as_millis() as u64),
+            draining: s.draining,
+            maintenance: s.maintenance,
+            dispatcher: service.settings().id.clone(),
+            roster: rosters
+                .get(&s.id)
+                .filter(|_| kind == RowKind::Roster)
+                .map(|r| r.iter().map(|(c, p)| (c.clone(), p.len() as u32)).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Takes the other dispatchers' rows into the tables and drops rows that vanished.
+fn merge_rows(service: &Service, linked: &HashSet<String>, rows: &[Row]) {
+    let now = Instant::now();
+    let unix = unix_ms();
+    let at = Stamp { now, unix_ms: unix };
+    let mut remote = lock(&service.cluster.remote);
+    let mut t = service.tables();
+    let mut seen = HashSet::new();
+    for r in rows.iter().filter(|r| !linked.contains(&r.id)) {
+        let age = Duration::from_millis(unix.saturating_sub(r.reported_unix_ms));
+        let row = RemoteRow {
+            id: r.id.clone(),
+            client_addr: r.client_addr,
+            caps: r.capabilities(),
+            total: r.total,
+            load: crate::core::Load {
+                unused: r.unused,
+                conferences: r.conferences,
+                users: r.users,
+                cpu_pct: r.cpu_pct,
+                pps: r.pps,
+                loss_pct: r.loss_pct,
+            },
+            age,
+            draining: r.draining,
+            maintenance: r.maintenance,
+        };
+        if t.merge_remote(at, &row) {
+            tracing::info!(server = %r.id, dispatcher = %r.dispatcher, "remote server merged into the capacity table");
+        }
+        seen.insert(r.id.clone());
+    }
+    for id in remote
+        .iter()
+        .filter(|id| !seen.contains(*id) && !linked.contains(*id))
+    {
+        tracing::info!(server = %id, "remote server's row expired");
+        t.drop_remote(unix, id);
+    }
+    *remote = seen;
+}
+
+/// Forgets conferences adopted on remote servers that their rosters no longer list.
+fn forget_adopted(service: &Service, rosters: &[Row]) {
+    let remote = lock(&service.cluster.remote);
+    if remote.is_empty() {
+        return;
+    }
+    let runs: HashSet<(&str, &str)> = rosters
+        .iter()
+        .flat_map(|r| r.roster.keys().map(move |c| (c.as_str(), r.id.as_str())))
+        .collect();
+    service.tables().forget_remote_conferences(
+        Instant::now(),
+        ADOPT_GRACE,
+        |s| remote.contains(s),
+        |c, s| runs.contains(&(c, s)),
+    );
+}
+
+/// Publishes the rows of the servers linked here and merges everyone else's; returns
+/// all rows (for call resolution), or `None` when the store could not be reached.
+async fn exchange_rows(service: &Service, linked: &[String]) {
+    let store = &service.cluster.store;
+    let own = own_rows(service, linked, RowKind::Capacity);
+    let gone = std::mem::take(&mut *lock(&service.cluster.gone));
+    let exchanged = async {
+        store.put_rows(RowKind::Capacity, &own, &gone).await?;
+        store.rows(RowKind::Capacity).await
+    };
+    match exchanged.await {
+        Ok(rows) => merge_rows(service, &linked.iter().cloned().collect(), &rows),
+        Err(e) => {
+            service.store_failed::<()>(e);
+        }
+    }
+}
+
+/// Publishes the rosters of the servers linked here; reads everyone's when someone
+/// needs them (the active dispatcher's sweep, or adopted remote conferences to check).
+async fn exchange_rosters(service: &Service, linked: &[String], active: bool) -> Vec<Row> {
+    let store = &service.cluster.store;
+    let own = own_rows(service, linked, RowKind::Roster);
+    if let Err(e) = store.put_rows(RowKind::Roster, &own, &[]).await {
+        service.store_failed::<()>(e);
+    }
+    if !active && lock(&service.cluster.remote).is_empty() {
+        return Vec::new();
+    }
+    match store.rows(RowKind::Roster).await {
+        Ok(rosters) => {
+            forget_adopted(service, &rosters);
+            rosters
+        }
+        Err(e) => service.store_failed(e).unwrap_or_default(),
+    }
+}
+
+/// Releases the placements of deleted conferences and refreshes those still running on
+/// the servers linked here.
+async fn keep_placements(service: &Service, linked: &[String], refresh: bool) {
+    // Alone on a memory store the local table is the authority for running conferences;
+    // placements only matter to dispatchers that do not know them.
+    let store = &service.cluster.store;
+    let released = std::mem::take(&mut *lock(&service.cluster.released));
+    for (c, s) in released {
+        if let Err(e) = store.release(&c, &s).await {
+            service.store_failed::<()>(e);
+        }
+    }
+    if !refresh || !store.shared() {
+        return;
+    }
+    let placed: Vec<(String, String)> = {
+        let rosters = lock(&service.cluster.rosters);
+        linked
+            .iter()
+            .filter_map(|s| rosters.get(s).map(|r| (s, r)))
+            .flat_map(|(s, r)| {
+                r.iter()
+                    .filter(|(_, p)| !p.is_empty())
+                    .map(move |(c, _)| (c.clone(), s.clone()))
+            })
+            .collect()
+    };
+    if let Err(e) = store.keep(&placed).await {
+        service.store_failed::<()>(e);
+    }
+}
+
+/// Takes or renews the lease when due; returns whether we are active.
+async fn hold_lease(service: &Service, lease: &mut Lease) -> bool {
+    let me = &service.settings().id;
+    let sent = Instant::now();
+    if lease.due(sent) {
+        let granted = service.cluster.store.lease(me).await;
+        if let Err(e) = &granted {
+            tracing::warn!(error = %e, "lease not renewed");
+        }
+        lease.answered(sent, Instant::now(), granted.ok());
+    }
+    let role = match lease.settle(Instant::now()) {
+        Change::Acquired => "active",
+        Change::Lost => "standby",
+        Change::None => return lease.active(Instant::now()),
+    };
+    tracing::info!(dispatcher = %me, role, "lease changed hands");
+    service
+        .tables()
+        .log_by(unix_ms(), "lease", "", "", format!("{me} {role}"), "");
+    lease.active(Instant::now())
+}
+
+/// The active dispatcher's duties: call resolution and key housekeeping.
+async fn singleton_duties(service: &Service, resolver: &mut Resolver, rows: &[Row]) {
+    let store = &service.cluster.store;
+    for order in resolver.sweep(Instant::now(), rows) {
+        tracing::info!(?order, "duplicate conference found");
+        if let Err(e) = store.push_order(&order).await {
+            service.store_failed::<()>(e);
+        }
+    }
+    match store.housekeep().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(dropped = n, "stale capacity rows dropped from the index"),
+        Err(e) => {
+            service.store_failed::<()>(e);
+        }
+    }
+}
+
+/// Carries out the merge orders queued for this dispatcher.
+async fn take_orders(service: &Service) {
+    match service
+        .cluster
+        .store
+        .take_orders(&service.settings().id)
+        .await
+    {
+        Ok(orders) => {
+            for o in orders {
+                service.merge(&o).await;
+            }
+        }
+        Err(e) => {
+            service.store_failed::<()>(e);
+        }
+    }
+}
+
+/// The store's loop; runs for the dispatcher's life.
+pub(crate) async fn run(service: Arc<Service>) {
+    let shared = service.cluster.store.shared();
+    let mut lease = Lease::new(Instant::now(), LEASE_TTL);
+    let mut resolver = Resolver::default();
+    let mut every = tokio::time::interval(SYNC_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slow_due = Instant::now();
+    loop {
+        every.tick().await;
+        let now = Instant::now();
+        let slow = now >= slow_due;
+        if slow {
+            slow_due = now + SLOW_EVERY;
+        }
+        let linked: Vec<String> = service.links().keys().cloned().collect();
+        keep_placements(&service, &linked, slow).await;
+        if !shared {
+            // Alone on a memory store: always the active one, nothing to elect.
+            service.cluster.active.store(true, Ordering::Relaxed);
+            continue;
+        }
+        exchange_rows(&service, &linked).await;
+        let active = hold_lease(&service, &mut lease).await;
+        service.cluster.active.store(active, Ordering::Relaxed);
+        if slow {
+            let rosters = exchange_rosters(&service, &linked, active).await;
+            if active {
+                singleton_duties(&service, &mut resolver, &rosters).await;
+            }
+        }
+        take_orders(&service).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn joined(conference: &str, participant: u32, name: &str) -> MsMsg {
+        MsMsg::UserJoined {
+            conference: conference.into(),
+            participant,
+            name: name.into(),
+            account: "demo".into(),
+        }
+    }
+
+    #[test]
+    fn rosters_follow_the_registry_lines_of_linked_servers() {
+        let c = Cluster::new(Store::Memory(MemoryStore::default()));
+        c.linked("ms-1");
+        c.observe("ms-1", &joined("a", 1, "ann"));
+        c.observe("ms-1", &joined("a", 2, "bob"));
+        c.observe("ms-1", &joined("b", 1, "cat"));
+        let left = MsMsg::UserLeft {
+            conference: "a".into(),
+            participant: 1,
+            name: "ann".into(),
+        };
+        c.observe("ms-1", &left);
+        {
+            let r = lock(&c.rosters);
+            let a = &r["ms-1"]["a"];
+            assert_eq!(a.keys().copied().collect::<Vec<_>>(), [2]);
+            assert_eq!(a[&2], ("bob".to_string(), "demo".to_string()));
+        }
+        c.observe(
+            "ms-1",
+            &MsMsg::ConfDeleted {
+                conference: "b".into(),
+            },
+        );
+        assert!(!lock(&c.rosters)["ms-1"].contains_key("b"));
+        assert_eq!(*lock(&c.released), [("b".to_string(), "ms-1".to_string())]);
+        // A lost link forgets the roster and queues the row's removal.
+        c.unlinked("ms-1");
+        assert!(!lock(&c.rosters).contains_key("ms-1"));
+        assert_eq!(*lock(&c.gone), ["ms-1".to_string()]);
+    }
+
+    #[test]
+    fn a_server_linked_here_is_no_longer_remote() {
+        let c = Cluster::new(Store::Memory(MemoryStore::default()));
+        lock(&c.remote).insert("ms-1".into());
+        assert!(c.is_remote("ms-1"));
+        c.linked("ms-1");
+        assert!(!c.is_remote("ms-1"));
+    }
+}

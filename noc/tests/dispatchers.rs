@@ -1,0 +1,429 @@
+//! Several dispatchers on one real `redis-server`: concurrent first joins agree on one
+//! media server, the standby takes over when the active dispatcher is killed, and call
+//! resolution merges a conference that ended up on two servers.
+
+mod harness;
+
+use harness::{http_get, Proc};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const ANY: &str = "127.0.0.1:0";
+
+/// A throwaway `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// `None` (with a loud message) only when redis-server is missing outside CI.
+    fn start() -> Option<Redis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed; `make deps` installs it (Debian package redis-server)"
+            );
+            eprintln!(
+                "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
+            );
+            return None;
+        }
+        let port = TcpListener::bind(ANY)
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let r = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.try_cmd(&["PING"]).as_deref() != Some("PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server never answered PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// One command in RESP; the reply as text (`nil` for a null bulk string).
+    fn try_cmd(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req += &format!("${}\r\n{a}\r\n", a.len());
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        match line.as_bytes().first()? {
+            b'$' if line == "$-1" => Some("nil".into()),
+            b'$' => {
+                let n: usize = line[1..].parse().ok()?;
+                let mut buf = vec![0u8; n + 2];
+                r.read_exact(&mut buf).ok()?;
+                Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+            }
+            _ => Some(line[1..].to_owned()),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        self.try_cmd(args).expect("redis answers")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address a process printed on its `KEY ADDR` line.
+fn printed(p: &Proc, key: &str) -> SocketAddr {
+    let l = p
+        .stdout
+        .wait_for(&format!("{key} "), Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no {key} line: {:?}", p.stderr.all()));
+    l.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+struct Dispatcher {
+    id: &'static str,
+    proc: Proc,
+    client: SocketAddr,
+    registry: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Dispatcher {
+    fn start(id: &'static str, redis: &Redis) -> Dispatcher {
+        let proc = Proc::spawn(
+            "dispatcher",
+            &[
+                "--config",
+                &format!("{ROOT}/config/dispatcher.toml"),
+                "--listen",
+                ANY,
+                "--registry",
+                ANY,
+                "--http",
+                ANY,
+                "--id",
+                id,
+                "--store",
+                &redis.url(),
+            ],
+        );
+        Dispatcher {
+            id,
+            client: printed(&proc, "dispatcher"),
+            registry: printed(&proc, "registry"),
+            http: printed(&proc, "http"),
+            proc,
+        }
+    }
+
+    fn servers(&self) -> Vec<Value> {
+        let body = http_get(self.http, "/api/servers");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the capacity table has every one of `ids` in communication.
+    fn wait_servers(&self, ids: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.servers();
+            let ready = ids.iter().all(|id| {
+                s.iter()
+                    .any(|r| r["id"] == *id && r["in_communication"] == true)
+            });
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never saw {ids:?}: {s:#?}",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Client address -> server id, from the capacity table.
+    fn server_at(&self, addr: SocketAddr) -> String {
+        self.servers()
+            .iter()
+            .find(|r| r["client_addr"] == addr.to_string())
+            .and_then(|r| r["id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no server at {addr}"))
+    }
+}
+
+/// A media server linked to the first of `dispatchers` that takes it.
+fn media(id: &str, dispatchers: &[SocketAddr]) -> Proc {
+    let list: Vec<String> = dispatchers.iter().map(|d| d.to_string()).collect();
+    let p = Proc::spawn(
+        "mediaserver",
+        &[
+            "--config",
+            &format!("{ROOT}/config/mediaserver.toml"),
+            "--listen",
+            ANY,
+            "--dispatcher",
+            &list.join(","),
+            "--id",
+            id,
+            "--workers",
+            "1",
+        ],
+    );
+    p.stdout
+        .wait_for(&format!("mediaserver {id}"), Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{id} did not start: {:?}", p.stderr.all()));
+    p
+}
+
+/// A join at a dispatcher (or the switch): the `dispatch` line's address and ticket, or
+/// the line that came instead.
+fn join(at: SocketAddr, conference: &str, user: &str) -> Result<(SocketAddr, String), String> {
+    let s = TcpStream::connect(at).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    if !line.starts_with("connect\t") {
+        return Err(format!("greeting {line:?}"));
+    }
+    writeln!(w, "join\t{conference}\tdemo\t{user}\tmode=reflect").map_err(|e| e.to_string())?;
+    line.clear();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    let f: Vec<&str> = line.trim_end().split('\t').collect();
+    let _ = w.write_all(b"endsession\n");
+    match f.as_slice() {
+        ["dispatch", addr, ticket, ..] => Ok((addr.parse().unwrap(), ticket.to_string())),
+        _ => Err(line),
+    }
+}
+
+/// A member at a media server holding its control connection open.
+struct Member {
+    reader: BufReader<TcpStream>,
+    _w: TcpStream,
+}
+
+impl Member {
+    fn join(addr: SocketAddr, conference: &str, user: &str, ticket: &str) -> Member {
+        let s = TcpStream::connect(addr).expect("media server reachable");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        writeln!(
+            w,
+            "join\t{conference}\tdemo\t{user}\tmode=reflect\tticket={ticket}"
+        )
+        .unwrap();
+        let mut m = Member {
+            reader: BufReader::new(s),
+            _w: w,
+        };
+        m.wait_line("accept\t", Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{user} not accepted at {addr}"));
+        m
+    }
+
+    /// Reads lines until one starts with `prefix`.
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) if line.starts_with(prefix) => return Some(line.trim_end().to_owned()),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// Two dispatchers, each with one media server linked, both seeing both servers.
+fn cluster(redis: &Redis) -> (Dispatcher, Dispatcher, Proc, Proc) {
+    let d1 = Dispatcher::start("d1", redis);
+    let d2 = Dispatcher::start("d2", redis);
+    let m1 = media("ms-1", &[d1.registry, d2.registry]);
+    let m2 = media("ms-2", &[d2.registry, d1.registry]);
+    d1.wait_servers(&["ms-1", "ms-2"]);
+    d2.wait_servers(&["ms-1", "ms-2"]);
+    // Each sees its own server as linked and the other's as a row from Redis.
+    for (d, own, other) in [(&d1, "ms-1", "ms-2"), (&d2, "ms-2", "ms-1")] {
+        let rows = d.servers();
+        let remote = |id: &str| {
+            rows.iter()
+                .find(|r| r["id"] == id)
+                .map(|r| r["remote"].clone())
+        };
+        assert_eq!(remote(own), Some(Value::Bool(false)), "{}: {rows:#?}", d.id);
+        assert_eq!(
+            remote(other),
+            Some(Value::Bool(true)),
+            "{}: {rows:#?}",
+            d.id
+        );
+    }
+    (d1, d2, m1, m2)
+}
+
+#[test]
+fn concurrent_first_joins_at_two_dispatchers_land_on_one_server() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, d2, _m1, _m2) = cluster(&redis);
+    // Each dispatcher breaks the tie between two empty servers at random, so over
+    // eight conferences their proposals differ (all but surely) and the store decides.
+    for k in 0..8 {
+        let conf = format!("race-{k}");
+        let conf = conf.as_str();
+        let joins: Vec<_> = (0..50)
+            .map(|i| {
+                let at = if i % 2 == 0 { d1.client } else { d2.client };
+                let conf = conf.to_owned();
+                std::thread::spawn(move || join(at, &conf, &format!("u{i}")))
+            })
+            .collect();
+        let landed: Vec<SocketAddr> = joins
+            .into_iter()
+            .map(|j| j.join().unwrap().expect("dispatched").0)
+            .collect();
+        assert_eq!(landed.len(), 50);
+        assert!(
+            landed.iter().all(|a| *a == landed[0]),
+            "{conf} split across servers: {landed:?}"
+        );
+        let server = d1.server_at(landed[0]);
+        assert_eq!(redis.cmd(&["GET", &format!("noc:conf:{conf}")]), server);
+    }
+}
+
+#[test]
+fn killing_the_active_dispatcher_lets_the_standby_serve_within_3_s() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, d2, _m1, _m2) = cluster(&redis);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let active = loop {
+        match redis.cmd(&["GET", "noc:lease"]).as_str() {
+            "d1" => break "d1",
+            "d2" => break "d2",
+            _ => assert!(Instant::now() < deadline, "nobody took the lease"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (dead, standby) = if active == "d1" { (d1, d2) } else { (d2, d1) };
+    let switch = Proc::spawn(
+        "dispatcher",
+        &[
+            "--switch",
+            ANY,
+            "--backends",
+            &format!("{},{}", dead.client, standby.client),
+        ],
+    );
+    let switch_addr = printed(&switch, "switch");
+    let (before, _) = join(switch_addr, "steady", "ann").expect("served before the kill");
+
+    drop(dead.proc); // SIGKILL
+    let killed = Instant::now();
+    let mut served = None;
+    let mut leased = None;
+    let mut n = 0;
+    while (served.is_none() || leased.is_none()) && killed.elapsed() < Duration::from_secs(5) {
+        n += 1;
+        if served.is_none() && join(switch_addr, &format!("new-{n}"), "bob").is_ok() {
+            served = Some(killed.elapsed());
+        }
+        if leased.is_none() && redis.cmd(&["GET", "noc:lease"]) == standby.id {
+            leased = Some(killed.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("after the kill: new join served in {served:?}, lease taken in {leased:?}");
+    let limit = Duration::from_secs(3);
+    assert!(
+        served.is_some_and(|t| t < limit),
+        "new joins served after {served:?}"
+    );
+    assert!(
+        leased.is_some_and(|t| t < limit),
+        "standby took the lease after {leased:?}"
+    );
+    // The running conference keeps its server: the placement lives in the store.
+    let (after, _) = join(switch_addr, "steady", "cat").expect("served after the kill");
+    assert_eq!(after, before);
+}
+
+#[test]
+fn call_resolution_merges_a_conference_running_on_two_servers() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, d2, _m1, _m2) = cluster(&redis);
+    // ann is placed through d1 on ms-1, the server linked to d1, so d2 never hears of
+    // the conference (the placement is pinned in the store first).
+    redis.cmd(&["SET", "noc:conf:dup", "ms-1", "PX", "10000"]);
+    let (x_addr, ticket) = join(d1.client, "dup", "ann").expect("dispatched");
+    let mut ann = Member::join(x_addr, "dup", "ann", &ticket);
+    assert_eq!(d1.server_at(x_addr), "ms-1");
+    let y = "ms-2";
+    // The store loses the placement (as on a Redis failover) and the conference is
+    // placed again elsewhere: d2 has never seen it, so it asks the store.
+    redis.cmd(&["SET", "noc:conf:dup", y]);
+    let (y_addr, t1) = join(d2.client, "dup", "bob").expect("dispatched");
+    let (y_addr2, t2) = join(d2.client, "dup", "cat").expect("dispatched");
+    assert_ne!(y_addr, x_addr, "the duplicate must be on the other server");
+    assert_eq!(y_addr2, y_addr);
+    let _bob = Member::join(y_addr, "dup", "bob", &t1);
+    let _cat = Member::join(y_addr, "dup", "cat", &t2);
+    // The active dispatcher finds dup on both and moves the smaller side (ann) over.
+    let moved = ann
+        .wait_line("dispatch\t", Duration::from_secs(6))
+        .expect("ann was dispatched to the larger side");
+    let to: SocketAddr = moved.split('\t').nth(1).unwrap().parse().unwrap();
+    assert_eq!(to, y_addr, "{moved}");
+    assert_eq!(redis.cmd(&["GET", "noc:conf:dup"]), y);
+}
+
+#[test]
+fn joins_are_still_placed_while_redis_is_down() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, d2, _m1, _m2) = cluster(&redis);
+    drop(redis);
+    // Each claim fails fast (the store's calls have a timeout, and `join` gives up after
+    // 5 s), and the join is placed from the dispatcher's own tables instead.
+    for (i, d) in [&d1, &d2].into_iter().enumerate() {
+        let placed = join(d.client, &format!("offline-{i}"), "ann");
+        assert!(placed.is_ok(), "{}: {placed:?}", d.id);
+    }
+}
