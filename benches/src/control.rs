@@ -294,6 +294,7 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
                     kind,
                     addr: ChannelAddr::Addr(local),
                     ssrc,
+                    opts: Default::default(),
                 })
                 .await?;
                 let ch = Channel {

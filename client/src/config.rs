@@ -3,6 +3,7 @@
 //! Every flag can also be a key of the `--config` file (same name, e.g. `dispatcher =
 //! "127.0.0.1:3450"`, `tone = 440`); a flag given on the command line wins.
 
+use crate::external::ExternalConfig;
 use crate::session::SessionConfig;
 use crate::ClientError;
 use clap::Parser;
@@ -39,6 +40,10 @@ pub struct Args {
     /// Leave after SECS seconds; without it, run until Ctrl-C or SIGTERM.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// The user's domain, e.g. `acme.com`: the dispatcher sends tenants with their own
+    /// pool of media servers there.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
     /// Conference mode to ask for: reflect (forwarding) or mix.
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub mode: Option<Mode>,
@@ -55,6 +60,24 @@ pub struct Args {
     /// Audio codec: opus, or G.711 pcmu / pcma (8 kHz telephony; needs `--mode mix`).
     #[arg(long, value_name = "CODEC", value_parser = parse_codec)]
     pub codec: Option<Codec>,
+    /// Control only: a plain-RTP tool (ffmpeg, GStreamer) sends and receives the media.
+    /// Writes DIR/receive.sdp and DIR/send.txt and stays joined until killed.
+    #[arg(long, value_name = "DIR")]
+    pub external_media: Option<PathBuf>,
+    /// With --external-media: the conference sends audio to this port of our IP, video
+    /// to PORT+2.
+    #[arg(long, value_name = "PORT")]
+    pub recv_port: Option<u16>,
+    /// With --external-media: the SSRC the external tool sends audio with (default: the
+    /// server's choice, written to send.txt).
+    #[arg(long, value_name = "SSRC")]
+    pub ssrc: Option<u32>,
+    /// With --external-media: also a video channel (H.264, packetization-mode 1).
+    #[arg(long)]
+    pub video: bool,
+    /// With --external-media --video: the external tool's video SSRC (default: SSRC+1).
+    #[arg(long, value_name = "SSRC")]
+    pub video_ssrc: Option<u32>,
 }
 
 /// The `--codec` choice.
@@ -109,10 +132,16 @@ struct FileArgs {
     record: Option<PathBuf>,
     duration: Option<f64>,
     mode: Option<String>,
+    domain: Option<String>,
     talk: Option<String>,
     jitter: Option<u32>,
     loss: Option<f64>,
     codec: Option<String>,
+    external_media: Option<PathBuf>,
+    recv_port: Option<u16>,
+    ssrc: Option<u32>,
+    video: Option<bool>,
+    video_ssrc: Option<u32>,
 }
 
 /// Settings after merging flags and file, checked.
@@ -121,6 +150,8 @@ pub struct ClientConfig {
     pub session: SessionConfig,
     /// Leave after this long; `None` = until a signal.
     pub duration: Option<Duration>,
+    /// `--external-media`: control only, media by a plain-RTP tool.
+    pub external: Option<ExternalConfig>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -167,6 +198,7 @@ impl Args {
             .map(parse_mode)
             .transpose()
             .map_err(ClientError::Config)?;
+        let external = external_config(&self, &file)?;
         let required = |flag: &str, v: Option<String>| {
             v.filter(|s| !s.is_empty())
                 .ok_or_else(|| ClientError::Config(format!("--{flag} is required")))
@@ -216,6 +248,7 @@ impl Args {
             )));
         }
         Ok(ClientConfig {
+            external,
             session: SessionConfig {
                 dispatcher: with_default_port(required(
                     "dispatcher",
@@ -234,10 +267,47 @@ impl Args {
                     Codec::Opus => None,
                     Codec::G711(l) => Some(l),
                 },
+                domain: self.domain.or(file.domain),
             },
             duration,
         })
     }
+}
+
+/// The `--external-media` group of flags, checked.
+fn external_config(a: &Args, file: &FileArgs) -> Result<Option<ExternalConfig>, ClientError> {
+    let video = a.video || file.video.unwrap_or(false);
+    let recv_port = a.recv_port.or(file.recv_port);
+    let ssrc = a.ssrc.or(file.ssrc);
+    let video_ssrc = a.video_ssrc.or(file.video_ssrc);
+    let Some(dir) = a.external_media.clone().or(file.external_media.clone()) else {
+        if recv_port.is_some() || ssrc.is_some() || video || video_ssrc.is_some() {
+            return Err(ClientError::Config(
+                "--recv-port, --ssrc, --video and --video-ssrc need --external-media".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let recv_port = recv_port
+        .ok_or_else(|| ClientError::Config("--external-media needs --recv-port".into()))?;
+    // RTP at P (and P+2 for video), RTCP at the next port up, all within range.
+    let top = u32::from(recv_port) + if video { 3 } else { 1 };
+    if recv_port == 0 || top > u32::from(u16::MAX) {
+        return Err(ClientError::Config(format!(
+            "--recv-port {recv_port}: need 1..={}",
+            if video { 65532 } else { 65534 }
+        )));
+    }
+    if ssrc == Some(0) || video_ssrc == Some(0) {
+        return Err(ClientError::Config("--ssrc 0 is not allowed".into()));
+    }
+    Ok(Some(ExternalConfig {
+        dir,
+        recv_port,
+        ssrc,
+        video,
+        video_ssrc,
+    }))
 }
 
 #[cfg(test)]
@@ -369,6 +439,58 @@ mod tests {
         assert!(with(&["--duration=-1"]).is_err());
         assert!(with(&["--duration", "0"]).is_ok());
         assert!(Args::try_parse_from(["confclient", "--mode", "sideways"]).is_err());
+    }
+
+    #[test]
+    fn external_media_flags() {
+        let base = [
+            "--dispatcher",
+            "h:1",
+            "--conference",
+            "c",
+            "--account",
+            "a",
+            "--name",
+            "n",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            args(&v).resolve()
+        };
+        assert_eq!(with(&[]).unwrap().external, None);
+        let c = with(&[
+            "--external-media",
+            "/tmp/x",
+            "--recv-port",
+            "5004",
+            "--ssrc",
+            "1111",
+            "--video",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.external,
+            Some(ExternalConfig {
+                dir: PathBuf::from("/tmp/x"),
+                recv_port: 5004,
+                ssrc: Some(1111),
+                video: true,
+                video_ssrc: None,
+            })
+        );
+        assert!(with(&["--external-media", "/tmp/x"]).is_err());
+        assert!(with(&["--recv-port", "5004"]).is_err());
+        assert!(with(&["--external-media", "d", "--recv-port", "65534", "--video"]).is_err());
+        assert!(with(&[
+            "--external-media",
+            "d",
+            "--recv-port",
+            "5004",
+            "--ssrc",
+            "0"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -125,6 +125,11 @@ pub enum Event {
     Server(ServerMsg),
     /// The session ended normally.
     Left(Summary),
+    /// Failover: the link to the conference was lost (`reason`), and this is attempt
+    /// `attempt` at getting back through the dispatcher.
+    Reconnect { attempt: u32, reason: String },
+    /// Failover done: accepted into `conference` again, `after_ms` after the loss.
+    Rejoined { conference: String, after_ms: u64 },
 }
 
 impl fmt::Display for Event {
@@ -173,6 +178,11 @@ impl fmt::Display for Event {
                     quality,
                 } => write!(f, "quality {participant} {}", quality.as_str()),
             },
+            Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
+            Event::Rejoined {
+                conference,
+                after_ms,
+            } => write!(f, "rejoined {conference} after_ms={after_ms}"),
             Event::Left(s) => write!(
                 f,
                 "left {} sent={} received={} streams={} lost={} malformed={} late={} duplicates={}",
@@ -244,6 +254,22 @@ mod tests {
             streams: 2,
             ..Summary::default()
         });
+        assert_eq!(
+            Event::Reconnect {
+                attempt: 2,
+                reason: "media server closed the connection".into()
+            }
+            .to_string(),
+            "reconnect 2 media server closed the connection"
+        );
+        assert_eq!(
+            Event::Rejoined {
+                conference: "xyz".into(),
+                after_ms: 120
+            }
+            .to_string(),
+            "rejoined xyz after_ms=120"
+        );
         assert_eq!(
             left.to_string(),
             "left xyz sent=250 received=498 streams=2 lost=0 malformed=0 late=0 duplicates=0"

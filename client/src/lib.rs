@@ -12,10 +12,13 @@
 //!   a saturating mix on a wall-clock timeline; [`recorder`] drives it and writes the WAV.
 //! - [`tone`]: the test-tone generator and the detector mirroring `tools/tone_check.py`.
 //! - [`config`]: the `confclient` flags and their TOML form.
+//! - [`external`]: `--external-media`, the control half for a plain-RTP tool (ffmpeg,
+//!   GStreamer) that sends and receives the media itself.
 
 pub mod config;
 pub mod control;
 mod error;
+pub mod external;
 pub mod mixer;
 pub mod packet;
 pub mod recorder;

@@ -53,7 +53,14 @@ fn run(args: Args) -> Result<(), ClientError> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{event}").and_then(|()| out.flush()).ok();
         };
-        client::session::run(&cfg.session, shutdown, &mut print).await?;
+        match &cfg.external {
+            Some(ext) => {
+                client::external::run(&cfg.session, ext, shutdown, &mut print).await?;
+            }
+            None => {
+                client::session::run(&cfg.session, shutdown, &mut print).await?;
+            }
+        }
         Ok(())
     })
 }

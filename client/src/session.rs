@@ -4,6 +4,10 @@
 //! `join ... ticket=` -> `accept` -> `channel` (answered with our own) -> RTP both ways.
 //! Everything runs on one task: the control connection, the UDP socket, the 20 ms send
 //! clock and the recorder tick are branches of one `select!`.
+//!
+//! Failover: when the media server's connection drops (it died) or a media server refuses
+//! or cannot be reached, the session goes back to the dispatcher on its own, with a
+//! short backoff, and joins the same conference again, keeping its local RTP socket.
 
 use crate::control::{Control, Event, Summary};
 use crate::packet::{classify, Datagram, RtpSender};
@@ -12,13 +16,16 @@ use crate::tone::Sine;
 use crate::ClientError;
 use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES, SAMPLE_RATE};
-use protocol::{ChannelAddr, ClientMsg, JoinOpts, MediaKind, Mode, ServerMsg};
+use protocol::{ChannelAddr, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, ServerMsg};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
+
+/// How [`Control`] names a media server peer; failover keys on it.
+const MEDIA_SERVER: &str = "media server";
 
 /// One frame of audio: 20 ms.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -28,6 +35,22 @@ pub const TONE_DBFS: f64 = -12.0;
 const MAX_BURST: Duration = Duration::from_millis(200);
 /// Redirects (`dispatch`) followed before joining, so two servers cannot bounce us forever.
 const MAX_REDIRECTS: usize = 8;
+/// How long a lost session keeps trying to get back into its conference.
+pub const FAILOVER_FOR: Duration = Duration::from_secs(30);
+/// First and longest wait between two failover attempts (doubling in between).
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The wait before failover attempt `attempt` (0-based): none for the first, then 100 ms
+/// doubling up to 1 s.
+pub fn backoff(attempt: u32) -> Duration {
+    match attempt {
+        0 => Duration::ZERO,
+        n => BACKOFF_FIRST
+            .saturating_mul(1 << (n - 1).min(10))
+            .min(BACKOFF_MAX),
+    }
+}
 
 /// What a session needs to know.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +73,8 @@ pub struct SessionConfig {
     pub loss_pct: f64,
     /// Speak G.711 of this law (a telephony endpoint, `mode=mix` only) instead of Opus.
     pub g711: Option<Law>,
+    /// The user's domain (`join ... domain=`), which the dispatcher maps to a tenant pool.
+    pub domain: Option<String>,
 }
 
 impl SessionConfig {
@@ -72,6 +97,7 @@ impl SessionConfig {
                 app: Some("confclient".into()),
                 version: Some(env!("CARGO_PKG_VERSION").into()),
                 os: Some(std::env::consts::OS.into()),
+                domain: self.domain.clone(),
                 extra: Vec::new(),
             },
         }
@@ -98,6 +124,8 @@ struct Media {
     loss_pct: f64,
     /// Impaired packets waiting for their send time.
     delayed: Vec<(Instant, Vec<u8>)>,
+    /// False between leaving a server and the next server's `channel`: nothing is sent.
+    live: bool,
 }
 
 impl Media {
@@ -150,7 +178,30 @@ impl Media {
             jitter_ms: cfg.jitter_ms,
             loss_pct: cfg.loss_pct,
             delayed: Vec::new(),
+            live: true,
         })
+    }
+
+    /// Stops sending: the server we sent to is gone or being left.
+    fn pause(&mut self) {
+        self.live = false;
+        self.delayed.clear();
+    }
+
+    /// Points the same socket at a new server's channel and resumes sending, with the
+    /// time spent away skipped (timestamps and tone phase stay on the wall clock).
+    fn retarget(&mut self, server: SocketAddr, payload_type: u8, ssrc: u32) {
+        let away = Instant::now().saturating_duration_since(self.next_send);
+        let frames = (away.as_micros() / FRAME.as_micros()) as u32;
+        if let Some(t) = self.tone.as_mut() {
+            t.skip(u64::from(frames) * FRAME_SAMPLES as u64);
+        }
+        self.next_send += FRAME * frames;
+        self.server = server;
+        self.payload_type = payload_type;
+        // A new server assigns a new SSRC: a new stream, with its own numbering.
+        self.tx = RtpSender::new(payload_type, ssrc);
+        self.live = true;
     }
 
     /// Whether the schedule says we talk at `at` (always without a schedule).
@@ -277,6 +328,10 @@ struct State<'a> {
     malformed: u64,
     /// When we were accepted: the origin of the talk schedule.
     joined_at: Option<Instant>,
+    /// Since when we have been trying to get back into the conference, if we are.
+    lost_at: Option<Instant>,
+    /// Failover attempts since `lost_at`.
+    attempts: u32,
 }
 
 /// Runs a session until `shutdown` completes (then leaves cleanly and returns the summary)
@@ -302,6 +357,8 @@ pub async fn run(
         sent: 0,
         malformed: 0,
         joined_at: None,
+        lost_at: None,
+        attempts: 0,
     };
     let outcome = st.run(shutdown, events).await;
     let State {
@@ -342,19 +399,35 @@ impl State<'_> {
         mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0u8; 65_536];
         loop {
-            let next_send = self.media.as_ref().map(|m| match m.next_delayed() {
-                Some(d) => d.min(m.next_send),
-                None => m.next_send,
-            });
+            let next_send =
+                self.media
+                    .as_ref()
+                    .filter(|m| m.live)
+                    .map(|m| match m.next_delayed() {
+                        Some(d) => d.min(m.next_send),
+                        None => m.next_send,
+                    });
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                msg = self.ctrl.recv() => self.on_control(msg?, events).await?,
+                msg = self.ctrl.recv() => {
+                    let step = match msg {
+                        Ok(msg) => self.on_control(msg, events).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = step {
+                        // Either back to the dispatcher, or the session ends with `e`.
+                        tokio::select! {
+                            () = &mut shutdown => return Ok(()),
+                            r = self.recover(e, events) => r?,
+                        }
+                    }
+                }
                 got = recv(self.media.as_ref(), &mut buf) => match got {
                     Ok((n, _from)) => self.on_datagram(&buf[..n]),
                     Err(e) => tracing::debug!("rtp receive failed: {e}"),
                 },
                 () = sleep_until(next_send) => {
-                    if let Some(m) = self.media.as_mut() {
+                    if let Some(m) = self.media.as_mut().filter(|m| m.live) {
                         m.flush_delayed().await;
                         let now = Instant::now();
                         if now >= m.next_send {
@@ -420,17 +493,28 @@ impl State<'_> {
                 }
                 // Leave this server before contacting the next, as seed 003 Fig. 2 does.
                 self.ctrl.end().await;
-                self.ctrl = Control::connect(&addr.to_string(), "media server").await?;
-                self.ticket = Some(ticket);
+                // A move mid-session: the new server assigns a new channel; the socket stays.
+                if let Some(m) = self.media.as_mut() {
+                    m.pause();
+                }
                 self.phase = Phase::Greeting;
-                // A move mid-session: the new server assigns a new channel.
-                self.media = None;
+                self.ticket = Some(ticket);
+                self.ctrl = Control::connect(&addr.to_string(), MEDIA_SERVER).await?;
             }
             ServerMsg::Accept { conference, .. } => {
                 if self.phase == Phase::Joining {
                     self.recorder.restart(std::time::Instant::now());
                 }
                 self.joined_at.get_or_insert_with(Instant::now);
+                if let Some(since) = self.lost_at.take() {
+                    let ms = since.elapsed().as_millis();
+                    tracing::warn!(conference, ms, "failover: back in the conference");
+                    events(&Event::Rejoined {
+                        conference: conference.clone(),
+                        after_ms: ms as u64,
+                    });
+                }
+                self.attempts = 0;
                 self.conference = conference;
                 self.phase = Phase::Joined;
                 self.redirects = 0;
@@ -450,14 +534,22 @@ impl State<'_> {
                 }
                 self.recorder.set_telephony(self.cfg.g711);
                 let origin = *self.joined_at.get_or_insert_with(Instant::now);
-                let media =
-                    Media::open(&self.ctrl, addr, payload_type, ssrc, self.cfg, origin).await?;
+                let media = match self.media.take() {
+                    Some(mut m) => {
+                        m.retarget(addr, payload_type, ssrc);
+                        m
+                    }
+                    None => {
+                        Media::open(&self.ctrl, addr, payload_type, ssrc, self.cfg, origin).await?
+                    }
+                };
                 let local = media.socket.local_addr()?;
                 self.ctrl
                     .send(&ClientMsg::Channel {
                         kind: MediaKind::Audio,
                         addr: ChannelAddr::Addr(local),
                         ssrc,
+                        opts: Default::default(),
                     })
                     .await?;
                 tracing::info!(%local, server = %addr, ssrc, "audio channel open");
@@ -476,6 +568,67 @@ impl State<'_> {
             | ServerMsg::Pong { .. } => {}
         }
         Ok(())
+    }
+
+    /// Whether `err` is one failover handles: the media server's link dropped, a media
+    /// server refused us for want of room (draining, full) or could not be reached, or,
+    /// while already failing over, the dispatcher had nowhere to put us yet.
+    fn recoverable(&self, err: &ClientError) -> bool {
+        let at_media = self.ctrl.peer() == MEDIA_SERVER;
+        match err {
+            ClientError::Closed(_) | ClientError::Io(_) => at_media || self.lost_at.is_some(),
+            ClientError::Connect { what, .. } => *what == MEDIA_SERVER || self.lost_at.is_some(),
+            ClientError::Rejected { code, .. } => {
+                matches!(code, ErrorCode::NoCapacity | ErrorCode::Internal)
+                    && (at_media || self.lost_at.is_some())
+            }
+            _ => false,
+        }
+    }
+
+    /// Goes back to the dispatcher to rejoin the same conference, retrying with a backoff
+    /// for up to [`FAILOVER_FOR`]; returns `err` when it is not recoverable or time is up.
+    async fn recover(
+        &mut self,
+        err: ClientError,
+        events: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<(), ClientError> {
+        if !self.recoverable(&err) {
+            return Err(err);
+        }
+        let since = *self.lost_at.get_or_insert_with(Instant::now);
+        if let Some(m) = self.media.as_mut() {
+            m.pause();
+        }
+        let mut reason = err.to_string();
+        loop {
+            if since.elapsed() > FAILOVER_FOR {
+                tracing::error!("failover: gave up after {} s", FAILOVER_FOR.as_secs());
+                return Err(err);
+            }
+            let attempt = self.attempts;
+            self.attempts += 1;
+            tokio::time::sleep(backoff(attempt)).await;
+            tracing::warn!(
+                attempt = attempt + 1,
+                reason,
+                "failover: back to the dispatcher"
+            );
+            events(&Event::Reconnect {
+                attempt: attempt + 1,
+                reason: reason.clone(),
+            });
+            match Control::connect(&self.cfg.dispatcher, "dispatcher").await {
+                Ok(c) => {
+                    self.ctrl = c;
+                    self.phase = Phase::Greeting;
+                    self.ticket = None;
+                    self.redirects = 0;
+                    return Ok(());
+                }
+                Err(e) => reason = e.to_string(),
+            }
+        }
     }
 
     fn on_datagram(&mut self, data: &[u8]) {
@@ -515,5 +668,17 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_backoff_doubles_to_a_second() {
+        let ms: Vec<u128> = (0..8).map(|a| backoff(a).as_millis()).collect();
+        assert_eq!(ms, [0, 100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
     }
 }

@@ -368,8 +368,11 @@ fn sigterm_leaves_cleanly_and_finalizes_the_wav() {
     drop(server);
 }
 
+/// A media server that drops the connection sends the client back to the dispatcher
+/// (failover); with the dispatcher gone too, it keeps trying with a backoff until its
+/// time is up, then leaves normally.
 #[test]
-fn dropped_connection_exits_1() {
+fn dropped_connection_goes_back_to_the_dispatcher() {
     let (addr, _, server) = fake_noc(Duration::ZERO, true);
     let o = run(&[
         "--dispatcher",
@@ -381,10 +384,27 @@ fn dropped_connection_exits_1() {
         "--name",
         "ann",
         "--duration",
-        "5",
+        "2",
     ]);
     server.join().unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(lines(&o).last().unwrap(), "accept xyz 3");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("media server closed the connection"));
+    let out = lines(&o);
+    assert_eq!(o.status.code(), Some(0), "{out:?}");
+    let at = out
+        .iter()
+        .position(|l| l == "accept xyz 3")
+        .expect("accepted");
+    assert_eq!(
+        out[at + 1],
+        "reconnect 1 media server closed the connection",
+        "{out:?}"
+    );
+    // The fake dispatcher is gone: later attempts say why, 0.1, 0.2, 0.4, 0.8 s apart.
+    let retries = out.iter().filter(|l| l.starts_with("reconnect ")).count();
+    assert!((2..=6).contains(&retries), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("reconnect 2 cannot connect to dispatcher")),
+        "{out:?}"
+    );
+    assert!(out.last().unwrap().starts_with("left xyz "), "{out:?}");
 }

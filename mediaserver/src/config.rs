@@ -20,9 +20,10 @@ pub struct MediaServerArgs {
     /// Where clients connect with their tickets.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// The dispatcher's registry address.
+    /// The dispatchers' registry addresses, `a:1,b:2` (TOML: a string or an array). The
+    /// server links to one at a time and moves to the next when its link fails.
     #[arg(long)]
-    pub dispatcher: Option<SocketAddr>,
+    pub dispatcher: Option<Dispatchers>,
     /// IP that media sockets bind to and that `channel` lines announce.
     #[arg(long)]
     pub media_host: Option<IpAddr>,
@@ -52,13 +53,110 @@ pub struct MediaServerArgs {
     /// Serve Prometheus `/metrics` on this address.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// Percent of capacity past which the server punts a conference elsewhere
+    /// [default: 90].
+    #[arg(long)]
+    pub high_water: Option<u32>,
+    /// Seconds a SIGTERM drain may take before the server exits anyway [default: 30].
+    #[arg(long)]
+    pub drain_timeout: Option<f64>,
+    /// Last-N: forward video only from the N most recent speakers of each conference
+    /// (RFC 6464 audio levels) [default: 0, everyone's video].
+    #[arg(long)]
+    pub last_n: Option<usize>,
+    /// `[cost]`: capacity units per participant (config file only).
+    #[arg(skip)]
+    pub cost: Option<Cost>,
 }
+
+/// `[cost]`: capacity units per participant, the same table as the dispatcher's, so the
+/// unused capacity reported here is in the units the dispatcher charges.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cost {
+    pub audio_forward: u32,
+    pub video_forward: u32,
+    pub mix: u32,
+    pub composite: u32,
+}
+
+impl Default for Cost {
+    fn default() -> Self {
+        Cost {
+            audio_forward: 1,
+            video_forward: 3,
+            mix: 2,
+            composite: 4,
+        }
+    }
+}
+
+impl Cost {
+    /// What one member of a conference of `mode` costs, with or without video: the
+    /// dispatcher's `per_user` rule, so both books count the same units.
+    pub fn per_member(&self, mode: protocol::Mode, video: bool) -> u32 {
+        match (mode, video) {
+            (protocol::Mode::Reflect, false) => self.audio_forward,
+            (protocol::Mode::Reflect, true) => self.video_forward,
+            (protocol::Mode::Mix, false) => self.mix,
+            (protocol::Mode::Mix, true) => self.composite,
+        }
+    }
+}
+
+/// Registry addresses of the dispatchers a server may link to, in order of preference.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "OneOrMany")]
+pub struct Dispatchers(pub Vec<SocketAddr>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TryFrom<OneOrMany> for Dispatchers {
+    type Error = String;
+
+    fn try_from(v: OneOrMany) -> Result<Self, Self::Error> {
+        match v {
+            OneOrMany::One(s) => s.parse(),
+            OneOrMany::Many(v) => v.join(",").parse(),
+        }
+    }
+}
+
+impl std::str::FromStr for Dispatchers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse().map_err(|e| format!("dispatcher {a:?}: {e}")))
+            .collect::<Result<Vec<SocketAddr>, String>>()?;
+        if v.is_empty() {
+            return Err("at least one dispatcher address is needed".into());
+        }
+        Ok(Dispatchers(v))
+    }
+}
+
+/// A dead dispatcher on loopback refuses at once; an unreachable one gets this long.
+const DISPATCHER_CONNECT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolved media server settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The first of `dispatchers`.
     pub dispatcher: SocketAddr,
+    /// Every dispatcher this server may link to (several share a Redis store).
+    pub dispatchers: Vec<SocketAddr>,
+    /// Index in `dispatchers` of the last one that took our link.
+    current_dispatcher: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub media_host: IpAddr,
     pub id: String,
     pub secret: Vec<u8>,
@@ -69,6 +167,14 @@ pub struct Settings {
     pub pin_cores: bool,
     /// `/metrics` (Prometheus) on this address.
     pub http: Option<SocketAddr>,
+    /// Percent of `capacity` past which a conference is punted.
+    pub high_water: u32,
+    /// How long a SIGTERM drain may take.
+    pub drain_timeout: std::time::Duration,
+    /// Last-N per conference; `None`: every sender's video is forwarded.
+    pub last_n: Option<usize>,
+    /// Units per participant, as the dispatcher charges them.
+    pub cost: Cost,
 }
 
 /// One worker per core, as the OS reports them.
@@ -77,11 +183,44 @@ pub fn default_workers() -> usize {
 }
 
 impl Settings {
+    /// Connects the registry link: the dispatcher that took it last first, then the
+    /// others in turn, so a server whose dispatcher died moves to the next one.
+    pub async fn connect_dispatcher(&self) -> std::io::Result<tokio::net::TcpStream> {
+        use std::sync::atomic::Ordering;
+        let n = self.dispatchers.len().max(1);
+        let start = self.current_dispatcher.load(Ordering::Relaxed);
+        let mut last = std::io::Error::other("no dispatcher configured");
+        for i in 0..n {
+            let k = (start + i) % n;
+            let Some(&addr) = self.dispatchers.get(k) else {
+                break;
+            };
+            let tried =
+                tokio::time::timeout(DISPATCHER_CONNECT, tokio::net::TcpStream::connect(addr))
+                    .await;
+            match tried {
+                Ok(Ok(stream)) => {
+                    if k != start {
+                        tracing::info!(dispatcher = %addr, "moved the registry link to another dispatcher");
+                    }
+                    self.current_dispatcher.store(k, Ordering::Relaxed);
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"),
+            }
+            tracing::debug!(dispatcher = %addr, error = %last, "dispatcher unreachable");
+        }
+        Err(last)
+    }
+
     /// Defaults on loopback for everything but the identity and the secret.
     pub fn new(id: String, secret: Vec<u8>, dispatcher: SocketAddr) -> Self {
         Settings {
             listen: ([127, 0, 0, 1], 0).into(),
             dispatcher,
+            dispatchers: vec![dispatcher],
+            current_dispatcher: Default::default(),
             media_host: [127, 0, 0, 1].into(),
             id,
             secret,
@@ -91,6 +230,10 @@ impl Settings {
             gso: true,
             pin_cores: false,
             http: None,
+            high_water: 90,
+            drain_timeout: std::time::Duration::from_secs(30),
+            last_n: None,
+            cost: Cost::default(),
         }
     }
 }
@@ -119,7 +262,9 @@ impl MediaServerArgs {
             .id
             .or(file.id)
             .unwrap_or_else(|| format!("ms-{}", std::process::id()));
-        let mut s = Settings::new(id, secret.into_bytes(), dispatcher);
+        // `Dispatchers` never parses empty.
+        let mut s = Settings::new(id, secret.into_bytes(), dispatcher.0[0]);
+        s.dispatchers = dispatcher.0;
         if let Some(v) = self.listen.or(file.listen) {
             s.listen = v;
         }
@@ -149,6 +294,21 @@ impl MediaServerArgs {
             s.pin_cores = v;
         }
         s.http = self.http.or(file.http);
+        if let Some(v) = self.high_water.or(file.high_water) {
+            if !(1..=100).contains(&v) {
+                return Err(MediaServerError::Config(
+                    "`high_water` is a percent of capacity, 1 to 100".into(),
+                ));
+            }
+            s.high_water = v;
+        }
+        if let Some(v) = self.drain_timeout.or(file.drain_timeout) {
+            s.drain_timeout = std::time::Duration::try_from_secs_f64(v).map_err(|_| {
+                MediaServerError::Config("`drain_timeout` must be seconds >= 0".into())
+            })?;
+        }
+        s.last_n = self.last_n.or(file.last_n).filter(|&n| n > 0);
+        s.cost = file.cost.unwrap_or_default();
         Ok(s)
     }
 }
@@ -167,6 +327,42 @@ mod tests {
         ];
         v.extend_from_slice(flags);
         MediaServerArgs::parse_from(v)
+    }
+
+    #[test]
+    fn dispatcher_is_one_address_or_a_list() {
+        let one = args(&[]).resolve().unwrap();
+        assert_eq!(one.dispatchers, vec![one.dispatcher]);
+        let s = MediaServerArgs::parse_from([
+            "mediaserver",
+            "--secret",
+            "s",
+            "--dispatcher",
+            "127.0.0.1:9,127.0.0.1:10",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(s.dispatchers.len(), 2);
+        assert_eq!(s.dispatcher, s.dispatchers[0]);
+        let toml: MediaServerArgs =
+            toml::from_str(r#"dispatcher = ["127.0.0.1:9", "127.0.0.1:10"]"#).unwrap();
+        assert_eq!(toml.dispatcher.unwrap().0, s.dispatchers);
+        assert!("".parse::<Dispatchers>().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_link_goes_to_the_next_dispatcher_when_one_is_down() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut s = args(&[]).resolve().unwrap();
+        s.dispatchers = vec![dead, live.local_addr().unwrap()];
+        let stream = s.connect_dispatcher().await.expect("the live one answers");
+        assert_eq!(stream.peer_addr().unwrap(), live.local_addr().unwrap());
+        drop(live);
+        assert!(s.connect_dispatcher().await.is_err());
     }
 
     #[test]
@@ -204,5 +400,20 @@ mod tests {
         let s = args(&["--config", path, "--io", "mmsg"]).resolve().unwrap();
         assert_eq!(s.io, IoKind::Mmsg);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn high_water_and_drain_timeout() {
+        let s = args(&[]).resolve().unwrap();
+        assert_eq!(s.high_water, 90);
+        assert_eq!(s.drain_timeout, std::time::Duration::from_secs(30));
+        let s = args(&["--high-water", "50", "--drain-timeout", "2.5"])
+            .resolve()
+            .unwrap();
+        assert_eq!(s.high_water, 50);
+        assert_eq!(s.drain_timeout, std::time::Duration::from_millis(2500));
+        assert!(args(&["--high-water", "0"]).resolve().is_err());
+        assert!(args(&["--high-water", "101"]).resolve().is_err());
+        assert!(args(&["--drain-timeout=-1"]).resolve().is_err());
     }
 }

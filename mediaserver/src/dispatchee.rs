@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -39,7 +38,7 @@ async fn link(
     outbox: &mut UnboundedReceiver<MsMsg>,
     meter: &mut Meter,
 ) -> std::io::Result<()> {
-    let stream = TcpStream::connect(server.settings.dispatcher).await?;
+    let stream = server.settings.connect_dispatcher().await?;
     stream.set_nodelay(true)?;
     let (mut r, mut w) = stream.into_split();
     let register = MsMsg::Register {
@@ -47,6 +46,8 @@ async fn link(
         client_addr: server.client_addr,
         caps: Capabilities {
             audio: true,
+            // Video is forwarded in both modes (hybrid in mix rooms).
+            video: true,
             reflect: true,
             mix: true,
             ..Default::default()
@@ -54,6 +55,10 @@ async fn link(
         total: server.settings.capacity,
     };
     let mut out = register.encode();
+    if server.is_draining() {
+        // A dispatcher we reconnect to must not place new conferences here either.
+        out += &MsMsg::State { draining: true }.encode();
+    }
     for msg in roster(server) {
         out += &msg.encode();
     }
@@ -81,6 +86,7 @@ async fn link(
             Some(msg) = outbox.recv() => w.write_all(msg.encode().as_bytes()).await?,
             _ = tick.tick() => {
                 sweep(server);
+                crate::punt::high_water(server, Instant::now());
                 w.write_all(report(server, meter).encode().as_bytes()).await?;
             }
         }
@@ -131,7 +137,9 @@ fn on_dispatcher(server: &Server, msg: DispMsg) {
                 None => tracing::warn!(conference, participant, "dispatch for someone not here"),
             }
         }
-        DispMsg::Error { code, text } => tracing::error!(%code, %text, "dispatcher refused us"),
+        // A refused `punt` (no other server yet) is retried by the next high-water or
+        // drain check; anything else the dispatcher refuses closes the link.
+        DispMsg::Error { code, text } => tracing::warn!(%code, %text, "dispatcher refused"),
     }
 }
 
@@ -170,9 +178,17 @@ fn sweep(server: &Server) {
 }
 
 fn report(server: &Server, meter: &mut Meter) -> MsMsg {
-    let (conferences, users) = {
+    // Used capacity in the dispatcher's units: each member costs what its conference's
+    // mode costs in the shared `[cost]` model.
+    let (conferences, users, used) = {
         let rooms = server.rooms();
-        (rooms.rooms.len() as u32, rooms.users() as u32)
+        let cost = &server.settings.cost;
+        let used = rooms.units(cost);
+        (
+            rooms.rooms.len() as u32,
+            rooms.users() as u32,
+            u32::try_from(used).unwrap_or(u32::MAX),
+        )
     };
     let sum = |f: fn(&WorkerCounters) -> &AtomicU64| -> u64 {
         server
@@ -187,7 +203,7 @@ fn report(server: &Server, meter: &mut Meter) -> MsMsg {
         sum(|c| &c.lost),
     );
     MsMsg::Report {
-        unused: server.settings.capacity.saturating_sub(users),
+        unused: server.settings.capacity.saturating_sub(used),
         conferences,
         users,
         cpu_pct,

@@ -7,8 +7,10 @@ use crate::Server;
 use mesh::{Command, Remote};
 use protocol::ticket::{self, Claims};
 use protocol::{
-    ChannelAddr, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerKind, ServerMsg,
+    ChannelAddr, ChannelOpts, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerKind,
+    ServerMsg,
 };
+use reflector::VideoCodec;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +22,10 @@ use tokio::sync::mpsc;
 /// Opus on the wire, as announced in `channel`.
 const OPUS_PT: u8 = 111;
 const OPUS_RATE: u32 = 48_000;
+/// Video on the wire: H.264 (packetization-mode 1) or VP8, 90 kHz (RFC 6184, RFC 7741).
+const H264_PT: u8 = 96;
+const VP8_PT: u8 = 97;
+const VIDEO_RATE: u32 = 90_000;
 
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -52,9 +58,17 @@ pub(crate) async fn serve(listener: TcpListener, server: Arc<Server>) {
 struct Joined {
     conference: String,
     participant: u32,
+    /// The audio SSRC: the one from our `channel` line, or an external sender's own
+    /// (`latch:PORT`).
     ssrc: u32,
     /// RTP clock rate of the client's codec.
     clock_rate: u32,
+    /// The video SSRC, when the join asked for `media=audio,video`.
+    video_ssrc: Option<u32>,
+    /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`).
+    simulcast: Vec<u32>,
+    /// What the client asked about the video it receives (`rtx=`, `layer`).
+    prefs: mesh::ReceiverPrefs,
 }
 
 /// The codec a `join` asks for: (payload type, name, clock rate). G.711 needs the mixer.
@@ -81,6 +95,28 @@ fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
         Some(_) => Err(ServerMsg::reject(
             ErrorCode::BadRequest,
             "codecs offered: opus; pcmu and pcma with mode=mix",
+        )),
+    }
+}
+
+/// The video codec a `join` with `media=...,video` asks for (`vcodec=h264|vp8`, H.264 when
+/// absent): (payload type, name). The reflector forwards video unchanged, so every member
+/// of a conference should ask for the same one.
+fn video_codec_of(opts: &JoinOpts) -> Result<Option<(u8, &'static str)>, ServerMsg> {
+    if !opts.media.contains(&MediaKind::Video) {
+        return Ok(None);
+    }
+    let asked = opts
+        .extra
+        .iter()
+        .find(|(k, _)| k == "vcodec")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    match asked.as_deref() {
+        None | Some("h264") => Ok(Some((H264_PT, "h264"))),
+        Some("vp8") => Ok(Some((VP8_PT, "vp8"))),
+        Some(_) => Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "video codecs offered: h264, vp8",
         )),
     }
 }
@@ -157,7 +193,7 @@ fn handle(
     tx: &mpsc::UnboundedSender<ServerMsg>,
     msg: ClientMsg,
 ) -> Step {
-    match (msg, joined.as_ref()) {
+    match (msg, joined.as_mut()) {
         (ClientMsg::Ping { token }, _) => Step::Reply(ServerMsg::Pong { token }),
         (ClientMsg::EndSession, _) => Step::End,
         (
@@ -179,33 +215,21 @@ fn handle(
             Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "already joined"))
         }
         (_, None) => Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "join first")),
-        (ClientMsg::Channel { kind, addr, ssrc }, Some(j)) => {
-            if !offered(kind) {
-                return Step::Refuse(ServerMsg::reject(
-                    ErrorCode::WrongState,
-                    format!("no {} channel offered", kind.as_str()),
-                ));
-            }
-            if ssrc != j.ssrc {
-                return Step::Refuse(ServerMsg::reject(
-                    ErrorCode::BadRequest,
-                    format!("send with the ssrc {} from our channel line", j.ssrc),
-                ));
-            }
-            let remote = match addr {
-                ChannelAddr::Addr(a) => Remote::Addr(a),
-                ChannelAddr::Latch => Remote::Latch(peer_ip),
-            };
-            with_room(server, &j.conference, |room| {
-                server.workers[room.worker].send(Command::SetChannel {
-                    conf: room.conf,
-                    participant: j.participant,
-                    kind: mesh::MediaKind::Audio,
-                    remote,
-                    ssrc,
-                    clock_rate: j.clock_rate,
-                });
-            });
+        (
+            ClientMsg::Channel {
+                kind,
+                addr,
+                ssrc,
+                opts,
+            },
+            Some(j),
+        ) => match open_channel(server, peer_ip, j, kind, addr, ssrc) {
+            Step::Continue if kind == MediaKind::Video => video_options(server, j, &opts),
+            step => step,
+        },
+        (ClientMsg::Layer { max }, Some(j)) => {
+            j.prefs.max_layer = max;
+            send_prefs(server, j);
             Step::Continue
         }
         (ClientMsg::Mute { participant, muted }, Some(j)) => {
@@ -264,6 +288,134 @@ fn handle(
     }
 }
 
+/// A client's `channel` line: checks it against what we offered and installs the channel
+/// in the mesh.
+fn open_channel(
+    server: &Server,
+    peer_ip: IpAddr,
+    j: &mut Joined,
+    kind: MediaKind,
+    addr: ChannelAddr,
+    ssrc: u32,
+) -> Step {
+    let offered_ssrc = match (kind, j.video_ssrc) {
+        (MediaKind::Audio, _) if offered(kind) => j.ssrc,
+        (MediaKind::Video, Some(v)) if offered(kind) => v,
+        _ => {
+            return Step::Refuse(ServerMsg::reject(
+                ErrorCode::WrongState,
+                format!("no {} channel offered", kind.as_str()),
+            ))
+        }
+    };
+    let remote = match addr {
+        ChannelAddr::Addr(a) => Remote::Addr(a),
+        ChannelAddr::Latch => Remote::Latch(peer_ip),
+        // Only ever towards the host on the control connection, so a client cannot aim
+        // the conference's media at a third party.
+        ChannelAddr::LatchRecv(port) => Remote::LatchTo {
+            from: peer_ip,
+            to: std::net::SocketAddr::new(peer_ip, port),
+        },
+    };
+    if ssrc != offered_ssrc {
+        // An external sender (`latch:PORT`) brings its own SSRC: take it if it is free on
+        // this server, so the sorter never confuses two senders.
+        let mut rooms = server.rooms();
+        if !matches!(addr, ChannelAddr::LatchRecv(_)) {
+            return Step::Refuse(ServerMsg::reject(
+                ErrorCode::BadRequest,
+                format!("send with the ssrc {offered_ssrc} from our channel line"),
+            ));
+        }
+        if !rooms.claim_ssrc(ssrc) {
+            return Step::Refuse(ServerMsg::reject(
+                ErrorCode::BadRequest,
+                format!("ssrc {ssrc} is zero or in use on this server; pick another"),
+            ));
+        }
+        rooms.free_ssrc(offered_ssrc);
+        match kind {
+            MediaKind::Audio => j.ssrc = ssrc,
+            MediaKind::Video => j.video_ssrc = Some(ssrc),
+        }
+    }
+    let (mesh_kind, clock_rate) = match kind {
+        MediaKind::Audio => (mesh::MediaKind::Audio, j.clock_rate),
+        MediaKind::Video => (mesh::MediaKind::Video, VIDEO_RATE),
+    };
+    with_room(server, &j.conference, |room| {
+        server.workers[room.worker].send(Command::SetChannel {
+            conf: room.conf,
+            participant: j.participant,
+            kind: mesh_kind,
+            remote,
+            ssrc,
+            clock_rate,
+        });
+    });
+    Step::Continue
+}
+
+/// A video `channel` line's options: simulcast encodings (SSRCs the client picks, held
+/// server-wide like an external sender's) and RTX for the video it receives.
+fn video_options(server: &Server, j: &mut Joined, opts: &ChannelOpts) -> Step {
+    if opts.rtx != j.prefs.rtx_payload_type {
+        j.prefs.rtx_payload_type = opts.rtx;
+        send_prefs(server, j);
+    }
+    if opts.simulcast == j.simulcast {
+        return Step::Continue;
+    }
+    let Some(top) = j.video_ssrc else {
+        return Step::Continue;
+    };
+    {
+        let mut rooms = server.rooms();
+        for &s in &j.simulcast {
+            rooms.free_ssrc(s);
+        }
+        j.simulcast.clear();
+        let mut seen = vec![top];
+        for &s in &opts.simulcast {
+            if seen.contains(&s) || !rooms.claim_ssrc(s) {
+                for &c in &j.simulcast {
+                    rooms.free_ssrc(c);
+                }
+                j.simulcast.clear();
+                return Step::Refuse(ServerMsg::reject(
+                    ErrorCode::BadRequest,
+                    format!("simulcast ssrc {s} is zero, repeated or in use; pick another"),
+                ));
+            }
+            seen.push(s);
+            j.simulcast.push(s);
+        }
+    }
+    // Lowest first, the channel's own SSRC on top.
+    let mut layers = j.simulcast.clone();
+    layers.push(top);
+    with_room(server, &j.conference, |room| {
+        server.workers[room.worker].send(Command::SetSimulcast {
+            conf: room.conf,
+            participant: j.participant,
+            layers,
+        });
+    });
+    Step::Continue
+}
+
+/// Hands the client's receive preferences to its worker's reflector.
+fn send_prefs(server: &Server, j: &Joined) {
+    with_room(server, &j.conference, |room| {
+        server.workers[room.worker].send(Command::ReceiverPrefs {
+            conf: room.conf,
+            participant: j.participant,
+            prefs: j.prefs,
+        });
+    });
+}
+
 fn with_room<T>(server: &Server, conference: &str, f: impl FnOnce(&mut Room) -> T) -> Option<T> {
     server.rooms().rooms.get_mut(conference).map(f)
 }
@@ -298,6 +450,7 @@ fn join(
         ));
     }
     let (payload_type, codec, clock_rate) = codec_of(opts)?;
+    let video = video_codec_of(opts)?;
     let mut rooms = server.rooms();
     if let Some(room) = rooms.rooms.get(conference).filter(|r| r.mode != opts.mode) {
         return Err(ServerMsg::reject(
@@ -307,6 +460,7 @@ fn join(
     }
     let participant = rooms.next_participant();
     let ssrc = rooms.new_ssrc();
+    let video_ssrc = video.map(|_| rooms.new_ssrc());
     let room = ensure_room(server, &mut rooms, conference, opts.mode)?;
     room.arrived(name, ticket::expiry(t).unwrap_or(0));
     let me = ServerMsg::AddUser {
@@ -336,6 +490,7 @@ fn join(
             name: name.to_owned(),
             account: account.to_owned(),
             tx: tx.clone(),
+            video: video.is_some(),
         },
     );
     let _ = tx.send(ServerMsg::Channel {
@@ -345,6 +500,15 @@ fn join(
         codec: codec.into(),
         ssrc,
     });
+    if let (Some((payload_type, codec)), Some(ssrc)) = (video, video_ssrc) {
+        let _ = tx.send(ServerMsg::Channel {
+            kind: MediaKind::Video,
+            addr: media_addr,
+            payload_type,
+            codec: codec.into(),
+            ssrc,
+        });
+    }
     server.notify(MsMsg::UserJoined {
         conference: conference.to_owned(),
         participant,
@@ -357,10 +521,14 @@ fn join(
         participant,
         ssrc,
         clock_rate,
+        video_ssrc,
+        simulcast: Vec::new(),
+        prefs: mesh::ReceiverPrefs::default(),
     })
 }
 
-/// The room of `conference`, created on the least loaded worker if it does not exist.
+/// The room of `conference`, created on the least loaded worker if it does not exist
+/// (and the server is not draining).
 pub(crate) fn ensure_room<'a>(
     server: &Server,
     rooms: &'a mut crate::rooms::Rooms,
@@ -368,13 +536,21 @@ pub(crate) fn ensure_room<'a>(
     mode: Mode,
 ) -> Result<&'a mut Room, ServerMsg> {
     if !rooms.rooms.contains_key(conference) {
+        if server.is_draining() {
+            // The client goes back to the dispatcher, which no longer places here.
+            return Err(ServerMsg::reject(
+                ErrorCode::NoCapacity,
+                "server is draining: no new conferences",
+            ));
+        }
         let load = rooms.load(server.workers.len());
         let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
         let conf = rooms.next_conf();
-        let path = match mode {
-            Mode::Mix => MediaPath::mix(),
-            _ => MediaPath::Reflect(reflector::Reflector::new()),
-        };
+        let path = MediaPath::new(
+            mode == Mode::Mix,
+            server.settings.last_n,
+            &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
+        );
         if !server.workers[worker].send(Command::CreateConference { conf, path }) {
             return Err(ServerMsg::reject(
                 ErrorCode::Internal,
@@ -406,6 +582,12 @@ pub(crate) fn ensure_room<'a>(
 fn leave(server: &Server, j: &Joined) {
     let mut rooms = server.rooms();
     rooms.free_ssrc(j.ssrc);
+    for &s in &j.simulcast {
+        rooms.free_ssrc(s);
+    }
+    if let Some(v) = j.video_ssrc {
+        rooms.free_ssrc(v);
+    }
     let Some(room) = rooms.rooms.get_mut(&j.conference) else {
         return;
     };

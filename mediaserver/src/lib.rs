@@ -6,6 +6,7 @@
 //!   leaves, reservations.
 //! - `worker`: one thread per worker with its own UDP port and mesh.
 //! - `path`: the media paths (reflector now) as one enum for the mesh.
+//! - `punt`: moving conferences away, past the high-water mark and while draining.
 //!
 //! The control plane runs on tokio and talks to the workers over bounded channels; the
 //! workers never take a lock on the packet path.
@@ -16,15 +17,20 @@ mod host;
 mod http;
 pub mod io;
 mod path;
+mod punt;
 mod rooms;
 pub mod worker;
 
 pub use config::{MediaServerArgs, Settings};
+pub use punt::Drained;
 
 use protocol::MsMsg;
 use rooms::Rooms;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -51,6 +57,10 @@ pub struct Server {
     rooms: Mutex<Rooms>,
     /// Lines for the dispatcher; dropped while the link is down (re-sent on reconnect).
     to_dispatcher: mpsc::UnboundedSender<MsMsg>,
+    /// Set by a drain: no new conferences, and the dispatcher is told on every register.
+    draining: AtomicBool,
+    /// When each conference's last `punt` request went out, to keep one in flight.
+    punts: Mutex<HashMap<String, Instant>>,
 }
 
 impl Server {
@@ -71,6 +81,16 @@ pub struct Running {
     pub media_addrs: Vec<SocketAddr>,
     /// Where `/metrics` is served, when asked for.
     pub http_addr: Option<SocketAddr>,
+    server: Arc<Server>,
+}
+
+impl Running {
+    /// Drains the server (SIGTERM): refuses new conferences, has the dispatcher move the
+    /// ones here, and completes when they are empty, after `drain_timeout`, or when
+    /// `interrupt` completes (a second signal). The caller then exits.
+    pub async fn drain(&self, interrupt: impl std::future::Future<Output = ()>) -> Drained {
+        punt::drain(self.server.clone(), interrupt).await
+    }
 }
 
 /// Binds the client port, starts the workers and the dispatcher link on the current
@@ -109,6 +129,8 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         workers,
         rooms: Mutex::new(Rooms::default()),
         to_dispatcher,
+        draining: AtomicBool::new(false),
+        punts: Mutex::new(HashMap::new()),
     });
     let events_server = server.clone();
     tokio::spawn(async move {
@@ -127,5 +149,6 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         client_addr,
         media_addrs,
         http_addr,
+        server,
     })
 }

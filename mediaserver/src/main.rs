@@ -1,4 +1,7 @@
 //! `mediaserver`: one media server of the NOC as its own process.
+//!
+//! SIGINT stops it at once; SIGTERM drains it first (see `docs/operations.md`), and a
+//! second SIGTERM or SIGINT during the drain stops it at once.
 
 use clap::Parser;
 use mediaserver::MediaServerArgs;
@@ -24,12 +27,42 @@ async fn main() -> std::process::ExitCode {
             for a in &r.media_addrs {
                 println!("media {a}");
             }
-            let _ = tokio::signal::ctrl_c().await;
-            std::process::ExitCode::SUCCESS
+            wait_and_drain(&r).await
         }
         Err(e) => {
             eprintln!("mediaserver: {e}");
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Runs until a signal: Ctrl-C exits at once, SIGTERM drains first. Exit 0 either way.
+async fn wait_and_drain(r: &mediaserver::Running) -> std::process::ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("mediaserver: cannot install signal handlers: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        _ = int.recv() => {
+            tracing::info!("interrupted, stopping now");
+            return std::process::ExitCode::SUCCESS;
+        }
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+    }
+    let again = async {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let outcome = r.drain(again).await;
+    tracing::info!(?outcome, "stopping");
+    std::process::ExitCode::SUCCESS
 }

@@ -1,7 +1,8 @@
 //! The media paths a conference can take through the mesh, as one enum so the mesh
 //! dispatches statically.
 
-use mesh::{MediaKind, ParticipantId, PathOut, RtpView};
+use mesh::{MediaKind, ParticipantId, PathOut, ReceiverPrefs, Rewrite, RtpView};
+use reflector::VideoCodec;
 use std::time::Instant;
 
 /// The path of one conference.
@@ -17,6 +18,24 @@ impl MediaPath {
     /// A `mode=mix` conference.
     pub fn mix() -> Self {
         MediaPath::Mix(Box::default(), reflector::Reflector::new())
+    }
+
+    /// The path of a new conference: the reflector knows the video payload types this
+    /// server offers (keyframe gating, thinning) and the server's last-N.
+    pub fn new(mix: bool, last_n: Option<usize>, video: &[(u8, VideoCodec)]) -> Self {
+        let mut path = if mix {
+            Self::mix()
+        } else {
+            MediaPath::Reflect(reflector::Reflector::new())
+        };
+        let (MediaPath::Reflect(r) | MediaPath::Mix(_, r)) = &mut path;
+        for &(pt, codec) in video {
+            r.set_video_codec(pt, codec);
+        }
+        if last_n.is_some() {
+            r.set_last_n(last_n, reflector::DEFAULT_AUDIO_LEVEL_ID);
+        }
+        path
     }
 }
 
@@ -42,7 +61,66 @@ impl mesh::Path for MediaPath {
     fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
         match self {
             MediaPath::Reflect(r) => r.on_tick(now, members, out),
-            MediaPath::Mix(t, _) => t.on_tick(now, members, out),
+            MediaPath::Mix(t, r) => {
+                t.on_tick(now, members, out);
+                // Keyframe requests, receiver reports and last-N of the video reflector.
+                r.on_tick(now, members, out);
+            }
+        }
+    }
+
+    fn on_rtcp(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        kind: Option<MediaKind>,
+        data: &[u8],
+        members: &[ParticipantId],
+        out: &mut PathOut<'_>,
+    ) {
+        // RTCP feedback is about video in both modes; the reflector terminates it.
+        match self {
+            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
+                r.on_rtcp(now, src, kind, data, members, out)
+            }
+        }
+    }
+
+    fn on_simulcast(&mut self, now: Instant, participant: ParticipantId, layers: &[u32]) {
+        match self {
+            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
+                r.on_simulcast(now, participant, layers)
+            }
+        }
+    }
+
+    fn on_receiver_prefs(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        prefs: ReceiverPrefs,
+    ) {
+        match self {
+            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
+                r.on_receiver_prefs(now, participant, prefs)
+            }
+        }
+    }
+
+    fn rewrite(
+        &mut self,
+        src: ParticipantId,
+        receiver: ParticipantId,
+        pkt: &RtpView<'_>,
+    ) -> Option<Rewrite> {
+        match self {
+            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.rewrite(src, receiver, pkt),
+        }
+    }
+
+    fn on_channel(&mut self, now: Instant, participant: ParticipantId, kind: MediaKind) {
+        match self {
+            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.on_channel(now, participant, kind),
         }
     }
 

@@ -11,6 +11,8 @@ pub struct Member {
     pub account: String,
     /// Lines to this member's control connection.
     pub tx: UnboundedSender<ServerMsg>,
+    /// Joined with `media=audio,video`: charged at the video rate.
+    pub video: bool,
 }
 
 /// One conference.
@@ -29,6 +31,14 @@ pub struct Room {
 }
 
 impl Room {
+    /// Capacity units this room's members use.
+    pub fn units(&self, cost: &crate::config::Cost) -> u64 {
+        self.members
+            .values()
+            .map(|m| u64::from(cost.per_member(self.mode, m.video)))
+            .sum()
+    }
+
     /// A `reserve` from the dispatcher: the user is on the way, unless already here.
     pub fn reserve(&mut self, user: String, expires: u64) {
         let key = (user, expires);
@@ -148,8 +158,18 @@ impl Rooms {
         }
     }
 
+    /// Takes an SSRC a client chose (an external sender's); false if it is 0 or taken.
+    pub fn claim_ssrc(&mut self, ssrc: u32) -> bool {
+        ssrc != 0 && self.ssrcs.insert(ssrc)
+    }
+
     pub fn free_ssrc(&mut self, ssrc: u32) {
         self.ssrcs.remove(&ssrc);
+    }
+
+    /// Capacity units the members of every room use, by the shared cost model.
+    pub fn units(&self, cost: &crate::config::Cost) -> u64 {
+        self.rooms.values().map(|r| r.units(cost)).sum()
     }
 
     pub fn users(&self) -> usize {
@@ -168,9 +188,10 @@ impl Rooms {
     }
 }
 
-/// Kinds this build offers on a `channel`.
+/// Kinds this build offers on a `channel`: audio always, video (H.264 or VP8, forwarded
+/// by the reflector in both modes) to a client that joined with `media=audio,video`.
 pub fn offered(kind: MediaKind) -> bool {
-    kind == MediaKind::Audio
+    matches!(kind, MediaKind::Audio | MediaKind::Video)
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ fn demo_account() -> Account {
     Account {
         code: "demo".into(),
         customer: "Demo customer".into(),
+        ..Account::default()
     }
 }
 

@@ -18,9 +18,25 @@ pub struct JoinOpts {
     pub app: Option<String>,
     pub version: Option<String>,
     pub os: Option<String>,
+    /// The user's organization domain (`domain=acme.com`): the dispatcher's tenant map
+    /// sends it to its tenant's pool of media servers.
+    pub domain: Option<String>,
     /// Keys this build does not know, kept so newer clients still join.
     pub extra: Vec<(String, String)>,
 }
+
+/// Optional `key=value` fields of `channel` (video only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChannelOpts {
+    /// Simulcast: the SSRCs of the sender's other encodings, lowest first; the channel's
+    /// own SSRC is the top one (`simulcast=A,B`, at most 2 more).
+    pub simulcast: Vec<u32>,
+    /// The receiver takes retransmissions as RTX (RFC 4588) with this payload type.
+    pub rtx: Option<u8>,
+}
+
+/// Most encodings a `simulcast=` option may list besides the channel's own SSRC.
+pub const MAX_SIMULCAST_EXTRA: usize = 2;
 
 /// Client to server.
 // Control lines are few per session; boxing `join`'s options would buy nothing.
@@ -38,6 +54,12 @@ pub enum ClientMsg {
         kind: MediaKind,
         addr: ChannelAddr,
         ssrc: u32,
+        opts: ChannelOpts,
+    },
+    /// The highest simulcast layer the client wants (0 = lowest); `None` (`layer auto`):
+    /// whatever its bandwidth estimate allows.
+    Layer {
+        max: Option<u8>,
     },
     Talk {
         on: bool,
@@ -159,6 +181,7 @@ impl ClientMsg {
                         "app" => opts.app = Some(v.to_owned()),
                         "version" => opts.version = Some(v.to_owned()),
                         "os" => opts.os = Some(v.to_owned()),
+                        "domain" => opts.domain = Some(v.to_owned()),
                         _ => opts.extra.push((k.to_owned(), v.to_owned())),
                     }
                 }
@@ -170,12 +193,62 @@ impl ClientMsg {
                 })
             }
             "channel" => {
-                let a = f.exact("channel", 3, 3)?;
+                let (a, raw_opts) = f.args("channel", 3, 3)?;
+                let mut opts = ChannelOpts::default();
+                for (k, v) in raw_opts {
+                    match k {
+                        "simulcast" => {
+                            opts.simulcast = v
+                                .split(',')
+                                .map(|x| num("channel", "simulcast", x))
+                                .collect::<Result<_, _>>()?;
+                            if opts.simulcast.len() > MAX_SIMULCAST_EXTRA {
+                                return Err(ProtoError::BadValue {
+                                    verb: "channel",
+                                    field: "simulcast",
+                                    value: v.to_owned(),
+                                });
+                            }
+                        }
+                        "rtx" => {
+                            let pt: u8 = num("channel", "rtx", v)?;
+                            if pt > 127 {
+                                return Err(ProtoError::BadValue {
+                                    verb: "channel",
+                                    field: "rtx",
+                                    value: v.to_owned(),
+                                });
+                            }
+                            opts.rtx = Some(pt);
+                        }
+                        // Unknown options are kept out, so newer clients still open channels.
+                        _ => {}
+                    }
+                }
                 Ok(ClientMsg::Channel {
                     kind: word("channel", "media", a[0])?,
                     addr: ChannelAddr::parse("channel", a[1])?,
                     ssrc: num("channel", "ssrc", a[2])?,
+                    opts,
                 })
+            }
+            "layer" => {
+                let a = f.exact("layer", 1, 1)?;
+                let max = match a[0] {
+                    "auto" => None,
+                    v => {
+                        let n: u8 = num("layer", "layer", v)?;
+                        if usize::from(n) > MAX_SIMULCAST_EXTRA {
+                            return Err(ProtoError::BadValue {
+                                verb: "layer",
+                                field: "layer",
+                                value: v.to_owned(),
+                            });
+                        }
+                        Some(n)
+                    }
+                };
+                Ok(ClientMsg::Layer { max })
             }
             "talk" => {
                 let a = f.exact("talk", 1, 1)?;
@@ -238,6 +311,7 @@ impl ClientMsg {
                     ("app", &opts.app),
                     ("version", &opts.version),
                     ("os", &opts.os),
+                    ("domain", &opts.domain),
                 ] {
                     if let Some(v) = v {
                         s += &format!("\t{k}={}", clean(v));
@@ -248,9 +322,26 @@ impl ClientMsg {
                 }
                 s + "\n"
             }
-            ClientMsg::Channel { kind, addr, ssrc } => {
-                format!("channel\t{}\t{addr}\t{ssrc}\n", kind.as_str())
+            ClientMsg::Channel {
+                kind,
+                addr,
+                ssrc,
+                opts,
+            } => {
+                let mut s = format!("channel\t{}\t{addr}\t{ssrc}", kind.as_str());
+                if !opts.simulcast.is_empty() {
+                    let list: Vec<String> = opts.simulcast.iter().map(u32::to_string).collect();
+                    s += &format!("\tsimulcast={}", list.join(","));
+                }
+                if let Some(pt) = opts.rtx {
+                    s += &format!("\trtx={pt}");
+                }
+                s + "\n"
             }
+            ClientMsg::Layer { max } => match max {
+                Some(n) => format!("layer\t{n}\n"),
+                None => "layer\tauto\n".to_owned(),
+            },
             ClientMsg::Talk { on } => format!("talk\t{}\n", on_off_str(*on)),
             ClientMsg::Text { text } => format!("text\t{}\n", clean(text)),
             ClientMsg::Mute { participant, muted } => {

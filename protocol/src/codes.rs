@@ -25,12 +25,14 @@ pub enum ErrorCode {
     Internal,
     /// No media server can host the conference.
     NoCapacity,
+    /// The account's customer already has its contracted maximum of simultaneous users.
+    AccountFull,
     /// A code this build does not know; kept so a newer peer's lines still parse.
     Other(u16),
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
@@ -42,6 +44,7 @@ impl ErrorCode {
         ErrorCode::NotUtf8,
         ErrorCode::Internal,
         ErrorCode::NoCapacity,
+        ErrorCode::AccountFull,
     ];
 
     pub fn as_u16(self) -> u16 {
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::NotUtf8 => 415,
             ErrorCode::Internal => 500,
             ErrorCode::NoCapacity => 503,
+            ErrorCode::AccountFull => 429,
             ErrorCode::Other(n) => n,
         }
     }
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::NotUtf8 => "not-utf8",
             ErrorCode::Internal => "internal",
             ErrorCode::NoCapacity => "no-capacity",
+            ErrorCode::AccountFull => "account-full",
             ErrorCode::Other(_) => "other",
         }
     }

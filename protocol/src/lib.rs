@@ -21,7 +21,7 @@ mod registry;
 pub mod ticket;
 mod types;
 
-pub use client::{ClientMsg, JoinOpts, ServerMsg};
+pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
 pub use codes::ErrorCode;
 pub use error::ProtoError;
 pub use line::LineBuffer;

@@ -39,6 +39,16 @@ pub enum MsMsg {
     ConfDeleted {
         conference: String,
     },
+    /// Past its high-water mark, or draining: asks the dispatcher to move `conference`
+    /// elsewhere. The dispatcher answers with a `dispatch` per participant (or `error`).
+    Punt {
+        conference: String,
+    },
+    /// The server's own service state: `draining` (no new conferences, please) or
+    /// `in-service`.
+    State {
+        draining: bool,
+    },
 }
 
 /// Dispatcher to media server.
@@ -140,6 +150,27 @@ impl MsMsg {
                     conference: name("confdeleted", "conference", a[0])?,
                 })
             }
+            "punt" => {
+                let a = f.exact("punt", 1, 1)?;
+                Ok(MsMsg::Punt {
+                    conference: name("punt", "conference", a[0])?,
+                })
+            }
+            "state" => {
+                let a = f.exact("state", 1, 1)?;
+                let draining = match a[0] {
+                    "draining" => true,
+                    "in-service" => false,
+                    v => {
+                        return Err(ProtoError::BadValue {
+                            verb: "state",
+                            field: "state",
+                            value: v.to_owned(),
+                        })
+                    }
+                };
+                Ok(MsMsg::State { draining })
+            }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
         }
     }
@@ -182,6 +213,9 @@ impl MsMsg {
                 clean(name)
             ),
             MsMsg::ConfDeleted { conference } => format!("confdeleted\t{}\n", clean(conference)),
+            MsMsg::Punt { conference } => format!("punt\t{}\n", clean(conference)),
+            MsMsg::State { draining: true } => "state\tdraining\n".to_owned(),
+            MsMsg::State { draining: false } => "state\tin-service\n".to_owned(),
         }
     }
 }
@@ -269,5 +303,31 @@ impl DispMsg {
                 format!("error\t{code}\t{t}\n")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod punt_and_state_tests {
+    use super::*;
+
+    #[test]
+    fn punt_and_state_lines_round_trip() {
+        for (m, line) in [
+            (
+                MsMsg::Punt {
+                    conference: "xyz".into(),
+                },
+                "punt\txyz\n",
+            ),
+            (MsMsg::State { draining: true }, "state\tdraining\n"),
+            (MsMsg::State { draining: false }, "state\tin-service\n"),
+        ] {
+            assert_eq!(m.encode(), line);
+            assert_eq!(MsMsg::parse(line.trim_end()).unwrap(), m);
+        }
+        assert!(MsMsg::parse("punt").is_err());
+        assert!(MsMsg::parse("punt\ta\tb").is_err());
+        assert!(MsMsg::parse("state\tasleep").is_err());
+        assert!(MsMsg::parse("state").is_err());
     }
 }

@@ -201,18 +201,34 @@ impl fmt::Display for Capabilities {
     }
 }
 
-/// Where a client receives a channel: an explicit address, or `latch` to let the media
-/// server learn it from the first packet that comes from the control connection's IP.
+/// Where a client receives a channel: an explicit address, `latch` to let the media
+/// server learn it from the first packet that comes from the control connection's IP, or
+/// `latch:PORT` for a plain-RTP tool (ffmpeg, GStreamer) that sends from a port nobody
+/// knows in advance and receives elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelAddr {
     Addr(SocketAddr),
     Latch,
+    /// Asymmetric: the source is latched by the control connection's IP and the SSRC, and
+    /// the server sends to this port on that same IP. The SSRC on such a line is the
+    /// client's own choice (the external sender's), not the one from the server's `channel`.
+    LatchRecv(u16),
 }
 
 impl ChannelAddr {
     pub(crate) fn parse(verb: &'static str, s: &str) -> Result<Self, ProtoError> {
         if s == "latch" {
             Ok(ChannelAddr::Latch)
+        } else if let Some(port) = s.strip_prefix("latch:") {
+            // Port 0 cannot be a destination.
+            match num::<u16>(verb, "port", port)? {
+                0 => Err(ProtoError::BadValue {
+                    verb,
+                    field: "port",
+                    value: s.to_owned(),
+                }),
+                p => Ok(ChannelAddr::LatchRecv(p)),
+            }
         } else {
             num(verb, "address", s).map(ChannelAddr::Addr)
         }
@@ -224,6 +240,7 @@ impl fmt::Display for ChannelAddr {
         match self {
             ChannelAddr::Addr(a) => write!(f, "{a}"),
             ChannelAddr::Latch => f.write_str("latch"),
+            ChannelAddr::LatchRecv(p) => write!(f, "latch:{p}"),
         }
     }
 }
@@ -256,5 +273,27 @@ mod tests {
             assert_eq!(q.as_str().parse::<Quality>(), Ok(q));
         }
         assert!("blue".parse::<Quality>().is_err());
+    }
+
+    #[test]
+    fn channel_addr_forms() {
+        let p = |s| ChannelAddr::parse("channel", s);
+        assert_eq!(p("latch"), Ok(ChannelAddr::Latch));
+        assert_eq!(p("latch:40000"), Ok(ChannelAddr::LatchRecv(40000)));
+        assert_eq!(
+            p("127.0.0.1:9"),
+            Ok(ChannelAddr::Addr("127.0.0.1:9".parse().unwrap()))
+        );
+        for bad in [
+            "latch:",
+            "latch:0",
+            "latch:70000",
+            "latch:x",
+            "latch:-1",
+            "latch 5",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ChannelAddr::LatchRecv(5004).to_string(), "latch:5004");
     }
 }

@@ -22,6 +22,7 @@ fn client_messages_round_trip() {
                 app: Some("confclient".into()),
                 version: Some("0.1".into()),
                 os: Some("linux".into()),
+                domain: Some("acme.com".into()),
                 extra: vec![("browser".into(), "none".into())],
             },
         },
@@ -29,11 +30,24 @@ fn client_messages_round_trip() {
             kind: MediaKind::Audio,
             addr: ChannelAddr::Addr(addr("127.0.0.1:5000")),
             ssrc: 42,
+            opts: Default::default(),
         },
         ClientMsg::Channel {
             kind: MediaKind::Video,
             addr: ChannelAddr::Latch,
             ssrc: u32::MAX,
+            opts: ChannelOpts {
+                simulcast: vec![7, 8],
+                rtx: Some(97),
+            },
+        },
+        ClientMsg::Layer { max: Some(1) },
+        ClientMsg::Layer { max: None },
+        ClientMsg::Channel {
+            kind: MediaKind::Video,
+            addr: ChannelAddr::LatchRecv(5006),
+            ssrc: 1112,
+            opts: Default::default(),
         },
         ClientMsg::Talk { on: true },
         ClientMsg::Text {
@@ -89,6 +103,13 @@ fn server_messages_round_trip() {
             payload_type: 111,
             codec: "opus".into(),
             ssrc: 123456,
+        },
+        ServerMsg::Channel {
+            kind: MediaKind::Video,
+            addr: addr("127.0.0.1:40000"),
+            payload_type: 96,
+            codec: "h264".into(),
+            ssrc: 123457,
         },
         ServerMsg::AddUser {
             participant: 1,
@@ -215,6 +236,20 @@ fn bad_lines_get_the_right_code() {
         ),
         ("channel\tsmell\t127.0.0.1:5000\t1", ErrorCode::BadRequest),
         ("channel\taudio\tnowhere\t1", ErrorCode::BadRequest),
+        ("channel\taudio\tlatch:0\t1", ErrorCode::BadRequest),
+        ("channel\taudio\tlatch:65536\t1", ErrorCode::BadRequest),
+        (
+            "channel\tvideo\tlatch\t1\tsimulcast=2,3,4",
+            ErrorCode::BadRequest,
+        ),
+        (
+            "channel\tvideo\tlatch\t1\tsimulcast=2,x",
+            ErrorCode::BadRequest,
+        ),
+        ("channel\tvideo\tlatch\t1\trtx=128", ErrorCode::BadRequest),
+        ("layer\t3", ErrorCode::BadRequest),
+        ("layer\thigh", ErrorCode::BadRequest),
+        ("layer", ErrorCode::BadRequest),
         ("talk\tmaybe", ErrorCode::BadRequest),
         ("endsession\tnow", ErrorCode::BadRequest),
     ];
@@ -284,4 +319,22 @@ fn random_input_never_panics() {
         }
         protocol::fuzz_parse(&bytes);
     }
+}
+
+#[test]
+fn join_carries_the_domain() {
+    let line = "join\txyz\tdemo\tann\tmode=reflect\tdomain=acme.com";
+    let ClientMsg::Join { opts, .. } = ClientMsg::parse(line).unwrap() else {
+        panic!("not a join");
+    };
+    assert_eq!(opts.domain.as_deref(), Some("acme.com"));
+    assert!(opts.extra.is_empty());
+    assert!(ClientMsg::Join {
+        conference: "xyz".into(),
+        account: "demo".into(),
+        name: "ann".into(),
+        opts,
+    }
+    .encode()
+    .contains("\tdomain=acme.com"));
 }

@@ -1,6 +1,8 @@
 //! A worker engine on loopback with real participant sockets, shared by the engine tests.
 #![allow(dead_code)]
 
+pub mod control;
+
 use mediaserver::io::{IoKind, IoOptions};
 use mediaserver::worker::{Engine, EngineConfig, WorkerCounters};
 use mesh::{Command, MediaKind, MeshConfig, Remote};

@@ -57,6 +57,21 @@ impl Lines {
         self.0.lock().unwrap().clone()
     }
 
+    /// The first line containing `text` anywhere (log lines start with a timestamp),
+    /// waiting up to `timeout` for it.
+    pub fn wait_for_containing(&self, text: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.all().into_iter().find(|l| l.contains(text)) {
+                return Some(l);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The first line starting with `prefix`, waiting up to `timeout` for it.
     pub fn wait_for(&self, prefix: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
@@ -190,6 +205,164 @@ impl Proc {
             stdout,
             stderr,
         }
+    }
+}
+
+impl Proc {
+    /// Sends `signal` (a name such as `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success(), "kill -s {signal} failed");
+    }
+
+    /// kill -9: no goodbye, its sockets just close.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The exit status, waiting up to `timeout`; `None` if it is still running.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait works") {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address on this process's `KEY ADDR` stdout line.
+    pub fn addr(&self, key: &str) -> SocketAddr {
+        let l = self
+            .stdout
+            .wait_for(&format!("{key} "), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no {key} line: {:?}", self.stderr.all()));
+        l.split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("bad {key} line: {l}"))
+    }
+}
+
+/// A split deployment from the shipped config files: a `dispatcher` process and
+/// `mediaserver` processes, each its own process so a test can kill or signal one.
+pub struct Split {
+    pub dispatcher: Proc,
+    /// Where clients connect.
+    pub client: SocketAddr,
+    pub registry: SocketAddr,
+    pub http: SocketAddr,
+    /// Media servers by id.
+    pub media: Vec<(String, Proc)>,
+}
+
+impl Split {
+    /// Starts the dispatcher (config/dispatcher.toml, ephemeral ports).
+    pub fn start() -> Split {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let any = "127.0.0.1:0";
+        let dispatcher = Proc::spawn(
+            "dispatcher",
+            &[
+                "--config",
+                &format!("{root}/config/dispatcher.toml"),
+                "--listen",
+                any,
+                "--registry",
+                any,
+                "--http",
+                any,
+            ],
+        );
+        Split {
+            client: dispatcher.addr("dispatcher"),
+            registry: dispatcher.addr("registry"),
+            http: dispatcher.addr("http"),
+            dispatcher,
+            media: Vec::new(),
+        }
+    }
+
+    /// Starts media server `id` (config/mediaserver.toml plus `extra` flags) and waits
+    /// until the dispatcher lists it in service.
+    pub fn add_media(&mut self, id: &str, extra: &[&str]) {
+        let registry = self.registry.to_string();
+        let mut args = vec![
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config/mediaserver.toml"),
+            "--listen",
+            "127.0.0.1:0",
+            "--dispatcher",
+            &registry,
+            "--id",
+            id,
+            "--workers",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let ms = Proc::spawn("mediaserver", &args);
+        ms.stdout
+            .wait_for(&format!("mediaserver {id}"), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{id} did not start: {:?}", ms.stderr.all()));
+        self.media.push((id.to_owned(), ms));
+        let id = id.to_owned();
+        self.wait_api("/api/servers", Duration::from_secs(10), |v| {
+            v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["id"] == id.as_str() && s["state"] == "in-service")
+            })
+        });
+    }
+
+    /// The media server process `id`.
+    pub fn media(&mut self, id: &str) -> &mut Proc {
+        self.media
+            .iter_mut()
+            .find(|(i, _)| i == id)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| panic!("no media server {id}"))
+    }
+
+    pub fn api(&self, path: &str) -> Value {
+        let body = http_get(self.http, path);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// Polls the API until `pred` holds.
+    pub fn wait_api(&self, path: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.api(path);
+            if pred(&v) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("{path} never satisfied the condition: {v:#}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The conference's entry in the conference table, with its participant count.
+    pub fn conference(&self, name: &str) -> Option<(String, usize)> {
+        self.api("/api/conferences")
+            .as_array()?
+            .iter()
+            .find_map(|c| {
+                (c["name"] == name).then(|| {
+                    (
+                        c["server"].as_str().unwrap_or_default().to_owned(),
+                        c["participants"].as_array().map_or(0, Vec::len),
+                    )
+                })
+            })
     }
 }
 

@@ -1,0 +1,446 @@
+//! `confclient --external-media DIR`: the control half of a member whose media a plain-RTP
+//! tool (ffmpeg, GStreamer, VLC) sends and receives.
+//!
+//! Such tools cannot speak the control protocol, and they send from a port nobody knows in
+//! advance. So this client joins, declares each channel as `latch:PORT` with the external
+//! sender's SSRC (the media server latches the source by the control connection's IP and that
+//! SSRC, and sends to PORT on that IP), writes `DIR/receive.sdp` for the receiving tool and
+//! `DIR/send.txt` for the sending one, and stays joined until it is told to leave.
+//!
+//! Ports: audio is received at `recv_port`, video at `recv_port + 2`, so an SDP receiver can
+//! bind RTP and RTCP (P, P+1, P+2, P+3). SSRCs: audio `ssrc`, video `video_ssrc` or
+//! `ssrc + 1`; without `ssrc` the ones from the server's `channel` lines.
+
+use crate::control::{Control, Event, Summary};
+use crate::session::SessionConfig;
+use crate::ClientError;
+use protocol::{ChannelAddr, ClientMsg, MediaKind, ServerMsg};
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Redirects (`dispatch`) followed before joining, as in a normal session.
+const MAX_REDIRECTS: usize = 8;
+
+/// The `--external-media` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalConfig {
+    /// Where `receive.sdp` and `send.txt` go.
+    pub dir: PathBuf,
+    /// Audio is received here, video at `recv_port + 2`.
+    pub recv_port: u16,
+    /// The external sender's audio SSRC; the server's choice when `None`.
+    pub ssrc: Option<u32>,
+    /// Also open a video channel (H.264, packetization-mode 1).
+    pub video: bool,
+    /// The external sender's video SSRC; `ssrc + 1` when `None` and `ssrc` is given.
+    pub video_ssrc: Option<u32>,
+}
+
+impl ExternalConfig {
+    /// The port the conference sends `kind` to.
+    pub fn recv_port_of(&self, kind: MediaKind) -> u16 {
+        match kind {
+            MediaKind::Audio => self.recv_port,
+            MediaKind::Video => self.recv_port + 2,
+        }
+    }
+
+    /// The SSRC the external sender uses for `kind`, given the server's offer.
+    fn ssrc_of(&self, kind: MediaKind, offered: u32) -> u32 {
+        match kind {
+            MediaKind::Audio => self.ssrc.unwrap_or(offered),
+            MediaKind::Video => self
+                .video_ssrc
+                .or(self.ssrc.map(|s| s.wrapping_add(1)))
+                .unwrap_or(offered),
+        }
+    }
+
+    fn kinds(&self) -> &'static [MediaKind] {
+        if self.video {
+            &[MediaKind::Audio, MediaKind::Video]
+        } else {
+            &[MediaKind::Audio]
+        }
+    }
+}
+
+/// One channel as the server offered it and we declared it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub kind: MediaKind,
+    /// Where the media server receives it.
+    pub server: SocketAddr,
+    pub payload_type: u8,
+    pub codec: String,
+    /// The SSRC the external sender must use.
+    pub ssrc: u32,
+    /// Where the conference sends it to.
+    pub recv: SocketAddr,
+}
+
+/// The RTP map and format parameters of a codec as the server names it.
+fn rtpmap(kind: MediaKind, codec: &str) -> (String, Option<&'static str>) {
+    match (kind, codec.to_ascii_lowercase().as_str()) {
+        // RFC 7587: always declared as two channels.
+        (_, "opus") => ("opus/48000/2".into(), None),
+        (_, "pcmu") => ("PCMU/8000".into(), None),
+        (_, "pcma") => ("PCMA/8000".into(), None),
+        (_, "h264") => ("H264/90000".into(), Some("packetization-mode=1")),
+        (_, "vp8") => ("VP8/90000".into(), None),
+        (MediaKind::Audio, c) => (format!("{c}/48000"), None),
+        (MediaKind::Video, c) => (format!("{c}/90000"), None),
+    }
+}
+
+fn ip_kind(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IP4"
+    } else {
+        "IP6"
+    }
+}
+
+/// `receive.sdp`: what the conference sends to the receive ports, for ffmpeg's SDP demuxer,
+/// GStreamer's `sdpdemux` or VLC.
+pub fn receive_sdp(conference: &str, channels: &[Channel]) -> String {
+    let ip = channels
+        .first()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.recv.ip());
+    let mut s = format!(
+        "v=0\r\no=- 0 0 IN {k} {ip}\r\ns=conference {conference}\r\nc=IN {k} {ip}\r\nt=0 0\r\n",
+        k = ip_kind(ip)
+    );
+    for c in channels {
+        let (map, fmtp) = rtpmap(c.kind, &c.codec);
+        let pt = c.payload_type;
+        let _ = write!(
+            s,
+            "m={} {} RTP/AVP {pt}\r\na=rtpmap:{pt} {map}\r\n",
+            c.kind.as_str(),
+            c.recv.port()
+        );
+        if let Some(f) = fmtp {
+            let _ = write!(s, "a=fmtp:{pt} {f}\r\n");
+        }
+        s += "a=recvonly\r\n";
+    }
+    s
+}
+
+/// `send.txt`: `key=value` lines (easy to read from a shell: `grep ^audio_target=`), then
+/// an example ffmpeg command line.
+pub fn send_txt(conference: &str, channels: &[Channel]) -> String {
+    let mut s = format!(
+        "# Send plain RTP into conference {conference} with exactly these payload types and\n\
+         # SSRCs, from this host. RTCP may go to the same port (rtcpport=).\n"
+    );
+    for c in channels {
+        let k = c.kind.as_str();
+        let (map, fmtp) = rtpmap(c.kind, &c.codec);
+        let _ = writeln!(
+            s,
+            "{k}_target=rtp://{a}?pkt_size=1200&rtcpport={p}",
+            a = c.server,
+            p = c.server.port()
+        );
+        let _ = writeln!(s, "{k}_payload_type={}", c.payload_type);
+        let _ = writeln!(s, "{k}_ssrc={}", c.ssrc);
+        let _ = writeln!(
+            s,
+            "{k}_codec={map}{}",
+            fmtp.map(|f| format!(" {f}")).unwrap_or_default()
+        );
+        let _ = writeln!(s, "{k}_receive_port={}", c.recv.port());
+    }
+    s += "# For example, with ffmpeg:\n";
+    for c in channels {
+        let target = format!(
+            "rtp://{}?pkt_size=1200&rtcpport={}",
+            c.server,
+            c.server.port()
+        );
+        let (pt, ssrc) = (c.payload_type, c.ssrc);
+        let cmd = match (c.kind, c.codec.to_ascii_lowercase().as_str()) {
+            (MediaKind::Audio, "opus") => format!(
+                "ffmpeg -re -f lavfi -i sine=frequency=440:sample_rate=48000 -ac 2 -c:a libopus \
+                 -b:a 64k -frame_duration 20 -application audio -payload_type {pt} -ssrc {ssrc} \
+                 -f rtp '{target}'"
+            ),
+            (MediaKind::Video, "h264") => format!(
+                "ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -c:v libx264 -profile:v \
+                 baseline -preset ultrafast -tune zerolatency -pix_fmt yuv420p -g 25 -bf 0 \
+                 -flags +global_header -bsf:v dump_extra=freq=keyframe -payload_type {pt} \
+                 -ssrc {ssrc} -f rtp '{target}'"
+            ),
+            (MediaKind::Video, "vp8") => format!(
+                "ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -c:v libvpx -deadline \
+                 realtime -g 25 -payload_type {pt} -ssrc {ssrc} -f rtp '{target}'"
+            ),
+            _ => continue,
+        };
+        let _ = writeln!(s, "#   {cmd}");
+    }
+    s += "# Receive with: ffmpeg -protocol_whitelist file,udp,rtp -i receive.sdp ...\n";
+    s
+}
+
+/// Writes `name` in `dir` whole: a reader never sees half a file.
+fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+/// Where the session is in the join flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Greeting,
+    Joining,
+    Joined,
+}
+
+struct State<'a> {
+    cfg: &'a SessionConfig,
+    ext: &'a ExternalConfig,
+    ctrl: Control,
+    phase: Phase,
+    ticket: Option<String>,
+    redirects: usize,
+    conference: String,
+    channels: Vec<Channel>,
+}
+
+/// Runs an external-media session until `shutdown` completes (then says `endsession`) or
+/// something fails. Control events, and `left` at the end, go to `events`.
+pub async fn run(
+    cfg: &SessionConfig,
+    ext: &ExternalConfig,
+    shutdown: impl Future<Output = ()>,
+    events: &mut (dyn FnMut(&Event) + Send),
+) -> Result<Summary, ClientError> {
+    std::fs::create_dir_all(&ext.dir)?;
+    let ctrl = Control::connect(&cfg.dispatcher, "dispatcher").await?;
+    let mut st = State {
+        cfg,
+        ext,
+        ctrl,
+        phase: Phase::Greeting,
+        ticket: None,
+        redirects: 0,
+        conference: cfg.conference.clone(),
+        channels: Vec::new(),
+    };
+    let outcome = async {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok::<(), ClientError>(()),
+                msg = st.ctrl.recv() => st.on_control(msg?, events).await?,
+            }
+        }
+    }
+    .await;
+    st.ctrl.end().await;
+    outcome?;
+    let summary = Summary {
+        conference: st.conference,
+        ..Summary::default()
+    };
+    events(&Event::Left(summary.clone()));
+    Ok(summary)
+}
+
+impl State<'_> {
+    async fn on_control(
+        &mut self,
+        msg: ServerMsg,
+        events: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<(), ClientError> {
+        if !matches!(msg, ServerMsg::Pong { .. }) {
+            events(&Event::Server(msg.clone()));
+        }
+        match msg {
+            ServerMsg::Connect { .. } => {
+                if self.phase != Phase::Greeting {
+                    return Err(ClientError::Unexpected("second connect".into()));
+                }
+                let mut join = self.cfg.join_msg(self.ticket.as_deref());
+                if let ClientMsg::Join {
+                    conference, opts, ..
+                } = &mut join
+                {
+                    conference.clone_from(&self.conference);
+                    opts.media = self.ext.kinds().to_vec();
+                    opts.app = Some("confclient-external".into());
+                }
+                self.ctrl.send(&join).await?;
+                self.phase = Phase::Joining;
+            }
+            ServerMsg::Dispatch {
+                addr,
+                ticket,
+                conference,
+            } => {
+                if let Some(c) = conference {
+                    self.conference = c;
+                }
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return Err(ClientError::Unexpected("too many redirects".into()));
+                }
+                self.ctrl.end().await;
+                self.ctrl = Control::connect(&addr.to_string(), "media server").await?;
+                self.ticket = Some(ticket);
+                self.phase = Phase::Greeting;
+                // The new server assigns new channels; send.txt is rewritten then.
+                self.channels.clear();
+            }
+            ServerMsg::Accept { conference, .. } => {
+                self.conference = conference;
+                self.phase = Phase::Joined;
+                self.redirects = 0;
+            }
+            ServerMsg::Channel {
+                kind,
+                addr,
+                payload_type,
+                codec,
+                ssrc,
+            } => {
+                if !self.ext.kinds().contains(&kind) {
+                    tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
+                    return Ok(());
+                }
+                let ip = self.ctrl.local_addr()?.ip();
+                let ch = Channel {
+                    kind,
+                    server: addr,
+                    payload_type,
+                    codec,
+                    ssrc: self.ext.ssrc_of(kind, ssrc),
+                    recv: SocketAddr::new(ip, self.ext.recv_port_of(kind)),
+                };
+                self.ctrl
+                    .send(&ClientMsg::Channel {
+                        kind,
+                        addr: ChannelAddr::LatchRecv(ch.recv.port()),
+                        ssrc: ch.ssrc,
+                        opts: Default::default(),
+                    })
+                    .await?;
+                tracing::info!(kind = kind.as_str(), recv = %ch.recv, ssrc = ch.ssrc, "external channel declared");
+                self.channels.retain(|c| c.kind != kind);
+                self.channels.push(ch);
+                self.channels.sort_by_key(|c| c.kind == MediaKind::Video);
+                if self.ext.kinds().len() == self.channels.len() {
+                    self.write_files()?;
+                }
+            }
+            ServerMsg::Reject { code, text } => return Err(ClientError::Rejected { code, text }),
+            ServerMsg::Error { code, text } => return Err(ClientError::Server { code, text }),
+            ServerMsg::AddUser { .. }
+            | ServerMsg::DelUser { .. }
+            | ServerMsg::Text { .. }
+            | ServerMsg::Speaking { .. }
+            | ServerMsg::Quality { .. }
+            | ServerMsg::Pong { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// `receive.sdp` first: a script that waits for `send.txt` finds both.
+    fn write_files(&self) -> Result<(), ClientError> {
+        let dir = &self.ext.dir;
+        write_atomic(
+            dir,
+            "receive.sdp",
+            &receive_sdp(&self.conference, &self.channels),
+        )?;
+        write_atomic(dir, "send.txt", &send_txt(&self.conference, &self.channels))?;
+        tracing::info!(dir = %dir.display(), "wrote receive.sdp and send.txt");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels() -> Vec<Channel> {
+        vec![
+            Channel {
+                kind: MediaKind::Audio,
+                server: "127.0.0.1:40000".parse().unwrap(),
+                payload_type: 111,
+                codec: "opus".into(),
+                ssrc: 1111,
+                recv: "127.0.0.1:5004".parse().unwrap(),
+            },
+            Channel {
+                kind: MediaKind::Video,
+                server: "127.0.0.1:40000".parse().unwrap(),
+                payload_type: 96,
+                codec: "h264".into(),
+                ssrc: 1112,
+                recv: "127.0.0.1:5006".parse().unwrap(),
+            },
+        ]
+    }
+
+    #[test]
+    fn sdp_describes_both_receive_ports() {
+        let sdp = receive_sdp("xyz", &channels());
+        for line in [
+            "c=IN IP4 127.0.0.1",
+            "m=audio 5004 RTP/AVP 111",
+            "a=rtpmap:111 opus/48000/2",
+            "m=video 5006 RTP/AVP 96",
+            "a=rtpmap:96 H264/90000",
+            "a=fmtp:96 packetization-mode=1",
+        ] {
+            assert!(sdp.lines().any(|l| l == line), "{line} missing:\n{sdp}");
+        }
+        assert!(sdp.find("m=audio") < sdp.find("m=video"));
+    }
+
+    #[test]
+    fn send_txt_names_target_payload_type_and_ssrc() {
+        let txt = send_txt("xyz", &channels());
+        for line in [
+            "audio_target=rtp://127.0.0.1:40000?pkt_size=1200&rtcpport=40000",
+            "audio_payload_type=111",
+            "audio_ssrc=1111",
+            "video_payload_type=96",
+            "video_ssrc=1112",
+            "video_codec=H264/90000 packetization-mode=1",
+        ] {
+            assert!(txt.lines().any(|l| l == line), "{line} missing:\n{txt}");
+        }
+        assert!(txt.contains("-payload_type 111 -ssrc 1111"), "{txt}");
+        assert!(txt.contains("-payload_type 96 -ssrc 1112"), "{txt}");
+    }
+
+    #[test]
+    fn ssrcs_and_ports_by_kind() {
+        let mut ext = ExternalConfig {
+            dir: PathBuf::from("."),
+            recv_port: 5004,
+            ssrc: Some(1111),
+            video: true,
+            video_ssrc: None,
+        };
+        assert_eq!(ext.recv_port_of(MediaKind::Video), 5006);
+        assert_eq!(ext.ssrc_of(MediaKind::Audio, 7), 1111);
+        assert_eq!(ext.ssrc_of(MediaKind::Video, 8), 1112);
+        ext.video_ssrc = Some(99);
+        assert_eq!(ext.ssrc_of(MediaKind::Video, 8), 99);
+        ext.ssrc = None;
+        ext.video_ssrc = None;
+        assert_eq!(ext.ssrc_of(MediaKind::Audio, 7), 7);
+        assert_eq!(ext.ssrc_of(MediaKind::Video, 8), 8);
+        assert_eq!(ext.kinds(), [MediaKind::Audio, MediaKind::Video]);
+    }
+}

@@ -1,0 +1,134 @@
+//! Issue 6 acceptance, failover: kill -9 the media server hosting a three-client
+//! conference. The clients' TCP links drop, each `confclient` goes back to the dispatcher
+//! on its own, and the conference is recreated with the same id on the other server, with
+//! audio flowing again (checked by content) within 2 s of the kill.
+
+mod harness;
+
+use client::tone::{read_wav, ToneAnalysis, Window};
+use harness::{Client, Split, TempDir};
+use std::time::{Duration, Instant};
+
+/// The issue's functional deadline: everyone is back, with audio, this soon after the kill.
+const BACK_WITHIN: Duration = Duration::from_secs(2);
+
+#[test]
+fn killing_the_media_server_moves_its_conference_within_two_seconds() {
+    let mut split = Split::start();
+    split.add_media("ms-a", &[]);
+    split.add_media("ms-b", &[]);
+    let dir = TempDir::new("failover");
+    let tones = [("ann", 440.0), ("bob", 660.0), ("cat", 880.0)];
+    let clients: Vec<(Instant, Client)> = tones
+        .iter()
+        .map(|(name, hz)| {
+            let wav = dir.file(&format!("{name}.wav"));
+            let at = Instant::now();
+            let c = Client::spawn(
+                split.client,
+                "fo",
+                "demo",
+                name,
+                &[
+                    "--tone",
+                    &hz.to_string(),
+                    "--record",
+                    &wav,
+                    "--duration",
+                    "7",
+                ],
+            );
+            (at, c)
+        })
+        .collect();
+    split.wait_api("/api/conferences", Duration::from_secs(15), |v| {
+        v[0]["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 3)
+    });
+    let (host, _) = split.conference("fo").expect("conference placed");
+    let other = if host == "ms-a" { "ms-b" } else { "ms-a" };
+    // Audio runs for a moment first, then the host dies without a word.
+    std::thread::sleep(Duration::from_millis(800));
+    let killed = Instant::now();
+    split.media(&host).kill9();
+
+    // Each client says `rejoined fo` once accepted on the new server; poll for all three.
+    let deadline = killed + Duration::from_secs(15);
+    let back = loop {
+        let done = clients
+            .iter()
+            .all(|(_, c)| c.stdout.all().iter().any(|l| l.starts_with("rejoined fo ")));
+        if done {
+            break killed.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everyone came back: {:?}",
+            clients
+                .iter()
+                .map(|(_, c)| (c.stdout.all(), c.stderr.all()))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("all three were back in the conference {back:?} after the kill");
+    assert!(
+        back <= BACK_WITHIN,
+        "the clients were back in the conference only {back:?} after the kill \
+         (the issue requires {BACK_WITHIN:?})"
+    );
+    // The same conference id, now on the other server, with all three in it.
+    let v = split.wait_api("/api/conferences", Duration::from_secs(5), |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter().any(|c| {
+                c["name"] == "fo"
+                    && c["server"] == other
+                    && c["participants"].as_array().is_some_and(|p| p.len() == 3)
+            })
+        })
+    });
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v:#}");
+
+    for (i, (spawned, mut c)) in clients.into_iter().enumerate() {
+        let status = c.wait(Duration::from_secs(20));
+        let out = c.stdout.all();
+        assert!(status.success(), "{status}: {out:?} {:?}", c.stderr.all());
+        // Back on the other server, through the dispatcher, without a reject or error.
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with(&format!("connect mediaserver {other}"))),
+            "{out:?}"
+        );
+        assert!(out.iter().any(|l| l.starts_with("reconnect 1 ")), "{out:?}");
+        assert!(
+            !out.iter()
+                .any(|l| l.starts_with("reject") || l.starts_with("error")),
+            "{out:?}"
+        );
+        // Audio by content: from 2 s after the kill, each hears the other two again.
+        let (name, own) = tones[i];
+        let wav = dir.file(&format!("{name}.wav"));
+        let (samples, rate) = read_wav(&wav).unwrap_or_else(|e| panic!("{wav}: {e}"));
+        let skip = (killed - spawned + BACK_WITHIN).as_secs_f64();
+        let a = ToneAnalysis::new(
+            &samples,
+            rate,
+            Window {
+                skip,
+                duration: 1.5,
+                block: 0.1,
+            },
+        )
+        .unwrap_or_else(|| panic!("{name}'s recording is too short: {}", samples.len()));
+        for (other_name, hz) in tones.iter().filter(|(n, _)| *n != name) {
+            let db = a.level_db(*hz);
+            assert!(
+                db >= -35.0,
+                "after the failover {name} hears {other_name}'s {hz} Hz at only {db:.1} dBFS"
+            );
+        }
+        let own_db = a.level_db(own);
+        assert!(own_db <= -50.0, "{name} hears itself at {own_db:.1} dBFS");
+    }
+}
