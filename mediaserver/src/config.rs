@@ -64,6 +64,10 @@ pub struct MediaServerArgs {
     /// (RFC 6464 audio levels) [default: 0, everyone's video].
     #[arg(long)]
     pub last_n: Option<usize>,
+    /// Carry video (`--video false`: an audio-only server, which the dispatcher prefers
+    /// for audio-only conferences) [default: true].
+    #[arg(long)]
+    pub video: Option<bool>,
     /// `[cost]`: capacity units per participant (config file only).
     #[arg(skip)]
     pub cost: Option<Cost>,
@@ -173,6 +177,8 @@ pub struct Settings {
     pub drain_timeout: std::time::Duration,
     /// Last-N per conference; `None`: every sender's video is forwarded.
     pub last_n: Option<usize>,
+    /// Registers the `video` capability and takes `media=audio,video` joins.
+    pub video: bool,
     /// Units per participant, as the dispatcher charges them.
     pub cost: Cost,
 }
@@ -233,6 +239,7 @@ impl Settings {
             high_water: 90,
             drain_timeout: std::time::Duration::from_secs(30),
             last_n: None,
+            video: true,
             cost: Cost::default(),
         }
     }
@@ -308,6 +315,7 @@ impl MediaServerArgs {
             })?;
         }
         s.last_n = self.last_n.or(file.last_n).filter(|&n| n > 0);
+        s.video = self.video.or(file.video).unwrap_or(true);
         s.cost = file.cost.unwrap_or_default();
         Ok(s)
     }

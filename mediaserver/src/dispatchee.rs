@@ -46,8 +46,9 @@ async fn link(
         client_addr: server.client_addr,
         caps: Capabilities {
             audio: true,
-            // Video is forwarded in both modes (hybrid in mix rooms).
-            video: true,
+            // Video is forwarded in both modes (hybrid in mix rooms), unless the operator
+            // keeps this server for audio (the dispatcher rations video servers).
+            video: server.settings.video,
             reflect: true,
             mix: true,
             ..Default::default()

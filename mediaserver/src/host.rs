@@ -451,6 +451,12 @@ fn join(
     }
     let (payload_type, codec, clock_rate) = codec_of(opts)?;
     let video = video_codec_of(opts)?;
+    if video.is_some() && !server.settings.video {
+        return Err(ServerMsg::reject(
+            ErrorCode::WrongState,
+            "this server carries audio only (video = false)",
+        ));
+    }
     let mut rooms = server.rooms();
     if let Some(room) = rooms.rooms.get(conference).filter(|r| r.mode != opts.mode) {
         return Err(ServerMsg::reject(

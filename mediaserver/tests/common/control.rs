@@ -25,6 +25,11 @@ impl Server {
     /// Starts a server; `last_n` as `--last-n`. Its dispatcher link points at a closed
     /// loopback port and just keeps retrying, which does not matter to clients.
     pub fn start(last_n: Option<usize>) -> Server {
+        Server::start_with(|s| s.last_n = last_n)
+    }
+
+    /// Starts a server with `adjust` applied to its settings.
+    pub fn start_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -34,7 +39,7 @@ impl Server {
         s.workers = 1;
         s.io = IoKind::Mmsg;
         s.gso = false;
-        s.last_n = last_n;
+        adjust(&mut s);
         let running = rt
             .block_on(mediaserver::start(s))
             .expect("media server starts");
