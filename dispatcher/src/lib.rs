@@ -190,7 +190,12 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             every.tick().await;
-            clock.tables().tick(std::time::Instant::now(), unix_ms());
+            let now = std::time::Instant::now();
+            // Links first, then the tables: never both locks at once.
+            let linked: Vec<String> = clock.links().keys().cloned().collect();
+            let mut tables = clock.tables();
+            tables.tick(now, unix_ms());
+            tables.sweep_empty(now, unix_ms(), |server| linked.iter().any(|l| l == server));
         }
     });
     tokio::spawn(registry::serve(registry, service.clone()));

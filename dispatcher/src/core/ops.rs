@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// An empty conference younger than this is left alone: its first join is on the way.
+pub const EMPTY_GRACE: Duration = Duration::from_secs(5);
+
 impl Tables {
     /// The dispatcher's clock: logs losses and returns of contact (no report for
     /// [`REPORT_FRESH`]) and state changes such as a maintenance window opening. Called
@@ -29,6 +32,41 @@ impl Tables {
         }
         for (kind, id, detail) in changes {
             self.log(unix_ms, kind, &id, "", detail);
+        }
+    }
+
+    /// Empty-conference cleanup, on the dispatcher's clock: a conference on a server
+    /// linked here (`linked`) that nobody is in, and nobody is on the way to (its
+    /// reservations have expired), is gone from its server as well; its `confdeleted` was
+    /// lost, say with a link that flapped. Forgetting it lets the next join place it
+    /// afresh instead of sending clients to a room that no longer exists. Conferences on
+    /// servers linked to other dispatchers are the store's to forget.
+    pub fn sweep_empty(&mut self, now: Instant, unix_ms: u64, linked: impl Fn(&str) -> bool) {
+        for s in self.servers.values_mut() {
+            s.expire(now);
+        }
+        let servers = &self.servers;
+        let empty: Vec<(String, String)> = self
+            .conferences
+            .values()
+            .filter(|c| c.participants.is_empty() && linked(&c.server))
+            .filter(|c| now.saturating_duration_since(c.created) >= EMPTY_GRACE)
+            .filter(|c| {
+                !servers
+                    .get(&c.server)
+                    .is_some_and(|s| s.pending.iter().any(|p| p.conference == c.name))
+            })
+            .map(|c| (c.server.clone(), c.name.clone()))
+            .collect();
+        for (server, name) in empty {
+            self.forget_conference(&server, &name);
+            self.log(
+                unix_ms,
+                "expired",
+                &server,
+                &name,
+                "empty, nobody on the way".into(),
+            );
         }
     }
 

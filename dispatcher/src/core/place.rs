@@ -370,6 +370,12 @@ impl Tables {
     }
 
     pub fn conf_deleted(&mut self, unix_ms: u64, server: &str, conference: &str) {
+        self.forget_conference(server, conference);
+        self.log(unix_ms, "confdeleted", server, conference, String::new());
+    }
+
+    /// Removes `conference` if it runs on `server`, releasing what it held there.
+    pub(crate) fn forget_conference(&mut self, server: &str, conference: &str) {
         if self
             .conferences
             .get(conference)
@@ -383,6 +389,5 @@ impl Tables {
                 }
             }
         }
-        self.log(unix_ms, "confdeleted", server, conference, String::new());
     }
 }

@@ -402,3 +402,39 @@ fn punts_and_moves_keep_the_conference_mode() {
     assert_eq!(punt.mode, Mode::Mix);
     assert_eq!(t.conference("room").unwrap().parsed_mode(), Mode::Mix);
 }
+
+#[test]
+fn empty_conferences_are_forgotten_once_nobody_is_on_the_way() {
+    let t0 = Instant::now();
+    let mut t = two_servers(t0);
+    let p = t.place(t0, 0, "lost", "demo", Mode::Reflect, TTL).unwrap();
+    let later = |s: u64| t0 + Duration::from_secs(s);
+    let linked = |_: &str| true;
+    // The reservation is still on its way: the conference stays.
+    t.sweep_empty(later(10), 0, linked);
+    assert!(t.conference("lost").is_some());
+    // Someone joined and left, and the server's `confdeleted` never came.
+    t.user_joined(at(later(11)), &p.server, "lost", 1, "ann", "demo");
+    t.sweep_empty(later(40), 0, linked);
+    assert!(t.conference("lost").is_some(), "a member is present");
+    t.user_left(0, &p.server, "lost", 1, "ann");
+    // A server linked to another dispatcher: not ours to forget.
+    t.sweep_empty(later(42), 0, |_| false);
+    assert!(t.conference("lost").is_some());
+    t.sweep_empty(later(42), 0, linked);
+    assert!(
+        t.conference("lost").is_none(),
+        "empty and nobody on the way"
+    );
+    assert!(t
+        .events()
+        .any(|e| e.kind == "expired" && e.conference == "lost"));
+    // The next join creates it afresh.
+    t.report(at(later(43)), "a", load(100, 0, 0));
+    t.report(at(later(43)), "b", load(100, 0, 0));
+    assert!(
+        t.place(later(43), 0, "lost", "demo", Mode::Reflect, TTL)
+            .unwrap()
+            .created
+    );
+}
