@@ -14,7 +14,6 @@ use mesh::FastMap as HashMap;
 
 use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, ReceiverPrefs, RtpView};
 
-use crate::keyframe::{is_droppable, VideoCodec};
 use crate::nack;
 use crate::Reflector;
 
@@ -40,11 +39,6 @@ pub(crate) fn resend(
         Some(n) => out.send_media(rx, MediaKind::Video, &buf[..n]),
         None => false,
     }
-}
-
-/// Whether a cached packet of `codec` is a droppable frame's.
-fn droppable(codec: VideoCodec, packet: &[u8]) -> bool {
-    RtpView::parse(packet).is_ok_and(|v| is_droppable(codec, v.payload()))
 }
 
 /// Counters of the reflector's RTCP work, all monotonic.
@@ -140,11 +134,10 @@ impl Reflector {
                 }
                 Rtcp::Nack(n) => {
                     if let Some(sim) = self.simulcast.values().find(|s| s.out_ssrc() == n.media) {
-                        let thinned = self.thinned.contains(&src);
                         let lost = n.lost().take(budget);
                         let (prefs, seqs) = (&self.prefs, &mut self.rtx_seqs);
-                        let (asked, sent) = sim
-                            .retransmit(src, lost, thinned, |p| resend(prefs, seqs, src, p, out));
+                        let (asked, sent) =
+                            sim.retransmit(src, lost, |p| resend(prefs, seqs, src, p, out));
                         budget -= asked as usize;
                         self.stats.nacked += asked;
                         self.stats.retransmitted += sent;
@@ -153,18 +146,22 @@ impl Reflector {
                     let Some(v) = self.video.values().find(|v| v.ssrc == n.media) else {
                         continue;
                     };
-                    let thinned = self.thinned.contains(&src);
+                    // The NACK names the receiver's numbers. A thinned receiver's map back
+                    // only to packets it was sent, so thinned frames are never resent.
+                    let mut buf = [0u8; nack::SLOT_LEN];
                     for seq in n.lost().take(budget) {
                         budget -= 1;
                         self.stats.nacked += 1;
-                        if let Some(bytes) = v.cache.get(seq) {
-                            if thinned && v.codec.is_some_and(|c| droppable(c, bytes)) {
-                                // Left out on purpose; resending would undo the thinning.
-                                continue;
-                            }
-                            if resend(&self.prefs, &mut self.rtx_seqs, src, bytes, out) {
-                                self.stats.retransmitted += 1;
-                            }
+                        let Some(bytes) = v.source_seq(src, seq).and_then(|s| v.cache.get(s))
+                        else {
+                            continue;
+                        };
+                        // The resend (and an RTX packet's OSN) carries the receiver's number.
+                        let copy = &mut buf[..bytes.len()];
+                        copy.copy_from_slice(bytes);
+                        copy[2..4].copy_from_slice(&seq.to_be_bytes());
+                        if resend(&self.prefs, &mut self.rtx_seqs, src, copy, out) {
+                            self.stats.retransmitted += 1;
                         }
                     }
                 }
@@ -187,7 +184,9 @@ impl Reflector {
     }
 
     /// A sender's SR goes on to its receivers unchanged: the reflector does not rewrite that
-    /// source's SSRC, timestamps or sequence numbers, so its clock mapping stays true.
+    /// source's SSRC or timestamps, so its clock mapping stays true. (A thinned receiver's
+    /// sequence numbers are renumbered, so for it the SR's packet and octet counts include
+    /// the frames it was not sent; receivers use them only for statistics.)
     fn relay_report(
         &mut self,
         src: ParticipantId,

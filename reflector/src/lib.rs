@@ -14,6 +14,7 @@ mod feedback;
 pub mod keyframe;
 mod lastn;
 pub mod nack;
+mod renumber;
 mod simulcast;
 mod video;
 
@@ -56,6 +57,9 @@ pub struct Reflector {
     /// Receivers whose estimate is below what their video takes: they get half the frame
     /// rate (droppable frames left out), see [`keyframe::is_droppable`].
     thinned: Vec<ParticipantId>,
+    /// Some plain video source renumbers for a thinned receiver, so [`Path::rewrite`] must
+    /// look; while false (nobody was ever thinned) it answers at once.
+    renumbering: bool,
     last_n: LastN,
     /// Per receiver, from `Command::ReceiverPrefs`.
     prefs: HashMap<ParticipantId, ReceiverPrefs>,
@@ -81,6 +85,7 @@ impl Default for Reflector {
             video: HashMap::default(),
             simulcast: HashMap::default(),
             thinned: Vec::new(),
+            renumbering: false,
             last_n: LastN::default(),
             prefs: HashMap::default(),
             rtx_seqs: HashMap::default(),
@@ -161,9 +166,10 @@ impl Reflector {
                     v.add_receiver(m);
                 }
             }
-            v.waiting.retain(|w| members.contains(w));
+            v.sync(members);
         }
         self.video.retain(|src, _| members.contains(src));
+        self.renumbering = self.video.values().any(VideoSource::renumbers);
         self.simulcast.retain(|src, _| members.contains(src));
         self.estimates.retain(|p, _| members.contains(p));
         self.prefs.retain(|p, _| members.contains(p));
@@ -219,10 +225,12 @@ impl Reflector {
                 return sim.route(now, pkt, codec, receivers, &self.thinned, out);
             }
         }
-        self.video
+        let v = self
+            .video
             .entry(src)
-            .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers))
-            .route(now, pkt, codec, receivers, &self.thinned, out);
+            .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers));
+        v.route(now, pkt, codec, receivers, &self.thinned, out);
+        self.renumbering |= v.renumbers();
     }
 }
 
@@ -360,10 +368,19 @@ impl Path for Reflector {
         receiver: ParticipantId,
         pkt: &RtpView<'_>,
     ) -> Option<Rewrite> {
-        if self.simulcast.is_empty() {
+        // Nobody thinned and no simulcast: the common case answers here.
+        if !self.renumbering && self.simulcast.is_empty() {
             return None;
         }
-        self.simulcast.get_mut(&src)?.rewrite(receiver, pkt)
+        if !self.simulcast.is_empty() {
+            if let Some(sim) = self.simulcast.get_mut(&src) {
+                return sim.rewrite(receiver, pkt);
+            }
+        }
+        if !self.renumbering {
+            return None;
+        }
+        self.video.get(&src)?.rewrite(receiver, pkt)
     }
 
     fn on_receiver_prefs(

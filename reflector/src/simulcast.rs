@@ -5,13 +5,15 @@
 //! and the reflector asks for one at once. The receiver must see one continuous stream, so
 //! its copies go out under one SSRC (the top encoding's) with sequence numbers and
 //! timestamps shifted at each switch to follow on from the last packet it got; NACKs and
-//! sender reports are translated back and forth with the same offsets.
+//! sender reports are translated back and forth with the same offsets. Frames that thinning
+//! withholds from a receiver shift its sequence numbers too, so they leave no gap.
 
 use std::time::Instant;
 
 use mesh::{MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
 use crate::keyframe::{self, VideoCodec};
+use crate::renumber::SeqMap;
 use crate::video::{RateMeter, VideoSource};
 
 /// Timestamp step put between the last packet before a switch and the keyframe after it:
@@ -22,13 +24,14 @@ const SWITCH_TS_STEP: u32 = 3000;
 const UP_HEADROOM_PCT: u64 = 110;
 
 /// A receiver of a simulcast source.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Sub {
     pub(crate) rx: ParticipantId,
     /// Layer it gets now; `None` until the first keyframe.
     pub(crate) current: Option<usize>,
     pub(crate) target: usize,
-    seq_offset: u16,
+    /// Its sequence numbers for the current layer's.
+    seqs: SeqMap,
     ts_offset: u32,
     /// Highest (sequence, timestamp) sent out, in the receiver's numbering.
     last: Option<(u16, u32)>,
@@ -40,7 +43,7 @@ impl Sub {
             rx,
             current: None,
             target,
-            seq_offset: 0,
+            seqs: SeqMap::default(),
             ts_offset: 0,
             last: None,
         }
@@ -48,15 +51,12 @@ impl Sub {
 
     /// The receiver's header for a packet of the current layer.
     pub(crate) fn map(&self, seq: u16, ts: u32) -> (u16, u32) {
-        (
-            seq.wrapping_add(self.seq_offset),
-            ts.wrapping_add(self.ts_offset),
-        )
+        (self.seqs.map(seq), ts.wrapping_add(self.ts_offset))
     }
 
-    /// The layer's sequence number for the receiver's `seq`.
-    pub(crate) fn unmap_seq(&self, seq: u16) -> u16 {
-        seq.wrapping_sub(self.seq_offset)
+    /// The layer's sequence number for the receiver's `seq`, if it is still known.
+    pub(crate) fn unmap_seq(&self, seq: u16) -> Option<u16> {
+        self.seqs.unmap(seq)
     }
 
     pub(crate) fn ts_offset(&self) -> u32 {
@@ -186,7 +186,14 @@ impl Simulcast {
             v.pending = false;
         }
         for sub in &mut self.subs {
-            if !receivers.contains(&sub.rx) || (thin && thinned.contains(&sub.rx)) {
+            if !receivers.contains(&sub.rx) {
+                continue;
+            }
+            if thin && thinned.contains(&sub.rx) {
+                if sub.current == Some(l) {
+                    // Withheld on purpose: its numbering closes the gap.
+                    sub.seqs.skip(pkt.sequence_number());
+                }
                 continue;
             }
             if sub.current != Some(l) {
@@ -194,12 +201,14 @@ impl Simulcast {
                     continue;
                 }
                 // Switch: continue the receiver's numbering from its last packet.
+                let mut seq_offset = 0;
                 if let Some((seq, ts)) = sub.last {
-                    sub.seq_offset = seq.wrapping_add(1).wrapping_sub(pkt.sequence_number());
+                    seq_offset = seq.wrapping_add(1).wrapping_sub(pkt.sequence_number());
                     sub.ts_offset = ts
                         .wrapping_add(SWITCH_TS_STEP)
                         .wrapping_sub(pkt.timestamp());
                 }
+                sub.seqs.restart(pkt.sequence_number(), seq_offset);
                 sub.current = Some(l);
                 self.switches += 1;
             }
@@ -227,11 +236,12 @@ impl Simulcast {
 
     /// Answers `rx`'s NACK for the receiver's sequence numbers `lost`, from the cache of the
     /// layer it gets now, with its header rewritten, through `send`. Returns (asked, resent).
+    /// Numbers map back only to packets the receiver was sent, so frames thinning withheld
+    /// are never resent.
     pub(crate) fn retransmit(
         &self,
         rx: ParticipantId,
         lost: impl Iterator<Item = u16>,
-        thinned: bool,
         mut send: impl FnMut(&[u8]) -> bool,
     ) -> (u64, u64) {
         let (mut asked, mut sent) = (0, 0);
@@ -244,17 +254,13 @@ impl Simulcast {
         let mut buf = [0u8; crate::nack::SLOT_LEN];
         for seq in lost {
             asked += 1;
-            let Some(orig) = self.layers[cur].cache.get(sub.unmap_seq(seq)) else {
+            let cache = &self.layers[cur].cache;
+            let Some(orig) = sub.unmap_seq(seq).and_then(|s| cache.get(s)) else {
                 continue;
             };
             let Ok(view) = RtpView::parse(orig) else {
                 continue;
             };
-            let codec = self.layers[cur].codec;
-            if thinned && codec.is_some_and(|c| keyframe::is_droppable(c, view.payload())) {
-                // Left out on purpose; resending would undo the thinning.
-                continue;
-            }
             let buf = &mut buf[..orig.len()];
             buf.copy_from_slice(orig);
             let (s, ts) = sub.map(view.sequence_number(), view.timestamp());

@@ -6,13 +6,17 @@
 //! one at once (PLI, or FIR for senders that only support that). Requests from joins and
 //! from receivers' own PLI/FIR are merged into one pending flag per source and sent at most
 //! once per [`KEYFRAME_INTERVAL`], so N receivers asking cost the sender one keyframe.
+//!
+//! Receivers that thinning keeps droppable frames from get their own continuous numbering
+//! ([`SeqMap`]), created at the first packet withheld from them and kept while they stay.
 
 use std::time::{Duration, Instant};
 
-use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, RtpView};
+use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
 use crate::keyframe::{self, VideoCodec};
 use crate::nack::RetransmitCache;
+use crate::renumber::SeqMap;
 
 /// Stream bitrates are measured over this window.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
@@ -68,6 +72,9 @@ pub(crate) struct VideoSource {
     pub(crate) pending: bool,
     last_request: Option<Instant>,
     fir_seq: u8,
+    /// Per receiver ever thinned on this stream: its numbering. Room for every receiver is
+    /// reserved at membership changes, so adding one on the packet path does not allocate.
+    renumbered: Vec<(ParticipantId, SeqMap)>,
 }
 
 impl VideoSource {
@@ -82,6 +89,48 @@ impl VideoSource {
             pending: !receivers.is_empty(),
             last_request: None,
             fir_seq: 0,
+            renumbered: Vec::with_capacity(receivers.len()),
+        }
+    }
+
+    /// Follows the membership: drops the numbering of members who left and makes room for
+    /// everyone else's.
+    pub(crate) fn sync(&mut self, members: &[ParticipantId]) {
+        self.waiting.retain(|w| members.contains(w));
+        self.renumbered.retain(|(r, _)| members.contains(r));
+        self.renumbered
+            .reserve(members.len().saturating_sub(self.renumbered.len()));
+    }
+
+    /// Whether some receiver has its own numbering.
+    pub(crate) fn renumbers(&self) -> bool {
+        !self.renumbered.is_empty()
+    }
+
+    fn seq_map(&self, rx: ParticipantId) -> Option<&SeqMap> {
+        self.renumbered
+            .iter()
+            .find(|(r, _)| *r == rx)
+            .map(|(_, m)| m)
+    }
+
+    /// `rx`'s header for a packet it was routed; `None` while its numbering is the source's.
+    /// The SSRC and timestamp stay: only thinning renumbers a plain stream.
+    pub(crate) fn rewrite(&self, rx: ParticipantId, pkt: &RtpView<'_>) -> Option<Rewrite> {
+        let seq = pkt.sequence_number();
+        let mapped = self.seq_map(rx)?.map(seq);
+        (mapped != seq).then(|| Rewrite {
+            ssrc: pkt.ssrc(),
+            sequence_number: mapped,
+            timestamp: pkt.timestamp(),
+        })
+    }
+
+    /// The source's sequence number for `rx`'s `seq` (from its NACK), if still known.
+    pub(crate) fn source_seq(&self, rx: ParticipantId, seq: u16) -> Option<u16> {
+        match self.seq_map(rx) {
+            Some(m) => m.unmap(seq),
+            None => Some(seq),
         }
     }
 
@@ -122,12 +171,31 @@ impl VideoSource {
         // Parsed only when someone is thinned.
         let thin =
             !thinned.is_empty() && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
+        if thin {
+            self.skip(pkt.sequence_number(), receivers, thinned);
+        }
         if self.waiting.is_empty() && !thin {
             out.extend_from_slice(receivers);
         } else {
             let held =
                 |r: &ParticipantId| self.waiting.contains(r) || (thin && thinned.contains(r));
             out.extend(receivers.iter().filter(|r| !held(r)));
+        }
+    }
+
+    /// Source packet `seq` is withheld from the `thinned` receivers: their numbering closes
+    /// the gap.
+    fn skip(&mut self, seq: u16, receivers: &[ParticipantId], thinned: &[ParticipantId]) {
+        for &r in thinned.iter().filter(|r| receivers.contains(r)) {
+            let i = match self.renumbered.iter().position(|(x, _)| *x == r) {
+                Some(i) => i,
+                None => {
+                    // Within the capacity `sync` reserved.
+                    self.renumbered.push((r, SeqMap::default()));
+                    self.renumbered.len() - 1
+                }
+            };
+            self.renumbered[i].1.skip(seq);
         }
     }
 

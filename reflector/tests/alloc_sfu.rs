@@ -1,5 +1,6 @@
 //! Proves that the SFU features together (simulcast with rewriting, last-N from audio levels,
-//! thinning, REMB, NACKs in the receiver's numbering answered as RTX, keyframe requests)
+//! thinning with per-receiver renumbering, REMB, NACKs in the receiver's numbering answered
+//! as RTX or translated back through a thinned receiver's renumbering, keyframe requests)
 //! allocate nothing per packet after warm-up.
 
 use mesh::alloc_count::counted;
@@ -131,24 +132,50 @@ fn sfu_features_do_not_allocate_after_warm_up() {
         let lost = [n.wrapping_sub(4), n.wrapping_sub(2)];
         let len = rtcp_write::nack(&mut buf, 103, 101, &lost).expect("fits");
         mesh.handle_datagram(*now, addr(3), &buf[..len]);
+        // 2, thinned, NACKs the plain streams of 3 and 4 in its own (renumbered) numbering.
+        for media in [103, 104] {
+            let len = rtcp_write::nack(&mut buf, 102, media, &lost).expect("fits");
+            mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        }
         *now += Duration::from_millis(5);
         mesh.handle_tick(*now);
         mesh.poll_transmit(&mut out);
+        // 2's copies of 3's and 4's video this step (source number `n`), not resends, that
+        // went out renumbered.
+        let renumbered = out
+            .iter()
+            .filter(|(dest, p)| {
+                let [head, body] = p.parts();
+                let mut h = [0u8; 12];
+                for (d, s) in h.iter_mut().zip(head.iter().chain(body)) {
+                    *d = *s;
+                }
+                let (ssrc, seq) = (
+                    u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+                    u16::from_be_bytes([h[2], h[3]]),
+                );
+                *dest == addr(2) && [103, 104].contains(&ssrc) && seq != n && !lost.contains(&seq)
+            })
+            .count();
         let sent = out.len();
         out.clear();
         while mesh.poll_event().is_some() {}
-        sent
+        (sent, renumbered)
     };
     for n in 0..1000 {
         step(&mut mesh, &mut now, n);
     }
-    let (sent, allocs) = counted(|| {
+    let ((sent, renumbered), allocs) = counted(|| {
         (1000..STEPS)
             .map(|n| step(&mut mesh, &mut now, n))
-            .sum::<usize>()
+            .fold((0, 0), |(s, r), (s1, r1)| (s + s1, r + r1))
     });
     assert_eq!(allocs, 0, "heap allocations with the SFU features on");
     assert!(sent > 1000 * 3, "sent {sent}");
+    assert!(
+        renumbered > 100,
+        "thinning renumbered only {renumbered} packets"
+    );
     let r = mesh.path(CONF).expect("conference");
     assert!(r.stats().retransmitted > 0);
     assert!(r.stats().keyframe_requests > 0);
