@@ -3,7 +3,9 @@
 #
 #   benches/run.sh                      # defaults below
 #   SWEEP=1 benches/run.sh              # step the load up to saturation, with plots
+#   SCALES=1,8 benches/run.sh           # fixed loads: 1x and 8x the packet rates
 #   CONFS=50 PARTS=10 SENDERS=2 VIDEO_PPS=100 benches/run.sh
+#   TARGETS="raw noc noc-sfu" AUDIO_SIZE=1200 SCALES=1,8 benches/run.sh   # video vs plain
 #
 # Builds release binaries, then drives each target (TARGETS) with the same loadgen flags:
 #   raw           rawfwd: recvmmsg/sendmmsg, no mesh: the physical baseline
@@ -11,7 +13,13 @@
 #   noc           the embedded NOC with one media server (its defaults)
 #   ms-IO         split dispatcher + mediaserver --io IO --gso false (IO: mmsg, uring)
 #   ms-IO-gso     the same with --gso true
-# and prints each figure with its ratio to the raw baseline (GSO targets also to raw-gso).
+#   SERVER-sfu    any noc or ms-* target, the same load sent as H.264-like video on the
+#                 video channel (--audio-pps 0 --video-pps $AUDIO_PPS --video-size
+#                 $AUDIO_SIZE; VIDEO_PPS is not used): the reflector's full SFU path
+#                 (keyframe gating, retransmission cache, RTCP, layer choice) against the
+#                 plain audio path of SERVER
+# and prints each figure with its ratio to the raw baseline (GSO targets also to raw-gso),
+# and each -sfu target's ratio to its plain counterpart, step by step.
 # JSON, CSV and plots go to $OUT.
 # With PIN=1 (default on 2+ cores) the server runs on CPU 0 and loadgen on CPU 1.
 set -euo pipefail
@@ -22,11 +30,17 @@ WORKERS=${WORKERS:-1}
 TARGETS=${TARGETS:-raw raw-gso noc ms-mmsg ms-mmsg-gso ms-uring ms-uring-gso}
 mkdir -p "$OUT"
 LOAD=(--conferences "${CONFS:-20}" --participants "${PARTS:-5}" --senders "${SENDERS:-5}"
-      --duration "${DURATION:-5}" --audio-pps "${AUDIO_PPS:-50}" --audio-size "${AUDIO_SIZE:-100}"
-      --video-pps "${VIDEO_PPS:-0}" --video-size "${VIDEO_SIZE:-1200}"
+      --duration "${DURATION:-5}"
       --send-threads "${SEND_THREADS:-1}" --recv-threads "${RECV_THREADS:-1}")
+# The media part of the load; -sfu targets send the audio-like load as video instead.
+MEDIA=(--audio-pps "${AUDIO_PPS:-50}" --audio-size "${AUDIO_SIZE:-100}"
+       --video-pps "${VIDEO_PPS:-0}" --video-size "${VIDEO_SIZE:-1200}")
+SFU_MEDIA=(--audio-pps 0 --audio-size "${AUDIO_SIZE:-100}" --video-pps "${AUDIO_PPS:-50}"
+           --video-size "${AUDIO_SIZE:-100}")
 if [ "${SWEEP:-0}" = 1 ]; then
     LOAD+=(--sweep --max-steps "${MAX_STEPS:-10}" --max-loss-pct "${MAX_LOSS:-1}")
+elif [ -n "${SCALES:-}" ]; then
+    LOAD+=(--scales "$SCALES")
 fi
 SERVER_CPU=() LOADGEN_CPU=()
 if [ "${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}" = 1 ]; then
@@ -70,14 +84,16 @@ stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
 # loadgen LABEL TARGET-FLAGS... (server pid in $PID)
 loadgen() {
     local label=$1; shift
-    local base=() ref=raw
-    case $label in *-gso) ref=raw-gso ;; esac
+    local base=() ref=raw media=("${MEDIA[@]}")
+    case $label in *-sfu) media=("${SFU_MEDIA[@]}") ;; esac
+    case ${label%-sfu} in *-gso) ref=raw-gso ;; esac
     [ "$label" != "$ref" ] && [ -f "$OUT/$ref.json" ] && base=(--baseline "$OUT/$ref.json")
     local plot=()
     [ "${SWEEP:-0}" = 1 ] && plot=(--plot "$OUT/$label.png")
     echo "== $label"
-    "${LOADGEN_CPU[@]}" $B/loadgen "$@" "${LOAD[@]}" --server-pid "$PID" --label "$label" \
-        --json "$OUT/$label.json" --csv "$OUT/$label.csv" "${plot[@]}" "${base[@]}" --quiet
+    "${LOADGEN_CPU[@]}" $B/loadgen "$@" "${LOAD[@]}" "${media[@]}" --server-pid "$PID" \
+        --label "$label" --json "$OUT/$label.json" --csv "$OUT/$label.csv" "${plot[@]}" \
+        "${base[@]}" --quiet
 }
 
 has_io=0
@@ -90,13 +106,13 @@ for t in $TARGETS; do
         start "$t" $B/rawfwd --listen 127.0.0.1:0 "${gso[@]}"
         loadgen "$t" --raw "$(wait_line "$OUT/$t.out" rawfwd)"
         stop "$PID" ;;
-    noc)
-        start noc $B/noc --listen 127.0.0.1:0 --media-servers 1
-        loadgen noc --dispatcher "$(wait_line "$OUT/noc.out" dispatcher)"
+    noc|noc-sfu)
+        start "$t" $B/noc --listen 127.0.0.1:0 --media-servers 1
+        loadgen "$t" --dispatcher "$(wait_line "$OUT/$t.out" dispatcher)"
         stop "$PID" ;;
     ms-*)
-        io=${t#ms-}; io=${io%-gso}
-        gso=false; [ "${t%-gso}" != "$t" ] && gso=true
+        m=${t%-sfu}; io=${m#ms-}; io=${io%-gso}
+        gso=false; [ "${m%-gso}" != "$m" ] && gso=true
         if [ $has_io = 0 ]; then echo "== $t: skipped (mediaserver has no --io yet)"; continue; fi
         start "disp-$io" $B/dispatcher --config config/dispatcher.toml --listen 127.0.0.1:0 \
             --registry 127.0.0.1:0 --http 127.0.0.1:0
@@ -138,4 +154,29 @@ for t, r in runs.items():
           f"{f(r.get('server_kib_per_participant'), '>8.1f')} "
           f"{f(max((s.get('other_cpu_cores') or 0) for s in r['steps']), '>5.2f')}")
 print("other = most CPU (cores) that other processes used during any step: above 0.1 the run was disturbed")
+
+# Each -sfu target against its plain counterpart (same packets through the audio path) and
+# raw, at every load both ran (steps of equal rate scale).
+pairs = [(t[:-4], t) for t in runs if t.endswith("-sfu") and t[:-4] in runs]
+if pairs:
+    print("\nvideo through the full SFU (-sfu) vs the same load through the plain audio path")
+    print(f"{'target':<14} {'scale':>5} {'out/s':>8} {'raw/core':>9} {'plain/core':>10} {'sfu/core':>9} "
+          f"{'sfu/plain':>9} {'loss% raw/plain/sfu':>20} {'p99ms raw/plain/sfu':>22} {'other':>5}")
+    rawsteps = {s["scale"]: s for s in runs.get("raw", {}).get("steps", [])}
+    for plain, sfu in pairs:
+        psteps = {s["scale"]: s for s in runs[plain]["steps"]}
+        for v in runs[sfu]["steps"]:
+            p, r = psteps.get(v["scale"]), rawsteps.get(v["scale"], {})
+            if p is None:
+                continue
+            g = lambda s, k: s.get(k) if s else None
+            loss = "/".join(f(g(x, "loss_pct"), ".3f") for x in (r, p, v))
+            p99 = "/".join(f(g(x, "latency_p99_ms"), ".3f") for x in (r, p, v))
+            other = max((x.get("other_cpu_cores") or 0) for x in (r, p, v) if x)
+            print(f"{sfu:<14} {v['scale']:>5g} {v['pps_out']:>8.0f} "
+                  f"{f(g(r, 'pps_out_per_core'), '>9.0f')} {f(p['pps_out_per_core'], '>10.0f')} "
+                  f"{f(v['pps_out_per_core'], '>9.0f')} "
+                  f"{f(ratio(v['pps_out_per_core'], p['pps_out_per_core']), '>9.3f')} "
+                  f"{loss:>20} {p99:>22} {other:>5.2f}")
+    print("sfu/plain = packets out per server core, video through the SFU over the audio path (issue 5: >= 0.8)")
 PY

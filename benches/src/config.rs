@@ -33,13 +33,15 @@ pub struct LoadArgs {
     /// Seconds of load (per step with `--sweep`).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Audio-like packets per second per sender.
+    /// Audio-like packets per second per sender (0 with `--video-pps`: video only, e.g. to
+    /// compare the video path with the audio path at the same packet rate and size).
     #[arg(long, default_value_t = 50.0)]
     pub audio_pps: f64,
     /// Bytes per audio-like datagram, RTP header included.
     #[arg(long, default_value_t = 100)]
     pub audio_size: usize,
-    /// Video-like packets per second per sender (0: no video).
+    /// Video-like packets per second per sender (0: no video). They look like H.264 (one
+    /// NAL unit per packet, an IDR slice every second) and go on the `channel video`.
     #[arg(long, default_value_t = 0.0)]
     pub video_pps: f64,
     /// Bytes per video-like datagram, RTP header included.
@@ -48,6 +50,10 @@ pub struct LoadArgs {
     /// Step the offered load up (doubling the packet rates) until loss or latency blows up.
     #[arg(long)]
     pub sweep: bool,
+    /// One step per listed multiplier of the packet rates (e.g. `1,8`), in that order,
+    /// whatever their loss: fixed loads instead of a sweep.
+    #[arg(long, value_delimiter = ',', conflicts_with = "sweep")]
+    pub scales: Vec<f64>,
     /// Most steps of a sweep.
     #[arg(long, default_value_t = 10)]
     pub max_steps: u16,
@@ -132,11 +138,17 @@ impl LoadArgs {
         if self.duration.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return bad("--duration must be positive".into());
         }
-        if !(self.audio_pps > 0.0 && self.audio_pps.is_finite()) {
-            return bad("--audio-pps must be positive".into());
+        if !(self.audio_pps >= 0.0 && self.audio_pps.is_finite()) {
+            return bad("--audio-pps must be 0 or more".into());
         }
         if !(self.video_pps >= 0.0 && self.video_pps.is_finite()) {
             return bad("--video-pps must be 0 or more".into());
+        }
+        if self.audio_pps == 0.0 && self.video_pps == 0.0 {
+            return bad("--audio-pps or --video-pps must be positive".into());
+        }
+        if self.scales.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
+            return bad("--scales must be positive numbers".into());
         }
         for (flag, size) in [
             ("--audio-size", self.audio_size),
@@ -197,11 +209,30 @@ mod tests {
             .is_err());
         assert!(args(&["--video-size", "20"]).validate().is_err());
         assert!(args(&["--duration", "0"]).validate().is_err());
+        assert!(args(&["--audio-pps", "0"]).validate().is_err());
+        assert!(args(&["--scales", "1,0"]).validate().is_err());
+        assert!(LoadArgs::try_parse_from([
+            "loadgen",
+            "--raw",
+            "127.0.0.1:9",
+            "--sweep",
+            "--scales",
+            "1"
+        ])
+        .is_err());
         assert!(
             args(&["--server-pid", "1", "--metrics", "http://x/metrics"])
                 .validate()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn video_only_and_fixed_scales() {
+        let a = args(&["--audio-pps", "0", "--video-pps", "100", "--scales", "1,8"]);
+        a.validate().unwrap();
+        assert!(a.has_video());
+        assert_eq!(a.scales, [1.0, 8.0]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::config::LoadArgs;
 use crate::control::ControlReport;
-use crate::stats::{Layout, StreamResult};
+use crate::stats::{KindResult, Layout, StreamResult};
 use crate::BenchError;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -58,8 +58,19 @@ pub struct StepResult {
     /// Drops at the server's media sockets (the server could not keep up; each dropped
     /// input packet is `participants - 1` lost outputs).
     pub server_socket_drops: u64,
+    /// Delivery per media kind (those that sent): video apart from audio.
+    pub kinds: Vec<KindResult>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamResult>,
+}
+
+impl StepResult {
+    /// Delivery of video-like streams, when any were sent.
+    pub fn video(&self) -> Option<&KindResult> {
+        self.kinds
+            .iter()
+            .find(|k| k.kind == crate::wire::Kind::Video)
+    }
 }
 
 /// The machine a figure was measured on.
@@ -308,6 +319,25 @@ impl RunResult {
                 opt(s.other_cpu_cores, 2),
             );
         }
+        if self.layout.kinds == 2 {
+            for s in &self.steps {
+                for k in &s.kinds {
+                    let _ = writeln!(
+                        out,
+                        "  step {} {:<5} sent {:>8} recv {:>9}/{:<9} loss {:.3}% late {} p50/p99 {:.3}/{:.3} ms",
+                        s.step,
+                        k.kind.as_str(),
+                        k.sent,
+                        k.received,
+                        k.expected,
+                        k.loss_pct,
+                        k.late,
+                        k.latency.p50_ms,
+                        k.latency.p99_ms
+                    );
+                }
+            }
+        }
         if let Some(s) = self.steps.iter().find(|s| s.step == self.headline_step) {
             if !s.streams.is_empty() && s.streams.len() <= 24 {
                 let _ = writeln!(out, "streams of step {}:", s.step);
@@ -394,7 +424,7 @@ impl Serialize for CsvRow<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let s = self.step;
-        let mut st = ser.serialize_struct("row", 30)?;
+        let mut st = ser.serialize_struct("row", 34)?;
         st.serialize_field("label", self.label)?;
         st.serialize_field("step", &s.step)?;
         st.serialize_field("audio_pps", &s.audio_pps)?;
@@ -425,6 +455,11 @@ impl Serialize for CsvRow<'_> {
         st.serialize_field("loadgen_socket_drops", &s.loadgen_socket_drops)?;
         st.serialize_field("scale", &s.scale)?;
         st.serialize_field("other_cpu_cores", &s.other_cpu_cores)?;
+        let video = s.video();
+        st.serialize_field("video_expected", &video.map(|v| v.expected))?;
+        st.serialize_field("video_received", &video.map(|v| v.received))?;
+        st.serialize_field("video_loss_pct", &video.map(|v| v.loss_pct))?;
+        st.serialize_field("video_latency_p99_ms", &video.map(|v| v.latency.p99_ms))?;
         st.end()
     }
 }

@@ -8,7 +8,7 @@ use crate::cpu::{self, CpuSource};
 use crate::receiver::{self, RxHandle, RxShared, RxSocket};
 use crate::report::{utc_date, Machine, RunResult, StepResult};
 use crate::sender::{self, Phase, TxHandle, TxPart, TxReport};
-use crate::stats::{pct, stream_results, Latency, Layout, RxStep};
+use crate::stats::{kind_results, pct, stream_results, Latency, Layout, RxStep};
 use crate::BenchError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
@@ -149,9 +149,9 @@ impl Ports {
     }
 }
 
-/// Runs one step, or with `--sweep` doubles the rates until a step fails, then bisects
-/// `--refine` times between the last good and the first bad rate. Returns the steps in
-/// order of offered load and why the sweep stopped.
+/// Runs one step, one per `--scales` multiplier, or with `--sweep` doubles the rates until
+/// a step fails, then bisects `--refine` times between the last good and the first bad
+/// rate. Returns the steps in order of offered load and why the sweep stopped.
 fn sweep(ctx: &StepCtx<'_>) -> Result<(Vec<StepResult>, Option<String>), BenchError> {
     let args = ctx.args;
     let mut steps: Vec<StepResult> = Vec::new();
@@ -171,6 +171,13 @@ fn sweep(ctx: &StepCtx<'_>) -> Result<(Vec<StepResult>, Option<String>), BenchEr
             steps.push(r);
             Ok(why)
         };
+    if !args.scales.is_empty() {
+        for &scale in &args.scales {
+            run(scale, &mut steps)?;
+        }
+        steps.sort_by(|a, b| a.scale.total_cmp(&b.scale));
+        return Ok((steps, None));
+    }
     if !args.sweep {
         run(1.0, &mut steps)?;
         return Ok((steps, None));
@@ -418,6 +425,7 @@ fn step_result(
         udp_rcvbuf_errors: drops.rcvbuf,
         loadgen_socket_drops: drops.loadgen,
         server_socket_drops: drops.server,
+        kinds: kind_results(layout, &streams, rx),
         streams,
     }
 }

@@ -4,10 +4,15 @@
 //! A stream that falls more than [`MAX_LAG`] behind its schedule skips ahead instead of
 //! bursting, so an overloaded loadgen shows up as a lower achieved send rate (reported),
 //! not as a burst that the server is blamed for.
+//!
+//! Video-like streams look like H.264 to a server that inspects payloads (the reflector
+//! holds a new receiver's video until a keyframe): each packet is one frame in one NAL
+//! unit, an IDR slice on a stream's first packet and every [`KEYFRAME_INTERVAL`] after,
+//! a non-IDR slice otherwise.
 
 use crate::control::{Channel, Participant};
 use crate::stats::Layout;
-use crate::wire::{self, Kind, Probe, RtpHead};
+use crate::wire::{self, Kind, Probe, RtpHead, H264_IDR, H264_NON_IDR, OPUS_TOC};
 use crate::BenchError;
 use rand::Rng;
 use std::cmp::Reverse;
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 pub const MAX_LAG: Duration = Duration::from_millis(100);
 /// Sleeps shorter than this are spun with `yield_now` instead.
 const MIN_SLEEP: Duration = Duration::from_micros(50);
+/// A video-like stream sends an IDR slice this often (and on its first packet).
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One sending participant.
 pub struct TxPart {
@@ -132,6 +139,22 @@ struct Stream {
     buf: Vec<u8>,
     /// Which channel (and so which SSRC and RTP sequence) it goes on.
     on_video_channel: bool,
+    /// Send time (ns since the epoch) from which the next video packet is an IDR slice.
+    next_key_ns: u64,
+}
+
+impl Stream {
+    /// The payload's codec byte for a packet sent at `send_ns`; schedules the next keyframe.
+    fn codec_byte(&mut self, send_ns: u64, key_interval_ns: u64) -> u8 {
+        match self.kind {
+            Kind::Audio => OPUS_TOC,
+            Kind::Video if send_ns >= self.next_key_ns => {
+                self.next_key_ns = send_ns + key_interval_ns;
+                H264_IDR
+            }
+            Kind::Video => H264_NON_IDR,
+        }
+    }
 }
 
 fn run_phase(
@@ -163,6 +186,8 @@ fn run_phase(
                 seq: 0,
                 buf,
                 on_video_channel,
+                // The first packet starts a keyframe.
+                next_key_ns: 0,
             });
             // A random phase, so streams do not all fire at once.
             let first = start + rng.gen_range(0..period_ns);
@@ -177,6 +202,7 @@ fn run_phase(
     let mut rtp_seq: Vec<[u16; 2]> = parts.iter().map(|_| [rng.gen(), rng.gen()]).collect();
     let mut report = TxReport::default();
     let lag = MAX_LAG.as_nanos() as u64;
+    let key_interval = KEYFRAME_INTERVAL.as_nanos() as u64;
     while let Some(&Reverse((due, si))) = heap.peek() {
         if due >= end {
             break;
@@ -207,6 +233,7 @@ fn run_phase(
             let seq = &mut rtp_seq[s.part][slot];
             let send_ns = ns(Instant::now());
             let head = RtpHead {
+                marker: s.kind == Kind::Video,
                 payload_type: ch.payload_type,
                 seq: *seq,
                 timestamp: (send_ns as u128 * u128::from(s.kind.clock_rate()) / 1_000_000_000)
@@ -220,18 +247,74 @@ fn run_phase(
                 seq: s.seq,
                 send_ns,
             };
-            wire::write(&mut s.buf, &head, &probe);
+            // A failed send keeps its keyframe due: the next packet is the IDR then.
+            let key_due = s.next_key_ns;
+            let codec_byte = s.codec_byte(send_ns, key_interval);
+            wire::write(&mut s.buf, &head, codec_byte, &probe);
             match p.socket.send_to(&s.buf, ch.server) {
                 Ok(_) => {
                     *seq = seq.wrapping_add(1);
                     s.seq += 1;
                     live.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(_) => report.send_errors += 1,
+                Err(_) => {
+                    s.next_key_ns = key_due;
+                    report.send_errors += 1;
+                }
             }
         }
         heap.push(Reverse((next, si)));
     }
     report.sent = streams.iter().map(|s| (s.id, s.seq)).collect();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(kind: Kind) -> Stream {
+        Stream {
+            part: 0,
+            kind,
+            id: 0,
+            period_ns: 10_000_000,
+            seq: 0,
+            buf: Vec::new(),
+            on_video_channel: true,
+            next_key_ns: 0,
+        }
+    }
+
+    #[test]
+    fn video_sends_an_idr_first_and_then_once_per_interval() {
+        let sec = 1_000_000_000;
+        let mut v = stream(Kind::Video);
+        let bytes: Vec<u8> = [
+            5,
+            10_000_000,
+            600_000_000,
+            sec,
+            sec + 5,
+            2 * sec + 4,
+            2 * sec + 5,
+        ]
+        .iter()
+        .map(|&t| v.codec_byte(t, sec))
+        .collect();
+        assert_eq!(
+            bytes,
+            [
+                H264_IDR,
+                H264_NON_IDR,
+                H264_NON_IDR,
+                H264_NON_IDR,
+                H264_IDR,
+                H264_NON_IDR,
+                H264_IDR
+            ]
+        );
+        let mut a = stream(Kind::Audio);
+        assert_eq!(a.codec_byte(0, sec), OPUS_TOC);
+    }
 }

@@ -296,6 +296,58 @@ pub fn stream_results(layout: &Layout, sent: &[u64], rx: &RxStep) -> Vec<StreamR
         .collect()
 }
 
+/// One media kind's delivery in one step, so video is reported apart from audio.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindResult {
+    pub kind: Kind,
+    pub sent: u64,
+    /// sent x receivers.
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub loss_pct: f64,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+/// Totals per kind of the streams that sent anything (audio first).
+pub fn kind_results(layout: &Layout, streams: &[StreamResult], rx: &RxStep) -> Vec<KindResult> {
+    [Kind::Audio, Kind::Video]
+        .into_iter()
+        .filter_map(|kind| {
+            let of_kind = || streams.iter().filter(move |s| s.kind == kind);
+            let sent: u64 = of_kind().map(|s| s.sent).sum();
+            if sent == 0 {
+                return None;
+            }
+            let mut hist = new_hist::<u32>(2);
+            for s in of_kind() {
+                if let Some(h) = rx
+                    .streams
+                    .get(s.stream as usize)
+                    .and_then(|r| r.latency_us.as_ref())
+                {
+                    let _ = hist.add(h);
+                }
+            }
+            let expected = sent * layout.receivers_per_stream();
+            let received: u64 = of_kind().map(|s| s.received).sum();
+            let lost: u64 = of_kind().map(|s| s.lost).sum();
+            Some(KindResult {
+                kind,
+                sent,
+                expected,
+                received,
+                lost,
+                late: of_kind().map(|s| s.late).sum(),
+                loss_pct: pct(lost, expected),
+                latency: Latency::of(&hist),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +413,34 @@ mod tests {
         assert!(r.latency.p50_ms > 0.04 && r.latency.p50_ms < 0.07);
         assert!(r.latency.max_ms >= 29.0);
         assert_eq!(rx.latency_us.len(), 12);
+    }
+
+    #[test]
+    fn kinds_are_counted_apart() {
+        let l = Layout {
+            conferences: 1,
+            participants: 2,
+            senders: 2,
+            kinds: 2,
+        };
+        let mut rx = RxStep::new(&l);
+        let video = l.stream(0, 1, Kind::Video);
+        for _ in 0..4 {
+            rx.record(video, Arrival::New, 2_000_000, 20_000_000);
+        }
+        // Sender 0 sends video only; sender 1 sends 5 video packets, one of them lost.
+        let mut sent = vec![0u64; l.total_streams()];
+        sent[l.stream(0, 0, Kind::Video) as usize] = 0;
+        sent[video as usize] = 5;
+        let streams = stream_results(&l, &sent, &rx);
+        let k = kind_results(&l, &streams, &rx);
+        assert_eq!(k.len(), 1, "no audio was sent: {k:?}");
+        assert_eq!(k[0].kind, Kind::Video);
+        assert_eq!(
+            (k[0].sent, k[0].expected, k[0].received, k[0].lost),
+            (5, 5, 4, 1)
+        );
+        assert!((k[0].loss_pct - 20.0).abs() < 1e-9);
+        assert!(k[0].latency.p99_ms > 1.9 && k[0].latency.p99_ms < 2.1);
     }
 }

@@ -93,9 +93,10 @@ impl Drop for Server {
     }
 }
 
-fn loadgen(target: &[&str], pid: u32, json: &std::path::Path) {
+fn loadgen(target: &[&str], media: &[&str], pid: u32, json: &std::path::Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(target)
+        .args(media)
         .args([
             "--conferences",
             "2",
@@ -147,6 +148,22 @@ fn check(json: &std::path::Path) -> Value {
     v
 }
 
+/// A video-only run: the video stream's delivery is counted apart, and no audio was sent.
+fn check_video(json: &std::path::Path) {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(json).expect("json written"))
+        .expect("valid json");
+    let step = &v["steps"][0];
+    let kinds = step["kinds"].as_array().expect("kinds");
+    assert_eq!(kinds.len(), 1, "only video was sent: {step:#}");
+    let video = &kinds[0];
+    assert_eq!(video["kind"], "video", "{step:#}");
+    // 2 conferences x 3 senders x 50 pps x 2 s, each to 2 others.
+    assert_eq!(video["expected"].as_u64(), Some(1200), "{step:#}");
+    assert!(video["loss_pct"].as_f64().expect("loss") < 5.0, "{step:#}");
+    assert_eq!(step["misrouted"].as_u64(), Some(0));
+    assert_eq!(step["echoed"].as_u64(), Some(0));
+}
+
 #[test]
 fn loadgen_against_noc_and_rawfwd() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lg-{}", std::process::id()));
@@ -159,10 +176,24 @@ fn loadgen_against_noc_and_rawfwd() {
         Some("ready"),
     );
     let json = dir.join("noc.json");
-    loadgen(&["--dispatcher", &noc.addr], noc.child.id(), &json);
+    loadgen(&["--dispatcher", &noc.addr], &[], noc.child.id(), &json);
     let v = check(&json);
     assert!(v["server_cpu_cores"].as_f64().is_some());
     assert_eq!(v["control"]["closed_early"].as_u64(), Some(0));
+
+    // Video only, on `channel video` (PT 96, H.264): the reflector holds each receiver's
+    // video until an IDR slice, so this passes only if loadgen's packets start keyframes.
+    let json = dir.join("noc-video.json");
+    let video = [
+        "--audio-pps",
+        "0",
+        "--video-pps",
+        "50",
+        "--video-size",
+        "1200",
+    ];
+    loadgen(&["--dispatcher", &noc.addr], &video, noc.child.id(), &json);
+    check_video(&json);
     drop(noc);
 
     let raw = Server::start(
@@ -172,7 +203,7 @@ fn loadgen_against_noc_and_rawfwd() {
         None,
     );
     let json = dir.join("raw.json");
-    loadgen(&["--raw", &raw.addr], raw.child.id(), &json);
+    loadgen(&["--raw", &raw.addr], &[], raw.child.id(), &json);
     check(&json);
     let _ = std::fs::remove_dir_all(&dir);
 }
