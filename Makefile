@@ -53,6 +53,9 @@ fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run rtp_view -- -max_total_time=60
 	cd fuzz && $(CARGO) +nightly fuzz run mix_datagram -- -max_total_time=60
 	cd fuzz && $(CARGO) +nightly fuzz run client_datagram -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run rtcp -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run store_row -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run loadgen_datagram -- -max_total_time=60
 
 clean:
 	$(CARGO) clean
