@@ -149,7 +149,8 @@ pub(crate) async fn drain(server: Arc<Server>, interrupt: impl Future<Output = (
     server.draining.store(true, Ordering::Relaxed);
     server.notify(MsMsg::State { draining: true });
     let started = Instant::now();
-    let deadline = started + server.settings.drain_timeout;
+    // A timeout too large to add means "wait for the last user".
+    let deadline = started.checked_add(server.settings.drain_timeout);
     tokio::pin!(interrupt);
     let mut last_log: Option<Instant> = None;
     loop {
@@ -162,7 +163,7 @@ pub(crate) async fn drain(server: Arc<Server>, interrupt: impl Future<Output = (
             );
             return Drained::Empty;
         }
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             tracing::warn!(
                 conferences = sizes.len(),
                 users,

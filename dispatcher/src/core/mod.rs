@@ -198,6 +198,16 @@ struct Pending {
     customer: String,
 }
 
+/// A participant punted away whose stay on the old server is still open: it ends with
+/// that server's `userleft`, or when that server is lost.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub server: String,
+    pub participant: u32,
+    pub joined_unix_ms: u64,
+    pub name: String,
+}
+
 /// One row of the conference table (seed 003, table 300).
 #[derive(Debug, Clone, Serialize)]
 pub struct Conference {
@@ -220,7 +230,7 @@ pub struct Conference {
     /// Participants punted away whose old server's `userleft` is still to come:
     /// (old server, participant id, joined Unix ms), so that stay is billed too.
     #[serde(skip)]
-    pub moved: Vec<(String, u32, u64)>,
+    pub moved: Vec<Moved>,
     #[serde(skip)]
     pub created: Instant,
     pub created_unix: u64,
@@ -453,6 +463,17 @@ impl Tables {
         let customers = &mut self.customers;
         let stays = &mut self.stays;
         self.conferences.retain(|_, c| {
+            // Stays of members punted away from this server end now too: its `userleft`s
+            // will never come.
+            let mut i = 0;
+            while i < c.moved.len() {
+                if c.moved[i].server == id {
+                    let m = c.moved.swap_remove(i);
+                    stays.push(c.stay(&m.name, id, m.joined_unix_ms, unix_ms));
+                } else {
+                    i += 1;
+                }
+            }
             if c.server != id {
                 return true;
             }

@@ -155,9 +155,14 @@ impl Tables {
         let participants: Vec<(u32, String)> =
             std::mem::take(&mut c.participants).into_iter().collect();
         // Their stays on the old server end with its `userleft`s, still to come.
-        for (p, _) in &participants {
+        for (p, name) in &participants {
             let joined = c.joined.remove(p).unwrap_or(unix_ms);
-            c.moved.push((from.clone(), *p, joined));
+            c.moved.push(Moved {
+                server: from.clone(),
+                participant: *p,
+                joined_unix_ms: joined,
+                name: name.clone(),
+            });
         }
         c.joined.clear();
         c.server = target.clone();

@@ -340,12 +340,12 @@ impl Tables {
             } else if let Some(i) = c
                 .moved
                 .iter()
-                .position(|(s, p, _)| s == server && *p == participant)
+                .position(|m| m.server == server && m.participant == participant)
             {
                 // The old server of a punted conference: the entry is the new server's
                 // now, but this stay ends here.
-                let (_, _, joined) = c.moved.swap_remove(i);
-                usage = Some(c.stay(name, server, joined, unix_ms));
+                let m = c.moved.swap_remove(i);
+                usage = Some(c.stay(name, server, m.joined_unix_ms, unix_ms));
             }
         }
         if let Some(s) = self.servers.get_mut(server) {

@@ -98,21 +98,57 @@ impl Tables {
         is_remote: impl Fn(&str) -> bool,
         runs: impl Fn(&str, &str) -> bool,
     ) {
-        self.conferences.retain(|name, c| {
-            !is_remote(&c.server)
-                || now.saturating_duration_since(c.created) < grace
-                || runs(name, &c.server)
-        });
+        let gone: Vec<(String, String)> = self
+            .conferences
+            .iter()
+            .filter(|(name, c)| {
+                is_remote(&c.server)
+                    && now.saturating_duration_since(c.created) >= grace
+                    && !runs(name, &c.server)
+            })
+            .map(|(name, c)| (c.server.clone(), name.clone()))
+            .collect();
+        // Through `forget_conference`, so the server's hosted count and reserve follow.
+        for (server, name) in gone {
+            self.forget_conference(&server, &name);
+        }
     }
 
     /// Points `conference` at `server` (call resolution moved it there).
+    /// Its participants' stays on the old server stay open until that server's
+    /// `userleft`s (or its loss), as after a punt; the customer's count and the servers'
+    /// hosted counts and reserves follow the conference.
     pub fn move_conference(&mut self, unix_ms: u64, conference: &str, server: &str) {
-        if let Some(c) = self.conferences.get_mut(conference) {
-            if c.server != server {
-                let from = std::mem::replace(&mut c.server, server.to_owned());
-                c.participants.clear();
-                self.log(unix_ms, "merge", &from, conference, format!("to {server}"));
-            }
+        let Some(c) = self.conferences.get_mut(conference) else {
+            return;
+        };
+        if c.server == server {
+            return;
         }
+        let old_reserve = c.reserve_units();
+        let from = std::mem::replace(&mut c.server, server.to_owned());
+        let participants = std::mem::take(&mut c.participants);
+        for (p, name) in &participants {
+            let joined = c.joined.remove(p).unwrap_or(unix_ms);
+            c.moved.push(Moved {
+                server: from.clone(),
+                participant: *p,
+                joined_unix_ms: joined,
+                name: name.clone(),
+            });
+        }
+        c.joined.clear();
+        let new_reserve = c.reserve_units();
+        let customer = c.customer.clone();
+        uncount(&mut self.customers, &customer, participants.len());
+        if let Some(old) = self.servers.get_mut(&from) {
+            old.reserve_units = old.reserve_units.saturating_sub(old_reserve);
+            old.hosted = old.hosted.saturating_sub(1);
+        }
+        if let Some(s) = self.servers.get_mut(server) {
+            s.reserve_units += new_reserve;
+            s.hosted += 1;
+        }
+        self.log(unix_ms, "merge", &from, conference, format!("to {server}"));
     }
 }

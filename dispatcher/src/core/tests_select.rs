@@ -564,3 +564,71 @@ fn punted_and_lost_stays_are_billed_too() {
     );
     assert!(t.take_stays().is_empty());
 }
+
+#[test]
+fn a_punted_members_stay_ends_when_the_old_server_is_lost_before_its_leave() {
+    let t0 = Instant::now();
+    let mut t = tables(
+        t0,
+        Policy::default(),
+        &[("a", caps(false, true), 100), ("b", caps(false, true), 90)],
+    );
+    assert_eq!(place(&mut t, t0, &audio("c")).as_deref(), Ok("a"));
+    let at = |unix_ms| Stamp { now: t0, unix_ms };
+    t.user_joined(at(1_000), "a", "c", 1, "ann", "demo");
+    t.punt(t0, 2_000, "c", TTL, "ops").unwrap();
+    // a dies before its `userleft` for ann: her stay on a ends with it.
+    let g = t.server("a").unwrap().generation;
+    t.server_lost(5_000, "a", g);
+    let stays = t.take_stays();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(
+        (stays[0].server.as_str(), stays[0].user.as_str()),
+        ("a", "ann")
+    );
+    assert_eq!(
+        (stays[0].joined_unix_ms, stays[0].left_unix_ms),
+        (1_000, 5_000)
+    );
+    assert!(t.conference("c").unwrap().moved.is_empty());
+}
+
+#[test]
+fn a_merge_keeps_the_books_like_a_punt() {
+    let t0 = Instant::now();
+    let mut t = tables(
+        t0,
+        Policy::default(),
+        &[("a", caps(false, true), 100), ("b", caps(false, true), 90)],
+    );
+    assert_eq!(place(&mut t, t0, &audio("c")).as_deref(), Ok("a"));
+    let at = |unix_ms| Stamp { now: t0, unix_ms };
+    t.user_joined(at(1_000), "a", "c", 1, "ann", "demo");
+    let customer = t.conference("c").unwrap().customer.clone();
+    let before = t.customer_users(&customer, t0);
+    let hosted_a = t.server("a").unwrap().hosted;
+    // Call resolution moves the conference to b.
+    t.move_conference(2_000, "c", "b");
+    assert_eq!(t.customer_users(&customer, t0), before - 1);
+    assert_eq!(t.server("a").unwrap().hosted, hosted_a - 1);
+    // a's leave for ann still bills her stay there.
+    let u = t.user_left(3_000, "a", "c", 1, "ann").expect("stay billed");
+    assert_eq!((u.server.as_str(), u.joined_unix_ms), ("a", 1_000));
+}
+
+#[test]
+fn forgetting_a_remote_conference_releases_its_servers_count() {
+    let t0 = Instant::now();
+    let mut t = tables(
+        t0,
+        Policy::default(),
+        &[("a", caps(false, true), 100), ("b", caps(false, true), 90)],
+    );
+    assert_eq!(place(&mut t, t0, &audio("c")).as_deref(), Ok("a"));
+    let hosted = t.server("a").unwrap().hosted;
+    assert!(hosted > 0);
+    let later = t0 + Duration::from_secs(60);
+    t.forget_remote_conferences(later, Duration::from_secs(10), |s| s == "a", |_, _| false);
+    assert!(t.conference("c").is_none());
+    assert_eq!(t.server("a").unwrap().hosted, hosted - 1);
+}
