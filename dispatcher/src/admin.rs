@@ -298,6 +298,11 @@ pub(crate) fn punt_conference(
             dispatched += 1;
         }
     }
+    if dispatched > 0 {
+        // The store's placement follows the clients, or other dispatchers would keep
+        // sending joins to the old server and call resolution would send them back.
+        s.cluster.punted(conference, &punt.to.server);
+    }
     Ok(Punted {
         from: punt.from,
         to: punt.to.server,

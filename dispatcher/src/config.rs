@@ -243,7 +243,9 @@ impl DispatcherArgs {
             s.registry = v;
         }
         s.http = self.http.or(file.http);
-        if let Some(v) = self.id.or(file.id) {
+        let id = self.id.or(file.id);
+        let id_set = id.is_some();
+        if let Some(v) = id {
             s.id = v;
         }
         if let Some(v) = self.ticket_ttl.or(file.ticket_ttl) {
@@ -252,6 +254,14 @@ impl DispatcherArgs {
         s.admins = file.admins;
         s.usage_log = self.usage_log.or(file.usage_log);
         s.store = self.store.or(file.store).unwrap_or_default();
+        if matches!(s.store, crate::store::StoreUrl::Redis(_)) && !id_set {
+            // Two dispatchers left on the default id would share the lease and each
+            // other's merge orders.
+            return Err(DispatcherError::Config(format!(
+                "`store = {}` needs an explicit `id` (flag `--id` or config), unique per dispatcher",
+                s.store
+            )));
+        }
         s.cost = file.cost.unwrap_or_default();
         s.tenancy = Tenancy {
             pools: file.pools,
@@ -280,5 +290,32 @@ impl DispatcherArgs {
             });
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(store: &str, id: Option<&str>) -> DispatcherArgs {
+        DispatcherArgs {
+            secret: Some("x".into()),
+            accounts: vec![Account::new("demo", "Demo")],
+            store: Some(store.parse().unwrap()),
+            id: id.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_redis_store_needs_an_explicit_id() {
+        let e = args("redis://127.0.0.1:6379", None).resolve().unwrap_err();
+        assert!(e.to_string().contains("explicit `id`"), "{e}");
+        let s = args("redis://127.0.0.1:6379", Some("disp-2"))
+            .resolve()
+            .unwrap();
+        assert_eq!(s.id, "disp-2");
+        // Alone on memory the default id is fine.
+        assert_eq!(args("memory", None).resolve().unwrap().id, "disp-1");
     }
 }

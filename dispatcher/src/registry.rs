@@ -67,15 +67,21 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
     service.links().insert(id.clone(), Link { generation, tx });
     service.cluster.linked(&id);
     let result = async {
+        // Only lines from the server push the silence deadline back: lines we send it
+        // (a `reserve` per join) must not keep a hung server's link alive.
+        let mut deadline = tokio::time::Instant::now() + SILENCE;
         loop {
             tokio::select! {
                 out = rx.recv() => match out {
                     Some(msg) => w.write_all(msg.encode().as_bytes()).await?,
                     None => return Ok(()),
                 },
-                read = tokio::time::timeout(SILENCE, reader.next()) => {
+                read = tokio::time::timeout_at(deadline, reader.next()) => {
                     let line = match read {
-                        Ok(Read::Line(l)) => l,
+                        Ok(Read::Line(l)) => {
+                            deadline = tokio::time::Instant::now() + SILENCE;
+                            l
+                        }
                         Ok(Read::Bad(e)) => return refuse(&mut w, e.code(), e.to_string()).await,
                         Ok(Read::Closed) => return Ok(()),
                         Err(_) => return refuse(&mut w, ErrorCode::WrongState, "no report for 10 s".into()).await,

@@ -1,10 +1,11 @@
 //! Several dispatchers on one real `redis-server`: concurrent first joins agree on one
 //! media server, the standby takes over when the active dispatcher is killed, and call
-//! resolution merges a conference that ended up on two servers.
+//! resolution merges a conference that ended up on two servers, a punt moves the
+//! store's placement, and the store's scripts keep placements on live servers.
 
 mod harness;
 
-use harness::{http_get, Proc};
+use harness::{http_get, http_post, Proc};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const ANY: &str = "127.0.0.1:0";
+const TOKEN: &str = "dispatchers-test-token";
 
 /// A throwaway `redis-server` on a free loopback port, killed on drop.
 struct Redis {
@@ -136,6 +138,8 @@ impl Dispatcher {
                 id,
                 "--store",
                 &redis.url(),
+                "--admin-token",
+                TOKEN,
             ],
         );
         Dispatcher {
@@ -426,4 +430,64 @@ fn joins_are_still_placed_while_redis_is_down() {
         let placed = join(d.client, &format!("offline-{i}"), "ann");
         assert!(placed.is_ok(), "{}: {placed:?}", d.id);
     }
+}
+
+#[test]
+fn a_punt_moves_the_stores_placement_to_its_target() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, _d2, _m1, _m2) = cluster(&redis);
+    redis.cmd(&["SET", "noc:conf:pun", "ms-1", "PX", "10000"]);
+    let (x_addr, ticket) = join(d1.client, "pun", "ann").expect("dispatched");
+    let mut ann = Member::join(x_addr, "pun", "ann", &ticket);
+    assert_eq!(d1.server_at(x_addr), "ms-1");
+    let (code, body) = http_post(d1.http, "/api/admin/conferences/pun/punt", TOKEN, "");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["detail"]["to"], "ms-2", "{body}");
+    ann.wait_line("dispatch\t", Duration::from_secs(5))
+        .expect("ann was dispatched to the punt's target");
+    // The placement follows on the store loop's next turn (every 250 ms).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.cmd(&["GET", "noc:conf:pun"]) != "ms-2" {
+        assert!(
+            Instant::now() < deadline,
+            "placement still {}",
+            redis.cmd(&["GET", "noc:conf:pun"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Lua scripts on a real Redis: a placement on a server whose capacity row lives is
+/// not taken over, releases go in one call and only free their own.
+#[test]
+fn the_redis_scripts_keep_placements_on_live_servers() {
+    use dispatcher::store::{Store, StoreUrl};
+    let Some(redis) = Redis::start() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Store::open(&StoreUrl::Redis(redis.url())).await.unwrap();
+        redis.cmd(&["SET", "noc:server:ms-3", "{}", "PX", "3000"]);
+        redis.cmd(&["SET", "noc:conf:c", "ms-3"]);
+        assert_eq!(store.replace("c", "ms-3", "ms-1").await.unwrap(), "ms-3");
+        redis.cmd(&["DEL", "noc:server:ms-3"]);
+        assert_eq!(store.replace("c", "ms-3", "ms-1").await.unwrap(), "ms-1");
+        assert_eq!(redis.cmd(&["GET", "noc:conf:c"]), "ms-1");
+        redis.cmd(&["SET", "noc:conf:d", "ms-2"]);
+        let placed = store
+            .placements(&["c".into(), "d".into(), "e".into()])
+            .await
+            .unwrap();
+        assert_eq!(placed, [Some("ms-1".into()), Some("ms-2".into()), None]);
+        let released = [
+            ("c".to_string(), "ms-1".to_string()),
+            ("d".into(), "ms-9".into()),
+        ];
+        store.release(&released).await.unwrap();
+        assert_eq!(redis.cmd(&["GET", "noc:conf:c"]), "nil");
+        assert_eq!(redis.cmd(&["GET", "noc:conf:d"]), "ms-2");
+    });
 }

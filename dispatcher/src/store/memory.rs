@@ -46,7 +46,8 @@ impl MemoryStore {
         }
     }
 
-    /// Compare-and-set from `old` to `new`; the winner.
+    /// Compare-and-set from `old` to `new`, refused while `old`'s capacity row lives (a
+    /// server another dispatcher just registered is not gone); the winner.
     pub fn replace(
         &self,
         now: Instant,
@@ -56,8 +57,9 @@ impl MemoryStore {
         ttl: Duration,
     ) -> String {
         let mut g = self.inner();
+        let old_alive = g.rows.get(old).is_some_and(|(_, until)| *until > now);
         match g.confs.get(conference) {
-            Some((s, until)) if *until > now && s != old => s.clone(),
+            Some((s, until)) if *until > now && (s != old || old_alive) => s.clone(),
             _ => {
                 g.confs
                     .insert(conference.to_owned(), (new.to_owned(), now + ttl));

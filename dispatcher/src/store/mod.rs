@@ -172,7 +172,8 @@ impl Store {
     }
 
     /// Moves `conference` from `old` (a server that is gone) to `new`, unless someone
-    /// already moved it: returns the winner.
+    /// already moved it or `old` still has a capacity row (it is alive, only not known
+    /// here yet): returns the winner.
     pub async fn replace(&self, conference: &str, old: &str, new: &str) -> StoreResult<String> {
         match self {
             Store::Memory(m) => Ok(m.replace(Instant::now(), conference, old, new, CONF_TTL)),
@@ -193,14 +194,28 @@ impl Store {
         }
     }
 
-    /// Forgets `conference` if it is still placed on `server`.
-    pub async fn release(&self, conference: &str, server: &str) -> StoreResult<()> {
+    /// Forgets each `(conference, server)` placement still naming that server, in one
+    /// round trip.
+    pub async fn release(&self, released: &[(String, String)]) -> StoreResult<()> {
         match self {
             Store::Memory(m) => {
-                m.release(Instant::now(), conference, server);
+                for (c, s) in released {
+                    m.release(Instant::now(), c, s);
+                }
                 Ok(())
             }
-            Store::Redis(r) => r.release(conference, server).await,
+            Store::Redis(r) => r.release(released).await,
+        }
+    }
+
+    /// The placements of `conferences`, in order (for call resolution).
+    pub async fn placements(&self, conferences: &[String]) -> StoreResult<Vec<Option<String>>> {
+        match self {
+            Store::Memory(m) => Ok(conferences
+                .iter()
+                .map(|c| m.placed(Instant::now(), c))
+                .collect()),
+            Store::Redis(r) => r.placements(conferences).await,
         }
     }
 

@@ -18,10 +18,11 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]";
 
-/// Compare-and-set from ARGV[1] (or nothing) to ARGV[2].
+/// Compare-and-set from ARGV[1] (or nothing) to ARGV[2], refused while ARGV[1]'s
+/// capacity row KEYS[2] exists: that server is alive, just not known to the caller yet.
 const REPLACE: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v and v ~= ARGV[1] then return v end
+if v and (v ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 1) then return v end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return ARGV[2]";
 
@@ -33,10 +34,13 @@ for i, k in ipairs(KEYS) do
 end
 return #KEYS";
 
-/// Deletes the key only if it still names ARGV[1].
+/// Deletes each KEYS[i] only if it still names ARGV[i].
 const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
+local n = 0
+for i, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[i] then n = n + redis.call('DEL', k) end
+end
+return n";
 
 /// Renews the lease if we hold it, takes it if nobody does.
 const LEASE: &str = r"
@@ -149,6 +153,7 @@ impl RedisStore {
     ) -> StoreResult<String> {
         self.replace
             .key(conf_key(conference))
+            .key(format!("{ROW}{old}"))
             .arg(old)
             .arg(new)
             .arg(ms(ttl))
@@ -169,15 +174,28 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn release(&self, conference: &str, server: &str) -> StoreResult<()> {
-        let _: i64 = self
-            .release
-            .key(conf_key(conference))
-            .arg(server)
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(err)?;
+    pub async fn release(&self, released: &[(String, String)]) -> StoreResult<()> {
+        for chunk in released.chunks(KEEP_CHUNK) {
+            let mut inv = self.release.prepare_invoke();
+            for (c, s) in chunk {
+                inv.key(conf_key(c)).arg(s);
+            }
+            let _: i64 = inv.invoke_async(&mut self.con()).await.map_err(err)?;
+        }
         Ok(())
+    }
+
+    /// The placements of `conferences`, in order (`None` where there is none).
+    pub async fn placements(&self, conferences: &[String]) -> StoreResult<Vec<Option<String>>> {
+        if conferences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = conferences.iter().map(|c| conf_key(c)).collect();
+        redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.con())
+            .await
+            .map_err(err)
     }
 
     pub async fn force(&self, conference: &str, server: &str, ttl: Duration) -> StoreResult<()> {

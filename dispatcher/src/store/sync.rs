@@ -21,6 +21,9 @@ const SLOW_EVERY: Duration = Duration::from_secs(1);
 /// A conference placed on a remote server is forgotten when that server's row has not
 /// listed it for this long (its first client may still be on the way).
 const ADOPT_GRACE: Duration = Duration::from_secs(5);
+/// How long a join waits, once, for the row of a server another dispatcher placed its
+/// conference on: one row exchange ([`SYNC_EVERY`]) and a little.
+const ROW_WAIT: Duration = Duration::from_millis(300);
 
 /// One participant on a server linked here: name and account, for merge orders.
 type Roster = HashMap<String, BTreeMap<u32, (String, String)>>;
@@ -36,6 +39,8 @@ pub(crate) struct Cluster {
     gone: Mutex<Vec<String>>,
     /// Placements to release: conferences deleted on servers linked here.
     released: Mutex<Vec<(String, String)>>,
+    /// Placements to set whatever they were: conferences punted from servers linked here.
+    forced: Mutex<Vec<(String, String)>>,
     active: AtomicBool,
 }
 
@@ -52,6 +57,7 @@ impl Cluster {
             remote: Mutex::default(),
             gone: Mutex::default(),
             released: Mutex::default(),
+            forced: Mutex::default(),
             active: AtomicBool::new(false),
         }
     }
@@ -110,6 +116,24 @@ impl Cluster {
         lock(&self.remote).remove(server);
     }
 
+    /// A punt sent `conference`'s participants to `to`: the store's placement follows on
+    /// the loop's next turn, so other dispatchers send new joins there too and the old
+    /// server's dispatcher stops renewing it.
+    pub fn punted(&self, conference: &str, to: &str) {
+        lock(&self.forced).push((conference.to_owned(), to.to_owned()));
+    }
+
+    /// Writes the queued placement changes: releases (in one call) and punts.
+    async fn flush_placements(&self) -> super::StoreResult<()> {
+        let released = std::mem::take(&mut *lock(&self.released));
+        let forced = std::mem::take(&mut *lock(&self.forced));
+        self.store.release(&released).await?;
+        for (c, s) in &forced {
+            self.store.force(c, s).await?;
+        }
+        Ok(())
+    }
+
     /// The link of a server closed: its row goes from the store at once, so no other
     /// dispatcher keeps placing on a server that may be dead.
     pub fn unlinked(&self, server: &str) {
@@ -131,9 +155,11 @@ impl Service {
     }
 
     /// Settles where a conference this dispatcher does not know runs: selection proposes,
-    /// the store decides. `Some(server)` when the store named a server in the capacity
-    /// table (commit the join there); `None` to place from the local tables alone (the
-    /// conference is known here, nothing can host it, or the store is unreachable).
+    /// the store decides. `Some(server)` when the store named a server (commit the join
+    /// there; one still missing from the capacity table after [`ROW_WAIT`] is alive at
+    /// another dispatcher, and the failed commit answers the client a retryable 503);
+    /// `None` to place from the local tables alone (the conference is known here,
+    /// nothing can host it, or the store is unreachable).
     pub(crate) async fn claim(&self, join: &Join<'_>) -> Option<String> {
         let proposal = {
             let mut t = self.tables();
@@ -144,18 +170,34 @@ impl Service {
         };
         let store = &self.cluster.store;
         let known = |id: &str| self.tables().server(id).is_some();
-        let winner = match store.claim(join.conference, &proposal).await {
-            Ok(w) if known(&w) => w,
-            // The placement names a server we no longer have: it is gone, so take over.
-            Ok(stale) => match store.replace(join.conference, &stale, &proposal).await {
-                Ok(w) if known(&w) => w,
-                Ok(w) => {
-                    tracing::warn!(conference = join.conference, server = %w, "store placed the conference on an unknown server");
-                    return None;
-                }
+        let mut waited = false;
+        let winner = loop {
+            let w = match store.claim(join.conference, &proposal).await {
+                Ok(w) => w,
                 Err(e) => return self.store_failed(e),
-            },
-            Err(e) => return self.store_failed(e),
+            };
+            if known(&w) {
+                break w;
+            }
+            // The placement names a server we do not have. Gone (its row expired): take
+            // over. Alive (another dispatcher's server whose row we have not merged
+            // yet): the store refuses the replace.
+            let w = match store.replace(join.conference, &w, &proposal).await {
+                Ok(w) => w,
+                Err(e) => return self.store_failed(e),
+            };
+            if known(&w) {
+                break w;
+            }
+            if waited {
+                // Placing it here would start a duplicate. Committing on a server the
+                // tables lack fails, so the client gets a retryable `reject 503`.
+                tracing::warn!(conference = join.conference, server = %w, "conference starting on another dispatcher's server; retry");
+                return Some(w);
+            }
+            // Its row reaches our tables on the next exchange: wait for it once.
+            waited = true;
+            tokio::time::sleep(ROW_WAIT).await;
         };
         if winner != proposal {
             tracing::debug!(conference = join.conference, %winner, %proposal, "another dispatcher placed it first");
@@ -171,6 +213,11 @@ impl Service {
     /// Carries out a merge order for a server linked here: each of its participants of
     /// the conference is dispatched to the winning server, as a punt does.
     async fn merge(&self, order: &MergeOrder) {
+        if !self.links().contains_key(&order.from) {
+            // Meant for another dispatcher (say one left on our id), or the server left.
+            tracing::warn!(?order, "merge order for a server not linked here ignored");
+            return;
+        }
         let unix = unix_ms();
         let (to, from_generation, mode) = {
             let t = self.tables();
@@ -215,6 +262,10 @@ impl Service {
             if self.send_to(&order.from, from_generation, line) {
                 sent += 1;
             }
+        }
+        if sent == 0 {
+            tracing::warn!(?order, "merge order moved nobody; placement left as it was");
+            return;
         }
         self.tables()
             .move_conference(unix, &order.conference, &order.to);
@@ -364,11 +415,8 @@ async fn keep_placements(service: &Service, linked: &[String], refresh: bool) {
     // Alone on a memory store the local table is the authority for running conferences;
     // placements only matter to dispatchers that do not know them.
     let store = &service.cluster.store;
-    let released = std::mem::take(&mut *lock(&service.cluster.released));
-    for (c, s) in released {
-        if let Err(e) = store.release(&c, &s).await {
-            service.store_failed::<()>(e);
-        }
+    if let Err(e) = service.cluster.flush_placements().await {
+        service.store_failed::<()>(e);
     }
     if !refresh || !store.shared() {
         return;
@@ -413,22 +461,41 @@ async fn hold_lease(service: &Service, lease: &mut Lease) -> bool {
     lease.active(Instant::now())
 }
 
-/// The active dispatcher's duties: call resolution and key housekeeping.
-async fn singleton_duties(service: &Service, resolver: &mut Resolver, rows: &[Row]) {
-    let store = &service.cluster.store;
-    for order in resolver.sweep(Instant::now(), rows) {
+/// The active dispatcher's duties: call resolution and key housekeeping. Each store
+/// write first checks that our term still runs: the awaits before it take time, and a
+/// term that ended meanwhile may already be another dispatcher's.
+async fn singleton_duties(
+    store: &Store,
+    lease: &Lease,
+    resolver: &mut Resolver,
+    rows: &[Row],
+) -> super::StoreResult<()> {
+    let active = || lease.active(Instant::now());
+    if !active() {
+        return Ok(());
+    }
+    let duplicates = Resolver::duplicates(rows);
+    let placed: HashMap<String, String> = duplicates
+        .iter()
+        .cloned()
+        .zip(store.placements(&duplicates).await?)
+        .filter_map(|(c, s)| Some((c, s?)))
+        .collect();
+    for order in resolver.sweep(Instant::now(), rows, &placed) {
+        if !active() {
+            return Ok(());
+        }
         tracing::info!(?order, "duplicate conference found");
-        if let Err(e) = store.push_order(&order).await {
-            service.store_failed::<()>(e);
-        }
+        store.push_order(&order).await?;
     }
-    match store.housekeep().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(dropped = n, "stale capacity rows dropped from the index"),
-        Err(e) => {
-            service.store_failed::<()>(e);
-        }
+    if !active() {
+        return Ok(());
     }
+    match store.housekeep().await? {
+        0 => {}
+        n => tracing::info!(dropped = n, "stale capacity rows dropped from the index"),
+    }
+    Ok(())
 }
 
 /// Carries out the merge orders queued for this dispatcher.
@@ -477,8 +544,9 @@ pub(crate) async fn run(service: Arc<Service>) {
         service.cluster.active.store(active, Ordering::Relaxed);
         if slow {
             let rosters = exchange_rosters(&service, &linked, active).await;
-            if active {
-                singleton_duties(&service, &mut resolver, &rosters).await;
+            let store = &service.cluster.store;
+            if let Err(e) = singleton_duties(store, &lease, &mut resolver, &rosters).await {
+                service.store_failed::<()>(e);
             }
         }
         take_orders(&service).await;
@@ -486,58 +554,5 @@ pub(crate) async fn run(service: Arc<Service>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::memory::MemoryStore;
-
-    fn joined(conference: &str, participant: u32, name: &str) -> MsMsg {
-        MsMsg::UserJoined {
-            conference: conference.into(),
-            participant,
-            name: name.into(),
-            account: "demo".into(),
-        }
-    }
-
-    #[test]
-    fn rosters_follow_the_registry_lines_of_linked_servers() {
-        let c = Cluster::new(Store::Memory(MemoryStore::default()));
-        c.linked("ms-1");
-        c.observe("ms-1", &joined("a", 1, "ann"));
-        c.observe("ms-1", &joined("a", 2, "bob"));
-        c.observe("ms-1", &joined("b", 1, "cat"));
-        let left = MsMsg::UserLeft {
-            conference: "a".into(),
-            participant: 1,
-            name: "ann".into(),
-        };
-        c.observe("ms-1", &left);
-        {
-            let r = lock(&c.rosters);
-            let a = &r["ms-1"]["a"];
-            assert_eq!(a.keys().copied().collect::<Vec<_>>(), [2]);
-            assert_eq!(a[&2], ("bob".to_string(), "demo".to_string()));
-        }
-        c.observe(
-            "ms-1",
-            &MsMsg::ConfDeleted {
-                conference: "b".into(),
-            },
-        );
-        assert!(!lock(&c.rosters)["ms-1"].contains_key("b"));
-        assert_eq!(*lock(&c.released), [("b".to_string(), "ms-1".to_string())]);
-        // A lost link forgets the roster and queues the row's removal.
-        c.unlinked("ms-1");
-        assert!(!lock(&c.rosters).contains_key("ms-1"));
-        assert_eq!(*lock(&c.gone), ["ms-1".to_string()]);
-    }
-
-    #[test]
-    fn a_server_linked_here_is_no_longer_remote() {
-        let c = Cluster::new(Store::Memory(MemoryStore::default()));
-        lock(&c.remote).insert("ms-1".into());
-        assert!(c.is_remote("ms-1"));
-        c.linked("ms-1");
-        assert!(!c.is_remote("ms-1"));
-    }
-}
+#[path = "sync_tests.rs"]
+mod tests;

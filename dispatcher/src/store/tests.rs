@@ -228,3 +228,56 @@ fn store_urls_parse() {
     );
     assert!("postgres://x".parse::<StoreUrl>().is_err());
 }
+
+fn live_row(id: &str, dispatcher: &str) -> Row {
+    Row {
+        id: id.into(),
+        client_addr: addr(4009),
+        caps: caps().to_string(),
+        total: 100,
+        unused: 100,
+        conferences: 0,
+        users: 0,
+        cpu_pct: 0.0,
+        pps: 0,
+        loss_pct: 0.0,
+        reported_unix_ms: 0,
+        draining: false,
+        maintenance: None,
+        dispatcher: dispatcher.into(),
+        roster: Default::default(),
+    }
+}
+
+/// A server that registered at another dispatcher a moment ago is unknown here, but
+/// alive: its placements are not taken over until its row is gone.
+#[test]
+fn replace_is_refused_while_the_old_servers_row_lives() {
+    let now = Instant::now();
+    let store = MemoryStore::default();
+    store.put_rows(
+        now,
+        RowKind::Capacity,
+        &[live_row("ms-3", "d2")],
+        &[],
+        ROW_TTL,
+    );
+    assert_eq!(store.claim(now, "c", "ms-3", CONF_TTL), "ms-3");
+    assert_eq!(store.replace(now, "c", "ms-3", "ms-1", CONF_TTL), "ms-3");
+    assert_eq!(store.placed(now, "c").as_deref(), Some("ms-3"));
+    // Its row expired: the server is gone, take over.
+    let later = now + ROW_TTL;
+    assert_eq!(store.replace(later, "c", "ms-3", "ms-1", CONF_TTL), "ms-1");
+    // Or its dispatcher removed it when the link closed.
+    store.claim(later, "d", "ms-4", CONF_TTL);
+    store.put_rows(
+        later,
+        RowKind::Capacity,
+        &[live_row("ms-4", "d2")],
+        &[],
+        ROW_TTL,
+    );
+    assert_eq!(store.replace(later, "d", "ms-4", "ms-1", CONF_TTL), "ms-4");
+    store.put_rows(later, RowKind::Capacity, &[], &["ms-4".into()], ROW_TTL);
+    assert_eq!(store.replace(later, "d", "ms-4", "ms-1", CONF_TTL), "ms-1");
+}
