@@ -25,6 +25,10 @@ pub enum ClientError {
     /// The server closed the control connection while we were still in the session.
     #[error("{0} closed the connection")]
     Closed(&'static str),
+    /// The server answered nothing, not even our keepalive `ping`s, for this long: a host
+    /// that died without closing its connections.
+    #[error("{0} silent for {1} s")]
+    Silent(&'static str, u64),
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
     /// The server sent a line the protocol codec cannot frame (too long, not UTF-8).

@@ -37,6 +37,11 @@ const MAX_BURST: Duration = Duration::from_millis(200);
 const MAX_REDIRECTS: usize = 8;
 /// How long a lost session keeps trying to get back into its conference.
 pub const FAILOVER_FOR: Duration = Duration::from_secs(30);
+/// A `ping` goes to the media server this often while we are in its conference...
+const KEEPALIVE: Duration = Duration::from_secs(1);
+/// ...and a server that has sent nothing for this long is taken for dead (a host that died
+/// without closing its connections), so failover starts without waiting for TCP.
+const SILENT_FOR: Duration = Duration::from_secs(4);
 /// First and longest wait between two failover attempts (doubling in between).
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -332,6 +337,8 @@ struct State<'a> {
     lost_at: Option<Instant>,
     /// Failover attempts since `lost_at`.
     attempts: u32,
+    /// When the server last sent us a line.
+    last_heard: Instant,
 }
 
 /// Runs a session until `shutdown` completes (then leaves cleanly and returns the summary)
@@ -359,6 +366,7 @@ pub async fn run(
         joined_at: None,
         lost_at: None,
         attempts: 0,
+        last_heard: Instant::now(),
     };
     let outcome = st.run(shutdown, events).await;
     let State {
@@ -398,6 +406,8 @@ impl State<'_> {
         let mut mix_tick = tokio::time::interval(FRAME);
         mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0u8; 65_536];
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next_send =
                 self.media
@@ -411,7 +421,10 @@ impl State<'_> {
                 () = &mut shutdown => return Ok(()),
                 msg = self.ctrl.recv() => {
                     let step = match msg {
-                        Ok(msg) => self.on_control(msg, events).await,
+                        Ok(msg) => {
+                            self.last_heard = Instant::now();
+                            self.on_control(msg, events).await
+                        }
                         Err(e) => Err(e),
                     };
                     if let Err(e) = step {
@@ -445,6 +458,26 @@ impl State<'_> {
                             }
                             m.flush_delayed().await;
                         }
+                    }
+                }
+                // Liveness of the media server: a keepalive `ping`, and failover when it
+                // has been silent too long.
+                // Before `accept` too: a host that accepts TCP but never greets or answers
+                // the join (stopped, hung) is as dead.
+                _ = keepalive.tick(), if self.ctrl.peer() == MEDIA_SERVER => {
+                    let step = if self.last_heard.elapsed() > SILENT_FOR {
+                        Err(ClientError::Silent(MEDIA_SERVER, SILENT_FOR.as_secs()))
+                    } else if self.phase == Phase::Joined {
+                        self.ctrl.send(&ClientMsg::Ping { token: None }).await
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(e) = step {
+                        tokio::select! {
+                            () = &mut shutdown => return Ok(()),
+                            r = self.recover(e, events) => r?,
+                        }
+                        self.last_heard = Instant::now();
                     }
                 }
                 // The timeline starts at `accept`; ticking earlier would pin it to connect time.
@@ -500,6 +533,7 @@ impl State<'_> {
                 self.phase = Phase::Greeting;
                 self.ticket = Some(ticket);
                 self.ctrl = Control::connect(&addr.to_string(), MEDIA_SERVER).await?;
+                self.last_heard = Instant::now();
             }
             ServerMsg::Accept { conference, .. } => {
                 if self.phase == Phase::Joining {
@@ -576,7 +610,9 @@ impl State<'_> {
     fn recoverable(&self, err: &ClientError) -> bool {
         let at_media = self.ctrl.peer() == MEDIA_SERVER;
         match err {
-            ClientError::Closed(_) | ClientError::Io(_) => at_media || self.lost_at.is_some(),
+            ClientError::Closed(_) | ClientError::Io(_) | ClientError::Silent(..) => {
+                at_media || self.lost_at.is_some()
+            }
             ClientError::Connect { what, .. } => *what == MEDIA_SERVER || self.lost_at.is_some(),
             ClientError::Rejected { code, .. } => {
                 matches!(code, ErrorCode::NoCapacity | ErrorCode::Internal)
@@ -621,6 +657,7 @@ impl State<'_> {
             match Control::connect(&self.cfg.dispatcher, "dispatcher").await {
                 Ok(c) => {
                     self.ctrl = c;
+                    self.last_heard = Instant::now();
                     self.phase = Phase::Greeting;
                     self.ticket = None;
                     self.redirects = 0;

@@ -132,3 +132,81 @@ fn killing_the_media_server_moves_its_conference_within_two_seconds() {
         assert!(own_db <= -50.0, "{name} hears itself at {own_db:.1} dBFS");
     }
 }
+
+/// A host that hangs without closing its connections (SIGSTOP: TCP stays open, nothing is
+/// answered): the clients' keepalive notices the silence and they fail over all the same,
+/// once the dispatcher has taken the silent server out.
+#[test]
+fn a_hung_media_server_is_left_by_its_clients() {
+    let mut split = Split::start();
+    split.add_media("ms-a", &[]);
+    split.add_media("ms-b", &[]);
+    let mut clients: Vec<Client> = ["ann", "bob"]
+        .iter()
+        .map(|name| {
+            Client::spawn(
+                split.client,
+                "hang",
+                "demo",
+                name,
+                &["--tone", "440", "--duration", "40"],
+            )
+        })
+        .collect();
+    split.wait_api("/api/conferences", Duration::from_secs(15), |v| {
+        v[0]["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    });
+    let (host, _) = split.conference("hang").expect("conference placed");
+    let other = if host == "ms-a" { "ms-b" } else { "ms-a" };
+    split.media(&host).signal("STOP");
+    let stopped = Instant::now();
+    // Silence is noticed after a few seconds; the dispatcher drops the silent server's
+    // link after 10 s; rejoins succeed after that.
+    let deadline = stopped + Duration::from_secs(30);
+    while !clients.iter().all(|c| {
+        c.stdout
+            .all()
+            .iter()
+            .any(|l| l.starts_with(&format!("connect mediaserver {other}")))
+            && c.stdout
+                .all()
+                .iter()
+                .any(|l| l.starts_with("rejoined hang "))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the clients did not leave the hung server: {:?}",
+            clients
+                .iter()
+                .map(|c| (c.stdout.all(), c.stderr.all()))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "both left the hung server {:?} after SIGSTOP",
+        stopped.elapsed()
+    );
+    for c in &clients {
+        let out = c.stdout.all();
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with("reconnect 1 ") && l.contains("silent")),
+            "{out:?}"
+        );
+    }
+    split.wait_api("/api/conferences", Duration::from_secs(5), |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter().any(|c| {
+                c["name"] == "hang"
+                    && c["server"] == other
+                    && c["participants"].as_array().is_some_and(|p| p.len() == 2)
+            })
+        })
+    });
+    for c in &mut clients {
+        c.kill();
+    }
+}
