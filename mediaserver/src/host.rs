@@ -337,7 +337,14 @@ fn open_channel(
         rooms.free_ssrc(offered_ssrc);
         match kind {
             MediaKind::Audio => j.ssrc = ssrc,
-            MediaKind::Video => j.video_ssrc = Some(ssrc),
+            MediaKind::Video => {
+                j.video_ssrc = Some(ssrc);
+                // A new top SSRC drops the simulcast layers in the mesh; forget ours too,
+                // so the next `simulcast=` is sent again.
+                for s in j.simulcast.drain(..) {
+                    rooms.free_ssrc(s);
+                }
+            }
         }
     }
     let (mesh_kind, clock_rate) = match kind {

@@ -324,6 +324,7 @@ impl<P: Path> Mesh<P> {
                     return false;
                 };
                 let key = (conf, participant);
+                let had_layers = c.sorter.has_layers(participant, kind);
                 match c
                     .sorter
                     .set_channel(&mut self.index, key, kind, remote, ssrc, clock_rate)
@@ -331,6 +332,10 @@ impl<P: Path> Mesh<P> {
                     Ok(addr) => {
                         if let Some(rx) = c.receivers.get_mut(&participant) {
                             rx.sender.set_channel(kind, addr);
+                        }
+                        if had_layers && !c.sorter.has_layers(participant, kind) {
+                            // A new video SSRC dropped the layers: the path drops them too.
+                            c.path.on_simulcast(now, participant, &[]);
                         }
                         c.path.on_channel(now, participant, kind);
                         true

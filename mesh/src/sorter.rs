@@ -298,7 +298,13 @@ impl Sorter {
         if !free {
             return Err(ChannelConflict::RemoteInUse);
         }
-        if let Some(old) = src.channels[kind.index()].take() {
+        // A new line for the same stream (say, to change `rtx=`) keeps its simulcast
+        // layers: the signalling only declares them again when they change.
+        let mut layers = Vec::new();
+        if let Some(mut old) = src.channels[kind.index()].take() {
+            if old.ssrc == ssrc {
+                layers = std::mem::take(&mut old.layers);
+            }
             index.release(key, kind, &old, src);
         }
         let addr = match remote {
@@ -320,7 +326,7 @@ impl Sorter {
             ssrc,
             addr,
             stream: StreamState::new(clock_rate),
-            layers: Vec::new(),
+            layers,
         });
         Ok(match remote {
             Remote::LatchTo { to, .. } => Some(to),
@@ -441,6 +447,14 @@ impl Sorter {
             .map(|&s| (s, StreamState::new(rate)))
             .collect();
         true
+    }
+
+    /// Whether `pid`'s `kind` channel has simulcast layers declared.
+    pub(crate) fn has_layers(&self, pid: ParticipantId, kind: MediaKind) -> bool {
+        self.sources
+            .get(&pid)
+            .and_then(|s| s.channels[kind.index()].as_ref())
+            .is_some_and(|c| !c.layers.is_empty())
     }
 
     /// Which of `pid`'s channels sends with `ssrc` (RTCP sender SSRCs are media SSRCs).

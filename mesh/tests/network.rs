@@ -483,3 +483,40 @@ fn simulcast_layers_are_accepted_from_the_video_channel_only() {
     // Strangers: the layer before it was declared, and from another address.
     assert_eq!(net.mesh.stats().drops(DropReason::UnknownSource), 2);
 }
+
+/// A second video channel line with the same SSRC (say, a new `rtx=`) keeps the declared
+/// layers; a new SSRC drops them.
+#[test]
+fn a_repeated_video_channel_keeps_its_simulcast_layers() {
+    let mut net = three();
+    let video = ssrc(1, MediaKind::Video);
+    let channel = |ssrc: u32| Command::SetChannel {
+        conf: CONF,
+        participant: 1,
+        kind: MediaKind::Video,
+        remote: Remote::Addr(addr(1)),
+        ssrc,
+        clock_rate: clock_rate(MediaKind::Video),
+    };
+    net.command(Command::SetSimulcast {
+        conf: CONF,
+        participant: 1,
+        layers: vec![0x9001, video],
+    });
+    net.tick(TICK);
+    assert_eq!(net.send_raw(addr(1), &rtp(0x9001, 0, 0, 100)), 2);
+    net.command(channel(video));
+    net.tick(TICK);
+    assert_eq!(
+        net.send_raw(addr(1), &rtp(0x9001, 1, 0, 100)),
+        2,
+        "layer kept"
+    );
+    assert_eq!(net.send_raw(addr(1), &rtp(video, 1, 0, 100)), 2);
+    assert_eq!(net.mesh.stats().drops(DropReason::UnknownSource), 0);
+    // Another SSRC: the old layers are strangers now.
+    net.command(channel(0x7777));
+    net.tick(TICK);
+    assert_eq!(net.send_raw(addr(1), &rtp(0x9001, 2, 0, 100)), 0);
+    assert_eq!(net.mesh.stats().drops(DropReason::UnknownSource), 1);
+}

@@ -18,6 +18,7 @@ struct Ticker {
     talks: Vec<(ParticipantId, bool)>,
     ticks: u32,
     channels: Vec<(ParticipantId, MediaKind)>,
+    simulcast: Vec<(ParticipantId, Vec<u32>)>,
 }
 
 impl Path for Ticker {
@@ -52,6 +53,10 @@ impl Path for Ticker {
     fn on_channel(&mut self, _now: Instant, participant: ParticipantId, kind: MediaKind) {
         self.channels.push((participant, kind));
     }
+
+    fn on_simulcast(&mut self, _now: Instant, participant: ParticipantId, layers: &[u32]) {
+        self.simulcast.push((participant, layers.to_vec()));
+    }
 }
 
 /// Each channel that is set up reaches the path (a keyframe-gating path restarts the
@@ -77,6 +82,36 @@ fn channel_set_ups_reach_the_path() {
     });
     net.tick(Duration::from_millis(10));
     assert_eq!(net.mesh.path(CONF).unwrap().channels, want);
+}
+
+/// A video channel line with a new SSRC drops its simulcast layers, and the path hears of
+/// it; one with the same SSRC keeps them silently.
+#[test]
+fn a_new_video_ssrc_drops_the_layers_in_the_path_too() {
+    let mut net: Net<Ticker> = Net::new(MeshConfig::default());
+    net.conference(Ticker::default(), &[1, 2]);
+    let video = ssrc(1, MediaKind::Video);
+    net.command(Command::SetSimulcast {
+        conf: CONF,
+        participant: 1,
+        layers: vec![0x9001, video],
+    });
+    let channel = |ssrc: u32| Command::SetChannel {
+        conf: CONF,
+        participant: 1,
+        kind: MediaKind::Video,
+        remote: mesh::Remote::Addr(addr(1)),
+        ssrc,
+        clock_rate: 90_000,
+    };
+    net.command(channel(video));
+    net.tick(Duration::from_millis(10));
+    let layers = vec![(1, vec![0x9001, video])];
+    assert_eq!(net.mesh.path(CONF).unwrap().simulcast, layers);
+    net.command(channel(0x7777));
+    net.tick(Duration::from_millis(10));
+    let dropped = vec![(1, vec![0x9001, video]), (1, vec![])];
+    assert_eq!(net.mesh.path(CONF).unwrap().simulcast, dropped);
 }
 
 #[test]

@@ -56,6 +56,55 @@ pub struct ReflectorStats {
     pub reports_relayed: u64,
     /// Receiver reports the reflector sent to senders.
     pub reports_sent: u64,
+    /// Packets held back, one per (packet, receiver) not sent, by reason:
+    /// the receiver waits for a keyframe to start decoding.
+    pub held_for_keyframe: u64,
+    /// Thinning withheld a droppable frame's packet (or a late copy of one).
+    pub held_thinned: u64,
+    /// Last-N: the source is not among the last N speakers.
+    pub held_last_n: u64,
+    /// Simulcast: the packet's layer is not the one the receiver gets.
+    pub held_other_layer: u64,
+    /// Simulcast: the packet's SSRC is none of the source's declared layers.
+    pub held_unknown_layer: u64,
+    /// NACKs naming a media SSRC the reflector does not forward.
+    pub nack_unknown_ssrc: u64,
+    /// NACKed packets not resent: no longer cached, never sent to that receiver (thinned),
+    /// or the send failed.
+    pub nack_not_resent: u64,
+    /// NACKs refused whole: the asker is not being sent that stream (its own, waiting for a
+    /// keyframe, or outside last-N).
+    pub nack_refused: u64,
+    /// NACKed packets the same receiver asked for within [`crate::nack::NACK_REPEAT_WINDOW`].
+    pub nack_repeats: u64,
+    /// Sender reports not relayed: one per stream per [`SR_RELAY_INTERVAL`] goes on.
+    pub reports_throttled: u64,
+}
+
+/// At most one sender report per stream is relayed this often, so a sender flooding SRs
+/// does not multiply its flood by the number of receivers.
+pub const SR_RELAY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Length of an SR's header and sender info; relayed SRs are cut to it (their report
+/// blocks are about streams the receivers do not see, and anything after is not theirs).
+pub(crate) const SR_LEN: usize = 28;
+
+/// Copies the sender info of `sr` into `buf` as a block-less SR; `None` when too short.
+pub(crate) fn sr_info(sr: &[u8], buf: &mut [u8; SR_LEN]) -> Option<()> {
+    buf.copy_from_slice(sr.get(..SR_LEN)?);
+    // Version 2, no padding, no report blocks; length 6 words after the first.
+    buf[0] = 0x80;
+    buf[2..4].copy_from_slice(&6u16.to_be_bytes());
+    Some(())
+}
+
+/// Whether a relay is due after the one at `last`; records `now` when it is.
+pub(crate) fn relay_due(last: &mut Option<Instant>, now: Instant) -> bool {
+    let due = last.is_none_or(|t| now.saturating_duration_since(t) >= SR_RELAY_INTERVAL);
+    if due {
+        *last = Some(now);
+    }
+    due
 }
 
 /// Most lost packets one RTCP compound may ask for; the rest of it is ignored. A receiver
@@ -73,7 +122,13 @@ pub(crate) struct ReportState {
     lost: u64,
     /// Middle 32 bits of the last SR's NTP time, and when it arrived.
     last_sr: Option<(u32, Instant)>,
+    /// When the last SR was relayed to receivers.
+    last_relay: Option<Instant>,
 }
+
+/// The loss-based estimate's cap is twice the video a receiver gets, but never below this
+/// (bits/s), so a receiver getting little can still climb.
+pub const LOSS_ESTIMATE_FLOOR: u64 = 30_000;
 
 /// What a receiver's feedback says about its downlink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,12 +154,26 @@ impl Estimate {
     /// The loss-based controller of GCC (draft-ietf-rmcat-gcc-02 6): over 10% loss, back off
     /// to the rate the receiver gets times (1 - loss/2); under 2%, grow 8% per report; in
     /// between, hold. `current` is the video rate the receiver gets, bits/s.
+    ///
+    /// Reports are network input a member can send as fast as it likes, so the estimate stays
+    /// bounded: growth is capped at twice `current` (at least [`LOSS_ESTIMATE_FLOOR`]), and
+    /// with no video flowing (`current == 0`) loss says nothing about the downlink's room,
+    /// so the report is ignored.
     pub fn on_loss(&mut self, fraction_lost: u8, current: u64) {
         self.fraction_lost = fraction_lost;
+        if current == 0 {
+            return;
+        }
         let lost = u64::from(fraction_lost);
+        let cap = current.saturating_mul(2).max(LOSS_ESTIMATE_FLOOR);
         self.loss_based = match self.loss_based {
-            _ if lost > 26 => Some(current * (512 - lost) / 512),
-            Some(e) if lost < 5 => Some(e + e * 8 / 100),
+            // `lost` is at most 255: the result is at most `current`, so it fits.
+            _ if lost > 26 => Some((u128::from(current) * u128::from(512 - lost) / 512) as u64),
+            // At least one bit/s, so a tiny estimate still grows.
+            Some(e) if lost < 5 => Some(
+                e.saturating_add((e.saturating_mul(8) / 100).max(1))
+                    .min(cap),
+            ),
             e => e,
         };
     }
@@ -123,6 +192,7 @@ impl Reflector {
         self.relay_report(src, kind, data, out);
         // One small NACK can name thousands of packets; answer a bounded number.
         let mut budget = MAX_NACKED_PER_COMPOUND;
+        let mut keyframe_asked = false;
         for pkt in rtcp::packets(data).flatten() {
             match pkt {
                 Rtcp::ReceiverReport { blocks, .. } => {
@@ -133,27 +203,54 @@ impl Reflector {
                     }
                 }
                 Rtcp::Nack(n) => {
-                    if let Some(sim) = self.simulcast.values().find(|s| s.out_ssrc() == n.media) {
-                        let lost = n.lost().take(budget);
-                        let (prefs, seqs) = (&self.prefs, &mut self.rtx_seqs);
+                    let now = out.now();
+                    let lost = n.lost().take(budget);
+                    if let Some((&sid, sim)) =
+                        self.simulcast.iter().find(|(_, s)| s.out_ssrc() == n.media)
+                    {
+                        if sid == src || !self.last_n.forwards(sid) {
+                            self.stats.nack_refused += 1;
+                            continue;
+                        }
+                        let (prefs, seqs, memory) =
+                            (&self.prefs, &mut self.rtx_seqs, &mut self.nack_memory);
+                        let mut repeats = 0;
+                        let fresh = lost.filter(|&q| {
+                            let r = memory.repeat(now, src, n.media, q);
+                            repeats += u64::from(r);
+                            !r
+                        });
                         let (asked, sent) =
-                            sim.retransmit(src, lost, |p| resend(prefs, seqs, src, p, out));
-                        budget -= asked as usize;
-                        self.stats.nacked += asked;
+                            sim.retransmit(src, fresh, |p| resend(prefs, seqs, src, p, out));
+                        budget -= (asked + repeats) as usize;
+                        self.stats.nacked += asked + repeats;
+                        self.stats.nack_repeats += repeats;
                         self.stats.retransmitted += sent;
+                        self.stats.nack_not_resent += asked - sent;
                         continue;
                     }
-                    let Some(v) = self.video.values().find(|v| v.ssrc == n.media) else {
+                    let Some((&sid, v)) = self.video.iter().find(|(_, v)| v.ssrc == n.media) else {
+                        self.stats.nack_unknown_ssrc += 1;
                         continue;
                     };
+                    // Only a receiver being sent the stream may ask for its packets.
+                    if sid == src || v.waiting.contains(&src) || !self.last_n.forwards(sid) {
+                        self.stats.nack_refused += 1;
+                        continue;
+                    }
                     // The NACK names the receiver's numbers. A thinned receiver's map back
                     // only to packets it was sent, so thinned frames are never resent.
                     let mut buf = [0u8; nack::SLOT_LEN];
-                    for seq in n.lost().take(budget) {
+                    for seq in lost {
                         budget -= 1;
                         self.stats.nacked += 1;
+                        if self.nack_memory.repeat(now, src, n.media, seq) {
+                            self.stats.nack_repeats += 1;
+                            continue;
+                        }
                         let Some(bytes) = v.source_seq(src, seq).and_then(|s| v.cache.get(s))
                         else {
+                            self.stats.nack_not_resent += 1;
                             continue;
                         };
                         // The resend (and an RTX packet's OSN) carries the receiver's number.
@@ -162,11 +259,17 @@ impl Reflector {
                         copy[2..4].copy_from_slice(&seq.to_be_bytes());
                         if resend(&self.prefs, &mut self.rtx_seqs, src, copy, out) {
                             self.stats.retransmitted += 1;
+                        } else {
+                            self.stats.nack_not_resent += 1;
                         }
                     }
                 }
-                Rtcp::Pli { media, .. } => self.keyframe_asked(src, media),
+                Rtcp::Pli { media, .. } => {
+                    keyframe_asked = true;
+                    self.keyframe_asked(src, media);
+                }
                 Rtcp::Fir(f) => {
+                    keyframe_asked = true;
                     for (media, _) in f.entries() {
                         self.keyframe_asked(src, media);
                     }
@@ -180,10 +283,14 @@ impl Reflector {
                 Rtcp::SenderReport(_) | Rtcp::Sdes | Rtcp::Bye(_) | Rtcp::Other { .. } => {}
             }
         }
-        self.request_keyframes(out);
+        // Only a PLI or FIR makes a request pending; the rest wait for the tick.
+        if keyframe_asked {
+            self.request_keyframes(out);
+        }
     }
 
-    /// A sender's SR goes on to its receivers unchanged: the reflector does not rewrite that
+    /// A sender's SR goes on to its receivers, cut to its sender info and at most one per
+    /// stream per [`SR_RELAY_INTERVAL`]. Otherwise unchanged: the reflector does not rewrite that
     /// source's SSRC or timestamps, so its clock mapping stays true. (A thinned receiver's
     /// sequence numbers are renumbered, so for it the SR's packet and octet counts include
     /// the frames it was not sent; receivers use them only for statistics.)
@@ -200,17 +307,30 @@ impl Reflector {
         let Some(Ok(Rtcp::SenderReport(r))) = rtcp::packets(sr).next() else {
             return;
         };
+        let now = out.now();
         let st = self.reports.entry((src, kind.index())).or_default();
-        st.last_sr = Some(((r.ntp >> 16) as u32, out.now()));
+        st.last_sr = Some(((r.ntp >> 16) as u32, now));
         // A simulcast layer's SR goes to that layer's receivers in their numbering.
         if let Some(sim) = self
             .simulcast
-            .get(&src)
+            .get_mut(&src)
             .filter(|_| kind == MediaKind::Video)
         {
             if let Some(layer) = sim.layer_of(r.ssrc) {
-                self.stats.reports_relayed += sim.relay_sr(layer, sr, out);
+                if relay_due(&mut sim.layers[layer].last_sr_relay, now) {
+                    self.stats.reports_relayed += sim.relay_sr(layer, sr, out);
+                } else {
+                    self.stats.reports_throttled += 1;
+                }
             }
+            return;
+        }
+        if !relay_due(&mut st.last_relay, now) {
+            self.stats.reports_throttled += 1;
+            return;
+        }
+        let mut buf = [0u8; SR_LEN];
+        if sr_info(sr, &mut buf).is_none() {
             return;
         }
         let receivers = self
@@ -218,7 +338,7 @@ impl Reflector {
             .get(&src)
             .map_or(&[][..], |e| &e.receivers[kind.index()][..]);
         for &r in receivers {
-            if out.send_rtcp(r, kind, sr) {
+            if out.send_rtcp(r, kind, &buf) {
                 self.stats.reports_relayed += 1;
             }
         }
@@ -321,5 +441,50 @@ impl Reflector {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_before_any_video_does_not_zero_the_estimate() {
+        let mut e = Estimate::default();
+        e.on_loss(200, 0);
+        assert_eq!(e.loss_based, None, "nothing to judge without video");
+        assert_eq!(e.fraction_lost, 200);
+        // Once video flows, loss counts.
+        e.on_loss(128, 1_000_000);
+        assert_eq!(e.loss_based, Some(1_000_000 * 384 / 512));
+    }
+
+    #[test]
+    fn clean_reports_grow_the_estimate_to_a_cap_without_overflow() {
+        let mut e = Estimate::default();
+        e.on_loss(255, 1_000_000);
+        // Thousands of clean reports, as fast as a member can send them.
+        for _ in 0..10_000 {
+            e.on_loss(0, 1_000_000);
+        }
+        assert_eq!(e.loss_based, Some(2_000_000), "capped at twice the rate");
+        // A tiny estimate still grows, up to the floor.
+        let mut e = Estimate::default();
+        e.on_loss(255, 2);
+        assert_eq!(e.loss_based, Some(2 * 257 / 512));
+        for _ in 0..100_000 {
+            e.on_loss(0, 2);
+        }
+        assert_eq!(e.loss_based, Some(LOSS_ESTIMATE_FLOOR));
+        // Huge rates saturate instead of wrapping.
+        let mut e = Estimate::default();
+        e.on_loss(255, u64::MAX);
+        assert_eq!(
+            e.loss_based,
+            Some((u128::from(u64::MAX) * 257 / 512) as u64)
+        );
+        e.loss_based = Some(u64::MAX - 1);
+        e.on_loss(0, u64::MAX);
+        assert_eq!(e.loss_based, Some(u64::MAX));
     }
 }

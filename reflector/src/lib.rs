@@ -24,7 +24,9 @@ use std::time::Instant;
 use mesh::talk::{self, TalkDetector};
 use mesh::{MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
 
-pub use feedback::{Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REPORT_INTERVAL};
+pub use feedback::{
+    Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REPORT_INTERVAL, SR_RELAY_INTERVAL,
+};
 pub use keyframe::VideoCodec;
 use lastn::LastN;
 pub use lastn::DEFAULT_AUDIO_LEVEL_ID;
@@ -71,6 +73,8 @@ pub struct Reflector {
     /// Per incoming stream (source, kind index), for the reflector's receiver reports.
     reports: HashMap<(ParticipantId, usize), feedback::ReportState>,
     next_report: Option<Instant>,
+    /// Recent NACKs, to ignore quick repeats.
+    nack_memory: nack::NackMemory,
     stats: ReflectorStats,
 }
 
@@ -93,6 +97,7 @@ impl Default for Reflector {
             estimates: HashMap::default(),
             reports: HashMap::default(),
             next_report: None,
+            nack_memory: nack::NackMemory::default(),
             stats: ReflectorStats::default(),
         }
     }
@@ -212,25 +217,37 @@ impl Reflector {
         pkt: &RtpView<'_>,
         out: &mut Vec<ParticipantId>,
     ) {
-        if !self.last_n.forwards(src) {
-            return;
-        }
         let receivers = self
             .table
             .get(&src)
             .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
-        let codec = self.codecs[usize::from(pkt.payload_type())];
-        if !self.simulcast.is_empty() {
-            if let Some(sim) = self.simulcast.get_mut(&src) {
-                return sim.route(now, pkt, codec, receivers, &self.thinned, out);
-            }
+        if !self.last_n.forwards(src) {
+            self.stats.held_last_n += receivers.len() as u64;
+            return;
         }
-        let v = self
-            .video
-            .entry(src)
-            .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers));
-        v.route(now, pkt, codec, receivers, &self.thinned, out);
-        self.renumbering |= v.renumbers();
+        let codec = self.codecs[usize::from(pkt.payload_type())];
+        // Most conferences have no simulcast: skip the lookup.
+        let sim = match self.simulcast.is_empty() {
+            true => None,
+            false => self.simulcast.get_mut(&src),
+        };
+        let held = match sim {
+            Some(sim) => sim.route(now, pkt, codec, receivers, &self.thinned, out),
+            None => {
+                let v = self
+                    .video
+                    .entry(src)
+                    .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers));
+                let held = v.route(now, pkt, codec, receivers, &self.thinned, out);
+                self.renumbering |= v.renumbers();
+                held
+            }
+        };
+        let st = &mut self.stats;
+        st.held_for_keyframe += held.keyframe;
+        st.held_thinned += held.thinned;
+        st.held_other_layer += held.other_layer;
+        st.held_unknown_layer += held.unknown_layer;
     }
 }
 

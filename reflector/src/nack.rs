@@ -5,12 +5,52 @@
 //! the source is first seen, so storing a packet is one copy and no allocation. Receivers
 //! that negotiated RTX (RFC 4588) get the resend as an RTX packet ([`rtx_packet`]).
 
-use mesh::RtpView;
+use std::time::{Duration, Instant};
+
+use mesh::{ParticipantId, RtpView};
 
 /// Packets kept per source: about 1.5 s of 1 Mbit/s video, enough for a NACK round trip.
 pub const SLOTS: usize = 256;
 /// Largest packet kept; larger ones are not cached (and cannot be retransmitted).
 pub const SLOT_LEN: usize = 1500;
+
+/// Recent NACKed packets remembered to spot repeats.
+pub(crate) const NACK_MEMORY: usize = 64;
+/// A receiver asking again for the same packet within this long gets no second copy: the
+/// first is likely still on its way, and answering every repeat amplifies a NACK storm.
+pub const NACK_REPEAT_WINDOW: Duration = Duration::from_millis(100);
+
+/// The last [`NACK_MEMORY`] (receiver, media SSRC, sequence number) asked for, in a fixed
+/// ring, so spotting a repeat neither allocates nor grows.
+#[derive(Clone, Debug)]
+pub(crate) struct NackMemory {
+    ring: [Option<(ParticipantId, u32, u16, Instant)>; NACK_MEMORY],
+    next: usize,
+}
+
+impl Default for NackMemory {
+    fn default() -> Self {
+        Self {
+            ring: [None; NACK_MEMORY],
+            next: 0,
+        }
+    }
+}
+
+impl NackMemory {
+    /// Whether `rx` asked for `seq` of `ssrc` within [`NACK_REPEAT_WINDOW`]; if not, the ask
+    /// is remembered.
+    pub(crate) fn repeat(&mut self, now: Instant, rx: ParticipantId, ssrc: u32, seq: u16) -> bool {
+        let recent = self.ring.iter().flatten().any(|&(r, s, q, at)| {
+            (r, s, q) == (rx, ssrc, seq) && now.saturating_duration_since(at) < NACK_REPEAT_WINDOW
+        });
+        if !recent {
+            self.ring[self.next] = Some((rx, ssrc, seq, now));
+            self.next = (self.next + 1) % NACK_MEMORY;
+        }
+        recent
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct RetransmitCache {

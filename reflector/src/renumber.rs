@@ -107,6 +107,28 @@ impl SeqMap {
         }
     }
 
+    /// Whether source packet `seq` was withheld (by [`SeqMap::skip`]): its number went to the
+    /// packet after its run, so a late copy of it must not go out. Unknown (before the
+    /// history or a restart) counts as withheld: such a packet has no free number.
+    pub(crate) fn withheld(&self, seq: u16) -> bool {
+        // The offset in force just before each change, oldest first.
+        let mut before = self.base;
+        for i in 0..self.len {
+            let (first, o) = self.changes[(self.head + i) % HISTORY];
+            if at_or_after(seq, first) {
+                before = Some(o);
+                continue;
+            }
+            // The first change after `seq`: the run it ends is `before - o` packets long.
+            let Some(b) = before else {
+                return true;
+            };
+            return first.wrapping_sub(seq) <= b.wrapping_sub(o);
+        }
+        // After the newest change: not withheld yet.
+        false
+    }
+
     /// Numbering starts again at source packet `first` with `offset` (a simulcast switch):
     /// earlier receiver numbers no longer map to this stream.
     pub(crate) fn restart(&mut self, first: u16, offset: u16) {
@@ -131,6 +153,7 @@ impl SeqMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// Forwards `total` packets from `start`, withholding those `thin` picks; returns what
     /// the receiver got as (source, receiver) numbers.
@@ -200,6 +223,26 @@ mod tests {
         m.skip(12);
         m.skip(8);
         assert_eq!(m.map(13), 11);
+    }
+
+    #[test]
+    fn withheld_packets_are_known_as_such() {
+        let mut m = SeqMap::default();
+        assert!(!m.withheld(10));
+        m.skip(10);
+        m.skip(11);
+        m.skip(20);
+        let w: Vec<u16> = (5..25).filter(|&s| m.withheld(s)).collect();
+        assert_eq!(w, vec![10, 11, 20]);
+        // Forwarded packets keep distinct numbers.
+        let fwd: BTreeSet<u16> = (5..25)
+            .filter(|&s| !m.withheld(s))
+            .map(|s| m.map(s))
+            .collect();
+        assert_eq!(fwd.len(), 17);
+        m.restart(5000, 7);
+        assert!(m.withheld(4999), "before a restart: no number to give");
+        assert!(!m.withheld(5000));
     }
 
     #[test]

@@ -10,11 +10,12 @@
 
 use std::time::Instant;
 
-use mesh::{MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
+use mesh::{FastMap, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
+use crate::feedback::{sr_info, SR_LEN};
 use crate::keyframe::{self, VideoCodec};
 use crate::renumber::SeqMap;
-use crate::video::{RateMeter, VideoSource};
+use crate::video::{Held, RateMeter, VideoSource};
 
 /// Timestamp step put between the last packet before a switch and the keyframe after it:
 /// one frame at 30 frames/s in the 90 kHz video clock.
@@ -73,6 +74,8 @@ pub(crate) struct Simulcast {
     pub(crate) layers: Vec<VideoSource>,
     rates: Vec<RateMeter>,
     pub(crate) subs: Vec<Sub>,
+    /// Index in `subs` by receiver, rebuilt in `sync`, so a packet's rewrites do not search.
+    by_rx: FastMap<ParticipantId, usize>,
     /// Layer switches done, for tests and metrics.
     pub(crate) switches: u64,
 }
@@ -85,6 +88,7 @@ impl Simulcast {
             layers: ssrcs.iter().map(|&x| VideoSource::new(x, &[])).collect(),
             rates: vec![RateMeter::default(); ssrcs.len()],
             subs: Vec::with_capacity(receivers.len()),
+            by_rx: FastMap::default(),
             switches: 0,
         };
         s.sync(receivers);
@@ -93,9 +97,7 @@ impl Simulcast {
 
     /// The rate of the layer `rx` gets now, bits/s.
     pub(crate) fn rate_for(&self, rx: ParticipantId) -> u64 {
-        self.subs
-            .iter()
-            .find(|s| s.rx == rx)
+        self.sub(rx)
             .and_then(|s| s.current)
             .map_or(0, |l| self.rates[l].bits_per_sec)
     }
@@ -113,8 +115,12 @@ impl Simulcast {
         self.ssrcs.iter().position(|&s| s == ssrc)
     }
 
+    fn sub(&self, rx: ParticipantId) -> Option<&Sub> {
+        self.by_rx.get(&rx).map(|&i| &self.subs[i])
+    }
+
     pub(crate) fn sub_mut(&mut self, rx: ParticipantId) -> Option<&mut Sub> {
-        self.subs.iter_mut().find(|s| s.rx == rx)
+        self.by_rx.get(&rx).map(|&i| &mut self.subs[i])
     }
 
     /// Follows the receiver list; newcomers aim for the top layer and wait for its keyframe.
@@ -127,6 +133,9 @@ impl Simulcast {
                 self.layers[top].pending = true;
             }
         }
+        self.by_rx.clear();
+        self.by_rx
+            .extend(self.subs.iter().enumerate().map(|(i, s)| (s.rx, i)));
     }
 
     /// Picks each receiver's target from its estimate (`None`: unlimited) under its requested
@@ -171,33 +180,49 @@ impl Simulcast {
         receivers: &[ParticipantId],
         thinned: &[ParticipantId],
         out: &mut Vec<ParticipantId>,
-    ) {
+    ) -> Held {
+        let mut held = Held::default();
         let Some(l) = self.layer_of(pkt.ssrc()) else {
-            return;
+            held.unknown_layer = receivers.len() as u64;
+            return held;
         };
         self.rates[l].add(now, pkt.len());
-        let thin =
-            !thinned.is_empty() && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
         let v = &mut self.layers[l];
+        let seq = pkt.sequence_number();
+        // Only packets newer than any before are thinned, see `VideoSource::highest`.
+        let newest = v.note_seq(seq);
+        let thin = newest
+            && !thinned.is_empty()
+            && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
         v.codec = codec;
         v.cache.store(pkt.sequence_number(), pkt.as_bytes());
         let key = codec.is_none_or(|c| keyframe::is_keyframe_start(c, pkt.payload()));
         if key && codec.is_some() {
             v.pending = false;
         }
+        // `subs` mirror `receivers` (see `sync`).
         for sub in &mut self.subs {
-            if !receivers.contains(&sub.rx) {
-                continue;
-            }
             if thin && thinned.contains(&sub.rx) {
                 if sub.current == Some(l) {
                     // Withheld on purpose: its numbering closes the gap.
-                    sub.seqs.skip(pkt.sequence_number());
+                    sub.seqs.skip(seq);
+                    held.thinned += 1;
+                } else {
+                    held.other_layer += 1;
                 }
+                continue;
+            }
+            if !newest && sub.current == Some(l) && sub.seqs.withheld(seq) {
+                // A late copy of a withheld packet: its number went to the next one.
+                held.thinned += 1;
                 continue;
             }
             if sub.current != Some(l) {
                 if sub.target != l || !key {
+                    match sub.current {
+                        None => held.keyframe += 1,
+                        Some(_) => held.other_layer += 1,
+                    }
                     continue;
                 }
                 // Switch: continue the receiver's numbering from its last packet.
@@ -214,6 +239,7 @@ impl Simulcast {
             }
             out.push(sub.rx);
         }
+        held
     }
 
     /// The receiver's header for a packet it was routed.
@@ -245,7 +271,7 @@ impl Simulcast {
         mut send: impl FnMut(&[u8]) -> bool,
     ) -> (u64, u64) {
         let (mut asked, mut sent) = (0, 0);
-        let Some(sub) = self.subs.iter().find(|s| s.rx == rx) else {
+        let Some(sub) = self.sub(rx) else {
             return (0, 0);
         };
         let Some(cur) = sub.current else {
@@ -276,23 +302,60 @@ impl Simulcast {
     /// info only (its report blocks are about streams those receivers do not see). Returns
     /// how many were sent.
     pub(crate) fn relay_sr(&self, layer: usize, sr: &[u8], out: &mut PathOut<'_>) -> u64 {
-        // Header, SSRC, NTP, RTP timestamp, packet and octet counts.
-        const SR_LEN: usize = 28;
-        let Some(info) = sr.get(..SR_LEN) else {
-            return 0;
-        };
         let mut buf = [0u8; SR_LEN];
-        buf.copy_from_slice(info);
-        // Version 2, no padding, no report blocks; length 6 words after the first.
-        buf[0] = 0x80;
-        buf[2..4].copy_from_slice(&6u16.to_be_bytes());
+        if sr_info(sr, &mut buf).is_none() {
+            return 0;
+        }
         buf[4..8].copy_from_slice(&self.out_ssrc().to_be_bytes());
-        let ts = u32::from_be_bytes([info[16], info[17], info[18], info[19]]);
+        let ts = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]);
         let mut n = 0;
         for sub in self.subs.iter().filter(|s| s.current == Some(layer)) {
             buf[16..20].copy_from_slice(&ts.wrapping_add(sub.ts_offset()).to_be_bytes());
             n += u64::from(out.send_rtcp(sub.rx, MediaKind::Video, &buf));
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Top-layer H.264 packets in order `seqs` (droppable when in `drop`, the first an IDR)
+    /// with receiver 2 thinned; returns the numbers 2 was sent, in order.
+    fn sent_to_thinned(seqs: &[u16], drop: &[u16]) -> Vec<u16> {
+        let mut sim = Simulcast::new(&[5, 6], &[2, 3]);
+        let now = Instant::now();
+        let mut got = Vec::new();
+        for (i, &s) in seqs.iter().enumerate() {
+            let nal = match (i, drop.contains(&s)) {
+                (0, _) => 0x65,
+                (_, true) => 0x01,
+                (_, false) => 0x41,
+            };
+            let mut data = vec![0x80, 96, 0, 0, 0, 0, 0, 1, 0, 0, 0, 6, nal];
+            data[2..4].copy_from_slice(&s.to_be_bytes());
+            let pkt = RtpView::parse(&data).unwrap();
+            let mut out = Vec::new();
+            sim.route(now, &pkt, Some(VideoCodec::H264), &[2, 3], &[2], &mut out);
+            if out.contains(&2) {
+                got.push(sim.rewrite(2, &pkt).unwrap().sequence_number);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn late_and_repeated_droppable_packets_never_share_a_number() {
+        // 11 overtakes the droppable 10, which then goes out under its own number.
+        assert_eq!(
+            sent_to_thinned(&[8, 9, 11, 10, 12, 13], &[10]),
+            vec![8, 9, 11, 10, 12, 13]
+        );
+        // A repeat of a withheld packet stays withheld.
+        assert_eq!(
+            sent_to_thinned(&[8, 9, 10, 11, 10, 12, 10, 13], &[10]),
+            vec![8, 9, 10, 11, 12]
+        );
     }
 }

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
+use mesh::{rtcp_write, FastMap, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
 use crate::keyframe::{self, VideoCodec};
 use crate::nack::RetransmitCache;
@@ -57,6 +57,16 @@ impl RateMeter {
     }
 }
 
+/// How many receivers one packet was held back from, by reason (see
+/// [`crate::ReflectorStats`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Held {
+    pub(crate) keyframe: u64,
+    pub(crate) thinned: u64,
+    pub(crate) other_layer: u64,
+    pub(crate) unknown_layer: u64,
+}
+
 /// Everything the reflector keeps for one source's video stream.
 #[derive(Debug)]
 pub(crate) struct VideoSource {
@@ -70,11 +80,17 @@ pub(crate) struct VideoSource {
     pub(crate) waiting: Vec<ParticipantId>,
     /// A keyframe is wanted and not yet seen.
     pub(crate) pending: bool,
+    /// The newest source sequence number seen. Only packets newer than it are thinned:
+    /// withholding a late or repeated one would shift numbers already given out.
+    pub(crate) highest: Option<u16>,
+    /// When this stream's last SR was relayed (simulcast layers; plain streams keep it with
+    /// their report state).
+    pub(crate) last_sr_relay: Option<Instant>,
     last_request: Option<Instant>,
     fir_seq: u8,
     /// Per receiver ever thinned on this stream: its numbering. Room for every receiver is
     /// reserved at membership changes, so adding one on the packet path does not allocate.
-    renumbered: Vec<(ParticipantId, SeqMap)>,
+    renumbered: FastMap<ParticipantId, SeqMap>,
 }
 
 impl VideoSource {
@@ -87,9 +103,11 @@ impl VideoSource {
             rate: RateMeter::default(),
             waiting: receivers.to_vec(),
             pending: !receivers.is_empty(),
+            highest: None,
+            last_sr_relay: None,
             last_request: None,
             fir_seq: 0,
-            renumbered: Vec::with_capacity(receivers.len()),
+            renumbered: FastMap::with_capacity_and_hasher(receivers.len(), Default::default()),
         }
     }
 
@@ -97,7 +115,7 @@ impl VideoSource {
     /// everyone else's.
     pub(crate) fn sync(&mut self, members: &[ParticipantId]) {
         self.waiting.retain(|w| members.contains(w));
-        self.renumbered.retain(|(r, _)| members.contains(r));
+        self.renumbered.retain(|r, _| members.contains(r));
         self.renumbered
             .reserve(members.len().saturating_sub(self.renumbered.len()));
     }
@@ -108,10 +126,10 @@ impl VideoSource {
     }
 
     fn seq_map(&self, rx: ParticipantId) -> Option<&SeqMap> {
-        self.renumbered
-            .iter()
-            .find(|(r, _)| *r == rx)
-            .map(|(_, m)| m)
+        match self.renumbered.is_empty() {
+            true => None,
+            false => self.renumbered.get(&rx),
+        }
     }
 
     /// `rx`'s header for a packet it was routed; `None` while its numbering is the source's.
@@ -153,9 +171,15 @@ impl VideoSource {
         receivers: &[ParticipantId],
         thinned: &[ParticipantId],
         out: &mut Vec<ParticipantId>,
-    ) {
+    ) -> Held {
+        if self.ssrc != pkt.ssrc() {
+            // A new stream numbers afresh.
+            self.highest = None;
+        }
         self.ssrc = pkt.ssrc();
         self.rate.add(now, pkt.len());
+        let seq = pkt.sequence_number();
+        let newest = self.note_seq(seq);
         self.codec = codec;
         self.cache.store(pkt.sequence_number(), pkt.as_bytes());
         let key = match codec {
@@ -169,33 +193,51 @@ impl VideoSource {
             self.pending &= codec.is_none();
         }
         // Parsed only when someone is thinned.
-        let thin =
-            !thinned.is_empty() && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
+        let thin = newest
+            && !thinned.is_empty()
+            && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
         if thin {
-            self.skip(pkt.sequence_number(), receivers, thinned);
+            self.skip(seq, receivers, thinned);
         }
-        if self.waiting.is_empty() && !thin {
+        // A late or repeated packet goes out under the number its place says, unless it
+        // was withheld: that number went to the packet after it.
+        let late = !newest && self.renumbers();
+        let mut held = Held::default();
+        if self.waiting.is_empty() && !thin && !late {
             out.extend_from_slice(receivers);
-        } else {
-            let held =
-                |r: &ParticipantId| self.waiting.contains(r) || (thin && thinned.contains(r));
-            out.extend(receivers.iter().filter(|r| !held(r)));
+            return held;
         }
+        for &r in receivers {
+            if self.waiting.contains(&r) {
+                held.keyframe += 1;
+            } else if (thin && thinned.contains(&r))
+                || (late && self.seq_map(r).is_some_and(|m| m.withheld(seq)))
+            {
+                held.thinned += 1;
+            } else {
+                out.push(r);
+            }
+        }
+        held
+    }
+
+    /// Records `seq` as seen; true when it is newer than every packet before it.
+    pub(crate) fn note_seq(&mut self, seq: u16) -> bool {
+        let newest = self
+            .highest
+            .is_none_or(|h| (seq.wrapping_sub(h) as i16) > 0);
+        if newest {
+            self.highest = Some(seq);
+        }
+        newest
     }
 
     /// Source packet `seq` is withheld from the `thinned` receivers: their numbering closes
     /// the gap.
     fn skip(&mut self, seq: u16, receivers: &[ParticipantId], thinned: &[ParticipantId]) {
         for &r in thinned.iter().filter(|r| receivers.contains(r)) {
-            let i = match self.renumbered.iter().position(|(x, _)| *x == r) {
-                Some(i) => i,
-                None => {
-                    // Within the capacity `sync` reserved.
-                    self.renumbered.push((r, SeqMap::default()));
-                    self.renumbered.len() - 1
-                }
-            };
-            self.renumbered[i].1.skip(seq);
+            // A new entry fits the capacity `sync` reserved.
+            self.renumbered.entry(r).or_default().skip(seq);
         }
     }
 
@@ -230,5 +272,63 @@ impl VideoSource {
             self.pending = false;
         }
         out.send_rtcp(src, MediaKind::Video, &buf[..len])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// H.264: 0x65 starts an IDR, 0x41 is a reference slice, 0x01 a droppable one (NRI 0).
+    fn h264(seq: u16, nal: u8) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7, nal];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p
+    }
+
+    /// Routes source packets in order `seqs` (droppable when in `drop`) with receiver 2
+    /// thinned; returns the numbers 2 was sent, in order.
+    fn sent_to_thinned(seqs: &[u16], drop: &[u16]) -> Vec<u16> {
+        let mut v = VideoSource::new(7, &[]);
+        v.sync(&[1, 2, 3]);
+        let now = Instant::now();
+        let mut got = Vec::new();
+        for (i, &s) in seqs.iter().enumerate() {
+            let nal = match (i, drop.contains(&s)) {
+                (0, _) => 0x65,
+                (_, true) => 0x01,
+                (_, false) => 0x41,
+            };
+            let data = h264(s, nal);
+            let pkt = RtpView::parse(&data).unwrap();
+            let mut out = Vec::new();
+            v.route(now, &pkt, Some(VideoCodec::H264), &[2, 3], &[2], &mut out);
+            if out.contains(&2) {
+                got.push(v.rewrite(2, &pkt).map_or(s, |r| r.sequence_number));
+            }
+        }
+        got
+    }
+
+    fn assert_distinct(got: &[u16]) {
+        let mut d = got.to_vec();
+        d.sort_unstable();
+        d.dedup();
+        assert_eq!(d.len(), got.len(), "two packets share a number: {got:?}");
+    }
+
+    #[test]
+    fn a_late_droppable_packet_is_not_withheld_again() {
+        // 11 overtakes the droppable 10: 10 goes out late under its own number.
+        let got = sent_to_thinned(&[8, 9, 11, 10, 12, 13], &[10]);
+        assert_distinct(&got);
+        assert_eq!(got, vec![8, 9, 11, 10, 12, 13]);
+    }
+
+    #[test]
+    fn a_repeated_withheld_packet_stays_withheld() {
+        let got = sent_to_thinned(&[8, 9, 10, 11, 10, 12, 10, 13], &[10]);
+        assert_distinct(&got);
+        assert_eq!(got, vec![8, 9, 10, 11, 12]);
     }
 }

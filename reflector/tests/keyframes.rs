@@ -78,6 +78,26 @@ fn requests_are_aggregated_and_throttled_per_sender() {
 }
 
 #[test]
+fn packets_held_until_a_keyframe_are_counted() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.camera(1, 300);
+    sim.run(Duration::from_millis(500));
+    // The camera ignores requests: the joiner waits for the next natural keyframe.
+    sim.cameras[0].deaf = true;
+    sim.join(3);
+    sim.run(Duration::from_millis(20));
+    let (from2, held) = (
+        sim.media(2).len(),
+        sim.reflector().stats().held_for_keyframe,
+    );
+    sim.run(Duration::from_millis(500));
+    assert!(sim.media(3).is_empty());
+    let missed = (sim.media(2).len() - from2) as u64;
+    assert!(missed > 0);
+    assert_eq!(sim.reflector().stats().held_for_keyframe - held, missed);
+}
+
+#[test]
 fn fir_only_senders_are_asked_with_fir() {
     let mut sim = Sim::with(&[1, 2], |r| {
         r.set_keyframe_method(1, reflector::KeyframeMethod::Fir)

@@ -80,4 +80,6 @@ fn forwarded_video_follows_the_two_most_recent_speakers() {
             (2, false)
         ]
     );
+    // Video not forwarded under last-N is counted as such.
+    assert!(sim.reflector().stats().held_last_n > 0);
 }

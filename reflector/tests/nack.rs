@@ -156,3 +156,41 @@ fn receivers_that_negotiated_rtx_get_rfc_4588_packets() {
         }
     }
 }
+
+fn nack(sim: &mut Sim, from: u32, lost: &[u16]) {
+    let mut buf = [0u8; 128];
+    let n = rtcp_write::nack(&mut buf, 0x3000 + from, video_ssrc(1), lost).unwrap();
+    sim.rtcp_from(from, &buf[..n]);
+}
+
+/// NACKs are answered only for receivers being sent the stream, and a quick repeat of the
+/// same ask gets no second copy.
+#[test]
+fn nacks_are_answered_once_and_only_for_receivers_of_the_stream() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.camera(1, 300);
+    sim.run(Duration::from_millis(500));
+    let s = seq_of(&sim.media(2).last().unwrap().1);
+    let resent = |sim: &Sim| sim.reflector().stats().retransmitted;
+    nack(&mut sim, 2, &[s]);
+    assert_eq!(resent(&sim), 1);
+    // Again within 100 ms: a repeat, not answered; after that, answered again.
+    sim.run(Duration::from_millis(50));
+    nack(&mut sim, 2, &[s]);
+    assert_eq!((resent(&sim), sim.reflector().stats().nack_repeats), (1, 1));
+    sim.run(Duration::from_millis(60));
+    nack(&mut sim, 2, &[s]);
+    assert_eq!(resent(&sim), 2);
+    // The source asking for its own stream is refused.
+    nack(&mut sim, 1, &[s.wrapping_sub(1)]);
+    assert_eq!(resent(&sim), 2);
+    assert_eq!(sim.reflector().stats().nack_refused, 1);
+    // So is a joiner still waiting for a keyframe (the camera ignores requests).
+    sim.cameras[0].deaf = true;
+    sim.join(3);
+    sim.run(Duration::from_millis(20));
+    assert!(sim.media(3).is_empty());
+    nack(&mut sim, 3, &[s.wrapping_sub(2)]);
+    assert_eq!(resent(&sim), 2);
+    assert_eq!(sim.reflector().stats().nack_refused, 2);
+}

@@ -116,3 +116,30 @@ fn without_remb_receiver_report_loss_drives_the_estimate() {
     assert_eq!(rr(&mut sim, 10), Some(backed));
     assert_eq!(rr(&mut sim, 0), Some(backed + backed * 8 / 100));
 }
+
+/// Relayed SRs carry the sender info only, at most one per stream per 250 ms.
+#[test]
+fn relayed_srs_are_cut_to_the_sender_info_and_throttled() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.camera(1, 30);
+    sim.run(Duration::from_millis(200));
+    let mut buf = [0u8; 64];
+    let n = rtcp_write::sender_report(&mut buf, video_ssrc(1), 7, 9000, 18, 18_000).unwrap();
+    let info = buf[..n].to_vec();
+    // The same SR with one report block (count 1, length 12 words).
+    let mut with_block = info.clone();
+    with_block[0] |= 1;
+    with_block[2..4].copy_from_slice(&12u16.to_be_bytes());
+    with_block.extend_from_slice(&[0x5a; 24]);
+    sim.rtcp_from(1, &with_block);
+    assert_eq!(sim.rtcp(2).len(), 1);
+    assert_eq!(sim.rtcp(2)[0].1, info, "cut to the 28-byte sender info");
+    // A flood of SRs: one per 250 ms goes on.
+    for _ in 0..20 {
+        sim.rtcp_from(1, &with_block);
+        sim.run(Duration::from_millis(20));
+    }
+    let srs = sim.rtcp(2).len();
+    assert!((2..=3).contains(&srs), "{srs} SRs relayed");
+    assert_eq!(sim.reflector().stats().reports_throttled, 21 - srs as u64);
+}

@@ -107,6 +107,10 @@ fn budget_drop_switches_down_within_2_s_and_back_up_seamlessly() {
     // The receiver without an estimate stayed on the top layer all along.
     assert!(sim.media(3).iter().all(|(_, p)| layer_of(p) == 2));
     assert!(!sim.media(3).is_empty());
+    // The layers a receiver was not sent are counted under their reason.
+    let st = sim.reflector().stats();
+    assert!(st.held_other_layer > 0);
+    assert_eq!(st.held_unknown_layer, 0);
 }
 
 #[test]

@@ -71,9 +71,15 @@ fn thinned_sim(ids: &[u32], thin: &[u32]) -> Sim {
 fn a_short_budget_halves_the_frame_rate_without_sequence_gaps() {
     let mut sim = thinned_sim(&[1, 2, 3], &[2]);
     let (from2, from3) = (sim.media(2).len(), sim.media(3).len());
+    let held = sim.reflector().stats().held_thinned;
     sim.run(Duration::from_secs(2));
     let two = &sim.media(2)[from2..];
     let three = &sim.media(3)[from3..];
+    // Every packet withheld is counted, under its reason.
+    assert_eq!(
+        sim.reflector().stats().held_thinned - held,
+        (three.len() - two.len()) as u64
+    );
     assert!(two.iter().all(|(_, p)| !tl1(p)), "no TL1 frame reached 2");
     assert_eq!(two.len() * 2, three.len(), "half the packets");
     assert!(three.iter().any(|(_, p)| tl1(p)));
@@ -88,6 +94,9 @@ fn a_short_budget_halves_the_frame_rate_without_sequence_gaps() {
     // ...numbered without a gap, from before thinning began to now; 3 sees the source's.
     assert_continuous(sim.media(2));
     assert_continuous(sim.media(3));
+    // A NACK for a stream nobody sends is counted, not answered.
+    nack(&mut sim, 2, 0xdead, &[1]);
+    assert_eq!(sim.reflector().stats().nack_unknown_ssrc, 1);
 }
 
 #[test]
