@@ -14,6 +14,11 @@ fuzz_target!(|data: &[u8]| {
         for r in &rows {
             let _ = r.capabilities();
         }
-        let _ = Resolver::default().sweep(std::time::Instant::now(), &rows);
+        // Twice: a merge is ordered only for a duplicate seen in two sweeps in a row.
+        let mut resolver = Resolver::default();
+        let placed = std::collections::HashMap::new();
+        let now = std::time::Instant::now();
+        let _ = resolver.sweep(now, &rows, &placed);
+        let _ = resolver.sweep(now, &rows, &placed);
     }
 });
