@@ -25,6 +25,7 @@ test: deps
 	$(CARGO) build --workspace --bins
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+	cd fuzz && CARGO_TARGET_DIR=../target $(CARGO) check --bins
 
 # Installs only the packages that are missing, so a ready machine pays nothing.
 deps:

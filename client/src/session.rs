@@ -406,7 +406,9 @@ impl State<'_> {
         let mut mix_tick = tokio::time::interval(FRAME);
         mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0u8; 65_536];
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        // The first ping a period after the start, not at once.
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next_send =

@@ -41,15 +41,25 @@ impl Peer {
             .unwrap();
     }
 
-    /// The next line, split at TABs; empty at EOF.
+    /// The next line, split at TABs; empty at EOF. Keepalive `ping`s are answered with
+    /// `pong`, as a real server does, and not returned.
     fn recv(&mut self) -> Vec<String> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        line.trim_end()
-            .split('\t')
-            .filter(|f| !f.is_empty())
-            .map(str::to_owned)
-            .collect()
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let fields: Vec<String> = line
+                .trim_end()
+                .split('\t')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if fields.first().map(String::as_str) == Some("ping") {
+                // The client may be gone by the time we read its ping.
+                let _ = self.writer.write_all(b"pong\n");
+                continue;
+            }
+            return fields;
+        }
     }
 }
 
