@@ -1,101 +1,230 @@
-//! The control connection (TCP, protocol lines) and the events the client reports.
+//! The driver of the join flow: [`Control`] runs [`crate::flow::JoinFlow`] over real
+//! control connections (TCP or WebSocket, through the `control` crate's links) and hands
+//! the application only what it must act on: channels to open, media to pause, events to
+//! print, the end. Also the [`Event`] lines the client reports.
 
+use crate::flow::{Action, FlowConfig, Input, JoinFlow, Peer};
 use crate::ClientError;
-use protocol::{ClientMsg, LineBuffer, ServerMsg};
+use ::control::{ControlError, Link, Recv};
+use protocol::{ChannelAddr, ChannelOpts, ClientMsg, MediaKind, ServerMsg};
 use std::fmt;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::Instant;
 
-/// How long a TCP connect may take before the server counts as unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+type Connecting = Pin<Box<dyn Future<Output = Result<Link, ControlError>> + Send>>;
 
-/// One TCP control connection to a dispatcher or a media server.
+/// What the application must act on.
 #[derive(Debug)]
+pub enum Step {
+    /// Open our side of this channel, then [`Control::declare_channel`].
+    ChannelOffered {
+        kind: MediaKind,
+        addr: SocketAddr,
+        payload_type: u8,
+        codec: String,
+        ssrc: u32,
+    },
+    /// Stop sending media until the next channel (we are leaving its server).
+    PauseMedia,
+    /// Print this.
+    Event(Event),
+    /// The session is over; do not call [`Control::next`] again.
+    Finished(Result<(), ClientError>),
+}
+
+/// A client's control plane: the join flow and its current connection.
 pub struct Control {
-    stream: TcpStream,
-    lines: LineBuffer,
-    buf: Vec<u8>,
-    /// What is at the other end, for messages ("dispatcher", "media server").
-    peer: &'static str,
+    flow: JoinFlow,
+    link: Option<Link>,
+    connecting: Option<(Connecting, Peer, String)>,
     /// Lines that framed fine but did not parse; skipped.
     pub bad_lines: u64,
 }
 
+fn connect_error(peer: Peer, addr: &str, e: ControlError) -> ClientError {
+    let source = match e {
+        ControlError::Connect { source, .. } => source,
+        ControlError::ConnectTimeout(_) => std::io::ErrorKind::TimedOut.into(),
+        other => std::io::Error::other(other.to_string()),
+    };
+    ClientError::Connect {
+        what: peer.as_str(),
+        addr: addr.to_owned(),
+        source,
+    }
+}
+
 impl Control {
-    /// Connects to `addr` (`host:port`), naming the peer `peer` in errors.
-    pub async fn connect(addr: &str, peer: &'static str) -> Result<Self, ClientError> {
-        let connect_err = |source| ClientError::Connect {
-            what: peer,
-            addr: addr.to_owned(),
-            source,
-        };
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(connect_err(e)),
-            Err(_) => return Err(connect_err(std::io::ErrorKind::TimedOut.into())),
-        };
-        // Control lines are tiny and latency matters more than batching.
-        stream.set_nodelay(true).ok();
-        Ok(Control {
-            stream,
-            lines: LineBuffer::new(),
-            buf: vec![0; 4096],
-            peer,
+    pub fn new(cfg: FlowConfig) -> Self {
+        Control {
+            flow: JoinFlow::new(cfg, Instant::now()),
+            link: None,
+            connecting: None,
             bad_lines: 0,
-        })
+        }
     }
 
-    pub fn peer(&self) -> &'static str {
-        self.peer
+    /// The conference we are in (or joining).
+    pub fn conference(&self) -> &str {
+        self.flow.conference()
     }
 
-    /// Our end of the connection; the media socket binds to the same IP.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.stream.local_addr()
+    /// The IP of our end of the control connection: media sockets bind to it, so the
+    /// server sees RTP from the host it admitted.
+    pub fn local_ip(&self) -> Option<IpAddr> {
+        self.link
+            .as_ref()
+            .and_then(|l| l.outbox.local())
+            .map(|a| a.ip())
     }
 
-    pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
-        let line = msg.encode();
-        tracing::debug!(peer = self.peer, line = line.trim_end(), "send");
-        self.stream.write_all(line.as_bytes()).await?;
-        Ok(())
+    /// Answers [`Step::ChannelOffered`].
+    pub fn declare_channel(
+        &mut self,
+        kind: MediaKind,
+        addr: ChannelAddr,
+        ssrc: u32,
+        opts: ChannelOpts,
+    ) {
+        self.flow.declare_channel(kind, addr, ssrc, opts);
+        self.pump();
     }
 
-    /// The next message. Lines that do not parse are logged, counted and skipped; a line
-    /// the codec cannot frame (over-long, not UTF-8) ends the connection with an error.
-    /// Cancel-safe: partial input stays buffered in `self`.
-    pub async fn recv(&mut self) -> Result<ServerMsg, ClientError> {
-        loop {
-            while let Some(line) = self.lines.next_line() {
-                let line = line?;
-                match ServerMsg::parse(&line) {
-                    Ok(msg) => {
-                        tracing::debug!(peer = self.peer, line, "recv");
-                        return Ok(msg);
-                    }
-                    Err(e) => {
-                        self.bad_lines += 1;
-                        tracing::warn!(peer = self.peer, line, "ignoring line: {e}");
+    /// Sends a line to the media server we are joined to, at once (`talk` before the
+    /// audio it announces).
+    pub fn send(&mut self, msg: ClientMsg) {
+        self.flow.send(msg);
+        self.pump();
+    }
+
+    /// Leaves (`endsession`); [`Control::next`] then returns `Finished(Ok)`.
+    pub fn leave(&mut self) {
+        self.flow.leave();
+        self.pump();
+    }
+
+    fn close_link(&mut self) {
+        if let Some(l) = self.link.take() {
+            l.outbox.finish(None, ::control::CloseReason::Done);
+        }
+    }
+
+    /// Carries out the flow's connection actions; stops at the first one the application
+    /// must see, which stays queued for [`Control::next`].
+    fn pump(&mut self) -> Option<Step> {
+        while let Some(a) = self.flow.poll_action() {
+            match a {
+                Action::Connect { target, peer } => {
+                    self.close_link();
+                    let to = target.clone();
+                    let fut = async move { ::control::connect(&to).await };
+                    self.connecting = Some((Box::pin(fut), peer, target));
+                }
+                Action::Send(m) => {
+                    let line = m.encode();
+                    tracing::debug!(line = line.trim_end(), "send");
+                    if let Some(l) = &self.link {
+                        // A closed link is reported by its incoming side.
+                        l.outbox.send(line);
                     }
                 }
+                Action::Disconnect => self.close_link(),
+                Action::PauseMedia => return Some(Step::PauseMedia),
+                Action::ChannelOffered {
+                    kind,
+                    addr,
+                    payload_type,
+                    codec,
+                    ssrc,
+                } => {
+                    return Some(Step::ChannelOffered {
+                        kind,
+                        addr,
+                        payload_type,
+                        codec,
+                        ssrc,
+                    })
+                }
+                Action::Event(e) => return Some(Step::Event(e)),
+                Action::Finished(r) => {
+                    self.close_link();
+                    self.connecting = None;
+                    return Some(Step::Finished(r));
+                }
             }
-            let n = self.stream.read(&mut self.buf).await?;
-            if n == 0 {
-                return Err(ClientError::Closed(self.peer));
-            }
-            self.lines.extend(&self.buf[..n]);
         }
+        None
     }
 
-    /// Says goodbye (`endsession`) and closes our side; errors are irrelevant when leaving.
-    /// The connection is of no further use.
-    pub async fn end(&mut self) {
-        if let Err(e) = self.send(&ClientMsg::EndSession).await {
-            tracing::debug!(peer = self.peer, "endsession not sent: {e}");
+    /// The next step for the application. Cancel-safe: a connect in progress and partial
+    /// lines are kept.
+    pub async fn next(&mut self) -> Step {
+        loop {
+            if let Some(step) = self.pump() {
+                return step;
+            }
+            let timeout = self.flow.poll_timeout();
+            let timer = async move {
+                match timeout {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let connecting = async {
+                match self.connecting.as_mut() {
+                    Some((f, _, _)) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let recv = async {
+                match self.link.as_mut() {
+                    Some(l) => l.incoming.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                linked = connecting => {
+                    let Some((_, peer, target)) = self.connecting.take() else { continue };
+                    let now = Instant::now();
+                    match linked {
+                        Ok(link) => {
+                            self.link = Some(link);
+                            self.flow.handle(now, Input::Connected);
+                        }
+                        Err(e) => {
+                            self.flow.handle(now, Input::ConnectFailed(connect_error(peer, &target, e)));
+                        }
+                    }
+                }
+                got = recv => {
+                    let now = Instant::now();
+                    let peer = self.flow.peer();
+                    match got {
+                        Recv::Line(l) => match ServerMsg::parse(&l) {
+                            Ok(m) => {
+                                tracing::debug!(peer = peer.as_str(), line = l, "recv");
+                                self.flow.handle(now, Input::Line(m));
+                            }
+                            Err(e) => {
+                                self.bad_lines += 1;
+                                tracing::warn!(peer = peer.as_str(), line = l, "ignoring line: {e}");
+                            }
+                        },
+                        Recv::Bad(e) => {
+                            self.link = None;
+                            self.flow.handle(now, Input::Lost(ClientError::Protocol(e)));
+                        }
+                        Recv::Closed(_) => {
+                            self.link = None;
+                            self.flow.handle(now, Input::Lost(ClientError::Closed(peer.as_str())));
+                        }
+                    }
+                }
+                () = timer => self.flow.handle_timeout(Instant::now()),
+            }
         }
-        self.stream.shutdown().await.ok();
     }
 }
 

@@ -11,17 +11,14 @@
 //! bind RTP and RTCP (P, P+1, P+2, P+3). SSRCs: audio `ssrc`, video `video_ssrc` or
 //! `ssrc + 1`; without `ssrc` the ones from the server's `channel` lines.
 
-use crate::control::{Control, Event, Summary};
+use crate::control::{Control, Event, Step, Summary};
 use crate::session::SessionConfig;
 use crate::ClientError;
-use protocol::{ChannelAddr, ClientMsg, MediaKind, ServerMsg};
+use protocol::{ChannelAddr, MediaKind};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-
-/// Redirects (`dispatch`) followed before joining, as in a normal session.
-const MAX_REDIRECTS: usize = 8;
 
 /// The `--external-media` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,27 +191,14 @@ fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, dir.join(name))
 }
 
-/// Where the session is in the join flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Greeting,
-    Joining,
-    Joined,
-}
-
 struct State<'a> {
-    cfg: &'a SessionConfig,
     ext: &'a ExternalConfig,
-    ctrl: Control,
-    phase: Phase,
-    ticket: Option<String>,
-    redirects: usize,
-    conference: String,
     channels: Vec<Channel>,
 }
 
 /// Runs an external-media session until `shutdown` completes (then says `endsession`) or
-/// something fails. Control events, and `left` at the end, go to `events`.
+/// something fails. Control events, and `left` at the end, go to `events`. If its media
+/// server dies it fails over like any session and rewrites both files for the new server.
 pub async fn run(
     cfg: &SessionConfig,
     ext: &ExternalConfig,
@@ -222,31 +206,38 @@ pub async fn run(
     events: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Summary, ClientError> {
     std::fs::create_dir_all(&ext.dir)?;
-    let ctrl = Control::connect(&cfg.dispatcher, "dispatcher").await?;
+    let mut flow = cfg.flow_config();
+    flow.opts.media = ext.kinds().to_vec();
+    flow.opts.app = Some("confclient-external".into());
+    let mut ctrl = Control::new(flow);
     let mut st = State {
-        cfg,
         ext,
-        ctrl,
-        phase: Phase::Greeting,
-        ticket: None,
-        redirects: 0,
-        conference: cfg.conference.clone(),
         channels: Vec::new(),
     };
     let outcome = async {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return Ok::<(), ClientError>(()),
-                msg = st.ctrl.recv() => st.on_control(msg?, events).await?,
+                () = &mut shutdown => {
+                    crate::session::leave(&mut ctrl).await;
+                    return Ok::<(), ClientError>(());
+                }
+                step = ctrl.next() => match step {
+                    Step::Event(e) => events(&e),
+                    Step::ChannelOffered { kind, addr, payload_type, codec, ssrc } => {
+                        st.on_channel(&mut ctrl, kind, addr, payload_type, codec, ssrc)?;
+                    }
+                    // The next server assigns new channels; the files are rewritten then.
+                    Step::PauseMedia => st.channels.clear(),
+                    Step::Finished(r) => return r,
+                }
             }
         }
     }
     .await;
-    st.ctrl.end().await;
     outcome?;
     let summary = Summary {
-        conference: st.conference,
+        conference: ctrl.conference().to_owned(),
         ..Summary::default()
     };
     events(&Event::Left(summary.clone()));
@@ -254,112 +245,51 @@ pub async fn run(
 }
 
 impl State<'_> {
-    async fn on_control(
+    /// Declares an offered channel as `latch:PORT` with the external sender's SSRC, and
+    /// writes the files once every channel is there.
+    fn on_channel(
         &mut self,
-        msg: ServerMsg,
-        events: &mut (dyn FnMut(&Event) + Send),
+        ctrl: &mut Control,
+        kind: MediaKind,
+        addr: SocketAddr,
+        payload_type: u8,
+        codec: String,
+        ssrc: u32,
     ) -> Result<(), ClientError> {
-        if !matches!(msg, ServerMsg::Pong { .. }) {
-            events(&Event::Server(msg.clone()));
+        if !self.ext.kinds().contains(&kind) {
+            tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
+            return Ok(());
         }
-        match msg {
-            ServerMsg::Connect { .. } => {
-                if self.phase != Phase::Greeting {
-                    return Err(ClientError::Unexpected("second connect".into()));
-                }
-                let mut join = self.cfg.join_msg(self.ticket.as_deref());
-                if let ClientMsg::Join {
-                    conference, opts, ..
-                } = &mut join
-                {
-                    conference.clone_from(&self.conference);
-                    opts.media = self.ext.kinds().to_vec();
-                    opts.app = Some("confclient-external".into());
-                }
-                self.ctrl.send(&join).await?;
-                self.phase = Phase::Joining;
-            }
-            ServerMsg::Dispatch {
-                addr,
-                ticket,
-                conference,
-            } => {
-                if let Some(c) = conference {
-                    self.conference = c;
-                }
-                self.redirects += 1;
-                if self.redirects > MAX_REDIRECTS {
-                    return Err(ClientError::Unexpected("too many redirects".into()));
-                }
-                self.ctrl.end().await;
-                self.ctrl = Control::connect(&addr.to_string(), "media server").await?;
-                self.ticket = Some(ticket);
-                self.phase = Phase::Greeting;
-                // The new server assigns new channels; send.txt is rewritten then.
-                self.channels.clear();
-            }
-            ServerMsg::Accept { conference, .. } => {
-                self.conference = conference;
-                self.phase = Phase::Joined;
-                self.redirects = 0;
-            }
-            ServerMsg::Channel {
-                kind,
-                addr,
-                payload_type,
-                codec,
-                ssrc,
-            } => {
-                if !self.ext.kinds().contains(&kind) {
-                    tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
-                    return Ok(());
-                }
-                let ip = self.ctrl.local_addr()?.ip();
-                let ch = Channel {
-                    kind,
-                    server: addr,
-                    payload_type,
-                    codec,
-                    ssrc: self.ext.ssrc_of(kind, ssrc),
-                    recv: SocketAddr::new(ip, self.ext.recv_port_of(kind)),
-                };
-                self.ctrl
-                    .send(&ClientMsg::Channel {
-                        kind,
-                        addr: ChannelAddr::LatchRecv(ch.recv.port()),
-                        ssrc: ch.ssrc,
-                        opts: Default::default(),
-                    })
-                    .await?;
-                tracing::info!(kind = kind.as_str(), recv = %ch.recv, ssrc = ch.ssrc, "external channel declared");
-                self.channels.retain(|c| c.kind != kind);
-                self.channels.push(ch);
-                self.channels.sort_by_key(|c| c.kind == MediaKind::Video);
-                if self.ext.kinds().len() == self.channels.len() {
-                    self.write_files()?;
-                }
-            }
-            ServerMsg::Reject { code, text } => return Err(ClientError::Rejected { code, text }),
-            ServerMsg::Error { code, text } => return Err(ClientError::Server { code, text }),
-            ServerMsg::AddUser { .. }
-            | ServerMsg::DelUser { .. }
-            | ServerMsg::Text { .. }
-            | ServerMsg::Speaking { .. }
-            | ServerMsg::Quality { .. }
-            | ServerMsg::Pong { .. } => {}
+        let ip = ctrl.local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ch = Channel {
+            kind,
+            server: addr,
+            payload_type,
+            codec,
+            ssrc: self.ext.ssrc_of(kind, ssrc),
+            recv: SocketAddr::new(ip, self.ext.recv_port_of(kind)),
+        };
+        ctrl.declare_channel(
+            kind,
+            ChannelAddr::LatchRecv(ch.recv.port()),
+            ch.ssrc,
+            Default::default(),
+        );
+        tracing::info!(kind = kind.as_str(), recv = %ch.recv, ssrc = ch.ssrc, "external channel declared");
+        self.channels.retain(|c| c.kind != kind);
+        self.channels.push(ch);
+        self.channels.sort_by_key(|c| c.kind == MediaKind::Video);
+        if self.ext.kinds().len() == self.channels.len() {
+            self.write_files(ctrl.conference())?;
         }
         Ok(())
     }
 
     /// `receive.sdp` first: a script that waits for `send.txt` finds both.
-    fn write_files(&self) -> Result<(), ClientError> {
+    fn write_files(&self, conference: &str) -> Result<(), ClientError> {
         let dir = &self.ext.dir;
-        write_atomic(
-            dir,
-            "receive.sdp",
-            &receive_sdp(&self.conference, &self.channels),
-        )?;
-        write_atomic(dir, "send.txt", &send_txt(&self.conference, &self.channels))?;
+        write_atomic(dir, "receive.sdp", &receive_sdp(conference, &self.channels))?;
+        write_atomic(dir, "send.txt", &send_txt(conference, &self.channels))?;
         tracing::info!(dir = %dir.display(), "wrote receive.sdp and send.txt");
         Ok(())
     }

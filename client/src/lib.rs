@@ -4,9 +4,12 @@
 //! protocol and RTP exactly as a user's would, without a browser. This crate is that
 //! client, split into reusable parts:
 //!
-//! - [`session`]: the join flow (dispatcher -> `dispatch` -> media server -> `accept` ->
-//!   `channel`) and the media loop; [`session::run`] is a whole client session.
-//! - [`control`]: the TCP control connection and the [`control::Event`] lines it reports.
+//! - [`flow`]: the join flow (dispatcher -> `dispatch` -> media server -> `accept` ->
+//!   `channel`, keepalive, failover) as one sans-IO state machine, shared by confclient,
+//!   its external-media mode and loadgen.
+//! - [`control`]: its driver over real connections (TCP or WebSocket, through the `control`
+//!   crate), and the [`control::Event`] lines the client reports.
+//! - [`session`]: the media loop around it; [`session::run`] is a whole client session.
 //! - [`packet`]: RTP numbering for sending and RTP/RTCP demux for receiving (`rtc-rtp`).
 //! - [`mixer`]: the sans-IO receive side: per-SSRC jitter buffer, Opus decode with PLC, and
 //!   a saturating mix on a wall-clock timeline; [`recorder`] drives it and writes the WAV.
@@ -19,6 +22,7 @@ pub mod config;
 pub mod control;
 mod error;
 pub mod external;
+pub mod flow;
 pub mod mixer;
 pub mod packet;
 pub mod recorder;

@@ -1,22 +1,20 @@
-//! One client session: the join flow (seed 003 Fig. 2), then media until told to leave.
+//! One client session: the join flow ([`crate::flow`], driven by [`Control`]), then
+//! media until told to leave.
 //!
-//! dispatcher `connect` -> `join` -> `dispatch` -> `endsession`; media server `connect` ->
-//! `join ... ticket=` -> `accept` -> `channel` (answered with our own) -> RTP both ways.
 //! Everything runs on one task: the control connection, the UDP socket, the 20 ms send
-//! clock and the recorder tick are branches of one `select!`.
-//!
-//! Failover: when the media server's connection drops (it died) or a media server refuses
-//! or cannot be reached, the session goes back to the dispatcher on its own, with a
-//! short backoff, and joins the same conference again, keeping its local RTP socket.
+//! clock and the recorder tick are branches of one `select!`. When the flow fails over to
+//! another media server, the session keeps its local RTP socket and points it at the new
+//! server's channel.
 
-use crate::control::{Control, Event, Summary};
+use crate::control::{Control, Event, Step, Summary};
+use crate::flow::FlowConfig;
 use crate::packet::{classify, Datagram, RtpSender};
 use crate::recorder::Recorder;
 use crate::tone::Sine;
 use crate::ClientError;
 use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES, SAMPLE_RATE};
-use protocol::{ChannelAddr, ClientMsg, ErrorCode, JoinOpts, MediaKind, Mode, ServerMsg};
+use protocol::{ChannelAddr, ClientMsg, JoinOpts, MediaKind, Mode, ServerMsg};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -24,8 +22,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// How [`Control`] names a media server peer; failover keys on it.
-const MEDIA_SERVER: &str = "media server";
+pub use crate::flow::{backoff, FAILOVER_FOR};
 
 /// One frame of audio: 20 ms.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -33,29 +30,8 @@ pub const FRAME: Duration = Duration::from_millis(20);
 pub const TONE_DBFS: f64 = -12.0;
 /// A sender further behind its clock than this skips frames instead of bursting them.
 const MAX_BURST: Duration = Duration::from_millis(200);
-/// Redirects (`dispatch`) followed before joining, so two servers cannot bounce us forever.
-const MAX_REDIRECTS: usize = 8;
-/// How long a lost session keeps trying to get back into its conference.
-pub const FAILOVER_FOR: Duration = Duration::from_secs(30);
-/// A `ping` goes to the media server this often while we are in its conference...
-const KEEPALIVE: Duration = Duration::from_secs(1);
-/// ...and a server that has sent nothing for this long is taken for dead (a host that died
-/// without closing its connections), so failover starts without waiting for TCP.
-const SILENT_FOR: Duration = Duration::from_secs(4);
-/// First and longest wait between two failover attempts (doubling in between).
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// The wait before failover attempt `attempt` (0-based): none for the first, then 100 ms
-/// doubling up to 1 s.
-pub fn backoff(attempt: u32) -> Duration {
-    match attempt {
-        0 => Duration::ZERO,
-        n => BACKOFF_FIRST
-            .saturating_mul(1 << (n - 1).min(10))
-            .min(BACKOFF_MAX),
-    }
-}
+/// How long a leave may take to say `endsession` before we go anyway.
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
 
 /// What a session needs to know.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,24 +64,32 @@ impl SessionConfig {
         self.g711.map_or("opus", Law::name)
     }
 
-    /// The `join` line, with `ticket` once the dispatcher handed one out.
-    pub fn join_msg(&self, ticket: Option<&str>) -> ClientMsg {
-        ClientMsg::Join {
-            conference: self.conference.clone(),
-            account: self.account.clone(),
-            name: self.name.clone(),
-            opts: JoinOpts {
-                ticket: ticket.map(str::to_owned),
-                mode: self.mode,
-                media: vec![MediaKind::Audio],
-                codec: Some(self.codec_name().into()),
-                app: Some("confclient".into()),
-                version: Some(env!("CARGO_PKG_VERSION").into()),
-                os: Some(std::env::consts::OS.into()),
-                domain: self.domain.clone(),
-                extra: Vec::new(),
-            },
+    /// The `join` line's options (the flow adds the ticket).
+    pub fn join_opts(&self) -> JoinOpts {
+        JoinOpts {
+            ticket: None,
+            mode: self.mode,
+            media: vec![MediaKind::Audio],
+            codec: Some(self.codec_name().into()),
+            app: Some("confclient".into()),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            os: Some(std::env::consts::OS.into()),
+            domain: self.domain.clone(),
+            extra: Vec::new(),
         }
+    }
+
+    /// The join flow of this session.
+    pub fn flow_config(&self) -> FlowConfig {
+        let mut f = FlowConfig::new(
+            &self.dispatcher,
+            &self.conference,
+            &self.account,
+            &self.name,
+        );
+        f.opts = self.join_opts();
+        f.seed = rand::random();
+        f
     }
 }
 
@@ -137,7 +121,7 @@ impl Media {
     /// Binds the media socket on the control connection's local IP (same family as the
     /// server), so the server sees RTP from the host it is talking to.
     async fn open(
-        ctrl: &Control,
+        local_ip: IpAddr,
         server: SocketAddr,
         payload_type: u8,
         ssrc: u32,
@@ -145,7 +129,6 @@ impl Media {
         origin: Instant,
     ) -> Result<Self, ClientError> {
         let tone = cfg.tone;
-        let local_ip = ctrl.local_addr()?.ip();
         let ip = match (local_ip, server) {
             (IpAddr::V4(_), SocketAddr::V4(_)) | (IpAddr::V6(_), SocketAddr::V6(_)) => local_ip,
             (_, SocketAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -308,37 +291,17 @@ impl MediaEncoder {
     }
 }
 
-/// Where the session is in the join flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Connected, waiting for the server's `connect`.
-    Greeting,
-    /// `join` sent, waiting for `accept` or `dispatch`.
-    Joining,
-    /// In the conference.
-    Joined,
-}
-
 /// Everything that changes while a session runs.
 struct State<'a> {
     cfg: &'a SessionConfig,
-    ctrl: Control,
-    phase: Phase,
-    ticket: Option<String>,
-    redirects: usize,
-    conference: String,
     media: Option<Media>,
     recorder: Recorder,
     sent: u64,
     malformed: u64,
-    /// When we were accepted: the origin of the talk schedule.
+    /// When we were first accepted: the origin of the talk schedule.
     joined_at: Option<Instant>,
-    /// Since when we have been trying to get back into the conference, if we are.
-    lost_at: Option<Instant>,
-    /// Failover attempts since `lost_at`.
-    attempts: u32,
-    /// When the server last sent us a line.
-    last_heard: Instant,
+    /// Accepted by a media server (the recorder's timeline runs).
+    joined: bool,
 }
 
 /// Runs a session until `shutdown` completes (then leaves cleanly and returns the summary)
@@ -351,44 +314,33 @@ pub async fn run(
 ) -> Result<Summary, ClientError> {
     // Open the recording before connecting: a bad path should fail before we join.
     let recorder = Recorder::new(cfg.record.as_deref(), std::time::Instant::now())?;
-    let ctrl = Control::connect(&cfg.dispatcher, "dispatcher").await?;
+    let mut ctrl = Control::new(cfg.flow_config());
     let mut st = State {
         cfg,
-        ctrl,
-        phase: Phase::Greeting,
-        ticket: None,
-        redirects: 0,
-        conference: cfg.conference.clone(),
         media: None,
         recorder,
         sent: 0,
         malformed: 0,
         joined_at: None,
-        lost_at: None,
-        attempts: 0,
-        last_heard: Instant::now(),
+        joined: false,
     };
-    let outcome = st.run(shutdown, events).await;
+    let outcome = st.run(&mut ctrl, shutdown, events).await;
     let State {
-        mut ctrl,
         recorder,
-        conference,
         sent,
         malformed,
         ..
     } = st;
-    // Leave politely on every path; after a reject or a dropped link this is a no-op.
-    ctrl.end().await;
     let stats = recorder.finish(std::time::Instant::now());
     outcome?;
     let stats = stats?;
     let summary = Summary {
-        conference,
+        conference: ctrl.conference().to_owned(),
         sent,
         received: stats.packets,
         streams: stats.streams,
         lost: stats.lost,
-        malformed: malformed + stats.decode_errors,
+        malformed: malformed + stats.decode_errors + ctrl.bad_lines,
         late: stats.late,
         duplicates: stats.duplicates,
     };
@@ -396,9 +348,19 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Says `endsession` and lets the flow finish, within [`LEAVE_GRACE`].
+pub(crate) async fn leave(ctrl: &mut Control) {
+    ctrl.leave();
+    let _ = tokio::time::timeout(LEAVE_GRACE, async {
+        while !matches!(ctrl.next().await, Step::Finished(_)) {}
+    })
+    .await;
+}
+
 impl State<'_> {
     async fn run(
         &mut self,
+        ctrl: &mut Control,
         shutdown: impl Future<Output = ()>,
         events: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<(), ClientError> {
@@ -406,10 +368,6 @@ impl State<'_> {
         let mut mix_tick = tokio::time::interval(FRAME);
         mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0u8; 65_536];
-        // The first ping a period after the start, not at once.
-        let mut keepalive =
-            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
-        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next_send =
                 self.media
@@ -420,23 +378,32 @@ impl State<'_> {
                         None => m.next_send,
                     });
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                msg = self.ctrl.recv() => {
-                    let step = match msg {
-                        Ok(msg) => {
-                            self.last_heard = Instant::now();
-                            self.on_control(msg, events).await
+                () = &mut shutdown => {
+                    leave(ctrl).await;
+                    return Ok(());
+                }
+                step = ctrl.next() => match step {
+                    Step::Event(e) => {
+                        if let Event::Server(ServerMsg::Accept { .. }) = &e {
+                            self.recorder.restart(std::time::Instant::now());
+                            self.joined_at.get_or_insert_with(Instant::now);
+                            self.joined = true;
                         }
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = step {
-                        // Either back to the dispatcher, or the session ends with `e`.
-                        tokio::select! {
-                            () = &mut shutdown => return Ok(()),
-                            r = self.recover(e, events) => r?,
+                        events(&e);
+                    }
+                    Step::ChannelOffered { kind: MediaKind::Audio, addr, payload_type, codec, ssrc } => {
+                        self.open_audio(ctrl, addr, payload_type, &codec, ssrc).await?;
+                    }
+                    Step::ChannelOffered { kind, .. } => {
+                        tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
+                    }
+                    Step::PauseMedia => {
+                        if let Some(m) = self.media.as_mut() {
+                            m.pause();
                         }
                     }
-                }
+                    Step::Finished(r) => return r,
+                },
                 got = recv(self.media.as_ref(), &mut buf) => match got {
                     Ok((n, _from)) => self.on_datagram(&buf[..n]),
                     Err(e) => tracing::debug!("rtp receive failed: {e}"),
@@ -453,7 +420,7 @@ impl State<'_> {
                                 if want {
                                     m.tx.talkspurt();
                                 }
-                                self.ctrl.send(&ClientMsg::Talk { on: want }).await?;
+                                ctrl.send(ClientMsg::Talk { on: want });
                             }
                             if m.send_frame().await? {
                                 self.sent += 1;
@@ -462,212 +429,52 @@ impl State<'_> {
                         }
                     }
                 }
-                // Liveness of the media server: a keepalive `ping`, and failover when it
-                // has been silent too long.
-                // Before `accept` too: a host that accepts TCP but never greets or answers
-                // the join (stopped, hung) is as dead.
-                _ = keepalive.tick(), if self.ctrl.peer() == MEDIA_SERVER => {
-                    let step = if self.last_heard.elapsed() > SILENT_FOR {
-                        Err(ClientError::Silent(MEDIA_SERVER, SILENT_FOR.as_secs()))
-                    } else if self.phase == Phase::Joined {
-                        self.ctrl.send(&ClientMsg::Ping { token: None }).await
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(e) = step {
-                        tokio::select! {
-                            () = &mut shutdown => return Ok(()),
-                            r = self.recover(e, events) => r?,
-                        }
-                        self.last_heard = Instant::now();
-                    }
-                }
                 // The timeline starts at `accept`; ticking earlier would pin it to connect time.
-                _ = mix_tick.tick(), if self.phase == Phase::Joined => {
+                _ = mix_tick.tick(), if self.joined => {
                     self.recorder.tick(std::time::Instant::now())?
                 }
             }
         }
     }
 
-    async fn on_control(
+    /// The server's audio channel: opens our socket (or points the one we have at the new
+    /// server after a failover or a move) and declares it.
+    async fn open_audio(
         &mut self,
-        msg: ServerMsg,
-        events: &mut (dyn FnMut(&Event) + Send),
+        ctrl: &mut Control,
+        addr: SocketAddr,
+        payload_type: u8,
+        codec: &str,
+        ssrc: u32,
     ) -> Result<(), ClientError> {
-        if !matches!(msg, ServerMsg::Pong { .. }) {
-            events(&Event::Server(msg.clone()));
+        let ours = self.cfg.codec_name();
+        if !codec.eq_ignore_ascii_case(ours) {
+            return Err(ClientError::Unexpected(format!(
+                "server wants codec {codec}, we asked for {ours}"
+            )));
         }
-        match msg {
-            ServerMsg::Connect { version, .. } => {
-                if version != protocol::VERSION {
-                    tracing::warn!(version, "server speaks another protocol version");
-                }
-                if self.phase != Phase::Greeting {
-                    return Err(ClientError::Unexpected("second connect".into()));
-                }
-                let mut join = self.cfg.join_msg(self.ticket.as_deref());
-                // After an operator's move we join the conference we were sent to.
-                if let ClientMsg::Join { conference, .. } = &mut join {
-                    conference.clone_from(&self.conference);
-                }
-                self.ctrl.send(&join).await?;
-                self.phase = Phase::Joining;
+        self.recorder.set_telephony(self.cfg.g711);
+        let origin = *self.joined_at.get_or_insert_with(Instant::now);
+        let media = match self.media.take() {
+            Some(mut m) => {
+                m.retarget(addr, payload_type, ssrc);
+                m
             }
-            ServerMsg::Dispatch {
-                addr,
-                ticket,
-                conference,
-            } => {
-                if let Some(c) = conference {
-                    self.conference = c;
-                }
-                self.redirects += 1;
-                if self.redirects > MAX_REDIRECTS {
-                    return Err(ClientError::Unexpected("too many redirects".into()));
-                }
-                // Leave this server before contacting the next, as seed 003 Fig. 2 does.
-                self.ctrl.end().await;
-                // A move mid-session: the new server assigns a new channel; the socket stays.
-                if let Some(m) = self.media.as_mut() {
-                    m.pause();
-                }
-                self.phase = Phase::Greeting;
-                self.ticket = Some(ticket);
-                self.ctrl = Control::connect(&addr.to_string(), MEDIA_SERVER).await?;
-                self.last_heard = Instant::now();
+            None => {
+                let ip = ctrl.local_ip().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                Media::open(ip, addr, payload_type, ssrc, self.cfg, origin).await?
             }
-            ServerMsg::Accept { conference, .. } => {
-                if self.phase == Phase::Joining {
-                    self.recorder.restart(std::time::Instant::now());
-                }
-                self.joined_at.get_or_insert_with(Instant::now);
-                if let Some(since) = self.lost_at.take() {
-                    let ms = since.elapsed().as_millis();
-                    tracing::warn!(conference, ms, "failover: back in the conference");
-                    events(&Event::Rejoined {
-                        conference: conference.clone(),
-                        after_ms: ms as u64,
-                    });
-                }
-                self.attempts = 0;
-                self.conference = conference;
-                self.phase = Phase::Joined;
-                self.redirects = 0;
-            }
-            ServerMsg::Channel {
-                kind: MediaKind::Audio,
-                addr,
-                payload_type,
-                codec,
-                ssrc,
-            } => {
-                let ours = self.cfg.codec_name();
-                if !codec.eq_ignore_ascii_case(ours) {
-                    return Err(ClientError::Unexpected(format!(
-                        "server wants codec {codec}, we asked for {ours}"
-                    )));
-                }
-                self.recorder.set_telephony(self.cfg.g711);
-                let origin = *self.joined_at.get_or_insert_with(Instant::now);
-                let media = match self.media.take() {
-                    Some(mut m) => {
-                        m.retarget(addr, payload_type, ssrc);
-                        m
-                    }
-                    None => {
-                        Media::open(&self.ctrl, addr, payload_type, ssrc, self.cfg, origin).await?
-                    }
-                };
-                let local = media.socket.local_addr()?;
-                self.ctrl
-                    .send(&ClientMsg::Channel {
-                        kind: MediaKind::Audio,
-                        addr: ChannelAddr::Addr(local),
-                        ssrc,
-                        opts: Default::default(),
-                    })
-                    .await?;
-                tracing::info!(%local, server = %addr, ssrc, "audio channel open");
-                self.media = Some(media);
-            }
-            ServerMsg::Channel { kind, .. } => {
-                tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
-            }
-            ServerMsg::Reject { code, text } => return Err(ClientError::Rejected { code, text }),
-            ServerMsg::Error { code, text } => return Err(ClientError::Server { code, text }),
-            ServerMsg::AddUser { .. }
-            | ServerMsg::DelUser { .. }
-            | ServerMsg::Text { .. }
-            | ServerMsg::Speaking { .. }
-            | ServerMsg::Quality { .. }
-            | ServerMsg::Pong { .. } => {}
-        }
+        };
+        let local = media.socket.local_addr()?;
+        ctrl.declare_channel(
+            MediaKind::Audio,
+            ChannelAddr::Addr(local),
+            ssrc,
+            Default::default(),
+        );
+        tracing::info!(%local, server = %addr, ssrc, "audio channel open");
+        self.media = Some(media);
         Ok(())
-    }
-
-    /// Whether `err` is one failover handles: the media server's link dropped, a media
-    /// server refused us for want of room (draining, full) or could not be reached, or,
-    /// while already failing over, the dispatcher had nowhere to put us yet.
-    fn recoverable(&self, err: &ClientError) -> bool {
-        let at_media = self.ctrl.peer() == MEDIA_SERVER;
-        match err {
-            ClientError::Closed(_) | ClientError::Io(_) | ClientError::Silent(..) => {
-                at_media || self.lost_at.is_some()
-            }
-            ClientError::Connect { what, .. } => *what == MEDIA_SERVER || self.lost_at.is_some(),
-            ClientError::Rejected { code, .. } => {
-                matches!(code, ErrorCode::NoCapacity | ErrorCode::Internal)
-                    && (at_media || self.lost_at.is_some())
-            }
-            _ => false,
-        }
-    }
-
-    /// Goes back to the dispatcher to rejoin the same conference, retrying with a backoff
-    /// for up to [`FAILOVER_FOR`]; returns `err` when it is not recoverable or time is up.
-    async fn recover(
-        &mut self,
-        err: ClientError,
-        events: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<(), ClientError> {
-        if !self.recoverable(&err) {
-            return Err(err);
-        }
-        let since = *self.lost_at.get_or_insert_with(Instant::now);
-        if let Some(m) = self.media.as_mut() {
-            m.pause();
-        }
-        let mut reason = err.to_string();
-        loop {
-            if since.elapsed() > FAILOVER_FOR {
-                tracing::error!("failover: gave up after {} s", FAILOVER_FOR.as_secs());
-                return Err(err);
-            }
-            let attempt = self.attempts;
-            self.attempts += 1;
-            tokio::time::sleep(backoff(attempt)).await;
-            tracing::warn!(
-                attempt = attempt + 1,
-                reason,
-                "failover: back to the dispatcher"
-            );
-            events(&Event::Reconnect {
-                attempt: attempt + 1,
-                reason: reason.clone(),
-            });
-            match Control::connect(&self.cfg.dispatcher, "dispatcher").await {
-                Ok(c) => {
-                    self.ctrl = c;
-                    self.last_heard = Instant::now();
-                    self.phase = Phase::Greeting;
-                    self.ticket = None;
-                    self.redirects = 0;
-                    return Ok(());
-                }
-                Err(e) => reason = e.to_string(),
-            }
-        }
     }
 
     fn on_datagram(&mut self, data: &[u8]) {
@@ -707,17 +514,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failover_backoff_doubles_to_a_second() {
-        let ms: Vec<u128> = (0..8).map(|a| backoff(a).as_millis()).collect();
-        assert_eq!(ms, [0, 100, 200, 400, 800, 1000, 1000, 1000]);
-        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
     }
 }

@@ -234,6 +234,7 @@ pub(crate) async fn move_user(
         addr: placement.client_addr,
         ticket,
         to_conference: m.to.clone(),
+        ws: None,
     };
     if !s.send_to(&from, generation, order) {
         return Err(Refusal(
@@ -293,6 +294,7 @@ pub(crate) fn punt_conference(
             addr: punt.to.client_addr,
             ticket,
             to_conference: conference.to_owned(),
+            ws: None,
         };
         if s.send_to(&punt.from, generation, order) {
             dispatched += 1;

@@ -181,6 +181,10 @@ pub struct Settings {
     pub video: bool,
     /// Units per participant, as the dispatcher charges them.
     pub cost: Cost,
+    /// Limits and timeouts of the client control connections (TCP and WebSocket).
+    pub limits: control::Limits,
+    /// Commands queued per media worker; a full queue refuses (and counts) what cannot wait.
+    pub worker_queue: usize,
 }
 
 /// One worker per core, as the OS reports them.
@@ -241,6 +245,8 @@ impl Settings {
             last_n: None,
             video: true,
             cost: Cost::default(),
+            limits: control::Limits::default(),
+            worker_queue: crate::worker::COMMAND_QUEUE,
         }
     }
 }

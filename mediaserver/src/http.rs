@@ -1,14 +1,17 @@
-//! `/metrics` for Prometheus. The workers publish atomics once per tick; this collector
-//! reads them at scrape time through `prometheus-client`'s encoder, so nothing on the
-//! packet path knows about metrics.
+//! The media server's HTTP face: `/metrics` for Prometheus (the WebSocket control route
+//! `/ws` is the client host's, merged in by `lib.rs`). The workers publish atomics once
+//! per tick; this collector reads them at scrape time through `prometheus-client`'s
+//! encoder, so nothing on the packet path knows about metrics.
 
+use crate::conference::Conferences;
 use crate::worker::WorkerCounters;
-use crate::Server;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use control::metrics::GateCollector;
+use control::Gate;
 use mesh::DropReason;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -19,17 +22,15 @@ use prometheus_client::registry::Registry;
 use std::fmt::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
-pub(crate) async fn serve(listener: TcpListener, server: Arc<Server>) {
+/// The routes of this module: `/metrics`, with the gates' `noc_control_*` series.
+pub(crate) fn router(service: Arc<Conferences>, gates: Vec<Arc<Gate>>) -> Router {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Workers(server)));
-    let app = Router::new()
+    registry.register_collector(Box::new(Workers(service)));
+    registry.register_collector(Box::new(GateCollector(gates)));
+    Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Arc::new(registry));
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics server stopped");
-    }
+        .with_state(Arc::new(registry))
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
@@ -45,7 +46,7 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     )
 }
 
-struct Workers(Arc<Server>);
+struct Workers(Arc<Conferences>);
 
 impl std::fmt::Debug for Workers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,7 +59,7 @@ type Field = fn(&WorkerCounters) -> &AtomicU64;
 impl Workers {
     fn sum(&self, f: Field) -> u64 {
         self.0
-            .workers
+            .workers()
             .iter()
             .map(|w| f(&w.counters).load(Ordering::Relaxed))
             .sum()
@@ -77,7 +78,32 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<()
 
 impl Collector for Workers {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), Error> {
-        let totals: [(&str, &str, Field); 9] = [
+        let stats = &self.0.stats;
+        for (name, help, v) in [
+            (
+                "noc_media_worker_queue_full",
+                "Commands a full media worker queue refused",
+                &stats.worker_queue_full,
+            ),
+            (
+                "noc_media_joins_refused_busy",
+                "Joins refused because their worker's command queue was full",
+                &stats.joins_refused_busy,
+            ),
+            (
+                "noc_media_commands_retried",
+                "Teardown commands sent again after a full worker queue",
+                &stats.commands_retried,
+            ),
+            (
+                "noc_media_dispatcher_queue_overflows",
+                "Times the queue to the dispatcher overflowed and the link resynchronised",
+                &stats.notify_overflows,
+            ),
+        ] {
+            counter(&mut e, name, help, v.load(Ordering::Relaxed))?;
+        }
+        let totals: [(&str, &str, Field); 10] = [
             (
                 "noc_media_ticks",
                 "Mesh ticks run (the clock that applies commands and will run the mixer)",
@@ -111,6 +137,11 @@ impl Collector for Workers {
                 "Datagrams larger than a receive buffer",
                 |c| &c.rx_truncated,
             ),
+            (
+                "noc_media_events_dropped",
+                "Mesh events (speaking, quality) dropped on a full control-plane queue",
+                |c| &c.events_dropped,
+            ),
         ];
         for (name, help, f) in totals {
             counter(&mut e, name, help, self.sum(f))?;
@@ -124,7 +155,7 @@ impl Collector for Workers {
         for reason in DropReason::ALL {
             let n: u64 = self
                 .0
-                .workers
+                .workers()
                 .iter()
                 .map(|w| w.counters.drops(reason))
                 .sum();
@@ -136,7 +167,7 @@ impl Collector for Workers {
             None,
             MetricType::Counter,
         )?;
-        for w in &self.0.workers {
+        for w in self.0.workers() {
             let secs = w.counters.busy_ns.load(Ordering::Relaxed) as f64 / 1e9;
             let index = w.index.to_string();
             ConstCounter::new(secs).encode(busy.encode_family(&[("worker", index.as_str())])?)?;
@@ -151,7 +182,7 @@ impl Collector for Workers {
         )?)?;
         let tick_max = self
             .0
-            .workers
+            .workers()
             .iter()
             .map(|w| w.counters.tick_max_ns.load(Ordering::Relaxed))
             .max()
@@ -166,7 +197,7 @@ impl Collector for Workers {
         )?)?;
         let jitter = self
             .0
-            .workers
+            .workers()
             .iter()
             .map(|w| w.counters.max_jitter_ms())
             .fold(0.0, f64::max);
@@ -199,9 +230,9 @@ impl Collector for Workers {
             &mut e,
             "noc_media_workers",
             "Media worker threads",
-            self.0.workers.len() as i64,
+            self.0.workers().len() as i64,
         )?;
-        if let Some(cpu) = crate::dispatchee::cpu_seconds() {
+        if let Some(cpu) = crate::conference::cpu_seconds() {
             let c = ConstCounter::new(cpu);
             c.encode(e.encode_descriptor(
                 "process_cpu_seconds",

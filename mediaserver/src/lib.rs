@@ -1,36 +1,33 @@
 //! A media server of seed 003: it hosts conferences the dispatcher creates on it, admits
 //! clients holding will-call tickets, and carries their RTP over UDP through the mesh.
 //!
-//! - `host`: the client host (TCP control connections).
-//! - `dispatchee`: the link to the dispatcher: register, report every second, joins and
-//!   leaves, reservations.
+//! - [`conference`](crate::conference): the conference service, the one owner of the room
+//!   lifecycle and the only sender of commands to the workers.
+//! - Adapters that only parse and call the service: `host` (client sessions over TCP and
+//!   WebSocket), `dispatchee` (the registry link), `http` (`/metrics`).
 //! - `worker`: one thread per worker with its own UDP port and mesh.
-//! - `path`: the media paths (reflector now) as one enum for the mesh.
-//! - `punt`: moving conferences away, past the high-water mark and while draining.
+//! - `path`: the media paths (reflector, transcoder) as one enum for the mesh.
 //!
-//! The control plane runs on tokio and talks to the workers over bounded channels; the
-//! workers never take a lock on the packet path.
+//! The control plane runs on tokio, over the `control` crate's connection layer, and talks
+//! to the workers over bounded channels; the workers never take a lock on the packet path.
 
+mod conference;
 pub mod config;
 mod dispatchee;
 mod host;
 mod http;
 pub mod io;
 mod path;
-mod punt;
-mod rooms;
 pub mod worker;
 
+pub use conference::Drained;
 pub use config::{MediaServerArgs, Settings};
-pub use punt::Drained;
 
-use protocol::MsMsg;
-use rooms::Rooms;
-use std::collections::HashMap;
+use conference::Conferences;
+use control::{Gate, Shutdown};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -48,40 +45,17 @@ pub enum MediaServerError {
     Worker(std::io::Error),
 }
 
-/// State shared by the control plane's tasks.
-pub struct Server {
-    settings: Settings,
-    /// Where clients reach us, as registered with the dispatcher.
-    client_addr: SocketAddr,
-    workers: Vec<worker::WorkerHandle>,
-    rooms: Mutex<Rooms>,
-    /// Lines for the dispatcher; dropped while the link is down (re-sent on reconnect).
-    to_dispatcher: mpsc::UnboundedSender<MsMsg>,
-    /// Set by a drain: no new conferences, and the dispatcher is told on every register.
-    draining: AtomicBool,
-    /// When each conference's last `punt` request went out, to keep one in flight.
-    punts: Mutex<HashMap<String, Instant>>,
-}
-
-impl Server {
-    fn rooms(&self) -> MutexGuard<'_, Rooms> {
-        // A panic under this lock would be a bug in a rooms method; keep serving.
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn notify(&self, msg: MsMsg) {
-        let _ = self.to_dispatcher.send(msg);
-    }
-}
-
 /// A started media server.
 pub struct Running {
     pub id: String,
     pub client_addr: SocketAddr,
     pub media_addrs: Vec<SocketAddr>,
-    /// Where `/metrics` is served, when asked for.
-    pub http_addr: Option<SocketAddr>,
-    server: Arc<Server>,
+    /// Where `/metrics` and the WebSocket control route `/ws` are served.
+    pub http_addr: SocketAddr,
+    /// `ws://HTTP/ws`: where browsers reach the control lines.
+    pub ws_url: String,
+    service: Arc<Conferences>,
+    shutdown: Shutdown,
 }
 
 impl Running {
@@ -89,66 +63,92 @@ impl Running {
     /// ones here, and completes when they are empty, after `drain_timeout`, or when
     /// `interrupt` completes (a second signal). The caller then exits.
     pub async fn drain(&self, interrupt: impl std::future::Future<Output = ()>) -> Drained {
-        punt::drain(self.server.clone(), interrupt).await
+        conference::drain(self.service.clone(), interrupt).await
+    }
+
+    /// Stops accepting, ends every control session (their members leave), and waits up to
+    /// `grace` for them.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shutdown.shutdown(grace).await
     }
 }
 
-/// Binds the client port, starts the workers and the dispatcher link on the current
-/// tokio runtime.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, MediaServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MediaServerError::Bind { addr, source })
+}
+
+/// Binds the client port and the HTTP port (a free one when none is configured, so
+/// browsers can always reach `/ws`), starts the workers and the dispatcher link on the
+/// current tokio runtime.
 pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
-    let listener =
-        TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| MediaServerError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
-    let http = match settings.http {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| MediaServerError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
-    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    settings.limits.check().map_err(MediaServerError::Config)?;
+    let listener = bind(settings.listen).await?;
+    let http_bind = settings
+        .http
+        .unwrap_or_else(|| SocketAddr::new(settings.listen.ip(), 0));
+    let http = bind(http_bind).await?;
+    let mut http_addr = http.local_addr().unwrap_or(http_bind);
+    if http_addr.ip().is_unspecified() {
+        http_addr.set_ip(settings.media_host);
+    }
+    let ws_url = format!("ws://{http_addr}/ws");
     let mut client_addr = listener.local_addr().unwrap_or(settings.listen);
     if client_addr.ip().is_unspecified() {
         client_addr.set_ip(settings.media_host);
     }
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = mpsc::channel(worker::EVENT_QUEUE);
     let workers = (0..settings.workers)
         .map(|i| worker::spawn(i, &settings, ev_tx.clone()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(MediaServerError::Worker)?;
     let media_addrs = workers.iter().map(|w| w.addr).collect();
-    let (to_dispatcher, from_server) = mpsc::unbounded_channel();
-    let server = Arc::new(Server {
-        settings,
-        client_addr,
-        workers,
-        rooms: Mutex::new(Rooms::default()),
-        to_dispatcher,
-        draining: AtomicBool::new(false),
-        punts: Mutex::new(HashMap::new()),
-    });
-    let events_server = server.clone();
+    let gate = Gate::new("clients", settings.limits);
+    let (service, queue) = Conferences::new(settings, client_addr, Some(ws_url.clone()), workers);
+    let service = Arc::new(service);
+    let shutdown = Shutdown::new();
+    let events = service.clone();
     tokio::spawn(async move {
         while let Some((worker, ev)) = ev_rx.recv().await {
-            rooms::on_mesh_event(&events_server, worker, ev);
+            events.on_mesh_event(worker, ev);
         }
     });
-    tokio::spawn(host::serve(listener, server.clone()));
-    tokio::spawn(dispatchee::run(server.clone(), from_server));
-    if let Some(l) = http {
-        tokio::spawn(http::serve(l, server.clone()));
-    }
-    tracing::info!(id = %server.settings.id, %client_addr, "media server started");
+    let host_service = service.clone();
+    tokio::spawn(control::serve_tcp(
+        listener,
+        gate.clone(),
+        shutdown.clone(),
+        move |link| host::session(link, host_service.clone()),
+    ));
+    tokio::spawn(dispatchee::run(service.clone(), queue, shutdown.clone()));
+    let app =
+        http::router(service.clone(), vec![gate.clone()]).merge(host::ws_routes(host::Host {
+            service: service.clone(),
+            gate,
+            shutdown: shutdown.clone(),
+        }));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.started().await })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    let id = service.settings().id.clone();
+    tracing::info!(%id, %client_addr, %http_addr, "media server started");
     Ok(Running {
-        id: server.settings.id.clone(),
+        id,
         client_addr,
         media_addrs,
         http_addr,
-        server,
+        ws_url,
+        service,
+        shutdown,
     })
 }

@@ -14,10 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 /// Commands queued per worker before the control plane is told to back off.
-const COMMAND_QUEUE: usize = 1024;
+pub const COMMAND_QUEUE: usize = 1024;
+/// Mesh events (speaking, quality) queued for the control plane; past it they are dropped
+/// and counted, so a stalled control plane never blocks a worker.
+pub const EVENT_QUEUE: usize = 4096;
 /// The mesh's batch is sent early once it holds this many packets, so one receive batch of
 /// large fan-outs never fills it (the mesh would drop as `TxFull`).
 const FLUSH_AT: usize = 1024;
@@ -67,6 +70,8 @@ pub struct WorkerCounters {
     pub reordered: AtomicU64,
     /// Gauge: the largest interarrival jitter of any stream, in microseconds.
     pub max_jitter_us: AtomicU64,
+    /// Mesh events dropped because the control plane's event queue was full.
+    pub events_dropped: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -275,16 +280,39 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Queues a command for the mesh; false if the worker is gone or its queue is full.
-    pub fn send(&self, cmd: Command<crate::path::MediaPath>) -> bool {
+    /// Queues a command for the mesh; a full queue (or a worker that is gone) hands the
+    /// command back for the caller to refuse or keep.
+    pub fn send(
+        &self,
+        cmd: Command<crate::path::MediaPath>,
+    ) -> Result<(), Command<crate::path::MediaPath>> {
         match self.commands.try_send(cmd) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                tracing::error!(worker = self.index, "worker command queue full");
-                false
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(c)) => {
+                tracing::warn!(worker = self.index, "worker command queue full");
+                Err(c)
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(c)) => Err(c),
         }
+    }
+
+    /// A handle whose commands nobody takes (tests of a full queue): the receiver is
+    /// returned for the test to hold or drain.
+    #[cfg(test)]
+    pub(crate) fn detached(
+        index: usize,
+        queue: usize,
+    ) -> (Self, Receiver<Command<crate::path::MediaPath>>) {
+        let (tx, rx) = sync_channel(queue);
+        let h = WorkerHandle {
+            index,
+            addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+            counters: Arc::new(WorkerCounters::default()),
+            io: IoKind::Mmsg,
+            gso: false,
+            commands: tx,
+        };
+        (h, rx)
     }
 }
 
@@ -293,7 +321,7 @@ impl WorkerHandle {
 pub fn spawn(
     index: usize,
     settings: &Settings,
-    events: UnboundedSender<(usize, Event)>,
+    events: Sender<(usize, Event)>,
 ) -> std::io::Result<WorkerHandle> {
     let ip: IpAddr = settings.media_host;
     let socket = crate::io::bind((ip, 0).into())?;
@@ -302,7 +330,7 @@ pub fn spawn(
     cfg.io.kind = settings.io;
     cfg.io.gso = settings.gso;
     let pin = settings.pin_cores.then_some(index);
-    let (tx, rx) = sync_channel(COMMAND_QUEUE);
+    let (tx, rx) = sync_channel(settings.worker_queue.max(1));
     let (ready_tx, ready_rx) = sync_channel(1);
     let counters = Arc::new(WorkerCounters::default());
     let c = counters.clone();
@@ -335,7 +363,7 @@ fn run<P: Path>(
     index: usize,
     mut engine: Engine<P>,
     commands: Receiver<Command<P>>,
-    events: UnboundedSender<(usize, Event)>,
+    events: Sender<(usize, Event)>,
 ) {
     let mut last_error: Option<Instant> = None;
     loop {
@@ -359,7 +387,12 @@ fn run<P: Path>(
             std::thread::sleep(Duration::from_millis(10));
         }
         while let Some(ev) = engine.poll_event() {
-            let _ = events.send((index, ev));
+            if events.try_send((index, ev)).is_err() {
+                engine
+                    .counters
+                    .events_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -137,9 +137,8 @@ async fn run(
         ms.http = Some(([127, 0, 0, 1], 0).into());
         let r = mediaserver::start(ms).await?;
         println!("mediaserver {} {}", r.id, r.client_addr);
-        if let Some(m) = r.http_addr {
-            println!("metrics {} http://{m}/metrics", r.id);
-        }
+        println!("metrics {} http://{}/metrics", r.id, r.http_addr);
+        println!("websocket {} {}", r.id, r.ws_url);
     }
     // Joins before every server has registered would all land on the first.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -83,7 +83,21 @@ pub enum DispMsg {
         addr: SocketAddr,
         ticket: String,
         to_conference: String,
+        /// The target server's WebSocket URL (option `ws=`), for members on a WebSocket.
+        ws: Option<String>,
     },
+}
+
+/// A `ws=` option: a WebSocket URL.
+fn ws_url(verb: &'static str, v: &str) -> Result<String, ProtoError> {
+    match Endpoint::parse(verb, v)? {
+        Endpoint::Ws(url) => Ok(url),
+        Endpoint::Tcp(_) => Err(ProtoError::BadValue {
+            verb,
+            field: "ws",
+            value: v.to_owned(),
+        }),
+    }
 }
 
 /// A non-negative finite decimal, such as a CPU or loss percentage.
@@ -108,16 +122,7 @@ impl MsMsg {
                 let mut ws = None;
                 for (k, v) in opts {
                     if k == "ws" {
-                        match Endpoint::parse("register", v)? {
-                            Endpoint::Ws(url) => ws = Some(url),
-                            Endpoint::Tcp(_) => {
-                                return Err(ProtoError::BadValue {
-                                    verb: "register",
-                                    field: "ws",
-                                    value: v.to_owned(),
-                                })
-                            }
-                        }
+                        ws = Some(ws_url("register", v)?);
                     }
                 }
                 Ok(MsMsg::Register {
@@ -268,8 +273,15 @@ impl DispMsg {
                 })
             }
             "dispatch" => {
-                let a = f.exact("dispatch", 5, 5)?;
+                let (a, opts) = f.args("dispatch", 5, 5)?;
+                let mut ws = None;
+                for (k, v) in opts {
+                    if k == "ws" {
+                        ws = Some(ws_url("dispatch", v)?);
+                    }
+                }
                 Ok(DispMsg::Dispatch {
+                    ws,
                     conference: name("dispatch", "conference", a[0])?,
                     participant: num("dispatch", "participant", a[1])?,
                     addr: num("dispatch", "address", a[2])?,
@@ -312,12 +324,19 @@ impl DispMsg {
                 addr,
                 ticket,
                 to_conference,
-            } => format!(
-                "dispatch\t{}\t{participant}\t{addr}\t{}\t{}\n",
-                clean(conference),
-                clean(ticket),
-                clean(to_conference)
-            ),
+                ws,
+            } => {
+                let ws = ws
+                    .as_ref()
+                    .map(|u| format!("\tws={}", clean(u)))
+                    .unwrap_or_default();
+                format!(
+                    "dispatch\t{}\t{participant}\t{addr}\t{}\t{}{ws}\n",
+                    clean(conference),
+                    clean(ticket),
+                    clean(to_conference)
+                )
+            }
             DispMsg::Error { code, text } => {
                 let t = clean(text);
                 let t = if t.is_empty() {

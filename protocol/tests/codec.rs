@@ -222,6 +222,15 @@ fn registry_messages_round_trip() {
             addr: addr("127.0.0.1:3452"),
             ticket: "5.cd".into(),
             to_conference: "manager".into(),
+            ws: None,
+        },
+        DispMsg::Dispatch {
+            conference: "xyz".into(),
+            participant: 4,
+            addr: addr("127.0.0.1:3452"),
+            ticket: "5.cd".into(),
+            to_conference: "xyz".into(),
+            ws: Some("ws://127.0.0.1:9000/ws".into()),
         },
     ];
     for m in disp {

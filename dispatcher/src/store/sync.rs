@@ -258,6 +258,7 @@ impl Service {
                 addr: to.client_addr,
                 ticket,
                 to_conference: order.conference.clone(),
+                ws: None,
             };
             if self.send_to(&order.from, from_generation, line) {
                 sent += 1;

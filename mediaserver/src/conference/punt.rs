@@ -2,9 +2,9 @@
 //! high-water mark it punts one conference at a time, and on SIGTERM it drains, punting
 //! every conference and refusing new ones. The dispatcher picks the target (our `punt`
 //! line on the registry link) and answers with a `dispatch` per participant, which
-//! `dispatchee` forwards to the clients, who move.
+//! the service forwards to the clients, who move.
 
-use crate::Server;
+use super::{lock, Conferences};
 use protocol::MsMsg;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -38,11 +38,11 @@ pub(crate) fn choose<'a>(
         .map(|(c, _)| *c)
 }
 
-impl Server {
+impl Conferences {
     /// Asks the dispatcher to punt `conference`, unless a request for it is in flight
     /// (sent less than [`PUNT_GAP`] ago). Returns whether a request went out.
     pub(crate) fn request_punt(&self, conference: &str, now: Instant) -> bool {
-        let mut punts = self.punts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut punts = lock(&self.punts);
         punts.retain(|_, at| now.saturating_duration_since(*at) < PUNT_GAP);
         if punts.contains_key(conference) {
             return false;
@@ -56,17 +56,12 @@ impl Server {
         true
     }
 
-    pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
     /// (conference, members) of every room, and the users in all.
     fn sizes(&self) -> (Vec<(String, usize)>, usize) {
         let rooms = self.rooms();
         let sizes: Vec<(String, usize)> = rooms
-            .rooms
             .iter()
-            .map(|(name, r)| (name.clone(), r.members.len()))
+            .map(|(name, r)| (name.clone(), r.members().len()))
             .collect();
         let users = sizes.iter().map(|(_, n)| n).sum();
         (sizes, users)
@@ -78,18 +73,21 @@ impl Server {
         let rooms = self.rooms();
         let cost = &self.settings.cost;
         let loads: Vec<(String, usize)> = rooms
-            .rooms
             .iter()
             .map(|(name, r)| (name.clone(), r.units(cost) as usize))
             .collect();
         let used = loads.iter().map(|(_, n)| n).sum();
         (loads, used)
     }
+
+    /// Called on every report tick: past the high-water mark, punts one conference (one
+    /// not already on its way out).
+    pub(crate) fn high_water(&self, now: Instant) {
+        high_water(self, now)
+    }
 }
 
-/// Called on every report tick: past the high-water mark, punts one conference (one not
-/// already on its way out).
-pub(crate) fn high_water(server: &Server, now: Instant) {
+fn high_water(server: &Conferences, now: Instant) {
     if server.is_draining() {
         return;
     }
@@ -101,7 +99,7 @@ pub(crate) fn high_water(server: &Server, now: Instant) {
         return;
     }
     let in_flight = {
-        let punts = server.punts.lock().unwrap_or_else(|p| p.into_inner());
+        let punts = lock(&server.punts);
         punts
             .iter()
             .filter(|(_, at)| now.saturating_duration_since(**at) < PUNT_GAP)
@@ -145,7 +143,10 @@ pub enum Drained {
 /// Drains the server: tells the dispatcher, refuses new conferences, punts every
 /// conference (again every [`PUNT_GAP`] while it stays), and returns when no user is left,
 /// after the drain timeout, or when `interrupt` completes.
-pub(crate) async fn drain(server: Arc<Server>, interrupt: impl Future<Output = ()>) -> Drained {
+pub(crate) async fn drain(
+    server: Arc<Conferences>,
+    interrupt: impl Future<Output = ()>,
+) -> Drained {
     server.draining.store(true, Ordering::Relaxed);
     server.notify(MsMsg::State { draining: true });
     let started = Instant::now();

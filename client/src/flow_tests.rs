@@ -1,0 +1,324 @@
+//! The join flow in virtual time against scripted server lines.
+
+use super::*;
+use protocol::ServerKind;
+
+const DISP: &str = "127.0.0.1:3450";
+const MS1: &str = "127.0.0.1:4001";
+const MS2: &str = "127.0.0.1:4002";
+
+fn ms(t: u64) -> Duration {
+    Duration::from_millis(t)
+}
+
+struct Rig {
+    flow: JoinFlow,
+    t0: Instant,
+    now: Instant,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let t0 = Instant::now();
+        let cfg = FlowConfig::new(DISP, "xyz", "demo", "ann");
+        Rig {
+            flow: JoinFlow::new(cfg, t0),
+            t0,
+            now: t0,
+        }
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.flow.poll_action()).collect()
+    }
+
+    /// The actions, each as a short string, events left out unless `events`.
+    fn said(&mut self, events: bool) -> Vec<String> {
+        self.actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Connect { target, .. } => Some(format!("connect {target}")),
+                Action::Send(m) => Some(format!("send {}", m.encode().trim_end())),
+                Action::Disconnect => Some("disconnect".into()),
+                Action::PauseMedia => Some("pause".into()),
+                Action::ChannelOffered { kind, ssrc, .. } => {
+                    Some(format!("offer {} {ssrc}", kind.as_str()))
+                }
+                Action::Event(e) if events => Some(format!("event {e}")),
+                Action::Event(_) => None,
+                Action::Finished(r) => Some(format!(
+                    "finished {}",
+                    r.map_or_else(|e| e.to_string(), |()| "ok".into())
+                )),
+            })
+            .collect()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.flow.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.flow.handle_timeout(self.now);
+        }
+        self.now = end;
+    }
+
+    fn input(&mut self, i: Input) {
+        self.flow.handle(self.now, i);
+    }
+
+    fn line(&mut self, l: &str) {
+        let m = ServerMsg::parse(l).unwrap();
+        self.input(Input::Line(m));
+    }
+
+    fn greet(&mut self, kind: ServerKind) {
+        self.input(Input::Connected);
+        self.input(Input::Line(ServerMsg::Connect {
+            kind,
+            id: "x".into(),
+            version: protocol::VERSION,
+        }));
+    }
+
+    /// Through the dispatcher to `accept` at MS1.
+    fn join(&mut self) {
+        assert_eq!(self.said(false), [format!("connect {DISP}")]);
+        self.greet(ServerKind::Dispatcher);
+        let s = self.said(false);
+        assert_eq!(s.len(), 1);
+        assert!(s[0].starts_with("send join\txyz\tdemo\tann"), "{s:?}");
+        assert!(!s[0].contains("ticket="), "{s:?}");
+        self.line(&format!("dispatch\t{MS1}\t100.aa"));
+        assert_eq!(
+            self.said(false),
+            ["send endsession", "disconnect", &format!("connect {MS1}")]
+        );
+        self.greet(ServerKind::MediaServer);
+        let s = self.said(false);
+        assert!(s[0].contains("ticket=100.aa"), "{s:?}");
+        self.line("accept\txyz\t7");
+        self.line("channel\taudio\t127.0.0.1:5000\t111\topus\t42");
+        assert_eq!(self.said(false), ["offer audio 42"]);
+        assert_eq!(self.flow.phase(), Phase::Joined);
+        assert_eq!(self.flow.participant(), Some(7));
+    }
+}
+
+#[test]
+fn joins_declares_its_channel_and_keeps_the_link_alive() {
+    let mut r = Rig::new();
+    r.join();
+    r.flow.declare_channel(
+        MediaKind::Audio,
+        ChannelAddr::Latch,
+        42,
+        ChannelOpts::default(),
+    );
+    assert_eq!(r.said(false), ["send channel\taudio\tlatch\t42"]);
+    // One ping a second while the server answers.
+    for _ in 0..3 {
+        r.advance(ms(1000));
+        assert_eq!(r.said(false), ["send ping"]);
+        r.line("pong");
+    }
+    r.flow.leave();
+    assert_eq!(
+        r.said(false),
+        ["send endsession", "disconnect", "finished ok"]
+    );
+}
+
+#[test]
+fn redirects_are_limited() {
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.said(false);
+    for i in 0..MAX_REDIRECTS {
+        r.line(&format!("dispatch\t{MS1}\t{i}.aa"));
+        r.said(false);
+        r.greet(ServerKind::MediaServer);
+        r.said(false);
+    }
+    r.line(&format!("dispatch\t{MS2}\t9.aa"));
+    let s = r.said(false);
+    assert_eq!(
+        s.last().unwrap(),
+        "finished protocol violation: too many redirects"
+    );
+}
+
+#[test]
+fn rejects_end_the_session_or_fail_over_by_code() {
+    // At the dispatcher a refusal is final.
+    for (code, exit) in [(401, 2), (429, 2), (503, 2)] {
+        let mut r = Rig::new();
+        r.said(false);
+        r.greet(ServerKind::Dispatcher);
+        r.said(false);
+        r.line(&format!("reject\t{code}\tno"));
+        let acts = r.actions();
+        let Some(Action::Finished(Err(e))) = acts.last() else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(e.exit_code(), exit);
+        assert!(matches!(e, ClientError::Rejected { code: c, .. } if c.as_u16() == code));
+    }
+    // A media server that has no room for us (draining): back to the dispatcher.
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.line(&format!("dispatch\t{MS1}\t1.aa"));
+    r.greet(ServerKind::MediaServer);
+    r.said(false);
+    r.line("reject\t503\tserver is draining");
+    assert_eq!(r.said(false), ["disconnect"]);
+    assert_eq!(r.flow.phase(), Phase::Waiting);
+    r.advance(ms(0));
+    assert_eq!(
+        r.said(true),
+        [
+            "event reconnect 1 rejected: 503 server is draining",
+            &format!("connect {DISP}")
+        ]
+    );
+    // A bad ticket at the media server is final.
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.line(&format!("dispatch\t{MS1}\t1.aa"));
+    r.greet(ServerKind::MediaServer);
+    r.said(false);
+    r.line("reject\t403\tforged");
+    let s = r.said(false);
+    assert_eq!(s.last().unwrap(), "finished rejected: 403 forged");
+}
+
+#[test]
+fn fails_over_when_the_media_link_drops_and_says_how_long_it_took() {
+    let mut r = Rig::new();
+    r.join();
+    r.advance(ms(500));
+    r.input(Input::Lost(ClientError::Closed("media server")));
+    assert_eq!(r.said(false), ["disconnect", "pause"]);
+    r.advance(ms(1));
+    assert_eq!(
+        r.said(true),
+        [
+            "event reconnect 1 media server closed the connection",
+            &format!("connect {DISP}")
+        ]
+    );
+    // The dispatcher is not up yet: retried with a growing backoff.
+    r.input(Input::ConnectFailed(ClientError::Connect {
+        what: "dispatcher",
+        addr: DISP.into(),
+        source: std::io::ErrorKind::ConnectionRefused.into(),
+    }));
+    r.advance(ms(99));
+    assert!(r.said(false).is_empty(), "waits at least 100 ms");
+    r.advance(ms(30));
+    assert_eq!(r.said(false), [format!("connect {DISP}")]);
+    r.greet(ServerKind::Dispatcher);
+    let s = r.said(false);
+    assert!(!s[0].contains("ticket="), "a fresh join: {s:?}");
+    r.line(&format!("dispatch\t{MS2}\t2.bb"));
+    r.said(false);
+    r.greet(ServerKind::MediaServer);
+    r.said(false);
+    r.line("accept\txyz\t9");
+    let s = r.said(true);
+    let took = r.now.duration_since(r.t0) - ms(500);
+    assert_eq!(
+        s,
+        [
+            "event accept xyz 9",
+            &format!("event rejoined xyz after_ms={}", took.as_millis())
+        ]
+    );
+}
+
+#[test]
+fn a_silent_media_server_is_taken_for_dead() {
+    let mut r = Rig::new();
+    r.join();
+    // Pings go out, nothing comes back.
+    r.advance(ms(3999));
+    let s = r.said(false);
+    assert_eq!(s, ["send ping", "send ping", "send ping"]);
+    r.advance(ms(1));
+    let s = r.said(false);
+    assert_eq!(s, ["disconnect", "pause", &format!("connect {DISP}")]);
+}
+
+#[test]
+fn failover_gives_up_after_its_time() {
+    let mut r = Rig::new();
+    r.join();
+    r.input(Input::Lost(ClientError::Closed("media server")));
+    for _ in 0..100 {
+        r.advance(ms(1000));
+        let acts = r.actions();
+        if let Some(Action::Finished(Err(_))) = acts.last() {
+            assert!(r.now.duration_since(r.t0) > FAILOVER_FOR);
+            return;
+        }
+        r.input(Input::ConnectFailed(ClientError::Connect {
+            what: "dispatcher",
+            addr: DISP.into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        }));
+    }
+    panic!("failover never gave up");
+}
+
+#[test]
+fn a_dispatch_mid_session_moves_to_the_new_server_and_conference() {
+    let mut r = Rig::new();
+    r.join();
+    r.line(&format!("dispatch\t{MS2}\t5.cc\tconference=manager"));
+    assert_eq!(
+        r.said(false),
+        [
+            "send endsession",
+            "disconnect",
+            "pause",
+            &format!("connect {MS2}")
+        ]
+    );
+    r.greet(ServerKind::MediaServer);
+    let s = r.said(false);
+    assert!(
+        s[0].starts_with("send join\tmanager\tdemo\tann") && s[0].contains("ticket=5.cc"),
+        "{s:?}"
+    );
+    r.line("accept\tmanager\t3");
+    assert_eq!(r.flow.conference(), "manager");
+    // A WebSocket dispatch names the server's URL.
+    r.line("dispatch\tws://127.0.0.1:8081/ws\t6.dd");
+    let s = r.said(false);
+    assert_eq!(s.last().unwrap(), "connect ws://127.0.0.1:8081/ws");
+}
+
+#[test]
+fn without_failover_a_lost_link_ends_the_session() {
+    let t0 = Instant::now();
+    let mut cfg = FlowConfig::new(DISP, "xyz", "demo", "ann");
+    cfg.failover = false;
+    let mut f = JoinFlow::new(cfg, t0);
+    f.handle(t0, Input::Connected);
+    f.handle(t0, Input::Lost(ClientError::Closed("dispatcher")));
+    let acts: Vec<Action> = std::iter::from_fn(|| f.poll_action()).collect();
+    assert!(matches!(
+        acts.last(),
+        Some(Action::Finished(Err(ClientError::Closed(_))))
+    ));
+}
+
+#[test]
+fn backoff_doubles_to_a_second() {
+    let ms: Vec<u128> = (0..8).map(|a| backoff(a).as_millis()).collect();
+    assert_eq!(ms, [0, 100, 200, 400, 800, 1000, 1000, 1000]);
+    assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+}

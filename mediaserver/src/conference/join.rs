@@ -1,0 +1,561 @@
+//! Members: join (ticket, codecs, room, roster, channels), their lines while in the room,
+//! and leave.
+
+use super::rooms::{Member, Room, Rooms};
+use super::{unix_now, Conferences, Refusal};
+use crate::path::MediaPath;
+use control::Outbox;
+use mesh::{Command, Remote};
+use protocol::ticket::{self, Claims};
+use protocol::{ChannelAddr, ChannelOpts, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerMsg};
+use reflector::VideoCodec;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+/// Opus on the wire, as announced in `channel`.
+const OPUS_PT: u8 = 111;
+const OPUS_RATE: u32 = 48_000;
+/// Video on the wire: H.264 (packetization-mode 1) or VP8, 90 kHz (RFC 6184, RFC 7741).
+const H264_PT: u8 = 96;
+const VP8_PT: u8 = 97;
+const VIDEO_RATE: u32 = 90_000;
+
+/// A joined client's place in its conference, held by its session.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    pub conference: String,
+    pub participant: u32,
+    /// The audio SSRC: the one from our `channel` line, or an external sender's own
+    /// (`latch:PORT`).
+    ssrc: u32,
+    /// RTP clock rate of the client's codec.
+    clock_rate: u32,
+    /// The video SSRC, when the join asked for `media=audio,video`.
+    video_ssrc: Option<u32>,
+    /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`).
+    simulcast: Vec<u32>,
+    /// What the client asked about the video it receives (`rtx=`, `layer`).
+    prefs: mesh::ReceiverPrefs,
+}
+
+/// What a `join` asked for, as the host parsed it.
+pub(crate) struct JoinRequest<'a> {
+    pub conference: &'a str,
+    pub account: &'a str,
+    pub name: &'a str,
+    pub opts: &'a JoinOpts,
+}
+
+/// The codec a `join` asks for: (payload type, name, clock rate). G.711 needs the mixer.
+fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
+    match opts
+        .codec
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("opus") => Ok((OPUS_PT, "opus", OPUS_RATE)),
+        Some(c @ ("pcmu" | "pcma")) if opts.mode == Mode::Mix => {
+            let (pt, name) = if c == "pcmu" {
+                (0, "pcmu")
+            } else {
+                (8, "pcma")
+            };
+            Ok((pt, name, 8_000))
+        }
+        Some("pcmu" | "pcma") => Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "G.711 (pcmu, pcma) needs mode=mix",
+        )),
+        Some(_) => Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "codecs offered: opus; pcmu and pcma with mode=mix",
+        )),
+    }
+}
+
+/// The video codec a `join` with `media=...,video` asks for (`vcodec=h264|vp8`, H.264 when
+/// absent): (payload type, name). The reflector forwards video unchanged, so every member
+/// of a conference should ask for the same one.
+fn video_codec_of(opts: &JoinOpts) -> Result<Option<(u8, &'static str)>, ServerMsg> {
+    if !opts.media.contains(&MediaKind::Video) {
+        return Ok(None);
+    }
+    let asked = opts
+        .extra
+        .iter()
+        .find(|(k, _)| k == "vcodec")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    match asked.as_deref() {
+        None | Some("h264") => Ok(Some((H264_PT, "h264"))),
+        Some("vp8") => Ok(Some((VP8_PT, "vp8"))),
+        Some(_) => Err(ServerMsg::reject(
+            ErrorCode::BadRequest,
+            "video codecs offered: h264, vp8",
+        )),
+    }
+}
+
+fn busy() -> ServerMsg {
+    ServerMsg::reject(
+        ErrorCode::NoCapacity,
+        "media worker busy; try again or elsewhere",
+    )
+}
+
+impl Conferences {
+    /// Checks the ticket, creates the room if needed, adds the member, sends it `accept`,
+    /// the roster and its channels, and tells everyone. Nothing is left behind when it
+    /// fails.
+    pub(crate) fn join(
+        &self,
+        req: &JoinRequest<'_>,
+        outbox: &Outbox,
+    ) -> Result<Membership, ServerMsg> {
+        let JoinRequest {
+            conference,
+            account,
+            name,
+            opts,
+        } = *req;
+        let Some(t) = &opts.ticket else {
+            return Err(ServerMsg::reject(
+                ErrorCode::BadTicket,
+                "join needs a ticket from the dispatcher",
+            ));
+        };
+        let claims = Claims {
+            conference,
+            account,
+            user: name,
+            server: &self.settings.id,
+        };
+        ticket::verify(&self.settings.secret, t, &claims, unix_now())
+            .map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
+        let (payload_type, codec, clock_rate) = codec_of(opts)?;
+        let video = video_codec_of(opts)?;
+        if video.is_some() && !self.settings.video {
+            return Err(ServerMsg::reject(
+                ErrorCode::WrongState,
+                "this server carries audio only (video = false)",
+            ));
+        }
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.get(conference).filter(|r| r.mode() != opts.mode) {
+            return Err(ServerMsg::reject(
+                ErrorCode::WrongState,
+                format!("conference {conference} runs in {} mode", room.mode()),
+            ));
+        }
+        let created = self.ensure_room(&mut rooms, conference, opts.mode)?;
+        let participant = rooms.next_participant();
+        let room = rooms.get(conference).expect("ensure_room made it");
+        let (worker, conf) = (room.worker(), room.conf());
+        if self
+            .command(worker, Command::AddParticipant { conf, participant })
+            .is_err()
+        {
+            self.stats
+                .joins_refused_busy
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(conference, worker, "join refused: worker queue full");
+            if created && rooms.get(conference).is_some_and(Room::is_idle) {
+                self.delete_room(&mut rooms, conference);
+            }
+            return Err(busy());
+        }
+        let ssrc = rooms.new_ssrc();
+        let video_ssrc = video.map(|_| rooms.new_ssrc());
+        let room = rooms.get_mut(conference).expect("ensure_room made it");
+        room.arrived(name, ticket::expiry(t).unwrap_or(0));
+        let media_addr = self.workers[worker].addr;
+        let me = ServerMsg::AddUser {
+            participant,
+            name: name.to_owned(),
+        };
+        outbox.send(
+            ServerMsg::Accept {
+                conference: conference.to_owned(),
+                participant,
+            }
+            .encode(),
+        );
+        room.broadcast(&me, None);
+        for (id, m) in room.members() {
+            outbox.send(
+                ServerMsg::AddUser {
+                    participant: *id,
+                    name: m.name.clone(),
+                }
+                .encode(),
+            );
+        }
+        outbox.send(me.encode());
+        room.add(
+            participant,
+            Member {
+                name: name.to_owned(),
+                account: account.to_owned(),
+                outbox: outbox.clone(),
+                video: video.is_some(),
+            },
+        );
+        outbox.send(
+            ServerMsg::Channel {
+                kind: MediaKind::Audio,
+                addr: media_addr,
+                payload_type,
+                codec: codec.into(),
+                ssrc,
+            }
+            .encode(),
+        );
+        if let (Some((payload_type, codec)), Some(ssrc)) = (video, video_ssrc) {
+            outbox.send(
+                ServerMsg::Channel {
+                    kind: MediaKind::Video,
+                    addr: media_addr,
+                    payload_type,
+                    codec: codec.into(),
+                    ssrc,
+                }
+                .encode(),
+            );
+        }
+        self.notify(MsMsg::UserJoined {
+            conference: conference.to_owned(),
+            participant,
+            name: name.to_owned(),
+            account: account.to_owned(),
+        });
+        tracing::info!(conference, participant, name, "joined");
+        Ok(Membership {
+            conference: conference.to_owned(),
+            participant,
+            ssrc,
+            clock_rate,
+            video_ssrc,
+            simulcast: Vec::new(),
+            prefs: mesh::ReceiverPrefs::default(),
+        })
+    }
+
+    /// Makes sure `conference` has a room, created on the least loaded worker if not (and
+    /// the server is not draining); true when it was created now.
+    pub(super) fn ensure_room(
+        &self,
+        rooms: &mut Rooms,
+        conference: &str,
+        mode: Mode,
+    ) -> Result<bool, ServerMsg> {
+        if rooms.get(conference).is_some() {
+            return Ok(false);
+        }
+        if self.is_draining() {
+            // The client goes back to the dispatcher, which no longer places here.
+            return Err(ServerMsg::reject(
+                ErrorCode::NoCapacity,
+                "server is draining: no new conferences",
+            ));
+        }
+        let load = rooms.load(self.workers.len());
+        let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
+        let conf = rooms.next_conf();
+        let path = MediaPath::new(
+            mode == Mode::Mix,
+            self.settings.last_n,
+            &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
+        );
+        if self
+            .command(worker, Command::CreateConference { conf, path })
+            .is_err()
+        {
+            self.stats
+                .joins_refused_busy
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                conference,
+                worker,
+                "conference not created: worker queue full"
+            );
+            return Err(busy());
+        }
+        tracing::info!(conference, worker, "conference created");
+        rooms.insert(conference, Room::new(conf, worker, mode));
+        Ok(true)
+    }
+
+    /// Removes a member; deletes the room when it is left idle.
+    pub(crate) fn leave(&self, m: &Membership) {
+        let mut rooms = self.rooms();
+        rooms.free_ssrc(m.ssrc);
+        for &s in &m.simulcast {
+            rooms.free_ssrc(s);
+        }
+        if let Some(v) = m.video_ssrc {
+            rooms.free_ssrc(v);
+        }
+        let Some(room) = rooms.get_mut(&m.conference) else {
+            return;
+        };
+        let Some(member) = room.remove(m.participant) else {
+            return;
+        };
+        self.teardown(
+            room.worker(),
+            Command::RemoveParticipant {
+                conf: room.conf(),
+                participant: m.participant,
+            },
+        );
+        room.broadcast(
+            &ServerMsg::DelUser {
+                participant: m.participant,
+                name: member.name.clone(),
+            },
+            None,
+        );
+        self.notify(MsMsg::UserLeft {
+            conference: m.conference.clone(),
+            participant: m.participant,
+            name: member.name,
+        });
+        tracing::info!(conference = %m.conference, participant = m.participant, "left");
+        if room.is_idle() {
+            self.delete_room(&mut rooms, &m.conference);
+        }
+    }
+
+    /// The room's (worker, conf), for a member's commands.
+    fn place_of(&self, m: &Membership) -> Option<(usize, mesh::ConfId)> {
+        self.rooms()
+            .get(&m.conference)
+            .map(|r| (r.worker(), r.conf()))
+    }
+
+    /// A client's `channel` line: checks it against what we offered and installs the
+    /// channel in the mesh, with a video channel's options (simulcast, RTX).
+    pub(crate) fn channel(
+        &self,
+        peer_ip: IpAddr,
+        m: &mut Membership,
+        kind: MediaKind,
+        addr: ChannelAddr,
+        ssrc: u32,
+        opts: &ChannelOpts,
+    ) -> Result<(), Refusal> {
+        let offered_ssrc = match (kind, m.video_ssrc) {
+            (MediaKind::Audio, _) => m.ssrc,
+            (MediaKind::Video, Some(v)) => v,
+            (MediaKind::Video, None) => {
+                return Err(Refusal::Fatal(ServerMsg::reject(
+                    ErrorCode::WrongState,
+                    "no video channel offered",
+                )))
+            }
+        };
+        let remote = match addr {
+            ChannelAddr::Addr(a) => Remote::Addr(a),
+            ChannelAddr::Latch => Remote::Latch(peer_ip),
+            // Only ever towards the host on the control connection, so a client cannot aim
+            // the conference's media at a third party.
+            ChannelAddr::LatchRecv(port) => Remote::LatchTo {
+                from: peer_ip,
+                to: SocketAddr::new(peer_ip, port),
+            },
+        };
+        if ssrc != offered_ssrc {
+            // An external sender (`latch:PORT`) brings its own SSRC: take it if it is free
+            // on this server, so the sorter never confuses two senders.
+            let mut rooms = self.rooms();
+            if !matches!(addr, ChannelAddr::LatchRecv(_)) {
+                return Err(Refusal::Fatal(ServerMsg::reject(
+                    ErrorCode::BadRequest,
+                    format!("send with the ssrc {offered_ssrc} from our channel line"),
+                )));
+            }
+            if !rooms.claim_ssrc(ssrc) {
+                return Err(Refusal::Fatal(ServerMsg::reject(
+                    ErrorCode::BadRequest,
+                    format!("ssrc {ssrc} is zero or in use on this server; pick another"),
+                )));
+            }
+            rooms.free_ssrc(offered_ssrc);
+            match kind {
+                MediaKind::Audio => m.ssrc = ssrc,
+                MediaKind::Video => {
+                    m.video_ssrc = Some(ssrc);
+                    // A new top SSRC drops the simulcast layers in the mesh; forget ours
+                    // too, so the next `simulcast=` is sent again.
+                    for s in m.simulcast.drain(..) {
+                        rooms.free_ssrc(s);
+                    }
+                }
+            }
+        }
+        let (mesh_kind, clock_rate) = match kind {
+            MediaKind::Audio => (mesh::MediaKind::Audio, m.clock_rate),
+            MediaKind::Video => (mesh::MediaKind::Video, VIDEO_RATE),
+        };
+        let Some((worker, conf)) = self.place_of(m) else {
+            return Ok(());
+        };
+        self.apply(
+            worker,
+            Command::SetChannel {
+                conf,
+                participant: m.participant,
+                kind: mesh_kind,
+                remote,
+                ssrc,
+                clock_rate,
+            },
+        )?;
+        if kind == MediaKind::Video {
+            self.video_options(m, opts)?;
+        }
+        Ok(())
+    }
+
+    /// A video `channel` line's options: simulcast encodings (SSRCs the client picks, held
+    /// server-wide like an external sender's) and RTX for the video it receives.
+    fn video_options(&self, m: &mut Membership, opts: &ChannelOpts) -> Result<(), Refusal> {
+        if opts.rtx != m.prefs.rtx_payload_type {
+            m.prefs.rtx_payload_type = opts.rtx;
+            self.send_prefs(m)?;
+        }
+        if opts.simulcast == m.simulcast {
+            return Ok(());
+        }
+        let Some(top) = m.video_ssrc else {
+            return Ok(());
+        };
+        {
+            let mut rooms = self.rooms();
+            for &s in &m.simulcast {
+                rooms.free_ssrc(s);
+            }
+            m.simulcast.clear();
+            let mut seen = vec![top];
+            for &s in &opts.simulcast {
+                if seen.contains(&s) || !rooms.claim_ssrc(s) {
+                    for &c in &m.simulcast {
+                        rooms.free_ssrc(c);
+                    }
+                    m.simulcast.clear();
+                    return Err(Refusal::Fatal(ServerMsg::reject(
+                        ErrorCode::BadRequest,
+                        format!("simulcast ssrc {s} is zero, repeated or in use; pick another"),
+                    )));
+                }
+                seen.push(s);
+                m.simulcast.push(s);
+            }
+        }
+        // Lowest first, the channel's own SSRC on top.
+        let mut layers = m.simulcast.clone();
+        layers.push(top);
+        let Some((worker, conf)) = self.place_of(m) else {
+            return Ok(());
+        };
+        self.apply(
+            worker,
+            Command::SetSimulcast {
+                conf,
+                participant: m.participant,
+                layers,
+            },
+        )
+    }
+
+    /// Hands the client's receive preferences to its worker's reflector.
+    fn send_prefs(&self, m: &Membership) -> Result<(), Refusal> {
+        let Some((worker, conf)) = self.place_of(m) else {
+            return Ok(());
+        };
+        self.apply(
+            worker,
+            Command::ReceiverPrefs {
+                conf,
+                participant: m.participant,
+                prefs: m.prefs,
+            },
+        )
+    }
+
+    /// `layer`: the highest simulcast layer the client wants.
+    pub(crate) fn layer(&self, m: &mut Membership, max: Option<u8>) -> Result<(), Refusal> {
+        m.prefs.max_layer = max;
+        self.send_prefs(m)
+    }
+
+    /// `mute`: mutes another member of the same conference.
+    pub(crate) fn mute(
+        &self,
+        m: &Membership,
+        participant: u32,
+        muted: bool,
+    ) -> Result<(), Refusal> {
+        let place = {
+            let rooms = self.rooms();
+            rooms
+                .get(&m.conference)
+                .filter(|r| r.member(participant).is_some())
+                .map(|r| (r.worker(), r.conf()))
+        };
+        let Some((worker, conf)) = place else {
+            return Err(Refusal::Reply(ServerMsg::reject(
+                ErrorCode::NotFound,
+                format!("no participant {participant} here"),
+            )));
+        };
+        self.apply(
+            worker,
+            Command::Mute {
+                conf,
+                participant,
+                muted,
+            },
+        )
+    }
+
+    /// `text`: to everyone else in the conference.
+    pub(crate) fn text(&self, m: &Membership, text: String) {
+        let rooms = self.rooms();
+        if let Some(room) = rooms.get(&m.conference) {
+            let from = room
+                .member(m.participant)
+                .map(|x| x.name.clone())
+                .unwrap_or_default();
+            room.broadcast(&ServerMsg::Text { from, text }, Some(m.participant));
+        }
+    }
+
+    /// `talk on|off`: push to talk drives the mixer's talk runs; a reflector knows only
+    /// push to talk, so its `speaking` line goes out here (a mixer reports run edges
+    /// itself).
+    pub(crate) fn talk(&self, m: &Membership, on: bool) -> Result<(), Refusal> {
+        let rooms = self.rooms();
+        let Some(room) = rooms.get(&m.conference) else {
+            return Ok(());
+        };
+        self.apply(
+            room.worker(),
+            Command::Talk {
+                conf: room.conf(),
+                participant: m.participant,
+                on,
+            },
+        )?;
+        if room.mode() != Mode::Mix {
+            room.broadcast(
+                &ServerMsg::Speaking {
+                    participant: m.participant,
+                    on,
+                },
+                None,
+            );
+        }
+        Ok(())
+    }
+}

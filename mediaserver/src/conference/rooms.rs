@@ -1,0 +1,270 @@
+//! The conference service's book of the rooms this server hosts: who is in each, on which
+//! worker it runs, and which clients the dispatcher said are on their way. Only the service
+//! (`super`) changes it.
+
+use crate::config::Cost as CostModel;
+use control::Outbox;
+use protocol::{Mode, Quality, ServerMsg};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A joined client.
+pub(super) struct Member {
+    pub(super) name: String,
+    pub(super) account: String,
+    /// Lines to this member's control connection (bounded: a member that does not read is
+    /// disconnected by the connection layer, never waited for).
+    pub(super) outbox: Outbox,
+    /// Joined with `media=audio,video`: charged at the video rate.
+    pub(super) video: bool,
+}
+
+/// One conference.
+pub(super) struct Room {
+    conf: mesh::ConfId,
+    worker: usize,
+    mode: Mode,
+    members: BTreeMap<u32, Member>,
+    /// (user, ticket expiry in Unix seconds) from `reserve`, until that user joins.
+    reservations: Vec<(String, u64)>,
+    /// Joins whose `reserve` has not arrived yet: the registry link can be slower than
+    /// the client. The late `reserve` is matched here instead of lingering.
+    early_joins: Vec<(String, u64)>,
+    /// The last `quality` light sent for each member (mix conferences).
+    quality: HashMap<u32, Quality>,
+}
+
+impl Room {
+    pub(super) fn new(conf: mesh::ConfId, worker: usize, mode: Mode) -> Room {
+        Room {
+            conf,
+            worker,
+            mode,
+            members: BTreeMap::new(),
+            reservations: Vec::new(),
+            early_joins: Vec::new(),
+            quality: HashMap::new(),
+        }
+    }
+
+    pub(super) fn conf(&self) -> mesh::ConfId {
+        self.conf
+    }
+
+    pub(super) fn worker(&self) -> usize {
+        self.worker
+    }
+
+    pub(super) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub(super) fn members(&self) -> &BTreeMap<u32, Member> {
+        &self.members
+    }
+
+    pub(super) fn member(&self, id: u32) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    pub(super) fn add(&mut self, id: u32, m: Member) {
+        self.members.insert(id, m);
+    }
+
+    pub(super) fn remove(&mut self, id: u32) -> Option<Member> {
+        self.quality.remove(&id);
+        self.members.remove(&id)
+    }
+
+    /// Capacity units this room's members use.
+    pub(super) fn units(&self, cost: &CostModel) -> u64 {
+        self.members
+            .values()
+            .map(|m| u64::from(cost.per_member(self.mode, m.video)))
+            .sum()
+    }
+
+    /// A `reserve` from the dispatcher: the user is on the way, unless already here.
+    pub(super) fn reserve(&mut self, user: String, expires: u64) {
+        let key = (user, expires);
+        match self.early_joins.iter().position(|j| *j == key) {
+            Some(i) => {
+                self.early_joins.swap_remove(i);
+            }
+            None => self.reservations.push(key),
+        }
+    }
+
+    /// A join with a ticket: settles its reservation, or remembers it came first.
+    pub(super) fn arrived(&mut self, user: &str, expires: u64) {
+        match self
+            .reservations
+            .iter()
+            .position(|(u, e)| u == user && *e == expires)
+        {
+            Some(i) => {
+                self.reservations.swap_remove(i);
+            }
+            None => self.early_joins.push((user.to_owned(), expires)),
+        }
+    }
+
+    /// Forgets reservations and early joins whose tickets have expired.
+    pub(super) fn expire(&mut self, unix_now: u64) {
+        self.reservations.retain(|(_, exp)| *exp >= unix_now);
+        self.early_joins.retain(|(_, exp)| *exp >= unix_now);
+    }
+
+    /// Sends a line to every member but `except`, encoded once.
+    pub(super) fn broadcast(&self, msg: &ServerMsg, except: Option<u32>) {
+        let line = bytes::Bytes::from(msg.encode());
+        for (id, m) in &self.members {
+            if Some(*id) != except {
+                m.outbox.send(line.clone());
+            }
+        }
+    }
+
+    /// Records a member's light; true when it changed.
+    pub(super) fn set_quality(&mut self, participant: u32, q: Quality) -> bool {
+        self.members.contains_key(&participant) && self.quality.insert(participant, q) != Some(q)
+    }
+
+    /// No members and nobody on the way: the conference can go.
+    pub(super) fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.reservations.is_empty()
+    }
+}
+
+/// All rooms of this server, with the ids and SSRCs they hand out.
+#[derive(Default)]
+pub(super) struct Rooms {
+    rooms: HashMap<String, Room>,
+    next_conf: mesh::ConfId,
+    next_participant: u32,
+    ssrcs: HashSet<u32>,
+}
+
+impl Rooms {
+    pub(super) fn get(&self, conference: &str) -> Option<&Room> {
+        self.rooms.get(conference)
+    }
+
+    pub(super) fn get_mut(&mut self, conference: &str) -> Option<&mut Room> {
+        self.rooms.get_mut(conference)
+    }
+
+    pub(super) fn insert(&mut self, conference: &str, room: Room) {
+        self.rooms.insert(conference.to_owned(), room);
+    }
+
+    pub(super) fn remove(&mut self, conference: &str) -> Option<Room> {
+        self.rooms.remove(conference)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Room)> {
+        self.rooms.iter()
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Room)> {
+        self.rooms.iter_mut()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The room running `conf` on `worker`.
+    pub(super) fn by_conf(&mut self, worker: usize, conf: mesh::ConfId) -> Option<&mut Room> {
+        self.rooms
+            .values_mut()
+            .find(|r| r.worker == worker && r.conf == conf)
+    }
+
+    pub(super) fn next_conf(&mut self) -> mesh::ConfId {
+        self.next_conf += 1;
+        self.next_conf
+    }
+
+    pub(super) fn next_participant(&mut self) -> u32 {
+        self.next_participant += 1;
+        self.next_participant
+    }
+
+    /// A fresh SSRC, unique on this server, so the sorter never confuses two senders.
+    pub(super) fn new_ssrc(&mut self) -> u32 {
+        loop {
+            let s: u32 = rand::random();
+            if s != 0 && self.ssrcs.insert(s) {
+                return s;
+            }
+        }
+    }
+
+    /// Takes an SSRC a client chose (an external sender's); false if it is 0 or taken.
+    pub(super) fn claim_ssrc(&mut self, ssrc: u32) -> bool {
+        ssrc != 0 && self.ssrcs.insert(ssrc)
+    }
+
+    pub(super) fn free_ssrc(&mut self, ssrc: u32) {
+        self.ssrcs.remove(&ssrc);
+    }
+
+    /// Capacity units the members of every room use, by the shared cost model.
+    pub(super) fn units(&self, cost: &CostModel) -> u64 {
+        self.rooms.values().map(|r| r.units(cost)).sum()
+    }
+
+    pub(super) fn users(&self) -> usize {
+        self.rooms.values().map(|r| r.members.len()).sum()
+    }
+
+    /// Conferences per worker, to place a new one on the least loaded.
+    pub(super) fn load(&self, workers: usize) -> Vec<usize> {
+        let mut load = vec![0; workers];
+        for r in self.rooms.values() {
+            if let Some(l) = load.get_mut(r.worker) {
+                *l += 1;
+            }
+        }
+        load
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room() -> Room {
+        Room::new(1, 0, Mode::Reflect)
+    }
+
+    #[test]
+    fn reserve_then_join_settles() {
+        let mut r = room();
+        r.reserve("ann".into(), 100);
+        assert!(!r.is_idle());
+        r.arrived("ann", 100);
+        assert!(r.is_idle());
+    }
+
+    #[test]
+    fn join_before_its_reserve_does_not_leave_a_reservation() {
+        let mut r = room();
+        r.arrived("ann", 100);
+        r.reserve("ann".into(), 100);
+        assert!(r.is_idle());
+        assert!(r.early_joins.is_empty());
+    }
+
+    #[test]
+    fn unmatched_reservations_expire() {
+        let mut r = room();
+        r.reserve("ann".into(), 100);
+        r.arrived("bob", 100);
+        r.expire(100);
+        assert!(!r.is_idle());
+        r.expire(101);
+        assert!(r.is_idle());
+        assert!(r.early_joins.is_empty());
+    }
+}
