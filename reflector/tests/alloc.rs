@@ -2,7 +2,7 @@
 //!
 //! The counting allocator counts only this test thread's allocations.
 
-use mesh::alloc_count::counted;
+use testkit::alloc::{counted, CountingAlloc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use mesh::{Command, DropReason, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::Reflector;
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const CONF: u32 = 3;
 const PEOPLE: u32 = 6;

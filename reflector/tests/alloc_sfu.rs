@@ -3,7 +3,7 @@
 //! as RTX or translated back through a thinned receiver's renumbering, keyframe requests)
 //! allocate nothing per packet after warm-up.
 
-use mesh::alloc_count::counted;
+use testkit::alloc::{counted, CountingAlloc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use mesh::{rtcp_write, Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::{Reflector, VideoCodec};
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const CONF: u32 = 4;
 const PEOPLE: u32 = 4;

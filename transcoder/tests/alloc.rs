@@ -4,7 +4,7 @@
 //!
 //! A counting global allocator counts allocations made by this test's own thread only.
 
-use mesh::alloc_count::counted;
+use testkit::alloc::{counted, CountingAlloc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use transcoder::Transcoder;
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const CONF: u32 = 1;
 
