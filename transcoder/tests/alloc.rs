@@ -4,13 +4,14 @@
 //!
 //! A counting global allocator counts allocations made by this test's own thread only.
 
-use testkit::alloc::{counted, CountingAlloc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES};
 use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use testkit::alloc::{counted, CountingAlloc};
+use testkit::packet::Rtp;
 use transcoder::Transcoder;
 
 #[global_allocator]
@@ -75,12 +76,12 @@ fn mixing_does_not_allocate_after_warm_up() {
                     (111u8, opus.encode(&pcm).unwrap().to_vec())
                 };
                 let ts = if p == 4 { k * 160 } else { k * 960 };
-                let mut v = vec![0x80, pt];
-                v.extend_from_slice(&(k as u16).to_be_bytes());
-                v.extend_from_slice(&ts.to_be_bytes());
-                v.extend_from_slice(&(100 + p).to_be_bytes());
-                v.extend_from_slice(&payload);
-                v
+                Rtp::new(100 + p)
+                    .pt(pt)
+                    .seq(k as u16)
+                    .ts(ts)
+                    .payload(&payload)
+                    .build()
             })
             .collect();
         packets.push(list);
