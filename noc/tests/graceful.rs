@@ -3,10 +3,8 @@
 //! server exits 0; a server past its high-water mark punts a conference, whose clients
 //! move.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{Client, Split, TempDir};
+use testkit::harness::{Client, Split, TempDir};
 use std::time::{Duration, Instant};
 
 /// Lines a client must never print while being moved.

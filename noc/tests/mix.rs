@@ -2,10 +2,8 @@
 //! processes on 127.0.0.1 in `mode=mix`, audio checked by content with the project's tone
 //! detector.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{Client, Noc, TempDir};
+use testkit::harness::{Client, Noc, TempDir};
 use std::time::Duration;
 
 const EXIT_WAIT: Duration = Duration::from_secs(40);
