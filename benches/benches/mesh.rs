@@ -11,6 +11,7 @@ use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::Reflector;
 use std::net::SocketAddr;
 use std::time::Instant;
+use testkit::conference::{self, Channel};
 use testkit::packet::{h264, Rtp};
 
 const CONF: u32 = 1;
@@ -50,32 +51,21 @@ impl Rig {
             ..MeshConfig::default()
         };
         let mut mesh = Mesh::new(now, cfg);
-        mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+        conference::create(&mut mesh, now, CONF, path);
         for p in 0..members {
-            mesh.handle_command(
+            let channels = [
+                Channel::audio(ssrc(p, MediaKind::Audio)),
+                Channel::video(ssrc(p, MediaKind::Video)),
+            ];
+            let n = if video { 2 } else { 1 };
+            conference::join(
+                &mut mesh,
                 now,
-                Command::AddParticipant {
-                    conf: CONF,
-                    participant: p,
-                },
+                CONF,
+                p,
+                Remote::Addr(addr(p)),
+                &channels[..n],
             );
-            let mut kinds = vec![(MediaKind::Audio, 48_000)];
-            if video {
-                kinds.push((MediaKind::Video, 90_000));
-            }
-            for (kind, clock_rate) in kinds {
-                mesh.handle_command(
-                    now,
-                    Command::SetChannel {
-                        conf: CONF,
-                        participant: p,
-                        kind,
-                        remote: Remote::Addr(addr(p)),
-                        ssrc: ssrc(p, kind),
-                        clock_rate,
-                    },
-                );
-            }
         }
         mesh.handle_tick(now);
         Rig {

@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use mediaserver::io::IoKind;
-use testkit::alloc::{counted, CountingAlloc};
 use std::time::Duration;
+use testkit::alloc::{counted, CountingAlloc};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;

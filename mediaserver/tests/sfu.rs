@@ -9,8 +9,6 @@ mod common;
 use common::control::*;
 use mesh::rtcp::{self, Rtcp};
 use mesh::RtpView;
-use testkit::net::{Impairments, Net};
-use testkit::packet;
 use protocol::ServerMsg;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
@@ -18,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::net::{Impairments, Net};
+use testkit::packet;
 
 /// Ends a helper thread when dropped, also when the test fails.
 struct Stop(Arc<AtomicBool>);

@@ -15,7 +15,6 @@ mod common;
 
 use common::control::*;
 use mesh::RtpView;
-use testkit::packet;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -24,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::packet;
 
 /// (width, height, kbit/s) of each encoding, lowest first, as a browser's simulcast.
 const ENCODINGS: [(u32, u32, u32); 3] = [(320, 180, 150), (640, 360, 400), (1280, 720, 1800)];

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference;
 use testkit::packet;
 
 #[global_allocator]
@@ -19,41 +20,16 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 fn forwarding_does_not_allocate_after_warm_up() {
     let mut now = std::time::Instant::now();
     let mut mesh: Mesh<Everyone> = Mesh::new(now, MeshConfig::default());
-    mesh.handle_command(
-        now,
-        Command::CreateConference {
-            conf: CONF,
-            path: Everyone,
-        },
-    );
+    conference::create(&mut mesh, now, CONF, Everyone);
     const PEOPLE: u32 = 8;
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        for kind in MediaKind::ALL {
-            // Half the participants latch, to cover that path's warm-up too.
-            let remote = if id % 2 == 0 {
-                Remote::Latch(ip(id))
-            } else {
-                Remote::Addr(addr(id))
-            };
-            mesh.handle_command(
-                now,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: id,
-                    kind,
-                    remote,
-                    ssrc: ssrc(id, kind),
-                    clock_rate: clock_rate(kind),
-                },
-            );
-        }
+        // Half the participants latch, to cover that path's warm-up too.
+        let remote = if id % 2 == 0 {
+            Remote::Latch(ip(id))
+        } else {
+            Remote::Addr(addr(id))
+        };
+        conference::join(&mut mesh, now, CONF, id, remote, &channels(id));
     }
     // One participant is on a budget, so the scheduler sheds some video as well.
     mesh.handle_command(

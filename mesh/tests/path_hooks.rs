@@ -7,10 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::packet;
 use mesh::{
     Command, DropReason, Event, MediaKind, MeshConfig, ParticipantId, Path, PathOut, RtpView,
 };
+use testkit::packet;
 
 /// A path that forwards nothing and, on every tick, sends each member one packet and
 /// reports the talk commands it got.

@@ -52,7 +52,12 @@ fn loss_reordering_jitter_and_wraparound() {
         deliver(&mut net, at);
         net.now = at;
         let seq = FIRST_SEQ.wrapping_add(n as u16);
-        let pkt = rtp(ssrc(1, MediaKind::Audio), seq, 3_000_000_000u32.wrapping_add(n * 960), 100);
+        let pkt = rtp(
+            ssrc(1, MediaKind::Audio),
+            seq,
+            3_000_000_000u32.wrapping_add(n * 960),
+            100,
+        );
         if net.transmit(addr(1), pkt).dropped() {
             lost.push(n);
         }

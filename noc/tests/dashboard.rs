@@ -2,11 +2,11 @@
 //! chromedriver (WebDriver), against a real `noc` with real clients.
 
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use testkit::harness::{Client, Noc};
 use serde_json::json;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::harness::{Client, Noc};
 
 const TOKEN: &str = "dashboard-test-token";
 

@@ -197,7 +197,8 @@ fn join(at: SocketAddr, conference: &str, user: &str) -> Result<(SocketAddr, Str
 
 /// A member at a media server holding its control connection open.
 fn member(addr: SocketAddr, conference: &str, user: &str, ticket: &str) -> Line {
-    let mut m = Line::try_connect(addr, Duration::from_millis(200)).expect("media server reachable");
+    let mut m =
+        Line::try_connect(addr, Duration::from_millis(200)).expect("media server reachable");
     m.send(&format!(
         "join\t{conference}\tdemo\t{user}\tmode=reflect\tticket={ticket}"
     ));

@@ -2,12 +2,12 @@
 //! 127.0.0.1, audio checked by content with the project's tone detector.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use testkit::harness::control::unix_now;
-use testkit::harness::{config, raw_session, Client, Noc, Proc, Split, TempDir};
 use protocol::ticket::{self, Claims};
-use testkit::packet::Rtp;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use testkit::harness::control::unix_now;
+use testkit::harness::{config, raw_session, Client, Noc, Proc, Split, TempDir};
+use testkit::packet::Rtp;
 
 const JOIN_WAIT: Duration = Duration::from_secs(15);
 

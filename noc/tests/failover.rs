@@ -4,8 +4,8 @@
 //! audio flowing again (checked by content) within 2 s of the kill.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use testkit::harness::{Client, Split, TempDir};
 use std::time::{Duration, Instant};
+use testkit::harness::{Client, Split, TempDir};
 
 /// The functional deadline: everyone is back, with audio, this soon after the kill.
 const BACK_WITHIN: Duration = Duration::from_secs(2);

@@ -4,8 +4,8 @@
 //! move.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use testkit::harness::{Client, Split, TempDir};
 use std::time::{Duration, Instant};
+use testkit::harness::{Client, Split, TempDir};
 
 /// Lines a client must never print while being moved.
 fn no_errors(name: &str, c: &Client) {

@@ -6,12 +6,12 @@
 //! conference, and the media server's checks of `channel` lines for video and `latch:PORT`.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use testkit::harness::control::Line;
-use testkit::harness::{Client, Noc, TempDir};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::harness::control::Line;
+use testkit::harness::{Client, Noc, TempDir};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// What the sender sends: seconds of media, video frame rate.

@@ -3,8 +3,8 @@
 //! detector.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use testkit::harness::{Client, Noc, TempDir};
 use std::time::Duration;
+use testkit::harness::{Client, Noc, TempDir};
 
 const EXIT_WAIT: Duration = Duration::from_secs(40);
 

@@ -2,8 +2,8 @@
 //! to the other server with its audio, and a moved user lands in the manager's conference.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use testkit::harness::{http_post, Client, Noc, TempDir};
 use std::time::Duration;
+use testkit::harness::{http_post, Client, Noc, TempDir};
 
 const TOKEN: &str = "operators-test-token";
 

@@ -22,9 +22,7 @@ use mesh::FastMap as HashMap;
 use std::time::Instant;
 
 use mesh::talk::{self, TalkDetector};
-use mesh::{
-    Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView,
-};
+use mesh::{Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
 
 pub use feedback::{
     Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REPORT_INTERVAL, SR_RELAY_INTERVAL,

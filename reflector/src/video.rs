@@ -12,9 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use mesh::{
-    rtcp_write, FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewrite, RtpView,
-};
+use mesh::{rtcp_write, FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
 use crate::keyframe::{self, VideoCodec};
 use crate::nack::RetransmitCache;

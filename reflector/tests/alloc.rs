@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mesh::{Command, DropReason, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{DropReason, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::Reflector;
 use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference::{self, Channel};
 use testkit::packet::{self, vp8, Rtp};
 
 #[global_allocator]
@@ -29,34 +30,10 @@ fn rtp(ssrc: u32, seq: u16, len: usize) -> Vec<u8> {
 fn reflector_forwarding_does_not_allocate_after_warm_up() {
     let mut now = Instant::now();
     let mut mesh = Mesh::new(now, MeshConfig::default());
-    mesh.handle_command(
-        now,
-        Command::CreateConference {
-            conf: CONF,
-            path: Reflector::new(),
-        },
-    );
+    conference::create(&mut mesh, now, CONF, Reflector::new());
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        for (kind, ssrc) in [(MediaKind::Audio, id), (MediaKind::Video, 100 + id)] {
-            mesh.handle_command(
-                now,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: id,
-                    kind,
-                    remote: Remote::Addr(addr(id)),
-                    ssrc,
-                    clock_rate: 90_000,
-                },
-            );
-        }
+        let channels = [Channel::audio(id).at(90_000), Channel::video(100 + id)];
+        conference::join(&mut mesh, now, CONF, id, Remote::Addr(addr(id)), &channels);
     }
     mesh.handle_tick(now);
 
@@ -112,26 +89,10 @@ fn video_nack_and_rtcp_do_not_allocate_after_warm_up() {
     let mut mesh = Mesh::new(now, MeshConfig::default());
     let mut path = Reflector::new();
     path.set_video_codec(96, reflector::VideoCodec::Vp8);
-    mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+    conference::create(&mut mesh, now, CONF, path);
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        mesh.handle_command(
-            now,
-            Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind: MediaKind::Video,
-                remote: Remote::Addr(addr(id)),
-                ssrc: 100 + id,
-                clock_rate: 90_000,
-            },
-        );
+        let video = [Channel::video(100 + id)];
+        conference::join(&mut mesh, now, CONF, id, Remote::Addr(addr(id)), &video);
     }
     mesh.handle_tick(now);
 
@@ -143,7 +104,13 @@ fn video_nack_and_rtcp_do_not_allocate_after_warm_up() {
         .map(|n| (1..=PEOPLE).map(|id| video(100 + id, n)).collect())
         .collect();
     let nacks: Vec<Vec<u8>> = (0..1100u16)
-        .map(|n| packet::nack(102, 101, &[n.wrapping_sub(5), n.wrapping_sub(3), n.wrapping_sub(1)]))
+        .map(|n| {
+            packet::nack(
+                102,
+                101,
+                &[n.wrapping_sub(5), n.wrapping_sub(3), n.wrapping_sub(1)],
+            )
+        })
         .collect();
     let feedback = [
         packet::pli(102, 103),

@@ -6,9 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{Command, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::{Reflector, VideoCodec};
 use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference::{self, Channel};
 use testkit::packet::{self, vp8, Rtp};
 
 #[global_allocator]
@@ -26,7 +27,13 @@ fn addr(id: u32) -> SocketAddr {
 /// Audio with an RFC 6464 level under extension id 1.
 fn audio(ssrc: u32, seq: u16, level: u8) -> Vec<u8> {
     let ts = u32::from(seq) * 960;
-    Rtp::new(ssrc).pt(111).seq(seq).ts(ts).audio_level(1, level).size(120).build()
+    Rtp::new(ssrc)
+        .pt(111)
+        .seq(seq)
+        .ts(ts)
+        .audio_level(1, level)
+        .size(120)
+        .build()
 }
 
 /// VP8 with a temporal layer id: 3 packets a frame, odd frames TL1, a keyframe every 30th
@@ -49,31 +56,10 @@ fn sfu_features_do_not_allocate_after_warm_up() {
     let mut path = Reflector::new();
     path.set_video_codec(96, VideoCodec::Vp8);
     path.set_last_n(Some(2), reflector::DEFAULT_AUDIO_LEVEL_ID);
-    mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+    conference::create(&mut mesh, now, CONF, path);
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        for (kind, ssrc, rate) in [
-            (MediaKind::Audio, id, 48_000),
-            (MediaKind::Video, 100 + id, 90_000),
-        ] {
-            mesh.handle_command(
-                now,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: id,
-                    kind,
-                    remote: Remote::Addr(addr(id)),
-                    ssrc,
-                    clock_rate: rate,
-                },
-            );
-        }
+        let channels = [Channel::audio(id), Channel::video(100 + id)];
+        conference::join(&mut mesh, now, CONF, id, Remote::Addr(addr(id)), &channels);
     }
     mesh.handle_command(
         now,

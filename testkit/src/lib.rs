@@ -8,12 +8,14 @@
 //!   packets;
 //! - [`rng`]: the one seeded generator;
 //! - [`alloc`]: the counting global allocator behind the "no allocation per packet" tests;
+//! - [`conference`]: a conference and its members set up in a mesh;
 //! - [`harness`]: real `noc`, `dispatcher`, `mediaserver` and `confclient` processes on
 //!   127.0.0.1 with ephemeral ports, HTTP and control-line clients, temporary directories.
 //!
 //! It panics instead of returning errors: a failure here is a failed test.
 
 pub mod alloc;
+pub mod conference;
 pub mod harness;
 pub mod net;
 pub mod packet;

@@ -244,9 +244,12 @@ impl<K: Ord + Clone> Net<K> {
         if l.rng.percent(l.imp.reorder) {
             first += l.imp.reorder_hold;
         }
-        let copy = l.rng.percent(l.imp.duplicate).then(|| left + delay + l.draw(jitter));
+        let copy = l
+            .rng
+            .percent(l.imp.duplicate)
+            .then(|| left + delay + l.draw(jitter));
         l.stats.duplicated += u64::from(copy.is_some());
-        let fate = match copy {
+        match copy {
             Some(second) => {
                 self.queue(first, link.clone(), index, packet.clone());
                 self.queue(second, link, index, packet);
@@ -256,8 +259,7 @@ impl<K: Ord + Clone> Net<K> {
                 self.queue(first, link, index, packet);
                 Fate::Arrives(first)
             }
-        };
-        fate
+        }
     }
 
     fn queue(&mut self, at: Instant, link: K, index: u64, packet: Vec<u8>) {

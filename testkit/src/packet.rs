@@ -192,7 +192,11 @@ pub mod h264 {
     /// A STAP-A aggregating `nalus`, each with its 16-bit size; its NRI is the highest of
     /// theirs.
     pub fn stap_a(nalus: &[&[u8]]) -> Vec<u8> {
-        let nri = nalus.iter().filter_map(|n| n.first()).map(|b| b & 0x60).max();
+        let nri = nalus
+            .iter()
+            .filter_map(|n| n.first())
+            .map(|b| b & 0x60)
+            .max();
         let mut v = vec![nri.unwrap_or(0) | STAP_A];
         for n in nalus {
             v.extend_from_slice(&(n.len() as u16).to_be_bytes());
@@ -208,7 +212,10 @@ pub mod h264 {
         const START: [u8; 4] = [0, 0, 0, 1];
         let mut annex_b = Vec::new();
         if key {
-            for nal in [&[0x67, 0x42, 0xc0, 0x1f, 0xda][..], &[0x68, 0xce, 0x3c, 0x80]] {
+            for nal in [
+                &[0x67, 0x42, 0xc0, 0x1f, 0xda][..],
+                &[0x68, 0xce, 0x3c, 0x80],
+            ] {
                 annex_b.extend_from_slice(&START);
                 annex_b.extend_from_slice(nal);
             }
@@ -227,7 +234,9 @@ pub mod h264 {
 }
 
 fn marshal(p: &impl Marshal) -> Vec<u8> {
-    p.marshal().expect("an RTCP packet the tests build").to_vec()
+    p.marshal()
+        .expect("an RTCP packet the tests build")
+        .to_vec()
 }
 
 /// A sender report with `blocks` (RFC 3550).

@@ -108,7 +108,10 @@ fn delay_and_jitter_stay_in_their_bounds_and_jitter_reorders() {
         extra.push((transit - 40 * MS).as_secs_f64() * 1000.0);
     }
     let mean = extra.iter().sum::<f64>() / extra.len() as f64;
-    assert!((13.0..17.0).contains(&mean), "uniform 0..30 ms: mean {mean}");
+    assert!(
+        (13.0..17.0).contains(&mean),
+        "uniform 0..30 ms: mean {mean}"
+    );
     // 30 ms of jitter on 10 ms spacing: late packets, counted as the receiver would.
     let mut newest = None;
     let mut late = 0;

@@ -35,13 +35,21 @@ fn rtp_header_fields_and_size() {
 
 #[test]
 fn audio_level_is_a_one_byte_extension() {
-    let p = Rtp::new(9).pt(111).seq(1).audio_level(1, 10).size(100).build();
+    let p = Rtp::new(9)
+        .pt(111)
+        .seq(1)
+        .audio_level(1, 10)
+        .size(100)
+        .build();
     // V=2 with X, then after the fixed header: 0xBEDE, one word, ID 1 / length 0, level,
     // two bytes of padding (RFC 8285, RFC 6464).
     assert_eq!(p[0], 0x90);
     assert_eq!(&p[12..20], &[0xbe, 0xde, 0, 1, 0x10, 10, 0, 0]);
     let parsed = rtp::packet::Packet::unmarshal(&mut &p[..]).unwrap();
-    assert_eq!(parsed.header.get_extension(1), Some(Bytes::from_static(&[10])));
+    assert_eq!(
+        parsed.header.get_extension(1),
+        Some(Bytes::from_static(&[10]))
+    );
     assert_eq!(p.len(), 100);
 }
 
@@ -77,16 +85,28 @@ fn h264_single_fu_a_and_stap_a() {
     assert_eq!(h264::slice(false) & 0x1f, h264::NON_IDR);
     let [ind, head] = h264::fu_a(true, true, false);
     assert_eq!((ind & 0x1f, ind & 0x60), (h264::FU_A, 0x60));
-    assert_eq!((head & 0x80, head & 0x40, head & 0x1f), (0x80, 0, h264::IDR));
+    assert_eq!(
+        (head & 0x80, head & 0x40, head & 0x1f),
+        (0x80, 0, h264::IDR)
+    );
     let stap = h264::stap_a(&[&[0x67, 1, 2], &[0x68, 3]]);
-    assert_eq!(stap, vec![0x60 | h264::STAP_A, 0, 3, 0x67, 1, 2, 0, 2, 0x68, 3]);
+    assert_eq!(
+        stap,
+        vec![0x60 | h264::STAP_A, 0, 3, 0x67, 1, 2, 0, 2, 0x68, 3]
+    );
 
     // A keyframe through an encoder's packetizer: STAP-A (SPS, PPS), then FU-A fragments
     // of the IDR that reassemble to one NAL unit of the asked size.
     let key = h264::frame(true, 3000, 1200);
     assert_eq!(key[0][0] & 0x1f, h264::STAP_A);
-    assert!(key[1..].iter().all(|p| p[0] & 0x1f == h264::FU_A && p.len() <= 1200));
-    assert_eq!(key[1][1] & 0xdf, 0x80 | h264::IDR, "first fragment starts the IDR");
+    assert!(key[1..]
+        .iter()
+        .all(|p| p[0] & 0x1f == h264::FU_A && p.len() <= 1200));
+    assert_eq!(
+        key[1][1] & 0xdf,
+        0x80 | h264::IDR,
+        "first fragment starts the IDR"
+    );
     let mut depack = H264Packet::default();
     let mut nal = Vec::new();
     for p in &key[1..] {
@@ -95,11 +115,14 @@ fn h264_single_fu_a_and_stap_a() {
     assert_eq!(nal.len(), 4 + 3000, "start code and the slice");
     assert_eq!(nal[4], h264::slice(true));
     // A small delta frame is one single NAL unit packet.
-    assert_eq!(h264::frame(false, 500, 1200), vec![{
-        let mut v = vec![h264::slice(false)];
-        v.resize(500, 0x5a);
-        v
-    }]);
+    assert_eq!(
+        h264::frame(false, 500, 1200),
+        vec![{
+            let mut v = vec![h264::slice(false)];
+            v.resize(500, 0x5a);
+            v
+        }]
+    );
 }
 
 fn rtcp(bytes: &[u8]) -> Vec<Box<dyn rtcp::packet::Packet>> {
@@ -124,10 +147,20 @@ fn rtcp_packets_parse_back() {
         last_sender_report: 7,
         delay: 8,
     };
-    let sr = packet::sender_report(1, 0x0102_0304_0506_0708, 9000, 18, 18_000, &[block.clone()]);
+    let sr = packet::sender_report(
+        1,
+        0x0102_0304_0506_0708,
+        9000,
+        18,
+        18_000,
+        std::slice::from_ref(&block),
+    );
     let p = rtcp(&sr);
     let sr = p[0].as_any().downcast_ref::<SenderReport>().unwrap();
-    assert_eq!((sr.ssrc, sr.ntp_time, sr.rtp_time), (1, 0x0102_0304_0506_0708, 9000));
+    assert_eq!(
+        (sr.ssrc, sr.ntp_time, sr.rtp_time),
+        (1, 0x0102_0304_0506_0708, 9000)
+    );
     assert_eq!(sr.reports, vec![block.clone()]);
 
     let rr = packet::compound(&[packet::receiver_report(2, &[block]), packet::sdes(2, "me")]);
@@ -145,7 +178,10 @@ fn rtcp_packets_parse_back() {
     assert_eq!(back, lost);
 
     let p = rtcp(&packet::pli(5, 6));
-    let pli = p[0].as_any().downcast_ref::<PictureLossIndication>().unwrap();
+    let pli = p[0]
+        .as_any()
+        .downcast_ref::<PictureLossIndication>()
+        .unwrap();
     assert_eq!((pli.sender_ssrc, pli.media_ssrc), (5, 6));
 
     let p = rtcp(&packet::fir(7, 8, 3));
@@ -157,5 +193,8 @@ fn rtcp_packets_parse_back() {
         .as_any()
         .downcast_ref::<ReceiverEstimatedMaximumBitrate>()
         .unwrap();
-    assert_eq!((remb.bitrate, remb.ssrcs.clone()), (600_000.0, vec![10, 11]));
+    assert_eq!(
+        (remb.bitrate, remb.ssrcs.clone()),
+        (600_000.0, vec![10, 11])
+    );
 }

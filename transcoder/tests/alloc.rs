@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES};
-use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{Mesh, MeshConfig, Remote, TxBatch};
 use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference::{self, Channel};
 use testkit::packet::Rtp;
 use transcoder::Transcoder;
 
@@ -27,33 +28,11 @@ fn addr(p: u32) -> SocketAddr {
 fn mixing_does_not_allocate_after_warm_up() {
     let t0 = Instant::now();
     let mut mesh: Mesh<Transcoder> = Mesh::new(t0, MeshConfig::default());
-    mesh.handle_command(
-        t0,
-        Command::CreateConference {
-            conf: CONF,
-            path: Transcoder::new(),
-        },
-    );
+    conference::create(&mut mesh, t0, CONF, Transcoder::new());
     // 1-3 talk in Opus, 4 talks in PCMU, 5-8 listen (send nothing).
     for p in 1..=8u32 {
-        mesh.handle_command(
-            t0,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: p,
-            },
-        );
-        mesh.handle_command(
-            t0,
-            Command::SetChannel {
-                conf: CONF,
-                participant: p,
-                kind: MediaKind::Audio,
-                remote: Remote::Addr(addr(p)),
-                ssrc: 100 + p,
-                clock_rate: if p == 4 { 8_000 } else { 48_000 },
-            },
-        );
+        let audio = Channel::audio(100 + p).at(if p == 4 { 8_000 } else { 48_000 });
+        conference::join(&mut mesh, t0, CONF, p, Remote::Addr(addr(p)), &[audio]);
     }
     mesh.handle_tick(t0);
     // Pre-built packets, 50 per talker, so the test itself allocates nothing per frame.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use codecs::g711::{Law, TelephonyDecoder, TelephonyEncoder};
 use codecs::opus::{Decoder, Encoder, FRAME_SAMPLES, SAMPLE_RATE};
-use mesh::{Command, Event, MediaKind, Mesh, MeshConfig, ParticipantId, Remote, TxBatch};
+use mesh::{Command, Event, Mesh, MeshConfig, ParticipantId, Remote, TxBatch};
+use testkit::conference::{self, Channel};
 use testkit::net::{Impairments, Net};
 use testkit::packet::Rtp;
 use transcoder::Transcoder;
@@ -160,32 +161,10 @@ impl Sim {
     fn new(clients: Vec<Client>) -> Self {
         let t0 = Instant::now();
         let mut mesh = Mesh::new(t0, MeshConfig::default());
-        mesh.handle_command(
-            t0,
-            Command::CreateConference {
-                conf: CONF,
-                path: Transcoder::new(),
-            },
-        );
+        conference::create(&mut mesh, t0, CONF, Transcoder::new());
         for c in &clients {
-            mesh.handle_command(
-                t0,
-                Command::AddParticipant {
-                    conf: CONF,
-                    participant: c.id,
-                },
-            );
-            mesh.handle_command(
-                t0,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: c.id,
-                    kind: MediaKind::Audio,
-                    remote: Remote::Addr(addr(c.id)),
-                    ssrc: ssrc(c.id),
-                    clock_rate: SAMPLE_RATE,
-                },
-            );
+            let audio = [Channel::audio(ssrc(c.id)).at(SAMPLE_RATE)];
+            conference::join(&mut mesh, t0, CONF, c.id, Remote::Addr(addr(c.id)), &audio);
         }
         mesh.handle_tick(t0);
         Self {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use mesh::{
     Command, ConfId, MediaKind, Mesh, MeshConfig, ParticipantId, Path, Remote, RtpView, TxBatch,
 };
-pub use testkit::packet::rtp;
+use testkit::conference::{self, Channel};
 use testkit::net::Fate;
+pub use testkit::packet::rtp;
 
 /// Routes every packet to every member, the sender included, so the mesh's own filter is
 /// what keeps a participant from hearing itself.
@@ -56,6 +57,14 @@ pub fn clock_rate(kind: MediaKind) -> u32 {
         MediaKind::Audio => 48_000,
         MediaKind::Video => 90_000,
     }
+}
+
+/// Participant `id`'s audio and video channels.
+pub fn channels(id: ParticipantId) -> [Channel; 2] {
+    [
+        Channel::audio(ssrc(id, MediaKind::Audio)),
+        Channel::video(ssrc(id, MediaKind::Video)),
+    ]
 }
 
 pub fn ssrc_of(pkt: &[u8]) -> u32 {
@@ -112,20 +121,7 @@ impl<P: Path> Net<P> {
 
     /// Queues an AddParticipant and both channels for `id` at `remote`.
     pub fn join(&mut self, id: ParticipantId, remote: Remote) {
-        self.command(Command::AddParticipant {
-            conf: CONF,
-            participant: id,
-        });
-        for kind in MediaKind::ALL {
-            self.command(Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind,
-                remote,
-                ssrc: ssrc(id, kind),
-                clock_rate: clock_rate(kind),
-            });
-        }
+        conference::join(&mut self.mesh, self.now, CONF, id, remote, &channels(id));
     }
 
     /// Hands one datagram to the mesh now, past any uplink, and collects what it sends;

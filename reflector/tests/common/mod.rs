@@ -10,10 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mesh::rtcp::{self, Rtcp};
-use mesh::{
-    rtp, Command, Hasher, MediaKind, Mesh, MeshConfig, ParticipantId, Remote, RtpView, TxBatch,
-};
+use mesh::{rtp, Hasher, Mesh, MeshConfig, ParticipantId, Remote, RtpView, TxBatch};
 use reflector::{Reflector, VideoCodec};
+use testkit::conference::{self, Channel};
 use testkit::net::{Fate, Net};
 use testkit::packet::{vp8, Rtp};
 
@@ -145,13 +144,7 @@ impl Sim {
             audio_seq: 0,
             ms: 0,
         };
-        sim.mesh.handle_command(
-            now,
-            Command::CreateConference {
-                conf: CONF,
-                path: r,
-            },
-        );
+        conference::create(&mut sim.mesh, now, CONF, r);
         for &id in ids {
             sim.join(id);
         }
@@ -159,38 +152,14 @@ impl Sim {
         sim
     }
 
-    /// Queues `id`'s join with a video channel; applied at the next tick.
+    /// Queues `id`'s join with audio and video channels; applied at the next tick.
     pub fn join(&mut self, id: ParticipantId) {
-        let now = self.now;
-        self.mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        self.mesh.handle_command(
-            now,
-            Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind: MediaKind::Audio,
-                remote: Remote::Addr(addr(id)),
-                ssrc: audio_ssrc(id),
-                clock_rate: 48_000,
-            },
-        );
-        self.mesh.handle_command(
-            now,
-            Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind: MediaKind::Video,
-                remote: Remote::Addr(addr(id)),
-                ssrc: video_ssrc(id),
-                clock_rate: 90_000,
-            },
-        );
+        let channels = [
+            Channel::audio(audio_ssrc(id)),
+            Channel::video(video_ssrc(id)),
+        ];
+        let at = Remote::Addr(addr(id));
+        conference::join(&mut self.mesh, self.now, CONF, id, at, &channels);
     }
 
     pub fn camera(&mut self, id: ParticipantId, gop: u32) {
