@@ -11,6 +11,8 @@ use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::Reflector;
 use std::net::SocketAddr;
 use std::time::Instant;
+use testkit::conference::{self, Channel};
+use testkit::packet::{h264, Rtp};
 
 const CONF: u32 = 1;
 const AUDIO_SIZE: usize = 100;
@@ -49,32 +51,21 @@ impl Rig {
             ..MeshConfig::default()
         };
         let mut mesh = Mesh::new(now, cfg);
-        mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+        conference::create(&mut mesh, now, CONF, path);
         for p in 0..members {
-            mesh.handle_command(
+            let channels = [
+                Channel::audio(ssrc(p, MediaKind::Audio)),
+                Channel::video(ssrc(p, MediaKind::Video)),
+            ];
+            let n = if video { 2 } else { 1 };
+            conference::join(
+                &mut mesh,
                 now,
-                Command::AddParticipant {
-                    conf: CONF,
-                    participant: p,
-                },
+                CONF,
+                p,
+                Remote::Addr(addr(p)),
+                &channels[..n],
             );
-            let mut kinds = vec![(MediaKind::Audio, 48_000)];
-            if video {
-                kinds.push((MediaKind::Video, 90_000));
-            }
-            for (kind, clock_rate) in kinds {
-                mesh.handle_command(
-                    now,
-                    Command::SetChannel {
-                        conf: CONF,
-                        participant: p,
-                        kind,
-                        remote: Remote::Addr(addr(p)),
-                        ssrc: ssrc(p, kind),
-                        clock_rate,
-                    },
-                );
-            }
         }
         mesh.handle_tick(now);
         Rig {
@@ -110,13 +101,7 @@ impl Rig {
 }
 
 fn rtp(size: usize, ssrc: u32, pt: u8) -> Vec<u8> {
-    let mut p = vec![0x5a; size];
-    p[0] = 0x80;
-    p[1] = pt;
-    p[2..4].copy_from_slice(&0u16.to_be_bytes());
-    p[4..8].copy_from_slice(&0u32.to_be_bytes());
-    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    p
+    Rtp::new(ssrc).pt(pt).size(size).fill(0x5a).build()
 }
 
 fn fanout(c: &mut Criterion) {
@@ -279,10 +264,10 @@ fn sfu(c: &mut Criterion) {
         // An IDR first (NAL type 5) so every receiver is past its keyframe gate, then
         // non-IDR reference slices (NAL type 1), as a running stream sends.
         let mut pkt = rtp(VIDEO_SIZE, ssrc(0, MediaKind::Video), 96);
-        pkt[12] = 0x65;
+        pkt[12] = h264::slice(true);
         let got = rig.forward(addr(0), &mut pkt);
         assert_eq!(got, n as usize, "{:?}", rig.mesh.stats());
-        pkt[12] = 0x41;
+        pkt[12] = h264::slice(false);
         assert_eq!(rig.forward(addr(0), &mut pkt), n as usize);
         g.throughput(Throughput::Elements(u64::from(n)));
         let name = if full { "full_sfu" } else { "plain" };

@@ -2,32 +2,14 @@
 //! servers and drives joins for a second. Checks that decisions were made and measured,
 //! never how fast (figures live in docs/benchmarks.md).
 
-use std::path::PathBuf;
 use std::process::Command;
-
-/// A binary of another workspace crate, built on demand (like noc/tests/harness does).
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary has a path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary lives in target/PROFILE/deps");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", name, "--bin", name])
-            .status()
-            .expect("cargo runs");
-        assert!(ok.success(), "building {name} failed");
-    }
-    path
-}
+use testkit::harness::{bin, TempDir};
 
 #[test]
 fn dispatchgen_measures_decisions_against_a_spawned_dispatcher() {
-    let dispatcher = workspace_bin("dispatcher");
-    let json = std::env::temp_dir().join(format!("dispatchgen-test-{}.json", std::process::id()));
+    let dispatcher = bin("dispatcher");
+    let dir = TempDir::new("dispatchgen");
+    let json = dir.path().join("run.json");
     let out = Command::new(env!("CARGO_BIN_EXE_dispatchgen"))
         .arg("--spawn")
         .arg(&dispatcher)
@@ -42,7 +24,6 @@ fn dispatchgen_measures_decisions_against_a_spawned_dispatcher() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&json).expect("JSON written");
-    let _ = std::fs::remove_file(&json);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let run = &v[0];
     assert_eq!(run["store"], "memory");

@@ -3,95 +3,8 @@
 //! asserts no timing (figures belong in docs/benchmarks.md).
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-/// A binary of another workspace crate, built on demand (like noc/tests/harness does).
-fn workspace_bin(name: &str) -> PathBuf {
-    // target/debug/deps/loadgen-HASH -> target/debug/NAME
-    let exe = std::env::current_exe().expect("test binary has a path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary lives in target/PROFILE/deps");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "--bin", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(ok.success(), "building {name} failed");
-    }
-    path
-}
-
-/// A child killed on drop, with the first stdout line starting with `prefix`.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    /// Starts `bin` and waits for its `prefix` line, then, with `ready`, for that line too
-    /// (noc prints its address before its media servers have registered).
-    fn start(
-        bin: PathBuf,
-        args: &[&str],
-        prefix: &'static str,
-        ready: Option<&'static str>,
-    ) -> Server {
-        let mut child = Command::new(&bin)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} starts: {e}", bin.display()));
-        let out = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut addr = None;
-        let found = loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                break None;
-            };
-            if let Some(a) = line.strip_prefix(prefix) {
-                addr = Some(a.trim().to_owned());
-            }
-            if addr.is_some() && ready.is_none_or(|r| line == r) {
-                break addr.clone();
-            }
-        };
-        let addr = match found {
-            Some(a) => a,
-            None => {
-                let _ = child.kill();
-                panic!(
-                    "{} printed no {prefix:?} line (or no {ready:?})",
-                    bin.display()
-                );
-            }
-        };
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
+use testkit::harness::{Noc, Proc, TempDir};
 
 fn loadgen(target: &[&str], media: &[&str], pid: u32, json: &std::path::Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -166,24 +79,19 @@ fn check_video(json: &std::path::Path) {
 
 #[test]
 fn loadgen_against_noc_and_rawfwd() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("lg");
 
-    let noc = Server::start(
-        workspace_bin("noc"),
-        &["--listen", "127.0.0.1:0"],
-        "dispatcher ",
-        Some("ready"),
-    );
-    let json = dir.join("noc.json");
-    loadgen(&["--dispatcher", &noc.addr], &[], noc.child.id(), &json);
+    let noc = Noc::start(&[]);
+    let dispatcher = noc.dispatcher.to_string();
+    let json = dir.path().join("noc.json");
+    loadgen(&["--dispatcher", &dispatcher], &[], noc.pid(), &json);
     let v = check(&json);
     assert!(v["server_cpu_cores"].as_f64().is_some());
     assert_eq!(v["control"]["closed_early"].as_u64(), Some(0));
 
     // Video only, on `channel video` (PT 96, H.264): the reflector holds each receiver's
     // video until an IDR slice, so this passes only if loadgen's packets start keyframes.
-    let json = dir.join("noc-video.json");
+    let json = dir.path().join("noc-video.json");
     let video = [
         "--audio-pps",
         "0",
@@ -192,18 +100,13 @@ fn loadgen_against_noc_and_rawfwd() {
         "--video-size",
         "1200",
     ];
-    loadgen(&["--dispatcher", &noc.addr], &video, noc.child.id(), &json);
+    loadgen(&["--dispatcher", &dispatcher], &video, noc.pid(), &json);
     check_video(&json);
     drop(noc);
 
-    let raw = Server::start(
-        PathBuf::from(env!("CARGO_BIN_EXE_rawfwd")),
-        &[],
-        "rawfwd ",
-        None,
-    );
-    let json = dir.join("raw.json");
-    loadgen(&["--raw", &raw.addr], &[], raw.child.id(), &json);
+    let raw = Proc::spawn("rawfwd", &[]);
+    let addr = raw.addr("rawfwd").to_string();
+    let json = dir.path().join("raw.json");
+    loadgen(&["--raw", &addr], &[], raw.id(), &json);
     check(&json);
-    let _ = std::fs::remove_dir_all(&dir);
 }

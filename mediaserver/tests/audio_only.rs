@@ -4,40 +4,21 @@
 mod common;
 
 use common::control::*;
-use protocol::ticket::{self, Claims};
 use protocol::{ErrorCode, ServerMsg};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use testkit::harness::control::{ticket, Line};
 
 /// Joins with `media` and returns the first accept or refusal.
 fn first_answer(server: &Server, name: &str, media: &str) -> ServerMsg {
-    let mut w = TcpStream::connect(server.running.client_addr).expect("connect");
-    w.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut r = BufReader::new(w.try_clone().unwrap());
-    let claims = Claims {
-        conference: "ao",
-        account: "acct",
-        user: name,
-        server: &server.running.id,
-    };
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 300;
-    let t = ticket::sign(SECRET, &claims, exp);
-    let line = format!("join\tao\tacct\t{name}\tmode=reflect\tticket={t}\tmedia={media}\n");
-    w.write_all(line.as_bytes()).unwrap();
+    let mut line = Line::connect(server.running.client_addr);
+    let t = ticket(SECRET, "ao", "acct", name, &server.running.id);
+    line.send(&format!(
+        "join\tao\tacct\t{name}\tmode=reflect\tticket={t}\tmedia={media}"
+    ));
     loop {
-        let mut l = String::new();
-        assert!(
-            r.read_line(&mut l).unwrap() > 0,
-            "server closed before answering"
-        );
-        match ServerMsg::parse(l.trim_end()) {
-            Ok(m @ (ServerMsg::Accept { .. } | ServerMsg::Reject { .. })) => return m,
-            _ => continue,
+        let l = line.read().expect("server closed before answering");
+        if let Ok(m @ (ServerMsg::Accept { .. } | ServerMsg::Reject { .. })) = ServerMsg::parse(&l)
+        {
+            return m;
         }
     }
 }

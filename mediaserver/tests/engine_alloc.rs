@@ -8,11 +8,11 @@ mod common;
 
 use common::*;
 use mediaserver::io::IoKind;
-use mesh::alloc_count::counted;
 use std::time::Duration;
+use testkit::alloc::{counted, CountingAlloc};
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Sends `rounds` bursts from every participant through the engine and drains the
 /// receivers; returns (packets received, allocations made while the engine turned).

@@ -8,7 +8,7 @@ mod common;
 
 use common::control::*;
 use mesh::rtcp::{self, Rtcp};
-use mesh::{rtcp_write, RtpView};
+use mesh::RtpView;
 use protocol::ServerMsg;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::net::{Impairments, Net};
+use testkit::packet;
 
 /// Ends a helper thread when dropped, also when the test fails.
 struct Stop(Arc<AtomicBool>);
@@ -61,8 +63,8 @@ fn drain_feedback(sock: &UdpSocket) -> Vec<u32> {
     asks
 }
 
-/// A UDP relay between the server and a receiver: server->receiver RTP is dropped at random
-/// (`loss_pct`, seeded; never the first packet, which the receiver could not know it
+/// A UDP relay between the server and a receiver: server->receiver RTP crosses a seeded
+/// lossy link (`loss_pct`; never the first packet, which the receiver could not know it
 /// missed), everything else passes. Records the media sequence numbers lost on their first
 /// pass.
 struct Relay {
@@ -72,14 +74,16 @@ struct Relay {
 }
 
 impl Relay {
-    fn start(receiver: SocketAddr, server: SocketAddr, media_ssrc: u32, loss_pct: u64) -> Relay {
+    fn start(receiver: SocketAddr, server: SocketAddr, media_ssrc: u32, loss_pct: f64) -> Relay {
         let sock = udp();
         let addr = sock.local_addr().unwrap();
         let lost = Arc::new(Mutex::new(HashSet::new()));
         let (stop, flag) = stop_flag();
         let lost2 = lost.clone();
         thread::spawn(move || {
-            let mut rng = XorShift(0x5eed_1234_9876_abcd);
+            // Time is the wall clock here: a loss-only link delivers at once.
+            let mut down = Net::new(0x5eed_1234_9876_abcd);
+            down.set((), Impairments::loss(loss_pct));
             let mut seen = HashSet::new();
             let mut buf = [0u8; 2048];
             while !flag.load(Ordering::Relaxed) {
@@ -93,9 +97,13 @@ impl Relay {
                 }
                 if let (false, Ok(v)) = (mesh::rtp::is_rtcp(data), RtpView::parse(data)) {
                     let first_pass = v.ssrc() == media_ssrc && seen.insert(v.sequence_number());
-                    if seen.len() > 1 && rng.next() % 100 < loss_pct {
-                        if first_pass {
+                    if seen.len() > 1 {
+                        let now = Instant::now();
+                        if down.send(now, (), data.to_vec()).dropped() && first_pass {
                             lost2.lock().unwrap().insert(v.sequence_number());
+                        }
+                        for d in down.drain(now) {
+                            let _ = sock.send_to(&d.packet, receiver);
                         }
                         continue;
                     }
@@ -122,11 +130,11 @@ const NACK_FIRST_SEQ: u16 = 65_400;
 fn nack_recovery(rtx: Option<u8>) {
     let server = Server::start(None);
     let conf = format!("nack-{rtx:?}");
-    let mut s = Client::join(&server, &conf, "sender");
-    let mut r = Client::join(&server, &conf, "receiver");
+    let mut s = server.join(&conf, "sender");
+    let mut r = server.join(&conf, "receiver");
     let (s_sock, r_sock) = (udp(), udp());
     let media = s.video.ssrc;
-    let relay = Relay::start(r_sock.local_addr().unwrap(), r.video.addr, media, 10);
+    let relay = Relay::start(r_sock.local_addr().unwrap(), r.video.addr, media, 10.0);
     s.video_channel(s_sock.local_addr().unwrap(), "");
     let opts = rtx.map(|pt| format!("\trtx={pt}")).unwrap_or_default();
     r.video_channel(relay.addr, &opts);
@@ -201,9 +209,8 @@ fn nack_recovery(rtx: Option<u8>) {
                 }
             }
             for chunk in lost.chunks(16) {
-                let mut nack = [0u8; 128];
-                let len = rtcp_write::nack(&mut nack, r.video.ssrc, media, chunk).unwrap();
-                r_sock.send_to(&nack[..len], relay.addr).unwrap();
+                let nack = packet::nack(r.video.ssrc, media, chunk);
+                r_sock.send_to(&nack, relay.addr).unwrap();
             }
         }
     }
@@ -294,8 +301,8 @@ fn first_rtp(sock: &UdpSocket, limit: Duration) -> Option<Vec<u8>> {
 /// away does.
 fn late_joiner(channel_delay: Duration) {
     let server = Server::start(None);
-    let mut s = Client::join(&server, "late", "sender");
-    let mut r = Client::join(&server, "late", "early");
+    let mut s = server.join("late", "sender");
+    let mut r = server.join("late", "early");
     let (s_sock, r_sock, j_sock) = (udp(), udp(), udp());
     s.video_channel(s_sock.local_addr().unwrap(), "");
     r.video_channel(r_sock.local_addr().unwrap(), "");
@@ -315,7 +322,7 @@ fn late_joiner(channel_delay: Duration) {
     thread::sleep(Duration::from_millis(500));
 
     let joined_at = Instant::now();
-    let mut j = Client::join(&server, "late", "joiner");
+    let mut j = server.join("late", "joiner");
     thread::sleep(channel_delay);
     j.video_channel(j_sock.local_addr().unwrap(), "");
     j.sync();
@@ -351,8 +358,8 @@ fn late_joiner_a_round_trip_away_gets_a_keyframe_first() {
 #[test]
 fn simulcast_layer_requests_switch_on_keyframes() {
     let server = Server::start(None);
-    let mut s = Client::join(&server, "sim", "sender");
-    let mut r = Client::join(&server, "sim", "receiver");
+    let mut s = server.join("sim", "sender");
+    let mut r = server.join("sim", "receiver");
     let (s_sock, r_sock) = (udp(), udp());
     let top = s.video.ssrc;
     // SSRCs the server did not hand out (it picks random nonzero ones; a clash is refused).
@@ -454,7 +461,7 @@ fn last_n_follows_the_two_most_recent_speakers() {
     let server = Server::start(Some(2));
     let mut senders = Vec::new();
     for k in 1..=4 {
-        let mut c = Client::join(&server, "lastn", &format!("s{k}"));
+        let mut c = server.join("lastn", &format!("s{k}"));
         let (a, v) = (udp(), udp());
         c.audio_channel(a.local_addr().unwrap());
         c.video_channel(v.local_addr().unwrap(), "");
@@ -462,7 +469,7 @@ fn last_n_follows_the_two_most_recent_speakers() {
         v.set_nonblocking(true).unwrap();
         senders.push((c, a, v));
     }
-    let mut r = Client::join(&server, "lastn", "watcher");
+    let mut r = server.join("lastn", "watcher");
     let r_sock = udp();
     r.video_channel(r_sock.local_addr().unwrap(), "");
     r.sync();

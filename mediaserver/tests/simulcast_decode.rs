@@ -14,7 +14,7 @@
 mod common;
 
 use common::control::*;
-use mesh::{rtcp_write, RtpView};
+use mesh::RtpView;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::packet;
 
 /// (width, height, kbit/s) of each encoding, lowest first, as a browser's simulcast.
 const ENCODINGS: [(u32, u32, u32); 3] = [(320, 180, 150), (640, 360, 400), (1280, 720, 1800)];
@@ -356,8 +357,8 @@ fn layer_switches_follow_remb_and_decode_cleanly() {
     checker_catches_a_mid_gop_switch(&layers, &dir);
 
     let server = Server::start(None);
-    let mut s = Client::join(&server, "simdec", "sender");
-    let mut r = Client::join(&server, "simdec", "receiver");
+    let mut s = server.join("simdec", "sender");
+    let mut r = server.join("simdec", "receiver");
     let (s_sock, r_sock) = (udp(), udp());
     let top = s.video.ssrc;
     // SSRCs the server did not hand out (it picks random nonzero ones; a clash is refused).
@@ -398,7 +399,6 @@ fn layer_switches_follow_remb_and_decode_cleanly() {
         .collect();
     schedule.sort_by_key(|&(f, l, _)| (f, l));
     let (to, pt) = (s.video.addr, s.video.payload_type);
-    let mut remb = [0u8; 64];
     let mut next_remb = Duration::ZERO;
     let (mut low_sent, mut high_sent) = (None, None);
     let t0 = Instant::now();
@@ -416,9 +416,8 @@ fn layer_switches_follow_remb_and_decode_cleanly() {
                     }
                     HIGH_BUDGET
                 };
-                let len = rtcp_write::remb(&mut remb, r.video.ssrc, budget, &[top])
-                    .expect("a one-SSRC REMB fits");
-                r_sock.send_to(&remb[..len], r.video.addr).unwrap();
+                let remb = packet::remb(r.video.ssrc, budget, &[top]);
+                r_sock.send_to(&remb, r.video.addr).unwrap();
                 // The first REMB of each phase goes out on time.
                 let boundary = [LOW_AT, HIGH_AT].into_iter().find(|&b| b > el);
                 next_remb = boundary.map_or(el + REMB_EVERY, |b| b.min(el + REMB_EVERY));

@@ -115,6 +115,9 @@ pub struct MeshConfig {
     pub tx_packets: usize,
     /// Bytes the transmit batch holds before further packets are dropped as `TxFull`.
     pub tx_bytes: usize,
+    /// Keys for the mesh's hash maps: `None` (production) draws random ones; a seed makes a
+    /// test run repeat exactly (see [`crate::Hasher`]).
+    pub hash_seed: Option<u64>,
 }
 
 impl Default for MeshConfig {
@@ -125,6 +128,7 @@ impl Default for MeshConfig {
             max_participants: 1024,
             tx_packets: 4096,
             tx_bytes: 4096 * 1500,
+            hash_seed: None,
         }
     }
 }

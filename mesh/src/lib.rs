@@ -15,7 +15,6 @@
 //! Forwarding allocates nothing on the heap once the tables and batch have warmed up, and
 //! every packet that is not forwarded is counted under a [`DropReason`].
 
-pub mod alloc_count;
 mod command;
 mod filter;
 mod mesh;
@@ -38,12 +37,61 @@ pub use sorter::StreamReport;
 pub use stats::{DropReason, MeshStats, QualitySummary, StreamStats};
 pub use tx::{TxBatch, TxPacket, TX_HEAD_MAX};
 
-/// Worker-local conference key chosen by the control plane.
 /// The hot path's maps: std's map with aHash instead of SipHash. SipHash was about a
 /// quarter of the 1->1 forwarding cost in `benches/benches/mesh.rs`; aHash keeps random
 /// per-process keys, so lookups of attacker-chosen addresses stay collision-resistant.
+/// Build them with a [`Hasher`].
 pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
+/// How the keys of every [`FastMap`] of a mesh and its paths are chosen.
+///
+/// The default draws random keys for each map, as production must (hash flooding). A seed
+/// ([`MeshConfig::hash_seed`]) derives them from it instead, so that a sans-IO run repeats
+/// exactly, down to the order in which maps are walked (keyframe requests to several
+/// senders, ticks of several conferences). The keys are chosen when a map is made, never
+/// per packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hasher {
+    seed: Option<u64>,
+}
+
+impl Hasher {
+    /// Random keys with `None`, keys from the seed otherwise.
+    pub const fn new(seed: Option<u64>) -> Hasher {
+        Hasher { seed }
+    }
+
+    /// Keys from `seed`.
+    pub const fn seeded(seed: u64) -> Hasher {
+        Hasher { seed: Some(seed) }
+    }
+
+    /// The keys for one map.
+    pub fn build(self) -> ahash::RandomState {
+        match self.seed {
+            None => ahash::RandomState::new(),
+            // Four different words from one seed; ahash mixes each with its own constant.
+            Some(s) => ahash::RandomState::with_seeds(
+                s,
+                s.rotate_left(16) ^ 0x243f_6a88_85a3_08d3,
+                s.rotate_left(32) ^ 0x1319_8a2e_0370_7344,
+                s.rotate_left(48) ^ 0xa409_3822_299f_31d0,
+            ),
+        }
+    }
+
+    /// An empty map.
+    pub fn map<K, V>(self) -> FastMap<K, V> {
+        FastMap::with_hasher(self.build())
+    }
+
+    /// An empty map with room for `n` entries.
+    pub fn map_with_capacity<K, V>(self, n: usize) -> FastMap<K, V> {
+        FastMap::with_capacity_and_hasher(n, self.build())
+    }
+}
+
+/// Worker-local conference key chosen by the control plane.
 pub type ConfId = u32;
 /// Server-wide participant id chosen by the control plane.
 pub type ParticipantId = u32;

@@ -12,8 +12,8 @@ use crate::scheduler::Scheduler;
 use crate::sender::{store_body, Sender, TxLimits};
 use crate::sorter::{Sorter, SourceIndex, StreamReport};
 use crate::{
-    Command, ConfId, DropReason, Event, MediaKind, MeshConfig, MeshStats, ParticipantId, Path,
-    QualitySummary, StreamStats, TxBatch,
+    Command, ConfId, DropReason, Event, Hasher, MediaKind, MeshConfig, MeshStats, ParticipantId,
+    Path, QualitySummary, StreamStats, TxBatch,
 };
 
 /// Per-conference tables start this small; they grow on join, never per packet.
@@ -46,6 +46,8 @@ pub struct Mesh<P: Path> {
     /// Which conference each participant is in; participant ids are server-wide.
     membership: HashMap<ParticipantId, ConfId>,
     index: SourceIndex,
+    /// Keys every map the mesh makes, now or for conferences created later.
+    hasher: Hasher,
     commands: VecDeque<Command<P>>,
     events: VecDeque<Event>,
     tx: TxBatch,
@@ -58,6 +60,7 @@ impl<P: Path> Mesh<P> {
     /// An empty mesh whose first tick is due at `now`.
     pub fn new(now: Instant, cfg: MeshConfig) -> Self {
         let parts = cfg.max_participants.max(1);
+        let hasher = Hasher::new(cfg.hash_seed);
         Self {
             tick: cfg.tick.max(MIN_TICK),
             limits: TxLimits {
@@ -65,9 +68,10 @@ impl<P: Path> Mesh<P> {
                 bytes: cfg.tx_bytes,
             },
             next_tick: now,
-            conferences: HashMap::with_capacity_and_hasher(cfg.max_conferences, Default::default()),
-            membership: HashMap::with_capacity_and_hasher(parts, Default::default()),
-            index: SourceIndex::with_capacity(parts),
+            conferences: hasher.map_with_capacity(cfg.max_conferences),
+            membership: hasher.map_with_capacity(parts),
+            index: SourceIndex::with_capacity(parts, hasher),
+            hasher,
             commands: VecDeque::with_capacity(64),
             events: VecDeque::with_capacity(64),
             tx: TxBatch::with_capacity(cfg.tx_packets, cfg.tx_bytes),
@@ -260,11 +264,8 @@ impl<P: Path> Mesh<P> {
                     Conference {
                         path,
                         members: Vec::with_capacity(CONF_PRESIZE),
-                        sorter: Sorter::with_capacity(CONF_PRESIZE),
-                        receivers: HashMap::with_capacity_and_hasher(
-                            CONF_PRESIZE,
-                            Default::default(),
-                        ),
+                        sorter: Sorter::with_capacity(CONF_PRESIZE, self.hasher),
+                        receivers: self.hasher.map_with_capacity(CONF_PRESIZE),
                     },
                 );
                 true

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::stats::StreamStats;
-use crate::{ConfId, MediaKind, ParticipantId, Remote, RtpView};
+use crate::{ConfId, Hasher, MediaKind, ParticipantId, Remote, RtpView};
 
 /// RFC 3550 A.1: a forward jump below this is a gap, not a restart.
 const MAX_DROPOUT: u16 = 3000;
@@ -176,10 +176,10 @@ pub(crate) struct SourceIndex {
 }
 
 impl SourceIndex {
-    pub(crate) fn with_capacity(participants: usize) -> Self {
+    pub(crate) fn with_capacity(participants: usize, hasher: Hasher) -> Self {
         Self {
-            addrs: HashMap::with_capacity_and_hasher(2 * participants, Default::default()),
-            latches: HashMap::with_capacity_and_hasher(2 * participants, Default::default()),
+            addrs: hasher.map_with_capacity(2 * participants),
+            latches: hasher.map_with_capacity(2 * participants),
         }
     }
 
@@ -244,9 +244,9 @@ pub(crate) struct Sorter {
 }
 
 impl Sorter {
-    pub(crate) fn with_capacity(participants: usize) -> Self {
+    pub(crate) fn with_capacity(participants: usize, hasher: Hasher) -> Self {
         Self {
-            sources: HashMap::with_capacity_and_hasher(participants, Default::default()),
+            sources: hasher.map_with_capacity(participants),
         }
     }
 
@@ -496,17 +496,7 @@ impl Sorter {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    /// Deterministic xorshift64 so loss and jitter patterns repeat exactly.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use testkit::rng::Rng;
 
     const RATE: u32 = 48_000;
     /// 20 ms of 48 kHz audio per packet.
@@ -550,11 +540,11 @@ mod tests {
     fn seeded_loss_is_counted_exactly() {
         let t0 = Instant::now();
         let mut s = StreamState::new(RATE);
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut dropped = 0;
         for n in 0..1000u32 {
             // Keep the first and last so expected spans the whole run.
-            if n != 0 && n != 999 && rng.next() % 10 == 0 {
+            if n != 0 && n != 999 && rng.below(10) == 0 {
                 dropped += 1;
                 continue;
             }
@@ -603,9 +593,9 @@ mod tests {
 
         // Uniform random delay in [0, 9 ms]: E|D| of two uniforms is a third of the range.
         let mut s = StreamState::new(RATE);
-        let mut rng = XorShift(42);
+        let mut rng = Rng::new(42);
         for n in 0..20_000u32 {
-            feed(&mut s, t0, n as u16, n, rng.next() % 9000);
+            feed(&mut s, t0, n as u16, n, rng.below(9000));
         }
         let j = s.stats().jitter_ms;
         assert!((j - 3.0).abs() < 0.6, "{j}");
@@ -637,8 +627,8 @@ mod tests {
 
     #[test]
     fn channels_keep_index_consistent() {
-        let mut idx = SourceIndex::with_capacity(4);
-        let mut so = Sorter::with_capacity(4);
+        let mut idx = SourceIndex::with_capacity(4, Hasher::default());
+        let mut so = Sorter::with_capacity(4, Hasher::default());
         so.add(1);
         so.add(2);
         let a = v4("10.0.0.1:4000");
@@ -738,8 +728,8 @@ mod tests {
 
     #[test]
     fn latch_binds_only_matching_ip_and_free_address() {
-        let mut idx = SourceIndex::with_capacity(4);
-        let mut so = Sorter::with_capacity(4);
+        let mut idx = SourceIndex::with_capacity(4, Hasher::default());
+        let mut so = Sorter::with_capacity(4, Hasher::default());
         so.add(1);
         so.add(2);
         let taken = v4("10.0.0.5:5000");
@@ -774,8 +764,8 @@ mod tests {
     /// receive port from the start and stays there after the latch binds.
     #[test]
     fn latch_to_sends_to_the_declared_port() {
-        let mut idx = SourceIndex::with_capacity(4);
-        let mut so = Sorter::with_capacity(4);
+        let mut idx = SourceIndex::with_capacity(4, Hasher::default());
+        let mut so = Sorter::with_capacity(4, Hasher::default());
         so.add(1);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let to = v4("127.0.0.1:5004");

@@ -1,58 +1,35 @@
 //! Proves that forwarding allocates nothing on the heap once warmed up.
 //!
-//! A counting global allocator counts allocations made by this test's own thread only, so
-//! the test harness's threads cannot disturb the count.
+//! testkit's counting global allocator counts allocations made by this test's own thread
+//! only, so the test harness's threads cannot disturb the count.
 
 mod common;
 
-use mesh::alloc_count::counted;
 use std::time::Duration;
 
 use common::*;
 use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference;
+use testkit::packet;
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[test]
 fn forwarding_does_not_allocate_after_warm_up() {
     let mut now = std::time::Instant::now();
     let mut mesh: Mesh<Everyone> = Mesh::new(now, MeshConfig::default());
-    mesh.handle_command(
-        now,
-        Command::CreateConference {
-            conf: CONF,
-            path: Everyone,
-        },
-    );
+    conference::create(&mut mesh, now, CONF, Everyone);
     const PEOPLE: u32 = 8;
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        for kind in MediaKind::ALL {
-            // Half the participants latch, to cover that path's warm-up too.
-            let remote = if id % 2 == 0 {
-                Remote::Latch(ip(id))
-            } else {
-                Remote::Addr(addr(id))
-            };
-            mesh.handle_command(
-                now,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: id,
-                    kind,
-                    remote,
-                    ssrc: ssrc(id, kind),
-                    clock_rate: clock_rate(kind),
-                },
-            );
-        }
+        // Half the participants latch, to cover that path's warm-up too.
+        let remote = if id % 2 == 0 {
+            Remote::Latch(ip(id))
+        } else {
+            Remote::Addr(addr(id))
+        };
+        conference::join(&mut mesh, now, CONF, id, remote, &channels(id));
     }
     // One participant is on a budget, so the scheduler sheds some video as well.
     mesh.handle_command(
@@ -74,9 +51,8 @@ fn forwarding_does_not_allocate_after_warm_up() {
             // Every tenth datagram is a compound RTCP (RR + SDES) from a member, which the
             // mesh validates and hands to the path.
             if n % 10 == 9 {
-                let mut c = vec![0x80, 201, 0, 1];
-                c.extend_from_slice(&ssrc(id, kind).to_be_bytes());
-                c.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0, 0]);
+                let rr = packet::receiver_report(ssrc(id, kind), &[]);
+                let c = packet::compound(&[rr, packet::sdes(ssrc(id, kind), "cam")]);
                 return (addr(id), c);
             }
             (addr(id), rtp(ssrc(id, kind), n as u16, n * 960, len))

@@ -10,6 +10,7 @@ use common::*;
 use mesh::{
     Command, DropReason, Event, MediaKind, MeshConfig, ParticipantId, Path, PathOut, RtpView,
 };
+use testkit::packet;
 
 /// A path that forwards nothing and, on every tick, sends each member one packet and
 /// reports the talk commands it got.
@@ -216,10 +217,8 @@ fn rtcp_from_members_reaches_the_path_with_its_kind() {
     net.conference(Echo::default(), &[1, 2, 3]);
     net.drain();
     // An SR from 1's video SSRC, an RR from an SSRC none of 1's channels use.
-    let mut sr = vec![0x80, 200, 0, 6];
-    sr.extend_from_slice(&ssrc(1, MediaKind::Video).to_be_bytes());
-    sr.resize(28, 0);
-    let rr = [0x80, 201, 0, 1, 0, 0, 0x0b, 0xad];
+    let sr = packet::sender_report(ssrc(1, MediaKind::Video), 0, 0, 0, 0, &[]);
+    let rr = packet::receiver_report(0xbad, &[]);
     assert_eq!(net.send_raw(addr(1), &sr), 2);
     assert_eq!(net.send_raw(addr(1), &rr), 2);
     // Malformed (length past the end) and from a stranger: the path never sees them.

@@ -1,14 +1,12 @@
 //! The operators' dashboard in a real browser: Debian's Chromium driven through
 //! chromedriver (WebDriver), against a real `noc` with real clients.
 
-mod harness;
-
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use harness::{Client, Noc};
 use serde_json::json;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::harness::{Client, Noc};
 
 const TOKEN: &str = "dashboard-test-token";
 

@@ -3,16 +3,14 @@
 //! resolution merges a conference that ended up on two servers, a punt moves the
 //! store's placement, and the store's scripts keep placements on live servers.
 
-mod harness;
-
-use harness::{http_get, http_post, Proc};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::harness::control::Line;
+use testkit::harness::{config, http_get, http_post, media_server, Proc};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const ANY: &str = "127.0.0.1:0";
 const TOKEN: &str = "dispatchers-test-token";
 
@@ -104,15 +102,6 @@ impl Drop for Redis {
     }
 }
 
-/// The address a process printed on its `KEY ADDR` line.
-fn printed(p: &Proc, key: &str) -> SocketAddr {
-    let l = p
-        .stdout
-        .wait_for(&format!("{key} "), Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("no {key} line: {:?}", p.stderr.all()));
-    l.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 struct Dispatcher {
     id: &'static str,
     proc: Proc,
@@ -127,7 +116,7 @@ impl Dispatcher {
             "dispatcher",
             &[
                 "--config",
-                &format!("{ROOT}/config/dispatcher.toml"),
+                &config("dispatcher.toml"),
                 "--listen",
                 ANY,
                 "--registry",
@@ -144,9 +133,9 @@ impl Dispatcher {
         );
         Dispatcher {
             id,
-            client: printed(&proc, "dispatcher"),
-            registry: printed(&proc, "registry"),
-            http: printed(&proc, "http"),
+            client: proc.addr("dispatcher"),
+            registry: proc.addr("registry"),
+            http: proc.addr("http"),
             proc,
         }
     }
@@ -188,101 +177,42 @@ impl Dispatcher {
     }
 }
 
-/// A media server linked to the first of `dispatchers` that takes it.
-fn media(id: &str, dispatchers: &[SocketAddr]) -> Proc {
-    let list: Vec<String> = dispatchers.iter().map(|d| d.to_string()).collect();
-    let p = Proc::spawn(
-        "mediaserver",
-        &[
-            "--config",
-            &format!("{ROOT}/config/mediaserver.toml"),
-            "--listen",
-            ANY,
-            "--dispatcher",
-            &list.join(","),
-            "--id",
-            id,
-            "--workers",
-            "1",
-        ],
-    );
-    p.stdout
-        .wait_for(&format!("mediaserver {id}"), Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("{id} did not start: {:?}", p.stderr.all()));
-    p
-}
-
 /// A join at a dispatcher (or the switch): the `dispatch` line's address and ticket, or
 /// the line that came instead.
 fn join(at: SocketAddr, conference: &str, user: &str) -> Result<(SocketAddr, String), String> {
-    let s = TcpStream::connect(at).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    if !line.starts_with("connect\t") {
-        return Err(format!("greeting {line:?}"));
+    let mut c = Line::try_connect(at, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let greeting = c.read().unwrap_or_default();
+    if !greeting.starts_with("connect\t") {
+        return Err(format!("greeting {greeting:?}"));
     }
-    writeln!(w, "join\t{conference}\tdemo\t{user}\tmode=reflect").map_err(|e| e.to_string())?;
-    line.clear();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let f: Vec<&str> = line.trim_end().split('\t').collect();
-    let _ = w.write_all(b"endsession\n");
-    match f.as_slice() {
+    c.try_send(&format!("join\t{conference}\tdemo\t{user}\tmode=reflect"))
+        .map_err(|e| e.to_string())?;
+    let line = c.read().unwrap_or_default();
+    c.send("endsession");
+    match line.split('\t').collect::<Vec<_>>().as_slice() {
         ["dispatch", addr, ticket, ..] => Ok((addr.parse().unwrap(), ticket.to_string())),
         _ => Err(line),
     }
 }
 
 /// A member at a media server holding its control connection open.
-struct Member {
-    reader: BufReader<TcpStream>,
-    _w: TcpStream,
-}
-
-impl Member {
-    fn join(addr: SocketAddr, conference: &str, user: &str, ticket: &str) -> Member {
-        let s = TcpStream::connect(addr).expect("media server reachable");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut w = s.try_clone().unwrap();
-        writeln!(
-            w,
-            "join\t{conference}\tdemo\t{user}\tmode=reflect\tticket={ticket}"
-        )
-        .unwrap();
-        let mut m = Member {
-            reader: BufReader::new(s),
-            _w: w,
-        };
-        m.wait_line("accept\t", Duration::from_secs(5))
-            .unwrap_or_else(|| panic!("{user} not accepted at {addr}"));
-        m
-    }
-
-    /// Reads lines until one starts with `prefix`.
-    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut line = String::new();
-        while Instant::now() < deadline {
-            line.clear();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return None,
-                Ok(_) if line.starts_with(prefix) => return Some(line.trim_end().to_owned()),
-                _ => {}
-            }
-        }
-        None
-    }
+fn member(addr: SocketAddr, conference: &str, user: &str, ticket: &str) -> Line {
+    let mut m =
+        Line::try_connect(addr, Duration::from_millis(200)).expect("media server reachable");
+    m.send(&format!(
+        "join\t{conference}\tdemo\t{user}\tmode=reflect\tticket={ticket}"
+    ));
+    m.wait_line("accept\t", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{user} not accepted at {addr}"));
+    m
 }
 
 /// Two dispatchers, each with one media server linked, both seeing both servers.
 fn cluster(redis: &Redis) -> (Dispatcher, Dispatcher, Proc, Proc) {
     let d1 = Dispatcher::start("d1", redis);
     let d2 = Dispatcher::start("d2", redis);
-    let m1 = media("ms-1", &[d1.registry, d2.registry]);
-    let m2 = media("ms-2", &[d2.registry, d1.registry]);
+    let m1 = media_server("ms-1", &[d1.registry, d2.registry], &[]);
+    let m2 = media_server("ms-2", &[d2.registry, d1.registry], &[]);
     d1.wait_servers(&["ms-1", "ms-2"]);
     d2.wait_servers(&["ms-1", "ms-2"]);
     // Each sees its own server as linked and the other's as a row from Redis.
@@ -357,7 +287,7 @@ fn killing_the_active_dispatcher_lets_the_standby_serve_within_3_s() {
             &format!("{},{}", dead.client, standby.client),
         ],
     );
-    let switch_addr = printed(&switch, "switch");
+    let switch_addr = switch.addr("switch");
     let (before, _) = join(switch_addr, "steady", "ann").expect("served before the kill");
 
     drop(dead.proc); // SIGKILL
@@ -398,7 +328,7 @@ fn call_resolution_merges_a_conference_running_on_two_servers() {
     // the conference (the placement is pinned in the store first).
     redis.cmd(&["SET", "noc:conf:dup", "ms-1", "PX", "10000"]);
     let (x_addr, ticket) = join(d1.client, "dup", "ann").expect("dispatched");
-    let mut ann = Member::join(x_addr, "dup", "ann", &ticket);
+    let mut ann = member(x_addr, "dup", "ann", &ticket);
     assert_eq!(d1.server_at(x_addr), "ms-1");
     let y = "ms-2";
     // The store loses the placement (as on a Redis failover) and the conference is
@@ -408,8 +338,8 @@ fn call_resolution_merges_a_conference_running_on_two_servers() {
     let (y_addr2, t2) = join(d2.client, "dup", "cat").expect("dispatched");
     assert_ne!(y_addr, x_addr, "the duplicate must be on the other server");
     assert_eq!(y_addr2, y_addr);
-    let _bob = Member::join(y_addr, "dup", "bob", &t1);
-    let _cat = Member::join(y_addr, "dup", "cat", &t2);
+    let _bob = member(y_addr, "dup", "bob", &t1);
+    let _cat = member(y_addr, "dup", "cat", &t2);
     // The active dispatcher finds dup on both and moves the smaller side (ann) over.
     let moved = ann
         .wait_line("dispatch\t", Duration::from_secs(6))
@@ -438,7 +368,7 @@ fn a_punt_moves_the_stores_placement_to_its_target() {
     let (d1, _d2, _m1, _m2) = cluster(&redis);
     redis.cmd(&["SET", "noc:conf:pun", "ms-1", "PX", "10000"]);
     let (x_addr, ticket) = join(d1.client, "pun", "ann").expect("dispatched");
-    let mut ann = Member::join(x_addr, "pun", "ann", &ticket);
+    let mut ann = member(x_addr, "pun", "ann", &ticket);
     assert_eq!(d1.server_at(x_addr), "ms-1");
     let (code, body) = http_post(d1.http, "/api/admin/conferences/pun/punt", TOKEN, "");
     assert_eq!(code, 200, "{body}");

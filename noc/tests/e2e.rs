@@ -1,22 +1,15 @@
 //! End-to-end acceptance of the foundation: real `noc` and `confclient` processes on
 //! 127.0.0.1, audio checked by content with the project's tone detector.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{raw_session, Client, Noc, TempDir};
 use protocol::ticket::{self, Claims};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use testkit::harness::control::unix_now;
+use testkit::harness::{config, raw_session, Client, Noc, Proc, Split, TempDir};
+use testkit::packet::Rtp;
 
 const JOIN_WAIT: Duration = Duration::from_secs(15);
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// Sends Opus RTP carrying a 1000 Hz tone to `media` from an address no `channel` set
 /// up, half with a real participant's SSRC and half with a made-up one, for `dur`.
@@ -40,11 +33,12 @@ fn stranger(media: SocketAddr, victim_ssrc: u32, dur: Duration) -> usize {
         } else {
             0xdead_beef
         };
-        let mut pkt = vec![0x80, 111];
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-        pkt.extend_from_slice(&ssrc.to_be_bytes());
-        pkt.extend_from_slice(&payload);
+        let pkt = Rtp::new(ssrc)
+            .pt(111)
+            .seq(seq)
+            .ts(u32::from(seq) * 960)
+            .payload(&payload)
+            .build();
         sock.send_to(&pkt, media).unwrap();
         // Garbage too: a bad packet must not be answered either.
         sock.send_to(b"\x00\x01garbage", media).unwrap();
@@ -461,39 +455,18 @@ fn hostile_control_lines_are_refused_and_others_carry_on() {
 /// from the shipped TOML files with ports overridden by flags, carry a conference.
 #[test]
 fn split_binaries_from_config_files_carry_a_conference() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let any = "127.0.0.1:0";
-    let disp = harness::Proc::spawn(
-        "dispatcher",
-        &[
-            "--config",
-            &format!("{root}/config/dispatcher.toml"),
-            "--listen",
-            any,
-            "--registry",
-            any,
-            "--http",
-            any,
-        ],
-    );
-    let addr = |p: &harness::Proc, key: &str| -> SocketAddr {
-        let l = p
-            .stdout
-            .wait_for(&format!("{key} "), Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("no {key} line: {:?}", p.stderr.all()));
-        l.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let dispatcher = addr(&disp, "dispatcher");
-    let registry = addr(&disp, "registry");
-    let ms = harness::Proc::spawn(
+    let split = Split::start();
+    let dispatcher = split.client;
+    // The media server with the config file's defaults (all its workers).
+    let ms = Proc::spawn(
         "mediaserver",
         &[
             "--config",
-            &format!("{root}/config/mediaserver.toml"),
+            &config("mediaserver.toml"),
             "--listen",
-            any,
+            "127.0.0.1:0",
             "--dispatcher",
-            &registry.to_string(),
+            &split.registry.to_string(),
             "--id",
             "ms-split",
         ],

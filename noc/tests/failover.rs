@@ -3,11 +3,9 @@
 //! on its own, and the conference is recreated with the same id on the other server, with
 //! audio flowing again (checked by content) within 2 s of the kill.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{Client, Split, TempDir};
 use std::time::{Duration, Instant};
+use testkit::harness::{Client, Split, TempDir};
 
 /// The functional deadline: everyone is back, with audio, this soon after the kill.
 const BACK_WITHIN: Duration = Duration::from_secs(2);

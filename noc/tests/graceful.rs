@@ -3,11 +3,9 @@
 //! server exits 0; a server past its high-water mark punts a conference, whose clients
 //! move.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{Client, Split, TempDir};
 use std::time::{Duration, Instant};
+use testkit::harness::{Client, Split, TempDir};
 
 /// Lines a client must never print while being moved.
 fn no_errors(name: &str, c: &Client) {

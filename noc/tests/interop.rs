@@ -5,15 +5,13 @@
 //! counting decoded frames against the frames sent. The same door into a `mode=mix`
 //! conference, and the media server's checks of `channel` lines for video and `latch:PORT`.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{Client, Noc, TempDir};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::harness::control::Line;
+use testkit::harness::{Client, Noc, TempDir};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// What the sender sends: seconds of media, video frame rate.
@@ -125,7 +123,7 @@ fn log_of(path: &str) -> String {
 fn ffmpeg_sends_and_receives_through_external_media() {
     let noc = Noc::start(&[]);
     let tmp = TempDir::new("interop");
-    let (rx_dir, tx_dir) = (tmp.0.join("rx"), tmp.0.join("tx"));
+    let (rx_dir, tx_dir) = (tmp.path().join("rx"), tmp.path().join("tx"));
 
     // The receiving member first: its ffmpeg must listen before media flows.
     let rx_port = free_port_block();
@@ -357,58 +355,19 @@ fn ffmpeg_sends_and_receives_through_external_media() {
     drop((rx, tx));
 }
 
-/// A raw control connection, read line by line.
-struct Raw {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).expect("server reachable");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        Raw {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
-    }
-
-    /// Reads until a line starting with `prefix` (TAB-separated fields).
-    fn expect(&mut self, prefix: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(n) if n > 0 => {}
-                _ => panic!("no {prefix:?} line; got {seen:?}"),
-            }
-            let line = line.trim_end().to_owned();
-            if line.starts_with(prefix) {
-                return line.split('\t').map(str::to_owned).collect();
-            }
-            seen.push(line);
-        }
-    }
-
-    /// Joins `conf` as `user` through the dispatcher, with join options `opts`.
-    fn join(noc: &Noc, conf: &str, user: &str, opts: &str) -> Raw {
-        let mut d = Raw::connect(noc.dispatcher);
-        d.send(&format!("join\t{conf}\tdemo\t{user}\t{opts}"));
-        let dispatch = d.expect("dispatch\t");
-        let mut ms = Raw::connect(dispatch[1].parse().expect("dispatch address"));
-        ms.send(&format!(
-            "join\t{conf}\tdemo\t{user}\t{opts}\tticket={}",
-            dispatch[2]
-        ));
-        ms.expect("accept\t");
-        ms
-    }
+/// Joins `conf` as `user` through the dispatcher, with join options `opts`; returns the
+/// control connection at the media server.
+fn join(noc: &Noc, conf: &str, user: &str, opts: &str) -> Line {
+    let mut d = Line::connect(noc.dispatcher);
+    d.send(&format!("join\t{conf}\tdemo\t{user}\t{opts}"));
+    let dispatch = d.expect("dispatch\t");
+    let mut ms = Line::connect(dispatch[1].parse().expect("dispatch address"));
+    ms.send(&format!(
+        "join\t{conf}\tdemo\t{user}\t{opts}\tticket={}",
+        dispatch[2]
+    ));
+    ms.expect("accept\t");
+    ms
 }
 
 /// The media server's side of `--external-media` and video: video is offered only to
@@ -418,7 +377,7 @@ impl Raw {
 fn video_and_external_channel_lines_are_checked() {
     let noc = Noc::start(&[]);
     let av = "mode=reflect\tmedia=audio,video";
-    let mut ann = Raw::join(&noc, "vid", "ann", av);
+    let mut ann = join(&noc, "vid", "ann", av);
     ann.expect("channel\taudio\t");
     let video = ann.expect("channel\tvideo\t");
     assert_eq!(&video[3..5], ["96", "h264"], "{video:?}");
@@ -448,12 +407,12 @@ fn video_and_external_channel_lines_are_checked() {
         ),
     ];
     for (i, (opts, line, expect)) in cases.into_iter().enumerate() {
-        let mut c = Raw::join(&noc, "vid", &format!("user{i}"), opts);
+        let mut c = join(&noc, "vid", &format!("user{i}"), opts);
         c.expect("channel\taudio\t");
         c.send(line);
         c.expect(expect);
     }
-    let mut vp8 = Raw::join(&noc, "vp", "eve", &format!("{av}\tvcodec=vp8"));
+    let mut vp8 = join(&noc, "vp", "eve", &format!("{av}\tvcodec=vp8"));
     let video = vp8.expect("channel\tvideo\t");
     assert_eq!(&video[3..5], ["97", "vp8"], "{video:?}");
 }
@@ -464,7 +423,7 @@ fn video_and_external_channel_lines_are_checked() {
 fn ffmpeg_joins_a_mixed_conference_through_external_media() {
     let noc = Noc::start(&[]);
     let tmp = TempDir::new("interop-mix");
-    let (rx_dir, tx_dir) = (tmp.0.join("rx"), tmp.0.join("tx"));
+    let (rx_dir, tx_dir) = (tmp.path().join("rx"), tmp.path().join("tx"));
     let external = |dir: &Path, port: u16, extra: &[&str]| {
         let mut v = vec![
             "--mode".to_owned(),

@@ -1,12 +1,11 @@
 //! Issue acceptance: `/metrics` on the dispatcher and on every media server parses as
 //! Prometheus exposition, and the counters move after traffic.
 
-mod harness;
-
-use harness::{http_get, Client, Noc};
 use prometheus_parse::{Scrape, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
+use testkit::harness::{http_get, Client, Noc};
+use testkit::packet::Rtp;
 
 fn scrape(addr: SocketAddr) -> Scrape {
     let body = http_get(addr, "/metrics");
@@ -68,7 +67,10 @@ fn metrics_parse_and_move_with_traffic() {
     let (media, _) = a.channel();
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
-        .send_to(&[0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2], media)
+        .send_to(
+            &Rtp::new(9).pt(111).seq(1).ts(1).payload(&[1, 2]).build(),
+            media,
+        )
         .unwrap();
     for c in [&mut a, &mut b] {
         assert!(c.wait(Duration::from_secs(20)).success());

@@ -2,11 +2,9 @@
 //! processes on 127.0.0.1 in `mode=mix`, audio checked by content with the project's tone
 //! detector.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{Client, Noc, TempDir};
 use std::time::Duration;
+use testkit::harness::{Client, Noc, TempDir};
 
 const EXIT_WAIT: Duration = Duration::from_secs(40);
 

@@ -1,11 +1,9 @@
 //! Operator actions with real media servers and real clients: a punted conference moves
 //! to the other server with its audio, and a moved user lands in the manager's conference.
 
-mod harness;
-
 use client::tone::{read_wav, ToneAnalysis, Window};
-use harness::{http_post, Client, Noc, TempDir};
 use std::time::Duration;
+use testkit::harness::{http_post, Client, Noc, TempDir};
 
 const TOKEN: &str = "operators-test-token";
 

@@ -11,7 +11,7 @@ use mesh::FastMap as HashMap;
 use std::time::Instant;
 
 use mesh::talk::{self, TalkDetector, TalkEdge};
-use mesh::{ParticipantId, PathOut, RtpView};
+use mesh::{Hasher, ParticipantId, PathOut, RtpView};
 
 /// The RFC 8285 one-byte extension id senders use for the audio level unless told otherwise
 /// (what browsers offer first for `urn:ietf:params:rtp-hdrext:ssrc-audio-level`).
@@ -30,19 +30,17 @@ pub(crate) struct LastN {
     edges: Vec<(ParticipantId, bool)>,
 }
 
-impl Default for LastN {
-    fn default() -> Self {
+impl LastN {
+    pub(crate) fn new(hasher: Hasher) -> Self {
         Self {
             n: None,
             ext_id: DEFAULT_AUDIO_LEVEL_ID,
             order: Vec::new(),
-            detectors: HashMap::default(),
+            detectors: hasher.map(),
             edges: Vec::new(),
         }
     }
-}
 
-impl LastN {
     pub(crate) fn set(&mut self, n: Option<usize>, ext_id: u8) {
         self.n = n;
         self.ext_id = ext_id;

@@ -22,7 +22,7 @@ use mesh::FastMap as HashMap;
 use std::time::Instant;
 
 use mesh::talk::{self, TalkDetector};
-use mesh::{MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
+use mesh::{Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
 
 pub use feedback::{
     Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REPORT_INTERVAL, SR_RELAY_INTERVAL,
@@ -76,36 +76,45 @@ pub struct Reflector {
     /// Recent NACKs, to ignore quick repeats.
     nack_memory: nack::NackMemory,
     stats: ReflectorStats,
+    /// Keys the maps made now and later (a source's renumbering, a simulcast's receivers).
+    hasher: Hasher,
 }
 
 impl Default for Reflector {
     fn default() -> Self {
-        Self {
-            members: Vec::new(),
-            table: HashMap::default(),
-            rebuilds: 0,
-            talk: HashMap::default(),
-            codecs: [None; 128],
-            video: HashMap::default(),
-            simulcast: HashMap::default(),
-            thinned: Vec::new(),
-            renumbering: false,
-            last_n: LastN::default(),
-            prefs: HashMap::default(),
-            rtx_seqs: HashMap::default(),
-            keyframe_method: HashMap::default(),
-            estimates: HashMap::default(),
-            reports: HashMap::default(),
-            next_report: None,
-            nack_memory: nack::NackMemory::default(),
-            stats: ReflectorStats::default(),
-        }
+        Self::with_hasher(Hasher::default())
     }
 }
 
 impl Reflector {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A reflector whose maps are keyed by `hasher`: a seeded one (as in a mesh with
+    /// `MeshConfig::hash_seed`) makes a run repeat exactly; `new` keeps random keys.
+    pub fn with_hasher(hasher: Hasher) -> Self {
+        Self {
+            members: Vec::new(),
+            table: hasher.map(),
+            rebuilds: 0,
+            talk: hasher.map(),
+            codecs: [None; 128],
+            video: hasher.map(),
+            simulcast: hasher.map(),
+            thinned: Vec::new(),
+            renumbering: false,
+            last_n: LastN::new(hasher),
+            prefs: hasher.map(),
+            rtx_seqs: hasher.map(),
+            keyframe_method: hasher.map(),
+            estimates: hasher.map(),
+            reports: hasher.map(),
+            next_report: None,
+            nack_memory: nack::NackMemory::default(),
+            stats: ReflectorStats::default(),
+            hasher,
+        }
     }
 
     /// The receivers of `src`'s `kind` media under the current table.
@@ -234,10 +243,11 @@ impl Reflector {
         let held = match sim {
             Some(sim) => sim.route(now, pkt, codec, receivers, &self.thinned, out),
             None => {
+                let hasher = self.hasher;
                 let v = self
                     .video
                     .entry(src)
-                    .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers));
+                    .or_insert_with(|| VideoSource::new(pkt.ssrc(), receivers, hasher));
                 let held = v.route(now, pkt, codec, receivers, &self.thinned, out);
                 self.renumbering |= v.renumbers();
                 held
@@ -376,7 +386,7 @@ impl Path for Reflector {
             .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
         self.video.remove(&participant);
         self.simulcast
-            .insert(participant, Simulcast::new(layers, receivers));
+            .insert(participant, Simulcast::new(layers, receivers, self.hasher));
     }
 
     fn rewrite(

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use mesh::{FastMap, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
+use mesh::{FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
 use crate::feedback::{sr_info, SR_LEN};
 use crate::keyframe::{self, VideoCodec};
@@ -82,13 +82,16 @@ pub(crate) struct Simulcast {
 
 impl Simulcast {
     /// `ssrcs` is not empty.
-    pub(crate) fn new(ssrcs: &[u32], receivers: &[ParticipantId]) -> Self {
+    pub(crate) fn new(ssrcs: &[u32], receivers: &[ParticipantId], hasher: Hasher) -> Self {
         let mut s = Self {
             ssrcs: ssrcs.to_vec(),
-            layers: ssrcs.iter().map(|&x| VideoSource::new(x, &[])).collect(),
+            layers: ssrcs
+                .iter()
+                .map(|&x| VideoSource::new(x, &[], hasher))
+                .collect(),
             rates: vec![RateMeter::default(); ssrcs.len()],
             subs: Vec::with_capacity(receivers.len()),
-            by_rx: FastMap::default(),
+            by_rx: hasher.map(),
             switches: 0,
         };
         s.sync(receivers);
@@ -324,7 +327,7 @@ mod tests {
     /// Top-layer H.264 packets in order `seqs` (droppable when in `drop`, the first an IDR)
     /// with receiver 2 thinned; returns the numbers 2 was sent, in order.
     fn sent_to_thinned(seqs: &[u16], drop: &[u16]) -> Vec<u16> {
-        let mut sim = Simulcast::new(&[5, 6], &[2, 3]);
+        let mut sim = Simulcast::new(&[5, 6], &[2, 3], Hasher::default());
         let now = Instant::now();
         let mut got = Vec::new();
         for (i, &s) in seqs.iter().enumerate() {

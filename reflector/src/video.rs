@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use mesh::{rtcp_write, FastMap, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
+use mesh::{rtcp_write, FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
 use crate::keyframe::{self, VideoCodec};
 use crate::nack::RetransmitCache;
@@ -95,7 +95,7 @@ pub(crate) struct VideoSource {
 
 impl VideoSource {
     /// A source seen for the first time: everyone who receives it waits for a keyframe.
-    pub(crate) fn new(ssrc: u32, receivers: &[ParticipantId]) -> Self {
+    pub(crate) fn new(ssrc: u32, receivers: &[ParticipantId], hasher: Hasher) -> Self {
         Self {
             ssrc,
             codec: None,
@@ -107,7 +107,7 @@ impl VideoSource {
             last_sr_relay: None,
             last_request: None,
             fir_seq: 0,
-            renumbered: FastMap::with_capacity_and_hasher(receivers.len(), Default::default()),
+            renumbered: hasher.map_with_capacity(receivers.len()),
         }
     }
 
@@ -289,7 +289,7 @@ mod tests {
     /// Routes source packets in order `seqs` (droppable when in `drop`) with receiver 2
     /// thinned; returns the numbers 2 was sent, in order.
     fn sent_to_thinned(seqs: &[u16], drop: &[u16]) -> Vec<u16> {
-        let mut v = VideoSource::new(7, &[]);
+        let mut v = VideoSource::new(7, &[], Hasher::default());
         v.sync(&[1, 2, 3]);
         let now = Instant::now();
         let mut got = Vec::new();

@@ -2,15 +2,17 @@
 //!
 //! The counting allocator counts only this test thread's allocations.
 
-use mesh::alloc_count::counted;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mesh::{Command, DropReason, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{DropReason, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::Reflector;
+use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference::{self, Channel};
+use testkit::packet::{self, vp8, Rtp};
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const CONF: u32 = 3;
 const PEOPLE: u32 = 6;
@@ -20,46 +22,18 @@ fn addr(id: u32) -> SocketAddr {
 }
 
 fn rtp(ssrc: u32, seq: u16, len: usize) -> Vec<u8> {
-    let mut v = vec![0x80, 111];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.resize(len, 0);
-    v
+    let ts = u32::from(seq) * 960;
+    Rtp::new(ssrc).pt(111).seq(seq).ts(ts).size(len).build()
 }
 
 #[test]
 fn reflector_forwarding_does_not_allocate_after_warm_up() {
     let mut now = Instant::now();
     let mut mesh = Mesh::new(now, MeshConfig::default());
-    mesh.handle_command(
-        now,
-        Command::CreateConference {
-            conf: CONF,
-            path: Reflector::new(),
-        },
-    );
+    conference::create(&mut mesh, now, CONF, Reflector::new());
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        for (kind, ssrc) in [(MediaKind::Audio, id), (MediaKind::Video, 100 + id)] {
-            mesh.handle_command(
-                now,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: id,
-                    kind,
-                    remote: Remote::Addr(addr(id)),
-                    ssrc,
-                    clock_rate: 90_000,
-                },
-            );
-        }
+        let channels = [Channel::audio(id).at(90_000), Channel::video(100 + id)];
+        conference::join(&mut mesh, now, CONF, id, Remote::Addr(addr(id)), &channels);
     }
     mesh.handle_tick(now);
 
@@ -98,69 +72,60 @@ fn reflector_forwarding_does_not_allocate_after_warm_up() {
     assert_eq!(mesh.stats().total_drops(), 0);
 }
 
-/// A VP8 packet on payload type 96: a keyframe start every 30th sequence number.
-fn vp8(ssrc: u32, seq: u16) -> Vec<u8> {
-    let mut v = vec![0x80, 96];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(u32::from(seq / 3) * 3000).to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.push(if seq % 3 == 0 { 0x10 } else { 0 });
-    v.push(if seq % 30 == 0 { 0x50 } else { 0x51 });
-    v.resize(1100, 0x33);
-    v
+/// A VP8 packet on payload type 96, three a frame: a keyframe start every 30th sequence
+/// number.
+fn video(ssrc: u32, seq: u16) -> Vec<u8> {
+    Rtp::new(ssrc)
+        .seq(seq)
+        .ts(u32::from(seq / 3) * 3000)
+        .payload(&vp8(seq % 3 == 0, seq % 30 == 0, None))
+        .size(1100)
+        .build()
 }
 
 #[test]
 fn video_nack_and_rtcp_do_not_allocate_after_warm_up() {
-    use mesh::rtcp_write;
     let mut now = Instant::now();
     let mut mesh = Mesh::new(now, MeshConfig::default());
     let mut path = Reflector::new();
     path.set_video_codec(96, reflector::VideoCodec::Vp8);
-    mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+    conference::create(&mut mesh, now, CONF, path);
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        mesh.handle_command(
-            now,
-            Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind: MediaKind::Video,
-                remote: Remote::Addr(addr(id)),
-                ssrc: 100 + id,
-                clock_rate: 90_000,
-            },
-        );
+        let video = [Channel::video(100 + id)];
+        conference::join(&mut mesh, now, CONF, id, Remote::Addr(addr(id)), &video);
     }
     mesh.handle_tick(now);
 
     let mut out = TxBatch::with_capacity(4096, 4096 * 1500);
     // Per step: one video packet from every sender, then from receiver 2 a NACK for recent
-    // packets of 1, a PLI, a REMB and an RR; the mesh ticks every 5 ms.
+    // packets of 1, a PLI, a REMB and an RR; the mesh ticks every 5 ms. All built up front:
+    // building them is the test's allocation, not the mesh's.
     let packets: Vec<Vec<Vec<u8>>> = (0..1100u16)
-        .map(|n| (1..=PEOPLE).map(|id| vp8(100 + id, n)).collect())
+        .map(|n| (1..=PEOPLE).map(|id| video(100 + id, n)).collect())
         .collect();
+    let nacks: Vec<Vec<u8>> = (0..1100u16)
+        .map(|n| {
+            packet::nack(
+                102,
+                101,
+                &[n.wrapping_sub(5), n.wrapping_sub(3), n.wrapping_sub(1)],
+            )
+        })
+        .collect();
+    let feedback = [
+        packet::pli(102, 103),
+        packet::remb(102, 800_000, &[101, 103]),
+        packet::receiver_report(102, &[]),
+    ];
     let mut step = |mesh: &mut Mesh<Reflector>, now: &mut Instant, n: u16| {
         let mut sent = 0;
-        let mut buf = [0u8; 256];
         for (id, pkt) in (1..=PEOPLE).zip(&packets[usize::from(n)]) {
             mesh.handle_datagram(*now, addr(id), pkt);
         }
-        let lost = [n.wrapping_sub(5), n.wrapping_sub(3), n.wrapping_sub(1)];
-        let len = rtcp_write::nack(&mut buf, 102, 101, &lost).expect("fits");
-        mesh.handle_datagram(*now, addr(2), &buf[..len]);
-        let len = rtcp_write::pli(&mut buf, 102, 103).expect("fits");
-        mesh.handle_datagram(*now, addr(2), &buf[..len]);
-        let len = rtcp_write::remb(&mut buf, 102, 800_000, &[101, 103]).expect("fits");
-        mesh.handle_datagram(*now, addr(2), &buf[..len]);
-        let len = rtcp_write::receiver_report(&mut buf, 102, &[]).expect("fits");
-        mesh.handle_datagram(*now, addr(2), &buf[..len]);
+        mesh.handle_datagram(*now, addr(2), &nacks[usize::from(n)]);
+        for f in &feedback {
+            mesh.handle_datagram(*now, addr(2), f);
+        }
         mesh.poll_transmit(&mut out);
         sent += out.len();
         out.clear();

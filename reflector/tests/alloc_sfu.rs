@@ -3,15 +3,17 @@
 //! as RTX or translated back through a thinned receiver's renumbering, keyframe requests)
 //! allocate nothing per packet after warm-up.
 
-use mesh::alloc_count::counted;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mesh::{rtcp_write, Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{Command, Mesh, MeshConfig, Remote, TxBatch};
 use reflector::{Reflector, VideoCodec};
+use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference::{self, Channel};
+use testkit::packet::{self, vp8, Rtp};
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const CONF: u32 = 4;
 const PEOPLE: u32 = 4;
@@ -24,29 +26,27 @@ fn addr(id: u32) -> SocketAddr {
 
 /// Audio with an RFC 6464 level under extension id 1.
 fn audio(ssrc: u32, seq: u16, level: u8) -> Vec<u8> {
-    let mut v = vec![0x90, 111];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, level, 0, 0]);
-    v.resize(120, 0);
-    v
+    let ts = u32::from(seq) * 960;
+    Rtp::new(ssrc)
+        .pt(111)
+        .seq(seq)
+        .ts(ts)
+        .audio_level(1, level)
+        .size(120)
+        .build()
 }
 
 /// VP8 with a temporal layer id: 3 packets a frame, odd frames TL1, a keyframe every 30th
 /// packet.
-fn vp8(ssrc: u32, seq: u16) -> Vec<u8> {
+fn video(ssrc: u32, seq: u16) -> Vec<u8> {
     let key = seq % 30 == 0;
     let tid = if key { 0 } else { (seq / 3 % 2) as u8 };
-    let mut v = vec![0x80, 96];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(u32::from(seq / 3) * 3000).to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.push(if seq % 3 == 0 { 0x90 } else { 0x80 });
-    v.extend_from_slice(&[0x20, tid << 6]);
-    v.push(if key { 0x50 } else { 0x51 });
-    v.resize(1000, 0x33);
-    v
+    Rtp::new(ssrc)
+        .seq(seq)
+        .ts(u32::from(seq / 3) * 3000)
+        .payload(&vp8(seq % 3 == 0, key, Some(tid)))
+        .size(1000)
+        .build()
 }
 
 #[test]
@@ -56,31 +56,10 @@ fn sfu_features_do_not_allocate_after_warm_up() {
     let mut path = Reflector::new();
     path.set_video_codec(96, VideoCodec::Vp8);
     path.set_last_n(Some(2), reflector::DEFAULT_AUDIO_LEVEL_ID);
-    mesh.handle_command(now, Command::CreateConference { conf: CONF, path });
+    conference::create(&mut mesh, now, CONF, path);
     for id in 1..=PEOPLE {
-        mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        for (kind, ssrc, rate) in [
-            (MediaKind::Audio, id, 48_000),
-            (MediaKind::Video, 100 + id, 90_000),
-        ] {
-            mesh.handle_command(
-                now,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: id,
-                    kind,
-                    remote: Remote::Addr(addr(id)),
-                    ssrc,
-                    clock_rate: rate,
-                },
-            );
-        }
+        let channels = [Channel::audio(id), Channel::video(100 + id)];
+        conference::join(&mut mesh, now, CONF, id, Remote::Addr(addr(id)), &channels);
     }
     mesh.handle_command(
         now,
@@ -106,7 +85,10 @@ fn sfu_features_do_not_allocate_after_warm_up() {
 
     const STEPS: u16 = 2000;
     // Per step: each member's audio (one of them talking, in turn every 200 steps) and
-    // video (both encodings for 1).
+    // video (both encodings for 1), then feedback: 2's downlink is short (low layer and
+    // thinning); 3 NACKs 1's stream as it sees it; 2, thinned, NACKs the plain streams of 3
+    // and 4 in its own (renumbered) numbering. Built up front, outside the count.
+    let lost = |n: u16| [n.wrapping_sub(4), n.wrapping_sub(2)];
     let packets: Vec<Vec<(SocketAddr, Vec<u8>)>> = (0..STEPS)
         .map(|n| {
             let talker = u32::from(n / 200) % PEOPLE + 1;
@@ -114,29 +96,23 @@ fn sfu_features_do_not_allocate_after_warm_up() {
             for id in 1..=PEOPLE {
                 let level = if id == talker { 10 } else { 127 };
                 v.push((addr(id), audio(id, n, level)));
-                v.push((addr(id), vp8(100 + id, n)));
+                v.push((addr(id), video(100 + id, n)));
             }
-            v.push((addr(1), vp8(LOW, n)));
+            v.push((addr(1), video(LOW, n)));
+            v.push((addr(2), packet::remb(102, 60_000, &[101])));
+            v.push((addr(3), packet::nack(103, 101, &lost(n))));
+            for media in [103, 104] {
+                v.push((addr(2), packet::nack(102, media, &lost(n))));
+            }
             v
         })
         .collect();
     let mut out = TxBatch::with_capacity(4096, 4096 * 1500);
     let mut step = |mesh: &mut Mesh<Reflector>, now: &mut Instant, n: u16| {
-        let mut buf = [0u8; 256];
         for (from, pkt) in &packets[usize::from(n)] {
             mesh.handle_datagram(*now, *from, pkt);
         }
-        // 2's downlink is short (low layer and thinning); 3 NACKs 1's stream as it sees it.
-        let len = rtcp_write::remb(&mut buf, 102, 60_000, &[101]).expect("fits");
-        mesh.handle_datagram(*now, addr(2), &buf[..len]);
-        let lost = [n.wrapping_sub(4), n.wrapping_sub(2)];
-        let len = rtcp_write::nack(&mut buf, 103, 101, &lost).expect("fits");
-        mesh.handle_datagram(*now, addr(3), &buf[..len]);
-        // 2, thinned, NACKs the plain streams of 3 and 4 in its own (renumbered) numbering.
-        for media in [103, 104] {
-            let len = rtcp_write::nack(&mut buf, 102, media, &lost).expect("fits");
-            mesh.handle_datagram(*now, addr(2), &buf[..len]);
-        }
+        let lost = lost(n);
         *now += Duration::from_millis(5);
         mesh.handle_tick(*now);
         mesh.poll_transmit(&mut out);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use mesh::rtcp::{self, Rtcp};
-use mesh::rtcp_write;
+use testkit::packet;
 
 /// PLIs and FIRs that reached participant `id`.
 fn keyframe_requests(sim: &Sim, id: u32) -> usize {
@@ -63,11 +63,10 @@ fn requests_are_aggregated_and_throttled_per_sender() {
     let base = keyframe_requests(&sim, 1);
     // Three receivers ask for a keyframe every 20 ms for one second, and the camera ignores
     // the requests (so nothing satisfies them).
-    let mut buf = [0u8; 32];
-    let n = rtcp_write::pli(&mut buf, 0x99, video_ssrc(1)).unwrap();
+    let pli = packet::pli(0x99, video_ssrc(1));
     for _ in 0..50 {
         for r in 2..=4 {
-            sim.rtcp_from(r, &buf[..n]);
+            sim.rtcp_from(r, &pli);
         }
         sim.run(Duration::from_millis(20));
     }

@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::*;
-use mesh::rtcp_write;
+use testkit::net::Impairments;
+use testkit::packet;
 
 fn seq_of(p: &[u8]) -> u16 {
     u16::from_be_bytes([p[2], p[3]])
@@ -17,7 +18,7 @@ fn seq_of(p: &[u8]) -> u16 {
 fn nacks_recover_at_least_90_percent_of_10_percent_loss() {
     let mut sim = Sim::new(&[1, 2, 3]);
     sim.camera(1, 300);
-    sim.loss.insert(2, (100, XorShift(0x2545_f491_4f6c_dd1d)));
+    sim.net.set(2, Impairments::loss(10.0));
     let mut asked: HashMap<u16, u32> = HashMap::new();
     // 5 s of video; the receiver NACKs every 20 ms, each packet up to 4 times.
     for _ in 0..250 {
@@ -34,9 +35,7 @@ fn nacks_recover_at_least_90_percent_of_10_percent_loss() {
             *asked.entry(*s).or_default() += 1;
         }
         for chunk in missing.chunks(16) {
-            let mut buf = [0u8; 128];
-            let n = rtcp_write::nack(&mut buf, 0x2222, video_ssrc(1), chunk).unwrap();
-            sim.rtcp_from(2, &buf[..n]);
+            sim.rtcp_from(2, &packet::nack(0x2222, video_ssrc(1), chunk));
         }
     }
     let got: BTreeSet<u16> = sim.media(2).iter().map(|(_, p)| seq_of(p)).collect();
@@ -68,12 +67,9 @@ fn nack_for_an_unknown_stream_or_old_packet_sends_nothing() {
     sim.camera(1, 300);
     sim.run(Duration::from_secs(12));
     let before = sim.media(2).len();
-    let mut buf = [0u8; 64];
     // A stream nobody sends, and the camera's very first packet, long out of the cache.
-    let n = rtcp_write::nack(&mut buf, 0x2222, 0xdead, &[1000]).unwrap();
-    sim.rtcp_from(2, &buf[..n]);
-    let n = rtcp_write::nack(&mut buf, 0x2222, video_ssrc(1), &[1000]).unwrap();
-    sim.rtcp_from(2, &buf[..n]);
+    sim.rtcp_from(2, &packet::nack(0x2222, 0xdead, &[1000]));
+    sim.rtcp_from(2, &packet::nack(0x2222, video_ssrc(1), &[1000]));
     assert_eq!(sim.media(2).len(), before);
     let st = sim.reflector().stats();
     assert_eq!((st.nacked, st.retransmitted), (1, 0));
@@ -88,9 +84,7 @@ fn one_nack_cannot_ask_for_more_than_the_cap() {
     // 200 cached packets in one NACK (16 entries of PID + 16 in the bitmask each).
     let hi = seq_of(&sim.media(2)[before - 1].1);
     let seqs: Vec<u16> = (0..200).rev().map(|i| hi.wrapping_sub(i)).collect();
-    let mut buf = [0u8; 128];
-    let n = rtcp_write::nack(&mut buf, 0x2222, video_ssrc(1), &seqs).unwrap();
-    sim.rtcp_from(2, &buf[..n]);
+    sim.rtcp_from(2, &packet::nack(0x2222, video_ssrc(1), &seqs));
     assert_eq!(
         sim.media(2).len() - before,
         reflector::MAX_NACKED_PER_COMPOUND
@@ -121,11 +115,9 @@ fn receivers_that_negotiated_rtx_get_rfc_4588_packets() {
         .iter()
         .map(|(_, p)| p.clone())
         .collect();
-    let mut buf = [0u8; 64];
     for r in [2, 3] {
-        let n = rtcp_write::nack(&mut buf, 0x2222, video_ssrc(1), &asked).unwrap();
         let before = sim.media(r).len();
-        sim.rtcp_from(r, &buf[..n]);
+        sim.rtcp_from(r, &packet::nack(0x2222, video_ssrc(1), &asked));
         let got: Vec<Vec<u8>> = sim.media(r)[before..]
             .iter()
             .map(|(_, p)| p.clone())
@@ -158,9 +150,7 @@ fn receivers_that_negotiated_rtx_get_rfc_4588_packets() {
 }
 
 fn nack(sim: &mut Sim, from: u32, lost: &[u16]) {
-    let mut buf = [0u8; 128];
-    let n = rtcp_write::nack(&mut buf, 0x3000 + from, video_ssrc(1), lost).unwrap();
-    sim.rtcp_from(from, &buf[..n]);
+    sim.rtcp_from(from, &packet::nack(0x3000 + from, video_ssrc(1), lost));
 }
 
 /// NACKs are answered only for receivers being sent the stream, and a quick repeat of the

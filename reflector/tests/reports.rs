@@ -6,24 +6,22 @@ use std::time::Duration;
 
 use common::*;
 use mesh::rtcp::{self, Rtcp};
-use mesh::rtcp_write;
+use testkit::packet::{self, ReportBlock};
 
 #[test]
 fn srs_are_relayed_and_senders_get_receiver_reports() {
     let mut sim = Sim::new(&[1, 2, 3]);
     sim.camera(1, 30);
     sim.run(Duration::from_millis(200));
-    let mut buf = [0u8; 64];
     let ntp = 0x0001_0002_0003_0004u64;
-    let n = rtcp_write::sender_report(&mut buf, video_ssrc(1), ntp, 9000, 18, 18_000).unwrap();
+    let sr = packet::sender_report(video_ssrc(1), ntp, 9000, 18, 18_000, &[]);
     // A real sender follows its SR with an SDES; only the SR is relayed.
-    let mut sr = buf[..n].to_vec();
-    sr.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0x50, 0x01]);
-    sim.rtcp_from(1, &sr);
+    let compound = packet::compound(&[sr.clone(), packet::sdes(video_ssrc(1), "camera")]);
+    sim.rtcp_from(1, &compound);
     for r in [2, 3] {
         let got = sim.rtcp(r);
         assert_eq!(got.len(), 1, "receiver {r}");
-        assert_eq!(got[0].1, buf[..n].to_vec());
+        assert_eq!(got[0].1, sr);
     }
     assert!(sim.rtcp(1).is_empty(), "no echo of the SR");
     assert_eq!(sim.reflector().stats().reports_relayed, 2);
@@ -55,23 +53,19 @@ fn remb_and_receiver_reports_feed_the_estimate() {
     sim.camera(1, 30);
     sim.run(Duration::from_millis(100));
     assert_eq!(sim.reflector().estimate(2), None);
-    let mut buf = [0u8; 64];
-    let n = rtcp_write::remb(&mut buf, 0x2222, 600_000, &[video_ssrc(1)]).unwrap();
-    sim.rtcp_from(2, &buf[..n]);
+    sim.rtcp_from(2, &packet::remb(0x2222, 600_000, &[video_ssrc(1)]));
     let est = sim.reflector().estimate(2).unwrap();
     let bps = est.bits_per_sec().unwrap();
     assert!((599_000..=600_000).contains(&bps), "{bps}");
-    let block = rtcp::ReportBlock {
+    let block = ReportBlock {
         ssrc: video_ssrc(1),
         fraction_lost: 64,
-        cumulative_lost: 10,
-        highest_seq: 1100,
+        total_lost: 10,
+        last_sequence_number: 1100,
         jitter: 90,
-        last_sr: 0,
-        delay_since_last_sr: 0,
+        ..Default::default()
     };
-    let n = rtcp_write::receiver_report(&mut buf, 0x2222, &[block]).unwrap();
-    sim.rtcp_from(2, &buf[..n]);
+    sim.rtcp_from(2, &packet::receiver_report(0x2222, &[block]));
     assert_eq!(sim.reflector().estimate(2).unwrap().fraction_lost, 64);
     // Terminated: the sender never sees the receiver's own reports or REMB.
     assert!(sim
@@ -86,18 +80,12 @@ fn without_remb_receiver_report_loss_drives_the_estimate() {
     sim.camera(1, 30);
     sim.run(Duration::from_secs(1));
     let rr = |sim: &mut Sim, fraction_lost: u8| {
-        let block = rtcp::ReportBlock {
+        let block = ReportBlock {
             ssrc: video_ssrc(1),
             fraction_lost,
-            cumulative_lost: 0,
-            highest_seq: 0,
-            jitter: 0,
-            last_sr: 0,
-            delay_since_last_sr: 0,
+            ..Default::default()
         };
-        let mut buf = [0u8; 64];
-        let n = rtcp_write::receiver_report(&mut buf, 0x2222, &[block]).unwrap();
-        sim.rtcp_from(2, &buf[..n]);
+        sim.rtcp_from(2, &packet::receiver_report(0x2222, &[block]));
         sim.reflector().estimate(2).unwrap().bits_per_sec()
     };
     // Little loss: still no limit.
@@ -123,14 +111,18 @@ fn relayed_srs_are_cut_to_the_sender_info_and_throttled() {
     let mut sim = Sim::new(&[1, 2]);
     sim.camera(1, 30);
     sim.run(Duration::from_millis(200));
-    let mut buf = [0u8; 64];
-    let n = rtcp_write::sender_report(&mut buf, video_ssrc(1), 7, 9000, 18, 18_000).unwrap();
-    let info = buf[..n].to_vec();
-    // The same SR with one report block (count 1, length 12 words).
-    let mut with_block = info.clone();
-    with_block[0] |= 1;
-    with_block[2..4].copy_from_slice(&12u16.to_be_bytes());
-    with_block.extend_from_slice(&[0x5a; 24]);
+    let info = packet::sender_report(video_ssrc(1), 7, 9000, 18, 18_000, &[]);
+    // The same SR with one report block.
+    let block = ReportBlock {
+        ssrc: 0x5a5a_5a5a,
+        fraction_lost: 0x5a,
+        total_lost: 0x5a_5a5a,
+        last_sequence_number: 0x5a5a_5a5a,
+        jitter: 0x5a5a_5a5a,
+        last_sender_report: 0x5a5a_5a5a,
+        delay: 0x5a5a_5a5a,
+    };
+    let with_block = packet::sender_report(video_ssrc(1), 7, 9000, 18, 18_000, &[block]);
     sim.rtcp_from(1, &with_block);
     assert_eq!(sim.rtcp(2).len(), 1);
     assert_eq!(sim.rtcp(2)[0].1, info, "cut to the 28-byte sender info");

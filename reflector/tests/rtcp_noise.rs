@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use mesh::Command;
+use testkit::rng::Rng;
 
 #[test]
 fn random_rtcp_is_survived() {
@@ -36,23 +37,21 @@ fn random_rtcp_is_survived() {
     sim.simulcast_camera(1, 30, &[(0x7001, 1, 300), (video_ssrc(1), 3, 1000)]);
     sim.camera(3, 30);
     sim.run(Duration::from_millis(500));
-    let mut rng = XorShift(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     let ssrcs = [0x7001, video_ssrc(1), video_ssrc(3), 0, 1];
     for i in 0..20_000u32 {
-        let words = (rng.next() % 12) as usize + 1;
+        let words = rng.below(12) as usize + 1;
         let mut p = vec![0u8; 4 * (words + 1)];
-        for b in p.iter_mut() {
-            *b = rng.next() as u8;
-        }
+        rng.fill(&mut p);
         p[0] = 0x80 | (p[0] & 0x3f);
-        p[1] = [200, 201, 202, 203, 205, 206][(rng.next() % 6) as usize];
+        p[1] = *rng.pick(&[200, 201, 202, 203, 205, 206]);
         p[2..4].copy_from_slice(&(words as u16).to_be_bytes());
         // Often name a real stream, so the handlers go past their lookups.
-        if p.len() >= 12 && rng.next() % 2 == 0 {
-            let s = ssrcs[(rng.next() % ssrcs.len() as u64) as usize];
+        if p.len() >= 12 && rng.below(2) == 0 {
+            let s = *rng.pick(&ssrcs);
             p[8..12].copy_from_slice(&s.to_be_bytes());
         }
-        if p.len() >= 16 && rng.next() % 4 == 0 {
+        if p.len() >= 16 && rng.below(4) == 0 {
             p[12..16].copy_from_slice(b"REMB");
         }
         let from = [1, 2, 3][(i % 3) as usize];

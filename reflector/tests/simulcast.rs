@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mesh::{rtcp_write, Command, RtpView};
+use mesh::{Command, RtpView};
+use testkit::packet;
 
 const LOW: u32 = 0x7001;
 const MID: u32 = 0x7002;
@@ -17,9 +18,7 @@ fn high() -> u32 {
 }
 
 fn remb(sim: &mut Sim, from: u32, bps: u64) {
-    let mut buf = [0u8; 64];
-    let n = rtcp_write::remb(&mut buf, 0x3000 + from, bps, &[high()]).unwrap();
-    sim.rtcp_from(from, &buf[..n]);
+    sim.rtcp_from(from, &packet::remb(0x3000 + from, bps, &[high()]));
 }
 
 /// Size of packets as the camera sends them per layer.
@@ -135,9 +134,7 @@ fn nacks_are_answered_in_the_receivers_numbering() {
     let want = RtpView::parse(&last).unwrap();
     let seq = want.sequence_number().wrapping_sub(2);
     let before = sim.media(2).len();
-    let mut buf = [0u8; 64];
-    let n = rtcp_write::nack(&mut buf, 0x3002, high(), &[seq]).unwrap();
-    sim.rtcp_from(2, &buf[..n]);
+    sim.rtcp_from(2, &packet::nack(0x3002, high(), &[seq]));
     let got = &sim.media(2)[before..];
     assert_eq!(got.len(), 1, "one retransmission");
     let v = RtpView::parse(&got[0].1).unwrap();
@@ -223,14 +220,11 @@ fn a_layers_sr_reaches_its_receivers_in_their_numbering() {
 
     // The low layer's SR, with a report block as senders add: 2 gets the sender info only,
     // under the SSRC it sees, its RTP timestamp shifted like the media; 3 gets nothing.
-    let mut buf = [0u8; 128];
-    let n =
-        rtcp_write::sender_report(&mut buf, LOW, 0x0102_0304_0506_0708, 90_000, 5, 500).unwrap();
-    let mut sr = buf[..n].to_vec();
-    // One (zeroed) report block: RC 1, 6 more words.
-    sr[0] |= 1;
-    sr[2..4].copy_from_slice(&12u16.to_be_bytes());
-    sr.extend_from_slice(&[0; 24]);
+    let block = packet::ReportBlock {
+        ssrc: 0x4242,
+        ..Default::default()
+    };
+    let sr = packet::sender_report(LOW, 0x0102_0304_0506_0708, 90_000, 5, 500, &[block]);
     let (before2, before3) = (sim.rtcp(2).len(), sim.rtcp(3).len());
     sim.rtcp_from(1, &sr);
     assert_eq!(sim.rtcp(3).len(), before3);

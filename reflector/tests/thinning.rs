@@ -9,9 +9,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use mesh::{rtcp_write, Command, ReceiverPrefs, RtpView};
+use mesh::{Command, ReceiverPrefs, RtpView};
 use reflector::keyframe::{is_droppable, VideoCodec};
 use reflector::nack::rtx_ssrc;
+use testkit::net::Impairments;
+use testkit::packet;
 
 fn tl1(p: &[u8]) -> bool {
     is_droppable(VideoCodec::Vp8, RtpView::parse(p).unwrap().payload())
@@ -22,15 +24,11 @@ fn seq(p: &[u8]) -> u16 {
 }
 
 fn remb(sim: &mut Sim, from: u32, bps: u64) {
-    let mut buf = [0u8; 64];
-    let n = rtcp_write::remb(&mut buf, 0x3000 + from, bps, &[video_ssrc(1)]).unwrap();
-    sim.rtcp_from(from, &buf[..n]);
+    sim.rtcp_from(from, &packet::remb(0x3000 + from, bps, &[video_ssrc(1)]));
 }
 
 fn nack(sim: &mut Sim, from: u32, media: u32, lost: &[u16]) {
-    let mut buf = [0u8; 256];
-    let n = rtcp_write::nack(&mut buf, 0x3000 + from, media, lost).unwrap();
-    sim.rtcp_from(from, &buf[..n]);
+    sim.rtcp_from(from, &packet::nack(0x3000 + from, media, lost));
 }
 
 /// Every packet's sequence number follows on from the one before.
@@ -188,10 +186,11 @@ fn thinning_off_and_on_keeps_the_numbering_continuous() {
 #[test]
 fn a_thinned_receiver_recovers_its_losses_by_nack() {
     let mut sim = thinned_sim(&[1, 2, 3], &[2]);
-    sim.loss.insert(2, (100, XorShift(0x9e37_79b9_7f4a_7c15)));
+    sim.net.set(2, Impairments::loss(10.0));
     let from = sim.media(2).len();
-    // 3 s; every 20 ms 2 NACKs the holes it sees in its numbering.
-    for _ in 0..150 {
+    // 6 s (some 270 packets for 2, so 10% loss takes enough to count); every 20 ms 2 NACKs
+    // the holes it sees in its numbering.
+    for _ in 0..300 {
         sim.run(Duration::from_millis(20));
         let got: BTreeSet<u16> = sim.media(2).iter().map(|(_, p)| seq(p)).collect();
         let (Some(&lo), Some(&hi)) = (got.first(), got.last()) else {

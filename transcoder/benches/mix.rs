@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use codecs::opus::{Encoder, FRAME_SAMPLES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{Mesh, MeshConfig, Remote, TxBatch};
+use testkit::conference::{self, Channel};
 use transcoder::Transcoder;
 
 const CONF: u32 = 1;
@@ -61,32 +62,10 @@ impl Room {
             ..MeshConfig::default()
         };
         let mut mesh = Mesh::new(t0, cfg);
-        mesh.handle_command(
-            t0,
-            Command::CreateConference {
-                conf: CONF,
-                path: Transcoder::new(),
-            },
-        );
+        conference::create(&mut mesh, t0, CONF, Transcoder::new());
         for p in 0..participants {
-            mesh.handle_command(
-                t0,
-                Command::AddParticipant {
-                    conf: CONF,
-                    participant: p,
-                },
-            );
-            mesh.handle_command(
-                t0,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: p,
-                    kind: MediaKind::Audio,
-                    remote: Remote::Addr(addr(p)),
-                    ssrc: 1000 + p,
-                    clock_rate: 48_000,
-                },
-            );
+            let audio = [Channel::audio(1000 + p)];
+            conference::join(&mut mesh, t0, CONF, p, Remote::Addr(addr(p)), &audio);
         }
         mesh.handle_tick(t0);
         // 50 pre-encoded packets per talker, replayed with fresh headers.

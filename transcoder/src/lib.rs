@@ -22,13 +22,13 @@ mod codec;
 pub mod jitter;
 mod mix;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use codec::{Dec, Enc};
 use codecs::opus::FRAME_SAMPLES;
 use mesh::talk::{self, Run, TalkDetector, TalkEdge};
-use mesh::{MediaKind, ParticipantId, Path, PathOut, RtpView};
+use mesh::{FastMap, Hasher, MediaKind, ParticipantId, Path, PathOut, RtpView};
 
 pub use codec::Codec;
 pub use jitter::{JitterBuffer, JitterStats, Play};
@@ -179,7 +179,7 @@ impl Source {
 
 /// The mixing path of one conference. See the crate docs.
 pub struct Transcoder {
-    sources: HashMap<ParticipantId, Source>,
+    sources: FastMap<ParticipantId, Source>,
     /// The membership `sources` was synced to.
     members: Vec<ParticipantId>,
     next_mix: Option<Instant>,
@@ -202,8 +202,14 @@ impl Default for Transcoder {
 
 impl Transcoder {
     pub fn new() -> Self {
+        Self::with_hasher(Hasher::default())
+    }
+
+    /// A transcoder whose source map is keyed by `hasher` (seeded in a test that must repeat
+    /// exactly; `new` keeps random keys).
+    pub fn with_hasher(hasher: Hasher) -> Self {
         Self {
-            sources: HashMap::new(),
+            sources: hasher.map(),
             members: Vec::new(),
             next_mix: None,
             mix_index: 0,

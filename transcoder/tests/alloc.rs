@@ -4,17 +4,19 @@
 //!
 //! A counting global allocator counts allocations made by this test's own thread only.
 
-use mesh::alloc_count::counted;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES};
-use mesh::{Command, MediaKind, Mesh, MeshConfig, Remote, TxBatch};
+use mesh::{Mesh, MeshConfig, Remote, TxBatch};
+use testkit::alloc::{counted, CountingAlloc};
+use testkit::conference::{self, Channel};
+use testkit::packet::Rtp;
 use transcoder::Transcoder;
 
 #[global_allocator]
-static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const CONF: u32 = 1;
 
@@ -26,33 +28,11 @@ fn addr(p: u32) -> SocketAddr {
 fn mixing_does_not_allocate_after_warm_up() {
     let t0 = Instant::now();
     let mut mesh: Mesh<Transcoder> = Mesh::new(t0, MeshConfig::default());
-    mesh.handle_command(
-        t0,
-        Command::CreateConference {
-            conf: CONF,
-            path: Transcoder::new(),
-        },
-    );
+    conference::create(&mut mesh, t0, CONF, Transcoder::new());
     // 1-3 talk in Opus, 4 talks in PCMU, 5-8 listen (send nothing).
     for p in 1..=8u32 {
-        mesh.handle_command(
-            t0,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: p,
-            },
-        );
-        mesh.handle_command(
-            t0,
-            Command::SetChannel {
-                conf: CONF,
-                participant: p,
-                kind: MediaKind::Audio,
-                remote: Remote::Addr(addr(p)),
-                ssrc: 100 + p,
-                clock_rate: if p == 4 { 8_000 } else { 48_000 },
-            },
-        );
+        let audio = Channel::audio(100 + p).at(if p == 4 { 8_000 } else { 48_000 });
+        conference::join(&mut mesh, t0, CONF, p, Remote::Addr(addr(p)), &[audio]);
     }
     mesh.handle_tick(t0);
     // Pre-built packets, 50 per talker, so the test itself allocates nothing per frame.
@@ -75,12 +55,12 @@ fn mixing_does_not_allocate_after_warm_up() {
                     (111u8, opus.encode(&pcm).unwrap().to_vec())
                 };
                 let ts = if p == 4 { k * 160 } else { k * 960 };
-                let mut v = vec![0x80, pt];
-                v.extend_from_slice(&(k as u16).to_be_bytes());
-                v.extend_from_slice(&ts.to_be_bytes());
-                v.extend_from_slice(&(100 + p).to_be_bytes());
-                v.extend_from_slice(&payload);
-                v
+                Rtp::new(100 + p)
+                    .pt(pt)
+                    .seq(k as u16)
+                    .ts(ts)
+                    .payload(&payload)
+                    .build()
             })
             .collect();
         packets.push(list);

@@ -1,13 +1,15 @@
 //! The transcoder on a mesh with virtual time: mix-minus content, smart duplex over a talk
-//! timeline, an impaired sender, and hostile packets.
+//! timeline, an impaired sender (on testkit's network), and hostile packets.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use codecs::g711::{Law, TelephonyDecoder, TelephonyEncoder};
 use codecs::opus::{Decoder, Encoder, FRAME_SAMPLES, SAMPLE_RATE};
-use mesh::{Command, Event, MediaKind, Mesh, MeshConfig, ParticipantId, Remote, TxBatch};
+use mesh::{Command, Event, Mesh, MeshConfig, ParticipantId, Remote, TxBatch};
+use testkit::conference::{self, Channel};
+use testkit::net::{Impairments, Net};
+use testkit::packet::Rtp;
 use transcoder::Transcoder;
 
 const CONF: u32 = 1;
@@ -102,11 +104,12 @@ impl Client {
             Some((e, _)) => (e.law().payload_type(), e.encode(&pcm).unwrap().to_vec()),
             None => (111, self.enc.encode(&pcm).unwrap().to_vec()),
         };
-        let mut p = vec![0x80, pt];
-        p.extend_from_slice(&self.seq.to_be_bytes());
-        p.extend_from_slice(&self.ts.to_be_bytes());
-        p.extend_from_slice(&ssrc(self.id).to_be_bytes());
-        p.extend_from_slice(&payload);
+        let p = Rtp::new(ssrc(self.id))
+            .pt(pt)
+            .seq(self.seq)
+            .ts(self.ts)
+            .payload(&payload)
+            .build();
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(self.frame_ts());
         Some(p)
@@ -150,43 +153,18 @@ struct Sim {
     clients: Vec<Client>,
     tx: TxBatch,
     events: Vec<(f64, Event)>,
-    /// Per sender: packets held back until their (jittered) arrival time.
-    in_flight: Vec<(Instant, ParticipantId, Vec<u8>)>,
-    /// Per sender: extra delay and loss for its packets.
-    impair: HashMap<ParticipantId, (u64, u32)>,
-    rng: u32,
+    /// The senders' uplinks to the mesh, by participant; ideal unless a test impairs one.
+    net: Net<ParticipantId>,
 }
 
 impl Sim {
     fn new(clients: Vec<Client>) -> Self {
         let t0 = Instant::now();
         let mut mesh = Mesh::new(t0, MeshConfig::default());
-        mesh.handle_command(
-            t0,
-            Command::CreateConference {
-                conf: CONF,
-                path: Transcoder::new(),
-            },
-        );
+        conference::create(&mut mesh, t0, CONF, Transcoder::new());
         for c in &clients {
-            mesh.handle_command(
-                t0,
-                Command::AddParticipant {
-                    conf: CONF,
-                    participant: c.id,
-                },
-            );
-            mesh.handle_command(
-                t0,
-                Command::SetChannel {
-                    conf: CONF,
-                    participant: c.id,
-                    kind: MediaKind::Audio,
-                    remote: Remote::Addr(addr(c.id)),
-                    ssrc: ssrc(c.id),
-                    clock_rate: SAMPLE_RATE,
-                },
-            );
+            let audio = [Channel::audio(ssrc(c.id)).at(SAMPLE_RATE)];
+            conference::join(&mut mesh, t0, CONF, c.id, Remote::Addr(addr(c.id)), &audio);
         }
         mesh.handle_tick(t0);
         Self {
@@ -196,15 +174,8 @@ impl Sim {
             clients,
             tx: TxBatch::default(),
             events: Vec::new(),
-            in_flight: Vec::new(),
-            impair: HashMap::new(),
-            rng: 7,
+            net: Net::new(7),
         }
-    }
-
-    fn rand(&mut self, n: u32) -> u32 {
-        self.rng = self.rng.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        (self.rng >> 8) % n.max(1)
     }
 
     fn secs(&self) -> f64 {
@@ -234,32 +205,14 @@ impl Sim {
                         }
                     }
                     if let Some(p) = self.clients[i].packet(t) {
-                        let (delay, loss) = self.impair.get(&id).copied().unwrap_or((0, 0));
-                        if loss > 0 && self.rand(100) < loss {
-                            continue;
-                        }
-                        let d = if delay > 0 {
-                            self.rand(delay as u32 + 1)
-                        } else {
-                            0
-                        };
-                        self.in_flight.push((
-                            self.now + Duration::from_millis(u64::from(d)),
-                            id,
-                            p,
-                        ));
+                        self.net.send(self.now, id, p);
                     }
                 }
             }
+            // What arrived since the last step is handled at this step's time.
             let now = self.now;
-            let mut i = 0;
-            while i < self.in_flight.len() {
-                if self.in_flight[i].0 <= now {
-                    let (_, id, p) = self.in_flight.swap_remove(i);
-                    self.mesh.handle_datagram(now, addr(id), &p);
-                } else {
-                    i += 1;
-                }
+            while let Some(d) = self.net.poll(now) {
+                self.mesh.handle_datagram(now, addr(d.link), &d.packet);
             }
             self.mesh.handle_tick(now);
             while let Some(ev) = self.mesh.poll_event() {
@@ -400,7 +353,14 @@ fn impaired_sender_stays_continuous() {
         Client::new(1, 440.0, None),
         Client::new(2, 660.0, Some(vec![])),
     ]);
-    sim.impair.insert(1, (30, 5));
+    sim.net.set(
+        1,
+        Impairments {
+            jitter: Duration::from_millis(30),
+            loss: 5.0,
+            ..Impairments::default()
+        },
+    );
     sim.run(6.0);
     let b = sim.client(2);
     // Walk B's recording in 20 ms frames after warm-up; a frame whose 440 Hz is below
@@ -434,13 +394,7 @@ fn hostile_packets_are_counted_and_dropped() {
         Client::new(2, 660.0, Some(vec![])),
     ]);
     sim.run(1.0);
-    let head = |pt: u8, seq: u16, ts: u32| {
-        let mut p = vec![0x80, pt];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&ts.to_be_bytes());
-        p.extend_from_slice(&ssrc(2).to_be_bytes());
-        p
-    };
+    let head = |pt: u8, seq: u16, ts: u32| Rtp::new(ssrc(2)).pt(pt).seq(seq).ts(ts).build();
     let now = sim.now;
     let mut hostile: Vec<Vec<u8>> = Vec::new();
     // Empty payload, a code-3 TOC with no count, random garbage, absurd timestamps,

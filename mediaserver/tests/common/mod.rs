@@ -16,14 +16,14 @@ pub const CONF: u32 = 7;
 /// An RTP packet whose payload encodes `ssrc`, `seq` and each byte's position, so a
 /// corrupted or mixed-up forward is caught.
 pub fn rtp(ssrc: u32, seq: u16, len: usize) -> Vec<u8> {
-    let mut v = vec![0x80, 111];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    for i in 12..len {
-        v.push((i as u32 ^ ssrc ^ u32::from(seq)) as u8);
-    }
-    v
+    let ts = u32::from(seq) * 960;
+    testkit::packet::Rtp::new(ssrc)
+        .pt(111)
+        .seq(seq)
+        .ts(ts)
+        .size(len)
+        .tagged()
+        .build()
 }
 
 pub struct Rig {

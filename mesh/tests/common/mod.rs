@@ -1,4 +1,6 @@
-//! A simulated network around a [`Mesh`]: virtual time, no sockets.
+//! A mesh on testkit's virtual-time network: what a participant sends crosses its uplink to
+//! the mesh, what the mesh sends crosses the receiver's downlink into its inbox. Links are
+//! ideal unless a test impairs them. No sockets, no wall clock.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -9,6 +11,9 @@ use std::time::{Duration, Instant};
 use mesh::{
     Command, ConfId, MediaKind, Mesh, MeshConfig, ParticipantId, Path, Remote, RtpView, TxBatch,
 };
+use testkit::conference::{self, Channel};
+use testkit::net::Fate;
+pub use testkit::packet::rtp;
 
 /// Routes every packet to every member, the sender included, so the mesh's own filter is
 /// what keeps a participant from hearing itself.
@@ -26,18 +31,6 @@ impl Path for Everyone {
         out: &mut Vec<ParticipantId>,
     ) {
         out.extend_from_slice(members);
-    }
-}
-
-/// Deterministic xorshift64 for loss, reordering and delay patterns.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 
@@ -66,15 +59,12 @@ pub fn clock_rate(kind: MediaKind) -> u32 {
     }
 }
 
-/// An RTP packet with `len` bytes in all.
-pub fn rtp(ssrc: u32, seq: u16, ts: u32, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len.max(12));
-    v.extend_from_slice(&[0x80, 96]);
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&ts.to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.resize(len.max(12), 0xab);
-    v
+/// Participant `id`'s audio and video channels.
+pub fn channels(id: ParticipantId) -> [Channel; 2] {
+    [
+        Channel::audio(ssrc(id, MediaKind::Audio)),
+        Channel::video(ssrc(id, MediaKind::Video)),
+    ]
 }
 
 pub fn ssrc_of(pkt: &[u8]) -> u32 {
@@ -84,8 +74,12 @@ pub fn ssrc_of(pkt: &[u8]) -> u32 {
 pub struct Net<P: Path> {
     pub mesh: Mesh<P>,
     pub now: Instant,
+    /// Links into the mesh, by sender address.
+    pub up: testkit::net::Net<SocketAddr>,
+    /// Links out of the mesh, by receiver address.
+    pub down: testkit::net::Net<SocketAddr>,
     batch: TxBatch,
-    /// Everything the mesh sent, by destination.
+    /// Everything that reached each address from the mesh, in arrival order.
     pub inbox: HashMap<SocketAddr, Vec<Vec<u8>>>,
     /// Next sequence number per SSRC.
     seqs: HashMap<u32, u16>,
@@ -97,6 +91,8 @@ impl<P: Path> Net<P> {
         Self {
             mesh: Mesh::new(now, cfg),
             now,
+            up: testkit::net::Net::new(0x5eed_0001),
+            down: testkit::net::Net::new(0x5eed_0002),
             batch: TxBatch::with_capacity(256, 256 * 1500),
             inbox: HashMap::new(),
             seqs: HashMap::new(),
@@ -125,23 +121,11 @@ impl<P: Path> Net<P> {
 
     /// Queues an AddParticipant and both channels for `id` at `remote`.
     pub fn join(&mut self, id: ParticipantId, remote: Remote) {
-        self.command(Command::AddParticipant {
-            conf: CONF,
-            participant: id,
-        });
-        for kind in MediaKind::ALL {
-            self.command(Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind,
-                remote,
-                ssrc: ssrc(id, kind),
-                clock_rate: clock_rate(kind),
-            });
-        }
+        conference::join(&mut self.mesh, self.now, CONF, id, remote, &channels(id));
     }
 
-    /// Delivers one datagram to the mesh and collects what it sends.
+    /// Hands one datagram to the mesh now, past any uplink, and collects what it sends;
+    /// returns how many packets that was.
     pub fn send_raw(&mut self, from: SocketAddr, data: &[u8]) -> usize {
         self.mesh.handle_datagram(self.now, from, data);
         self.drain()
@@ -160,15 +144,44 @@ impl<P: Path> Net<P> {
         self.send_from(addr(id), id, kind)
     }
 
-    /// Moves the mesh's transmit batch into the inbox; returns how many packets it held.
+    /// Puts a datagram on `from`'s uplink now; it reaches the mesh in [`Net::run_until`].
+    pub fn transmit(&mut self, from: SocketAddr, data: Vec<u8>) -> Fate {
+        self.up.send(self.now, from, data)
+    }
+
+    /// Hands the mesh the next datagram its uplinks deliver by `until`, at its arrival time;
+    /// returns its sender and how many packets the mesh sent for it.
+    pub fn deliver_next(&mut self, until: Instant) -> Option<(SocketAddr, usize)> {
+        let d = self.up.poll(until)?;
+        self.now = self.now.max(d.at);
+        Some((d.link, self.send_raw(d.link, &d.packet)))
+    }
+
+    /// Delivers everything the uplinks carry by `until`, then moves the clock there.
+    pub fn run_until(&mut self, until: Instant) {
+        while self.deliver_next(until).is_some() {}
+        self.now = self.now.max(until);
+        self.arrive();
+    }
+
+    /// Puts the mesh's transmit batch on the downlinks and delivers what has arrived; returns
+    /// how many packets the batch held.
     pub fn drain(&mut self) -> usize {
         self.mesh.poll_transmit(&mut self.batch);
         let n = self.batch.len();
         for (dest, bytes) in self.batch.iter() {
-            self.inbox.entry(dest).or_default().push(bytes.to_vec());
+            self.down.send(self.now, dest, bytes.to_vec());
         }
         self.batch.clear();
+        self.arrive();
         n
+    }
+
+    /// Moves what the downlinks delivered by now into the inboxes.
+    fn arrive(&mut self) {
+        for d in self.down.drain(self.now) {
+            self.inbox.entry(d.link).or_default().push(d.packet);
+        }
     }
 
     /// SSRCs received at `to`, in arrival order.

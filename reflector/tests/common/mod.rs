@@ -1,6 +1,7 @@
-//! A simulated network around a reflector mesh in virtual time: VP8 video senders that
-//! answer keyframe requests, receivers that record what arrives, and per-receiver downlink
-//! loss. No sockets, no wall clock.
+//! A reflector mesh on testkit's virtual-time network: VP8 video senders that answer
+//! keyframe requests, receivers that record what arrives, and a downlink per receiver that a
+//! test may impair. No sockets, no wall clock; maps keyed from a fixed seed, so a run repeats
+//! exactly.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -9,8 +10,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mesh::rtcp::{self, Rtcp};
-use mesh::{rtp, Command, MediaKind, Mesh, MeshConfig, ParticipantId, Remote, RtpView, TxBatch};
+use mesh::{rtp, Hasher, Mesh, MeshConfig, ParticipantId, Remote, RtpView, TxBatch};
 use reflector::{Reflector, VideoCodec};
+use testkit::conference::{self, Channel};
+use testkit::net::{Fate, Net};
+use testkit::packet::{vp8, Rtp};
 
 pub const CONF: u32 = 9;
 pub const VP8_PT: u8 = 96;
@@ -31,44 +35,19 @@ pub fn audio_ssrc(id: ParticipantId) -> u32 {
     0x6000 + id
 }
 
+/// The seed of the sim's network and of its maps' keys.
+pub const SEED: u64 = 0x5eed_2545_f491_4f6c;
+
 /// An audio packet with an RFC 6464 level (0 loudest, 127 silence) under extension id 1.
 pub fn audio_packet(ssrc: u32, seq: u16, level: u8) -> Vec<u8> {
-    let mut v = vec![0x90, 111];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, level, 0, 0]);
-    v.resize(100, 0x55);
-    v
-}
-
-/// Deterministic xorshift64 for loss patterns.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// One VP8 packet: descriptor with S set on a frame's first packet, and a payload header whose
-/// P bit is clear on keyframes.
-pub fn vp8_packet(ssrc: u32, seq: u16, ts: u32, first: bool, key: bool) -> Vec<u8> {
-    vp8_sized(ssrc, seq, ts, first, key, 1000)
-}
-
-pub fn vp8_sized(ssrc: u32, seq: u16, ts: u32, first: bool, key: bool, size: usize) -> Vec<u8> {
-    let mut v = vec![0x80, VP8_PT];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&ts.to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.push(if first { 0x10 } else { 0x00 });
-    v.push(if key { 0x50 } else { 0x51 });
-    v.resize(size, 0x77);
-    v
+    Rtp::new(ssrc)
+        .pt(111)
+        .seq(seq)
+        .ts(u32::from(seq) * 960)
+        .audio_level(1, level)
+        .size(100)
+        .fill(0x55)
+        .build()
 }
 
 /// Whether `pkt` (RTP) starts a VP8 keyframe.
@@ -119,10 +98,12 @@ pub struct Sim {
     batch: TxBatch,
     pub cameras: Vec<Camera>,
     pub inbox: HashMap<ParticipantId, Inbox>,
-    /// Downlink loss per receiver: (per mille, generator).
-    pub loss: HashMap<ParticipantId, (u64, XorShift)>,
-    /// Media packets the loss took, per receiver.
+    /// The downlinks, by receiver; ideal unless a test impairs one.
+    pub net: Net<ParticipantId>,
+    /// Media packets the downlinks dropped, per receiver.
     pub lost: HashMap<ParticipantId, Vec<u16>>,
+    /// Every delivery in order: (arrival, receiver, packet).
+    pub log: Vec<(Instant, ParticipantId, Vec<u8>)>,
     /// Participants sending audio every 20 ms, and whether they talk (level 10) or not (127).
     pub voices: HashMap<ParticipantId, bool>,
     audio_seq: u16,
@@ -137,29 +118,33 @@ impl Sim {
 
     /// Like [`Sim::new`], with the reflector set up further by `setup` first.
     pub fn with(ids: &[ParticipantId], setup: impl FnOnce(&mut Reflector)) -> Self {
+        Self::seeded(ids, SEED, setup)
+    }
+
+    /// Like [`Sim::with`], with the network and the maps' keys from `seed`.
+    pub fn seeded(ids: &[ParticipantId], seed: u64, setup: impl FnOnce(&mut Reflector)) -> Self {
         let now = Instant::now();
-        let mut r = Reflector::new();
+        let mut r = Reflector::with_hasher(Hasher::seeded(seed));
         r.set_video_codec(VP8_PT, VideoCodec::Vp8);
         setup(&mut r);
+        let cfg = MeshConfig {
+            hash_seed: Some(seed),
+            ..MeshConfig::default()
+        };
         let mut sim = Sim {
-            mesh: Mesh::new(now, MeshConfig::default()),
+            mesh: Mesh::new(now, cfg),
             now,
             batch: TxBatch::with_capacity(1024, 1024 * 1500),
             cameras: Vec::new(),
             inbox: HashMap::new(),
-            loss: HashMap::new(),
+            net: Net::new(seed),
             lost: HashMap::new(),
+            log: Vec::new(),
             voices: HashMap::new(),
             audio_seq: 0,
             ms: 0,
         };
-        sim.mesh.handle_command(
-            now,
-            Command::CreateConference {
-                conf: CONF,
-                path: r,
-            },
-        );
+        conference::create(&mut sim.mesh, now, CONF, r);
         for &id in ids {
             sim.join(id);
         }
@@ -167,38 +152,14 @@ impl Sim {
         sim
     }
 
-    /// Queues `id`'s join with a video channel; applied at the next tick.
+    /// Queues `id`'s join with audio and video channels; applied at the next tick.
     pub fn join(&mut self, id: ParticipantId) {
-        let now = self.now;
-        self.mesh.handle_command(
-            now,
-            Command::AddParticipant {
-                conf: CONF,
-                participant: id,
-            },
-        );
-        self.mesh.handle_command(
-            now,
-            Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind: MediaKind::Audio,
-                remote: Remote::Addr(addr(id)),
-                ssrc: audio_ssrc(id),
-                clock_rate: 48_000,
-            },
-        );
-        self.mesh.handle_command(
-            now,
-            Command::SetChannel {
-                conf: CONF,
-                participant: id,
-                kind: MediaKind::Video,
-                remote: Remote::Addr(addr(id)),
-                ssrc: video_ssrc(id),
-                clock_rate: 90_000,
-            },
-        );
+        let channels = [
+            Channel::audio(audio_ssrc(id)),
+            Channel::video(video_ssrc(id)),
+        ];
+        let at = Remote::Addr(addr(id));
+        conference::join(&mut self.mesh, self.now, CONF, id, at, &channels);
     }
 
     pub fn camera(&mut self, id: ParticipantId, gop: u32) {
@@ -290,16 +251,14 @@ impl Sim {
                     false => None,
                 };
                 for k in 0..e.packets_per_frame {
-                    let seq = e.seq.wrapping_add(k);
-                    let ts = ts.wrapping_add(e.ts_base);
-                    let mut p = vp8_sized(e.ssrc, seq, ts, k == 0, key, e.size);
-                    if let Some(tid) = tid {
-                        // X bit, then the extension byte with T, then TID.
-                        p[12] |= 0x80;
-                        p.splice(13..13, [0x20, tid << 6]);
-                        p.truncate(e.size);
-                    }
-                    pkts.push(p);
+                    let p = Rtp::new(e.ssrc)
+                        .pt(VP8_PT)
+                        .seq(e.seq.wrapping_add(k))
+                        .ts(ts.wrapping_add(e.ts_base))
+                        .payload(&vp8(k == 0, key, tid))
+                        .size(e.size)
+                        .fill(0x77);
+                    pkts.push(p.build());
                 }
                 e.seq = e.seq.wrapping_add(e.packets_per_frame);
             }
@@ -314,7 +273,8 @@ impl Sim {
         }
     }
 
-    /// Hands what the mesh sent to its receivers, through their downlink loss.
+    /// Puts what the mesh sent on its receivers' downlinks, and hands each receiver what has
+    /// arrived by now.
     pub fn deliver(&mut self) {
         self.mesh.poll_transmit(&mut self.batch);
         for (dest, p) in self.batch.iter() {
@@ -323,15 +283,18 @@ impl Sim {
                 std::net::IpAddr::V6(_) => unreachable!("the sim is IPv4"),
             });
             let bytes = p.to_vec();
-            if let Some((permille, rng)) = self.loss.get_mut(&id) {
-                if rng.next() % 1000 < *permille {
-                    if !rtp::is_rtcp(&bytes) {
-                        let seq = RtpView::parse(&bytes).expect("RTP").sequence_number();
-                        self.lost.entry(id).or_default().push(seq);
-                    }
-                    continue;
-                }
+            let media = !rtp::is_rtcp(&bytes);
+            let seq = RtpView::parse(&bytes).map(|v| v.sequence_number());
+            if let (Fate::Lost | Fate::QueueFull, true, Ok(seq)) =
+                (self.net.send(self.now, id, bytes), media, seq)
+            {
+                self.lost.entry(id).or_default().push(seq);
             }
+        }
+        self.batch.clear();
+        while let Some(d) = self.net.poll(self.now) {
+            let (id, bytes) = (d.link, d.packet);
+            self.log.push((d.at, id, bytes.clone()));
             if rtp::is_rtcp(&bytes) {
                 let media: Vec<u32> = rtcp::packets(&bytes)
                     .flatten()
@@ -346,20 +309,11 @@ impl Sim {
                         e.key_wanted |= media.contains(&e.ssrc);
                     }
                 }
-                self.inbox
-                    .entry(id)
-                    .or_default()
-                    .rtcp
-                    .push((self.now, bytes));
+                self.inbox.entry(id).or_default().rtcp.push((d.at, bytes));
             } else {
-                self.inbox
-                    .entry(id)
-                    .or_default()
-                    .media
-                    .push((self.now, bytes));
+                self.inbox.entry(id).or_default().media.push((d.at, bytes));
             }
         }
-        self.batch.clear();
     }
 
     /// Video SSRCs that reached `id` at or after `since`.

@@ -1,10 +1,11 @@
-//! A counting global allocator for the allocation tests of the mesh and the crates built
-//! on it (reflector, transcoder, the media server's engine): "no heap allocation per
-//! packet" is asserted, not assumed. Only the calling thread's allocations inside
-//! [`counted`] are counted, so a test harness's other threads cannot disturb the count.
+//! A counting global allocator for the allocation tests of the mesh and the crates built on
+//! it (reflector, transcoder, the media server's engine): "no heap allocation per packet" is
+//! asserted, not assumed. Only the calling thread's allocations inside [`counted`] are
+//! counted, so a test harness's other threads cannot disturb the count.
 //!
 //! A test binary installs it with
-//! `#[global_allocator] static GLOBAL: mesh::alloc_count::CountingAlloc = mesh::alloc_count::CountingAlloc;`.
+//! `#[global_allocator] static GLOBAL: testkit::alloc::CountingAlloc = testkit::alloc::CountingAlloc;`.
+//! [`counted`] panics when that line is missing, so a zero count always means something.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -52,12 +53,36 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-/// Runs `f` and returns its result with the number of heap allocations this thread made
-/// meanwhile (zero unless [`CountingAlloc`] is the global allocator).
-pub fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+fn start() {
     ALLOCS.with(|a| a.set(0));
     COUNTING.with(|c| c.set(true));
-    let r = f();
+}
+
+fn stop() -> u64 {
     COUNTING.with(|c| c.set(false));
-    (r, ALLOCS.with(|a| a.get()))
+    ALLOCS.with(|a| a.get())
+}
+
+/// Whether [`CountingAlloc`] is this binary's global allocator: one boxed byte is counted.
+pub fn installed() -> bool {
+    start();
+    drop(std::hint::black_box(Box::new(0u8)));
+    stop() > 0
+}
+
+/// Runs `f` and returns its result with the number of heap allocations this thread made
+/// meanwhile.
+///
+/// # Panics
+///
+/// When [`CountingAlloc`] is not the global allocator: the count would be zero whatever `f`
+/// did.
+pub fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    assert!(
+        installed(),
+        "testkit::alloc::CountingAlloc is not this test binary's #[global_allocator]"
+    );
+    start();
+    let r = f();
+    (r, stop())
 }
