@@ -3,6 +3,7 @@
 pub use crate::io::IoKind;
 use crate::MediaServerError;
 use clap::Parser;
+use protocol::CostModel;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -70,42 +71,7 @@ pub struct MediaServerArgs {
     pub video: Option<bool>,
     /// `[cost]`: capacity units per participant (config file only).
     #[arg(skip)]
-    pub cost: Option<Cost>,
-}
-
-/// `[cost]`: capacity units per participant, the same table as the dispatcher's, so the
-/// unused capacity reported here is in the units the dispatcher charges.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Cost {
-    pub audio_forward: u32,
-    pub video_forward: u32,
-    pub mix: u32,
-    pub composite: u32,
-}
-
-impl Default for Cost {
-    fn default() -> Self {
-        Cost {
-            audio_forward: 1,
-            video_forward: 3,
-            mix: 2,
-            composite: 4,
-        }
-    }
-}
-
-impl Cost {
-    /// What one member of a conference of `mode` costs, with or without video: the
-    /// dispatcher's `per_user` rule, so both books count the same units.
-    pub fn per_member(&self, mode: protocol::Mode, video: bool) -> u32 {
-        match (mode, video) {
-            (protocol::Mode::Reflect, false) => self.audio_forward,
-            (protocol::Mode::Reflect, true) => self.video_forward,
-            (protocol::Mode::Mix, false) => self.mix,
-            (protocol::Mode::Mix, true) => self.composite,
-        }
-    }
+    pub cost: Option<CostModel>,
 }
 
 /// Registry addresses of the dispatchers a server may link to, in order of preference.
@@ -180,7 +146,7 @@ pub struct Settings {
     /// Registers the `video` capability and takes `media=audio,video` joins.
     pub video: bool,
     /// Units per participant, as the dispatcher charges them.
-    pub cost: Cost,
+    pub cost: CostModel,
 }
 
 /// One worker per core, as the OS reports them.
@@ -240,7 +206,7 @@ impl Settings {
             drain_timeout: std::time::Duration::from_secs(30),
             last_n: None,
             video: true,
-            cost: Cost::default(),
+            cost: CostModel::default(),
         }
     }
 }

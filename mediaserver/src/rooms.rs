@@ -32,10 +32,10 @@ pub struct Room {
 
 impl Room {
     /// Capacity units this room's members use.
-    pub fn units(&self, cost: &crate::config::Cost) -> u64 {
+    pub fn units(&self, cost: &protocol::CostModel) -> u64 {
         self.members
             .values()
-            .map(|m| u64::from(cost.per_member(self.mode, m.video)))
+            .map(|m| u64::from(cost.per_participant(self.mode, m.video)))
             .sum()
     }
 
@@ -168,7 +168,7 @@ impl Rooms {
     }
 
     /// Capacity units the members of every room use, by the shared cost model.
-    pub fn units(&self, cost: &crate::config::Cost) -> u64 {
+    pub fn units(&self, cost: &protocol::CostModel) -> u64 {
         self.rooms.values().map(|r| r.units(cost)).sum()
     }
 
