@@ -4,13 +4,13 @@
 //! their TOML), so the two books agree.
 
 use crate::Mode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The cost model (`[cost]` in the dispatcher's and the media servers' config). A forwarded
 /// audio participant is the unit; mixing decodes and encodes, and video multiplies the
 /// bytes, so those cost more. The defaults are rough ratios from the benches; operators tune
 /// them to their hardware.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostModel {
     /// A participant of a forwarded (reflect) audio conference.
