@@ -181,7 +181,7 @@ async fn dispatch(
         .inc();
     tracing::info!(conference, user, server = %placement.server, created = placement.created, "dispatch");
     ServerMsg::Dispatch {
-        addr: placement.client_addr,
+        addr: placement.client_addr.into(),
         ticket,
         conference: None,
     }

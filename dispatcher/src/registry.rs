@@ -53,6 +53,7 @@ async fn link(stream: TcpStream, service: &Service) -> std::io::Result<()> {
             client_addr,
             caps,
             total,
+            ..
         }) => {
             let g =
                 service

@@ -54,6 +54,7 @@ async fn link(
             ..Default::default()
         },
         total: server.settings.capacity,
+        ws: None,
     };
     let mut out = register.encode();
     if server.is_draining() {
@@ -121,7 +122,7 @@ fn on_dispatcher(server: &Server, msg: DispMsg) {
         } => {
             // A punt keeps the conference and changes the server; a move changes both.
             let order = ServerMsg::Dispatch {
-                addr,
+                addr: addr.into(),
                 ticket,
                 conference: (to_conference != conference).then_some(to_conference),
             };

@@ -2,7 +2,7 @@
 
 use crate::fields::{clean, name, num, Fields};
 use crate::types::word;
-use crate::{ChannelAddr, ErrorCode, MediaKind, Mode, ProtoError, Quality, ServerKind};
+use crate::{ChannelAddr, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, Quality, ServerKind};
 use std::net::SocketAddr;
 
 /// Optional `key=value` fields of `join`.
@@ -87,9 +87,9 @@ pub enum ServerMsg {
     },
     /// Go to the media server at `addr` and join there with `ticket`; with `conference`,
     /// join that conference instead of the current one (an operator's move, seed 003's
-    /// "send to the manager").
+    /// "send to the manager"). A client on a WebSocket is sent the server's WebSocket URL.
     Dispatch {
-        addr: SocketAddr,
+        addr: Endpoint,
         ticket: String,
         conference: Option<String>,
     },
@@ -375,7 +375,7 @@ impl ServerMsg {
                     }
                 }
                 Ok(ServerMsg::Dispatch {
-                    addr: num("dispatch", "address", a[0])?,
+                    addr: Endpoint::parse("dispatch", a[0])?,
                     ticket: name("dispatch", "ticket", a[1])?,
                     conference,
                 })

@@ -27,12 +27,17 @@ pub enum ErrorCode {
     NoCapacity,
     /// The account's customer already has its contracted maximum of simultaneous users.
     AccountFull,
+    /// The server or this peer's IP already has as many connections as it allows.
+    TooManyConnections,
+    /// The peer was too slow: no `join`/`register` within the handshake timeout, or
+    /// nothing at all within the idle timeout.
+    Timeout,
     /// A code this build does not know; kept so a newer peer's lines still parse.
     Other(u16),
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
@@ -45,6 +50,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NoCapacity,
         ErrorCode::AccountFull,
+        ErrorCode::TooManyConnections,
+        ErrorCode::Timeout,
     ];
 
     pub fn as_u16(self) -> u16 {
@@ -61,6 +68,8 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::NoCapacity => 503,
             ErrorCode::AccountFull => 429,
+            ErrorCode::TooManyConnections => 420,
+            ErrorCode::Timeout => 421,
             ErrorCode::Other(n) => n,
         }
     }
@@ -87,6 +96,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::NoCapacity => "no-capacity",
             ErrorCode::AccountFull => "account-full",
+            ErrorCode::TooManyConnections => "too-many-connections",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -96,4 +107,15 @@ impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.as_u16())
     }
+}
+
+/// An `error` line with `code` and `text`, LF included: the form every link's codec
+/// (client and registry alike) writes, for the connection layer to send before it closes a
+/// connection it refuses.
+pub fn error_line(code: ErrorCode, text: &str) -> String {
+    crate::ServerMsg::Error {
+        code,
+        text: text.to_owned(),
+    }
+    .encode()
 }

@@ -9,7 +9,9 @@ pub enum ProtoError {
     NotUtf8,
     #[error("empty line")]
     Empty,
-    #[error("unknown verb {0:?}")]
+    #[error("one message holds several lines")]
+    SeveralLines,
+    #[error("unknown verb {}", quote(.0))]
     UnknownVerb(String),
     #[error("{verb}: expected {expected} fields, got {got}")]
     FieldCount {
@@ -17,7 +19,7 @@ pub enum ProtoError {
         expected: &'static str,
         got: usize,
     },
-    #[error("{verb}: bad {field}: {value:?}")]
+    #[error("{verb}: bad {field}: {}", quote(value))]
     BadValue {
         verb: &'static str,
         field: &'static str,
@@ -32,9 +34,48 @@ impl ProtoError {
             ProtoError::LineTooLong { .. } => ErrorCode::LineTooLong,
             ProtoError::NotUtf8 => ErrorCode::NotUtf8,
             ProtoError::UnknownVerb(_) => ErrorCode::UnknownVerb,
-            ProtoError::Empty | ProtoError::FieldCount { .. } | ProtoError::BadValue { .. } => {
-                ErrorCode::BadRequest
-            }
+            ProtoError::Empty
+            | ProtoError::SeveralLines
+            | ProtoError::FieldCount { .. }
+            | ProtoError::BadValue { .. } => ErrorCode::BadRequest,
         }
+    }
+}
+
+/// Longest part of a bad value an error line quotes back, in bytes.
+pub const QUOTE_MAX: usize = 64;
+
+/// A bad value as error lines quote it: at most [`QUOTE_MAX`] bytes (cut at a character
+/// boundary, `...` marking the cut), so a peer's 3,000-byte name is not sent back whole.
+pub fn quote(value: &str) -> String {
+    if value.len() <= QUOTE_MAX {
+        return format!("{value:?}");
+    }
+    let mut end = QUOTE_MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}...", &value[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_quoted_short() {
+        let e = ProtoError::BadValue {
+            verb: "join",
+            field: "name",
+            value: "x".repeat(3000),
+        };
+        let text = e.to_string();
+        assert!(text.len() < 120, "{text}");
+        assert!(text.ends_with("\"...") || text.ends_with("..."), "{text}");
+        assert_eq!(quote("abc"), "\"abc\"");
+        // A multi-byte character straddling the cut is not split.
+        let s = format!("{}é{}", "a".repeat(63), "b".repeat(10));
+        assert_eq!(quote(&s), format!("{:?}...", "a".repeat(63)));
+        assert!(ProtoError::UnknownVerb("v".repeat(500)).to_string().len() < 100);
     }
 }

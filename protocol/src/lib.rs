@@ -26,12 +26,12 @@ pub mod ticket;
 mod types;
 
 pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
-pub use codes::ErrorCode;
+pub use codes::{error_line, ErrorCode};
 pub use cost::CostModel;
-pub use error::ProtoError;
-pub use line::LineBuffer;
+pub use error::{quote, ProtoError, QUOTE_MAX};
+pub use line::{message_line, split_line, LineBuffer};
 pub use registry::{DispMsg, MsMsg};
-pub use types::{Capabilities, ChannelAddr, MediaKind, Mode, Quality, ServerKind};
+pub use types::{Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, ServerKind};
 
 /// Protocol version carried in `connect`.
 pub const VERSION: u32 = 1;

@@ -1,11 +1,49 @@
 use crate::{ProtoError, MAX_LINE};
 
-/// Frames a TCP byte stream into protocol lines.
+/// One framing step over buffered stream bytes: `None` when more bytes are needed, else
+/// how many bytes the step consumed and the line (without its LF, and without a CR before
+/// it, so that `nc -C` works) or why the line is refused. A line longer than [`MAX_LINE`]
+/// is refused as soon as it is seen, without waiting for its LF, so a peer cannot make us
+/// buffer without bound. Every framer of the protocol (this crate's [`LineBuffer`], the
+/// connection layer's codec) calls this one function.
+pub fn split_line(buf: &[u8]) -> Option<(usize, Result<&str, ProtoError>)> {
+    let Some(pos) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > MAX_LINE {
+            return Some((buf.len(), Err(ProtoError::LineTooLong { max: MAX_LINE })));
+        }
+        return None;
+    };
+    let mut line = &buf[..pos];
+    if let [head @ .., b'\r'] = line {
+        line = head;
+    }
+    let checked = if line.len() > MAX_LINE {
+        Err(ProtoError::LineTooLong { max: MAX_LINE })
+    } else {
+        std::str::from_utf8(line).map_err(|_| ProtoError::NotUtf8)
+    };
+    Some((pos + 1, checked))
+}
+
+/// The line carried by one message of a message-framed transport (a WebSocket text
+/// frame): one line per message, an LF (or CRLF) at its end allowed, none inside.
+pub fn message_line(text: &str) -> Result<&str, ProtoError> {
+    let line = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    if line.len() > MAX_LINE {
+        return Err(ProtoError::LineTooLong { max: MAX_LINE });
+    }
+    if line.contains('\n') {
+        return Err(ProtoError::SeveralLines);
+    }
+    Ok(line)
+}
+
+/// Frames a byte stream into protocol lines with [`split_line`].
 ///
 /// Bytes go in with [`LineBuffer::extend`]; whole lines come out of [`LineBuffer::next_line`].
-/// A line longer than [`MAX_LINE`] is an error as soon as it is seen, without waiting for
-/// its LF, so a peer cannot make us buffer without bound. A trailing CR is dropped so that
-/// `nc -C` works.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     buf: Vec<u8>,
@@ -34,26 +72,17 @@ impl LineBuffer {
     /// The next complete line, an error for an over-long or non-UTF-8 line, or `None`
     /// when more bytes are needed. After an error the connection should be closed.
     pub fn next_line(&mut self) -> Option<Result<String, ProtoError>> {
-        let rest = &self.buf[self.start..];
-        let Some(pos) = rest.iter().position(|&b| b == b'\n') else {
-            if rest.len() > MAX_LINE {
-                return Some(Err(ProtoError::LineTooLong { max: MAX_LINE }));
+        match split_line(&self.buf[self.start..]) {
+            None => {
+                self.compact();
+                None
             }
-            self.compact();
-            return None;
-        };
-        let mut line = &rest[..pos];
-        self.start += pos + 1;
-        if let [head @ .., b'\r'] = line {
-            line = head;
+            Some((used, line)) => {
+                let line = line.map(str::to_owned);
+                self.start += used;
+                Some(line)
+            }
         }
-        if line.len() > MAX_LINE {
-            return Some(Err(ProtoError::LineTooLong { max: MAX_LINE }));
-        }
-        Some(match std::str::from_utf8(line) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(ProtoError::NotUtf8),
-        })
     }
 
     fn compact(&mut self) {
@@ -104,5 +133,19 @@ mod tests {
         let mut lb = LineBuffer::new();
         lb.extend(b"join\t\xff\xfe\n");
         assert_eq!(lb.next_line(), Some(Err(ProtoError::NotUtf8)));
+    }
+
+    #[test]
+    fn message_lines() {
+        assert_eq!(message_line("ping"), Ok("ping"));
+        assert_eq!(message_line("ping\n"), Ok("ping"));
+        assert_eq!(message_line("ping\r\n"), Ok("ping"));
+        assert_eq!(message_line("ping\nping"), Err(ProtoError::SeveralLines));
+        let long = "a".repeat(MAX_LINE + 1);
+        assert_eq!(
+            message_line(&long),
+            Err(ProtoError::LineTooLong { max: MAX_LINE })
+        );
+        assert_eq!(message_line(&long[1..]).map(str::len), Ok(MAX_LINE));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::fields::{clean, name, num, Fields};
 use crate::types::word;
-use crate::{Capabilities, ErrorCode, Mode, ProtoError, ServerKind};
+use crate::{Capabilities, Endpoint, ErrorCode, Mode, ProtoError, ServerKind};
 use std::net::SocketAddr;
 
 /// Media server to dispatcher.
@@ -14,6 +14,8 @@ pub enum MsMsg {
         client_addr: SocketAddr,
         caps: Capabilities,
         total: u32,
+        /// Where WebSocket clients reach the server's control lines (option `ws=`).
+        ws: Option<String>,
     },
     /// Sent every second. `loss_pct` (option `loss=`) is the packet loss of the streams
     /// the server receives, over the last interval.
@@ -102,12 +104,28 @@ impl MsMsg {
         let f = Fields::split(line)?;
         match f.verb {
             "register" => {
-                let a = f.exact("register", 4, 4)?;
+                let (a, opts) = f.args("register", 4, 4)?;
+                let mut ws = None;
+                for (k, v) in opts {
+                    if k == "ws" {
+                        match Endpoint::parse("register", v)? {
+                            Endpoint::Ws(url) => ws = Some(url),
+                            Endpoint::Tcp(_) => {
+                                return Err(ProtoError::BadValue {
+                                    verb: "register",
+                                    field: "ws",
+                                    value: v.to_owned(),
+                                })
+                            }
+                        }
+                    }
+                }
                 Ok(MsMsg::Register {
                     id: name("register", "id", a[0])?,
                     client_addr: num("register", "address", a[1])?,
                     caps: Capabilities::parse_list("register", a[2])?,
                     total: num("register", "total", a[3])?,
+                    ws,
                 })
             }
             "report" => {
@@ -183,7 +201,14 @@ impl MsMsg {
                 client_addr,
                 caps,
                 total,
-            } => format!("register\t{}\t{client_addr}\t{caps}\t{total}\n", clean(id)),
+                ws,
+            } => {
+                let ws = ws
+                    .as_ref()
+                    .map(|u| format!("\tws={}", clean(u)))
+                    .unwrap_or_default();
+                format!("register\t{}\t{client_addr}\t{caps}\t{total}{ws}\n", clean(id))
+            }
             MsMsg::Report {
                 unused,
                 conferences,

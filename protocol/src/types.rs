@@ -260,6 +260,67 @@ impl fmt::Display for ChannelAddr {
     }
 }
 
+/// Where a client reaches a server's control lines: a TCP `host:port`, or a WebSocket
+/// URL (`ws://host:port/ws`, `wss://...`) for clients that joined over a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Ws(String),
+}
+
+/// Longest WebSocket URL an `Endpoint` may hold.
+const MAX_URL: usize = 512;
+
+impl Endpoint {
+    pub(crate) fn parse(verb: &'static str, s: &str) -> Result<Self, ProtoError> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Endpoint::Tcp(a));
+        }
+        let is_url = (s.starts_with("ws://") || s.starts_with("wss://"))
+            && s.len() <= MAX_URL
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if is_url {
+            Ok(Endpoint::Ws(s.to_owned()))
+        } else {
+            Err(ProtoError::BadValue {
+                verb,
+                field: "address",
+                value: s.to_owned(),
+            })
+        }
+    }
+
+    /// The TCP address, if this is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Endpoint::Tcp(a) => Some(*a),
+            Endpoint::Ws(_) => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Self {
+        Endpoint::Tcp(a)
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = ProtoError;
+    fn from_str(s: &str) -> Result<Self, ProtoError> {
+        Endpoint::parse("endpoint", s)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::Ws(u) => f.write_str(u),
+        }
+    }
+}
+
 /// Parses a field through `FromStr<Err = ()>` enums, naming the field on failure.
 pub(crate) fn word<T: FromStr<Err = ()>>(
     verb: &'static str,
@@ -288,6 +349,18 @@ mod tests {
             assert_eq!(q.as_str().parse::<Quality>(), Ok(q));
         }
         assert!("blue".parse::<Quality>().is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        let tcp: Endpoint = "127.0.0.1:3451".parse().unwrap();
+        assert_eq!(tcp.tcp(), Some("127.0.0.1:3451".parse().unwrap()));
+        let ws: Endpoint = "ws://127.0.0.1:8081/ws".parse().unwrap();
+        assert_eq!(ws, Endpoint::Ws("ws://127.0.0.1:8081/ws".into()));
+        assert_eq!(ws.to_string(), "ws://127.0.0.1:8081/ws");
+        for bad in ["", "http://x/ws", "ws://a b", "127.0.0.1", "ws://x\u{7}"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -79,12 +79,17 @@ fn server_messages_round_trip() {
             version: VERSION,
         },
         ServerMsg::Dispatch {
-            addr: addr("127.0.0.1:3451"),
+            addr: addr("127.0.0.1:3451").into(),
             ticket: "1.ab".into(),
             conference: None,
         },
         ServerMsg::Dispatch {
-            addr: addr("127.0.0.1:3451"),
+            addr: Endpoint::Ws("ws://127.0.0.1:8081/ws".into()),
+            ticket: "1.ab".into(),
+            conference: None,
+        },
+        ServerMsg::Dispatch {
+            addr: addr("127.0.0.1:3451").into(),
             ticket: "1.ab".into(),
             conference: Some("manager".into()),
         },
@@ -155,6 +160,17 @@ fn registry_messages_round_trip() {
                 ..Default::default()
             },
             total: 500,
+            ws: None,
+        },
+        MsMsg::Register {
+            id: "ms-2".into(),
+            client_addr: addr("127.0.0.1:3452"),
+            caps: Capabilities {
+                audio: true,
+                ..Default::default()
+            },
+            total: 10,
+            ws: Some("ws://127.0.0.1:8082/ws".into()),
         },
         MsMsg::Report {
             unused: 497,

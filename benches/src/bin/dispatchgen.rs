@@ -124,6 +124,7 @@ async fn media_server(
             ..Default::default()
         },
         total: capacity,
+        ws: None,
     };
     w.write_all(register.encode().as_bytes()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();

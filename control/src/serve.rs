@@ -1,0 +1,154 @@
+//! Accepting connections: the one TCP accept loop and the one WebSocket upgrade, both behind
+//! a [`Gate`] and a [`Shutdown`].
+
+use crate::gate::{Gate, RefuseReason};
+use crate::link::Link;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::SinkExt;
+use protocol::{error_line, ErrorCode};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a refused peer is given to take its `error` line.
+const REFUSE_WRITE: Duration = Duration::from_secs(1);
+/// Largest WebSocket message we read: a line and its LF, with room for a CR.
+const WS_MAX_MESSAGE: usize = protocol::MAX_LINE + 2;
+
+/// Graceful shutdown of a server's control plane: accept loops stop, every session's link
+/// reports `Closed(Shutdown)` so its handler cleans up, and [`Shutdown::shutdown`] waits for
+/// them (up to a grace period).
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes when shutdown has begun.
+    pub async fn started(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Runs a task that shutdown waits for.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(fut);
+    }
+
+    /// Starts the shutdown and waits up to `grace` for the tracked tasks; returns whether
+    /// all of them finished.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.token.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Sends a refused TCP peer its `error` line, then closes.
+async fn refuse_tcp(mut stream: TcpStream, reason: RefuseReason) {
+    let line = error_line(ErrorCode::TooManyConnections, reason.text());
+    let _ = tokio::time::timeout(REFUSE_WRITE, async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// The accept loop of a TCP control listener: admits each connection through `gate`
+/// (refused ones get an `error` line and are closed), wraps it in a [`Link`] with the gate's
+/// limits and runs `handler` on it as a task of `shutdown`. Returns when shutdown starts.
+pub async fn serve_tcp<H, F>(listener: TcpListener, gate: Arc<Gate>, shutdown: Shutdown, handler: H)
+where
+    H: Fn(Link) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let cfg = gate.limits().link();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.started() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => match gate.admit(peer.ip()) {
+                Ok(permit) => {
+                    let link = Link::tcp(stream, cfg, Some(permit), Some(shutdown.token()));
+                    shutdown.spawn(handler(link));
+                }
+                Err(reason) => {
+                    tokio::spawn(refuse_tcp(stream, reason));
+                }
+            },
+            Err(e) => {
+                // Out of descriptors, most likely: back off instead of spinning.
+                tracing::warn!(listener = gate.name(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Upgrades an HTTP request to a WebSocket control session at the same gate as the TCP
+/// listener's: a refused peer gets the `error` line as its only message.
+pub fn ws_session<H, F>(
+    upgrade: WebSocketUpgrade,
+    peer: SocketAddr,
+    gate: &Arc<Gate>,
+    shutdown: &Shutdown,
+    handler: H,
+) -> Response
+where
+    H: FnOnce(Link) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let upgrade = upgrade
+        .max_message_size(WS_MAX_MESSAGE)
+        .max_frame_size(WS_MAX_MESSAGE);
+    let admitted = if shutdown.is_shutting_down() {
+        gate.refuse(RefuseReason::Shutdown);
+        Err(RefuseReason::Shutdown)
+    } else {
+        gate.admit(peer.ip())
+    };
+    match admitted {
+        Ok(permit) => {
+            let cfg = gate.limits().link();
+            let shutdown = shutdown.clone();
+            upgrade.on_upgrade(move |socket| async move {
+                let link = Link::ws(socket, peer, cfg, Some(permit), Some(shutdown.token()));
+                shutdown.spawn(handler(link));
+            })
+        }
+        Err(reason) => upgrade.on_upgrade(move |mut socket| async move {
+            let line = error_line(ErrorCode::TooManyConnections, reason.text());
+            let text = line.trim_end().to_owned();
+            let _ = tokio::time::timeout(REFUSE_WRITE, async {
+                socket.send(Message::Text(text.into())).await?;
+                socket.close().await
+            })
+            .await;
+        }),
+    }
+}
