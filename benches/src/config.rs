@@ -1,17 +1,23 @@
 //! `loadgen`'s flags, checked once and echoed into the JSON so every figure carries the
-//! load that produced it.
+//! load that produced it. A `--config` TOML file and `NOC_*` variables can set them too (the
+//! `settings` crate merges them under the flags).
 
 use crate::wire::{MAX_PACKET, MIN_PACKET};
 use crate::BenchError;
 use clap::Parser;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Drives real participants against a dispatcher (or `rawfwd`) and measures what comes back.
-#[derive(Debug, Clone, Parser, Serialize)]
+#[derive(Debug, Clone, Parser, Serialize, Deserialize)]
 #[command(name = "loadgen", version, about)]
+#[serde(deny_unknown_fields)]
 pub struct LoadArgs {
+    /// TOML file with any of these settings (`audio_pps = 100`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
     /// The dispatcher's client address (`noc` prints it as `dispatcher HOST:PORT`).
     #[arg(long, required_unless_present = "raw")]
     pub dispatcher: Option<String>,
@@ -53,6 +59,7 @@ pub struct LoadArgs {
     /// One step per listed multiplier of the packet rates (e.g. `1,8`), in that order,
     /// whatever their loss: fixed loads instead of a sweep.
     #[arg(long, value_delimiter = ',', conflicts_with = "sweep")]
+    #[serde(default)]
     pub scales: Vec<f64>,
     /// Most steps of a sweep.
     #[arg(long, default_value_t = 10)]
@@ -147,6 +154,13 @@ impl LoadArgs {
         if self.audio_pps == 0.0 && self.video_pps == 0.0 {
             return bad("--audio-pps or --video-pps must be positive".into());
         }
+        // clap checks these among the flags; the file may add the other half.
+        if self.sweep && !self.scales.is_empty() {
+            return bad("--scales and --sweep exclude each other".into());
+        }
+        if self.raw.is_some() && self.dispatcher.is_some() {
+            return bad("--raw and --dispatcher exclude each other".into());
+        }
         if self.scales.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
             return bad("--scales must be positive numbers".into());
         }
@@ -233,6 +247,39 @@ mod tests {
         a.validate().unwrap();
         assert!(a.has_video());
         assert_eq!(a.scales, [1.0, 8.0]);
+    }
+
+    #[test]
+    fn file_and_environment_under_the_flags() {
+        let path = std::env::temp_dir().join(format!("loadgen-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "conferences = 3\naudio_pps = 100\nscales = [1, 8]\nlabel = \"file\"\n",
+        )
+        .unwrap();
+        let load = |flags: &[&str], env: &[(&str, &str)]| {
+            let argv = ["loadgen", "--dispatcher", "127.0.0.1:3450"];
+            settings::parse_from::<LoadArgs, _, _, _, _, _>(
+                argv.iter()
+                    .chain(["--config", path.to_str().unwrap()].iter())
+                    .chain(flags),
+                env.iter().copied(),
+            )
+            .unwrap()
+        };
+        let a = load(&[], &[("NOC_CONFERENCES", "4")]);
+        a.validate().unwrap();
+        // The file wins over clap's defaults, the environment over the file.
+        assert_eq!((a.conferences, a.audio_pps, a.participants), (4, 100.0, 5));
+        assert_eq!(
+            (a.scales.as_slice(), a.label()),
+            (&[1.0, 8.0][..], "file".into())
+        );
+        let a = load(&["--conferences", "6"], &[("NOC_CONFERENCES", "4")]);
+        assert_eq!(a.conferences, 6);
+        // A sweep from the command line and scales from the file are caught after the merge.
+        assert!(load(&["--sweep"], &[]).validate().is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ const VIDEO_CHANNEL_WAIT: Duration = Duration::from_millis(50);
 /// Socket buffers of each participant; a fan-out burst must fit.
 pub const SOCKET_BUFFER: usize = 4 << 20;
 /// Payload type used towards the raw baseline.
-const RAW_PT: u8 = 111;
+const RAW_PT: u8 = protocol::codec::OPUS.payload_type;
 
 /// Where one media kind goes and with which SSRC (from the server's `channel` line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,7 +239,7 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
             ticket,
             mode: Mode::Reflect,
             media: media.clone(),
-            codec: Some("opus".into()),
+            codec: Some(protocol::codec::OPUS.name.into()),
             app: Some("loadgen".into()),
             version: Some(env!("CARGO_PKG_VERSION").into()),
             ..JoinOpts::default()

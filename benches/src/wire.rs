@@ -65,8 +65,8 @@ impl Kind {
     /// RTP clock rate used for the header timestamp.
     pub fn clock_rate(self) -> u64 {
         match self {
-            Kind::Audio => 48_000,
-            Kind::Video => 90_000,
+            Kind::Audio => protocol::codec::OPUS.clock_rate.into(),
+            Kind::Video => protocol::codec::VIDEO_CLOCK_RATE.into(),
         }
     }
 }

@@ -1,23 +1,28 @@
-//! `confclient` settings: command-line flags, optionally from a TOML file.
+//! `confclient` settings: command-line flags, optionally from a TOML file or the environment.
 //!
 //! Every flag can also be a key of the `--config` file (same name, e.g. `dispatcher =
-//! "127.0.0.1:3450"`, `tone = 440`); a flag given on the command line wins.
+//! "127.0.0.1:3450"`, `tone = 440`) or a `NOC_*` variable (`NOC_TONE=440`); a flag given on
+//! the command line wins over the environment, which wins over the file (the `settings`
+//! crate merges them).
 
 use crate::external::ExternalConfig;
 use crate::session::SessionConfig;
 use crate::ClientError;
 use clap::Parser;
 use protocol::Mode;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use settings::SettingsError;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Join a conference, send a tone or silence, record what you hear.
-#[derive(Debug, Clone, Default, Parser)]
+#[derive(Debug, Clone, Default, Parser, Serialize, Deserialize)]
 #[command(name = "confclient", version)]
+#[serde(deny_unknown_fields)]
 pub struct Args {
     /// TOML file with any of the settings below; flags override it.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_deserializing)]
     pub config: Option<PathBuf>,
     /// Dispatcher to contact first.
     #[arg(long, value_name = "HOST:PORT")]
@@ -74,6 +79,7 @@ pub struct Args {
     pub ssrc: Option<u32>,
     /// With --external-media: also a video channel (H.264, packetization-mode 1).
     #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub video: bool,
     /// With --external-media --video: the external tool's video SSRC (default: SSRC+1).
     #[arg(long, value_name = "SSRC")]
@@ -85,6 +91,28 @@ pub struct Args {
 pub enum Codec {
     Opus,
     G711(codecs::g711::Law),
+}
+
+impl Codec {
+    /// The name in `--codec` and in the protocol's codec table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Opus => protocol::codec::OPUS.name,
+            Codec::G711(l) => l.name(),
+        }
+    }
+}
+
+impl Serialize for Codec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Codec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_codec(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 fn parse_codec(s: &str) -> Result<Codec, String> {
@@ -120,30 +148,6 @@ pub fn parse_talk(s: &str) -> Result<Vec<(f64, f64)>, String> {
     Ok(out)
 }
 
-/// The `--config` file: the same settings as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileArgs {
-    dispatcher: Option<String>,
-    conference: Option<String>,
-    account: Option<String>,
-    name: Option<String>,
-    tone: Option<f64>,
-    record: Option<PathBuf>,
-    duration: Option<f64>,
-    mode: Option<String>,
-    domain: Option<String>,
-    talk: Option<String>,
-    jitter: Option<u32>,
-    loss: Option<f64>,
-    codec: Option<String>,
-    external_media: Option<PathBuf>,
-    recv_port: Option<u16>,
-    ssrc: Option<u32>,
-    video: Option<bool>,
-    video_ssrc: Option<u32>,
-}
-
 /// Settings after merging flags and file, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
@@ -177,41 +181,32 @@ fn with_default_port(addr: String) -> String {
     }
 }
 
+/// A settings error as the client reports it: an unreadable file as such, the rest as a
+/// config error.
+pub fn settings_error(e: SettingsError) -> ClientError {
+    match e {
+        SettingsError::Read { path, source } => ClientError::ConfigFile { path, source },
+        other => ClientError::Config(other.to_string()),
+    }
+}
+
 impl Args {
     /// Merges the `--config` file under the flags and checks the result.
     pub fn resolve(self) -> Result<ClientConfig, ClientError> {
-        let file = match &self.config {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ClientError::ConfigFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                toml::from_str::<FileArgs>(&text)
-                    .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?
-            }
-            None => FileArgs::default(),
-        };
-        let file_mode = file
-            .mode
-            .as_deref()
-            .map(parse_mode)
-            .transpose()
-            .map_err(ClientError::Config)?;
-        let external = external_config(&self, &file)?;
+        let a = settings::load(&self).map_err(settings_error)?;
+        let external = external_config(&a)?;
         let required = |flag: &str, v: Option<String>| {
             v.filter(|s| !s.is_empty())
                 .ok_or_else(|| ClientError::Config(format!("--{flag} is required")))
         };
-        let tone = self.tone.or(file.tone);
-        if let Some(hz) = tone {
+        if let Some(hz) = a.tone {
             if !(hz > 0.0 && hz < 24_000.0) {
                 return Err(ClientError::Config(format!(
                     "--tone {hz}: must be between 0 and 24000 Hz"
                 )));
             }
         }
-        let duration = match self.duration.or(file.duration) {
+        let duration = match a.duration {
             Some(secs) => Some(Duration::try_from_secs_f64(secs).map_err(|_| {
                 ClientError::Config(format!(
                     "--duration {secs}: must be a number of seconds >= 0"
@@ -219,29 +214,18 @@ impl Args {
             })?),
             None => None,
         };
-        let talk = self
+        let talk = a
             .talk
-            .or(file.talk)
             .map(|t| parse_talk(&t))
             .transpose()
             .map_err(|e| ClientError::Config(format!("--talk: {e}")))?;
-        let loss_pct = self.loss.or(file.loss).unwrap_or(0.0);
+        let loss_pct = a.loss.unwrap_or(0.0);
         if !(0.0..=100.0).contains(&loss_pct) {
             return Err(ClientError::Config(format!(
                 "--loss {loss_pct}: must be between 0 and 100"
             )));
         }
-        let codec = match self.codec {
-            Some(c) => c,
-            None => file
-                .codec
-                .as_deref()
-                .map(parse_codec)
-                .transpose()
-                .map_err(ClientError::Config)?
-                .unwrap_or(Codec::Opus),
-        };
-        let jitter_ms = self.jitter.or(file.jitter).unwrap_or(0);
+        let jitter_ms = a.jitter.unwrap_or(0);
         if jitter_ms > 10_000 {
             return Err(ClientError::Config(format!(
                 "--jitter {jitter_ms}: at most 10000 ms"
@@ -250,24 +234,21 @@ impl Args {
         Ok(ClientConfig {
             external,
             session: SessionConfig {
-                dispatcher: with_default_port(required(
-                    "dispatcher",
-                    self.dispatcher.or(file.dispatcher),
-                )?),
-                conference: required("conference", self.conference.or(file.conference))?,
-                account: required("account", self.account.or(file.account))?,
-                name: required("name", self.name.or(file.name))?,
-                mode: self.mode.or(file_mode).unwrap_or_default(),
-                tone,
-                record: self.record.or(file.record),
+                dispatcher: with_default_port(required("dispatcher", a.dispatcher)?),
+                conference: required("conference", a.conference)?,
+                account: required("account", a.account)?,
+                name: required("name", a.name)?,
+                mode: a.mode.unwrap_or_default(),
+                tone: a.tone,
+                record: a.record,
                 talk,
                 jitter_ms,
                 loss_pct,
-                g711: match codec {
+                g711: match a.codec.unwrap_or(Codec::Opus) {
                     Codec::Opus => None,
                     Codec::G711(l) => Some(l),
                 },
-                domain: self.domain.or(file.domain),
+                domain: a.domain,
             },
             duration,
         })
@@ -275,12 +256,9 @@ impl Args {
 }
 
 /// The `--external-media` group of flags, checked.
-fn external_config(a: &Args, file: &FileArgs) -> Result<Option<ExternalConfig>, ClientError> {
-    let video = a.video || file.video.unwrap_or(false);
-    let recv_port = a.recv_port.or(file.recv_port);
-    let ssrc = a.ssrc.or(file.ssrc);
-    let video_ssrc = a.video_ssrc.or(file.video_ssrc);
-    let Some(dir) = a.external_media.clone().or(file.external_media.clone()) else {
+fn external_config(a: &Args) -> Result<Option<ExternalConfig>, ClientError> {
+    let (video, recv_port, ssrc, video_ssrc) = (a.video, a.recv_port, a.ssrc, a.video_ssrc);
+    let Some(dir) = a.external_media.clone() else {
         if recv_port.is_some() || ssrc.is_some() || video || video_ssrc.is_some() {
             return Err(ClientError::Config(
                 "--recv-port, --ssrc, --video and --video-ssrc need --external-media".into(),
@@ -413,6 +391,43 @@ mod tests {
         let e = args(&["--config", path.to_str().unwrap()]).resolve();
         assert!(matches!(e, Err(ClientError::Config(_))));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn environment_between_flags_and_file() {
+        let path = std::env::temp_dir().join(format!("client-env-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "dispatcher = \"h\"\nconference = \"c\"\naccount = \"a\"\nname = \"file\"\n\
+             tone = 660\nmode = \"mix\"\n",
+        )
+        .unwrap();
+        let load = |flags: &[&str], env: &[(&str, &str)]| {
+            let argv = ["confclient", "--config", path.to_str().unwrap()];
+            settings::parse_from::<Args, _, _, _, _, _>(
+                argv.iter().chain(flags),
+                env.iter().copied(),
+            )
+            .map_err(settings_error)
+            .and_then(Args::resolve)
+        };
+        let env = [
+            ("NOC_NAME", "env"),
+            ("NOC_CODEC", "pcma"),
+            ("NOC_TONE", "440"),
+        ];
+        let c = load(&[], &env).unwrap();
+        assert_eq!(c.session.name, "env", "env over file");
+        assert_eq!((c.session.tone, c.session.mode), (Some(440.0), Mode::Mix));
+        assert_eq!(c.session.g711, Some(codecs::g711::Law::A));
+        let c = load(&["--name", "flag"], &env).unwrap();
+        assert_eq!(c.session.name, "flag", "flag over env");
+        let e = load(&[], &[("NOC_MODE", "sideways")]).unwrap_err();
+        assert!(e.to_string().contains("NOC_MODE"), "{e}");
+        std::fs::write(&path, "mode = \"sideways\"\n").unwrap();
+        let e = load(&[], &[]).unwrap_err();
+        assert!(e.to_string().contains("reflect or mix"), "{e}");
+        std::fs::remove_file(&path).ok();
     }
 
     #[test]

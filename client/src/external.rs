@@ -14,6 +14,7 @@
 use crate::control::{Control, Event, Step, Summary};
 use crate::session::SessionConfig;
 use crate::ClientError;
+use protocol::codec::RtpCodec;
 use protocol::{ChannelAddr, MediaKind};
 use std::fmt::Write as _;
 use std::future::Future;
@@ -78,17 +79,19 @@ pub struct Channel {
     pub recv: SocketAddr,
 }
 
-/// The RTP map and format parameters of a codec as the server names it.
+/// The RTP map and format parameters of a codec as the server names it; one the table
+/// does not know gets the clock of its kind's default codec.
 fn rtpmap(kind: MediaKind, codec: &str) -> (String, Option<&'static str>) {
-    match (kind, codec.to_ascii_lowercase().as_str()) {
-        // RFC 7587: always declared as two channels.
-        (_, "opus") => ("opus/48000/2".into(), None),
-        (_, "pcmu") => ("PCMU/8000".into(), None),
-        (_, "pcma") => ("PCMA/8000".into(), None),
-        (_, "h264") => ("H264/90000".into(), Some("packetization-mode=1")),
-        (_, "vp8") => ("VP8/90000".into(), None),
-        (MediaKind::Audio, c) => (format!("{c}/48000"), None),
-        (MediaKind::Video, c) => (format!("{c}/90000"), None),
+    match RtpCodec::by_name(codec) {
+        Some(c) => (c.rtpmap(), c.fmtp),
+        None => (
+            format!(
+                "{}/{}",
+                codec.to_ascii_lowercase(),
+                RtpCodec::default_for(kind).clock_rate
+            ),
+            None,
+        ),
     }
 }
 

@@ -4,7 +4,6 @@
 //! after a clean leave, 2 when a server rejects us (`reject`/`error`), 1 on any other
 //! failure (bad flags included).
 
-use clap::Parser;
 use client::config::Args;
 use client::control::Event;
 use client::ClientError;
@@ -14,15 +13,20 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     // Usage errors exit 1 (not clap's 2): exit code 2 means a server refused us.
-    let args = match Args::try_parse() {
+    let args = match settings::parse::<Args>() {
         Ok(a) => a,
-        Err(e) => {
+        Err(settings::SettingsError::Usage(e)) => {
             e.print().ok();
             return if e.use_stderr() {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
             };
+        }
+        Err(e) => {
+            let e = client::config::settings_error(e);
+            eprintln!("confclient: {e}");
+            return ExitCode::from(e.exit_code() as u8);
         }
     };
     tracing_subscriber::fmt()

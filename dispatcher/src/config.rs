@@ -1,9 +1,10 @@
-//! Dispatcher settings: command-line flags, each of which a TOML file can also set.
+//! Dispatcher settings: command-line flags, each of which a TOML file or a `NOC_*`
+//! environment variable can also set (merged by the `settings` crate).
 
 use crate::core::{CostModel, DEFAULT_POOL};
 use crate::DispatcherError;
 use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 /// An account code a client joins with (seed 003: "a list of valid accounts"), with its
 /// customer's contract.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub code: String,
@@ -73,22 +74,23 @@ impl Tenancy {
 }
 
 /// An operator allowed to use the admin API with a bearer token.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub name: String,
     pub token: String,
 }
 
-/// The flags of `dispatcher`; `--config FILE` reads the same keys from TOML, and a flag
-/// given on the command line wins over the file.
-#[derive(Debug, Default, Parser, Deserialize)]
+/// The flags of `dispatcher`; `--config FILE` reads the same keys from TOML and `NOC_*`
+/// variables from the environment (a flag wins over the environment, which wins over the
+/// file).
+#[derive(Debug, Default, Parser, Serialize, Deserialize)]
 #[command(name = "dispatcher", version, about = "The NOC dispatch server")]
 #[serde(deny_unknown_fields)]
 pub struct DispatcherArgs {
     /// TOML file with any of these settings and `[[accounts]]` tables.
     #[arg(long)]
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     pub config: Option<PathBuf>,
     /// Where clients connect (the seed's port 3450).
     #[arg(long)]
@@ -189,19 +191,11 @@ impl DispatcherArgs {
     /// `--switch` mode: where to listen and the dispatchers behind it, from the flags
     /// or the config file; `None` for a dispatcher.
     pub fn switch_mode(&self) -> Result<Option<(SocketAddr, Vec<SocketAddr>)>, DispatcherError> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?;
-                toml::from_str::<DispatcherArgs>(&text)
-                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?
-            }
-            None => DispatcherArgs::default(),
-        };
-        let Some(listen) = self.switch.or(file.switch) else {
+        let a = settings::load(self).map_err(|e| DispatcherError::Config(e.to_string()))?;
+        let Some(listen) = a.switch else {
             return Ok(None);
         };
-        let backends = self.backends.clone().or(file.backends).ok_or_else(|| {
+        let backends = a.backends.ok_or_else(|| {
             DispatcherError::Config(
                 "`switch` needs `backends` (the dispatchers' client addresses)".into(),
             )
@@ -209,51 +203,37 @@ impl DispatcherArgs {
         Ok(Some((listen, backends.0)))
     }
 
-    /// Reads `--config` if given and lays the command-line flags over it.
+    /// Reads `--config` if given, lays the flags over it and checks the result.
     pub fn resolve(self) -> Result<Settings, DispatcherError> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?;
-                toml::from_str::<DispatcherArgs>(&text)
-                    .map_err(|e| DispatcherError::Config(format!("{}: {e}", path.display())))?
-            }
-            None => DispatcherArgs::default(),
-        };
-        let secret = self.secret.or(file.secret).ok_or_else(|| {
+        let a = settings::load(&self).map_err(|e| DispatcherError::Config(e.to_string()))?;
+        let secret = a.secret.ok_or_else(|| {
             DispatcherError::Config(
                 "`secret` must be set (flag or config): media servers check tickets with it".into(),
             )
         })?;
-        let accounts = if self.accounts.is_empty() {
-            file.accounts
-        } else {
-            self.accounts
-        };
-        if accounts.is_empty() {
+        if a.accounts.is_empty() {
             return Err(DispatcherError::Config(
                 "no `[[accounts]]` in the config: every join would be rejected".into(),
             ));
         }
-        let mut s = Settings::new(secret.into_bytes(), accounts);
-        if let Some(v) = self.listen.or(file.listen) {
+        let mut s = Settings::new(secret.into_bytes(), a.accounts);
+        if let Some(v) = a.listen {
             s.listen = v;
         }
-        if let Some(v) = self.registry.or(file.registry) {
+        if let Some(v) = a.registry {
             s.registry = v;
         }
-        s.http = self.http.or(file.http);
-        let id = self.id.or(file.id);
-        let id_set = id.is_some();
-        if let Some(v) = id {
+        s.http = a.http;
+        let id_set = a.id.is_some();
+        if let Some(v) = a.id {
             s.id = v;
         }
-        if let Some(v) = self.ticket_ttl.or(file.ticket_ttl) {
+        if let Some(v) = a.ticket_ttl {
             s.ticket_ttl = Duration::from_secs(v);
         }
-        s.admins = file.admins;
-        s.usage_log = self.usage_log.or(file.usage_log);
-        s.store = self.store.or(file.store).unwrap_or_default();
+        s.admins = a.admins;
+        s.usage_log = a.usage_log;
+        s.store = a.store.unwrap_or_default();
         if matches!(s.store, crate::store::StoreUrl::Redis(_)) && !id_set {
             // Two dispatchers left on the default id would share the lease and each
             // other's merge orders.
@@ -262,10 +242,10 @@ impl DispatcherArgs {
                 s.store
             )));
         }
-        s.cost = file.cost.unwrap_or_default();
+        s.cost = a.cost.unwrap_or_default();
         s.tenancy = Tenancy {
-            pools: file.pools,
-            tenants: file
+            pools: a.pools,
+            tenants: a
                 .tenants
                 .into_iter()
                 .map(|(d, p)| (d.to_ascii_lowercase(), p))
@@ -283,7 +263,7 @@ impl DispatcherArgs {
                 )));
             }
         }
-        if let Some(token) = self.admin_token.or(file.admin_token) {
+        if let Some(token) = a.admin_token {
             s.admins.push(Admin {
                 name: "admin".into(),
                 token,
@@ -317,5 +297,47 @@ mod tests {
         assert_eq!(s.id, "disp-2");
         // Alone on memory the default id is fine.
         assert_eq!(args("memory", None).resolve().unwrap().id, "disp-1");
+    }
+
+    #[test]
+    fn environment_between_flags_and_file() {
+        let path = std::env::temp_dir().join(format!("disp-env-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "secret = \"x\"\nid = \"file\"\nticket_ttl = 5\n\
+             [[accounts]]\ncode = \"demo\"\ncustomer = \"Demo\"\n[cost]\nmix = 7\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let load = |flags: &[&str], env: &[(&str, &str)]| {
+            settings::parse_from::<DispatcherArgs, _, _, _, _, _>(
+                ["dispatcher", "--config", config].iter().chain(flags),
+                env.iter().copied(),
+            )
+        };
+        let env = [("NOC_ID", "env"), ("NOC_STORE", "redis://127.0.0.1:1")];
+        let s = load(&[], &env).unwrap().resolve().unwrap();
+        assert_eq!(s.id, "env", "env over file");
+        assert_eq!(s.store.to_string(), "redis://127.0.0.1:1");
+        assert_eq!((s.ticket_ttl.as_secs(), s.cost.mix), (5, 7));
+        assert_eq!(s.accounts.len(), 1);
+        let s = load(&["--id", "flag"], &env).unwrap().resolve().unwrap();
+        assert_eq!(s.id, "flag", "flag over env");
+        // The switch's settings come from the environment too.
+        let sw = load(
+            &[],
+            &[
+                ("NOC_SWITCH", "127.0.0.1:0"),
+                ("NOC_BACKENDS", "127.0.0.1:1,127.0.0.1:2"),
+            ],
+        )
+        .unwrap()
+        .switch_mode()
+        .unwrap()
+        .unwrap();
+        assert_eq!(sw.1.len(), 2);
+        let e = load(&[], &[("NOC_STORE", "disk")]).unwrap_err();
+        assert!(e.to_string().contains("NOC_STORE"), "{e}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -1,7 +1,6 @@
 //! `dispatcher`: the NOC's dispatch server as its own process, or with `--switch` the
 //! dispatcher switch in front of several of them.
 
-use clap::Parser;
 use dispatcher::DispatcherArgs;
 
 #[tokio::main]
@@ -12,7 +11,13 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = DispatcherArgs::parse();
+    let args = match settings::parse::<DispatcherArgs>() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dispatcher: config: {}", e.exit_on_usage());
+            return std::process::ExitCode::from(2);
+        }
+    };
     match args.switch_mode() {
         Ok(Some((listen, backends))) => return switch(listen, backends).await,
         Ok(None) => {}

@@ -4,7 +4,7 @@
 //! Bytes are copied both ways untouched: the switch knows nothing of the protocol.
 
 use crate::DispatcherError;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,25 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A list of addresses, `a:1,b:2` on the command line or an array in TOML.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "ListOrString")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AddrList(pub Vec<SocketAddr>);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ListOrString {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl TryFrom<ListOrString> for AddrList {
-    type Error = String;
-
-    fn try_from(v: ListOrString) -> Result<Self, Self::Error> {
-        match v {
-            ListOrString::One(s) => s.parse(),
-            ListOrString::Many(v) => v.join(",").parse(),
-        }
+impl<'de> Deserialize<'de> for AddrList {
+    /// A string `a:1,b:2` or an array, parsed as the flag is.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        settings::comma_list(d)
     }
 }
 

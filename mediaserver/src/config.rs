@@ -1,21 +1,24 @@
-//! Media server settings: command-line flags, each of which a TOML file can also set.
+//! Media server settings: command-line flags, each of which a TOML file or a `NOC_*`
+//! environment variable can also set (merged by the `settings` crate).
 
 pub use crate::io::IoKind;
 use crate::MediaServerError;
 use clap::Parser;
-use serde::Deserialize;
+use protocol::CostModel;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-/// The flags of `mediaserver`; `--config FILE` reads the same keys from TOML, and a flag
-/// given on the command line wins over the file.
-#[derive(Debug, Default, Parser, Deserialize)]
+/// The flags of `mediaserver`; `--config FILE` reads the same keys from TOML and `NOC_*`
+/// variables from the environment (a flag wins over the environment, which wins over the
+/// file).
+#[derive(Debug, Default, Parser, Serialize, Deserialize)]
 #[command(name = "mediaserver", version, about = "A NOC media server")]
 #[serde(deny_unknown_fields)]
 pub struct MediaServerArgs {
     /// TOML file with any of these settings.
     #[arg(long)]
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     pub config: Option<PathBuf>,
     /// Where clients connect with their tickets.
     #[arg(long)]
@@ -70,64 +73,17 @@ pub struct MediaServerArgs {
     pub video: Option<bool>,
     /// `[cost]`: capacity units per participant (config file only).
     #[arg(skip)]
-    pub cost: Option<Cost>,
-}
-
-/// `[cost]`: capacity units per participant, the same table as the dispatcher's, so the
-/// unused capacity reported here is in the units the dispatcher charges.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Cost {
-    pub audio_forward: u32,
-    pub video_forward: u32,
-    pub mix: u32,
-    pub composite: u32,
-}
-
-impl Default for Cost {
-    fn default() -> Self {
-        Cost {
-            audio_forward: 1,
-            video_forward: 3,
-            mix: 2,
-            composite: 4,
-        }
-    }
-}
-
-impl Cost {
-    /// What one member of a conference of `mode` costs, with or without video: the
-    /// dispatcher's `per_user` rule, so both books count the same units.
-    pub fn per_member(&self, mode: protocol::Mode, video: bool) -> u32 {
-        match (mode, video) {
-            (protocol::Mode::Reflect, false) => self.audio_forward,
-            (protocol::Mode::Reflect, true) => self.video_forward,
-            (protocol::Mode::Mix, false) => self.mix,
-            (protocol::Mode::Mix, true) => self.composite,
-        }
-    }
+    pub cost: Option<CostModel>,
 }
 
 /// Registry addresses of the dispatchers a server may link to, in order of preference.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "OneOrMany")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dispatchers(pub Vec<SocketAddr>);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl TryFrom<OneOrMany> for Dispatchers {
-    type Error = String;
-
-    fn try_from(v: OneOrMany) -> Result<Self, Self::Error> {
-        match v {
-            OneOrMany::One(s) => s.parse(),
-            OneOrMany::Many(v) => v.join(",").parse(),
-        }
+impl<'de> Deserialize<'de> for Dispatchers {
+    /// A string `a:1,b:2` or an array, parsed as the flag is.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        settings::comma_list(d)
     }
 }
 
@@ -180,7 +136,7 @@ pub struct Settings {
     /// Registers the `video` capability and takes `media=audio,video` joins.
     pub video: bool,
     /// Units per participant, as the dispatcher charges them.
-    pub cost: Cost,
+    pub cost: CostModel,
     /// Limits and timeouts of the client control connections (TCP and WebSocket).
     pub limits: control::Limits,
     /// Commands queued per media worker; a full queue refuses (and counts) what cannot wait.
@@ -244,7 +200,7 @@ impl Settings {
             drain_timeout: std::time::Duration::from_secs(30),
             last_n: None,
             video: true,
-            cost: Cost::default(),
+            cost: CostModel::default(),
             limits: control::Limits::default(),
             worker_queue: crate::worker::COMMAND_QUEUE,
         }
@@ -252,44 +208,33 @@ impl Settings {
 }
 
 impl MediaServerArgs {
-    /// Reads `--config` if given and lays the command-line flags over it.
+    /// Reads `--config` if given, lays the flags over it and checks the result.
     pub fn resolve(self) -> Result<Settings, MediaServerError> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| MediaServerError::Config(format!("{}: {e}", path.display())))?;
-                toml::from_str::<MediaServerArgs>(&text)
-                    .map_err(|e| MediaServerError::Config(format!("{}: {e}", path.display())))?
-            }
-            None => MediaServerArgs::default(),
-        };
-        let secret = self.secret.or(file.secret).ok_or_else(|| {
+        let a = settings::load(&self).map_err(|e| MediaServerError::Config(e.to_string()))?;
+        let secret = a.secret.ok_or_else(|| {
             MediaServerError::Config(
                 "`secret` must be set (flag or config): it checks the dispatcher's tickets".into(),
             )
         })?;
-        let dispatcher = self.dispatcher.or(file.dispatcher).ok_or_else(|| {
+        let dispatcher = a.dispatcher.ok_or_else(|| {
             MediaServerError::Config("`dispatcher` (the registry address) must be set".into())
         })?;
-        let id = self
-            .id
-            .or(file.id)
-            .unwrap_or_else(|| format!("ms-{}", std::process::id()));
+        let id = a.id.unwrap_or_else(|| format!("ms-{}", std::process::id()));
         // `Dispatchers` never parses empty.
         let mut s = Settings::new(id, secret.into_bytes(), dispatcher.0[0]);
         s.dispatchers = dispatcher.0;
-        if let Some(v) = self.listen.or(file.listen) {
+        if let Some(v) = a.listen {
             s.listen = v;
         }
-        s.media_host = match self.media_host.or(file.media_host) {
+        s.media_host = match a.media_host {
             Some(ip) => ip,
             None if !s.listen.ip().is_unspecified() => s.listen.ip(),
             None => s.media_host,
         };
-        if let Some(v) = self.capacity.or(file.capacity) {
+        if let Some(v) = a.capacity {
             s.capacity = v;
         }
-        if let Some(v) = self.workers.or(file.workers) {
+        if let Some(v) = a.workers {
             if v == 0 {
                 return Err(MediaServerError::Config(
                     "`workers` must be at least 1".into(),
@@ -297,17 +242,17 @@ impl MediaServerArgs {
             }
             s.workers = v;
         }
-        if let Some(v) = self.io.or(file.io) {
+        if let Some(v) = a.io {
             s.io = v;
         }
-        if let Some(v) = self.gso.or(file.gso) {
+        if let Some(v) = a.gso {
             s.gso = v;
         }
-        if let Some(v) = self.pin_cores.or(file.pin_cores) {
+        if let Some(v) = a.pin_cores {
             s.pin_cores = v;
         }
-        s.http = self.http.or(file.http);
-        if let Some(v) = self.high_water.or(file.high_water) {
+        s.http = a.http;
+        if let Some(v) = a.high_water {
             if !(1..=100).contains(&v) {
                 return Err(MediaServerError::Config(
                     "`high_water` is a percent of capacity, 1 to 100".into(),
@@ -315,14 +260,14 @@ impl MediaServerArgs {
             }
             s.high_water = v;
         }
-        if let Some(v) = self.drain_timeout.or(file.drain_timeout) {
+        if let Some(v) = a.drain_timeout {
             s.drain_timeout = std::time::Duration::try_from_secs_f64(v).map_err(|_| {
                 MediaServerError::Config("`drain_timeout` must be seconds >= 0".into())
             })?;
         }
-        s.last_n = self.last_n.or(file.last_n).filter(|&n| n > 0);
-        s.video = self.video.or(file.video).unwrap_or(true);
-        s.cost = file.cost.unwrap_or_default();
+        s.last_n = a.last_n.filter(|&n| n > 0);
+        s.video = a.video.unwrap_or(true);
+        s.cost = a.cost.unwrap_or_default();
         Ok(s)
     }
 }
@@ -413,6 +358,42 @@ mod tests {
         // A flag wins over the file.
         let s = args(&["--config", path, "--io", "mmsg"]).resolve().unwrap();
         assert_eq!(s.io, IoKind::Mmsg);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn environment_between_flags_and_file() {
+        let dir = std::env::temp_dir().join(format!("ms-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ms.toml");
+        std::fs::write(
+            &file,
+            "secret = \"s\"\ndispatcher = \"127.0.0.1:9\"\nworkers = 2\nhigh_water = 50\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let load = |flags: &[&str], env: &[(&str, &str)]| {
+            settings::parse_from::<MediaServerArgs, _, _, _, _, _>(
+                ["mediaserver", "--config", path].iter().chain(flags),
+                env.iter().copied(),
+            )
+            .unwrap()
+            .resolve()
+        };
+        let env = [
+            ("NOC_WORKERS", "3"),
+            ("NOC_MEDIA_HOST", "127.0.0.5"),
+            ("NOC_DISPATCHER", "127.0.0.1:9,127.0.0.1:10"),
+        ];
+        let s = load(&[], &env).unwrap();
+        assert_eq!((s.workers, s.high_water), (3, 50), "env over file");
+        assert_eq!(s.media_host, IpAddr::from([127, 0, 0, 5]));
+        assert_eq!(s.dispatchers.len(), 2);
+        let s = load(&["--workers", "4"], &env).unwrap();
+        assert_eq!(s.workers, 4, "flag over env");
+        // The binary's own checks still apply to a value from the environment.
+        let e = load(&[], &[("NOC_HIGH_WATER", "0")]).unwrap_err();
+        assert!(e.to_string().contains("1 to 100"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

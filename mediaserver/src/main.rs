@@ -3,7 +3,6 @@
 //! SIGINT stops it at once; SIGTERM drains it first (see `docs/operations.md`), and a
 //! second SIGTERM or SIGINT during the drain stops it at once.
 
-use clap::Parser;
 use mediaserver::MediaServerArgs;
 
 #[tokio::main]
@@ -14,7 +13,14 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let settings = match MediaServerArgs::parse().resolve() {
+    let args = match settings::parse::<MediaServerArgs>() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mediaserver: config: {}", e.exit_on_usage());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let settings = match args.resolve() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mediaserver: {e}");

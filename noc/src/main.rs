@@ -4,12 +4,13 @@
 
 use clap::Parser;
 use dispatcher::Account;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The flags of `noc`; `--config FILE` reads the same keys from TOML.
-#[derive(Debug, Default, Parser, Deserialize)]
+/// The flags of `noc`; `--config FILE` reads the same keys from TOML and `NOC_*` variables
+/// from the environment (a flag wins over the environment, which wins over the file).
+#[derive(Debug, Default, Parser, Serialize, Deserialize)]
 #[command(
     name = "noc",
     version,
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 struct NocArgs {
     /// TOML file with any of these settings, `secret`, and `[[accounts]]` tables.
     #[arg(long)]
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     config: Option<PathBuf>,
     /// Where clients connect to the dispatcher (port 0 picks a free port).
     #[arg(long)]
@@ -56,17 +57,6 @@ fn demo_account() -> Account {
     }
 }
 
-fn load(args: NocArgs) -> Result<(NocArgs, NocArgs), String> {
-    let file = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
-        }
-        None => NocArgs::default(),
-    };
-    Ok((args, file))
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -75,37 +65,35 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (cli, file) = match load(NocArgs::parse()) {
-        Ok(v) => v,
+    let args = match settings::parse::<NocArgs>() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("noc: config: {e}");
+            eprintln!("noc: config: {}", e.exit_on_usage());
             return std::process::ExitCode::from(2);
         }
     };
-    let secret = cli
+    let secret = args
         .secret
-        .or(file.secret)
         .map(String::into_bytes)
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()).into_bytes());
-    let mut accounts = file.accounts;
+    let mut accounts = args.accounts;
     if !accounts.iter().any(|a| a.code == "demo") {
         accounts.push(demo_account());
     }
     let mut ds = dispatcher::Settings::new(secret.clone(), accounts);
-    ds.listen = cli.listen.or(file.listen).unwrap_or(ds.listen);
+    ds.listen = args.listen.unwrap_or(ds.listen);
     ds.registry = ([127, 0, 0, 1], 0).into();
-    ds.http = cli.http.or(file.http);
-    ds.admins = file.admins;
-    let token = cli
+    ds.http = args.http;
+    ds.admins = args.admins;
+    let token = args
         .admin_token
-        .or(file.admin_token)
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
     ds.admins.push(dispatcher::Admin {
         name: "admin".into(),
         token: token.clone(),
     });
-    let n = cli.media_servers.or(file.media_servers).unwrap_or(2);
-    let capacity = cli.capacity.or(file.capacity);
+    let n = args.media_servers.unwrap_or(2);
+    let capacity = args.capacity;
     match run(ds, n, capacity, secret, token).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -9,11 +9,15 @@
 //! - [`ClientMsg`]/[`ServerMsg`] are the client <-> server (dispatcher or media server) messages.
 //! - [`MsMsg`]/[`DispMsg`] are the media server <-> dispatcher registry messages.
 //! - [`ticket`] signs and checks will-call tickets (HMAC-SHA256).
+//! - [`CostModel`] is the capacity cost model and [`codec`] the RTP codec table, the
+//!   contracts the dispatcher, the media servers and the clients must read alike.
 //!
 //! No I/O and no clock live here: callers feed bytes in and pass the time in.
 
 mod client;
+pub mod codec;
 mod codes;
+mod cost;
 mod error;
 mod fields;
 mod line;
@@ -23,6 +27,7 @@ mod types;
 
 pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
 pub use codes::{error_line, ErrorCode};
+pub use cost::CostModel;
 pub use error::{quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, split_line, LineBuffer};
 pub use registry::{DispMsg, MsMsg};

@@ -135,6 +135,21 @@ impl fmt::Display for Mode {
     }
 }
 
+/// `mode = "mix"` in the binaries' settings files, as in `join`.
+impl serde::Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|()| serde::de::Error::custom(format!("unknown mode {s:?} (reflect or mix)")))
+    }
+}
+
 /// What a media server can host, as a set of flags (seed 003's capacity table 601).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capabilities {

@@ -6,7 +6,7 @@ use codecs::g711::{Law, TelephonyDecoder, TelephonyEncoder};
 use codecs::opus::{Decoder, Encoder, FRAME_SAMPLES};
 use codecs::CodecError;
 
-use crate::OPUS_PT;
+use protocol::codec::{RtpCodec, OPUS, PCMA, PCMU};
 
 /// A participant's audio codec.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -21,25 +21,25 @@ impl Codec {
     pub const ALL: [Codec; 3] = [Codec::Opus, Codec::G711(Law::Mu), Codec::G711(Law::A)];
 
     pub fn from_payload_type(pt: u8) -> Option<Codec> {
-        if pt == OPUS_PT {
-            return Some(Codec::Opus);
+        Codec::ALL.into_iter().find(|c| c.payload_type() == pt)
+    }
+
+    /// Its row of the NOC's codec table (payload type, clock, names).
+    pub fn rtp(self) -> &'static RtpCodec {
+        match self {
+            Codec::Opus => &OPUS,
+            Codec::G711(Law::Mu) => &PCMU,
+            Codec::G711(Law::A) => &PCMA,
         }
-        Law::from_payload_type(pt).map(Codec::G711)
     }
 
     pub fn payload_type(self) -> u8 {
-        match self {
-            Codec::Opus => OPUS_PT,
-            Codec::G711(l) => l.payload_type(),
-        }
+        self.rtp().payload_type
     }
 
     /// RTP clock rate.
     pub fn clock(self) -> u32 {
-        match self {
-            Codec::Opus => 48_000,
-            Codec::G711(_) => codecs::g711::G711_RATE,
-        }
+        self.rtp().clock_rate
     }
 
     /// RTP timestamp ticks per 20 ms frame.

@@ -111,9 +111,9 @@ impl Default for JitterBuffer {
 }
 
 impl JitterBuffer {
-    /// A buffer for a 48 kHz RTP clock.
+    /// A buffer for Opus's 48 kHz RTP clock.
     pub fn new() -> Self {
-        Self::with_clock(48_000)
+        Self::with_clock(protocol::codec::OPUS.clock_rate)
     }
 
     /// A buffer for an RTP clock of `rate` Hz (20 ms frames).

@@ -10,8 +10,8 @@
 //! - everyone who is not talking shares one mix of all talkers, encoded once. So encoding cost
 //!   grows with the number of talkers, not with the size of the room.
 //!
-//! Each receiver gets one RTP stream (payload type 111, its own SSRC and sequence) through
-//! [`mesh::PathOut`], which applies the receiver's scheduler and sender. Video is forwarded
+//! Each receiver gets one RTP stream (its codec's payload type from `protocol::codec`, its
+//! own SSRC and sequence) through [`mesh::PathOut`], which applies the receiver's scheduler and sender. Video is forwarded
 //! to every other member, as the reflector would (hybrid mode).
 //!
 //! Sans-IO: time comes in as `now`; nothing here reads the clock. Hostile input (empty,
@@ -34,8 +34,6 @@ pub use codec::Codec;
 pub use jitter::{JitterBuffer, JitterStats, Play};
 pub use mix::{soft_clip, MixBus};
 
-/// The Opus payload type of the NOC.
-pub const OPUS_PT: u8 = 111;
 /// The mixing period.
 pub const MIX_PERIOD: Duration = Duration::from_millis(20);
 /// RFC 6464 extension id the transcoder reads (the id confclient and WebRTC use).
@@ -537,6 +535,15 @@ mod tests {
             assert_eq!(Codec::ALL[c.index()], c);
             assert_eq!(Codec::from_payload_type(c.payload_type()), Some(c));
             assert_eq!(c.frame_ts() * 50, c.clock());
+        }
+        // The G.711 library's own view of its static payload types agrees with the table.
+        for law in [codecs::g711::Law::Mu, codecs::g711::Law::A] {
+            assert_eq!(Codec::G711(law).payload_type(), law.payload_type());
+            assert_eq!(
+                codecs::g711::Law::from_payload_type(law.payload_type()),
+                Some(law)
+            );
+            assert_eq!(Codec::G711(law).rtp().name, law.name());
         }
     }
 }

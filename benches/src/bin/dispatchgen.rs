@@ -17,7 +17,7 @@ use benches::stats::Latency;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use protocol::{Capabilities, MsMsg};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -27,13 +27,18 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Parser, Serialize, Deserialize)]
 #[command(
     name = "dispatchgen",
     version,
     about = "Dispatch decisions/s and join->dispatch latency"
 )]
+#[serde(deny_unknown_fields)]
 struct Args {
+    /// TOML file with any of these settings; flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_deserializing)]
+    config: Option<std::path::PathBuf>,
     /// A running dispatcher's client address (without `--spawn`).
     #[arg(long)]
     dispatcher: Option<SocketAddr>,
@@ -373,7 +378,13 @@ fn print(o: &Outcome) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = match settings::parse::<Args>() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dispatchgen: {}", e.exit_on_usage());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let mut results = Vec::new();
     match (&args.spawn, args.dispatcher, args.registry) {
         (Some(bin), _, _) => {

@@ -2,7 +2,6 @@
 //! loss and latency per stream and the server's CPU. See `docs/benchmarks.md`.
 
 use benches::config::LoadArgs;
-use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -11,7 +10,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = LoadArgs::parse();
+    let args = match settings::parse::<LoadArgs>() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {}", e.exit_on_usage());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = match benches::run::run(&args) {
         Ok(r) => r,
         Err(e) => {

@@ -3,14 +3,21 @@
 //! `loadgen --raw ADDR`.
 
 use clap::Parser;
+use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// A plain-socket fan-out forwarder: the physical limit the media server is compared with.
-#[derive(Debug, Parser)]
+#[derive(Debug, Parser, Serialize, Deserialize)]
 #[command(name = "rawfwd", version, about)]
+#[serde(deny_unknown_fields)]
 struct Args {
+    /// TOML file with these settings; flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_deserializing)]
+    config: Option<PathBuf>,
     /// UDP address to receive on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -26,7 +33,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = match settings::parse::<Args>() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rawfwd: {}", e.exit_on_usage());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let socket = match UdpSocket::bind(args.listen) {
         Ok(s) => s,
         Err(e) => {

@@ -16,8 +16,9 @@ mod place;
 pub mod select;
 mod shared;
 
-pub use cost::{needs, CostModel, Media};
+pub use cost::{needs, Media};
 pub use place::{Join, Usage};
+pub use protocol::CostModel;
 pub use select::{choose, Request, Skip};
 pub use shared::RemoteRow;
 

@@ -144,7 +144,10 @@ impl Tables {
         if let Some(p) = self.reserve_existing(now, join, ttl) {
             return Ok(p);
         }
-        let units_per_user = self.policy.cost.per_user(join.mode, join.media);
+        let units_per_user = self
+            .policy
+            .cost
+            .per_participant(join.mode, join.media.video());
         let first = self.first_charge(join);
         let s = self
             .servers
@@ -228,7 +231,9 @@ impl Tables {
         if join.reserved > 0 {
             0
         } else {
-            self.policy.cost.per_user(join.mode, join.media)
+            self.policy
+                .cost
+                .per_participant(join.mode, join.media.video())
         }
     }
 
@@ -253,7 +258,7 @@ impl Tables {
         name: &str,
         account: &str,
     ) {
-        let default_units = self.policy.cost.per_user(Mode::Reflect, Media::Audio);
+        let default_units = self.policy.cost.per_participant(Mode::Reflect, false);
         if !self.conferences.contains_key(conference) {
             if let Some(s) = self.servers.get_mut(server) {
                 s.hosted += 1;
@@ -323,7 +328,7 @@ impl Tables {
         // After a punt the entry belongs to the new server; the old one's leaves are not
         // its roster's.
         let units = self.conferences.get(conference).map_or_else(
-            || self.policy.cost.per_user(Mode::Reflect, Media::Audio),
+            || self.policy.cost.per_participant(Mode::Reflect, false),
             |c| c.units_per_user,
         );
         let mut usage = None;

@@ -63,6 +63,12 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+impl Serialize for StoreUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl TryFrom<String> for StoreUrl {
     type Error = String;
 

@@ -6,19 +6,20 @@ use super::{unix_now, Conferences, Refusal};
 use crate::path::MediaPath;
 use control::Outbox;
 use mesh::{Command, Remote};
+use protocol::codec;
 use protocol::ticket::{self, Claims};
 use protocol::{ChannelAddr, ChannelOpts, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerMsg};
 use reflector::VideoCodec;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
-/// Opus on the wire, as announced in `channel`.
-const OPUS_PT: u8 = 111;
-const OPUS_RATE: u32 = 48_000;
+/// Opus on the wire, as announced in `channel` (`protocol::codec` is the table).
+const OPUS_PT: u8 = codec::OPUS.payload_type;
+const OPUS_RATE: u32 = codec::OPUS.clock_rate;
 /// Video on the wire: H.264 (packetization-mode 1) or VP8, 90 kHz (RFC 6184, RFC 7741).
-const H264_PT: u8 = 96;
-const VP8_PT: u8 = 97;
-const VIDEO_RATE: u32 = 90_000;
+const H264_PT: u8 = codec::H264.payload_type;
+const VP8_PT: u8 = codec::VP8.payload_type;
+const VIDEO_RATE: u32 = codec::VIDEO_CLOCK_RATE;
 
 /// A joined client's place in its conference, held by its session.
 #[derive(Debug)]
@@ -56,12 +57,12 @@ fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
     {
         None | Some("opus") => Ok((OPUS_PT, "opus", OPUS_RATE)),
         Some(c @ ("pcmu" | "pcma")) if opts.mode == Mode::Mix => {
-            let (pt, name) = if c == "pcmu" {
-                (0, "pcmu")
+            let g711 = if c == "pcmu" {
+                codec::PCMU
             } else {
-                (8, "pcma")
+                codec::PCMA
             };
-            Ok((pt, name, 8_000))
+            Ok((g711.payload_type, g711.name, g711.clock_rate))
         }
         Some("pcmu" | "pcma") => Err(ServerMsg::reject(
             ErrorCode::BadRequest,

@@ -2,9 +2,8 @@
 //! worker it runs, and which clients the dispatcher said are on their way. Only the service
 //! (`super`) changes it.
 
-use crate::config::Cost as CostModel;
 use control::Outbox;
-use protocol::{Mode, Quality, ServerMsg};
+use protocol::{CostModel, Mode, Quality, ServerMsg};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A joined client.
@@ -79,7 +78,7 @@ impl Room {
     pub(super) fn units(&self, cost: &CostModel) -> u64 {
         self.members
             .values()
-            .map(|m| u64::from(cost.per_member(self.mode, m.video)))
+            .map(|m| u64::from(cost.per_participant(self.mode, m.video)))
             .sum()
     }
 

@@ -19,7 +19,7 @@ mod uring;
 
 use mesh::TxBatch;
 use plan::Plan;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use sys::{SendReport, RX_BATCH, RX_BUF};
 
 /// Which UDP backend a worker uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IoKind {
     /// recvmmsg/sendmmsg.
