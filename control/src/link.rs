@@ -446,6 +446,15 @@ impl Link {
         )
     }
 
+    /// The server side of a fresh loopback TCP connection, and its client socket: a real
+    /// link for tests of code that holds outboxes (sessions, services).
+    pub async fn loopback(cfg: LinkConfig) -> std::io::Result<(Link, TcpStream)> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let client = TcpStream::connect(l.local_addr()?).await?;
+        let (server, _) = l.accept().await?;
+        Ok((Link::tcp(server, cfg, None, None), client))
+    }
+
     /// A WebSocket accepted by axum.
     pub fn ws(
         socket: axws::WebSocket,

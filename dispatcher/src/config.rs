@@ -165,6 +165,8 @@ pub struct Settings {
     pub tenancy: Tenancy,
     /// The store shared with other dispatchers.
     pub store: crate::store::StoreUrl,
+    /// Limits and timeouts of the client control connections (TCP and WebSocket).
+    pub limits: control::Limits,
 }
 
 impl Settings {
@@ -183,6 +185,7 @@ impl Settings {
             cost: CostModel::default(),
             tenancy: Tenancy::default(),
             store: crate::store::StoreUrl::Memory,
+            limits: control::Limits::default(),
         }
     }
 }

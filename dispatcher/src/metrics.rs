@@ -50,7 +50,16 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("noc_dispatcher");
+        Metrics::new(Vec::new())
+    }
+}
+
+impl Metrics {
+    /// The dispatcher's series, and `noc_control_*` for the control listeners `gates`.
+    pub fn new(gates: Vec<std::sync::Arc<control::Gate>>) -> Self {
+        let mut root = Registry::default();
+        root.register_collector(Box::new(control::metrics::GateCollector(gates)));
+        let registry = root.sub_registry_with_prefix("noc_dispatcher");
         let m = Metrics {
             dispatches: Family::default(),
             rejects: Family::default(),
@@ -98,11 +107,12 @@ impl Default for Metrics {
             "Participants in the conference table",
             m.participants.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
-}
 
-impl Metrics {
     pub fn reject(&self, code: protocol::ErrorCode) {
         self.rejects
             .get_or_create(&CodeLabel {

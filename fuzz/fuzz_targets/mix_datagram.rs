@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         t0,
         Command::CreateConference {
             conf: CONF,
-            path: Transcoder::new(),
+            path: Box::new(Transcoder::new()),
         },
     );
     for p in 1..=3u32 {

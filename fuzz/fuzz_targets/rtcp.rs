@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     let mut path = Reflector::new();
     path.set_video_codec(96, reflector::VideoCodec::Vp8);
     path.set_last_n(Some(1), reflector::DEFAULT_AUDIO_LEVEL_ID);
-    m.handle_command(now, Command::CreateConference { conf: 1, path });
+    m.handle_command(now, Command::CreateConference { conf: 1, path: Box::new(path) });
     for id in 1..=2u32 {
         m.handle_command(
             now,

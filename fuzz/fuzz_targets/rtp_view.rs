@@ -64,7 +64,7 @@ fn mesh(now: Instant) -> Mesh<Reflector> {
         now,
         Command::CreateConference {
             conf: CONF,
-            path: Reflector::new(),
+            path: Box::new(Reflector::new()),
         },
     );
     for id in 1..=3u32 {

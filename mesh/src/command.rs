@@ -11,9 +11,11 @@ use crate::{ConfId, MediaKind, ParticipantId, Remote};
 /// participant, address owned by someone else) is skipped and counted in
 /// [`crate::MeshStats::commands_rejected`].
 pub enum Command<P> {
+    /// The path is boxed so that every command stays small in the worker's queue (a
+    /// reflector's tables are kilobytes); the mesh keeps it unboxed.
     CreateConference {
         conf: ConfId,
-        path: P,
+        path: Box<P>,
     },
     RemoveConference {
         conf: ConfId,

@@ -262,7 +262,7 @@ impl<P: Path> Mesh<P> {
                 self.conferences.insert(
                     conf,
                     Conference {
-                        path,
+                        path: *path,
                         members: Vec::with_capacity(CONF_PRESIZE),
                         sorter: Sorter::with_capacity(CONF_PRESIZE, self.hasher),
                         receivers: self.hasher.map_with_capacity(CONF_PRESIZE),

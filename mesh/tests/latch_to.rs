@@ -16,7 +16,7 @@ fn latch_to_receives_at_its_port_before_and_after_the_latch() {
     let mut net: Net<Everyone> = Net::new(MeshConfig::default());
     net.command(Command::CreateConference {
         conf: CONF,
-        path: Everyone,
+        path: Box::new(Everyone),
     });
     net.join(1, Remote::Addr(addr(1)));
     let recv = SocketAddr::new(ip(3), 5004);

@@ -61,7 +61,7 @@ fn commands_wait_for_the_tick() {
     assert_eq!(net.mesh.poll_timeout(), t0);
     net.command(Command::CreateConference {
         conf: CONF,
-        path: Everyone,
+        path: Box::new(Everyone),
     });
     net.join(1, Remote::Addr(addr(1)));
     net.join(2, Remote::Addr(addr(2)));
@@ -127,7 +127,7 @@ fn latch_binds_on_first_packet_from_its_ip() {
     let mut net: Net<Everyone> = Net::new(MeshConfig::default());
     net.command(Command::CreateConference {
         conf: CONF,
-        path: Everyone,
+        path: Box::new(Everyone),
     });
     net.join(1, Remote::Addr(addr(1)));
     net.join(3, Remote::Latch(ip(3)));
@@ -299,7 +299,7 @@ fn bad_commands_are_rejected_and_counted() {
     let cmds = [
         Command::CreateConference {
             conf: CONF,
-            path: Everyone,
+            path: Box::new(Everyone),
         },
         Command::AddParticipant {
             conf: 99,

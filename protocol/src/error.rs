@@ -48,14 +48,26 @@ pub const QUOTE_MAX: usize = 64;
 /// A bad value as error lines quote it: at most [`QUOTE_MAX`] bytes (cut at a character
 /// boundary, `...` marking the cut), so a peer's 3,000-byte name is not sent back whole.
 pub fn quote(value: &str) -> String {
+    let (head, cut) = cut(value);
+    format!("{head:?}{}", if cut { "..." } else { "" })
+}
+
+/// A peer's value as text of ours quotes it (`unknown account NAME`): at most
+/// [`QUOTE_MAX`] bytes, `...` marking a cut.
+pub fn clip(value: &str) -> String {
+    let (head, cut) = cut(value);
+    format!("{head}{}", if cut { "..." } else { "" })
+}
+
+fn cut(value: &str) -> (&str, bool) {
     if value.len() <= QUOTE_MAX {
-        return format!("{value:?}");
+        return (value, false);
     }
     let mut end = QUOTE_MAX;
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{:?}...", &value[..end])
+    (&value[..end], true)
 }
 
 #[cfg(test)]

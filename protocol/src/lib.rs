@@ -28,7 +28,7 @@ mod types;
 pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
 pub use codes::{error_line, ErrorCode};
 pub use cost::CostModel;
-pub use error::{quote, ProtoError, QUOTE_MAX};
+pub use error::{clip, quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, split_line, LineBuffer};
 pub use registry::{DispMsg, MsMsg};
 pub use types::{Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, ServerKind};

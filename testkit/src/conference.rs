@@ -59,7 +59,13 @@ impl Channel {
 
 /// Queues conference `conf` on `path`.
 pub fn create<P: Path>(mesh: &mut Mesh<P>, now: Instant, conf: ConfId, path: P) {
-    mesh.handle_command(now, Command::CreateConference { conf, path });
+    mesh.handle_command(
+        now,
+        Command::CreateConference {
+            conf,
+            path: Box::new(path),
+        },
+    );
 }
 
 /// Queues `id`'s join to `conf` with `channels`, all at `remote`.

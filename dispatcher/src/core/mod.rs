@@ -40,6 +40,8 @@ const EVENT_LOG: usize = 1000;
 pub struct Server {
     pub id: String,
     pub client_addr: SocketAddr,
+    /// Where WebSocket clients reach its control lines (`register ... ws=`).
+    pub ws_url: Option<String>,
     pub caps: Capabilities,
     pub total: u32,
     /// Unused capacity as last reported, less users joined since.
@@ -318,6 +320,8 @@ pub enum PlaceError {
 pub struct Placement {
     pub server: String,
     pub client_addr: SocketAddr,
+    /// The server's WebSocket URL, for clients that joined over a WebSocket.
+    pub ws_url: Option<String>,
     pub generation: u64,
     /// The conference was not running and is being created there.
     pub created: bool,
@@ -416,6 +420,7 @@ impl Tables {
             Server {
                 id: id.to_owned(),
                 client_addr,
+                ws_url: None,
                 caps,
                 total,
                 unused: total,
@@ -446,6 +451,13 @@ impl Tables {
             format!("{client_addr} caps={caps} total={total}"),
         );
         generation
+    }
+
+    /// Records where WebSocket clients reach server `id` (from its `register`).
+    pub fn set_ws_url(&mut self, id: &str, url: Option<String>) {
+        if let Some(s) = self.servers.get_mut(id) {
+            s.ws_url = url;
+        }
     }
 
     /// The registry link of `id` closed. Only the registration it made is removed, with

@@ -198,6 +198,7 @@ impl Tables {
         let to = Placement {
             server: target.clone(),
             client_addr: s.client_addr,
+            ws_url: s.ws_url.clone(),
             generation: s.generation,
             created: true,
         };

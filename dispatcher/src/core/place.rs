@@ -164,6 +164,7 @@ impl Tables {
         let placement = Placement {
             server: s.id.clone(),
             client_addr: s.client_addr,
+            ws_url: s.ws_url.clone(),
             generation: s.generation,
             created: true,
         };
@@ -220,6 +221,7 @@ impl Tables {
         Some(Placement {
             server: s.id.clone(),
             client_addr: s.client_addr,
+            ws_url: s.ws_url.clone(),
             generation: s.generation,
             created: false,
         })

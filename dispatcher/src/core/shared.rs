@@ -10,6 +10,7 @@ use super::*;
 pub struct RemoteRow {
     pub id: String,
     pub client_addr: SocketAddr,
+    pub ws_url: Option<String>,
     pub caps: Capabilities,
     pub total: u32,
     pub load: Load,
@@ -77,6 +78,7 @@ impl Tables {
         if let Some(s) = self.servers.get_mut(&row.id) {
             s.draining = row.draining;
             s.maintenance = row.maintenance;
+            s.ws_url.clone_from(&row.ws_url);
         }
         fresh
     }

@@ -18,13 +18,13 @@
 //! The store is an enum rather than a trait object: there are exactly two, and the
 //! memory one doubles as the executable model of the Redis one in unit tests.
 
+mod cluster;
 pub mod lease;
 pub mod memory;
 mod redis_store;
 pub mod resolve;
-mod sync;
 
-pub(crate) use sync::{run, Cluster};
+pub(crate) use cluster::Cluster;
 
 use protocol::Capabilities;
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,9 @@ impl std::fmt::Display for StoreUrl {
 pub struct Row {
     pub id: String,
     pub client_addr: SocketAddr,
+    /// The server's WebSocket URL, if it announced one.
+    #[serde(default)]
+    pub ws_url: Option<String>,
     /// Capabilities as a comma list (`audio,reflect,mix`).
     pub caps: String,
     pub total: u32,

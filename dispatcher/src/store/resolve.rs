@@ -131,6 +131,7 @@ mod tests {
         Row {
             id: id.into(),
             client_addr: "127.0.0.1:1".parse().unwrap(),
+            ws_url: None,
             caps: "audio,reflect".into(),
             total: 100,
             unused: 100,

@@ -116,6 +116,7 @@ fn rows_expire_and_housekeeping_drops_their_index_entries() {
     let row = Row {
         id: "ms-1".into(),
         client_addr: addr(4000),
+        ws_url: None,
         caps: caps().to_string(),
         total: 100,
         unused: 80,
@@ -170,6 +171,7 @@ fn remote(id: &str, unused: u32, age: Duration) -> RemoteRow {
     RemoteRow {
         id: id.into(),
         client_addr: addr(5000),
+        ws_url: None,
         caps: caps(),
         total: 100,
         load: Load {
@@ -233,6 +235,7 @@ fn live_row(id: &str, dispatcher: &str) -> Row {
     Row {
         id: id.into(),
         client_addr: addr(4009),
+        ws_url: None,
         caps: caps().to_string(),
         total: 100,
         unused: 100,

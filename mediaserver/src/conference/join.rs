@@ -268,7 +268,13 @@ impl Conferences {
             &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
         );
         if self
-            .command(worker, Command::CreateConference { conf, path })
+            .command(
+                worker,
+                Command::CreateConference {
+                    conf,
+                    path: Box::new(path),
+                },
+            )
             .is_err()
         {
             self.stats

@@ -29,12 +29,7 @@ fn service(queue: usize) -> (Conferences, Receiver<Command<MediaPath>>) {
 
 /// The server side of a loopback control connection, and its client socket.
 async fn outbox() -> (control::Outbox, tokio::net::TcpStream) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (s, _) = l.accept().await.unwrap();
-    let Link { outbox, .. } = Link::tcp(s, LinkConfig::client(), None, None);
+    let (Link { outbox, .. }, client) = Link::loopback(LinkConfig::client()).await.unwrap();
     (outbox, client)
 }
 

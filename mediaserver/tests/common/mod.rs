@@ -52,7 +52,7 @@ impl Rig {
         let addr = engine.local_addr().unwrap();
         engine.command(Command::CreateConference {
             conf: CONF,
-            path: Reflector::new(),
+            path: Box::new(Reflector::new()),
         });
         let mut peers = vec![];
         for id in 1..=people {

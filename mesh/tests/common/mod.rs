@@ -112,7 +112,10 @@ impl<P: Path> Net<P> {
     /// Queues a conference with `ids`, each with audio and video channels at [`addr`], and
     /// applies it with a tick.
     pub fn conference(&mut self, path: P, ids: &[ParticipantId]) {
-        self.command(Command::CreateConference { conf: CONF, path });
+        self.command(Command::CreateConference {
+            conf: CONF,
+            path: Box::new(path),
+        });
         for &id in ids {
             self.join(id, Remote::Addr(addr(id)));
         }

@@ -1,8 +1,12 @@
 //! The dispatcher's HTTP face: the dashboard, the JSON API, live updates (SSE), the
-//! admin actions and `/metrics`.
+//! admin actions and `/metrics`. (The WebSocket control route `/ws` is the client
+//! host's, merged in by `lib.rs`.)
+
+mod admin;
+mod dashboard;
 
 use crate::core::{Server, ServerState};
-use crate::{admin, dashboard, unix_ms, Service};
+use crate::{unix_ms, Service};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -14,7 +18,6 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::IntervalStream;
 use tokio_stream::StreamExt;
 
@@ -42,12 +45,6 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         .route("/api/admin/conferences/{name}/punt", post(admin::punt))
         .route("/metrics", get(metrics))
         .with_state(service)
-}
-
-pub(crate) async fn serve(listener: TcpListener, service: Arc<Service>) {
-    if let Err(e) = axum::serve(listener, router(service)).await {
-        tracing::error!(error = %e, "http server stopped");
-    }
 }
 
 fn server_json(s: &Server, now: Instant, unix_s: u64) -> Value {

@@ -7,20 +7,20 @@ use axum::response::IntoResponse;
 pub(crate) async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("../assets/index.html"),
+        include_str!("../../assets/index.html"),
     )
 }
 
 pub(crate) async fn script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../assets/app.js"),
+        include_str!("../../assets/app.js"),
     )
 }
 
 pub(crate) async fn style() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../assets/app.css"),
+        include_str!("../../assets/app.css"),
     )
 }

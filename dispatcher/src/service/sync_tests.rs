@@ -1,62 +1,25 @@
 //! The store loop's pieces on the memory store: rosters, queued placement changes,
 //! the active dispatcher's duties under its lease, merges and claims.
 
+use super::super::ops;
 use super::*;
+use crate::core::Join;
 use crate::store::memory::MemoryStore;
-
-fn joined(conference: &str, participant: u32, name: &str) -> MsMsg {
-    MsMsg::UserJoined {
-        conference: conference.into(),
-        participant,
-        name: name.into(),
-        account: "demo".into(),
-    }
-}
-
-#[test]
-fn rosters_follow_the_registry_lines_of_linked_servers() {
-    let c = Cluster::new(Store::Memory(MemoryStore::default()));
-    c.linked("ms-1");
-    c.observe("ms-1", &joined("a", 1, "ann"));
-    c.observe("ms-1", &joined("a", 2, "bob"));
-    c.observe("ms-1", &joined("b", 1, "cat"));
-    let left = MsMsg::UserLeft {
-        conference: "a".into(),
-        participant: 1,
-        name: "ann".into(),
-    };
-    c.observe("ms-1", &left);
-    {
-        let r = lock(&c.rosters);
-        let a = &r["ms-1"]["a"];
-        assert_eq!(a.keys().copied().collect::<Vec<_>>(), [2]);
-        assert_eq!(a[&2], ("bob".to_string(), "demo".to_string()));
-    }
-    c.observe(
-        "ms-1",
-        &MsMsg::ConfDeleted {
-            conference: "b".into(),
-        },
-    );
-    assert!(!lock(&c.rosters)["ms-1"].contains_key("b"));
-    assert_eq!(*lock(&c.released), [("b".to_string(), "ms-1".to_string())]);
-    // A lost link forgets the roster and queues the row's removal.
-    c.unlinked("ms-1");
-    assert!(!lock(&c.rosters).contains_key("ms-1"));
-    assert_eq!(*lock(&c.gone), ["ms-1".to_string()]);
-}
+use crate::store::{Cluster, MergeOrder};
+use control::{Link, LinkConfig};
+use protocol::MsMsg;
 
 #[tokio::test]
 async fn a_punt_moves_the_stores_placement_on_the_next_turn() {
     let m = MemoryStore::default();
     let c = Cluster::new(Store::Memory(m.clone()));
     let now = Instant::now();
-    m.claim(now, "x", "ms-1", super::super::CONF_TTL);
+    m.claim(now, "x", "ms-1", crate::store::CONF_TTL);
     c.punted("x", "ms-2");
     c.flush_placements().await.unwrap();
     assert_eq!(m.placed(Instant::now(), "x").as_deref(), Some("ms-2"));
     // The old server's renewal no longer holds it.
-    m.claim(Instant::now(), "x", "ms-1", super::super::CONF_TTL);
+    m.claim(Instant::now(), "x", "ms-1", crate::store::CONF_TTL);
     assert_eq!(m.placed(Instant::now(), "x").as_deref(), Some("ms-2"));
 }
 
@@ -65,8 +28,8 @@ async fn releases_go_out_together_and_only_free_their_own() {
     let m = MemoryStore::default();
     let c = Cluster::new(Store::Memory(m.clone()));
     let now = Instant::now();
-    m.claim(now, "a", "ms-1", super::super::CONF_TTL);
-    m.claim(now, "b", "ms-2", super::super::CONF_TTL);
+    m.claim(now, "a", "ms-1", crate::store::CONF_TTL);
+    m.claim(now, "b", "ms-2", crate::store::CONF_TTL);
     c.observe(
         "ms-1",
         &MsMsg::ConfDeleted {
@@ -82,13 +45,13 @@ async fn releases_go_out_together_and_only_free_their_own() {
     c.flush_placements().await.unwrap();
     assert_eq!(m.placed(Instant::now(), "a"), None);
     assert_eq!(m.placed(Instant::now(), "b").as_deref(), Some("ms-2"));
-    assert!(lock(&c.released).is_empty());
 }
 
 fn roster(id: &str, dispatcher: &str, confs: &[(&str, u32)]) -> Row {
     Row {
         id: id.into(),
         client_addr: "127.0.0.1:1".parse().unwrap(),
+        ws_url: None,
         caps: "audio,reflect".into(),
         total: 100,
         unused: 100,
@@ -149,7 +112,7 @@ async fn the_sweep_follows_the_stores_placement() {
         roster("ms-2", "d2", &[("c", 1)]),
     ];
     let m = MemoryStore::default();
-    m.force(Instant::now(), "c", "ms-2", super::super::CONF_TTL);
+    m.force(Instant::now(), "c", "ms-2", crate::store::CONF_TTL);
     let store = Store::Memory(m.clone());
     let lease = lease_granted(Duration::ZERO);
     let mut r = Resolver::default();
@@ -167,32 +130,31 @@ async fn the_sweep_follows_the_stores_placement() {
     assert!(m.take_orders("d2").is_empty());
 }
 
-/// A dispatcher on `store` whose tables hold `servers`; linked ones get a link.
-fn service(store: &MemoryStore, servers: &[(&str, bool)]) -> Service {
+/// A dispatcher on `store` whose tables hold `servers`; linked ones get a registry link
+/// (a real loopback connection, kept open with the returned links).
+async fn service(store: &MemoryStore, servers: &[(&str, bool)]) -> (Service, Vec<Link>) {
     let settings = crate::Settings::new(b"s".to_vec(), vec![crate::Account::new("demo", "D")]);
-    let mut tables = crate::core::Tables::new();
-    let mut links = HashMap::new();
+    let s = Service::new(
+        settings,
+        None,
+        Store::Memory(store.clone()),
+        crate::metrics::Metrics::default(),
+    );
     let caps = protocol::Capabilities::parse_list("t", "audio,reflect").unwrap();
+    let mut links = Vec::new();
     for (i, (id, linked)) in servers.iter().enumerate() {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 4000 + i as u16));
-        tables.register(Instant::now(), 0, id, addr, caps, 100);
         if *linked {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            // Kept open for the test's life: a closed link would refuse every line.
-            std::mem::forget(rx);
-            // The link of the registration the tables hold.
-            let generation = tables.server(id).map(|s| s.generation).unwrap_or(0);
-            links.insert(id.to_string(), crate::Link { generation, tx });
+            let (link, client) = Link::loopback(LinkConfig::client()).await.unwrap();
+            // The peer never reads; its socket buffer takes the few lines sent.
+            std::mem::forget(client);
+            s.register(id, addr, caps, 100, None, link.outbox.clone());
+            links.push(link);
+        } else {
+            s.tables().register(Instant::now(), 0, id, addr, caps, 100);
         }
     }
-    Service {
-        settings,
-        tables: Mutex::new(tables),
-        links: Mutex::new(links),
-        metrics: crate::metrics::Metrics::default(),
-        usage: None,
-        cluster: Cluster::new(Store::Memory(store.clone())),
-    }
+    (s, links)
 }
 
 fn order(from: &str, to: &str) -> MergeOrder {
@@ -207,15 +169,15 @@ fn order(from: &str, to: &str) -> MergeOrder {
 #[tokio::test]
 async fn a_merge_that_sends_nobody_leaves_the_placement_alone() {
     let m = MemoryStore::default();
-    m.claim(Instant::now(), "c", "ms-1", super::super::CONF_TTL);
+    m.claim(Instant::now(), "c", "ms-1", crate::store::CONF_TTL);
     // ms-1 is not linked here (the order was meant for another dispatcher)...
-    let s = service(&m, &[("ms-1", false), ("ms-2", true)]);
-    s.merge(&order("ms-1", "ms-2")).await;
+    let (s, _links) = service(&m, &[("ms-1", false), ("ms-2", true)]).await;
+    ops::merge(&s, &order("ms-1", "ms-2")).await;
     assert_eq!(m.placed(Instant::now(), "c").as_deref(), Some("ms-1"));
     // ...or linked with nobody of the conference on it.
-    let s = service(&m, &[("ms-1", true), ("ms-2", true)]);
+    let (s, _links) = service(&m, &[("ms-1", true), ("ms-2", true)]).await;
     s.cluster.linked("ms-1");
-    s.merge(&order("ms-1", "ms-2")).await;
+    ops::merge(&s, &order("ms-1", "ms-2")).await;
     assert_eq!(m.placed(Instant::now(), "c").as_deref(), Some("ms-1"));
     // With a participant to move, the placement follows.
     s.cluster.observe(
@@ -227,7 +189,7 @@ async fn a_merge_that_sends_nobody_leaves_the_placement_alone() {
             account: "demo".into(),
         },
     );
-    s.merge(&order("ms-1", "ms-2")).await;
+    ops::merge(&s, &order("ms-1", "ms-2")).await;
     assert_eq!(m.placed(Instant::now(), "c").as_deref(), Some("ms-2"));
 }
 
@@ -239,9 +201,9 @@ async fn a_claim_does_not_take_over_a_live_servers_placement() {
     let now = Instant::now();
     let mut row = roster("ms-3", "d2", &[]);
     row.roster.clear();
-    m.put_rows(now, RowKind::Capacity, &[row], &[], super::super::ROW_TTL);
-    m.claim(now, "c", "ms-3", super::super::CONF_TTL);
-    let s = service(&m, &[("ms-1", true)]);
+    m.put_rows(now, RowKind::Capacity, &[row], &[], crate::store::ROW_TTL);
+    m.claim(now, "c", "ms-3", crate::store::CONF_TTL);
+    let (s, _links) = service(&m, &[("ms-1", true)]).await;
     let j = Join::new("c", "demo", protocol::Mode::Reflect);
     // Still unknown after one row refresh: the server is named, committing fails.
     assert_eq!(s.claim(&j).await.as_deref(), Some("ms-3"));
@@ -262,13 +224,4 @@ async fn a_claim_does_not_take_over_a_live_servers_placement() {
     });
     assert_eq!(s.claim(&j).await.as_deref(), Some("ms-3"));
     assert!(s.tables().server("ms-3").is_some());
-}
-
-#[test]
-fn a_server_linked_here_is_no_longer_remote() {
-    let c = Cluster::new(Store::Memory(MemoryStore::default()));
-    lock(&c.remote).insert("ms-1".into());
-    assert!(c.is_remote("ms-1"));
-    c.linked("ms-1");
-    assert!(!c.is_remote("ms-1"));
 }

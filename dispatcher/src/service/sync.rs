@@ -1,20 +1,20 @@
-//! The dispatcher's side of the store: the claim on a join, and the loop that publishes
-//! the rows of the servers linked here, merges everyone else's, keeps placements alive,
-//! holds or waits for the lease, and (when active) runs call resolution and housekeeping.
+//! The service's side of the store: the claim on a join, and the loop that publishes the
+//! rows of the servers linked here, merges everyone else's, keeps placements alive, holds
+//! or waits for the lease, and (when active) runs call resolution and housekeeping. The
+//! store itself (`crate::store`) knows nothing of the service.
 
-use super::lease::{Change, Lease};
-use super::resolve::Resolver;
-use super::{MergeOrder, Row, RowKind, Store, LEASE_TTL};
-use crate::core::{Join, Placement, RemoteRow, Stamp};
-use crate::{unix_ms, Service};
-use protocol::{DispMsg, MsMsg};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use super::Service;
+use crate::core::{Join, RemoteRow, Stamp};
+use crate::store::lease::{Change, Lease};
+use crate::store::resolve::Resolver;
+use crate::store::{Row, RowKind, Store, LEASE_TTL};
+use crate::unix_ms;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often rows are exchanged with the store; well under [`ROW_TTL`] and the 3 s
-/// freshness rule, so a remote server never looks silent because of us.
+/// How often rows are exchanged with the store; well under [`crate::store::ROW_TTL`] and
+/// the 3 s freshness rule, so a remote server never looks silent because of us.
 const SYNC_EVERY: Duration = Duration::from_millis(250);
 /// How often placements are refreshed and call resolution runs.
 const SLOW_EVERY: Duration = Duration::from_secs(1);
@@ -24,123 +24,6 @@ const ADOPT_GRACE: Duration = Duration::from_secs(5);
 /// How long a join waits, once, for the row of a server another dispatcher placed its
 /// conference on: one row exchange ([`SYNC_EVERY`]) and a little.
 const ROW_WAIT: Duration = Duration::from_millis(300);
-
-/// One participant on a server linked here: name and account, for merge orders.
-type Roster = HashMap<String, BTreeMap<u32, (String, String)>>;
-
-/// What this dispatcher knows beyond its tables about the other dispatchers.
-pub(crate) struct Cluster {
-    pub store: Store,
-    /// Rosters of the servers linked here: server -> conference -> participants.
-    rosters: Mutex<HashMap<String, Roster>>,
-    /// Servers in the capacity table because another dispatcher published their rows.
-    remote: Mutex<HashSet<String>>,
-    /// Rows to delete: servers whose link here closed.
-    gone: Mutex<Vec<String>>,
-    /// Placements to release: conferences deleted on servers linked here.
-    released: Mutex<Vec<(String, String)>>,
-    /// Placements to set whatever they were: conferences punted from servers linked here.
-    forced: Mutex<Vec<(String, String)>>,
-    active: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section below is a plain collection update.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Cluster {
-    pub fn new(store: Store) -> Cluster {
-        Cluster {
-            store,
-            rosters: Mutex::default(),
-            remote: Mutex::default(),
-            gone: Mutex::default(),
-            released: Mutex::default(),
-            forced: Mutex::default(),
-            active: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether this dispatcher holds the lease now.
-    pub fn active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    /// Whether `server` is in the capacity table through another dispatcher's row.
-    pub fn is_remote(&self, server: &str) -> bool {
-        lock(&self.remote).contains(server)
-    }
-
-    /// Follows a registry line of a server linked here (before the tables apply it).
-    pub fn observe(&self, server: &str, msg: &MsMsg) {
-        match msg {
-            MsMsg::UserJoined {
-                conference,
-                participant,
-                name,
-                account,
-            } => {
-                lock(&self.rosters)
-                    .entry(server.to_owned())
-                    .or_default()
-                    .entry(conference.clone())
-                    .or_default()
-                    .insert(*participant, (name.clone(), account.clone()));
-            }
-            MsMsg::UserLeft {
-                conference,
-                participant,
-                ..
-            } => {
-                if let Some(c) = lock(&self.rosters)
-                    .get_mut(server)
-                    .and_then(|r| r.get_mut(conference))
-                {
-                    c.remove(participant);
-                }
-            }
-            MsMsg::ConfDeleted { conference } => {
-                if let Some(r) = lock(&self.rosters).get_mut(server) {
-                    r.remove(conference);
-                }
-                lock(&self.released).push((conference.clone(), server.to_owned()));
-            }
-            _ => {}
-        }
-    }
-
-    /// A server registered here: it re-announces everyone, so its roster starts empty.
-    pub fn linked(&self, server: &str) {
-        lock(&self.rosters).insert(server.to_owned(), Roster::new());
-        lock(&self.remote).remove(server);
-    }
-
-    /// A punt sent `conference`'s participants to `to`: the store's placement follows on
-    /// the loop's next turn, so other dispatchers send new joins there too and the old
-    /// server's dispatcher stops renewing it.
-    pub fn punted(&self, conference: &str, to: &str) {
-        lock(&self.forced).push((conference.to_owned(), to.to_owned()));
-    }
-
-    /// Writes the queued placement changes: releases (in one call) and punts.
-    async fn flush_placements(&self) -> super::StoreResult<()> {
-        let released = std::mem::take(&mut *lock(&self.released));
-        let forced = std::mem::take(&mut *lock(&self.forced));
-        self.store.release(&released).await?;
-        for (c, s) in &forced {
-            self.store.force(c, s).await?;
-        }
-        Ok(())
-    }
-
-    /// The link of a server closed: its row goes from the store at once, so no other
-    /// dispatcher keeps placing on a server that may be dead.
-    pub fn unlinked(&self, server: &str) {
-        lock(&self.rosters).remove(server);
-        lock(&self.gone).push(server.to_owned());
-    }
-}
 
 impl Service {
     /// Whether this dispatcher holds the lease (the active one of several).
@@ -205,82 +88,15 @@ impl Service {
         Some(winner)
     }
 
-    fn store_failed<T>(&self, e: crate::DispatcherError) -> Option<T> {
+    pub(super) fn store_failed<T>(&self, e: crate::DispatcherError) -> Option<T> {
         tracing::warn!(error = %e, "store unreachable; placing from the local tables");
         None
-    }
-
-    /// Carries out a merge order for a server linked here: each of its participants of
-    /// the conference is dispatched to the winning server, as a punt does.
-    async fn merge(&self, order: &MergeOrder) {
-        if !self.links().contains_key(&order.from) {
-            // Meant for another dispatcher (say one left on our id), or the server left.
-            tracing::warn!(?order, "merge order for a server not linked here ignored");
-            return;
-        }
-        let unix = unix_ms();
-        let (to, from_generation, mode) = {
-            let t = self.tables();
-            let Some(s) = t.server(&order.to) else {
-                tracing::warn!(?order, "merge target not in the capacity table");
-                return;
-            };
-            let to = Placement {
-                server: s.id.clone(),
-                client_addr: s.client_addr,
-                generation: s.generation,
-                created: false,
-            };
-            let from = t.server(&order.from).map(|s| s.generation).unwrap_or(0);
-            let mode = t
-                .conference(&order.conference)
-                .map(|c| c.parsed_mode())
-                .unwrap_or_default();
-            (to, from, mode)
-        };
-        let participants: Vec<(u32, String, String)> = lock(&self.cluster.rosters)
-            .get(&order.from)
-            .and_then(|r| r.get(&order.conference))
-            .map(|c| {
-                c.iter()
-                    .map(|(p, (n, a))| (*p, n.clone(), a.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut sent = 0;
-        for (participant, name, account) in &participants {
-            let Some(ticket) = self.hand_out(&to, &order.conference, account, name, mode) else {
-                break;
-            };
-            let line = DispMsg::Dispatch {
-                conference: order.conference.clone(),
-                participant: *participant,
-                addr: to.client_addr,
-                ticket,
-                to_conference: order.conference.clone(),
-                ws: None,
-            };
-            if self.send_to(&order.from, from_generation, line) {
-                sent += 1;
-            }
-        }
-        if sent == 0 {
-            tracing::warn!(?order, "merge order moved nobody; placement left as it was");
-            return;
-        }
-        self.tables()
-            .move_conference(unix, &order.conference, &order.to);
-        if let Err(e) = self.cluster.store.force(&order.conference, &order.to).await {
-            self.store_failed::<()>(e);
-        }
-        tracing::info!(conference = %order.conference, from = %order.from, to = %order.to, dispatched = sent, "call resolution merged a duplicate conference");
     }
 }
 
 /// The rows of the servers linked here, from the tables and (for `RowKind::Roster`) the
 /// rosters.
 fn own_rows(service: &Service, linked: &[String], kind: RowKind) -> Vec<Row> {
-    let rosters = lock(&service.cluster.rosters);
     let t = service.tables();
     let unix = unix_ms();
     let now = Instant::now();
@@ -290,6 +106,7 @@ fn own_rows(service: &Service, linked: &[String], kind: RowKind) -> Vec<Row> {
         .map(|s| Row {
             id: s.id.clone(),
             client_addr: s.client_addr,
+            ws_url: s.ws_url.clone(),
             caps: s.caps.to_string(),
             total: s.total,
             unused: s.unused,
@@ -303,11 +120,11 @@ fn own_rows(service: &Service, linked: &[String], kind: RowKind) -> Vec<Row> {
             draining: s.draining,
             maintenance: s.maintenance,
             dispatcher: service.settings().id.clone(),
-            roster: rosters
-                .get(&s.id)
-                .filter(|_| kind == RowKind::Roster)
-                .map(|r| r.iter().map(|(c, p)| (c.clone(), p.len() as u32)).collect())
-                .unwrap_or_default(),
+            roster: if kind == RowKind::Roster {
+                service.cluster.roster_counts(&s.id)
+            } else {
+                Default::default()
+            },
         })
         .collect()
 }
@@ -317,7 +134,7 @@ fn merge_rows(service: &Service, linked: &HashSet<String>, rows: &[Row]) {
     let now = Instant::now();
     let unix = unix_ms();
     let at = Stamp { now, unix_ms: unix };
-    let mut remote = lock(&service.cluster.remote);
+    let remote = service.cluster.remote_servers();
     let mut t = service.tables();
     let mut seen = HashSet::new();
     for r in rows.iter().filter(|r| !linked.contains(&r.id)) {
@@ -325,6 +142,7 @@ fn merge_rows(service: &Service, linked: &HashSet<String>, rows: &[Row]) {
         let row = RemoteRow {
             id: r.id.clone(),
             client_addr: r.client_addr,
+            ws_url: r.ws_url.clone(),
             caps: r.capabilities(),
             total: r.total,
             load: crate::core::Load {
@@ -351,12 +169,13 @@ fn merge_rows(service: &Service, linked: &HashSet<String>, rows: &[Row]) {
         tracing::info!(server = %id, "remote server's row expired");
         t.drop_remote(unix, id);
     }
-    *remote = seen;
+    drop(t);
+    service.cluster.set_remote(seen);
 }
 
 /// Forgets conferences adopted on remote servers that their rosters no longer list.
 fn forget_adopted(service: &Service, rosters: &[Row]) {
-    let remote = lock(&service.cluster.remote);
+    let remote = service.cluster.remote_servers();
     if remote.is_empty() {
         return;
     }
@@ -377,7 +196,7 @@ fn forget_adopted(service: &Service, rosters: &[Row]) {
 async fn exchange_rows(service: &Service, linked: &[String]) {
     let store = &service.cluster.store;
     let own = own_rows(service, linked, RowKind::Capacity);
-    let gone = std::mem::take(&mut *lock(&service.cluster.gone));
+    let gone = service.cluster.take_gone();
     let exchanged = async {
         store.put_rows(RowKind::Capacity, &own, &gone).await?;
         store.rows(RowKind::Capacity).await
@@ -398,7 +217,7 @@ async fn exchange_rosters(service: &Service, linked: &[String], active: bool) ->
     if let Err(e) = store.put_rows(RowKind::Roster, &own, &[]).await {
         service.store_failed::<()>(e);
     }
-    if !active && lock(&service.cluster.remote).is_empty() {
+    if !active && service.cluster.remote_servers().is_empty() {
         return Vec::new();
     }
     match store.rows(RowKind::Roster).await {
@@ -422,18 +241,7 @@ async fn keep_placements(service: &Service, linked: &[String], refresh: bool) {
     if !refresh || !store.shared() {
         return;
     }
-    let placed: Vec<(String, String)> = {
-        let rosters = lock(&service.cluster.rosters);
-        linked
-            .iter()
-            .filter_map(|s| rosters.get(s).map(|r| (s, r)))
-            .flat_map(|(s, r)| {
-                r.iter()
-                    .filter(|(_, p)| !p.is_empty())
-                    .map(move |(c, _)| (c.clone(), s.clone()))
-            })
-            .collect()
-    };
+    let placed = service.cluster.running_on(linked);
     if let Err(e) = store.keep(&placed).await {
         service.store_failed::<()>(e);
     }
@@ -470,7 +278,7 @@ async fn singleton_duties(
     lease: &Lease,
     resolver: &mut Resolver,
     rows: &[Row],
-) -> super::StoreResult<()> {
+) -> crate::store::StoreResult<()> {
     let active = || lease.active(Instant::now());
     if !active() {
         return Ok(());
@@ -509,7 +317,7 @@ async fn take_orders(service: &Service) {
     {
         Ok(orders) => {
             for o in orders {
-                service.merge(&o).await;
+                super::ops::merge(service, &o).await;
             }
         }
         Err(e) => {
@@ -537,12 +345,12 @@ pub(crate) async fn run(service: Arc<Service>) {
         keep_placements(&service, &linked, slow).await;
         if !shared {
             // Alone on a memory store: always the active one, nothing to elect.
-            service.cluster.active.store(true, Ordering::Relaxed);
+            service.cluster.set_active(true);
             continue;
         }
         exchange_rows(&service, &linked).await;
         let active = hold_lease(&service, &mut lease).await;
-        service.cluster.active.store(active, Ordering::Relaxed);
+        service.cluster.set_active(active);
         if slow {
             let rosters = exchange_rosters(&service, &linked, active).await;
             let store = &service.cluster.store;

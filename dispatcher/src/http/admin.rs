@@ -2,17 +2,16 @@
 //! a user to another conference ("send to the manager"), punt a conference. Each needs a
 //! bearer token from the config, and each is logged with the operator's name.
 
-use crate::{unix_ms, Service};
+use crate::service::ops;
+use crate::{DispatcherError, Service};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::DispMsg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The operator behind a request, from its bearer token.
 pub(crate) struct Operator(pub String);
@@ -33,14 +32,19 @@ impl IntoResponse for Refusal {
     }
 }
 
-impl From<crate::core::PlaceError> for Refusal {
-    fn from(e: crate::core::PlaceError) -> Self {
+impl From<DispatcherError> for Refusal {
+    fn from(e: DispatcherError) -> Self {
         use crate::core::PlaceError as P;
-        let status = match e {
-            P::NoServer(_) | P::OverLimit { .. } => StatusCode::CONFLICT,
-            P::UnknownServer(_) | P::UnknownConference(_) | P::UnknownParticipant(..) => {
-                StatusCode::NOT_FOUND
-            }
+        let status = match &e {
+            DispatcherError::Place(P::NoServer(_) | P::OverLimit { .. }) => StatusCode::CONFLICT,
+            DispatcherError::Place(
+                P::UnknownServer(_) | P::UnknownConference(_) | P::UnknownParticipant(..),
+            ) => StatusCode::NOT_FOUND,
+            DispatcherError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DispatcherError::Conflict(_) => StatusCode::CONFLICT,
+            DispatcherError::Config(_)
+            | DispatcherError::Bind { .. }
+            | DispatcherError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Refusal(status, e.to_string())
     }
@@ -118,7 +122,7 @@ pub(crate) async fn drain(
             .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("bad body: {e}")))?
             .on
     };
-    s.tables().set_drain(unix_ms(), &id, on, &who)?;
+    ops::set_drain(&s, &id, on, &who)?;
     Ok(done(
         &s,
         if on { "drain" } else { "undrain" },
@@ -139,14 +143,7 @@ pub(crate) async fn set_maintenance(
     Path(id): Path<String>,
     Json(w): Json<WindowBody>,
 ) -> Result<Json<Value>, Refusal> {
-    if w.end_unix <= w.start_unix {
-        return Err(Refusal(
-            StatusCode::BAD_REQUEST,
-            "end_unix must be after start_unix".into(),
-        ));
-    }
-    s.tables()
-        .set_maintenance(unix_ms(), &id, Some((w.start_unix, w.end_unix)), &who)?;
+    ops::set_maintenance(&s, &id, Some((w.start_unix, w.end_unix)), &who)?;
     Ok(done(
         &s,
         "maintenance",
@@ -160,7 +157,7 @@ pub(crate) async fn clear_maintenance(
     Operator(who): Operator,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
-    s.tables().set_maintenance(unix_ms(), &id, None, &who)?;
+    ops::set_maintenance(&s, &id, None, &who)?;
     Ok(done(
         &s,
         "maintenance-cleared",
@@ -183,133 +180,13 @@ pub(crate) async fn move_user(
     Operator(who): Operator,
     Json(m): Json<MoveBody>,
 ) -> Result<Json<Value>, Refusal> {
-    if m.to.is_empty() || m.to.len() > 128 || m.to.chars().any(char::is_control) {
-        return Err(Refusal(
-            StatusCode::BAD_REQUEST,
-            "bad target conference name".into(),
-        ));
-    }
-    let now = Instant::now();
-    let unix = unix_ms();
-    // The client rejoins with the mode it joined with, so the target is placed (or must
-    // already run) in the source conference's mode.
-    let (seat, generation, placement) = {
-        let mut t = s.tables();
-        let seat = t.participant(&m.conference, m.participant)?;
-        let generation = t
-            .server(&seat.server)
-            .map(|srv| srv.generation)
-            .unwrap_or(0);
-        if let Some(target) = t.conference(&m.to).filter(|c| c.parsed_mode() != seat.mode) {
-            return Err(Refusal(
-                StatusCode::CONFLICT,
-                format!(
-                    "{} runs in {} mode, {} in {}",
-                    m.to, target.mode, m.conference, seat.mode
-                ),
-            ));
-        }
-        let placement = t.place(
-            now,
-            unix,
-            &m.to,
-            &seat.account,
-            seat.mode,
-            s.settings().ticket_ttl,
-        )?;
-        (seat, generation, placement)
-    };
-    let (name, from, account) = (seat.name, seat.server, seat.account);
-    let ticket = s
-        .hand_out(&placement, &m.to, &account, &name, seat.mode)
-        .ok_or_else(|| {
-            Refusal(
-                StatusCode::CONFLICT,
-                format!("media server {} is unreachable", placement.server),
-            )
-        })?;
-    let order = DispMsg::Dispatch {
-        conference: m.conference.clone(),
-        participant: m.participant,
-        addr: placement.client_addr,
-        ticket,
-        to_conference: m.to.clone(),
-        ws: None,
-    };
-    if !s.send_to(&from, generation, order) {
-        return Err(Refusal(
-            StatusCode::CONFLICT,
-            format!("media server {from} is unreachable"),
-        ));
-    }
-    let detail = format!(
-        "{} {name} to {} on {}",
-        m.participant, m.to, placement.server
-    );
-    s.tables()
-        .log_by(unix, "move", &from, &m.conference, detail, &who);
+    let moved = ops::move_user(&s, &m.conference, m.participant, &m.to, &who)?;
     Ok(done(
         &s,
         "move",
         &who,
-        json!({ "conference": m.conference, "participant": m.participant, "user": name, "to": m.to, "server": placement.server }),
+        json!({ "conference": m.conference, "participant": m.participant, "user": moved.user, "to": m.to, "server": moved.server }),
     ))
-}
-
-/// What a punt did: the servers it moved between and how many participants were sent.
-pub(crate) struct Punted {
-    pub from: String,
-    pub to: String,
-    pub dispatched: usize,
-}
-
-/// Punts `conference` (seed 003): the tables pick the target and reserve its seats, and
-/// the conference's current server is told to `dispatch` each participant there. Used by
-/// the operator's punt and by a media server's own `punt` (high water, drain).
-pub(crate) fn punt_conference(
-    s: &Service,
-    conference: &str,
-    who: &str,
-) -> Result<Punted, crate::core::PlaceError> {
-    let (punt, generation) = {
-        let mut t = s.tables();
-        let p = t.punt(
-            Instant::now(),
-            unix_ms(),
-            conference,
-            s.settings().ticket_ttl,
-            who,
-        )?;
-        let g = t.server(&p.from).map(|srv| srv.generation).unwrap_or(0);
-        (p, g)
-    };
-    let mut dispatched = 0;
-    for (participant, name) in &punt.participants {
-        let Some(ticket) = s.hand_out(&punt.to, conference, &punt.account, name, punt.mode) else {
-            break;
-        };
-        let order = DispMsg::Dispatch {
-            conference: conference.to_owned(),
-            participant: *participant,
-            addr: punt.to.client_addr,
-            ticket,
-            to_conference: conference.to_owned(),
-            ws: None,
-        };
-        if s.send_to(&punt.from, generation, order) {
-            dispatched += 1;
-        }
-    }
-    if dispatched > 0 {
-        // The store's placement follows the clients, or other dispatchers would keep
-        // sending joins to the old server and call resolution would send them back.
-        s.cluster.punted(conference, &punt.to.server);
-    }
-    Ok(Punted {
-        from: punt.from,
-        to: punt.to.server,
-        dispatched,
-    })
 }
 
 /// Moves a whole conference to another server: its server dispatches every participant.
@@ -318,7 +195,7 @@ pub(crate) async fn punt(
     Operator(who): Operator,
     Path(conference): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
-    let p = punt_conference(&s, &conference, &who)?;
+    let p = ops::punt_conference(&s, &conference, &who)?;
     Ok(done(
         &s,
         "punt",

@@ -1,0 +1,338 @@
+//! The dispatch service: everything the dispatcher decides, behind one type.
+//!
+//! The adapters only parse and call it: `clients` (the client host over TCP and
+//! WebSocket), `registry` (media servers' links) and `http` (API, dashboard, admin). The
+//! tables (`crate::core`) are its sans-IO state; the store (`crate::store`) is where
+//! several dispatchers meet, and the service's loop ([`sync`]) keeps it in step; operator
+//! and server-initiated actions that move people (punt, move, drain, merge) are [`ops`].
+
+pub(crate) mod ops;
+mod sync;
+
+pub(crate) use sync::run as store_loop;
+
+use crate::core::{self, Join, Load, Media, PlaceError, Stamp};
+use crate::metrics::{Metrics, OutcomeLabel};
+use crate::store::{self, Store};
+use crate::{unix_ms, usage, Settings};
+use control::{Outbox, Transport};
+use protocol::ticket::{self, Claims};
+use protocol::{Capabilities, DispMsg, Endpoint, ErrorCode, JoinOpts, Mode, MsMsg, ServerMsg};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+/// The registry link of one media server, by which reservations and dispatches are sent.
+pub(crate) struct RegistryLink {
+    generation: u64,
+    outbox: Outbox,
+}
+
+/// State shared by the dispatcher's connections. The locks are held only for table
+/// updates, never across an await.
+pub struct Service {
+    settings: Settings,
+    tables: Mutex<core::Tables>,
+    links: Mutex<HashMap<String, RegistryLink>>,
+    pub metrics: Metrics,
+    /// One JSON line per leave, when `--usage-log` is set.
+    usage: Option<usage::UsageLog>,
+    /// The store shared with other dispatchers, and what we know of them.
+    cluster: store::Cluster,
+}
+
+impl Service {
+    pub(crate) fn new(
+        settings: Settings,
+        usage: Option<usage::UsageLog>,
+        store: Store,
+        metrics: Metrics,
+    ) -> Service {
+        let policy = core::Policy {
+            cost: settings.cost,
+            pools: settings.tenancy.server_pools(),
+        };
+        Service {
+            cluster: store::Cluster::new(store),
+            usage,
+            tables: Mutex::new(core::Tables::with_policy(policy, rand::random())),
+            settings,
+            links: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// The tables, for reading (the API, tests).
+    pub fn tables(&self) -> MutexGuard<'_, core::Tables> {
+        // A panic while holding the lock would be a bug in a table method; keep serving.
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn links(&self) -> MutexGuard<'_, HashMap<String, RegistryLink>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Queues a leave for the usage log, if there is one.
+    fn record_usage(&self, stay: core::Usage) {
+        if let Some(log) = &self.usage {
+            log.record(stay);
+        }
+    }
+
+    /// Sends a line down a media server's registry link, if that registration is live.
+    fn send_to(&self, server: &str, generation: u64, msg: DispMsg) -> bool {
+        self.links()
+            .get(server)
+            .filter(|l| l.generation == generation)
+            .is_some_and(|l| l.outbox.send(msg.encode()))
+    }
+
+    /// The generation of `server`'s registration in the tables (0 when unknown).
+    fn generation_of(&self, server: &str) -> u64 {
+        self.tables().server(server).map_or(0, |s| s.generation)
+    }
+
+    /// Reserves a place for `user` at the placed server and signs its will-call ticket.
+    /// `None` when the server's link is gone.
+    fn hand_out(
+        &self,
+        to: &core::Placement,
+        conference: &str,
+        account: &str,
+        user: &str,
+        mode: Mode,
+    ) -> Option<String> {
+        let expires = unix_ms() / 1000 + self.settings.ticket_ttl.as_secs();
+        let reserve = DispMsg::Reserve {
+            conference: conference.to_owned(),
+            account: account.to_owned(),
+            user: user.to_owned(),
+            mode,
+            expires,
+        };
+        // A server linked to another dispatcher gets no `reserve`: it creates the
+        // conference on the ticketed join.
+        let remote = self.is_remote(&to.server);
+        if !remote && !self.send_to(&to.server, to.generation, reserve) {
+            return None;
+        }
+        let claims = Claims {
+            conference,
+            account,
+            user,
+            server: &to.server,
+        };
+        Some(ticket::sign(&self.settings.secret, &claims, expires))
+    }
+
+    /// A client's `join`: checks the account, places the conference, reserves at the
+    /// media server and signs the ticket. Returns the `dispatch` line (naming the server's
+    /// WebSocket URL for a client on a WebSocket), or the `reject` to send instead.
+    pub(crate) async fn join(
+        &self,
+        conference: &str,
+        account: &str,
+        user: &str,
+        opts: &JoinOpts,
+        transport: Transport,
+    ) -> ServerMsg {
+        let settings = &self.settings;
+        let mode = opts.mode;
+        let Some(acct) = settings.accounts.iter().find(|a| a.code == account) else {
+            return ServerMsg::reject(
+                ErrorCode::UnknownAccount,
+                format!("unknown account {}", protocol::clip(account)),
+            );
+        };
+        let join = Join {
+            conference,
+            account,
+            customer: &acct.customer,
+            mode,
+            media: Media::from_kinds(&opts.media),
+            pool: Some(settings.tenancy.pool_for(acct, opts.domain.as_deref())),
+            reserved: acct.reserved,
+            max_users: acct.max_users,
+        };
+        let now = Instant::now();
+        // With several dispatchers the store settles where a new conference runs.
+        let placed = match self.claim(&join).await {
+            Some(server) => self.tables().place_claimed(
+                Instant::now(),
+                unix_ms(),
+                &join,
+                &server,
+                settings.ticket_ttl,
+            ),
+            None => self
+                .tables()
+                .place_join(now, unix_ms(), &join, settings.ticket_ttl),
+        };
+        self.metrics
+            .selection_seconds
+            .observe(now.elapsed().as_secs_f64());
+        let placement = match placed {
+            Ok(p) => p,
+            Err(e @ PlaceError::OverLimit { .. }) => {
+                return ServerMsg::reject(ErrorCode::AccountFull, e.to_string())
+            }
+            Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
+        };
+        let Some(ticket) = self.hand_out(&placement, conference, account, user, mode) else {
+            return ServerMsg::reject(
+                ErrorCode::NoCapacity,
+                format!("media server {} is unreachable", placement.server),
+            );
+        };
+        let outcome = if placement.created {
+            "created"
+        } else {
+            "found"
+        };
+        self.metrics
+            .dispatches
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+        tracing::info!(conference, user, server = %placement.server, created = placement.created, "dispatch");
+        let addr = match (transport, placement.ws_url) {
+            (Transport::WebSocket, Some(url)) => Endpoint::Ws(url),
+            _ => Endpoint::Tcp(placement.client_addr),
+        };
+        ServerMsg::Dispatch {
+            addr,
+            ticket,
+            conference: None,
+        }
+    }
+
+    /// A media server's `register`: it enters the capacity table and its link is kept for
+    /// reservations and dispatches. Returns the registration's generation.
+    pub(crate) fn register(
+        &self,
+        id: &str,
+        client_addr: SocketAddr,
+        caps: Capabilities,
+        total: u32,
+        ws: Option<String>,
+        outbox: Outbox,
+    ) -> u64 {
+        let generation = {
+            let mut t = self.tables();
+            let g = t.register(Instant::now(), unix_ms(), id, client_addr, caps, total);
+            t.set_ws_url(id, ws);
+            g
+        };
+        self.links()
+            .insert(id.to_owned(), RegistryLink { generation, outbox });
+        self.cluster.linked(id);
+        generation
+    }
+
+    /// A line on server `id`'s registry link after its `register`.
+    pub(crate) fn server_line(&self, id: &str, msg: MsMsg) {
+        self.cluster.observe(id, &msg);
+        // Asked by the server itself (high water, drain); handled outside the table lock
+        // because the punt takes it itself.
+        if let MsMsg::Punt { conference } = &msg {
+            ops::server_punt(self, id, conference);
+            return;
+        }
+        let now = Instant::now();
+        let unix = unix_ms();
+        let mut t = self.tables();
+        match msg {
+            MsMsg::Register { .. } => tracing::warn!(server = id, "repeated register ignored"),
+            MsMsg::Report {
+                unused,
+                conferences,
+                users,
+                cpu_pct,
+                pps,
+                loss_pct,
+            } => t.report(
+                Stamp { now, unix_ms: unix },
+                id,
+                Load {
+                    unused,
+                    conferences,
+                    users,
+                    cpu_pct,
+                    pps,
+                    loss_pct,
+                },
+            ),
+            MsMsg::UserJoined {
+                conference,
+                participant,
+                name,
+                account,
+            } => t.user_joined(
+                Stamp { now, unix_ms: unix },
+                id,
+                &conference,
+                participant,
+                &name,
+                &account,
+            ),
+            MsMsg::UserLeft {
+                conference,
+                participant,
+                name,
+            } => {
+                if let Some(stay) = t.user_left(unix, id, &conference, participant, &name) {
+                    self.record_usage(stay);
+                }
+            }
+            MsMsg::ConfDeleted { conference } => t.conf_deleted(unix, id, &conference),
+            MsMsg::State { draining } => {
+                if let Err(e) = t.set_drain(unix, id, draining, id) {
+                    tracing::warn!(server = id, error = %e, "state change ignored");
+                } else {
+                    tracing::info!(server = id, draining, "server changed its own state");
+                }
+            }
+            MsMsg::Punt { .. } => {}
+        }
+    }
+
+    /// Server `id`'s registry link of `generation` ended: its conferences are lost (their
+    /// clients come back), unless a newer registration replaced it.
+    pub(crate) fn server_gone(&self, id: &str, generation: u64) {
+        let (lost, stays) = {
+            let mut t = self.tables();
+            (t.server_lost(unix_ms(), id, generation), t.take_stays())
+        };
+        for stay in stays {
+            self.record_usage(stay);
+        }
+        self.metrics.failovers.inc_by(lost as u64);
+        let mut links = self.links();
+        if links.get(id).is_some_and(|l| l.generation == generation) {
+            links.remove(id);
+            self.cluster.unlinked(id);
+        }
+    }
+
+    /// The dispatcher's clock (every second): changes of contact and state logged,
+    /// reservations expired, empty conferences forgotten.
+    pub(crate) fn tick(&self) {
+        let now = Instant::now();
+        // Links first, then the tables: never both locks at once.
+        let linked: Vec<String> = self.links().keys().cloned().collect();
+        let mut tables = self.tables();
+        tables.tick(now, unix_ms());
+        tables.sweep_empty(now, unix_ms(), |server| linked.iter().any(|l| l == server));
+    }
+
+    /// Counts a `reject` or `error` sent to a client.
+    pub(crate) fn count_refusal(&self, code: ErrorCode) {
+        self.metrics.reject(code);
+    }
+}
