@@ -1,20 +1,21 @@
-//! The control side of loadgen's participants: the real join flow over TCP (dispatcher,
-//! then media server), or the raw baseline's UDP registration.
+//! The control side of loadgen's participants: the real join flow (the client crate's
+//! one join flow, dispatcher then media server, with its keepalive), or the raw
+//! baseline's UDP registration.
 //!
 //! Joins run on a small tokio runtime on its own thread. After the joins it keeps every
-//! media server connection open and drained (a closed connection is a leave) until the run
+//! participant's control plane running (a closed connection is a leave) until the run
 //! ends, then says `endsession` for everyone.
 
 use crate::config::LoadArgs;
 use crate::netio::size_buffers;
 use crate::wire::{parse_raw_msg, raw_msg, RAW_JOIN, RAW_OK};
 use crate::BenchError;
-use protocol::{ChannelAddr, ClientMsg, JoinOpts, LineBuffer, MediaKind, Mode, ServerMsg};
+use client::control::{Control, Event, Step};
+use client::flow::FlowConfig;
+use protocol::{ChannelAddr, JoinOpts, MediaKind, Mode, ServerMsg};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Semaphore};
 
 /// Longest one participant's join flow may take.
@@ -146,7 +147,7 @@ struct Plan {
     concurrency: usize,
 }
 
-type Joined = (Participant, Conn);
+type Joined = (Participant, Control);
 
 async fn control_main(
     plan: Plan,
@@ -166,8 +167,8 @@ async fn control_main(
             Ok(mut j) => joined.append(&mut j),
             Err(e) => {
                 let _ = ready.send(Err(e));
-                for (_, mut conn) in joined {
-                    conn.leave().await;
+                for (_, mut ctrl) in joined {
+                    ctrl.finish().await;
                 }
                 return ControlReport::default();
             }
@@ -215,15 +216,15 @@ async fn join_wave(plan: &Arc<Plan>, who: Vec<(u32, u32)>) -> Result<Vec<Joined>
     match first_err {
         None => Ok(out),
         Some(e) => {
-            for (_, mut conn) in out {
-                conn.leave().await;
+            for (_, mut ctrl) in out {
+                ctrl.finish().await;
             }
             Err(e)
         }
     }
 }
 
-/// One participant's join flow (docs/protocol.md, "The join flow").
+/// One participant's join flow (docs/protocol.md, "The join flow"), up to its channels.
 async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Joined, String> {
     let conference = format!("lg{}-{conf}", plan.run_id);
     let media = if plan.want_video {
@@ -231,50 +232,33 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
     } else {
         vec![MediaKind::Audio]
     };
-    let join = |ticket: Option<String>| ClientMsg::Join {
-        conference: conference.clone(),
-        account: plan.account.clone(),
-        name: user.to_owned(),
-        opts: JoinOpts {
-            ticket,
-            mode: Mode::Reflect,
-            media: media.clone(),
-            codec: Some(protocol::codec::OPUS.name.into()),
-            app: Some("loadgen".into()),
-            version: Some(env!("CARGO_PKG_VERSION").into()),
-            ..JoinOpts::default()
-        },
+    let mut flow = FlowConfig::new(&plan.dispatcher, &conference, &plan.account, user);
+    flow.opts = JoinOpts {
+        mode: Mode::Reflect,
+        media,
+        codec: Some(protocol::codec::OPUS.name.into()),
+        app: Some("loadgen".into()),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        ..JoinOpts::default()
     };
-    let mut d = Conn::connect(&plan.dispatcher).await?;
-    d.expect_connect().await?;
-    d.send(&join(None)).await?;
-    let (addr, ticket) = loop {
-        match d.recv().await? {
-            ServerMsg::Dispatch { addr, ticket, .. } => break (addr, ticket),
-            m @ (ServerMsg::Reject { .. } | ServerMsg::Error { .. }) => {
-                return Err(format!("dispatcher: {}", m.encode().trim_end()))
-            }
-            _ => {}
-        }
-    };
-    d.leave().await;
-    let mut m = Conn::connect(&addr.to_string()).await?;
-    m.expect_connect().await?;
-    m.send(&join(Some(ticket))).await?;
+    // A participant whose server goes away is counted as closed early, not moved.
+    flow.failover = false;
+    flow.seed = u64::from(conf) << 32 | u64::from(index);
+    let mut ctrl = Control::new(flow);
     let mut socket: Option<UdpSocket> = None;
     let mut audio = None;
     let mut video = None;
     loop {
-        let msg = if audio.is_some() {
-            match tokio::time::timeout(VIDEO_CHANNEL_WAIT, m.recv()).await {
-                Ok(msg) => msg?,
+        let step = if audio.is_some() {
+            match tokio::time::timeout(VIDEO_CHANNEL_WAIT, ctrl.next()).await {
+                Ok(step) => step,
                 Err(_) => break,
             }
         } else {
-            m.recv().await?
+            ctrl.next().await
         };
-        match msg {
-            ServerMsg::Channel {
+        match step {
+            Step::ChannelOffered {
                 kind,
                 addr: server,
                 payload_type,
@@ -282,7 +266,8 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
                 ..
             } => {
                 if socket.is_none() {
-                    socket = Some(open_socket(m.local_ip()?, server)?);
+                    let ip = ctrl.local_ip().ok_or("no control connection")?;
+                    socket = Some(open_socket(ip, server)?);
                 }
                 let local = socket
                     .as_ref()
@@ -290,13 +275,7 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
                     .transpose()
                     .map_err(|e| e.to_string())?
                     .ok_or("no socket")?;
-                m.send(&ClientMsg::Channel {
-                    kind,
-                    addr: ChannelAddr::Addr(local),
-                    ssrc,
-                    opts: Default::default(),
-                })
-                .await?;
+                ctrl.declare_channel(kind, ChannelAddr::Addr(local), ssrc, Default::default());
                 let ch = Channel {
                     server,
                     ssrc,
@@ -310,10 +289,13 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
                     break;
                 }
             }
-            m @ (ServerMsg::Reject { .. } | ServerMsg::Error { .. }) => {
-                return Err(format!("media server: {}", m.encode().trim_end()))
+            Step::Finished(r) => {
+                return Err(match r {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "left before joining".into(),
+                })
             }
-            _ => {}
+            Step::Event(_) | Step::PauseMedia => {}
         }
     }
     let (Some(socket), Some(audio)) = (socket, audio) else {
@@ -326,7 +308,7 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
         audio,
         video,
     };
-    Ok((p, m))
+    Ok((p, ctrl))
 }
 
 /// Binds a participant's media socket on the control connection's IP (same family as the
@@ -343,12 +325,12 @@ fn open_socket(local: IpAddr, server: SocketAddr) -> Result<UdpSocket, String> {
     Ok(s)
 }
 
-/// Keeps the connections open and read until `stop`, then leaves.
-async fn hold(conns: Vec<Conn>, stop: oneshot::Receiver<()>) -> ControlReport {
+/// Keeps every participant's control plane running until `stop`, then leaves.
+async fn hold(ctrls: Vec<Control>, stop: oneshot::Receiver<()>) -> ControlReport {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut leave = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for mut c in conns {
+    for mut c in ctrls {
         let (ltx, lrx) = oneshot::channel::<()>();
         leave.push(ltx);
         let tx = tx.clone();
@@ -357,18 +339,20 @@ async fn hold(conns: Vec<Conn>, stop: oneshot::Receiver<()>) -> ControlReport {
             loop {
                 tokio::select! {
                     _ = &mut lrx => {
-                        c.leave().await;
+                        c.finish().await;
                         return;
                     }
-                    msg = c.recv() => match msg {
-                        Ok(ServerMsg::Reject { .. } | ServerMsg::Error { .. }) => {
+                    step = c.next() => match step {
+                        Step::Event(Event::Server(
+                            ServerMsg::Reject { .. } | ServerMsg::Error { .. },
+                        )) => {
                             let _ = tx.send(false);
                         }
-                        Ok(_) => {}
-                        Err(_) => {
+                        Step::Finished(_) => {
                             let _ = tx.send(true);
                             return;
                         }
+                        _ => {}
                     }
                 }
             }
@@ -389,78 +373,6 @@ async fn hold(conns: Vec<Conn>, stop: oneshot::Receiver<()>) -> ControlReport {
         }
     }
     report
-}
-
-/// One TCP control connection.
-struct Conn {
-    stream: TcpStream,
-    lines: LineBuffer,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn connect(addr: &str) -> Result<Conn, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        stream.set_nodelay(true).ok();
-        Ok(Conn {
-            stream,
-            lines: LineBuffer::new(),
-            buf: vec![0; 4096],
-        })
-    }
-
-    fn local_ip(&self) -> Result<IpAddr, String> {
-        self.stream
-            .local_addr()
-            .map(|a| a.ip())
-            .map_err(|e| e.to_string())
-    }
-
-    async fn send(&mut self, msg: &ClientMsg) -> Result<(), String> {
-        self.stream
-            .write_all(msg.encode().as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))
-    }
-
-    /// The next message; lines that do not parse are skipped. Cancel-safe.
-    async fn recv(&mut self) -> Result<ServerMsg, String> {
-        loop {
-            while let Some(line) = self.lines.next_line() {
-                let line = line.map_err(|e| e.to_string())?;
-                if let Ok(msg) = ServerMsg::parse(&line) {
-                    return Ok(msg);
-                }
-                tracing::debug!(line, "ignoring line");
-            }
-            let n = self
-                .stream
-                .read(&mut self.buf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("connection closed".into());
-            }
-            self.lines.extend(&self.buf[..n]);
-        }
-    }
-
-    async fn expect_connect(&mut self) -> Result<(), String> {
-        match self.recv().await? {
-            ServerMsg::Connect { .. } => Ok(()),
-            other => Err(format!(
-                "expected connect, got {}",
-                other.encode().trim_end()
-            )),
-        }
-    }
-
-    async fn leave(&mut self) {
-        let _ = self.send(&ClientMsg::EndSession).await;
-        let _ = self.stream.shutdown().await;
-    }
 }
 
 /// Registers every participant with the raw baseline forwarder at `fwd` (UDP, retried).

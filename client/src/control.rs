@@ -13,6 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Instant;
 
+/// How long a leave may take to say `endsession` before we go anyway.
+const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 type Connecting = Pin<Box<dyn Future<Output = Result<Link, ControlError>> + Send>>;
 
 /// What the application must act on.
@@ -37,8 +40,12 @@ pub enum Step {
 /// A client's control plane: the join flow and its current connection.
 pub struct Control {
     flow: JoinFlow,
+    /// Steps for the application, in order, until [`Control::next`] hands them out.
+    ready: std::collections::VecDeque<Step>,
     link: Option<Link>,
     connecting: Option<(Connecting, Peer, String)>,
+    /// The last link closed, until its writer has sent what was queued (`endsession`).
+    closing: Option<::control::Outbox>,
     /// Lines that framed fine but did not parse; skipped.
     pub bad_lines: u64,
 }
@@ -60,8 +67,10 @@ impl Control {
     pub fn new(cfg: FlowConfig) -> Self {
         Control {
             flow: JoinFlow::new(cfg, Instant::now()),
+            ready: Default::default(),
             link: None,
             connecting: None,
+            closing: None,
             bad_lines: 0,
         }
     }
@@ -105,15 +114,34 @@ impl Control {
         self.pump();
     }
 
+    /// Leaves and waits (at most [`LEAVE_GRACE`]) for `endsession` to be on its way.
+    pub async fn finish(&mut self) {
+        if self.flow.phase() == crate::flow::Phase::Done
+            && !self.ready.iter().any(|s| matches!(s, Step::Finished(_)))
+        {
+            return;
+        }
+        self.leave();
+        let _ = tokio::time::timeout(LEAVE_GRACE, async {
+            while !matches!(self.next().await, Step::Finished(_)) {}
+            // The link's writer sends what was queued, then closes.
+            if let Some(o) = self.closing.take() {
+                o.closed().await;
+            }
+        })
+        .await;
+    }
+
     fn close_link(&mut self) {
         if let Some(l) = self.link.take() {
             l.outbox.finish(None, ::control::CloseReason::Done);
+            self.closing = Some(l.outbox);
         }
     }
 
-    /// Carries out the flow's connection actions; stops at the first one the application
-    /// must see, which stays queued for [`Control::next`].
-    fn pump(&mut self) -> Option<Step> {
+    /// Carries out the flow's connection actions at once, and queues the ones the
+    /// application must see for [`Control::next`].
+    fn pump(&mut self) {
         while let Some(a) = self.flow.poll_action() {
             match a {
                 Action::Connect { target, peer } => {
@@ -131,38 +159,36 @@ impl Control {
                     }
                 }
                 Action::Disconnect => self.close_link(),
-                Action::PauseMedia => return Some(Step::PauseMedia),
+                Action::PauseMedia => self.ready.push_back(Step::PauseMedia),
                 Action::ChannelOffered {
                     kind,
                     addr,
                     payload_type,
                     codec,
                     ssrc,
-                } => {
-                    return Some(Step::ChannelOffered {
-                        kind,
-                        addr,
-                        payload_type,
-                        codec,
-                        ssrc,
-                    })
-                }
-                Action::Event(e) => return Some(Step::Event(e)),
+                } => self.ready.push_back(Step::ChannelOffered {
+                    kind,
+                    addr,
+                    payload_type,
+                    codec,
+                    ssrc,
+                }),
+                Action::Event(e) => self.ready.push_back(Step::Event(e)),
                 Action::Finished(r) => {
                     self.close_link();
                     self.connecting = None;
-                    return Some(Step::Finished(r));
+                    self.ready.push_back(Step::Finished(r));
                 }
             }
         }
-        None
     }
 
     /// The next step for the application. Cancel-safe: a connect in progress and partial
     /// lines are kept.
     pub async fn next(&mut self) -> Step {
         loop {
-            if let Some(step) = self.pump() {
+            self.pump();
+            if let Some(step) = self.ready.pop_front() {
                 return step;
             }
             let timeout = self.flow.poll_timeout();

@@ -222,7 +222,7 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = &mut shutdown => {
-                    crate::session::leave(&mut ctrl).await;
+                    ctrl.finish().await;
                     return Ok::<(), ClientError>(());
                 }
                 step = ctrl.next() => match step {

@@ -30,8 +30,6 @@ pub const FRAME: Duration = Duration::from_millis(20);
 pub const TONE_DBFS: f64 = -12.0;
 /// A sender further behind its clock than this skips frames instead of bursting them.
 const MAX_BURST: Duration = Duration::from_millis(200);
-/// How long a leave may take to say `endsession` before we go anyway.
-const LEAVE_GRACE: Duration = Duration::from_secs(2);
 
 /// What a session needs to know.
 #[derive(Debug, Clone, PartialEq)]
@@ -348,15 +346,6 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Says `endsession` and lets the flow finish, within [`LEAVE_GRACE`].
-pub(crate) async fn leave(ctrl: &mut Control) {
-    ctrl.leave();
-    let _ = tokio::time::timeout(LEAVE_GRACE, async {
-        while !matches!(ctrl.next().await, Step::Finished(_)) {}
-    })
-    .await;
-}
-
 impl State<'_> {
     async fn run(
         &mut self,
@@ -379,7 +368,7 @@ impl State<'_> {
                     });
             tokio::select! {
                 () = &mut shutdown => {
-                    leave(ctrl).await;
+                    ctrl.finish().await;
                     return Ok(());
                 }
                 step = ctrl.next() => match step {
