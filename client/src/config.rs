@@ -24,8 +24,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_deserializing)]
     pub config: Option<PathBuf>,
-    /// Dispatcher to contact first.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Dispatcher to contact first: `HOST[:PORT]` (TCP), or its WebSocket URL
+    /// (`ws://HOST:PORT/ws`, the control lines over a WebSocket).
+    #[arg(long, value_name = "HOST:PORT|URL")]
     pub dispatcher: Option<String>,
     /// Conference to join.
     #[arg(long, value_name = "NAME")]
@@ -165,6 +166,10 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 
 /// `host` alone means the well-known control port.
 fn with_default_port(addr: String) -> String {
+    if addr.starts_with("ws://") || addr.starts_with("wss://") {
+        // A WebSocket URL names its port (or the scheme's).
+        return addr;
+    }
     let has_port = match addr.rsplit_once(':') {
         // A bare IPv6 address has colons but no port unless bracketed.
         Some((host, port)) => {

@@ -28,7 +28,7 @@ pub mod serve;
 
 pub use client::connect;
 pub use gate::{CloseReason, Gate, RefuseReason};
-pub use limits::{Limits, LinkConfig};
+pub use limits::{LimitArgs, Limits, LinkConfig};
 pub use link::{Incoming, Link, Outbox, Recv, Transport};
 pub use serve::{serve_tcp, ws_session, Shutdown};
 

@@ -1,10 +1,53 @@
 //! The limits of a listener and the timeouts of its connections, as operators set them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// A listener's limits (TOML: top-level keys of each server binary; flags of the same
-/// names). Durations are in seconds.
+/// The flags (and TOML keys, and `NOC_*` variables) that set a server's [`Limits`]; every
+/// server binary flattens this into its own settings, so they are defined once.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
+pub struct LimitArgs {
+    /// Control connections open at once per listener [default: 16384].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Control connections open at once from one IP per listener [default: 4096].
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a new control connection has to send `join` or `register` [default: 10].
+    #[arg(long)]
+    pub handshake_timeout: Option<f64>,
+    /// Seconds a joined control connection may stay silent (clients ping within it)
+    /// [default: 30].
+    #[arg(long)]
+    pub idle_timeout: Option<f64>,
+    /// Lines queued for one peer before it is disconnected as not reading [default: 512].
+    #[arg(long)]
+    pub outbox_lines: Option<usize>,
+    /// Seconds one write to a peer may take before it is disconnected [default: 10].
+    #[arg(long)]
+    pub write_timeout: Option<f64>,
+}
+
+impl LimitArgs {
+    /// The limits these settings give, over the defaults, checked.
+    pub fn resolve(&self) -> Result<Limits, String> {
+        let d = Limits::default();
+        let l = Limits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(d.max_connections_per_ip),
+            handshake_timeout: self.handshake_timeout.unwrap_or(d.handshake_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
+            outbox_lines: self.outbox_lines.unwrap_or(d.outbox_lines),
+            write_timeout: self.write_timeout.unwrap_or(d.write_timeout),
+        };
+        l.check()?;
+        Ok(l)
+    }
+}
+
+/// A listener's limits (set through [`LimitArgs`]). Durations are in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {

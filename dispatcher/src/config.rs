@@ -145,6 +145,10 @@ pub struct DispatcherArgs {
     /// The dispatchers' client addresses for `--switch` (`a:1,b:2`; TOML: an array).
     #[arg(long)]
     pub backends: Option<crate::switch::AddrList>,
+    /// Limits and timeouts of the client control connections (TCP and WebSocket).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: control::LimitArgs,
 }
 
 /// Resolved dispatcher settings.
@@ -246,6 +250,7 @@ impl DispatcherArgs {
             )));
         }
         s.cost = a.cost.unwrap_or_default();
+        s.limits = a.limits.resolve().map_err(DispatcherError::Config)?;
         s.tenancy = Tenancy {
             pools: a.pools,
             tenants: a

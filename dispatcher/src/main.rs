@@ -33,14 +33,18 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    control::raise_fd_limit();
     match dispatcher::start(settings).await {
         Ok(r) => {
             println!("dispatcher {}", r.client_addr);
             println!("registry {}", r.registry_addr);
             if let Some(h) = r.http_addr {
                 println!("http {h}");
+                println!("websocket ws://{h}/ws");
             }
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
+            // Control sessions end cleanly before the process goes.
+            r.shutdown(std::time::Duration::from_secs(2)).await;
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -63,6 +67,22 @@ async fn switch(
         Err(e) => {
             eprintln!("dispatcher: {e}");
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -71,9 +71,17 @@ pub struct MediaServerArgs {
     /// for audio-only conferences) [default: true].
     #[arg(long)]
     pub video: Option<bool>,
+    /// Commands queued per media worker; what a full queue cannot take is refused (a
+    /// join) or kept for later (a leave), and counted [default: 1024].
+    #[arg(long)]
+    pub worker_queue: Option<usize>,
     /// `[cost]`: capacity units per participant (config file only).
     #[arg(skip)]
     pub cost: Option<CostModel>,
+    /// Limits and timeouts of the client control connections (TCP and WebSocket).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: control::LimitArgs,
 }
 
 /// Registry addresses of the dispatchers a server may link to, in order of preference.
@@ -268,6 +276,15 @@ impl MediaServerArgs {
         s.last_n = a.last_n.filter(|&n| n > 0);
         s.video = a.video.unwrap_or(true);
         s.cost = a.cost.unwrap_or_default();
+        s.limits = a.limits.resolve().map_err(MediaServerError::Config)?;
+        if let Some(q) = a.worker_queue {
+            if q == 0 {
+                return Err(MediaServerError::Config(
+                    "`worker_queue` must be at least 1".into(),
+                ));
+            }
+            s.worker_queue = q;
+        }
         Ok(s)
     }
 }
@@ -358,6 +375,30 @@ mod tests {
         // A flag wins over the file.
         let s = args(&["--config", path, "--io", "mmsg"]).resolve().unwrap();
         assert_eq!(s.io, IoKind::Mmsg);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn control_limits_from_flags_and_file() {
+        let s = args(&["--max-connections-per-ip", "3", "--worker-queue", "8"])
+            .resolve()
+            .unwrap();
+        assert_eq!(s.limits.max_connections_per_ip, 3);
+        assert_eq!(s.worker_queue, 8);
+        assert_eq!(s.limits.handshake_timeout, 10.0);
+        let dir = std::env::temp_dir().join(format!("ms-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ms.toml");
+        std::fs::write(&file, "handshake_timeout = 2.5\nidle_timeout = 7\n").unwrap();
+        let path = file.to_str().unwrap();
+        let s = args(&["--config", path]).resolve().unwrap();
+        assert_eq!((s.limits.handshake_timeout, s.limits.idle_timeout), (2.5, 7.0));
+        std::fs::write(&file, "handshake_timeout = 0\n").unwrap();
+        let e = args(&["--config", path]).resolve().unwrap_err();
+        assert!(e.to_string().contains("handshake_timeout"), "{e}");
+        std::fs::write(&file, "handshake_timeout = 1\nbogus = 1\n").unwrap();
+        assert!(args(&["--config", path]).resolve().is_err());
+        assert!(args(&["--worker-queue", "0"]).resolve().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

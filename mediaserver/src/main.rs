@@ -1,9 +1,14 @@
 //! `mediaserver`: one media server of the NOC as its own process.
 //!
-//! SIGINT stops it at once; SIGTERM drains it first (see `docs/operations.md`), and a
-//! second SIGTERM or SIGINT during the drain stops it at once.
+//! SIGINT stops it (its control sessions end, within a short grace); SIGTERM drains it
+//! first (see `docs/operations.md`), and a second SIGTERM or SIGINT during the drain
+//! stops it at once.
 
 use mediaserver::MediaServerArgs;
+use std::time::Duration;
+
+/// How long a stop waits for the control sessions to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -27,13 +32,18 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    control::raise_fd_limit();
     match mediaserver::start(settings).await {
         Ok(r) => {
             println!("mediaserver {} {}", r.id, r.client_addr);
             for a in &r.media_addrs {
                 println!("media {a}");
             }
-            wait_and_drain(&r).await
+            println!("http {}", r.http_addr);
+            println!("websocket {}", r.ws_url);
+            let code = wait_and_drain(&r).await;
+            r.shutdown(SHUTDOWN_GRACE).await;
+            code
         }
         Err(e) => {
             eprintln!("mediaserver: {e}");
@@ -42,7 +52,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Runs until a signal: Ctrl-C exits at once, SIGTERM drains first. Exit 0 either way.
+/// Runs until a signal: Ctrl-C stops, SIGTERM drains first. Exit 0 either way.
 async fn wait_and_drain(r: &mediaserver::Running) -> std::process::ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (

@@ -47,7 +47,15 @@ struct NocArgs {
     #[arg(skip)]
     #[serde(default)]
     admins: Vec<dispatcher::Admin>,
+    /// Limits and timeouts of the client control connections, at the dispatcher and at
+    /// every media server.
+    #[command(flatten)]
+    #[serde(flatten)]
+    limits: control::LimitArgs,
 }
+
+/// How long a stop waits for the control sessions to end.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn demo_account() -> Account {
     Account {
@@ -72,6 +80,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let limits = match args.limits.resolve() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("noc: config: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    control::raise_fd_limit();
     let secret = args
         .secret
         .map(String::into_bytes)
@@ -85,6 +101,7 @@ async fn main() -> std::process::ExitCode {
     ds.registry = ([127, 0, 0, 1], 0).into();
     ds.http = args.http;
     ds.admins = args.admins;
+    ds.limits = limits;
     let token = args
         .admin_token
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
@@ -114,19 +131,23 @@ async fn run(
     println!("dispatcher {}", d.client_addr);
     if let Some(h) = d.http_addr {
         println!("http {h}");
+        println!("websocket dispatcher ws://{h}/ws");
         println!("dashboard http://{h}/");
         println!("admin-token {admin_token}");
     }
+    let mut servers = Vec::new();
     for i in 1..=media_servers {
         let mut ms = mediaserver::Settings::new(format!("ms-{i}"), secret.clone(), d.registry_addr);
         if let Some(c) = capacity {
             ms.capacity = c;
         }
         ms.http = Some(([127, 0, 0, 1], 0).into());
+        ms.limits = d.service.settings().limits;
         let r = mediaserver::start(ms).await?;
         println!("mediaserver {} {}", r.id, r.client_addr);
         println!("metrics {} http://{}/metrics", r.id, r.http_addr);
         println!("websocket {} {}", r.id, r.ws_url);
+        servers.push(r);
     }
     // Joins before every server has registered would all land on the first.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -149,5 +170,10 @@ async fn run(
     println!("ready");
     tokio::signal::ctrl_c().await?;
     println!("stopping");
+    // Control sessions end (members leave cleanly), then the process goes.
+    for r in &servers {
+        r.shutdown(SHUTDOWN_GRACE).await;
+    }
+    d.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
