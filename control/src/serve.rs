@@ -16,6 +16,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Connections the kernel holds for us before `accept` (capped by `net.core.somaxconn`):
+/// a burst of clients must not meet the usual 128 and a second of SYN retransmission.
+const BACKLOG: u32 = 4096;
+
+/// Binds a control (or HTTP) listener with a backlog for bursts of connects.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// How long a refused peer is given to take its `error` line.
 const REFUSE_WRITE: Duration = Duration::from_secs(1);
 /// Largest WebSocket message we read: a line and its LF, with room for a CR.

@@ -88,9 +88,7 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, DispatcherError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| DispatcherError::Bind { addr, source })
+    control::listen(addr).map_err(|source| DispatcherError::Bind { addr, source })
 }
 
 /// Binds every port and spawns the dispatcher's tasks on the current tokio runtime.

@@ -392,7 +392,10 @@ mod tests {
         std::fs::write(&file, "handshake_timeout = 2.5\nidle_timeout = 7\n").unwrap();
         let path = file.to_str().unwrap();
         let s = args(&["--config", path]).resolve().unwrap();
-        assert_eq!((s.limits.handshake_timeout, s.limits.idle_timeout), (2.5, 7.0));
+        assert_eq!(
+            (s.limits.handshake_timeout, s.limits.idle_timeout),
+            (2.5, 7.0)
+        );
         std::fs::write(&file, "handshake_timeout = 0\n").unwrap();
         let e = args(&["--config", path]).resolve().unwrap_err();
         assert!(e.to_string().contains("handshake_timeout"), "{e}");

@@ -74,9 +74,7 @@ impl Running {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, MediaServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| MediaServerError::Bind { addr, source })
+    control::listen(addr).map_err(|source| MediaServerError::Bind { addr, source })
 }
 
 /// Binds the client port and the HTTP port (a free one when none is configured, so

@@ -220,6 +220,8 @@ pub struct Noc {
     pub media_servers: Vec<(String, SocketAddr)>,
     /// (id, `/metrics` URL) of each media server.
     pub metrics: Vec<(String, String)>,
+    /// (id, WebSocket URL) of the dispatcher (`dispatcher`) and each media server.
+    pub websockets: Vec<(String, String)>,
     pub stderr: Lines,
 }
 
@@ -242,6 +244,7 @@ impl Noc {
         let mut http = None;
         let mut media_servers = Vec::new();
         let mut metrics = Vec::new();
+        let mut websockets = Vec::new();
         for l in stdout.all() {
             let f: Vec<&str> = l.split_whitespace().collect();
             match f.as_slice() {
@@ -251,6 +254,7 @@ impl Noc {
                     media_servers.push((id.to_string(), a.parse().expect("address")))
                 }
                 ["metrics", id, url] => metrics.push((id.to_string(), url.to_string())),
+                ["websocket", id, url] => websockets.push((id.to_string(), url.to_string())),
                 _ => {}
             }
         }
@@ -260,8 +264,29 @@ impl Noc {
             http: http.expect("noc printed its http address"),
             media_servers,
             metrics,
+            websockets,
             proc,
         }
+    }
+
+    /// The WebSocket URL of `id` (`dispatcher`, `ms-1`, ...).
+    pub fn websocket(&self, id: &str) -> String {
+        self.websockets
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| panic!("no websocket line for {id}: {:?}", self.websockets))
+    }
+
+    /// Resident memory of the noc process, in KiB (Linux `VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("noc's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// The process id.
