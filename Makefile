@@ -4,14 +4,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the build and the tests need (cmake: libopus; nasm: openh264;
-# libclang + libav*: ffmpeg-next; ffmpeg + python3: interop and audio cross-checks;
-# chromium + chromium-driver: the dashboard's real-browser test; fonts-dejavu-core: plots;
-# redis-server: the several-dispatchers tests start a real one on a free port).
-DEB_PACKAGES := build-essential cmake nasm pkg-config libclang-dev \
-	libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev \
-	libavfilter-dev libavdevice-dev ffmpeg python3 curl \
-	chromium chromium-driver fonts-dejavu-core redis-server
+# Debian packages the build and the tests use, and nothing else (cmake: libopus;
+# ffmpeg + python3: interop tests and the tone_check.py cross-check; chromium +
+# chromium-driver: the dashboard's real-browser test; redis-server: the several-dispatchers
+# tests start a real one on a free port). Benches install what they need themselves.
+DEB_PACKAGES := build-essential cmake ffmpeg python3 \
+	chromium chromium-driver redis-server
 NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080
 
 .PHONY: run test deps build lint fmt fuzz clean

@@ -27,6 +27,10 @@ cd "$(dirname "$0")/.."
 
 OUT=${OUT:-target/bench}
 WORKERS=${WORKERS:-1}
+# loadgen's plots need a TrueType font (the build and the tests do not).
+if [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null 2>&1 || true
+fi
 TARGETS=${TARGETS:-raw raw-gso noc ms-mmsg ms-mmsg-gso ms-uring ms-uring-gso}
 mkdir -p "$OUT"
 LOAD=(--conferences "${CONFS:-20}" --participants "${PARTS:-5}" --senders "${SENDERS:-5}"

@@ -333,7 +333,7 @@ fn ffmpeg_sends_and_receives_through_external_media() {
     );
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/tools/tone_check.py"
+        "/../tools/tone_check.py"
     );
     if Path::new(script).exists() {
         let out = Command::new("python3")
