@@ -30,7 +30,7 @@ pub use client::connect;
 pub use gate::{CloseReason, Gate, RefuseReason};
 pub use limits::{LimitArgs, Limits, LinkConfig};
 pub use link::{Incoming, Link, Outbox, Recv, Transport};
-pub use serve::{listen, serve_tcp, ws_session, Shutdown};
+pub use serve::{listen, serve_tcp, ws_router, ws_session, Shutdown};
 
 /// Everything this crate reports as an error.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,10 @@
 use crate::gate::{Gate, RefuseReason};
 use crate::link::Link;
 use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use futures_util::SinkExt;
 use protocol::{error_line, ErrorCode};
 use std::future::Future;
@@ -166,4 +169,24 @@ where
             .await;
         }),
     }
+}
+
+/// The route `GET /ws` of a server's HTTP port: the control lines over a WebSocket, one
+/// session per connection run by `handler`, admitted at `gate` (the TCP listener's, so both
+/// kinds count against one limit). The server's router needs
+/// `into_make_service_with_connect_info::<SocketAddr>()` for the peer's address.
+pub fn ws_router<H, F>(gate: Arc<Gate>, shutdown: Shutdown, handler: H) -> Router
+where
+    H: Fn(Link) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let route = move |State((gate, shutdown)): State<(Arc<Gate>, Shutdown)>,
+                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      up: WebSocketUpgrade| {
+        let handler = handler.clone();
+        async move { ws_session(up, peer, &gate, &shutdown, handler) }
+    };
+    Router::new()
+        .route("/ws", get(route))
+        .with_state((gate, shutdown))
 }

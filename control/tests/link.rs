@@ -1,9 +1,6 @@
 //! The connection layer against real sockets on loopback: timeouts, limits, slow readers,
 //! WebSocket framing and shutdown.
 
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::routing::get;
-use axum::Router;
 use control::{CloseReason, Gate, Limits, Link, Recv, RefuseReason, Shutdown};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,21 +156,11 @@ async fn bad_lines_get_their_code() {
     wait_for(|| gate.stats().closed(CloseReason::BadLine) == 1).await;
 }
 
-async fn ws_route(
-    State((gate, sd)): State<(Arc<Gate>, Shutdown)>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    up: WebSocketUpgrade,
-) -> axum::response::Response {
-    control::ws_session(up, peer, &gate, &sd, echo)
-}
-
 #[tokio::test]
 async fn websocket_lines_and_shutdown() {
     let gate = Gate::new("ws", limits());
     let sd = Shutdown::new();
-    let app = Router::new()
-        .route("/ws", get(ws_route))
-        .with_state((gate.clone(), sd.clone()));
+    let app = control::ws_router(gate.clone(), sd.clone(), echo);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {

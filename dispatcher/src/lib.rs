@@ -145,11 +145,12 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
     });
     tokio::spawn(service::store_loop(service.clone()));
     if let Some(l) = http {
-        let app = http::router(service.clone()).merge(clients::ws_routes(clients::Host {
-            service: service.clone(),
-            gate: client_gate,
-            shutdown: shutdown.clone(),
-        }));
+        let ws_service = service.clone();
+        let app = http::router(service.clone()).merge(control::ws_router(
+            client_gate,
+            shutdown.clone(),
+            move |link| clients::session(link, ws_service.clone()),
+        ));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let served = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())

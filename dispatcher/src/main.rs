@@ -5,18 +5,9 @@ use dispatcher::DispatcherArgs;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match settings::parse::<DispatcherArgs>() {
+    let args = match settings::startup::<DispatcherArgs>("dispatcher", "info", 2) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("dispatcher: config: {}", e.exit_on_usage());
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match args.switch_mode() {
         Ok(Some((listen, backends))) => return switch(listen, backends).await,

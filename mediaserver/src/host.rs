@@ -3,39 +3,10 @@
 //! the room lifecycle itself lives in [`crate::conference`].
 
 use crate::conference::{Conferences, JoinRequest, Membership, Refusal};
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
-use control::{CloseReason, Gate, Link, Recv, Shutdown};
+use control::{CloseReason, Link, Recv};
 use protocol::{ClientMsg, ErrorCode, ServerKind, ServerMsg};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-
-/// The client host's state for its WebSocket route.
-#[derive(Clone)]
-pub(crate) struct Host {
-    pub service: Arc<Conferences>,
-    /// The client listener's gate: TCP and WebSocket clients count against one limit.
-    pub gate: Arc<Gate>,
-    pub shutdown: Shutdown,
-}
-
-/// `GET /ws`: the same control lines as the TCP port, one text frame per line.
-pub(crate) fn ws_routes(host: Host) -> Router {
-    Router::new().route("/ws", get(ws)).with_state(host)
-}
-
-async fn ws(
-    State(h): State<Host>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    up: WebSocketUpgrade,
-) -> Response {
-    let service = h.service.clone();
-    control::ws_session(up, peer, &h.gate, &h.shutdown, move |link| {
-        session(link, service)
-    })
-}
 
 /// What a line asks of the session.
 enum Step {

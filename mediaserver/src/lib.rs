@@ -120,12 +120,12 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         move |link| host::session(link, host_service.clone()),
     ));
     tokio::spawn(dispatchee::run(service.clone(), queue, shutdown.clone()));
-    let app =
-        http::router(service.clone(), vec![gate.clone()]).merge(host::ws_routes(host::Host {
-            service: service.clone(),
-            gate,
-            shutdown: shutdown.clone(),
-        }));
+    let ws_service = service.clone();
+    let app = http::router(service.clone(), vec![gate.clone()]).merge(control::ws_router(
+        gate,
+        shutdown.clone(),
+        move |link| host::session(link, ws_service.clone()),
+    ));
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let served = axum::serve(

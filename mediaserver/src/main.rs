@@ -12,18 +12,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match settings::parse::<MediaServerArgs>() {
+    let args = match settings::startup::<MediaServerArgs>("mediaserver", "info", 2) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("mediaserver: config: {}", e.exit_on_usage());
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let settings = match args.resolve() {
         Ok(s) => s,

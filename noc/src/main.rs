@@ -67,18 +67,9 @@ fn demo_account() -> Account {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match settings::parse::<NocArgs>() {
+    let args = match settings::startup::<NocArgs>("noc", "info", 2) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("noc: config: {}", e.exit_on_usage());
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let limits = match args.limits.resolve() {
         Ok(l) => l,

@@ -331,10 +331,7 @@ fn ffmpeg_sends_and_receives_through_external_media() {
         "440 Hz at {at440:.1} dB, 880 Hz at {at880:.1} dB\n{}",
         context()
     );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tools/tone_check.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/tone_check.py");
     if Path::new(script).exists() {
         let out = Command::new("python3")
             .arg(script)

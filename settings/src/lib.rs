@@ -30,10 +30,12 @@
 mod cli;
 mod list;
 mod merge;
+mod startup;
 
 pub use cli::{command, env_var, parse, parse_from, ENV_PREFIX};
 pub use list::comma_list;
 pub use merge::load;
+pub use startup::startup;
 
 use std::path::PathBuf;
 

@@ -4,18 +4,9 @@
 use benches::config::LoadArgs;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match settings::parse::<LoadArgs>() {
+    let args = match settings::startup::<LoadArgs>("loadgen", "info", 1) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("loadgen: {}", e.exit_on_usage());
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = match benches::run::run(&args) {
         Ok(r) => r,

@@ -27,18 +27,9 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = match settings::parse::<Args>() {
+    let args = match settings::startup::<Args>("rawfwd", "info", 1) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("rawfwd: {}", e.exit_on_usage());
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let socket = match UdpSocket::bind(args.listen) {
         Ok(s) => s,
