@@ -258,13 +258,13 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
             ctrl.next().await
         };
         match step {
-            Step::ChannelOffered {
+            Step::ChannelOffered(client::flow::ChannelOffer {
                 kind,
                 addr: server,
                 payload_type,
                 ssrc,
                 ..
-            } => {
+            }) => {
                 if socket.is_none() {
                     let ip = ctrl.local_ip().ok_or("no control connection")?;
                     socket = Some(open_socket(ip, server)?);

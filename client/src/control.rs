@@ -3,13 +3,13 @@
 //! the application only what it must act on: channels to open, media to pause, events to
 //! print, the end. Also the [`Event`] lines the client reports.
 
-use crate::flow::{Action, FlowConfig, Input, JoinFlow, Peer};
+use crate::flow::{Action, ChannelOffer, FlowConfig, Input, JoinFlow, Peer};
 use crate::ClientError;
 use ::control::{ControlError, Link, Recv};
 use protocol::{ChannelAddr, ChannelOpts, ClientMsg, MediaKind, ServerMsg};
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -22,13 +22,7 @@ type Connecting = Pin<Box<dyn Future<Output = Result<Link, ControlError>> + Send
 #[derive(Debug)]
 pub enum Step {
     /// Open our side of this channel, then [`Control::declare_channel`].
-    ChannelOffered {
-        kind: MediaKind,
-        addr: SocketAddr,
-        payload_type: u8,
-        codec: String,
-        ssrc: u32,
-    },
+    ChannelOffered(ChannelOffer),
     /// Stop sending media until the next channel (we are leaving its server).
     PauseMedia,
     /// Print this.
@@ -160,19 +154,7 @@ impl Control {
                 }
                 Action::Disconnect => self.close_link(),
                 Action::PauseMedia => self.ready.push_back(Step::PauseMedia),
-                Action::ChannelOffered {
-                    kind,
-                    addr,
-                    payload_type,
-                    codec,
-                    ssrc,
-                } => self.ready.push_back(Step::ChannelOffered {
-                    kind,
-                    addr,
-                    payload_type,
-                    codec,
-                    ssrc,
-                }),
+                Action::ChannelOffered(o) => self.ready.push_back(Step::ChannelOffered(o)),
                 Action::Event(e) => self.ready.push_back(Step::Event(e)),
                 Action::Finished(r) => {
                     self.close_link();

@@ -12,6 +12,7 @@
 //! `ssrc + 1`; without `ssrc` the ones from the server's `channel` lines.
 
 use crate::control::{Control, Event, Step, Summary};
+use crate::flow::ChannelOffer;
 use crate::session::SessionConfig;
 use crate::ClientError;
 use protocol::codec::RtpCodec;
@@ -227,9 +228,7 @@ pub async fn run(
                 }
                 step = ctrl.next() => match step {
                     Step::Event(e) => events(&e),
-                    Step::ChannelOffered { kind, addr, payload_type, codec, ssrc } => {
-                        st.on_channel(&mut ctrl, kind, addr, payload_type, codec, ssrc)?;
-                    }
+                    Step::ChannelOffered(o) => st.on_channel(&mut ctrl, o)?,
                     // The next server assigns new channels; the files are rewritten then.
                     Step::PauseMedia => st.channels.clear(),
                     Step::Finished(r) => return r,
@@ -250,15 +249,14 @@ pub async fn run(
 impl State<'_> {
     /// Declares an offered channel as `latch:PORT` with the external sender's SSRC, and
     /// writes the files once every channel is there.
-    fn on_channel(
-        &mut self,
-        ctrl: &mut Control,
-        kind: MediaKind,
-        addr: SocketAddr,
-        payload_type: u8,
-        codec: String,
-        ssrc: u32,
-    ) -> Result<(), ClientError> {
+    fn on_channel(&mut self, ctrl: &mut Control, offer: ChannelOffer) -> Result<(), ClientError> {
+        let ChannelOffer {
+            kind,
+            addr,
+            payload_type,
+            codec,
+            ssrc,
+        } = offer;
         if !self.ext.kinds().contains(&kind) {
             tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
             return Ok(());

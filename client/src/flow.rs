@@ -113,17 +113,23 @@ pub enum Action {
     PauseMedia,
     /// The media server offers a channel: the application opens its side and answers with
     /// [`JoinFlow::declare_channel`].
-    ChannelOffered {
-        kind: MediaKind,
-        addr: SocketAddr,
-        payload_type: u8,
-        codec: String,
-        ssrc: u32,
-    },
+    ChannelOffered(ChannelOffer),
     /// Report this.
     Event(Event),
     /// The session is over: `Ok` after [`JoinFlow::leave`], the error otherwise.
     Finished(Result<(), ClientError>),
+}
+
+/// A channel as the media server's `channel` line offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOffer {
+    pub kind: MediaKind,
+    /// Where the server receives this media.
+    pub addr: SocketAddr,
+    pub payload_type: u8,
+    pub codec: String,
+    /// The SSRC to send with.
+    pub ssrc: u32,
 }
 
 /// What happened on the connection the flow asked for.
@@ -404,13 +410,13 @@ impl JoinFlow {
                 ssrc,
             } => {
                 if self.peer == Peer::MediaServer {
-                    self.actions.push_back(Action::ChannelOffered {
+                    self.actions.push_back(Action::ChannelOffered(ChannelOffer {
                         kind,
                         addr,
                         payload_type,
                         codec,
                         ssrc,
-                    });
+                    }));
                 }
             }
             ServerMsg::Reject { code, text } => {

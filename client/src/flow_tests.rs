@@ -41,9 +41,7 @@ impl Rig {
                 Action::Send(m) => Some(format!("send {}", m.encode().trim_end())),
                 Action::Disconnect => Some("disconnect".into()),
                 Action::PauseMedia => Some("pause".into()),
-                Action::ChannelOffered { kind, ssrc, .. } => {
-                    Some(format!("offer {} {ssrc}", kind.as_str()))
-                }
+                Action::ChannelOffered(o) => Some(format!("offer {} {}", o.kind.as_str(), o.ssrc)),
                 Action::Event(e) if events => Some(format!("event {e}")),
                 Action::Event(_) => None,
                 Action::Finished(r) => Some(format!(

@@ -380,11 +380,11 @@ impl State<'_> {
                         }
                         events(&e);
                     }
-                    Step::ChannelOffered { kind: MediaKind::Audio, addr, payload_type, codec, ssrc } => {
-                        self.open_audio(ctrl, addr, payload_type, &codec, ssrc).await?;
+                    Step::ChannelOffered(o) if o.kind == MediaKind::Audio => {
+                        self.open_audio(ctrl, o.addr, o.payload_type, &o.codec, o.ssrc).await?;
                     }
-                    Step::ChannelOffered { kind, .. } => {
-                        tracing::info!(kind = kind.as_str(), "ignoring channel we did not ask for");
+                    Step::ChannelOffered(o) => {
+                        tracing::info!(kind = o.kind.as_str(), "ignoring channel we did not ask for");
                     }
                     Step::PauseMedia => {
                         if let Some(m) = self.media.as_mut() {
