@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
         Err(code) => return code,
     };
     match args.switch_mode() {
-        Ok(Some((listen, backends))) => return switch(listen, backends).await,
+        Ok(Some((listen, backends, limits))) => return switch(listen, backends, limits).await,
         Ok(None) => {}
         Err(e) => {
             eprintln!("dispatcher: {e}");
@@ -48,11 +48,15 @@ async fn main() -> std::process::ExitCode {
 async fn switch(
     listen: std::net::SocketAddr,
     backends: Vec<std::net::SocketAddr>,
+    limits: control::Limits,
 ) -> std::process::ExitCode {
-    match dispatcher::switch::start(listen, backends).await {
+    control::raise_fd_limit();
+    let shutdown = control::Shutdown::new();
+    match dispatcher::switch::start(listen, backends, limits, shutdown.clone()).await {
         Ok((addr, _task)) => {
             println!("switch {addr}");
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
+            shutdown.shutdown(std::time::Duration::from_secs(2)).await;
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
