@@ -267,6 +267,13 @@ pub enum Event {
     Reconnect { attempt: u32, reason: String },
     /// Failover done: accepted into `conference` again, `after_ms` after the loss.
     Rejoined { conference: String, after_ms: u64 },
+    /// A retryable reject (`reason`): retry `attempt` goes to the dispatcher in
+    /// `after_ms`.
+    Retry {
+        attempt: u32,
+        after_ms: u64,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -316,6 +323,11 @@ impl fmt::Display for Event {
                 } => write!(f, "quality {participant} {}", quality.as_str()),
             },
             Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
+            Event::Retry {
+                attempt,
+                after_ms,
+                reason,
+            } => write!(f, "retry {attempt} after_ms={after_ms} {reason}"),
             Event::Rejoined {
                 conference,
                 after_ms,

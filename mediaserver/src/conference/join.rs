@@ -145,7 +145,11 @@ impl Conferences {
         if let Some(room) = rooms.get(conference).filter(|r| r.mode() != opts.mode) {
             return Err(ServerMsg::reject(
                 ErrorCode::WrongState,
-                format!("conference {conference} runs in {} mode", room.mode()),
+                format!(
+                    "conference {} runs in {} mode",
+                    protocol::clip(conference),
+                    room.mode()
+                ),
             ));
         }
         let created = self.ensure_room(&mut rooms, conference, opts.mode)?;
@@ -192,15 +196,20 @@ impl Conferences {
             );
         }
         outbox.send(me.encode());
-        room.add(
-            participant,
-            Member {
-                name: name.to_owned(),
-                account: account.to_owned(),
-                outbox: outbox.clone(),
-                video: video.is_some(),
-            },
-        );
+        let member = Member {
+            name: name.to_owned(),
+            account: account.to_owned(),
+            outbox: outbox.clone(),
+            video: video.is_some(),
+            // Longer than a name could not go back on the registry link.
+            domain: opts
+                .domain
+                .clone()
+                .filter(|d| !d.is_empty() && d.len() <= 128 && !d.chars().any(char::is_control)),
+            joined_unix_ms: super::unix_ms(),
+        };
+        let joined = room.announce(conference, participant, &member);
+        room.add(participant, member);
         outbox.send(
             ServerMsg::Channel {
                 kind: MediaKind::Audio,
@@ -223,12 +232,7 @@ impl Conferences {
                 .encode(),
             );
         }
-        self.notify(MsMsg::UserJoined {
-            conference: conference.to_owned(),
-            participant,
-            name: name.to_owned(),
-            account: account.to_owned(),
-        });
+        self.notify(joined);
         tracing::info!(conference, participant, name, "joined");
         Ok(Membership {
             conference: conference.to_owned(),
