@@ -189,7 +189,7 @@ fn three_clients_hear_each_other_and_the_conference_is_cleaned_up() {
     );
 }
 
-/// The shell tool from ../shared agrees with the in-project detector, when both exist.
+/// `tools/tone_check.py` agrees with the in-project detector.
 fn cross_check_with_tone_check_py(wav: &str, own: f64, others: &[f64]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/tone_check.py");
     if !std::path::Path::new(script).exists() {
