@@ -139,8 +139,6 @@ pub struct Local {
     pub fingerprint: String,
     /// The worker's UDP address: the one host candidate.
     pub addr: SocketAddr,
-    /// The SSRC the server sends the browser's audio with, announced as `a=ssrc`.
-    pub ssrc: u32,
 }
 
 fn answer_direction(offered: &str) -> &'static str {
@@ -202,8 +200,9 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64) -> Result<String, E
         line(&format!("a=rtpmap:{pt} opus/48000/2"));
         line(&format!("a=fmtp:{pt} minptime=10;useinbandfec=1;usedtx=1"));
         line(&format!("a=rtcp-fb:{pt} nack"));
-        line(&format!("a=ssrc:{} cname:noc", local.ssrc));
-        line(&format!("a=ssrc:{} msid:noc audio", local.ssrc));
+        // No a=ssrc: the members' streams arrive with SSRCs the answer cannot know, and a
+        // browser plays an unsignalled SSRC on the section's receiver.
+        line("a=msid:noc audio");
         line(&format!(
             "a=candidate:1 1 udp 2130706431 {ip} {port} typ host generation 0"
         ));
@@ -295,7 +294,6 @@ a=sctp-port:5000\r\n";
             ice_pwd: ice_token(24),
             fingerprint: fingerprint_text(&[0xab; 32]),
             addr: "127.0.0.1:40000".parse().unwrap(),
-            ssrc: 77,
         };
         let a = answer(&o, &local, 1).unwrap();
         assert!(a.contains("m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n"), "{a}");
