@@ -78,10 +78,8 @@ impl Offer {
                             }
                         }
                     }
-                    "ssrc" => {
-                        if ssrc.is_none() {
-                            ssrc = v.split(' ').next().and_then(|s| s.parse().ok());
-                        }
+                    "ssrc" if ssrc.is_none() => {
+                        ssrc = v.split(' ').next().and_then(|s| s.parse().ok());
                     }
                     "sendrecv" | "sendonly" | "recvonly" | "inactive" => direction = a.key.clone(),
                     _ => {}
@@ -173,11 +171,7 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64) -> Result<String, E
         if m.mid != audio.mid {
             // Rejected: port 0, the offer's first format, its mid, nothing else.
             let fmt = m.formats.first().map_or("0", String::as_str);
-            line(&format!(
-                "m={} 0 {} {fmt}",
-                m.kind,
-                m.protos.replace('/', "/")
-            ));
+            line(&format!("m={} 0 {} {fmt}", m.kind, m.protos));
             line(&format!("c=IN {family} {ip}"));
             line(&format!("a=mid:{}", m.mid));
             line("a=inactive");
