@@ -300,20 +300,38 @@ impl fmt::Display for Event {
                 ),
                 M::AddUser { participant, name } => write!(f, "adduser {participant} {name}"),
                 M::DelUser { participant, name } => write!(f, "deluser {participant} {name}"),
-                M::Text { from, text } => write!(f, "text {from} {text}"),
+                M::Text {
+                    from,
+                    text,
+                    to: None,
+                    ..
+                } => write!(f, "text {from} {text}"),
+                M::Text { from, text, .. } => write!(f, "private {from} {text}"),
                 M::Pong { token: Some(t) } => write!(f, "pong {t}"),
                 M::Pong { token: None } => f.write_str("pong"),
                 M::Speaking { participant, on } => {
-                    write!(
-                        f,
-                        "speaking {participant} {}",
-                        if *on { "on" } else { "off" }
-                    )
+                    write!(f, "speaking {participant} {}", on_off(*on))
                 }
                 M::Quality {
                     participant,
                     quality,
                 } => write!(f, "quality {participant} {}", quality.as_str()),
+                M::Role { participant, role } => write!(f, "role {participant} {}", role.as_str()),
+                M::Muted {
+                    participant,
+                    muted,
+                    by,
+                } => write!(f, "muted {participant} {} by={by}", on_off(*muted)),
+                M::Kicked {
+                    participant,
+                    by,
+                    reason,
+                } => write!(f, "kicked {participant} by={by} {reason}"),
+                M::Locked { on, by } => write!(f, "locked {} by={by}", on_off(*on)),
+                M::Ended { by } => write!(f, "ended by={by}"),
+                M::Raise { participant, on } => write!(f, "raise {participant} {}", on_off(*on)),
+                M::Level { participant, dbov } => write!(f, "level {participant} {dbov}"),
+                M::Dominant { participant } => write!(f, "dominant {participant}"),
             },
             Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
             Event::Rejoined {
@@ -336,10 +354,18 @@ impl fmt::Display for Event {
     }
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{ErrorCode, MediaKind, ServerKind};
+    use protocol::{Actor, ErrorCode, MediaKind, ServerKind};
 
     #[test]
     fn event_lines() {
@@ -380,10 +406,44 @@ mod tests {
         assert_eq!(
             line(ServerMsg::Text {
                 from: "bob".into(),
-                text: "hello there".into()
+                text: "hello there".into(),
+                id: Some(2),
+                to: None,
             }),
             "text bob hello there"
         );
+        assert_eq!(
+            line(ServerMsg::Text {
+                from: "bob".into(),
+                text: "just you".into(),
+                id: Some(2),
+                to: Some(5),
+            }),
+            "private bob just you"
+        );
+        assert_eq!(
+            line(ServerMsg::Muted {
+                participant: 3,
+                muted: true,
+                by: Actor::Participant(2)
+            }),
+            "muted 3 on by=2"
+        );
+        assert_eq!(
+            line(ServerMsg::Locked {
+                on: false,
+                by: Actor::Operator
+            }),
+            "locked off by=operator"
+        );
+        assert_eq!(
+            line(ServerMsg::Level {
+                participant: 3,
+                dbov: -17
+            }),
+            "level 3 -17"
+        );
+        assert_eq!(line(ServerMsg::Dominant { participant: 4 }), "dominant 4");
         let left = Event::Left(Summary {
             conference: "xyz".into(),
             sent: 250,

@@ -8,6 +8,11 @@
 //! dispatcher with a backoff and joins the same conference again (failover). A `dispatch`
 //! in the middle of a session (a punt, an operator's move) is followed the same way.
 //!
+//! Once joined, a `reject` or `error` answers one request (a moderator verb from a plain
+//! participant, chat over the rate) and the session goes on; only when the server then
+//! closes the connection is it the end. Being kicked, or the conference being ended by a
+//! moderator, ends the session for good: no failover brings it back.
+//!
 //! Nothing here touches a socket or reads the clock: lines and connection outcomes come in
 //! through [`JoinFlow::handle`], time through `now`, and what to do comes out of
 //! [`JoinFlow::poll_action`]; [`JoinFlow::poll_timeout`] says when to call
@@ -179,6 +184,9 @@ pub struct JoinFlow {
     retry_at: Instant,
     /// Why we are retrying, for the `reconnect` event.
     retry_reason: String,
+    /// A refusal the joined server sent last: if it closes the connection right after,
+    /// that refusal is why the session ended (no failover).
+    last_refusal: Option<ClientError>,
     rng: StdRng,
 }
 
@@ -201,6 +209,7 @@ impl JoinFlow {
             next_ping: now,
             retry_at: now,
             retry_reason: String::new(),
+            last_refusal: None,
         };
         f.connect(Peer::Dispatcher, f.cfg.dispatcher.clone());
         f
@@ -277,6 +286,11 @@ impl JoinFlow {
                 self.phase = Phase::Greeting;
                 self.last_heard = now;
             }
+            Input::Lost(e) if self.phase == Phase::Joined => {
+                // The server closed right after refusing something: that refusal ends it.
+                let e = self.last_refusal.take().unwrap_or(e);
+                self.fail(now, e)
+            }
             Input::ConnectFailed(e) | Input::Lost(e) => self.fail(now, e),
             Input::Line(msg) => {
                 self.last_heard = now;
@@ -340,6 +354,9 @@ impl JoinFlow {
         if !matches!(msg, ServerMsg::Pong { .. }) {
             self.push_event(Event::Server(msg.clone()));
         }
+        if self.phase == Phase::Joined {
+            self.last_refusal = None;
+        }
         match msg {
             ServerMsg::Connect { version, .. } => {
                 if version != protocol::VERSION {
@@ -350,6 +367,10 @@ impl JoinFlow {
                 }
                 let mut opts = self.cfg.opts.clone();
                 opts.ticket.clone_from(&self.ticket);
+                if self.ticket.is_some() {
+                    // The PIN is for the dispatcher; the ticket carries the role it grants.
+                    opts.extra.retain(|(k, _)| k != "pin");
+                }
                 self.actions.push_back(Action::Send(ClientMsg::Join {
                     conference: self.conference.clone(),
                     account: self.cfg.account.clone(),
@@ -419,16 +440,43 @@ impl JoinFlow {
                     }));
                 }
             }
+            // Joined: one request was refused; the server closes the link if that is all.
+            ServerMsg::Reject { code, text } if self.phase == Phase::Joined => {
+                self.last_refusal = Some(ClientError::Rejected { code, text });
+            }
+            ServerMsg::Error { code, text } if self.phase == Phase::Joined => {
+                self.last_refusal = Some(ClientError::Server { code, text });
+            }
             ServerMsg::Reject { code, text } => {
                 self.fail(now, ClientError::Rejected { code, text })
             }
             ServerMsg::Error { code, text } => self.fail(now, ClientError::Server { code, text }),
+            ServerMsg::Kicked {
+                participant,
+                by,
+                reason,
+            } if Some(participant) == self.participant && self.phase == Phase::Joined => {
+                self.actions.push_back(Action::Disconnect);
+                self.finish(Err(ClientError::Kicked { by, reason }));
+            }
+            ServerMsg::Ended { .. } if self.phase == Phase::Joined => {
+                self.actions.push_back(Action::Disconnect);
+                self.finish(Ok(()));
+            }
             ServerMsg::AddUser { .. }
             | ServerMsg::DelUser { .. }
             | ServerMsg::Text { .. }
             | ServerMsg::Speaking { .. }
             | ServerMsg::Quality { .. }
-            | ServerMsg::Pong { .. } => {}
+            | ServerMsg::Pong { .. }
+            | ServerMsg::Role { .. }
+            | ServerMsg::Muted { .. }
+            | ServerMsg::Kicked { .. }
+            | ServerMsg::Locked { .. }
+            | ServerMsg::Ended { .. }
+            | ServerMsg::Raise { .. }
+            | ServerMsg::Level { .. }
+            | ServerMsg::Dominant { .. } => {}
         }
     }
 

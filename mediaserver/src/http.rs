@@ -100,6 +100,21 @@ impl Collector for Workers {
                 "Times the queue to the dispatcher overflowed and the link resynchronised",
                 &stats.notify_overflows,
             ),
+            (
+                "noc_media_moderations",
+                "Moderator and operator actions applied (mute, kick, lock, end)",
+                &stats.moderations,
+            ),
+            (
+                "noc_media_chat_lines",
+                "Chat lines delivered",
+                &stats.chat_lines,
+            ),
+            (
+                "noc_media_chat_refused",
+                "Chat lines refused over a member's rate",
+                &stats.chat_refused,
+            ),
         ] {
             counter(&mut e, name, help, v.load(Ordering::Relaxed))?;
         }

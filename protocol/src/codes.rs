@@ -32,12 +32,20 @@ pub enum ErrorCode {
     /// The peer was too slow: no `join`/`register` within the handshake timeout, or
     /// nothing at all within the idle timeout.
     Timeout,
+    /// The conference is locked by a moderator: new joins are refused until it is unlocked.
+    Locked,
+    /// The request needs a role the sender does not have (a moderator verb from a plain
+    /// participant, a wrong moderator PIN), or undoes a moderator's decision (unmuting
+    /// oneself after a moderator's mute).
+    Forbidden,
+    /// Too many requests of this kind (chat lines) in a short time: this one was dropped.
+    RateLimited,
     /// A code this build does not know; kept so a newer peer's lines still parse.
     Other(u16),
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
@@ -52,6 +60,9 @@ impl ErrorCode {
         ErrorCode::AccountFull,
         ErrorCode::TooManyConnections,
         ErrorCode::Timeout,
+        ErrorCode::Locked,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
     ];
 
     pub fn as_u16(self) -> u16 {
@@ -70,6 +81,9 @@ impl ErrorCode {
             ErrorCode::AccountFull => 429,
             ErrorCode::TooManyConnections => 420,
             ErrorCode::Timeout => 421,
+            ErrorCode::Locked => 423,
+            ErrorCode::Forbidden => 430,
+            ErrorCode::RateLimited => 431,
             ErrorCode::Other(n) => n,
         }
     }
@@ -98,6 +112,9 @@ impl ErrorCode {
             ErrorCode::AccountFull => "account-full",
             ErrorCode::TooManyConnections => "too-many-connections",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Locked => "locked",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate-limited",
             ErrorCode::Other(_) => "other",
         }
     }

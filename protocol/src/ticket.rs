@@ -4,7 +4,13 @@
 //! HMAC-SHA256, keyed with the secret the dispatcher shares with its media servers, over
 //! conference, account, user, server id and expiry. A ticket is good for one user of one
 //! conference on one server until it expires.
+//!
+//! A moderator's ticket carries its role: `EXPIRES.moderator.HEXMAC`, with the role under
+//! the MAC too, so a media server trusts only roles the dispatcher signed. A ticket without
+//! a role (the form above) verifies as a plain participant's, and neither form can be
+//! turned into the other without the secret.
 
+use crate::Role;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -38,7 +44,7 @@ pub struct Claims<'a> {
     pub server: &'a str,
 }
 
-fn mac(secret: &[u8], c: &Claims<'_>, expires: u64) -> Hmac<Sha256> {
+fn mac(secret: &[u8], c: &Claims<'_>, expires: u64, role: Role) -> Hmac<Sha256> {
     // new_from_slice takes keys of any length for HMAC; the error arm cannot happen.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
     // Fields are separated by a byte that names cannot contain, so "a"+"bc" != "ab"+"c".
@@ -47,13 +53,26 @@ fn mac(secret: &[u8], c: &Claims<'_>, expires: u64) -> Hmac<Sha256> {
         m.update(b"\n");
     }
     m.update(expires.to_string().as_bytes());
+    if role != Role::Participant {
+        // Only a granted role is covered, so a plain ticket keeps its old MAC.
+        m.update(b"\nrole=");
+        m.update(role.as_str().as_bytes());
+    }
     m
 }
 
-/// Signs a ticket valid until `expires` (Unix seconds).
+/// Signs a participant's ticket valid until `expires` (Unix seconds).
 pub fn sign(secret: &[u8], c: &Claims<'_>, expires: u64) -> String {
-    let tag = mac(secret, c, expires).finalize().into_bytes();
-    format!("{expires}.{}", hex::encode(tag))
+    sign_as(secret, c, expires, Role::Participant)
+}
+
+/// Signs a ticket valid until `expires` (Unix seconds) that grants `role`.
+pub fn sign_as(secret: &[u8], c: &Claims<'_>, expires: u64, role: Role) -> String {
+    let tag = hex::encode(mac(secret, c, expires, role).finalize().into_bytes());
+    match role {
+        Role::Participant => format!("{expires}.{tag}"),
+        r => format!("{expires}.{}.{tag}", r.as_str()),
+    }
 }
 
 /// The expiry a ticket claims, unchecked: it pairs a join with its `reserve`.
@@ -61,19 +80,38 @@ pub fn expiry(ticket: &str) -> Option<u64> {
     ticket.split_once('.')?.0.parse().ok()
 }
 
-/// Checks a ticket at Unix time `now`. The signature is checked in constant time, and
-/// before the expiry so that a forged ticket is reported as forged.
+/// Checks a ticket at Unix time `now`, whatever role it grants.
 pub fn verify(secret: &[u8], ticket: &str, c: &Claims<'_>, now: u64) -> Result<(), TicketError> {
-    let (exp, tag) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
+    verify_role(secret, ticket, c, now).map(|_| ())
+}
+
+/// Checks a ticket at Unix time `now` and returns the role it grants. The signature is
+/// checked in constant time, and before the expiry so that a forged ticket is reported as
+/// forged.
+pub fn verify_role(
+    secret: &[u8],
+    ticket: &str,
+    c: &Claims<'_>,
+    now: u64,
+) -> Result<Role, TicketError> {
+    let (exp, rest) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
+    let (role, tag) = match rest.split_once('.') {
+        None => (Role::Participant, rest),
+        Some((r, tag)) => match r.parse::<Role>() {
+            // A participant's ticket never names its role.
+            Ok(Role::Moderator) => (Role::Moderator, tag),
+            _ => return Err(TicketError::Malformed),
+        },
+    };
     let expires: u64 = exp.parse().map_err(|_| TicketError::Malformed)?;
     let tag = hex::decode(tag).map_err(|_| TicketError::Malformed)?;
-    mac(secret, c, expires)
+    mac(secret, c, expires, role)
         .verify_slice(&tag)
         .map_err(|_| TicketError::Forged)?;
     if now > expires {
         return Err(TicketError::Expired);
     }
-    Ok(())
+    Ok(role)
 }
 
 #[cfg(test)]
@@ -128,6 +166,41 @@ mod tests {
         assert_eq!(
             verify(b"secret", &stretched, &C, 0),
             Err(TicketError::Forged)
+        );
+    }
+
+    #[test]
+    fn roles_are_signed_and_cannot_be_added_or_stripped() {
+        let plain = sign(b"secret", &C, 1000);
+        assert_eq!(verify_role(b"secret", &plain, &C, 0), Ok(Role::Participant));
+        let m = sign_as(b"secret", &C, 1000, Role::Moderator);
+        assert!(m.starts_with("1000.moderator."), "{m}");
+        assert_eq!(verify_role(b"secret", &m, &C, 0), Ok(Role::Moderator));
+        assert_eq!(verify(b"secret", &m, &C, 0), Ok(()));
+        assert_eq!(expiry(&m), Some(1000));
+        // The participant form signs exactly as before the role existed.
+        assert_eq!(sign_as(b"secret", &C, 1000, Role::Participant), plain);
+        // Adding the role to a plain ticket, or stripping it from a moderator's, breaks it.
+        let promoted = plain.replacen("1000.", "1000.moderator.", 1);
+        assert_eq!(
+            verify_role(b"secret", &promoted, &C, 0),
+            Err(TicketError::Forged)
+        );
+        let demoted = m.replacen("moderator.", "", 1);
+        assert_eq!(
+            verify_role(b"secret", &demoted, &C, 0),
+            Err(TicketError::Forged)
+        );
+        for bad in ["1000.participant.00", "1000.admin.00", "1000..00"] {
+            assert_eq!(
+                verify_role(b"secret", bad, &C, 0),
+                Err(TicketError::Malformed),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            verify_role(b"secret", &m, &C, 1001),
+            Err(TicketError::Expired)
         );
     }
 

@@ -75,6 +75,15 @@ pub struct Reflector {
     next_report: Option<Instant>,
     /// Recent NACKs, to ignore quick repeats.
     nack_memory: nack::NackMemory,
+    /// Whether each member's `quality` light is reported (reflect rooms; a mixer reports
+    /// its own).
+    quality_reports: bool,
+    /// Per member, its uplink audio over the last report interval: (fraction lost /256,
+    /// jitter ms), from the sorter.
+    uplink: HashMap<ParticipantId, (u8, f64)>,
+    /// Per member, what its own receiver reports say about what it gets: (worst fraction
+    /// lost /256, largest jitter ms, when).
+    downlink: HashMap<ParticipantId, (u8, f64, Instant)>,
     stats: ReflectorStats,
     /// Keys the maps made now and later (a source's renumbering, a simulcast's receivers).
     hasher: Hasher,
@@ -112,6 +121,9 @@ impl Reflector {
             reports: hasher.map(),
             next_report: None,
             nack_memory: nack::NackMemory::default(),
+            quality_reports: false,
+            uplink: hasher.map(),
+            downlink: hasher.map(),
             stats: ReflectorStats::default(),
             hasher,
         }
@@ -148,9 +160,22 @@ impl Reflector {
         self.last_n.forwards(src)
     }
 
-    /// The member who started talking most recently and still talks (last-N only).
+    /// The member who started talking most recently and still talks. The `dominant`
+    /// lines follow it, with hysteresis ([`mesh::talk::DominantSpeaker`]).
     pub fn dominant_speaker(&self) -> Option<ParticipantId> {
         self.last_n.dominant()
+    }
+
+    /// Reports each member's `quality` light every [`REPORT_INTERVAL`] (reflect rooms):
+    /// the worse of what its receiver reports say it gets and how its own audio arrives.
+    pub fn set_quality_reports(&mut self, on: bool) {
+        self.quality_reports = on;
+    }
+
+    /// Whether the reflector reports its talkers' levels and the dominant speaker (on by
+    /// default; off when a mixer reports them from the audio it mixes).
+    pub fn set_indicators(&mut self, on: bool) {
+        self.last_n.set_indicators(on);
     }
 
     /// How `src` is asked for keyframes (PLI unless set).
@@ -189,6 +214,10 @@ impl Reflector {
         self.prefs.retain(|p, _| members.contains(p));
         self.rtx_seqs.retain(|(p, _), _| members.contains(p));
         self.reports.retain(|(p, _), _| members.contains(p));
+        self.uplink.retain(|p, _| members.contains(p));
+        self.downlink.retain(|p, _| members.contains(p));
+        self.uplink.reserve(members.len());
+        self.downlink.reserve(members.len());
         // Room for every member's entries, so they are not allocated packet by packet.
         self.reports.reserve(2 * members.len());
         self.estimates.reserve(members.len());
@@ -288,11 +317,16 @@ impl Reflector {
         plain + layered
     }
 
-    /// Last-N: a new speaker's video reaches its receivers from a keyframe on.
+    /// Speech detection on every audio packet; last-N: a new speaker's video reaches its
+    /// receivers from a keyframe on.
     fn observe_speech(&mut self, now: Instant, src: ParticipantId, pkt: &RtpView<'_>) {
-        let Some(entered) = self.last_n.observe(now, src, pkt) else {
-            return;
-        };
+        if let Some(entered) = self.last_n.observe(now, src, pkt) {
+            self.entered_last_n(entered);
+        }
+    }
+
+    /// `entered` is a speaker again: its video restarts at a keyframe for its receivers.
+    fn entered_last_n(&mut self, entered: ParticipantId) {
         let receivers = self
             .table
             .get(&entered)
@@ -328,7 +362,7 @@ impl Path for Reflector {
         out: &mut Vec<ParticipantId>,
     ) {
         self.sync(members);
-        if kind == MediaKind::Audio && self.last_n.enabled() {
+        if kind == MediaKind::Audio {
             self.observe_speech(now, src, pkt);
         }
         let src_run = match kind {
@@ -446,8 +480,15 @@ impl Path for Reflector {
         }
     }
 
+    fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
+        self.last_n.mute(now, participant, muted);
+    }
+
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
         self.talk.entry(participant).or_default().control(now, on);
+        if let Some(entered) = self.last_n.control(now, participant, on) {
+            self.entered_last_n(entered);
+        }
         // Forget runs of members who left (bounded by the membership).
         let members = &self.members;
         if self.talk.len() > members.len() + 16 {

@@ -1,14 +1,16 @@
 //! Members: join (ticket, codecs, room, roster, channels), their lines while in the room,
 //! and leave.
 
-use super::rooms::{Member, Room, Rooms};
+use super::rooms::{ChatBucket, Member, Room, Rooms};
 use super::{unix_now, Conferences, Refusal};
 use crate::path::MediaPath;
 use control::Outbox;
 use mesh::{Command, Remote};
 use protocol::codec;
 use protocol::ticket::{self, Claims};
-use protocol::{ChannelAddr, ChannelOpts, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerMsg};
+use protocol::{
+    Actor, ChannelAddr, ChannelOpts, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, Role, ServerMsg,
+};
 use reflector::VideoCodec;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -97,6 +99,49 @@ fn video_codec_of(opts: &JoinOpts) -> Result<Option<(u8, &'static str)>, ServerM
     }
 }
 
+/// What a newcomer is told after the roster: who moderates, who is muted (and by whom),
+/// whose hand is up (moderators only), and whether the room is locked.
+fn state_lines(room: &Room, me: u32, my_role: Role) -> Vec<ServerMsg> {
+    let mut lines = Vec::new();
+    for (&id, m) in room.members() {
+        if m.role != Role::Participant {
+            lines.push(ServerMsg::Role {
+                participant: id,
+                role: m.role,
+            });
+        }
+        if let Some(by) = m
+            .hard_muted
+            .or(m.self_muted.then_some(Actor::Participant(id)))
+        {
+            lines.push(ServerMsg::Muted {
+                participant: id,
+                muted: true,
+                by,
+            });
+        }
+        if m.raised && my_role == Role::Moderator {
+            lines.push(ServerMsg::Raise {
+                participant: id,
+                on: true,
+            });
+        }
+    }
+    if my_role != Role::Participant {
+        lines.push(ServerMsg::Role {
+            participant: me,
+            role: my_role,
+        });
+    }
+    if let Some(by) = room.locked() {
+        lines.push(ServerMsg::Locked { on: true, by });
+    }
+    if let Some(participant) = room.dominant() {
+        lines.push(ServerMsg::Dominant { participant });
+    }
+    lines
+}
+
 fn busy() -> ServerMsg {
     ServerMsg::reject(
         ErrorCode::NoCapacity,
@@ -131,8 +176,14 @@ impl Conferences {
             user: name,
             server: &self.settings.id,
         };
-        ticket::verify(&self.settings.secret, t, &claims, unix_now())
+        let role = ticket::verify_role(&self.settings.secret, t, &claims, unix_now())
             .map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
+        if self.is_revoked(t) {
+            return Err(ServerMsg::reject(
+                ErrorCode::BadTicket,
+                "this ticket's holder was removed from the conference",
+            ));
+        }
         let (payload_type, codec, clock_rate) = codec_of(opts)?;
         let video = video_codec_of(opts)?;
         if video.is_some() && !self.settings.video {
@@ -146,6 +197,14 @@ impl Conferences {
             return Err(ServerMsg::reject(
                 ErrorCode::WrongState,
                 format!("conference {conference} runs in {} mode", room.mode()),
+            ));
+        }
+        let locked = rooms.get(conference).is_some_and(|r| r.locked().is_some());
+        if locked && role != Role::Moderator {
+            tracing::info!(conference, name, "join refused: the room is locked");
+            return Err(ServerMsg::reject(
+                ErrorCode::Locked,
+                format!("conference {conference} is locked; ask a moderator to unlock it"),
             ));
         }
         let created = self.ensure_room(&mut rooms, conference, opts.mode)?;
@@ -182,6 +241,9 @@ impl Conferences {
             .encode(),
         );
         room.broadcast(&me, None);
+        if role != Role::Participant {
+            room.broadcast(&ServerMsg::Role { participant, role }, None);
+        }
         for (id, m) in room.members() {
             outbox.send(
                 ServerMsg::AddUser {
@@ -192,6 +254,10 @@ impl Conferences {
             );
         }
         outbox.send(me.encode());
+        // The room's state, so the newcomer's view matches everyone else's.
+        for line in state_lines(room, participant, role) {
+            outbox.send(line.encode());
+        }
         room.add(
             participant,
             Member {
@@ -199,6 +265,12 @@ impl Conferences {
                 account: account.to_owned(),
                 outbox: outbox.clone(),
                 video: video.is_some(),
+                role,
+                ticket: t.clone(),
+                self_muted: false,
+                hard_muted: None,
+                raised: false,
+                chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
             },
         );
         outbox.send(
@@ -494,48 +566,6 @@ impl Conferences {
     pub(crate) fn layer(&self, m: &mut Membership, max: Option<u8>) -> Result<(), Refusal> {
         m.prefs.max_layer = max;
         self.send_prefs(m)
-    }
-
-    /// `mute`: mutes another member of the same conference.
-    pub(crate) fn mute(
-        &self,
-        m: &Membership,
-        participant: u32,
-        muted: bool,
-    ) -> Result<(), Refusal> {
-        let place = {
-            let rooms = self.rooms();
-            rooms
-                .get(&m.conference)
-                .filter(|r| r.member(participant).is_some())
-                .map(|r| (r.worker(), r.conf()))
-        };
-        let Some((worker, conf)) = place else {
-            return Err(Refusal::Reply(ServerMsg::reject(
-                ErrorCode::NotFound,
-                format!("no participant {participant} here"),
-            )));
-        };
-        self.apply(
-            worker,
-            Command::Mute {
-                conf,
-                participant,
-                muted,
-            },
-        )
-    }
-
-    /// `text`: to everyone else in the conference.
-    pub(crate) fn text(&self, m: &Membership, text: String) {
-        let rooms = self.rooms();
-        if let Some(room) = rooms.get(&m.conference) {
-            let from = room
-                .member(m.participant)
-                .map(|x| x.name.clone())
-                .unwrap_or_default();
-            room.broadcast(&ServerMsg::Text { from, text }, Some(m.participant));
-        }
     }
 
     /// `talk on|off`: push to talk drives the mixer's talk runs; a reflector knows only

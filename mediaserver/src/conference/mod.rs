@@ -9,6 +9,7 @@
 //! plane never falls out of step with the mesh.
 
 mod join;
+mod moderate;
 mod punt;
 mod report;
 mod rooms;
@@ -61,6 +62,11 @@ pub(crate) struct ServiceStats {
     pub commands_retried: AtomicU64,
     /// Times the dispatcher queue overflowed and the link was resynchronised.
     pub notify_overflows: AtomicU64,
+    /// Moderator and operator actions applied (mute, kick, lock, end).
+    pub moderations: AtomicU64,
+    /// Chat lines delivered, and refused over a member's rate.
+    pub chat_lines: AtomicU64,
+    pub chat_refused: AtomicU64,
 }
 
 /// The conference service of one media server.
@@ -82,6 +88,8 @@ pub(crate) struct Conferences {
     /// Teardown commands a full queue refused, by worker, sent again before anything else.
     deferred: Mutex<Vec<(usize, Command<MediaPath>)>>,
     meter: Mutex<Meter>,
+    /// Tickets of kicked members, until they expire: they cannot be used to come back.
+    revoked: Mutex<HashMap<String, u64>>,
     pub stats: ServiceStats,
 }
 
@@ -111,6 +119,7 @@ impl Conferences {
             punts: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
             meter: Mutex::new(Meter::new()),
+            revoked: Mutex::new(HashMap::new()),
             stats: ServiceStats::default(),
         };
         (c, rx)
@@ -307,6 +316,7 @@ impl Conferences {
     /// Drops expired reservations and deletes rooms nobody joined.
     pub(crate) fn sweep(&self) {
         let now = unix_now();
+        self.sweep_revoked(now);
         let mut rooms = self.rooms();
         let idle: Vec<String> = rooms
             .iter_mut()
@@ -336,7 +346,8 @@ impl Conferences {
     }
 
     /// Turns a worker's mesh event into control lines: `speaking` to every member when a
-    /// talk run starts or stops, `quality` to every member when a member's light changes.
+    /// talk run starts or stops, `quality` to every member when a member's light changes,
+    /// the `level` lines of one period together, and `dominant` when the floor changes.
     pub(crate) fn on_mesh_event(&self, worker: usize, ev: mesh::Event) {
         let mut rooms = self.rooms();
         match ev {
@@ -370,6 +381,24 @@ impl Conferences {
                         },
                         None,
                     );
+                }
+            }
+            mesh::Event::Levels { conf, levels } => {
+                if let Some(room) = rooms.by_conf(worker, conf) {
+                    let lines: Vec<bytes::Bytes> = levels
+                        .iter()
+                        .map(|(participant, dbov)| {
+                            ServerMsg::Level { participant, dbov }.encode().into()
+                        })
+                        .collect();
+                    room.broadcast_lines(&lines);
+                }
+            }
+            mesh::Event::Dominant { conf, participant } => {
+                if let Some(room) = rooms.by_conf(worker, conf) {
+                    if room.set_dominant(participant) {
+                        room.broadcast(&ServerMsg::Dominant { participant }, None);
+                    }
                 }
             }
             ev => tracing::info!(worker, event = ?ev, "mesh event"),
