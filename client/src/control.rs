@@ -267,6 +267,19 @@ pub enum Event {
     Reconnect { attempt: u32, reason: String },
     /// Failover done: accepted into `conference` again, `after_ms` after the loss.
     Rejoined { conference: String, after_ms: u64 },
+    /// `--detect-clicks`: a click heard this long after it was made (mouth to ear).
+    Click { latency_us: u64 },
+    /// `--detect-clicks`, at the end: the clicks heard, their latency's median, 99th
+    /// percentile and maximum, and the client's playout delay at the end.
+    Clicks {
+        count: usize,
+        p50_us: u64,
+        p99_us: u64,
+        max_us: u64,
+        buffer_us: u64,
+    },
+    /// A scheduled line (`--say`, `--command`) naming someone not in the roster.
+    Skipped { what: String },
 }
 
 impl fmt::Display for Event {
@@ -334,6 +347,22 @@ impl fmt::Display for Event {
                 M::Dominant { participant } => write!(f, "dominant {participant}"),
             },
             Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
+            Event::Click { latency_us } => write!(f, "click latency_ms={}", ms(*latency_us)),
+            Event::Clicks {
+                count,
+                p50_us,
+                p99_us,
+                max_us,
+                buffer_us,
+            } => write!(
+                f,
+                "clicks n={count} p50_ms={} p99_ms={} max_ms={} buffer_ms={}",
+                ms(*p50_us),
+                ms(*p99_us),
+                ms(*max_us),
+                ms(*buffer_us)
+            ),
+            Event::Skipped { what } => write!(f, "skipped {what}"),
             Event::Rejoined {
                 conference,
                 after_ms,
@@ -352,6 +381,11 @@ impl fmt::Display for Event {
             ),
         }
     }
+}
+
+/// Microseconds as milliseconds with one decimal.
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
 }
 
 fn on_off(on: bool) -> &'static str {

@@ -2,8 +2,12 @@
 //!
 //! Sans-IO: time comes in as a sample position (48 kHz samples since the session started),
 //! so tests drive it with synthetic packets and exact times. Each SSRC is placed by its RTP
-//! timestamp relative to its first packet, anchored at that packet's arrival plus a fixed
-//! playout delay. Packets wait in a per-stream buffer until their playout time, then are
+//! timestamp relative to its first packet, anchored at that packet's arrival plus a
+//! playout delay: fixed ([`Mixer::new`]), or adaptive per stream ([`Mixer::adaptive`], what
+//! confclient uses, as the media server's mixer does): a packet that comes too late grows
+//! the delay by its lateness (the gap this opens is concealed, and the packet still plays),
+//! and a stream whose packets all came well ahead of time for [`CALM_WINDOW`] drops one
+//! frame to shrink it again. Packets wait in a per-stream buffer until their playout time, then are
 //! decoded in order by the stream's own Opus decoder, so reordering within the delay is
 //! harmless; a packet still missing at its playout time is concealed (Opus PLC, silence
 //! after [`MAX_PLC_FRAMES`]) so later audio keeps its place. Streams are summed with
@@ -35,6 +39,17 @@ const MAX_STREAMS: usize = 256;
 const MAX_PENDING: usize = 512;
 /// Concealment works in 2.5 ms steps.
 const PLC_STEP: u64 = 120;
+/// Adaptive playout: where a stream starts, and its bounds.
+pub const ADAPTIVE_START: u64 = SAMPLE_RATE as u64 * 20 / 1000;
+pub const ADAPTIVE_MIN: u64 = SAMPLE_RATE as u64 * 20 / 1000;
+pub const ADAPTIVE_MAX: u64 = SAMPLE_RATE as u64 * 400 / 1000;
+/// Growing adds this much on top of a late packet's lateness, so the next one like it is
+/// in time.
+const GROW_MARGIN: u64 = SAMPLE_RATE as u64 * 10 / 1000;
+/// A stream shrinks by a frame when, for this long, every packet came at least a frame and
+/// [`SHRINK_MARGIN`] ahead of its playout time.
+pub const CALM_WINDOW: u64 = 2 * SAMPLE_RATE as u64;
+const SHRINK_MARGIN: i64 = SAMPLE_RATE as i64 * 5 / 1000;
 
 /// Receive counters, summed over streams.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +70,17 @@ pub struct MixStats {
     pub decode_errors: u64,
     /// Packets dropped because too many streams or buffered packets were held.
     pub overflow: u64,
+    /// Adaptive playout: times a stream's delay grew for a late packet, and frames dropped
+    /// to shrink it when calm.
+    pub grown: u64,
+    pub shrunk: u64,
+}
+
+/// Bounds of an adaptive playout delay, in samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Adapt {
+    min: u64,
+    max: u64,
 }
 
 /// Unwraps a wrapping counter (16-bit sequence or 32-bit timestamp) to an i64.
@@ -164,6 +190,15 @@ struct Stream {
     /// Frames concealed since the last real packet.
     concealed_run: u32,
     seq: SeqStats,
+    /// Playout delay now, in samples.
+    delay: u64,
+    /// Smallest slack (playout position minus arrival) of this calm window, and where the
+    /// window ends.
+    min_slack: i64,
+    window_end: u64,
+    /// RFC 3550 interarrival jitter, in samples, and the last (arrival, media time).
+    jitter: f64,
+    last_transit: Option<i64>,
 }
 
 impl Stream {
@@ -189,11 +224,73 @@ impl Stream {
             pending: BTreeMap::new(),
             concealed_run: 0,
             seq: SeqStats::new(pkt.seq),
+            delay,
+            min_slack: i64::MAX,
+            window_end: now + CALM_WINDOW,
+            jitter: 0.0,
+            last_transit: None,
         }
+    }
+
+    /// Moves this stream's playout later by `by` samples: what is buffered keeps its place
+    /// relative to the others, and the gap that opens before it is concealed.
+    fn grow(&mut self, by: u64) {
+        self.delay += by;
+        self.anchor += by;
+        self.pending = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(k, v)| (k + by, v))
+            .collect();
+        self.min_slack = i64::MAX;
+    }
+
+    /// Moves this stream's playout one frame earlier; the frame that now overlaps what was
+    /// played is dropped. Returns whether it shrank.
+    fn shrink(&mut self, a: Adapt, floor: u64) -> bool {
+        let by = FRAME_SAMPLES as u64;
+        if self.delay < a.min + by {
+            return false;
+        }
+        self.delay -= by;
+        self.anchor -= by;
+        self.pending = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter_map(|(k, v)| (k >= by && k - by >= floor).then(|| (k - by, v)))
+            .collect();
+        true
+    }
+
+    /// Records a packet's slack (how far ahead of what this stream plays next it came)
+    /// and, at the end of a calm window, shrinks the delay.
+    fn observe(&mut self, slack: i64, now: u64, a: Adapt, floor: u64, stats: &mut MixStats) {
+        self.min_slack = self.min_slack.min(slack);
+        if now < self.window_end {
+            return;
+        }
+        let calm =
+            self.min_slack != i64::MAX && self.min_slack > FRAME_SAMPLES as i64 + SHRINK_MARGIN;
+        if calm && self.shrink(a, floor) {
+            stats.shrunk += 1;
+        }
+        self.min_slack = i64::MAX;
+        self.window_end = now + CALM_WINDOW;
+    }
+
+    /// RFC 3550 interarrival jitter from a packet's arrival and media time.
+    fn measure(&mut self, now: u64, media: i64) {
+        let transit = now as i64 - media;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).abs() as f64;
+            if d < SAMPLE_RATE as f64 {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.last_transit = Some(transit);
     }
 
     /// Restarts timing so that `ts` plays at `now + delay`.
     fn resync(&mut self, ts: i64, now: u64, delay: u64) {
+        self.last_transit = None;
         self.anchor = now + delay;
         self.base_ts = ts;
         self.max_ts = ts;
@@ -337,6 +434,8 @@ pub struct Mixer {
     streams: HashMap<u32, Stream>,
     timeline: Timeline,
     delay: u64,
+    /// Adaptive playout bounds; `None`: every stream keeps `delay`.
+    adapt: Option<Adapt>,
     decode: bool,
     /// Streams are G.711 of this law (a telephony client) rather than Opus.
     telephony: Option<Law>,
@@ -351,10 +450,47 @@ impl Mixer {
             streams: HashMap::new(),
             timeline: Timeline::default(),
             delay,
+            adapt: None,
             decode,
             telephony: None,
             stats: MixStats::default(),
         }
+    }
+
+    /// A mixer whose streams each start at [`ADAPTIVE_START`] of playout delay and adapt
+    /// it within [`ADAPTIVE_MIN`]..=[`ADAPTIVE_MAX`] (see the module docs).
+    pub fn adaptive(decode: bool) -> Self {
+        let mut m = Mixer::new(ADAPTIVE_START, decode);
+        m.adapt = Some(Adapt {
+            min: ADAPTIVE_MIN,
+            max: ADAPTIVE_MAX,
+        });
+        m
+    }
+
+    /// The largest playout delay of any stream now, in samples.
+    pub fn delay(&self) -> u64 {
+        self.streams
+            .values()
+            .map(|s| s.delay)
+            .max()
+            .unwrap_or(self.delay)
+    }
+
+    /// Per stream: (SSRC, packets expected, packets received, highest extended sequence
+    /// number, interarrival jitter in samples), for receiver reports.
+    pub fn reception(&self) -> impl Iterator<Item = (u32, u64, u64, u64, u32)> + '_ {
+        self.streams.iter().map(|(&ssrc, s)| {
+            let expected = u64::try_from(s.seq.max - s.seq.base + 1).unwrap_or(0);
+            let highest = u64::try_from(s.seq.max).unwrap_or(0);
+            (
+                ssrc,
+                expected + s.seq.lost_before,
+                s.seq.received,
+                highest,
+                s.jitter.round() as u32,
+            )
+        })
     }
 
     /// Receive G.711 of `law` (8 kHz, upsampled to the 48 kHz timeline) instead of Opus;
@@ -395,6 +531,8 @@ impl Mixer {
         }
         self.stats.packets += 1;
         let (ext, mut pos) = stream.position(pkt.timestamp);
+        stream.measure(now, (ext - stream.base_ts) * stream.ts_scale);
+        let delay = stream.delay;
         let due = (now + delay) as i64;
         let floor = stream.next_pos.max(self.timeline.written) as i64;
         // A late packet on an idle stream means the sender resumed without advancing its
@@ -405,7 +543,26 @@ impl Mixer {
             stream.resync(ext, now, delay);
             pos = due;
         }
-        if pos < stream.next_pos.max(self.timeline.written) as i64 {
+        let floor = stream.next_pos.max(self.timeline.written);
+        if let Some(a) = self.adapt {
+            if pos >= floor as i64 {
+                // In time, by this much: a calm stream shrinks (this packet moves too).
+                stream.observe(pos - floor as i64, now, a, floor, &mut self.stats);
+                pos = stream.anchor as i64 + (ext - stream.base_ts) * stream.ts_scale;
+            }
+            if pos < floor as i64 {
+                // Late: play later from now on, this packet included.
+                let by = (floor as i64 - pos) as u64 + GROW_MARGIN;
+                let by = by.div_ceil(PLC_STEP) * PLC_STEP;
+                let by = by.min(a.max.saturating_sub(stream.delay));
+                if by > 0 && pos + by as i64 >= floor as i64 {
+                    stream.grow(by);
+                    pos += by as i64;
+                    self.stats.grown += 1;
+                }
+            }
+        }
+        if pos < floor as i64 {
             self.stats.late += 1;
             return;
         }
@@ -694,6 +851,80 @@ mod tests {
         assert_eq!(out.len() as u64, 25 * F);
         let s = m.stats();
         assert_eq!((s.packets, s.lost, s.streams), (19, 1, 1));
+    }
+
+    /// The adaptive buffer in virtual time, ticked every 20 ms as the recorder does: 10 s
+    /// of a tone with 0-60 ms of jitter, then 10 s of a calm network (one packet lost).
+    #[test]
+    fn adaptive_playout_grows_with_jitter_plays_without_gaps_and_shrinks_when_calm() {
+        let frames = 1000usize;
+        let p = payloads(440.0, -12.0, frames);
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut jitter = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % (60 * 48 + 1)
+        };
+        let calm_from = 500;
+        let mut arrivals: Vec<(u64, RtpIn)> = stream(3, 0, 0, 0, &p)
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| *k != 800)
+            // The first packet is on time, so the delay must grow to cover the jitter.
+            .map(|(k, (t, pk))| (t + if k > 0 && k < calm_from { jitter() } else { 0 }, pk))
+            .collect();
+        arrivals.sort_by_key(|(t, _)| *t);
+        let mut m = Mixer::adaptive(true);
+        let mut out = Vec::new();
+        let mut tick = 0u64;
+        let mut marks = Vec::new();
+        let end = frames as u64 * F + 10 * F;
+        for (t, pk) in arrivals {
+            while tick + F <= t {
+                tick += F;
+                m.advance(tick, &mut out);
+                if tick % (48_000 * 5) == 0 {
+                    marks.push((tick, m.stats(), m.delay()));
+                }
+            }
+            m.push(t, &pk);
+        }
+        while tick + F <= end {
+            tick += F;
+            m.advance(tick, &mut out);
+        }
+        let (at5, s5, d5) = marks[0];
+        let (at10, s10, d10) = marks[1];
+        let (_, s15, _) = marks[2];
+        assert_eq!((at5, at10), (5 * 48_000, 10 * 48_000));
+        // It grew for the jitter: the delay now covers 60 ms.
+        assert!(s5.grown > 0, "{s5:?}");
+        assert!(d5 >= 50 * 48 && d5 <= ADAPTIVE_MAX, "delay {} ms", d5 / 48);
+        // Then it played without a gap: nothing late, concealed or grown in 5..10 s...
+        assert_eq!(
+            (s10.late, s10.concealed, s10.grown),
+            (s5.late, s5.concealed, s5.grown),
+            "{s5:?} -> {s10:?}"
+        );
+        // ...and every 20 ms frame of 5..10 s holds the tone.
+        for (k, frame) in out[5 * 48_000..10 * 48_000].chunks_exact(960).enumerate() {
+            assert!(energy(frame) > 1e9, "frame {k} after 5 s is silent");
+        }
+        // Calm again: it shrank, well below where the jitter had taken it.
+        let fin = m.stats();
+        assert!(fin.shrunk >= 1, "{fin:?}");
+        assert!(
+            m.delay() + F <= d10,
+            "{} ms then {} ms: {fin:?}",
+            d10 / 48,
+            m.delay() / 48
+        );
+        assert!(m.delay() >= ADAPTIVE_MIN);
+        // The lost packet was concealed, nothing came late.
+        assert_eq!(fin.late, s5.late);
+        assert!(fin.concealed > s15.concealed, "{s15:?} -> {fin:?}");
+        assert_eq!(fin.lost, 1);
     }
 
     #[test]
