@@ -426,17 +426,20 @@ fn kick_removes_a_member_for_good() {
         .any(|l| l.ends_with(" eve") && l.starts_with("deluser")));
 }
 
-/// A locked room refuses a new join with 423; unlocked, it admits one again.
+/// A locked room refuses a new join with 423; unlocked, it admits one again. The
+/// moderator speaks over a WebSocket.
 #[test]
 fn a_locked_room_refuses_new_joins_until_unlocked() {
     let dir = TempDir::new("lock");
     let noc = noc(&dir);
-    let mut m = spawn(
-        &noc,
+    let mut m = Client::spawn_at(
+        &noc.websocket("dispatcher"),
         "lockroom",
+        "demo",
         "mod",
-        "reflect",
         &[
+            "--mode",
+            "reflect",
             "--moderator-pin",
             PIN,
             "--duration",

@@ -16,7 +16,7 @@
 use mesh::FastMap as HashMap;
 use std::time::Instant;
 
-use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, TalkDetector, TalkEdge};
+use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, Run, TalkDetector, TalkEdge};
 use mesh::{Hasher, ParticipantId, PathOut, RtpView};
 
 /// The RFC 8285 one-byte extension id senders use for the audio level unless told otherwise
@@ -117,17 +117,20 @@ impl LastN {
         })
     }
 
-    /// Reads the audio level of `src`'s packet. Returns `src` when it just started talking
-    /// and so entered the forwarded set (its video needs a keyframe for its receivers).
+    /// Reads the audio level of `src`'s packet (one map lookup per packet). Returns `src`
+    /// when it just started talking and so entered the forwarded set (its video needs a
+    /// keyframe for its receivers), and the source's push-to-talk run, for smart duplex.
     pub(crate) fn observe(
         &mut self,
         now: Instant,
         src: ParticipantId,
         pkt: &RtpView<'_>,
-    ) -> Option<ParticipantId> {
-        let s = self.speakers.get_mut(&src)?;
+    ) -> (Option<ParticipantId>, Option<Run>) {
+        let Some(s) = self.speakers.get_mut(&src) else {
+            return (None, None);
+        };
         if s.muted {
-            return None;
+            return (None, None);
         }
         let voice = match talk::audio_level(pkt, self.ext_id) {
             Some((_, level)) => {
@@ -136,16 +139,30 @@ impl LastN {
             }
             None => pkt.payload().len() > SILENT_PAYLOAD,
         };
-        match s.detector.observe(now, false, voice)? {
-            TalkEdge::Started(_) => {
+        let edge = s.detector.observe(now, false, voice);
+        let ptt_run = match s.detector.is_push_to_talk() {
+            true => s.detector.run(),
+            false => None,
+        };
+        let entered = match edge {
+            Some(TalkEdge::Started(_)) => {
                 self.edges.push((src, true));
                 self.promote(src)
             }
-            TalkEdge::Stopped => {
+            Some(TalkEdge::Stopped) => {
                 self.edges.push((src, false));
                 None
             }
-        }
+            None => None,
+        };
+        (entered, ptt_run)
+    }
+
+    /// The run smart duplex applies to `receiver`: its push-to-talk run, if any.
+    pub(crate) fn duplex_run(&self, receiver: ParticipantId) -> Option<Run> {
+        self.speakers
+            .get(&receiver)
+            .and_then(|s| s.detector.duplex_run())
     }
 
     /// Push to talk (`talk on|off`): the run follows the control line, and a run's start

@@ -21,7 +21,7 @@ mod video;
 use mesh::FastMap as HashMap;
 use std::time::Instant;
 
-use mesh::talk::{self, TalkDetector};
+use mesh::talk;
 use mesh::{Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
 
 pub use feedback::{
@@ -48,8 +48,6 @@ pub struct Reflector {
     members: Vec<ParticipantId>,
     table: HashMap<ParticipantId, Entry>,
     rebuilds: u64,
-    /// Push-to-talk runs (`talk on|off`), for smart duplex when forwarding audio.
-    talk: HashMap<ParticipantId, TalkDetector>,
     /// Video codec by RTP payload type; unset types are forwarded without keyframe gating.
     codecs: [Option<VideoCodec>; 128],
     /// Per video source; created at its first packet.
@@ -107,7 +105,6 @@ impl Reflector {
             members: Vec::new(),
             table: hasher.map(),
             rebuilds: 0,
-            talk: hasher.map(),
             codecs: [None; 128],
             video: hasher.map(),
             simulcast: hasher.map(),
@@ -317,14 +314,6 @@ impl Reflector {
         plain + layered
     }
 
-    /// Speech detection on every audio packet; last-N: a new speaker's video reaches its
-    /// receivers from a keyframe on.
-    fn observe_speech(&mut self, now: Instant, src: ParticipantId, pkt: &RtpView<'_>) {
-        if let Some(entered) = self.last_n.observe(now, src, pkt) {
-            self.entered_last_n(entered);
-        }
-    }
-
     /// `entered` is a speaker again: its video restarts at a keyframe for its receivers.
     fn entered_last_n(&mut self, entered: ParticipantId) {
         let receivers = self
@@ -362,18 +351,24 @@ impl Path for Reflector {
         out: &mut Vec<ParticipantId>,
     ) {
         self.sync(members);
-        if kind == MediaKind::Audio {
-            self.observe_speech(now, src, pkt);
+        if kind == MediaKind::Video {
+            return self.route_video(now, src, pkt, out);
         }
-        let src_run = match kind {
-            MediaKind::Audio => self.talk.get(&src).and_then(TalkDetector::run),
-            MediaKind::Video => return self.route_video(now, src, pkt, out),
-        };
+        // Speech detection on every audio packet (speaking, levels, dominant speaker,
+        // last-N), and the source's push-to-talk run, in one lookup.
+        let (entered, src_run) = self.last_n.observe(now, src, pkt);
+        if let Some(e) = entered {
+            // Last-N: a new speaker's video reaches its receivers from a keyframe on.
+            self.entered_last_n(e);
+        }
         match src_run {
             // Smart duplex: a receiver talking since before this run began does not get it.
-            Some(run) => out.extend(self.receivers(src, kind).iter().copied().filter(|r| {
-                talk::audible(self.talk.get(r).and_then(TalkDetector::duplex_run), run)
-            })),
+            Some(run) => out.extend(
+                self.receivers(src, kind)
+                    .iter()
+                    .copied()
+                    .filter(|&r| talk::audible(self.last_n.duplex_run(r), run)),
+            ),
             None => out.extend_from_slice(self.receivers(src, kind)),
         }
     }
@@ -485,14 +480,9 @@ impl Path for Reflector {
     }
 
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
-        self.talk.entry(participant).or_default().control(now, on);
+        // The run drives smart duplex, speaking order and last-N alike.
         if let Some(entered) = self.last_n.control(now, participant, on) {
             self.entered_last_n(entered);
-        }
-        // Forget runs of members who left (bounded by the membership).
-        let members = &self.members;
-        if self.talk.len() > members.len() + 16 {
-            self.talk.retain(|p, _| members.contains(p));
         }
     }
 }
