@@ -640,7 +640,7 @@ impl ServerMsg {
             "level" => {
                 let a = f.exact("level", 2, 2)?;
                 let dbov: i8 = num("level", "level", a[1])?;
-                if dbov > 0 || dbov < -127 {
+                if !(-127..=0).contains(&dbov) {
                     return Err(ProtoError::BadValue {
                         verb: "level",
                         field: "level",
