@@ -280,6 +280,13 @@ pub enum Event {
     },
     /// A scheduled line (`--say`, `--command`) naming someone not in the roster.
     Skipped { what: String },
+    /// A retryable reject (`reason`): retry `attempt` goes to the dispatcher in
+    /// `after_ms`.
+    Retry {
+        attempt: u32,
+        after_ms: u64,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -363,6 +370,11 @@ impl fmt::Display for Event {
                 ms(*buffer_us)
             ),
             Event::Skipped { what } => write!(f, "skipped {what}"),
+            Event::Retry {
+                attempt,
+                after_ms,
+                reason,
+            } => write!(f, "retry {attempt} after_ms={after_ms} {reason}"),
             Event::Rejoined {
                 conference,
                 after_ms,

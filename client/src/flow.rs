@@ -6,7 +6,10 @@
 //! answers with its own) -> roster and media. While joined it sends a keepalive `ping` and
 //! watches the server's silence; when the media server's link is lost it goes back to the
 //! dispatcher with a backoff and joins the same conference again (failover). A `dispatch`
-//! in the middle of a session (a punt, an operator's move) is followed the same way.
+//! in the middle of a session (a punt, an operator's move) is followed the same way. A
+//! retryable `reject` (480: a media server registering or restarting) is asked again
+//! through the dispatcher after the wait it names, growing, with jitter, for up to
+//! [`FlowConfig::failover_for`], whether failover is on or not.
 //!
 //! Once joined, a `reject` or `error` answers one request (a moderator verb from a plain
 //! participant, chat over the rate) and the session goes on; only when the server then
@@ -39,6 +42,20 @@ pub const SILENT_FOR: Duration = Duration::from_secs(4);
 /// First and longest wait between two failover attempts (doubling in between).
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The longest wait between two retries of a retryable reject (the server's wait,
+/// growing by half each time).
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The wait before retry `attempt` (0-based) of a join refused with a retryable reject
+/// that named `after`: `after` the first time, then half as long again each time, at most
+/// [`RETRY_BACKOFF_MAX`] (never less than `after`). Jitter is added on top.
+pub fn retry_backoff(after: Duration, attempt: u32) -> Duration {
+    after
+        .mul_f64(1.5f64.powi(attempt.min(16) as i32))
+        .min(RETRY_BACKOFF_MAX)
+        .max(after)
+}
 
 /// The wait before failover attempt `attempt` (0-based): none for the first, then 100 ms
 /// doubling up to 1 s.
@@ -179,6 +196,13 @@ pub struct JoinFlow {
     lost_at: Option<Instant>,
     /// Failover attempts since `lost_at`.
     attempts: u32,
+    /// Since when a join refused with a retryable reject has been retried (not failing
+    /// over), and how many retries that took.
+    retry_since: Option<Instant>,
+    retries: u32,
+    /// The wait in progress is a failover's (announced with `reconnect` when it ends);
+    /// a retry announced itself when it began.
+    failing_over: bool,
     last_heard: Instant,
     next_ping: Instant,
     retry_at: Instant,
@@ -205,6 +229,9 @@ impl JoinFlow {
             participant: None,
             lost_at: None,
             attempts: 0,
+            retry_since: None,
+            retries: 0,
+            failing_over: false,
             last_heard: now,
             next_ping: now,
             retry_at: now,
@@ -252,11 +279,13 @@ impl JoinFlow {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::Waiting if now >= self.retry_at => {
-                let attempt = self.attempts;
-                self.push_event(Event::Reconnect {
-                    attempt,
-                    reason: self.retry_reason.clone(),
-                });
+                if self.failing_over {
+                    let attempt = self.attempts;
+                    self.push_event(Event::Reconnect {
+                        attempt,
+                        reason: self.retry_reason.clone(),
+                    });
+                }
                 self.ticket = None;
                 self.redirects = 0;
                 self.connect(Peer::Dispatcher, self.cfg.dispatcher.clone());
@@ -351,6 +380,12 @@ impl JoinFlow {
     }
 
     fn on_line(&mut self, now: Instant, msg: ServerMsg) {
+        // A retryable reject is reported as the retry it starts, not as a refusal.
+        if let Some(after) = msg.retry_after() {
+            if let ServerMsg::Reject { code, text } = msg {
+                return self.retry(now, after, ClientError::Rejected { code, text });
+            }
+        }
         if !matches!(msg, ServerMsg::Pong { .. }) {
             self.push_event(Event::Server(msg.clone()));
         }
@@ -417,6 +452,8 @@ impl JoinFlow {
                     });
                 }
                 self.attempts = 0;
+                self.retry_since = None;
+                self.retries = 0;
                 self.conference = conference;
                 self.participant = Some(participant);
                 self.phase = Phase::Joined;
@@ -501,6 +538,49 @@ impl JoinFlow {
         }
     }
 
+    /// A retryable reject (`after`: the wait it named): back to the dispatcher after that
+    /// wait, growing by half with each retry, plus up to a quarter more of jitter, so clients
+    /// refused together do not all come back together. After [`FlowConfig::failover_for`]
+    /// of retrying (counted from the loss, when failing over), the reject is final.
+    fn retry(&mut self, now: Instant, after: Duration, err: ClientError) {
+        let connected = matches!(self.phase, Phase::Greeting | Phase::Joining | Phase::Joined);
+        if connected {
+            self.actions.push_back(Action::Disconnect);
+        }
+        let since = match self.lost_at {
+            Some(t) => t,
+            None => *self.retry_since.get_or_insert(now),
+        };
+        if now.saturating_duration_since(since) > self.cfg.failover_for {
+            tracing::error!("retry: gave up after {} s", self.cfg.failover_for.as_secs());
+            if let ClientError::Rejected { code, text } = &err {
+                self.push_event(Event::Server(ServerMsg::Reject {
+                    code: *code,
+                    text: text.clone(),
+                }));
+            }
+            return self.finish(Err(err));
+        }
+        if self.phase == Phase::Joined {
+            self.actions.push_back(Action::PauseMedia);
+        }
+        let wait = retry_backoff(after, self.retries);
+        let wait = wait + wait.mul_f64(self.rng.gen_range(0.0..0.25));
+        self.retries += 1;
+        self.retry_at = now + wait;
+        self.retry_reason = err.to_string();
+        self.failing_over = false;
+        tracing::info!(attempt = self.retries, wait_ms = wait.as_millis() as u64, reason = %err, "retry: asking the dispatcher again");
+        self.push_event(Event::Retry {
+            attempt: self.retries,
+            after_ms: wait.as_millis() as u64,
+            reason: self.retry_reason.clone(),
+        });
+        self.ticket = None;
+        self.peer = Peer::Dispatcher;
+        self.phase = Phase::Waiting;
+    }
+
     /// Handles a failure: back to the dispatcher after a backoff when failover covers it,
     /// else the end of the session.
     fn fail(&mut self, now: Instant, err: ClientError) {
@@ -534,6 +614,7 @@ impl JoinFlow {
         self.attempts += 1;
         self.retry_at = now + wait + jitter;
         self.retry_reason = err.to_string();
+        self.failing_over = true;
         tracing::warn!(attempt = self.attempts, reason = %err, "failover: back to the dispatcher");
         self.peer = Peer::Dispatcher;
         self.phase = Phase::Waiting;

@@ -408,3 +408,168 @@ fn the_moderator_pin_goes_to_the_dispatcher_only() {
     assert!(s[0].contains("ticket=100.moderator.aa"), "{s:?}");
     assert!(!s[0].contains("pin="), "{s:?}");
 }
+
+/// Up to the dispatcher's `join` line of a fresh flow.
+fn to_dispatcher_join(r: &mut Rig) {
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    let s = r.said(false);
+    assert!(s[0].starts_with("send join\txyz"), "{s:?}");
+}
+
+#[test]
+fn a_retryable_reject_is_asked_again_after_its_wait_with_jitter() {
+    let mut r = Rig::new();
+    to_dispatcher_join(&mut r);
+    r.line("reject\t480\tretry after 500 ms: media server ms-1 was lost 200 ms ago");
+    // Reported as a retry, not as a refusal; the connection is closed.
+    let s = r.said(true);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!(s[0], "disconnect");
+    assert!(
+        s[1].starts_with("event retry 1 after_ms=")
+            && s[1].ends_with(
+                "rejected: 480 retry after 500 ms: media server ms-1 was lost 200 ms ago"
+            ),
+        "{s:?}"
+    );
+    let after: u64 = s[1]["event retry 1 after_ms=".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (500..=625).contains(&after),
+        "500 ms and up to a quarter of jitter: {after}"
+    );
+    assert_eq!(r.flow.phase(), Phase::Waiting);
+    r.advance(ms(499));
+    assert!(r.said(false).is_empty(), "never before the server's wait");
+    // (`after_ms` is the wait in whole milliseconds.)
+    r.advance(ms(after - 499 + 1));
+    // No `reconnect` line: this is no failover.
+    assert_eq!(r.said(true), [format!("connect {DISP}")]);
+    r.greet(ServerKind::Dispatcher);
+    let s = r.said(false);
+    assert!(
+        s[0].starts_with("send join\txyz") && !s[0].contains("ticket="),
+        "{s:?}"
+    );
+    r.line(&format!("dispatch\t{MS1}\t1.aa"));
+    r.said(false);
+    r.greet(ServerKind::MediaServer);
+    r.said(false);
+    r.line("accept\txyz\t4");
+    // Accepted: a first join, not a rejoin.
+    assert_eq!(r.said(true), ["event accept xyz 4"]);
+    assert_eq!(r.flow.phase(), Phase::Joined);
+}
+
+#[test]
+fn retries_back_off_and_give_up_with_the_reject_after_their_time() {
+    let mut r = Rig::new();
+    to_dispatcher_join(&mut r);
+    let mut waits = Vec::new();
+    let mut last = r.now;
+    loop {
+        r.line(
+            "reject\t480\tretry after 300 ms: media server ms-1 is briefly out of communication",
+        );
+        let acts = r.actions();
+        if let Some(Action::Finished(Err(e))) = acts.last() {
+            // The reject is final now, and shown as one.
+            assert!(matches!(
+                e,
+                ClientError::Rejected {
+                    code: ErrorCode::Retry,
+                    ..
+                }
+            ));
+            assert_eq!(e.exit_code(), 2);
+            assert!(acts
+                .iter()
+                .any(|a| matches!(a, Action::Event(Event::Server(ServerMsg::Reject { .. })))));
+            assert!(r.now.duration_since(r.t0) > FAILOVER_FOR);
+            break;
+        }
+        assert!(r.now.duration_since(r.t0) <= FAILOVER_FOR + RETRY_BACKOFF_MAX * 2);
+        // Wait for the next connect, then answer with the same reject.
+        let t = r.flow.poll_timeout().expect("a retry is due");
+        waits.push(t.duration_since(last));
+        r.advance(t.duration_since(r.now));
+        last = r.now;
+        r.said(false);
+        r.greet(ServerKind::Dispatcher);
+        r.said(false);
+    }
+    // 300 ms, then half as long again each time (with up to a quarter of jitter), at most
+    // 5 s.
+    assert!(waits.len() >= 6, "{waits:?}");
+    for (i, w) in waits.iter().enumerate() {
+        let base = retry_backoff(ms(300), i as u32);
+        assert!(
+            *w >= base && *w <= base + base / 4,
+            "wait {i}: {w:?} vs {base:?}"
+        );
+    }
+    assert_eq!(retry_backoff(ms(300), 0), ms(300));
+    assert_eq!(retry_backoff(ms(300), 1), ms(450));
+    assert_eq!(retry_backoff(ms(300), 2), ms(675));
+    assert_eq!(retry_backoff(ms(300), 20), RETRY_BACKOFF_MAX);
+    assert_eq!(
+        retry_backoff(ms(8000), 3),
+        ms(8000),
+        "never less than asked"
+    );
+}
+
+#[test]
+fn retries_happen_without_failover_and_spread_by_seed() {
+    // loadgen runs without failover; a retryable reject is still retried, and two clients
+    // refused together come back at different times.
+    let at = |seed: u64| {
+        let t0 = Instant::now();
+        let mut cfg = FlowConfig::new(DISP, "xyz", "demo", "ann");
+        cfg.failover = false;
+        cfg.seed = seed;
+        let mut f = JoinFlow::new(cfg, t0);
+        f.handle(t0, Input::Connected);
+        f.handle(
+            t0,
+            Input::Line(ServerMsg::Connect {
+                kind: ServerKind::Dispatcher,
+                id: "d".into(),
+                version: protocol::VERSION,
+            }),
+        );
+        f.handle(
+            t0,
+            Input::Line(ServerMsg::retry(ms(1000), "a media server is registering")),
+        );
+        assert_eq!(f.phase(), Phase::Waiting);
+        f.poll_timeout().unwrap().duration_since(t0)
+    };
+    let times: Vec<Duration> = (1..=8).map(at).collect();
+    assert!(
+        times.iter().all(|t| *t >= ms(1000) && *t <= ms(1250)),
+        "{times:?}"
+    );
+    let distinct: std::collections::HashSet<_> = times.iter().collect();
+    assert!(distinct.len() > 4, "jitter spreads them: {times:?}");
+}
+
+#[test]
+fn a_retryable_reject_at_the_media_server_goes_back_to_the_dispatcher() {
+    let mut r = Rig::new();
+    to_dispatcher_join(&mut r);
+    r.line(&format!("dispatch\t{MS1}\t1.aa"));
+    r.greet(ServerKind::MediaServer);
+    r.said(false);
+    r.line("reject\t480\tretry after 200 ms: restarting");
+    r.advance(ms(300));
+    let s = r.said(true);
+    assert_eq!(s.first().map(String::as_str), Some("disconnect"), "{s:?}");
+    assert!(s[1].starts_with("event retry 1 after_ms="), "{s:?}");
+    assert_eq!(s.last().unwrap(), &format!("connect {DISP}"));
+}

@@ -1,6 +1,6 @@
 //! Test tones: the sine the client sends, and the detector that checks recordings.
 //!
-//! The detector mirrors `tools/tone_check.py` exactly (100 ms Hann-windowed blocks, Goertzel
+//! The detector mirrors `tools/tone_check.py` (in the repository) exactly (100 ms Hann-windowed blocks, Goertzel
 //! amplitude per block, power averaged over blocks, dBFS with 0 dB = full-scale sine), so a
 //! Rust test and the script agree on what "B hears A's 440 Hz tone" means.
 
@@ -273,15 +273,7 @@ mod tests {
         assert_eq!((read.len(), sr), (mix.len(), SR));
         let ours = ToneAnalysis::new(&read, sr, Window::default()).unwrap();
 
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/tools/tone_check.py"
-        );
-        let script = if Path::new(script).exists() {
-            script.to_owned()
-        } else {
-            "/work/shared/tools/tone_check.py".to_owned()
-        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/tone_check.py").to_owned();
         let out = std::process::Command::new("python3")
             .arg(&script)
             .arg(&path)

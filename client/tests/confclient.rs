@@ -418,3 +418,66 @@ fn dropped_connection_goes_back_to_the_dispatcher() {
     );
     assert!(out.last().unwrap().starts_with("left xyz "), "{out:?}");
 }
+
+/// Issue 18: a retryable reject (480) from the dispatcher is not the end: the client
+/// waits what it says, asks again, gets in, and exits 0 without printing a reject.
+#[test]
+fn a_retryable_reject_is_retried_and_the_client_gets_in() {
+    let disp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ms = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = disp.local_addr().unwrap().to_string();
+    let ms_addr = ms.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let mut d = Peer::accept(&disp);
+        d.send(&["connect", "dispatcher", "disp-1", "1"]);
+        assert_eq!(d.recv()[..2], ["join", "xyz"]);
+        let refused = std::time::Instant::now();
+        d.send(&[
+            "reject",
+            "480",
+            "retry after 300 ms: media server ms-1 was lost 100 ms ago and may be restarting",
+        ]);
+        drop(d);
+        // The same join again, no sooner than the wait it was given.
+        let mut d = Peer::accept(&disp);
+        let waited = refused.elapsed();
+        d.send(&["connect", "dispatcher", "disp-1", "1"]);
+        let again = d.recv();
+        assert_eq!(again[..4], ["join", "xyz", "demo", "ann"]);
+        d.send(&["dispatch", &ms_addr, "TICKET"]);
+        let mut m = Peer::accept(&ms);
+        m.send(&["connect", "mediaserver", "ms-1", "1"]);
+        assert!(m.recv().iter().any(|f| f == "ticket=TICKET"));
+        m.send(&["accept", "xyz", "3"]);
+        let end = m.recv();
+        (waited, end)
+    });
+    let o = run(&[
+        "--dispatcher",
+        &addr,
+        "--conference",
+        "xyz",
+        "--account",
+        "demo",
+        "--name",
+        "ann",
+        "--duration",
+        "2",
+    ]);
+    let (waited, end) = server.join().unwrap();
+    let out = lines(&o);
+    assert!(
+        o.status.success(),
+        "stdout {out:?} stderr {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(
+        out.iter().any(|l| l.starts_with("retry 1 after_ms=")
+            && l.contains("480 retry after 300 ms: media server ms-1")),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|l| l.starts_with("reject")), "{out:?}");
+    assert!(out.iter().any(|l| l == "accept xyz 3"), "{out:?}");
+    assert_eq!(end, ["endsession"]);
+}

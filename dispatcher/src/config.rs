@@ -202,7 +202,10 @@ impl Settings {
 impl DispatcherArgs {
     /// `--switch` mode: where to listen and the dispatchers behind it, from the flags
     /// or the config file; `None` for a dispatcher.
-    pub fn switch_mode(&self) -> Result<Option<(SocketAddr, Vec<SocketAddr>)>, DispatcherError> {
+    #[allow(clippy::type_complexity)]
+    pub fn switch_mode(
+        &self,
+    ) -> Result<Option<(SocketAddr, Vec<SocketAddr>, control::Limits)>, DispatcherError> {
         let a = settings::load(self).map_err(|e| DispatcherError::Config(e.to_string()))?;
         let Some(listen) = a.switch else {
             return Ok(None);
@@ -212,7 +215,8 @@ impl DispatcherArgs {
                 "`switch` needs `backends` (the dispatchers' client addresses)".into(),
             )
         })?;
-        Ok(Some((listen, backends.0)))
+        let limits = a.limits.resolve().map_err(DispatcherError::Config)?;
+        Ok(Some((listen, backends.0, limits)))
     }
 
     /// Reads `--config` if given, lays the flags over it and checks the result.

@@ -57,6 +57,33 @@ pub enum DispatcherError {
     /// An operation that cannot be carried out now (unreachable server, mode mismatch).
     #[error("{0}")]
     Conflict(String),
+    /// Another dispatcher refused an operation handed to it, with the admin API's status.
+    #[error("{text}")]
+    Remote { status: u16, text: String },
+    /// Another dispatcher did not carry out an operation handed to it in time.
+    #[error("{0}")]
+    NoAnswer(String),
+}
+
+impl DispatcherError {
+    /// The admin API's HTTP status for this error: 400 bad input, 404 nothing of that
+    /// name, 409 cannot be done now, 503 the store is unreachable, 504 another dispatcher
+    /// did not answer, 500 otherwise.
+    pub fn http_status(&self) -> u16 {
+        use crate::core::PlaceError as P;
+        match self {
+            DispatcherError::Place(P::NoServer(_) | P::OverLimit { .. }) => 409,
+            DispatcherError::Place(
+                P::UnknownServer(_) | P::UnknownConference(_) | P::UnknownParticipant(..),
+            ) => 404,
+            DispatcherError::BadRequest(_) => 400,
+            DispatcherError::Conflict(_) => 409,
+            DispatcherError::Remote { status, .. } => *status,
+            DispatcherError::NoAnswer(_) => 504,
+            DispatcherError::Store(_) => 503,
+            DispatcherError::Config(_) | DispatcherError::Bind { .. } => 500,
+        }
+    }
 }
 
 /// How long a registry link may stay silent: reports come every second.

@@ -5,12 +5,17 @@ use dispatcher::DispatcherArgs;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Before anything else: SIGHUP (logrotate's `postrotate`) must never end the process.
+    let hangups = hangups();
     let args = match settings::startup::<DispatcherArgs>("dispatcher", "info", 2) {
         Ok(a) => a,
         Err(code) => return code,
     };
     match args.switch_mode() {
-        Ok(Some((listen, backends))) => return switch(listen, backends).await,
+        Ok(Some((listen, backends, limits))) => {
+            tokio::spawn(on_hangup(hangups, None));
+            return switch(listen, backends, limits).await;
+        }
         Ok(None) => {}
         Err(e) => {
             eprintln!("dispatcher: {e}");
@@ -27,6 +32,7 @@ async fn main() -> std::process::ExitCode {
     control::raise_fd_limit();
     match dispatcher::start(settings).await {
         Ok(r) => {
+            tokio::spawn(on_hangup(hangups, Some(r.service.clone())));
             println!("dispatcher {}", r.client_addr);
             println!("registry {}", r.registry_addr);
             if let Some(h) = r.http_addr {
@@ -48,17 +54,42 @@ async fn main() -> std::process::ExitCode {
 async fn switch(
     listen: std::net::SocketAddr,
     backends: Vec<std::net::SocketAddr>,
+    limits: control::Limits,
 ) -> std::process::ExitCode {
-    match dispatcher::switch::start(listen, backends).await {
+    control::raise_fd_limit();
+    let shutdown = control::Shutdown::new();
+    match dispatcher::switch::start(listen, backends, limits, shutdown.clone()).await {
         Ok((addr, _task)) => {
             println!("switch {addr}");
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
+            shutdown.shutdown(std::time::Duration::from_secs(2)).await;
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("dispatcher: {e}");
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+/// The SIGHUP stream, installed at once so a hangup during start-up is not fatal.
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler"))
+        .ok()
+}
+
+/// Each SIGHUP reopens the usage log (logrotate moved it away); the switch has none and
+/// only notes it.
+async fn on_hangup(
+    hangups: Option<tokio::signal::unix::Signal>,
+    service: Option<std::sync::Arc<dispatcher::Service>>,
+) {
+    let Some(mut hangups) = hangups else { return };
+    while hangups.recv().await.is_some() {
+        let reopened = service.as_ref().is_some_and(|s| s.reopen_usage_log());
+        tracing::info!(reopened, "SIGHUP: usage log reopened if there is one");
     }
 }
 

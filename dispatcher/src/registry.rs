@@ -20,6 +20,7 @@ pub(crate) async fn link(link: Link, service: Arc<Service>) {
         version: protocol::VERSION,
     };
     outbox.send(hello.encode());
+    let registering = service.registering();
     let first = match incoming.recv().await {
         Recv::Line(l) => MsMsg::parse(&l),
         Recv::Bad(e) => Err(e),
@@ -35,6 +36,7 @@ pub(crate) async fn link(link: Link, service: Arc<Service>) {
         }) => {
             incoming.handshake_done();
             let g = service.register(&id, client_addr, caps, total, ws, outbox.clone());
+            drop(registering);
             (id, g)
         }
         Ok(_) => {

@@ -1,7 +1,10 @@
 //! The dispatcher switch of seed 003: one address for clients in front of several
 //! dispatchers. Each client connection goes to the next dispatcher round-robin; one
 //! whose connect fails is skipped, so clients keep being served while any is alive.
-//! Bytes are copied both ways untouched: the switch knows nothing of the protocol.
+//! Bytes are copied both ways untouched: the switch knows nothing of the protocol beyond
+//! the `error` line a refused connection gets. Its listener is admitted by a
+//! `control::Gate` (connection and per-IP limits, counted) like every control listener;
+//! the dispatchers behind it apply the handshake and idle timeouts.
 
 use crate::DispatcherError;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -9,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// A dead dispatcher on loopback refuses at once; one that is unreachable is given this.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -74,22 +77,28 @@ impl Switch {
     }
 }
 
-/// Binds `listen`; returns the bound address and the task that serves it.
+/// Binds `listen` with `limits` on its connections; returns the bound address and the
+/// task that serves it, which ends when `shutdown` starts.
 pub async fn start(
     listen: SocketAddr,
     backends: Vec<SocketAddr>,
+    limits: control::Limits,
+    shutdown: control::Shutdown,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), DispatcherError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| DispatcherError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let listener = control::listen(listen).map_err(|source| DispatcherError::Bind {
+        addr: listen,
+        source,
+    })?;
     let local = listener.local_addr().unwrap_or(listen);
     let switch = Arc::new(Switch::new(backends));
+    let gate = control::Gate::new("switch", limits);
     let task = tokio::spawn(async move {
         loop {
-            let (mut client, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                () = shutdown.started() => return,
+                a = listener.accept() => a,
+            };
+            let (mut client, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -97,8 +106,28 @@ pub async fn start(
                     continue;
                 }
             };
+            let permit = match gate.admit(peer.ip()) {
+                Ok(p) => p,
+                Err(reason) => {
+                    let line = protocol::error_line(
+                        protocol::ErrorCode::TooManyConnections,
+                        reason.text(),
+                    );
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            client.write_all(line.as_bytes()).await?;
+                            client.shutdown().await
+                        })
+                        .await;
+                    });
+                    continue;
+                }
+            };
             let switch = switch.clone();
-            tokio::spawn(async move {
+            let stop = shutdown.clone();
+            shutdown.spawn(async move {
+                let _permit = permit;
                 let (mut upstream, addr) = match switch.connect().await {
                     Ok(u) => u,
                     Err(e) => {
@@ -109,8 +138,13 @@ pub async fn start(
                 };
                 let _ = client.set_nodelay(true);
                 let _ = upstream.set_nodelay(true);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(%peer, dispatcher = %addr, error = %e, "switched connection ended");
+                tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                        if let Err(e) = copied {
+                            tracing::debug!(%peer, dispatcher = %addr, error = %e, "switched connection ended");
+                        }
+                    }
+                    () = stop.started() => {}
                 }
             });
         }
@@ -122,6 +156,7 @@ pub async fn start(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     #[test]
     fn addr_lists_parse_from_flags_and_toml() {
@@ -177,9 +212,14 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let (at, _task) = start("127.0.0.1:0".parse().unwrap(), vec![a, dead, b])
-            .await
-            .unwrap();
+        let (at, _task) = start(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![a, dead, b],
+            control::Limits::default(),
+            control::Shutdown::new(),
+        )
+        .await
+        .unwrap();
         let mut seen = Vec::new();
         for _ in 0..6 {
             seen.push(hello(at).await);

@@ -1,12 +1,18 @@
-//! The usage log, for billing: one JSON line per leave (account, tenant, conference,
-//! user, server, joined_at, left_at, seconds, media). Each line is appended, flushed and
-//! synced to disk before the next, on a thread of its own so that neither the table lock
-//! nor the async tasks ever wait on the disk.
+//! The usage log, for billing: one JSON line per leave (account, customer, tenant,
+//! conference, user, server, joined_at, left_at, seconds, media, mode). Each line is
+//! appended, flushed and synced to disk before the next, on a thread of its own so that
+//! neither the table lock nor the async tasks ever wait on the disk.
+//!
+//! Rotation (logrotate's default: rename, then SIGHUP in `postrotate`): the writer reopens
+//! the path on [`UsageLog::reopen`] (the dispatcher calls it on SIGHUP) and, before every
+//! line, whenever the path no longer names the file it holds (moved away or deleted), so a
+//! line goes to exactly one file: the old one before the rename, the new one after.
 
 use crate::core::Usage;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -24,25 +30,41 @@ struct Line<'a> {
     left_at: f64,
     seconds: f64,
     media: &'a str,
+    mode: &'a str,
+}
+
+/// What the writer thread is asked to do, in order.
+#[derive(Debug)]
+enum Job {
+    Write(Usage),
+    /// Reopen the path (SIGHUP after a rotation).
+    Reopen,
 }
 
 /// The writer of the usage log. Records go down a channel to the writer thread; the
 /// thread ends when this is dropped.
 #[derive(Debug)]
 pub struct UsageLog {
-    tx: mpsc::Sender<Usage>,
+    tx: mpsc::Sender<Job>,
     path: PathBuf,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl UsageLog {
     /// Opens (creating if needed) `path` for appending and starts the writer thread.
     pub fn open(path: &Path) -> std::io::Result<UsageLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_append(path)?;
         let (tx, rx) = mpsc::channel();
-        let shown = path.to_owned();
+        let writer = Writer {
+            file,
+            path: path.to_owned(),
+        };
         std::thread::Builder::new()
             .name("usage-log".into())
-            .spawn(move || write_all(file, &shown, rx))?;
+            .spawn(move || writer.run(rx))?;
         Ok(UsageLog {
             tx,
             path: path.to_owned(),
@@ -58,9 +80,21 @@ impl UsageLog {
 
     /// Queues one leave for the log.
     pub fn record(&self, usage: Usage) {
-        if self.tx.send(usage).is_err() {
+        if self.tx.send(Job::Write(usage)).is_err() {
             tracing::error!(path = %self.path.display(), "usage log writer is gone; record lost");
         }
+    }
+
+    /// Reopens the path after the lines queued so far (logrotate's `postrotate` SIGHUP).
+    pub fn reopen(&self) {
+        if self.tx.send(Job::Reopen).is_err() {
+            tracing::error!(path = %self.path.display(), "usage log writer is gone");
+        }
+    }
+
+    /// Where the log is written.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -78,6 +112,7 @@ pub fn line(u: &Usage) -> String {
         left_at: u.left_unix_ms as f64 / 1000.0,
         seconds: (u.left_unix_ms - joined) as f64 / 1000.0,
         media: u.media,
+        mode: u.mode,
     };
     // Serializing a struct of strings and numbers cannot fail.
     let mut s = serde_json::to_string(&l).expect("usage line serializes");
@@ -85,16 +120,58 @@ pub fn line(u: &Usage) -> String {
     s
 }
 
-fn write_all(mut file: File, path: &Path, rx: mpsc::Receiver<Usage>) {
-    for u in rx {
-        let text = line(&u);
+/// The writer thread's state: the open file and the path it should be.
+struct Writer {
+    file: File,
+    path: PathBuf,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        for job in rx {
+            match job {
+                Job::Reopen => self.reopen("reopened on request"),
+                Job::Write(u) => {
+                    if !self.still_there() {
+                        self.reopen("the file was moved away; reopened");
+                    }
+                    self.write(&line(&u));
+                }
+            }
+        }
+    }
+
+    /// Whether the path still names the open file (same device and inode).
+    fn still_there(&self) -> bool {
+        match (std::fs::metadata(&self.path), self.file.metadata()) {
+            (Ok(p), Ok(f)) => p.dev() == f.dev() && p.ino() == f.ino(),
+            _ => false,
+        }
+    }
+
+    /// Opens the path afresh; on failure keeps the old file, so no line is dropped (the
+    /// next line tries again).
+    fn reopen(&mut self, why: &str) {
+        match open_append(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                tracing::info!(path = %self.path.display(), why, "usage log");
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "usage log cannot be reopened; still writing to the old file");
+            }
+        }
+    }
+
+    fn write(&mut self, text: &str) {
         // Durable before the next: a crash loses at most the line being written.
-        let done = file
+        let done = self
+            .file
             .write_all(text.as_bytes())
-            .and_then(|()| file.flush())
-            .and_then(|()| file.sync_data());
+            .and_then(|()| self.file.flush())
+            .and_then(|()| self.file.sync_data());
         if let Err(e) = done {
-            tracing::error!(path = %path.display(), error = %e, line = %text.trim_end(), "usage log write failed");
+            tracing::error!(path = %self.path.display(), error = %e, line = %text.trim_end(), "usage log write failed");
         }
     }
 }
@@ -114,6 +191,7 @@ mod tests {
             joined_unix_ms: 1_700_000_000_000,
             left_unix_ms: 1_700_000_061_500,
             media: "audio",
+            mode: "mix",
         }
     }
 
@@ -129,6 +207,7 @@ mod tests {
         assert_eq!(v["left_at"], 1_700_000_061.5);
         assert_eq!(v["seconds"], 61.5);
         assert_eq!(v["media"], "audio");
+        assert_eq!(v["mode"], "mix");
     }
 
     #[test]
@@ -158,5 +237,78 @@ mod tests {
         assert!(lines[1].contains("\"user\":\"ann\""), "{text}");
         assert!(lines[2].contains("\"user\":\"bob\""), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_moved_file_is_replaced_and_a_reopen_follows_the_path() {
+        let dir = tempdir("usage-rotate");
+        let path = dir.join("usage.jsonl");
+        let log = UsageLog::open(&path).unwrap();
+        log.record(stay("ann"));
+        wait_lines(&path, 1);
+        // logrotate renames; the next line goes to a new file at the path, not the old one.
+        std::fs::rename(&path, dir.join("usage.jsonl.1")).unwrap();
+        log.record(stay("bob"));
+        wait_lines(&path, 1);
+        // Renamed again and told (SIGHUP): the lines after the reopen go to the new file.
+        std::fs::rename(&path, dir.join("usage.jsonl.2")).unwrap();
+        log.reopen();
+        log.record(stay("cat"));
+        drop(log);
+        wait_lines(&path, 1);
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        assert!(read(&dir.join("usage.jsonl.1")).contains("\"ann\""));
+        assert!(read(&dir.join("usage.jsonl.2")).contains("\"bob\""));
+        assert!(read(&path).contains("\"cat\""));
+        let total: usize = ["usage.jsonl", "usage.jsonl.1", "usage.jsonl.2"]
+            .iter()
+            .map(|f| read(&dir.join(f)).lines().count())
+            .sum();
+        assert_eq!(total, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    pub fn stay(user: &str) -> Usage {
+        Usage {
+            account: "acme-1".into(),
+            customer: "Acme".into(),
+            tenant: "acme".into(),
+            conference: "xyz".into(),
+            user: user.into(),
+            server: "ms-a".into(),
+            joined_unix_ms: 1_700_000_000_000,
+            left_unix_ms: 1_700_000_061_500,
+            media: "audio",
+            mode: "reflect",
+        }
+    }
+
+    pub fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Waits until `path` holds `n` lines.
+    pub fn wait_lines(path: &Path, n: usize) {
+        for _ in 0..500 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("{} never held {n} lines", path.display());
     }
 }

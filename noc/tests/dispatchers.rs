@@ -1,106 +1,19 @@
 //! Several dispatchers on one real `redis-server`: concurrent first joins agree on one
 //! media server, the standby takes over when the active dispatcher is killed, and call
 //! resolution merges a conference that ended up on two servers, a punt moves the
-//! store's placement, and the store's scripts keep placements on live servers.
+//! store's placement, an operator's punt at one dispatcher moves a conference on a server
+//! linked to the other (or says honestly that it could not), and the store's scripts
+//! keep placements on live servers.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use testkit::harness::control::Line;
+use testkit::harness::redis::Redis;
 use testkit::harness::{config, http_get, http_post, media_server, Proc};
 
 const ANY: &str = "127.0.0.1:0";
 const TOKEN: &str = "dispatchers-test-token";
-
-/// A throwaway `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// `None` (with a loud message) only when redis-server is missing outside CI.
-    fn start() -> Option<Redis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed; `make deps` installs it (Debian package redis-server)"
-            );
-            eprintln!(
-                "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
-            );
-            return None;
-        }
-        let port = TcpListener::bind(ANY)
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let r = Redis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while r.try_cmd(&["PING"]).as_deref() != Some("PONG") {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server never answered PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(r)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// One command in RESP; the reply as text (`nil` for a null bulk string).
-    fn try_cmd(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req += &format!("${}\r\n{a}\r\n", a.len());
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        match line.as_bytes().first()? {
-            b'$' if line == "$-1" => Some("nil".into()),
-            b'$' => {
-                let n: usize = line[1..].parse().ok()?;
-                let mut buf = vec![0u8; n + 2];
-                r.read_exact(&mut buf).ok()?;
-                Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-            }
-            _ => Some(line[1..].to_owned()),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> String {
-        self.try_cmd(args).expect("redis answers")
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Dispatcher {
     id: &'static str,
@@ -386,6 +299,129 @@ fn a_punt_moves_the_stores_placement_to_its_target() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A member's `dispatch` line: where to go, with which ticket.
+fn dispatched(m: &mut Line, who: &str) -> (SocketAddr, String) {
+    let line = m
+        .wait_line("dispatch\t", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{who} was not dispatched"));
+    let f: Vec<&str> = line.split('\t').collect();
+    (f[1].parse().unwrap(), f[2].to_owned())
+}
+
+/// Waits until `key` in Redis holds a value containing `text`.
+fn wait_redis(redis: &Redis, key: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !redis.cmd(&["GET", key]).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "{key} never held {text}: {}",
+            redis.cmd(&["GET", key])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_operators_punt_at_one_dispatcher_moves_a_conference_linked_to_the_other() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, d2, _m1, _m2) = cluster(&redis);
+    let ms1 = d1.servers().iter().find(|r| r["id"] == "ms-1").unwrap()["client_addr"]
+        .as_str()
+        .unwrap()
+        .parse::<SocketAddr>()
+        .unwrap();
+    // `far` runs on ms-2, linked to d2; ann came through d1 (which placed her there from
+    // the store) and bob through d2.
+    redis.cmd(&["SET", "noc:conf:far", "ms-2", "PX", "10000"]);
+    let (at, t1) = join(d1.client, "far", "ann").expect("dispatched");
+    let (at2, t2) = join(d2.client, "far", "bob").expect("dispatched");
+    assert_eq!((d1.server_at(at), at2), ("ms-2".into(), at));
+    let mut ann = member(at, "far", "ann", &t1);
+    let mut bob = member(at, "far", "bob", &t2);
+    let (code, body) = http_post(d1.http, "/api/admin/conferences/far/punt", TOKEN, "");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            &v["detail"]["from"],
+            &v["detail"]["to"],
+            &v["detail"]["dispatched"]
+        ),
+        (&Value::from("ms-2"), &Value::from("ms-1"), &Value::from(2)),
+        "{body}"
+    );
+    // Both members are sent to ms-1, and get in there.
+    let mut moved = Vec::new();
+    for (m, who) in [(&mut ann, "ann"), (&mut bob, "bob")] {
+        let (to, ticket) = dispatched(m, who);
+        assert_eq!(to, ms1, "{who}");
+        moved.push(member(to, "far", who, &ticket));
+    }
+    // ms-1 is d1's: its table has them there; the store's placement follows.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = http_get(d1.http, "/api/conferences");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let there = v.as_array().is_some_and(|a| {
+            a.iter().any(|c| {
+                c["name"] == "far"
+                    && c["server"] == "ms-1"
+                    && c["participants"].as_array().is_some_and(|p| p.len() == 2)
+            })
+        });
+        if there {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not on ms-1 at d1: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(redis.cmd(&["GET", "noc:conf:far"]), "ms-1");
+
+    // `near` started through d2 only: d1 has never heard of it and finds it in the
+    // servers' rosters in the store.
+    redis.cmd(&["SET", "noc:conf:near", "ms-2", "PX", "10000"]);
+    let (at, t) = join(d2.client, "near", "cat").expect("dispatched");
+    assert_eq!(d2.server_at(at), "ms-2");
+    let mut cat = member(at, "near", "cat", &t);
+    wait_redis(&redis, "noc:roster:ms-2", "\"near\"");
+    let (code, body) = http_post(d1.http, "/api/admin/conferences/near/punt", TOKEN, "");
+    assert_eq!(code, 200, "{body}");
+    let (to, _) = dispatched(&mut cat, "cat");
+    assert_eq!(to, ms1);
+}
+
+#[test]
+fn a_punt_that_cannot_be_carried_out_is_an_error_not_a_200() {
+    let Some(redis) = Redis::start() else { return };
+    let (d1, d2, _m1, _m2) = cluster(&redis);
+    // No such conference anywhere.
+    let (code, body) = http_post(d1.http, "/api/admin/conferences/nowhere/punt", TOKEN, "");
+    assert_eq!(code, 404, "{body}");
+    // `far` on ms-2 (d2's), known at d1.
+    redis.cmd(&["SET", "noc:conf:far", "ms-2", "PX", "10000"]);
+    let (at, t) = join(d1.client, "far", "ann").expect("dispatched");
+    let mut ann = member(at, "far", "ann", &t);
+    // d2 stops answering (SIGSTOP): d1 hands the punt over, waits, and says so.
+    d2.proc.signal("STOP");
+    let asked = Instant::now();
+    let (code, body) = http_post(d1.http, "/api/admin/conferences/far/punt", TOKEN, "");
+    let took = asked.elapsed();
+    d2.proc.signal("CONT");
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("d2") && body.contains("withdrawn"), "{body}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The withdrawn order is not carried out late, when d2 wakes up.
+    assert!(
+        ann.wait_line("dispatch\t", Duration::from_secs(2))
+            .is_none(),
+        "a punt the operator was told failed happened anyway"
+    );
+    // Redis down: nothing can reach d2.
+    drop(redis);
+    let (code, body) = http_post(d1.http, "/api/admin/conferences/far/punt", TOKEN, "");
+    assert_eq!(code, 503, "{body}");
 }
 
 /// The Lua scripts on a real Redis: a placement on a server whose capacity row lives is

@@ -189,7 +189,7 @@ fn three_clients_hear_each_other_and_the_conference_is_cleaned_up() {
     );
 }
 
-/// The shell tool from ../shared agrees with the in-project detector, when both exist.
+/// `tools/tone_check.py` agrees with the in-project detector.
 fn cross_check_with_tone_check_py(wav: &str, own: f64, others: &[f64]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/tone_check.py");
     if !std::path::Path::new(script).exists() {
@@ -446,6 +446,89 @@ fn hostile_control_lines_are_refused_and_others_carry_on() {
         "{:?}",
         ann.stdout.all()
     );
+}
+
+/// The longest run of `c` in `text`.
+fn longest_run(text: &str, c: char) -> usize {
+    text.split(|x| x != c).map(str::len).max().unwrap_or(0)
+}
+
+/// Issue 18: an `error` or `reject` line quotes at most 64 bytes of a peer's value. A
+/// 3,000-byte bad name (or conference, account, verb, option, id) is never sent back
+/// whole: not by the dispatcher, not by a media server, not on the registry link.
+#[test]
+fn a_3000_byte_bad_name_is_quoted_in_at_most_64_bytes_everywhere() {
+    let mut split = Split::start();
+    split.add_media("ms-q", &[]);
+    let ms: std::net::SocketAddr = split.api("/api/servers")[0]["client_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let big = "Q".repeat(3000);
+    let client_lines = [
+        (format!("join\txyz\tdemo\t{big}\n"), "error\t400\t"),
+        (format!("join\t{big}\tdemo\tann\n"), "error\t400\t"),
+        (format!("join\txyz\t{big}\tann\n"), "error\t400\t"),
+        (
+            format!("join\txyz\tdemo\tann\tmode={big}\n"),
+            "error\t400\t",
+        ),
+        (
+            format!("join\txyz\tdemo\tann\tmedia=audio,{big}\n"),
+            "error\t400\t",
+        ),
+        (format!("{big}\txyz\n"), "error\t405\t"),
+        (format!("ping\ttoken\t{big}\n"), "error\t400\t"),
+        // A well-formed account name nobody has: refused, quoting 64 bytes of it.
+        (
+            format!("join\txyz\t{}\tann\n", "Q".repeat(128)),
+            "reject\t401\t",
+        ),
+    ];
+    for (server, addr) in [("dispatcher", split.client), ("mediaserver", ms)] {
+        for (line, want) in &client_lines {
+            let reply = raw_session(addr, line.as_bytes());
+            let answer = reply.lines().nth(1).unwrap_or_default();
+            let want = if server == "mediaserver" && want.starts_with("reject\t401") {
+                // A media server checks the ticket first.
+                "reject\t403\t"
+            } else {
+                want
+            };
+            assert!(answer.starts_with(want), "{server}: {answer:?}");
+            assert!(
+                longest_run(answer, 'Q') <= 64 && answer.len() < 200,
+                "{server} sent back {} bytes of it: {answer:?}",
+                longest_run(answer, 'Q')
+            );
+        }
+        let reply = raw_session(
+            addr,
+            format!("join\txyz\tdemo\tann\tticket={big}\n").as_bytes(),
+        );
+        assert!(
+            longest_run(&reply, 'Q') <= 64 && reply.len() < 300,
+            "{server}: {reply:?}"
+        );
+    }
+    // The registry link: a media server's bad id or capabilities.
+    for line in [
+        format!("register\t{big}\t127.0.0.1:1\taudio\t5\n"),
+        format!("register\tms-x\t127.0.0.1:1\t{big}\t5\n"),
+        format!("register\tms-x\t127.0.0.1:1\taudio\t5\nuserjoined\tc\t1\t{big}\tdemo\n"),
+    ] {
+        let reply = raw_session(split.registry, line.as_bytes());
+        let answer = reply
+            .lines()
+            .find(|l| l.starts_with("error\t"))
+            .unwrap_or_else(|| panic!("no error line: {reply:?}"));
+        assert!(answer.starts_with("error\t400\t"), "{answer:?}");
+        assert!(
+            longest_run(answer, 'Q') <= 64 && answer.len() < 200,
+            "registry: {answer:?}"
+        );
+    }
 }
 
 /// The split deployment: `dispatcher` and `mediaserver` as their own processes, set up

@@ -1,11 +1,13 @@
 //! Issue 6 acceptance, failover: kill -9 the media server hosting a three-client
 //! conference. The clients' TCP links drop, each `confclient` goes back to the dispatcher
 //! on its own, and the conference is recreated with the same id on the other server, with
-//! audio flowing again (checked by content) within 2 s of the kill.
+//! audio flowing again (checked by content) within 2 s of the kill. A media server that
+//! restarts (the only one) makes the dispatcher answer joins with a retryable reject, and
+//! every client, joined or joining, ends up in its conference without an error.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
 use std::time::{Duration, Instant};
-use testkit::harness::{Client, Split, TempDir};
+use testkit::harness::{media_server, raw_session, Client, Split, TempDir};
 
 /// The issue's functional deadline: everyone is back, with audio, this soon after the kill.
 const BACK_WITHIN: Duration = Duration::from_secs(2);
@@ -207,4 +209,102 @@ fn a_hung_media_server_is_left_by_its_clients() {
     for c in &mut clients {
         c.kill();
     }
+}
+
+/// Issue 18, retryable rejects: joins during the restart of the only media server get
+/// `reject 480` (retry, with a wait) rather than "no media server", retry with backoff and
+/// jitter, and all end up in their conference with no client error; the clients of the
+/// conference the server had fail over the same way.
+#[test]
+fn joins_during_a_media_server_restart_all_end_up_in_their_conference() {
+    let mut split = Split::start();
+    split.add_media("ms-a", &[]);
+    let at = split.client;
+    let spawn = move |conference: &str, name: &str| {
+        Client::spawn(
+            at,
+            conference,
+            "demo",
+            name,
+            &["--tone", "440", "--duration", "20"],
+        )
+    };
+    let mut clients: Vec<(String, Client)> = ["ann", "bob"]
+        .iter()
+        .map(|n| ("steady".to_owned(), spawn("steady", n)))
+        .collect();
+    split.wait_api("/api/conferences", Duration::from_secs(15), |v| {
+        v[0]["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    });
+    split.media("ms-a").kill9();
+    // The server is gone but may come back: a join is told to retry, not refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        let r = raw_session(split.client, b"join\tprobe\tdemo\tprobe\n");
+        if !r.contains("dispatch\t") || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        reply.contains("reject\t480\tretry after ") && !reply.contains("\t503\t"),
+        "{reply:?}"
+    );
+    // Six more clients join while it is down.
+    for i in 0..6 {
+        let conference = format!("new-{}", i % 3);
+        let name = format!("u{i}");
+        clients.push((conference.clone(), spawn(&conference, &name)));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let restarted = Instant::now();
+    let ms = media_server("ms-a", &[split.registry], &[]);
+    split.media.push(("ms-a".into(), ms));
+    // Everyone gets in: the new clients accepted, those of `steady` rejoined.
+    let deadline = restarted + Duration::from_secs(15);
+    for (conference, c) in &clients {
+        let done = if conference == "steady" {
+            format!("rejoined {conference} ")
+        } else {
+            format!("accept {conference} ")
+        };
+        while !c.stdout.all().iter().any(|l| l.starts_with(&done)) {
+            assert!(
+                Instant::now() < deadline,
+                "not in {conference}: {:?} {:?}",
+                c.stdout.all(),
+                c.stderr.all()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    eprintln!("everyone in {:?} after the restart", restarted.elapsed());
+    let n = clients.len();
+    split.wait_api("/api/conferences", Duration::from_secs(5), |v| {
+        let seated: usize = v.as_array().map_or(0, |a| {
+            a.iter()
+                .map(|c| c["participants"].as_array().map_or(0, Vec::len))
+                .sum()
+        });
+        seated == n
+    });
+    let mut retried = 0;
+    for (_, c) in &mut clients {
+        c.signal("TERM");
+        let status = c.wait(Duration::from_secs(10));
+        let out = c.stdout.all();
+        assert!(status.success(), "{status}: {out:?} {:?}", c.stderr.all());
+        assert!(
+            !out.iter()
+                .any(|l| l.starts_with("reject") || l.starts_with("error")),
+            "{out:?}"
+        );
+        if out.iter().any(|l| l.starts_with("retry ")) {
+            retried += 1;
+        }
+    }
+    assert!(retried >= 6, "the joins were retried: {retried}");
 }

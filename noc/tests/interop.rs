@@ -316,7 +316,7 @@ fn ffmpeg_sends_and_receives_through_external_media() {
     );
 
     // The project's detector (client::tone mirrors tools/tone_check.py), then the script
-    // itself where ../shared has it.
+    // itself (tools/tone_check.py).
     let (samples, rate) = read_wav(&wav).unwrap_or_else(|e| panic!("{e}\n{}", context()));
     let window = Window {
         skip: 0.5,

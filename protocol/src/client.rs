@@ -6,6 +6,7 @@ use crate::{
     Actor, ChannelAddr, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, Quality, Role, ServerKind,
 };
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Optional `key=value` fields of `join`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -763,7 +764,42 @@ impl ServerMsg {
             text: text.into(),
         }
     }
+
+    /// A retryable `reject`: code 480 (`retry`), its text `retry after N ms: WHY`, so the
+    /// client (and a person reading the line) knows both that and when to ask again.
+    pub fn retry(after: Duration, why: &str) -> Self {
+        ServerMsg::Reject {
+            code: ErrorCode::Retry,
+            text: format!("{RETRY_PREFIX}{} ms: {why}", after.as_millis()),
+        }
+    }
+
+    /// For a retryable `reject` (code 480), how long to wait before asking again: the
+    /// `retry after N ms` its text starts with, or [`RETRY_DEFAULT`] when the text says
+    /// nothing readable. `None` for any other line.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let ServerMsg::Reject {
+            code: ErrorCode::Retry,
+            text,
+        } = self
+        else {
+            return None;
+        };
+        let said = text
+            .strip_prefix(RETRY_PREFIX)
+            .and_then(|t| t.split_once(" ms"))
+            .and_then(|(n, _)| n.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        Some(said.unwrap_or(RETRY_DEFAULT).min(RETRY_MAX))
+    }
 }
+
+/// How a retryable reject's text starts: `retry after 500 ms: ...`.
+const RETRY_PREFIX: &str = "retry after ";
+/// The wait of a retryable reject whose text names none.
+pub const RETRY_DEFAULT: Duration = Duration::from_secs(1);
+/// The longest wait a retryable reject is taken at its word for.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Error text must not be empty or it would change the field count.
 fn text_or_name(text: &str, code: ErrorCode) -> String {

@@ -25,6 +25,10 @@ pub enum ErrorCode {
     Internal,
     /// No media server can host the conference.
     NoCapacity,
+    /// Nothing can be placed right now, but soon can: a media server is registering or
+    /// restarting, or every server is briefly out of communication. The text starts with
+    /// `retry after N ms`; see [`crate::ServerMsg::retry_after`].
+    Retry,
     /// The account's customer already has its contracted maximum of simultaneous users.
     AccountFull,
     /// The server or this peer's IP already has as many connections as it allows.
@@ -45,7 +49,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
@@ -57,6 +61,7 @@ impl ErrorCode {
         ErrorCode::NotUtf8,
         ErrorCode::Internal,
         ErrorCode::NoCapacity,
+        ErrorCode::Retry,
         ErrorCode::AccountFull,
         ErrorCode::TooManyConnections,
         ErrorCode::Timeout,
@@ -78,6 +83,8 @@ impl ErrorCode {
             ErrorCode::NotUtf8 => 415,
             ErrorCode::Internal => 500,
             ErrorCode::NoCapacity => 503,
+            // SIP's "temporarily unavailable": 503 stays "no media server exists".
+            ErrorCode::Retry => 480,
             ErrorCode::AccountFull => 429,
             ErrorCode::TooManyConnections => 420,
             ErrorCode::Timeout => 421,
@@ -109,6 +116,7 @@ impl ErrorCode {
             ErrorCode::NotUtf8 => "not-utf8",
             ErrorCode::Internal => "internal",
             ErrorCode::NoCapacity => "no-capacity",
+            ErrorCode::Retry => "retry",
             ErrorCode::AccountFull => "account-full",
             ErrorCode::TooManyConnections => "too-many-connections",
             ErrorCode::Timeout => "timeout",

@@ -25,12 +25,14 @@ mod registry;
 pub mod ticket;
 mod types;
 
-pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
+pub use client::{
+    ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA, RETRY_DEFAULT, RETRY_MAX,
+};
 pub use codes::{error_line, ErrorCode};
 pub use cost::CostModel;
 pub use error::{clip, quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, split_line, LineBuffer};
-pub use registry::{DispMsg, MsMsg};
+pub use registry::{DispMsg, Member, MsMsg};
 pub use types::{
     Actor, Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, Role, ServerKind,
 };

@@ -2,7 +2,7 @@
 
 use crate::fields::{clean, name, num, Fields};
 use crate::types::word;
-use crate::{Capabilities, Endpoint, ErrorCode, Mode, ProtoError, ServerKind};
+use crate::{Capabilities, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, ServerKind};
 use std::net::SocketAddr;
 
 /// Media server to dispatcher.
@@ -27,12 +27,17 @@ pub enum MsMsg {
         pps: u64,
         loss_pct: f32,
     },
+    /// The bare `userjoined` (no options), as media servers before the billing options
+    /// sent it; the dispatcher takes the conference's mode and media as the defaults.
     UserJoined {
         conference: String,
         participant: u32,
         name: String,
         account: String,
     },
+    /// `userjoined` with the options that let any dispatcher bill the member as the one
+    /// that placed it would (after a failover the roster replay is all it has).
+    Member(Member),
     UserLeft {
         conference: String,
         participant: u32,
@@ -51,6 +56,79 @@ pub enum MsMsg {
     State {
         draining: bool,
     },
+}
+
+/// A member as `userjoined` with options announces it: who, in which conference, and
+/// what the dispatcher bills by (`mode=`, `media=`, `domain=`, `joined=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub conference: String,
+    pub participant: u32,
+    pub name: String,
+    pub account: String,
+    /// The conference's mode on the media server.
+    pub mode: Mode,
+    /// The media the member joined with (audio when empty).
+    pub media: Vec<MediaKind>,
+    /// The member's `domain=` from its join (the dispatcher's tenant map reads it).
+    pub domain: Option<String>,
+    /// When the media server accepted the member, Unix ms (0: unknown).
+    pub joined_unix_ms: u64,
+}
+
+impl Member {
+    fn parse(a: &[&str], opts: &[(&str, &str)]) -> Result<Member, ProtoError> {
+        const V: &str = "userjoined";
+        let mut m = Member {
+            conference: name(V, "conference", a[0])?,
+            participant: num(V, "participant", a[1])?,
+            name: name(V, "name", a[2])?,
+            account: name(V, "account", a[3])?,
+            mode: Mode::default(),
+            media: Vec::new(),
+            domain: None,
+            joined_unix_ms: 0,
+        };
+        for &(k, v) in opts {
+            match k {
+                "mode" => m.mode = word(V, "mode", v)?,
+                "media" => {
+                    m.media = v
+                        .split(',')
+                        .map(|x| word(V, "media", x))
+                        .collect::<Result<_, _>>()?
+                }
+                "domain" => m.domain = Some(name(V, "domain", v)?),
+                "joined" => m.joined_unix_ms = num(V, "joined", v)?,
+                // Keys of newer media servers are left to them.
+                _ => {}
+            }
+        }
+        Ok(m)
+    }
+
+    fn encode(&self) -> String {
+        let media: Vec<&str> = if self.media.is_empty() {
+            vec![MediaKind::Audio.as_str()]
+        } else {
+            self.media.iter().map(|k| k.as_str()).collect()
+        };
+        let domain = self
+            .domain
+            .as_ref()
+            .map(|d| format!("\tdomain={}", clean(d)))
+            .unwrap_or_default();
+        format!(
+            "userjoined\t{}\t{}\t{}\t{}\tmode={}\tmedia={}\tjoined={}{domain}\n",
+            clean(&self.conference),
+            self.participant,
+            clean(&self.name),
+            clean(&self.account),
+            self.mode,
+            media.join(","),
+            self.joined_unix_ms
+        )
+    }
 }
 
 /// Dispatcher to media server.
@@ -185,7 +263,10 @@ impl MsMsg {
                 })
             }
             "userjoined" => {
-                let a = f.exact("userjoined", 4, 4)?;
+                let (a, opts) = f.args("userjoined", 4, 4)?;
+                if !opts.is_empty() {
+                    return Member::parse(&a, &opts).map(MsMsg::Member);
+                }
                 Ok(MsMsg::UserJoined {
                     conference: name("userjoined", "conference", a[0])?,
                     participant: num("userjoined", "participant", a[1])?,
@@ -267,6 +348,7 @@ impl MsMsg {
                 clean(name),
                 clean(account)
             ),
+            MsMsg::Member(m) => m.encode(),
             MsMsg::UserLeft {
                 conference,
                 participant,

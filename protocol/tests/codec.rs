@@ -470,3 +470,71 @@ fn join_carries_the_domain() {
     .encode()
     .contains("\tdomain=acme.com"));
 }
+
+#[test]
+fn userjoined_with_billing_options_round_trips_and_the_bare_form_stays() {
+    use protocol::{MediaKind, Member};
+    let m = MsMsg::Member(Member {
+        conference: "xyz".into(),
+        participant: 3,
+        name: "ann".into(),
+        account: "acme-1".into(),
+        mode: Mode::Mix,
+        media: vec![MediaKind::Audio, MediaKind::Video],
+        domain: Some("acme.com".into()),
+        joined_unix_ms: 1_700_000_000_123,
+    });
+    let line = m.encode();
+    assert_eq!(
+        line,
+        "userjoined\txyz\t3\tann\tacme-1\tmode=mix\tmedia=audio,video\tjoined=1700000000123\tdomain=acme.com\n"
+    );
+    assert_eq!(MsMsg::parse(line.trim_end()).unwrap(), m);
+    // Without options it is the bare form older media servers send.
+    assert!(matches!(
+        MsMsg::parse("userjoined\txyz\t3\tann\tdemo").unwrap(),
+        MsMsg::UserJoined { .. }
+    ));
+    // Options of newer servers are ignored; bad values of known ones are refused.
+    let MsMsg::Member(m) = MsMsg::parse("userjoined\tx\t1\tb\tdemo\tfuture=1").unwrap() else {
+        panic!("not a member");
+    };
+    assert_eq!((m.mode, m.joined_unix_ms), (Mode::Reflect, 0));
+    for bad in [
+        "userjoined\tx\t1\tb\tdemo\tmode=loud",
+        "userjoined\tx\t1\tb\tdemo\tmedia=smell",
+        "userjoined\tx\t1\tb\tdemo\tjoined=soon",
+    ] {
+        assert_eq!(MsMsg::parse(bad).unwrap_err().code(), ErrorCode::BadRequest);
+    }
+    let long = format!("userjoined\tx\t1\tb\tdemo\tdomain={}", "d".repeat(200));
+    assert!(MsMsg::parse(&long).is_err());
+}
+
+#[test]
+fn a_retryable_reject_says_retry_and_when() {
+    let r = ServerMsg::retry(
+        std::time::Duration::from_millis(500),
+        "media server ms-2 is restarting",
+    );
+    let line = r.encode();
+    assert_eq!(
+        line,
+        "reject\t480\tretry after 500 ms: media server ms-2 is restarting\n"
+    );
+    let back = ServerMsg::parse(line.trim_end()).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(
+        back.retry_after(),
+        Some(std::time::Duration::from_millis(500))
+    );
+    assert_eq!(ErrorCode::Retry.name(), "retry");
+    assert_eq!(ErrorCode::from_u16(480), ErrorCode::Retry);
+    // A 480 without a readable wait: the default; any other reject: none.
+    let vague = ServerMsg::parse("reject\t480\tlater").unwrap();
+    assert_eq!(vague.retry_after(), Some(protocol::RETRY_DEFAULT));
+    let huge = ServerMsg::parse("reject\t480\tretry after 99999999 ms: x").unwrap();
+    assert_eq!(huge.retry_after(), Some(protocol::RETRY_MAX));
+    let final_ = ServerMsg::parse("reject\t503\tno media server").unwrap();
+    assert_eq!(final_.retry_after(), None);
+}

@@ -15,8 +15,9 @@
 
 use benches::stats::Latency;
 use clap::Parser;
+use control::{Link, Recv};
 use hdrhistogram::Histogram;
-use protocol::{Capabilities, MsMsg};
+use protocol::{Capabilities, DispMsg, MsMsg};
 use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -24,8 +25,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 #[derive(Debug, Parser, Serialize, Deserialize)]
 #[command(
@@ -110,10 +109,11 @@ async fn media_server(
     i: u32,
     capacity: u32,
     settle: bool,
-) -> std::io::Result<()> {
-    let s = TcpStream::connect(registry).await?;
-    s.set_nodelay(true)?;
-    let (r, mut w) = s.into_split();
+) -> Result<(), control::ControlError> {
+    let Link {
+        mut incoming,
+        outbox,
+    } = control::connect(&registry.to_string()).await?;
     let register = MsMsg::Register {
         id: format!("sim-{i}"),
         client_addr: SocketAddr::from(([127, 0, 0, 1], 20000 + i as u16)),
@@ -126,25 +126,8 @@ async fn media_server(
         total: capacity,
         ws: None,
     };
-    w.write_all(register.encode().as_bytes()).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(r).lines();
-        let mut participant = 0u32;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let f: Vec<&str> = line.split('\t').collect();
-            if let ["reserve", conference, account, user, ..] = f.as_slice() {
-                if settle {
-                    participant += 1;
-                    let joined =
-                        format!("userjoined\t{conference}\t{participant}\t{user}\t{account}\n");
-                    if tx.send(joined).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    outbox.send(register.encode());
+    let mut participant = 0u32;
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -157,11 +140,24 @@ async fn media_server(
                     pps: 0,
                     loss_pct: 0.0,
                 };
-                w.write_all(report.encode().as_bytes()).await?;
+                outbox.send(report.encode());
             }
-            line = rx.recv() => match line {
-                Some(l) => w.write_all(l.as_bytes()).await?,
-                None => return Ok(()),
+            got = incoming.recv() => match got {
+                Recv::Line(l) => {
+                    if let (Ok(DispMsg::Reserve { conference, account, user, .. }), true) =
+                        (DispMsg::parse(&l), settle)
+                    {
+                        participant += 1;
+                        let joined = MsMsg::UserJoined {
+                            conference,
+                            participant,
+                            name: user,
+                            account,
+                        };
+                        outbox.send(joined.encode());
+                    }
+                }
+                Recv::Bad(_) | Recv::Closed(_) => return Err(control::ControlError::Closed),
             },
         }
     }
@@ -173,24 +169,23 @@ enum Join {
     Rejected,
 }
 
-async fn one_join(at: SocketAddr, conference: u32, user: u64) -> std::io::Result<Join> {
-    let s = TcpStream::connect(at).await?;
-    s.set_nodelay(true)?;
-    let (r, mut w) = s.into_split();
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
-    r.read_line(&mut line).await?;
+async fn one_join(at: &str, conference: u32, user: u64) -> Result<Join, control::ControlError> {
+    let Link {
+        mut incoming,
+        outbox,
+    } = control::connect(at).await?;
+    let Recv::Line(_connect) = incoming.recv().await else {
+        return Err(control::ControlError::Closed);
+    };
     let join = format!("join\tconf-{conference}\tdemo\tu{user}\tmode=reflect\n");
     let sent = Instant::now();
-    w.write_all(join.as_bytes()).await?;
-    line.clear();
-    r.read_line(&mut line).await?;
+    outbox.send(join);
+    let reply = incoming.recv().await;
     let took = sent.elapsed();
-    let _ = w.write_all(b"endsession\n").await;
-    Ok(if line.starts_with("dispatch\t") {
-        Join::Dispatched(took)
-    } else {
-        Join::Rejected
+    outbox.finish(Some("endsession\n".into()), control::CloseReason::Done);
+    Ok(match reply {
+        Recv::Line(l) if l.starts_with("dispatch\t") => Join::Dispatched(took),
+        _ => Join::Rejected,
     })
 }
 
@@ -219,8 +214,10 @@ async fn measure(
     let warm_until = Instant::now() + Duration::from_secs(1);
     let until = warm_until + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
+    let client = client.to_string();
     for c in 0..args.clients {
         let users = users.clone();
+        let client = client.clone();
         let conferences = args.conferences;
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -238,7 +235,7 @@ async fn measure(
                 let conf = (rng_state % u64::from(conferences)) as u32;
                 let user = users.fetch_add(1, Ordering::Relaxed);
                 let counted = now >= warm_until;
-                match one_join(client, conf, user).await {
+                match one_join(&client, conf, user).await {
                     Ok(Join::Dispatched(t)) if counted => {
                         ok += 1;
                         let _ = h.record(t.as_micros().max(1) as u64);

@@ -17,7 +17,8 @@ pub mod select;
 mod shared;
 
 pub use cost::{needs, Media};
-pub use place::{Join, Usage};
+pub use ops::COMEBACK;
+pub use place::{Join, Seated, Usage};
 pub use protocol::CostModel;
 pub use select::{choose, Request, Skip};
 pub use shared::RemoteRow;
@@ -259,6 +260,7 @@ impl Conference {
             joined_unix_ms,
             left_unix_ms,
             media: self.media,
+            mode: self.mode,
         }
     }
 
@@ -305,11 +307,11 @@ pub struct Stamp {
 pub enum PlaceError {
     #[error("no media server in service and in communication can host {0} conferences")]
     NoServer(&'static str),
-    #[error("no media server {0}")]
+    #[error("no media server {}", protocol::clip(.0))]
     UnknownServer(String),
-    #[error("no conference {0}")]
+    #[error("no conference {}", protocol::clip(.0))]
     UnknownConference(String),
-    #[error("no participant {1} in conference {0}")]
+    #[error("no participant {} in conference {}", .1, protocol::clip(.0))]
     UnknownParticipant(String, u32),
     #[error("customer {customer} is at its maximum of {max} simultaneous users")]
     OverLimit { customer: String, max: u32 },
@@ -350,6 +352,18 @@ pub struct Tables {
     rng: StdRng,
     /// Stays ended without a `userleft` (their server was lost), for the usage log.
     stays: Vec<Usage>,
+    /// Servers lost while in service, by id, until they register again or
+    /// [`ops::COMEBACK`] passes: a join that finds no server while one may be restarting
+    /// is told to retry rather than that no server exists.
+    lost: BTreeMap<String, Lost>,
+}
+
+/// A server whose link closed while it was in service: it may be restarting.
+#[derive(Debug, Clone)]
+struct Lost {
+    unix_ms: u64,
+    caps: Capabilities,
+    pool: String,
 }
 
 impl Default for Tables {
@@ -374,6 +388,7 @@ impl Tables {
             customers: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             stays: Vec::new(),
+            lost: BTreeMap::new(),
         }
     }
 
@@ -402,6 +417,7 @@ impl Tables {
         self.next_generation += 1;
         let generation = self.next_generation;
         let pool = self.pool_of(id).to_owned();
+        self.lost.remove(id);
         // Operator intent survives a reconnect.
         // Conferences the old registration hosted stay in the table, with their reserve.
         let (draining, maintenance, history, hosted, reserve_units) = match self.servers.remove(id)
@@ -471,7 +487,17 @@ impl Tables {
         {
             return 0;
         }
-        self.servers.remove(id);
+        if let Some(s) = self.servers.remove(id) {
+            // A server that drained on purpose is not coming back soon.
+            if !s.draining {
+                let lost = Lost {
+                    unix_ms,
+                    caps: s.caps,
+                    pool: s.pool,
+                };
+                self.lost.insert(id.to_owned(), lost);
+            }
+        }
         let before = self.conferences.len();
         let customers = &mut self.customers;
         let stays = &mut self.stays;
@@ -595,5 +621,7 @@ fn uncount(customers: &mut HashMap<String, u32>, customer: &str, n: usize) {
 mod tests;
 #[cfg(test)]
 mod tests_herding;
+#[cfg(test)]
+mod tests_replay;
 #[cfg(test)]
 mod tests_select;

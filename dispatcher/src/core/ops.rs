@@ -5,6 +5,9 @@ use super::*;
 
 /// An empty conference younger than this is left alone: its first join is on the way.
 pub const EMPTY_GRACE: Duration = Duration::from_secs(5);
+/// How long a server lost while in service counts as restarting: a join that finds no
+/// server meanwhile is told to retry. After it, the server no longer exists.
+pub const COMEBACK: Duration = Duration::from_secs(10);
 
 impl Tables {
     /// The dispatcher's clock: logs losses and returns of contact (no report for
@@ -68,6 +71,39 @@ impl Tables {
                 "empty, nobody on the way".into(),
             );
         }
+    }
+
+    /// Why a join that selection could not place may succeed soon, if it may: a server
+    /// that could host it is in service but briefly out of communication (no report for
+    /// [`REPORT_FRESH`]), or was lost while in service less than [`COMEBACK`] ago and may
+    /// be restarting. `None`: no server exists that could, and `503` is the answer.
+    pub fn retry_hint(&mut self, now: Instant, unix_ms: u64, join: &Join) -> Option<String> {
+        let need = needs(join.mode, join.media);
+        let in_pool = |pool: &str| join.pool.is_none_or(|p| p == pool);
+        let unix_s = unix_ms / 1000;
+        let silent = self.servers.values().find(|s| {
+            s.state(now, unix_s) == ServerState::InService
+                && !s.in_communication(now)
+                && s.caps.covers(&need)
+                && in_pool(&s.pool)
+        });
+        if let Some(s) = silent {
+            let age = now.saturating_duration_since(s.last_report).as_millis();
+            return Some(format!(
+                "media server {} is briefly out of communication (last report {age} ms ago)",
+                s.id
+            ));
+        }
+        let window = COMEBACK.as_millis() as u64;
+        self.lost
+            .retain(|_, l| unix_ms.saturating_sub(l.unix_ms) < window);
+        self.lost
+            .iter()
+            .find(|(_, l)| l.caps.covers(&need) && in_pool(&l.pool))
+            .map(|(id, l)| {
+                let ago = unix_ms.saturating_sub(l.unix_ms);
+                format!("media server {id} was lost {ago} ms ago and may be restarting")
+            })
     }
 
     /// Operator drain: the server keeps its conferences but gets no new ones.

@@ -49,6 +49,25 @@ pub struct Usage {
     pub joined_unix_ms: u64,
     pub left_unix_ms: u64,
     pub media: &'static str,
+    /// `reflect` or `mix`.
+    pub mode: &'static str,
+}
+
+/// What a `userjoined` with options (`protocol::Member`) says of a member, resolved
+/// against the accounts: how a conference the tables do not know yet (a roster replayed
+/// after a dispatcher failover) is billed, exactly as the join that created it was, and
+/// when the member joined.
+#[derive(Debug, Clone, Copy)]
+pub struct Seated<'a> {
+    pub customer: &'a str,
+    /// The tenant pool, from the account and the member's domain.
+    pub tenant: &'a str,
+    pub mode: Mode,
+    pub media: Media,
+    /// The account's contracted users per conference.
+    pub reserved: u32,
+    /// When the media server accepted the member, Unix ms; 0: unknown (now).
+    pub joined_unix_ms: u64,
 }
 
 impl Tables {
@@ -260,8 +279,29 @@ impl Tables {
         name: &str,
         account: &str,
     ) {
-        let default_units = self.policy.cost.per_participant(Mode::Reflect, false);
-        if !self.conferences.contains_key(conference) {
+        self.user_joined_as(at, server, conference, participant, name, account, None);
+    }
+
+    /// A `userjoined`, with what the member's line says of its billing when it has
+    /// options (`seated`). A conference the table does not have yet is created from it
+    /// (a roster replayed after a failover or a reconnect): from `seated`, as the join
+    /// that created it was billed; without it, as a plain reflect audio conference of the
+    /// member's account. The stay starts when the media server accepted the member.
+    #[allow(clippy::too_many_arguments)]
+    pub fn user_joined_as(
+        &mut self,
+        at: Stamp,
+        server: &str,
+        conference: &str,
+        participant: u32,
+        name: &str,
+        account: &str,
+        seated: Option<&Seated>,
+    ) {
+        let (mode, media) = seated.map_or((Mode::Reflect, Media::Audio), |b| (b.mode, b.media));
+        let units_per_user = self.policy.cost.per_participant(mode, media.video());
+        let created = !self.conferences.contains_key(conference);
+        if created {
             if let Some(s) = self.servers.get_mut(server) {
                 s.hosted += 1;
             }
@@ -272,25 +312,41 @@ impl Tables {
             .or_insert_with(|| Conference {
                 name: conference.to_owned(),
                 server: server.to_owned(),
-                mode: Mode::Reflect.as_str(),
-                media: Media::Audio.as_str(),
+                mode: mode.as_str(),
+                media: media.as_str(),
                 account: account.to_owned(),
-                customer: account.to_owned(),
-                tenant: String::new(),
-                units_per_user: default_units,
-                reserved: 0,
+                customer: seated.map_or(account, |b| b.customer).to_owned(),
+                tenant: seated.map_or("", |b| b.tenant).to_owned(),
+                units_per_user,
+                reserved: seated.map_or(0, |b| b.reserved),
                 joined: HashMap::new(),
                 moved: Vec::new(),
                 created: at.now,
                 created_unix: at.unix_ms / 1000,
                 participants: BTreeMap::new(),
             });
+        // A conference created here holds its contracted reserve, as `commit` does.
+        let initial_reserve = if created { c.reserve_units() } else { 0 };
         let reserve_before = c.reserve_units();
         let new = c
             .participants
             .insert(participant, name.to_owned())
             .is_none();
-        c.joined.insert(participant, at.unix_ms);
+        // The server's accept time when the line says it (never in our future); a repeated
+        // bare line (a reconnect's replay) keeps the time first seen.
+        let said = seated
+            .map(|b| b.joined_unix_ms)
+            .filter(|&ms| ms > 0)
+            .map(|ms| ms.min(at.unix_ms));
+        match (said, c.joined.get(&participant)) {
+            (Some(ms), _) => {
+                c.joined.insert(participant, ms);
+            }
+            (None, Some(_)) if !new => {}
+            (None, _) => {
+                c.joined.insert(participant, at.unix_ms);
+            }
+        }
         let reserve_after = c.reserve_units();
         let units = c.units_per_user;
         let hosts = c.server == server;
@@ -302,7 +358,8 @@ impl Tables {
             s.unused = s.unused.saturating_sub(units);
             s.users += 1;
             if hosts {
-                s.reserve_units = (s.reserve_units + reserve_after).saturating_sub(reserve_before);
+                s.reserve_units = (s.reserve_units + initial_reserve + reserve_after)
+                    .saturating_sub(reserve_before);
             }
         }
         let unix_ms = at.unix_ms;

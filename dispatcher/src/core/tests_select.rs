@@ -502,6 +502,7 @@ fn a_leave_gives_the_stay_for_the_usage_log() {
             joined_unix_ms: 5_000,
             left_unix_ms: 65_000,
             media: "audio,video",
+            mode: "reflect",
         }
     );
     // A second leave of the same participant is not billed twice.

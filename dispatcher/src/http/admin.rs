@@ -35,18 +35,8 @@ impl IntoResponse for Refusal {
 
 impl From<DispatcherError> for Refusal {
     fn from(e: DispatcherError) -> Self {
-        use crate::core::PlaceError as P;
-        let status = match &e {
-            DispatcherError::Place(P::NoServer(_) | P::OverLimit { .. }) => StatusCode::CONFLICT,
-            DispatcherError::Place(
-                P::UnknownServer(_) | P::UnknownConference(_) | P::UnknownParticipant(..),
-            ) => StatusCode::NOT_FOUND,
-            DispatcherError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            DispatcherError::Conflict(_) => StatusCode::CONFLICT,
-            DispatcherError::Config(_)
-            | DispatcherError::Bind { .. }
-            | DispatcherError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Refusal(status, e.to_string())
     }
 }
@@ -191,12 +181,14 @@ pub(crate) async fn move_user(
 }
 
 /// Moves a whole conference to another server: its server dispatches every participant.
+/// A server linked to another dispatcher is reached through the store; an error status
+/// says when that could not be done.
 pub(crate) async fn punt(
     State(s): State<Arc<Service>>,
     Operator(who): Operator,
     Path(conference): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
-    let p = ops::punt_conference(&s, &conference, &who)?;
+    let p = ops::punt(&s, &conference, &who).await?;
     Ok(done(
         &s,
         "punt",

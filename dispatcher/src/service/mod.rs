@@ -22,8 +22,9 @@ use protocol::{
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The role a join gets from the PIN it carries: a moderator with the account's moderator
 /// PIN, a participant without a PIN; a wrong PIN (or one for an account without moderators)
@@ -54,6 +55,22 @@ pub(crate) struct RegistryLink {
     outbox: Outbox,
 }
 
+/// The wait a retryable reject names when the cause passes within a row exchange or a
+/// registration (a media server registering, a placement another dispatcher made).
+const RETRY_SOON: Duration = Duration::from_millis(500);
+/// The wait it names when a server must report or come back first (reports come every
+/// second).
+const RETRY_LATER: Duration = Duration::from_secs(1);
+
+/// Counts a registry link between its accept and its `register`.
+pub(crate) struct Registering<'a>(&'a AtomicUsize);
+
+impl Drop for Registering<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// State shared by the dispatcher's connections. The locks are held only for table
 /// updates, never across an await.
 pub struct Service {
@@ -65,6 +82,8 @@ pub struct Service {
     usage: Option<usage::UsageLog>,
     /// The store shared with other dispatchers, and what we know of them.
     cluster: store::Cluster,
+    /// Registry links accepted whose `register` has not come yet.
+    registering: AtomicUsize,
 }
 
 impl Service {
@@ -85,6 +104,7 @@ impl Service {
             settings,
             links: Mutex::new(HashMap::new()),
             metrics,
+            registering: AtomicUsize::new(0),
         }
     }
 
@@ -100,6 +120,32 @@ impl Service {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Reopens the usage log (SIGHUP after logrotate moved it away); true if there is one.
+    pub fn reopen_usage_log(&self) -> bool {
+        match &self.usage {
+            Some(log) => {
+                log.reopen();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How a join of `account` from `domain` is billed: (customer, tenant pool, contracted
+    /// users), as [`Service::join`] resolves them. An account this dispatcher does not know
+    /// is its own customer, without a contract.
+    fn billing_of(&self, account: &str, domain: Option<&str>) -> (String, String, u32) {
+        let s = &self.settings;
+        match s.accounts.iter().find(|a| a.code == account) {
+            Some(a) => (
+                a.customer.clone(),
+                s.tenancy.pool_for(a, domain).to_owned(),
+                a.reserved,
+            ),
+            None => (account.to_owned(), String::new(), 0),
+        }
     }
 
     /// Queues a leave for the usage log, if there is one.
@@ -228,16 +274,14 @@ impl Service {
             .observe(now.elapsed().as_secs_f64());
         let placement = match placed {
             Ok(p) => p,
-            Err(e @ PlaceError::OverLimit { .. }) => {
-                return ServerMsg::reject(ErrorCode::AccountFull, e.to_string())
-            }
-            Err(e) => return ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
+            Err(e) => return self.refusal(&join, e),
         };
         let Some(ticket) = self.hand_out_as(&placement, conference, account, user, mode, role)
         else {
-            return ServerMsg::reject(
-                ErrorCode::NoCapacity,
-                format!("media server {} is unreachable", placement.server),
+            // Its registration changed between the placement and the reservation.
+            return ServerMsg::retry(
+                RETRY_SOON,
+                &format!("media server {} is re-registering", placement.server),
             );
         };
         let outcome = if placement.created {
@@ -261,6 +305,41 @@ impl Service {
             ticket,
             conference: None,
         }
+    }
+
+    /// The `reject` for a join that could not be placed: `429` over the customer's
+    /// maximum; a retryable `480` when a server that could host it is registering,
+    /// restarting or briefly out of communication; `503` when none exists.
+    fn refusal(&self, join: &Join, e: PlaceError) -> ServerMsg {
+        match e {
+            PlaceError::OverLimit { .. } => ServerMsg::reject(ErrorCode::AccountFull, e.to_string()),
+            // The store placed it on a server registered at another dispatcher whose row
+            // has not reached us yet.
+            PlaceError::UnknownServer(server) => ServerMsg::retry(
+                RETRY_SOON,
+                &format!(
+                    "conference {} is starting on media server {}, registered at another dispatcher",
+                    protocol::clip(join.conference),
+                    server
+                ),
+            ),
+            e => {
+                if self.registering.load(Ordering::Relaxed) > 0 {
+                    return ServerMsg::retry(RETRY_SOON, "a media server is registering");
+                }
+                match self.tables().retry_hint(Instant::now(), unix_ms(), join) {
+                    Some(why) => ServerMsg::retry(RETRY_LATER, &why),
+                    None => ServerMsg::reject(ErrorCode::NoCapacity, e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// A registry link was accepted; its `register` is still to come. Joins that find no
+    /// server meanwhile are told to retry. The guard counts it until dropped.
+    pub(crate) fn registering(&self) -> Registering<'_> {
+        self.registering.fetch_add(1, Ordering::Relaxed);
+        Registering(&self.registering)
     }
 
     /// A media server's `register`: it enters the capacity table and its link is kept for
@@ -332,6 +411,26 @@ impl Service {
                 &name,
                 &account,
             ),
+            MsMsg::Member(m) => {
+                let (customer, tenant, reserved) = self.billing_of(&m.account, m.domain.as_deref());
+                let seated = core::Seated {
+                    customer: &customer,
+                    tenant: &tenant,
+                    mode: m.mode,
+                    media: Media::from_kinds(&m.media),
+                    reserved,
+                    joined_unix_ms: m.joined_unix_ms,
+                };
+                t.user_joined_as(
+                    Stamp { now, unix_ms: unix },
+                    id,
+                    &m.conference,
+                    m.participant,
+                    &m.name,
+                    &m.account,
+                    Some(&seated),
+                )
+            }
             MsMsg::UserLeft {
                 conference,
                 participant,

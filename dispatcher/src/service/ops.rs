@@ -5,10 +5,16 @@
 
 use super::Service;
 use crate::core::{PlaceError, Placement};
-use crate::store::MergeOrder;
+use crate::store::{MergeOrder, PuntOrder, PuntReply, RowKind};
 use crate::{unix_ms, DispatcherError};
 use protocol::{DispMsg, ErrorCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long an operator's punt of a conference on a server linked to another dispatcher
+/// waits for that dispatcher to carry it out: it takes orders every 250 ms.
+pub(crate) const REMOTE_PUNT_WAIT: Duration = Duration::from_secs(3);
+/// How often the answer is looked for meanwhile.
+const REPLY_POLL: Duration = Duration::from_millis(50);
 
 /// What a punt did: the servers it moved between and how many participants were sent.
 #[derive(Debug)]
@@ -52,6 +58,14 @@ pub(crate) fn punt_conference(
     conference: &str,
     who: &str,
 ) -> Result<Punted, DispatcherError> {
+    // A server without a link here cannot be told to dispatch anyone: say so before the
+    // tables move the conference.
+    let from = s.tables().conference(conference).map(|c| c.server.clone());
+    if let Some(from) = from.filter(|f| !s.links().contains_key(f)) {
+        return Err(DispatcherError::Conflict(format!(
+            "media server {from} is not linked to this dispatcher; nobody can be dispatched"
+        )));
+    }
     let (punt, generation) = {
         let mut t = s.tables();
         let p = t.punt(
@@ -86,6 +100,169 @@ pub(crate) fn punt_conference(
     })
 }
 
+/// An operator's punt (the admin API): carried out here when the conference's server is
+/// linked here; otherwise (several dispatchers on Redis) handed through the store to the
+/// dispatcher it is linked to, whose answer is awaited for [`REMOTE_PUNT_WAIT`]. Whatever
+/// cannot be done is an error: the store down, the other dispatcher silent, its refusal.
+pub(crate) async fn punt(
+    s: &Service,
+    conference: &str,
+    who: &str,
+) -> Result<Punted, DispatcherError> {
+    let known = s.tables().conference(conference).map(|c| c.server.clone());
+    match known {
+        Some(server) if s.links().contains_key(&server) => punt_conference(s, conference, who),
+        _ if !s.cluster.store.shared() => punt_conference(s, conference, who),
+        known => remote_punt(s, conference, known, who).await,
+    }
+}
+
+/// [`punt`] of a conference on a server not linked here.
+async fn remote_punt(
+    s: &Service,
+    conference: &str,
+    known: Option<String>,
+    who: &str,
+) -> Result<Punted, DispatcherError> {
+    let store = &s.cluster.store;
+    let me = &s.settings().id;
+    // Where it runs: where our table has it, else where the servers' rosters list it
+    // (the side with the most participants).
+    let server = match known {
+        Some(server) => server,
+        None => store
+            .rows(RowKind::Roster)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.roster.get(conference).map(|n| (*n, r.id)))
+            .max()
+            .map(|(_, id)| id)
+            .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?,
+    };
+    // Who it is linked to: its capacity row says, every 250 ms.
+    let dispatcher = store
+        .rows(RowKind::Capacity)
+        .await?
+        .into_iter()
+        .find(|r| r.id == server)
+        .map(|r| r.dispatcher)
+        .ok_or_else(|| {
+            DispatcherError::Conflict(format!(
+                "media server {server} of conference {} is linked to no dispatcher",
+                protocol::clip(conference)
+            ))
+        })?;
+    if &dispatcher == me {
+        // It has just linked here.
+        return punt_conference(s, conference, who);
+    }
+    let reply = format!("{me}-{:016x}", rand::random::<u64>());
+    let order = PuntOrder {
+        conference: conference.to_owned(),
+        server: server.clone(),
+        dispatcher: dispatcher.clone(),
+        by: who.to_owned(),
+        reply: reply.clone(),
+        expires_unix_ms: unix_ms() + REMOTE_PUNT_WAIT.as_millis() as u64,
+    };
+    store.push_punt(&order).await?;
+    tracing::info!(conference, %server, %dispatcher, who, "punt handed to the server's dispatcher");
+    let deadline = Instant::now() + REMOTE_PUNT_WAIT;
+    let answer = loop {
+        tokio::time::sleep(REPLY_POLL).await;
+        if let Some(a) = store.reply(&reply).await? {
+            break a;
+        }
+        if Instant::now() >= deadline {
+            return Err(DispatcherError::NoAnswer(format!(
+                "dispatcher {dispatcher}, which media server {server} is linked to, did not carry out the punt within {} s; the order is withdrawn",
+                REMOTE_PUNT_WAIT.as_secs()
+            )));
+        }
+    };
+    if answer.status != 200 {
+        return Err(DispatcherError::Remote {
+            status: answer.status,
+            text: format!("{dispatcher}: {}", answer.error),
+        });
+    }
+    {
+        // Our entry (a conference placed here on a remote server) no longer says where
+        // it runs: the next join asks the store, which the punt moved to the target.
+        let mut t = s.tables();
+        t.forget_conference(&answer.from, conference);
+        let detail = format!("to {} via {dispatcher}", answer.to);
+        t.log_by(unix_ms(), "punt", &answer.from, conference, detail, who);
+    }
+    Ok(Punted {
+        from: answer.from,
+        to: answer.to,
+        dispatched: answer.dispatched,
+    })
+}
+
+/// Carries out a punt another dispatcher was asked for, for a server linked here, and
+/// answers it in the store. The placement moves to the target before the answer, so the
+/// asking dispatcher's next joins follow the clients.
+pub(crate) async fn carry_punt(s: &Service, o: &PuntOrder) {
+    if unix_ms() > o.expires_unix_ms {
+        tracing::warn!(order = ?o, "punt order past its time dropped: the operator was told it was not done");
+        return;
+    }
+    let refused = |status: u16, error: String| PuntReply {
+        status,
+        from: o.server.clone(),
+        to: String::new(),
+        dispatched: 0,
+        error,
+    };
+    let hosted = s
+        .tables()
+        .conference(&o.conference)
+        .map(|c| c.server.clone());
+    let reply = if !s.links().contains_key(&o.server) {
+        refused(
+            409,
+            format!(
+                "media server {} is not linked to {}",
+                o.server,
+                s.settings().id
+            ),
+        )
+    } else if hosted.as_deref() != Some(o.server.as_str()) {
+        refused(
+            404,
+            format!(
+                "no conference {} on media server {}",
+                protocol::clip(&o.conference),
+                o.server
+            ),
+        )
+    } else {
+        match punt_conference(s, &o.conference, &o.by) {
+            Ok(p) => {
+                if p.dispatched > 0 {
+                    if let Err(e) = s.cluster.store.force(&o.conference, &p.to).await {
+                        s.store_failed::<()>(e);
+                    }
+                }
+                PuntReply {
+                    status: 200,
+                    from: p.from,
+                    to: p.to,
+                    dispatched: p.dispatched,
+                    error: String::new(),
+                }
+            }
+            Err(e) => refused(e.http_status(), e.to_string()),
+        }
+    };
+    tracing::info!(order = ?o, status = reply.status, "punt order carried out");
+    if let Err(e) = s.cluster.store.put_reply(&o.reply, &reply).await {
+        s.store_failed::<()>(e);
+    }
+}
+
 /// A media server's `punt`: only a conference it hosts can be moved, and a refusal (no
 /// other server can take it) goes back as `error` so the server can retry later.
 pub(crate) fn server_punt(s: &Service, id: &str, conference: &str) {
@@ -99,12 +276,15 @@ pub(crate) fn server_punt(s: &Service, id: &str, conference: &str) {
                 tracing::info!(server = id, conference, to = %p.to, dispatched = p.dispatched, "server punted a conference");
                 return;
             }
-            Err(e) => (ErrorCode::NoCapacity, format!("punt {conference}: {e}")),
+            Err(e) => (
+                ErrorCode::NoCapacity,
+                format!("punt {}: {e}", protocol::clip(conference)),
+            ),
         }
     } else {
         (
             ErrorCode::NotFound,
-            format!("punt {conference}: not hosted by {id}"),
+            format!("punt {}: not hosted by {id}", protocol::clip(conference)),
         )
     };
     tracing::warn!(server = id, conference, reason = %refusal.1, "punt refused");

@@ -40,7 +40,7 @@ impl Service {
     /// Settles where a conference this dispatcher does not know runs: selection proposes,
     /// the store decides. `Some(server)` when the store named a server (commit the join
     /// there; one still missing from the capacity table after [`ROW_WAIT`] is alive at
-    /// another dispatcher, and the failed commit answers the client a retryable 503);
+    /// another dispatcher, and the failed commit answers the client a retryable 480);
     /// `None` to place from the local tables alone (the conference is known here,
     /// nothing can host it, or the store is unreachable).
     pub(crate) async fn claim(&self, join: &Join<'_>) -> Option<String> {
@@ -74,7 +74,7 @@ impl Service {
             }
             if waited {
                 // Placing it here would start a duplicate. Committing on a server the
-                // tables lack fails, so the client gets a retryable `reject 503`.
+                // tables lack fails, so the client gets a retryable `reject 480`.
                 tracing::warn!(conference = join.conference, server = %w, "conference starting on another dispatcher's server; retry");
                 return Some(w);
             }
@@ -307,7 +307,7 @@ async fn singleton_duties(
     Ok(())
 }
 
-/// Carries out the merge orders queued for this dispatcher.
+/// Carries out the merge and punt orders queued for this dispatcher.
 async fn take_orders(service: &Service) {
     match service
         .cluster
@@ -316,8 +316,11 @@ async fn take_orders(service: &Service) {
         .await
     {
         Ok(orders) => {
-            for o in orders {
+            for o in orders.merges {
                 super::ops::merge(service, &o).await;
+            }
+            for o in orders.punts {
+                super::ops::carry_punt(service, &o).await;
             }
         }
         Err(e) => {

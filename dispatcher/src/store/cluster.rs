@@ -71,6 +71,14 @@ impl Cluster {
                     .or_default()
                     .insert(*participant, (name.clone(), account.clone()));
             }
+            MsMsg::Member(m) => {
+                lock(&self.rosters)
+                    .entry(server.to_owned())
+                    .or_default()
+                    .entry(m.conference.clone())
+                    .or_default()
+                    .insert(m.participant, (m.name.clone(), m.account.clone()));
+            }
             MsMsg::UserLeft {
                 conference,
                 participant,

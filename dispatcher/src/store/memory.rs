@@ -2,7 +2,7 @@
 //! keys (claim if absent, TTLs, the lease), so the placement rules are unit-tested on it
 //! in virtual time. Cloning shares it, which is how tests run two dispatchers on one.
 
-use super::{MergeOrder, Row, RowKind};
+use super::{MergeOrder, PuntOrder, PuntReply, Row, RowKind};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,6 +16,8 @@ struct Inner {
     index: BTreeSet<String>,
     lease: Option<(String, Instant)>,
     orders: HashMap<String, Vec<MergeOrder>>,
+    punts: HashMap<String, Vec<PuntOrder>>,
+    replies: HashMap<String, (PuntReply, Instant)>,
 }
 
 /// A store in this process; every method takes the time, as the sans-IO parts do.
@@ -153,6 +155,32 @@ impl MemoryStore {
 
     pub fn take_orders(&self, me: &str) -> Vec<MergeOrder> {
         self.inner().orders.remove(me).unwrap_or_default()
+    }
+
+    pub fn push_punt(&self, order: &PuntOrder) {
+        self.inner()
+            .punts
+            .entry(order.dispatcher.clone())
+            .or_default()
+            .push(order.clone());
+    }
+
+    pub fn take_punts(&self, me: &str) -> Vec<PuntOrder> {
+        self.inner().punts.remove(me).unwrap_or_default()
+    }
+
+    pub fn put_reply(&self, now: Instant, id: &str, reply: &PuntReply, ttl: Duration) {
+        let mut g = self.inner();
+        g.replies.retain(|_, (_, until)| *until > now);
+        g.replies.insert(id.to_owned(), (reply.clone(), now + ttl));
+    }
+
+    pub fn reply(&self, now: Instant, id: &str) -> Option<PuntReply> {
+        self.inner()
+            .replies
+            .get(id)
+            .filter(|(_, until)| *until > now)
+            .map(|(r, _)| r.clone())
     }
 
     pub fn housekeep(&self, now: Instant) -> usize {

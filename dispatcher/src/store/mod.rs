@@ -13,7 +13,10 @@
 //! - `noc:lease` -> dispatcher id: who does the singleton duties (call resolution,
 //!   key housekeeping);
 //! - `noc:orders:DISPATCHER` -> [`MergeOrder`]s the active dispatcher hands to the
-//!   dispatcher linked to a server that must give a conference up.
+//!   dispatcher linked to a server that must give a conference up;
+//! - `noc:punts:DISPATCHER` -> [`PuntOrder`]s: an operator's punt made at a dispatcher
+//!   the conference's server is not linked to, for the one it is linked to, which answers
+//!   in `noc:reply:ID` ([`PuntReply`]).
 //!
 //! The store is an enum rather than a trait object: there are exactly two, and the
 //! memory one doubles as the executable model of the Redis one in unit tests.
@@ -36,6 +39,8 @@ use std::time::{Duration, Instant};
 pub const CONF_TTL: Duration = Duration::from_secs(10);
 /// How long a capacity row lives without a new report (a report comes every second).
 pub const ROW_TTL: Duration = Duration::from_secs(3);
+/// How long the answer to a punt order is kept for the dispatcher that asked.
+pub const REPLY_TTL: Duration = Duration::from_secs(10);
 /// How long the lease is granted for; renewed every third of it.
 pub const LEASE_TTL: Duration = Duration::from_millis(1500);
 
@@ -143,6 +148,45 @@ pub struct MergeOrder {
     pub from: String,
     pub to: String,
     pub dispatcher: String,
+}
+
+/// An operator's punt of `conference`, asked at a dispatcher its server is not linked
+/// to; carried out by `dispatcher`, the one `server` is linked to, which answers with a
+/// [`PuntReply`] under `reply`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PuntOrder {
+    pub conference: String,
+    /// Where the asking dispatcher saw the conference: a punt of it from elsewhere would
+    /// not be what the operator asked for.
+    pub server: String,
+    pub dispatcher: String,
+    /// The operator, for the event log.
+    pub by: String,
+    /// Where the answer goes: `noc:reply:REPLY`.
+    pub reply: String,
+    /// Unix ms after which the asking dispatcher has stopped waiting (and told the
+    /// operator it was not done): a late order is dropped, never carried out by surprise.
+    pub expires_unix_ms: u64,
+}
+
+/// What became of a [`PuntOrder`], as the operator is answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PuntReply {
+    /// The HTTP status: 200 when carried out, else the admin API's for the refusal.
+    pub status: u16,
+    pub from: String,
+    pub to: String,
+    /// Participants sent a `dispatch`.
+    pub dispatched: usize,
+    /// Why not, when `status` is not 200.
+    pub error: String,
+}
+
+/// The orders queued for one dispatcher.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Orders {
+    pub merges: Vec<MergeOrder>,
+    pub punts: Vec<PuntOrder>,
 }
 
 /// The store itself.
@@ -278,11 +322,44 @@ impl Store {
         }
     }
 
-    /// Takes the merge orders queued for dispatcher `me`.
-    pub async fn take_orders(&self, me: &str) -> StoreResult<Vec<MergeOrder>> {
+    /// Queues an operator's punt for the dispatcher the conference's server is linked to.
+    pub async fn push_punt(&self, order: &PuntOrder) -> StoreResult<()> {
         match self {
-            Store::Memory(m) => Ok(m.take_orders(me)),
+            Store::Memory(m) => {
+                m.push_punt(order);
+                Ok(())
+            }
+            Store::Redis(r) => r.push_punt(order).await,
+        }
+    }
+
+    /// Takes the merge and punt orders queued for dispatcher `me`, in one round trip.
+    pub async fn take_orders(&self, me: &str) -> StoreResult<Orders> {
+        match self {
+            Store::Memory(m) => Ok(Orders {
+                merges: m.take_orders(me),
+                punts: m.take_punts(me),
+            }),
             Store::Redis(r) => r.take_orders(me).await,
+        }
+    }
+
+    /// Answers a punt order (kept [`REPLY_TTL`] for the asking dispatcher to read).
+    pub async fn put_reply(&self, id: &str, reply: &PuntReply) -> StoreResult<()> {
+        match self {
+            Store::Memory(m) => {
+                m.put_reply(Instant::now(), id, reply, REPLY_TTL);
+                Ok(())
+            }
+            Store::Redis(r) => r.put_reply(id, reply, REPLY_TTL).await,
+        }
+    }
+
+    /// The answer to punt order `id`, once there is one.
+    pub async fn reply(&self, id: &str) -> StoreResult<Option<PuntReply>> {
+        match self {
+            Store::Memory(m) => Ok(m.reply(Instant::now(), id)),
+            Store::Redis(r) => r.reply(id).await,
         }
     }
 

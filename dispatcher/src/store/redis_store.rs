@@ -2,7 +2,7 @@
 //! read-modify-write is a Lua script, so it is atomic on the server and costs one round
 //! trip.
 
-use super::{MergeOrder, Row, RowKind, StoreResult};
+use super::{MergeOrder, Orders, PuntOrder, PuntReply, Row, RowKind, StoreResult};
 use crate::DispatcherError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -79,6 +79,14 @@ fn conf_key(conference: &str) -> String {
 
 fn orders_key(dispatcher: &str) -> String {
     format!("noc:orders:{dispatcher}")
+}
+
+fn punts_key(dispatcher: &str) -> String {
+    format!("noc:punts:{dispatcher}")
+}
+
+fn reply_key(id: &str) -> String {
+    format!("noc:reply:{id}")
 }
 
 fn err(e: redis::RedisError) -> DispatcherError {
@@ -283,9 +291,18 @@ impl RedisStore {
     }
 
     pub async fn push_order(&self, order: &MergeOrder) -> StoreResult<()> {
-        let key = orders_key(&order.dispatcher);
         // Plain data; serde_json cannot fail on it.
         let json = serde_json::to_string(order).unwrap_or_default();
+        self.push(orders_key(&order.dispatcher), json).await
+    }
+
+    pub async fn push_punt(&self, order: &PuntOrder) -> StoreResult<()> {
+        let json = serde_json::to_string(order).unwrap_or_default();
+        self.push(punts_key(&order.dispatcher), json).await
+    }
+
+    /// Appends to a queue that vanishes [`ORDER_TTL`] after its last order.
+    async fn push(&self, key: String, json: String) -> StoreResult<()> {
         redis::pipe()
             .cmd("RPUSH")
             .arg(&key)
@@ -300,23 +317,56 @@ impl RedisStore {
             .map_err(err)
     }
 
-    pub async fn take_orders(&self, me: &str) -> StoreResult<Vec<MergeOrder>> {
-        let key = orders_key(me);
-        let (items, _): (Vec<String>, i64) = redis::pipe()
+    pub async fn take_orders(&self, me: &str) -> StoreResult<Orders> {
+        let (merges, punts) = (orders_key(me), punts_key(me));
+        let (merges, _, punts, _): (Vec<String>, i64, Vec<String>, i64) = redis::pipe()
             .atomic()
             .cmd("LRANGE")
-            .arg(&key)
+            .arg(&merges)
             .arg(0)
             .arg(-1)
             .cmd("DEL")
-            .arg(&key)
+            .arg(&merges)
+            .cmd("LRANGE")
+            .arg(&punts)
+            .arg(0)
+            .arg(-1)
+            .cmd("DEL")
+            .arg(&punts)
             .query_async(&mut self.con())
             .await
             .map_err(err)?;
-        Ok(items
-            .iter()
-            .filter_map(|s| serde_json::from_str(s).ok())
-            .collect())
+        Ok(Orders {
+            merges: merges
+                .iter()
+                .filter_map(|s| serde_json::from_str(s).ok())
+                .collect(),
+            punts: punts
+                .iter()
+                .filter_map(|s| serde_json::from_str(s).ok())
+                .collect(),
+        })
+    }
+
+    pub async fn put_reply(&self, id: &str, reply: &PuntReply, ttl: Duration) -> StoreResult<()> {
+        let json = serde_json::to_string(reply).unwrap_or_default();
+        redis::cmd("SET")
+            .arg(reply_key(id))
+            .arg(json)
+            .arg("PX")
+            .arg(ms(ttl))
+            .query_async::<()>(&mut self.con())
+            .await
+            .map_err(err)
+    }
+
+    pub async fn reply(&self, id: &str) -> StoreResult<Option<PuntReply>> {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(reply_key(id))
+            .query_async(&mut self.con())
+            .await
+            .map_err(err)?;
+        Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
     pub async fn housekeep(&self) -> StoreResult<usize> {

@@ -196,7 +196,11 @@ impl Conferences {
         if let Some(room) = rooms.get(conference).filter(|r| r.mode() != opts.mode) {
             return Err(ServerMsg::reject(
                 ErrorCode::WrongState,
-                format!("conference {conference} runs in {} mode", room.mode()),
+                format!(
+                    "conference {} runs in {} mode",
+                    protocol::clip(conference),
+                    room.mode()
+                ),
             ));
         }
         let locked = rooms.get(conference).is_some_and(|r| r.locked().is_some());
@@ -204,7 +208,10 @@ impl Conferences {
             tracing::info!(conference, name, "join refused: the room is locked");
             return Err(ServerMsg::reject(
                 ErrorCode::Locked,
-                format!("conference {conference} is locked; ask a moderator to unlock it"),
+                format!(
+                    "conference {} is locked; ask a moderator to unlock it",
+                    protocol::clip(conference)
+                ),
             ));
         }
         let created = self.ensure_room(&mut rooms, conference, opts.mode)?;
@@ -258,21 +265,26 @@ impl Conferences {
         for line in state_lines(room, participant, role) {
             outbox.send(line.encode());
         }
-        room.add(
-            participant,
-            Member {
-                name: name.to_owned(),
-                account: account.to_owned(),
-                outbox: outbox.clone(),
-                video: video.is_some(),
-                role,
-                ticket: t.clone(),
-                self_muted: false,
-                hard_muted: None,
-                raised: false,
-                chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
-            },
-        );
+        let member = Member {
+            name: name.to_owned(),
+            account: account.to_owned(),
+            outbox: outbox.clone(),
+            video: video.is_some(),
+            // Longer than a name could not go back on the registry link.
+            domain: opts
+                .domain
+                .clone()
+                .filter(|d| !d.is_empty() && d.len() <= 128 && !d.chars().any(char::is_control)),
+            joined_unix_ms: super::unix_ms(),
+            role,
+            ticket: t.clone(),
+            self_muted: false,
+            hard_muted: None,
+            raised: false,
+            chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
+        };
+        let joined = room.announce(conference, participant, &member);
+        room.add(participant, member);
         outbox.send(
             ServerMsg::Channel {
                 kind: MediaKind::Audio,
@@ -295,12 +307,7 @@ impl Conferences {
                 .encode(),
             );
         }
-        self.notify(MsMsg::UserJoined {
-            conference: conference.to_owned(),
-            participant,
-            name: name.to_owned(),
-            account: account.to_owned(),
-        });
+        self.notify(joined);
         tracing::info!(conference, participant, name, "joined");
         Ok(Membership {
             conference: conference.to_owned(),

@@ -38,9 +38,13 @@ pub(crate) use report::cpu_seconds;
 pub(crate) const NOTIFY_QUEUE: usize = 4096;
 
 pub(crate) fn unix_now() -> u64 {
+    unix_ms() / 1000
+}
+
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -263,18 +267,17 @@ impl Conferences {
         m.outbox.send(order.encode());
     }
 
-    /// `userjoined` for everyone present, so a (re)started dispatcher learns the roster.
+    /// `userjoined` for everyone present, earliest first in each room, with what the
+    /// dispatcher bills by: a (re)started dispatcher, or the one we moved to when ours
+    /// failed, learns the roster and writes the usage lines the old one would have.
     pub(crate) fn roster(&self) -> Vec<MsMsg> {
         let rooms = self.rooms();
         rooms
             .iter()
             .flat_map(|(name, room)| {
-                room.members().iter().map(|(id, m)| MsMsg::UserJoined {
-                    conference: name.clone(),
-                    participant: *id,
-                    name: m.name.clone(),
-                    account: m.account.clone(),
-                })
+                room.members()
+                    .iter()
+                    .map(|(id, m)| room.announce(name, *id, m))
             })
             .collect()
     }

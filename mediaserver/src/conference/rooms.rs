@@ -3,7 +3,7 @@
 //! (`super`) changes it.
 
 use control::Outbox;
-use protocol::{Actor, CostModel, Mode, Quality, Role, ServerMsg};
+use protocol::{Actor, CostModel, MediaKind, Mode, MsMsg, Quality, Role, ServerMsg};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
@@ -16,6 +16,11 @@ pub(super) struct Member {
     pub(super) outbox: Outbox,
     /// Joined with `media=audio,video`: charged at the video rate.
     pub(super) video: bool,
+    /// The join's `domain=` (the dispatcher's tenant map reads it), when it is a name.
+    pub(super) domain: Option<String>,
+    /// When we accepted it, Unix ms: a dispatcher that learns of it from a roster replay
+    /// bills the stay from then.
+    pub(super) joined_unix_ms: u64,
     /// As its ticket says: the dispatcher signs the role.
     pub(super) role: Role,
     /// The ticket it joined with, revoked if it is kicked.
@@ -188,6 +193,24 @@ impl Room {
             self.dominant = None;
         }
         self.members.remove(&id)
+    }
+
+    /// The `userjoined` line (with its billing options) for member `id` of this room.
+    pub(super) fn announce(&self, conference: &str, id: u32, m: &Member) -> MsMsg {
+        MsMsg::Member(protocol::Member {
+            conference: conference.to_owned(),
+            participant: id,
+            name: m.name.clone(),
+            account: m.account.clone(),
+            mode: self.mode,
+            media: if m.video {
+                vec![MediaKind::Audio, MediaKind::Video]
+            } else {
+                vec![MediaKind::Audio]
+            },
+            domain: m.domain.clone(),
+            joined_unix_ms: m.joined_unix_ms,
+        })
     }
 
     /// Capacity units this room's members use.

@@ -7,6 +7,7 @@
 //! when a crate's tests run alone and the binary is missing.
 
 pub mod control;
+pub mod redis;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
