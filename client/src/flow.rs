@@ -518,8 +518,9 @@ impl JoinFlow {
     }
 
     /// Whether `err` is one failover handles: the media server's link dropped, a media
-    /// server refused us for want of room (draining, full) or could not be reached, or,
-    /// while already failing over, the dispatcher had nowhere to put us yet.
+    /// server refused us for want of room (draining, full) or could not be reached, or
+    /// found our ticket spent (a ticket is good for one join: the dispatcher gives a new
+    /// one), or, while already failing over, the dispatcher had nowhere to put us yet.
     fn recoverable(&self, err: &ClientError) -> bool {
         if !self.cfg.failover {
             return false;
@@ -533,6 +534,7 @@ impl JoinFlow {
             ClientError::Connect { .. } => at_media || failing,
             ClientError::Rejected { code, .. } => {
                 matches!(code, ErrorCode::NoCapacity | ErrorCode::Internal) && (at_media || failing)
+                    || *code == ErrorCode::TicketUsed && at_media
             }
             _ => false,
         }

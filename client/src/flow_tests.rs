@@ -193,6 +193,60 @@ fn rejects_end_the_session_or_fail_over_by_code() {
     assert_eq!(s.last().unwrap(), "finished rejected: 403 forged");
 }
 
+/// The last `join` the flow sent.
+fn last_join(r: &mut Rig) -> String {
+    let s = r.said(false);
+    s.iter()
+        .rev()
+        .find(|l| l.starts_with("send join"))
+        .unwrap_or_else(|| panic!("no join in {s:?}"))
+        .clone()
+}
+
+#[test]
+fn a_spent_ticket_is_never_sent_again_and_a_new_one_is_fetched() {
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.line(&format!("dispatch\t{MS1}\t1.n1.aa"));
+    r.greet(ServerKind::MediaServer);
+    assert!(last_join(&mut r).contains("ticket=1.n1.aa"));
+    r.line("reject\t410\tthis ticket was already used; ask the dispatcher for a new one");
+    assert_eq!(r.said(false), ["disconnect"]);
+    assert_eq!(r.flow.phase(), Phase::Waiting);
+    r.advance(ms(0));
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    let s = last_join(&mut r);
+    assert!(
+        !s.contains("ticket="),
+        "the dispatcher is asked without the old ticket: {s:?}"
+    );
+    r.line(&format!("dispatch\t{MS1}\t2.n2.bb"));
+    r.greet(ServerKind::MediaServer);
+    let s = last_join(&mut r);
+    assert!(
+        s.contains("ticket=2.n2.bb") && !s.contains("1.n1.aa"),
+        "{s:?}"
+    );
+    r.line("accept\txyz\t4");
+    assert_eq!(r.flow.phase(), Phase::Joined);
+    // A failover later fetches another ticket again; the used one is not kept.
+    r.input(Input::Lost(ClientError::Closed("media server")));
+    r.advance(ms(1));
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    let s = last_join(&mut r);
+    assert!(!s.contains("ticket="), "{s:?}");
+    // At the dispatcher a 410 means nothing special: final, as other refusals there.
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.said(false);
+    r.line("reject\t410\tno");
+    assert!(matches!(r.actions().last(), Some(Action::Finished(Err(_)))));
+}
+
 #[test]
 fn fails_over_when_the_media_link_drops_and_says_how_long_it_took() {
     let mut r = Rig::new();

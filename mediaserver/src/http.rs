@@ -91,6 +91,11 @@ impl Collector for Workers {
                 &stats.joins_refused_busy,
             ),
             (
+                "noc_media_joins_refused_ticket_used",
+                "Joins refused because their ticket was already used or its holder kicked",
+                &stats.joins_refused_ticket_used,
+            ),
+            (
                 "noc_media_commands_retried",
                 "Teardown commands sent again after a full worker queue",
                 &stats.commands_retried,

@@ -414,7 +414,8 @@ fn kick_removes_a_member_for_good() {
         "join\tkickroom\tdemo\teve\tmode=reflect\tticket={ticket}"
     ));
     let refused = again.expect("reject");
-    assert_eq!(refused[1], "403", "{refused:?}");
+    assert_eq!(refused[1], "410", "{refused:?}");
+    assert!(refused[2].contains("removed"), "{refused:?}");
     finish(&mut a);
     finish(&mut m);
     line_at(&a, &format!("kicked {b_id} by={m_id} spamming the room"));

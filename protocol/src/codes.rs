@@ -15,6 +15,9 @@ pub enum ErrorCode {
     UnknownVerb,
     /// The ticket's expiry has passed.
     TicketExpired,
+    /// The ticket was already used for a join (a ticket is good for one accepted join),
+    /// or its holder was kicked.
+    TicketUsed,
     /// The message is valid but not now (e.g. `channel` before `join`).
     WrongState,
     /// The line is longer than [`crate::MAX_LINE`].
@@ -49,13 +52,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
         ErrorCode::NotFound,
         ErrorCode::UnknownVerb,
         ErrorCode::TicketExpired,
+        ErrorCode::TicketUsed,
         ErrorCode::WrongState,
         ErrorCode::LineTooLong,
         ErrorCode::NotUtf8,
@@ -78,6 +82,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::UnknownVerb => 405,
             ErrorCode::TicketExpired => 408,
+            // HTTP's "gone": the ticket was good once.
+            ErrorCode::TicketUsed => 410,
             ErrorCode::WrongState => 409,
             ErrorCode::LineTooLong => 413,
             ErrorCode::NotUtf8 => 415,
@@ -111,6 +117,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not-found",
             ErrorCode::UnknownVerb => "unknown-verb",
             ErrorCode::TicketExpired => "ticket-expired",
+            ErrorCode::TicketUsed => "ticket-used",
             ErrorCode::WrongState => "wrong-state",
             ErrorCode::LineTooLong => "line-too-long",
             ErrorCode::NotUtf8 => "not-utf8",

@@ -9,6 +9,12 @@
 //! the MAC too, so a media server trusts only roles the dispatcher signed. A ticket without
 //! a role (the form above) verifies as a plain participant's, and neither form can be
 //! turned into the other without the secret.
+//!
+//! Every ticket signed here also carries a random nonce under the MAC,
+//! `EXPIRES[.moderator].NONCE.HEXMAC` (`NONCE`: 16 hex digits), so that two tickets are
+//! never equal, even for the same user in the same second: a media server takes each
+//! ticket for one accepted join only, and tells them apart by their text. Tickets without
+//! a nonce (from earlier dispatchers) still verify.
 
 use crate::Role;
 use hmac::{Hmac, Mac};
@@ -44,7 +50,13 @@ pub struct Claims<'a> {
     pub server: &'a str,
 }
 
-fn mac(secret: &[u8], c: &Claims<'_>, expires: u64, role: Role) -> Hmac<Sha256> {
+fn mac(
+    secret: &[u8],
+    c: &Claims<'_>,
+    expires: u64,
+    role: Role,
+    nonce: Option<&str>,
+) -> Hmac<Sha256> {
     // new_from_slice takes keys of any length for HMAC; the error arm cannot happen.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
     // Fields are separated by a byte that names cannot contain, so "a"+"bc" != "ab"+"c".
@@ -58,7 +70,18 @@ fn mac(secret: &[u8], c: &Claims<'_>, expires: u64, role: Role) -> Hmac<Sha256> 
         m.update(b"\nrole=");
         m.update(role.as_str().as_bytes());
     }
+    if let Some(n) = nonce {
+        m.update(b"\nnonce=");
+        m.update(n.as_bytes());
+    }
     m
+}
+
+/// Digits in a ticket's nonce.
+const NONCE_DIGITS: usize = 16;
+
+fn is_nonce(s: &str) -> bool {
+    s.len() == NONCE_DIGITS && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Signs a participant's ticket valid until `expires` (Unix seconds).
@@ -66,12 +89,38 @@ pub fn sign(secret: &[u8], c: &Claims<'_>, expires: u64) -> String {
     sign_as(secret, c, expires, Role::Participant)
 }
 
-/// Signs a ticket valid until `expires` (Unix seconds) that grants `role`.
+/// Signs a ticket valid until `expires` (Unix seconds) that grants `role`, with a fresh
+/// random nonce: no two calls return the same ticket.
 pub fn sign_as(secret: &[u8], c: &Claims<'_>, expires: u64, role: Role) -> String {
-    let tag = hex::encode(mac(secret, c, expires, role).finalize().into_bytes());
+    sign_with_nonce(secret, c, expires, role, rand::random())
+}
+
+/// [`sign_as`] with a given nonce (tests that need the same ticket twice).
+pub fn sign_with_nonce(
+    secret: &[u8],
+    c: &Claims<'_>,
+    expires: u64,
+    role: Role,
+    nonce: u64,
+) -> String {
+    let nonce = format!("{nonce:0NONCE_DIGITS$x}");
+    let tag = hex::encode(
+        mac(secret, c, expires, role, Some(&nonce))
+            .finalize()
+            .into_bytes(),
+    );
     match role {
-        Role::Participant => format!("{expires}.{tag}"),
-        r => format!("{expires}.{}.{tag}", r.as_str()),
+        Role::Participant => format!("{expires}.{nonce}.{tag}"),
+        r => format!("{expires}.{}.{nonce}.{tag}", r.as_str()),
+    }
+}
+
+/// The role a ticket's role field names: only a granted role is ever written.
+fn role_field(r: &str) -> Result<Role, TicketError> {
+    match r.parse::<Role>() {
+        // A participant's ticket never names its role.
+        Ok(Role::Moderator) => Ok(Role::Moderator),
+        _ => Err(TicketError::Malformed),
     }
 }
 
@@ -94,18 +143,20 @@ pub fn verify_role(
     c: &Claims<'_>,
     now: u64,
 ) -> Result<Role, TicketError> {
-    let (exp, rest) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
-    let (role, tag) = match rest.split_once('.') {
-        None => (Role::Participant, rest),
-        Some((r, tag)) => match r.parse::<Role>() {
-            // A participant's ticket never names its role.
-            Ok(Role::Moderator) => (Role::Moderator, tag),
-            _ => return Err(TicketError::Malformed),
-        },
+    let mut parts = ticket.split('.');
+    let fields: [Option<&str>; 5] = std::array::from_fn(|_| parts.next());
+    let (exp, role, nonce, tag) = match fields {
+        [Some(e), Some(t), None, ..] => (e, Role::Participant, None, t),
+        [Some(e), Some(n), Some(t), None, _] if is_nonce(n) => (e, Role::Participant, Some(n), t),
+        [Some(e), Some(r), Some(t), None, _] => (e, role_field(r)?, None, t),
+        [Some(e), Some(r), Some(n), Some(t), None] if is_nonce(n) => {
+            (e, role_field(r)?, Some(n), t)
+        }
+        _ => return Err(TicketError::Malformed),
     };
     let expires: u64 = exp.parse().map_err(|_| TicketError::Malformed)?;
     let tag = hex::decode(tag).map_err(|_| TicketError::Malformed)?;
-    mac(secret, c, expires, role)
+    mac(secret, c, expires, role, nonce)
         .verify_slice(&tag)
         .map_err(|_| TicketError::Forged)?;
     if now > expires {
@@ -178,10 +229,14 @@ mod tests {
         assert_eq!(verify_role(b"secret", &m, &C, 0), Ok(Role::Moderator));
         assert_eq!(verify(b"secret", &m, &C, 0), Ok(()));
         assert_eq!(expiry(&m), Some(1000));
-        // The participant form signs exactly as before the role existed.
-        assert_eq!(sign_as(b"secret", &C, 1000, Role::Participant), plain);
+        // The participant form signs as before the role existed.
+        assert_eq!(
+            sign_with_nonce(b"secret", &C, 1000, Role::Participant, 7),
+            sign_with_nonce(b"secret", &C, 1000, Role::Participant, 7)
+        );
         // Adding the role to a plain ticket, or stripping it from a moderator's, breaks it.
         let promoted = plain.replacen("1000.", "1000.moderator.", 1);
+        assert!(promoted.split('.').count() == 4, "{promoted}");
         assert_eq!(
             verify_role(b"secret", &promoted, &C, 0),
             Err(TicketError::Forged)
@@ -202,6 +257,55 @@ mod tests {
             verify_role(b"secret", &m, &C, 1001),
             Err(TicketError::Expired)
         );
+    }
+
+    /// A ticket signed before nonces existed: `EXPIRES[.moderator].MAC`.
+    fn old_form(secret: &[u8], c: &Claims<'_>, expires: u64, role: Role) -> String {
+        let tag = hex::encode(mac(secret, c, expires, role, None).finalize().into_bytes());
+        match role {
+            Role::Participant => format!("{expires}.{tag}"),
+            r => format!("{expires}.{}.{tag}", r.as_str()),
+        }
+    }
+
+    #[test]
+    fn every_ticket_is_unique_and_its_nonce_is_signed() {
+        let a = sign(b"secret", &C, 1000);
+        let b = sign(b"secret", &C, 1000);
+        assert_ne!(a, b, "same user, same second, two tickets");
+        assert_eq!(a.split('.').count(), 3, "{a}");
+        assert_eq!(verify(b"secret", &a, &C, 0), Ok(()));
+        assert_eq!(verify(b"secret", &b, &C, 0), Ok(()));
+        // Another nonce under the same MAC, or none, breaks it.
+        let (exp, rest) = a.split_once('.').unwrap();
+        let (_, tag) = rest.split_once('.').unwrap();
+        let renonced = format!("{exp}.{}.{tag}", "0".repeat(16));
+        assert_eq!(
+            verify(b"secret", &renonced, &C, 0),
+            Err(TicketError::Forged)
+        );
+        assert_eq!(
+            verify(b"secret", &format!("{exp}.{tag}"), &C, 0),
+            Err(TicketError::Forged)
+        );
+        let m = sign_as(b"secret", &C, 1000, Role::Moderator);
+        assert_eq!(m.split('.').count(), 4, "{m}");
+        assert_eq!(verify_role(b"secret", &m, &C, 0), Ok(Role::Moderator));
+        // The user is under the MAC: A's ticket is no good for B.
+        let bob = Claims { user: "bob", ..C };
+        assert_eq!(verify(b"secret", &a, &bob, 0), Err(TicketError::Forged));
+        // Tickets of earlier dispatchers, without a nonce, still verify.
+        for role in [Role::Participant, Role::Moderator] {
+            let t = old_form(b"secret", &C, 1000, role);
+            assert_eq!(verify_role(b"secret", &t, &C, 0), Ok(role), "{t}");
+        }
+        for bad in [
+            "1000.moderator.0123456789abcdef.00.00",
+            "1000.0123456789abcdef.moderator.00",
+            "1000.0123456789ABCDEF.00",
+        ] {
+            assert!(verify(b"secret", bad, &C, 0).is_err(), "{bad}");
+        }
     }
 
     #[test]

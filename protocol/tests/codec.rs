@@ -400,6 +400,19 @@ fn error_codes_are_stable() {
     assert_eq!(ErrorCode::from_u16(999), ErrorCode::Other(999));
 }
 
+/// Every code is unique, and docs/protocol.md's table has a row for it with its name.
+#[test]
+fn error_codes_are_unique_and_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .expect("docs/protocol.md");
+    let mut seen = std::collections::HashSet::new();
+    for c in ErrorCode::ALL {
+        assert!(seen.insert(c.as_u16()), "{} used twice", c.as_u16());
+        let row = format!("| {} | {} |", c.as_u16(), c.name());
+        assert!(doc.contains(&row), "docs/protocol.md lacks the row {row:?}");
+    }
+}
+
 /// Pseudo-random bytes and mutations of valid lines never panic the codec. The cargo-fuzz
 /// target `control_line` runs the same entry point under libFuzzer.
 #[test]

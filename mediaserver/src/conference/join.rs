@@ -178,12 +178,10 @@ impl Conferences {
         };
         let role = ticket::verify_role(&self.settings.secret, t, &claims, unix_now())
             .map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
-        if self.is_revoked(t) {
-            return Err(ServerMsg::reject(
-                ErrorCode::BadTicket,
-                "this ticket's holder was removed from the conference",
-            ));
-        }
+        let expires = ticket::expiry(t).unwrap_or(0);
+        super::lock(&self.spent)
+            .check(t)
+            .map_err(|w| self.spent(w))?;
         let (payload_type, codec, clock_rate) = codec_of(opts)?;
         let video = video_codec_of(opts)?;
         if video.is_some() && !self.settings.video {
@@ -214,7 +212,18 @@ impl Conferences {
                 ),
             ));
         }
-        let created = self.ensure_room(&mut rooms, conference, opts.mode)?;
+        // Spent now, under the rooms lock, so two joins with one ticket cannot both pass;
+        // given back if the join fails after all.
+        super::lock(&self.spent)
+            .claim(t, expires)
+            .map_err(|w| self.spent(w))?;
+        let created = match self.ensure_room(&mut rooms, conference, opts.mode) {
+            Ok(c) => c,
+            Err(e) => {
+                super::lock(&self.spent).release(t);
+                return Err(e);
+            }
+        };
         let participant = rooms.next_participant();
         let room = rooms.get(conference).expect("ensure_room made it");
         let (worker, conf) = (room.worker(), room.conf());
@@ -229,12 +238,13 @@ impl Conferences {
             if created && rooms.get(conference).is_some_and(Room::is_idle) {
                 self.delete_room(&mut rooms, conference);
             }
+            super::lock(&self.spent).release(t);
             return Err(busy());
         }
         let ssrc = rooms.new_ssrc();
         let video_ssrc = video.map(|_| rooms.new_ssrc());
         let room = rooms.get_mut(conference).expect("ensure_room made it");
-        room.arrived(name, ticket::expiry(t).unwrap_or(0));
+        room.arrived(name, expires);
         let media_addr = self.workers[worker].addr;
         let me = ServerMsg::AddUser {
             participant,
@@ -322,6 +332,15 @@ impl Conferences {
 
     /// Makes sure `conference` has a room, created on the least loaded worker if not (and
     /// the server is not draining); true when it was created now.
+    /// The refusal of a spent ticket, counted.
+    fn spent(&self, why: super::tickets::Spent) -> ServerMsg {
+        self.stats
+            .joins_refused_ticket_used
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(?why, "join refused: ticket spent");
+        ServerMsg::reject(ErrorCode::TicketUsed, why.why())
+    }
+
     pub(super) fn ensure_room(
         &self,
         rooms: &mut Rooms,

@@ -13,6 +13,7 @@ mod moderate;
 mod punt;
 mod report;
 mod rooms;
+mod tickets;
 
 pub(crate) use punt::drain;
 pub use punt::Drained;
@@ -62,6 +63,8 @@ pub(crate) struct ServiceStats {
     pub worker_queue_full: AtomicU64,
     /// Joins refused because their worker's queue was full.
     pub joins_refused_busy: AtomicU64,
+    /// Joins refused because their ticket was already used (or its holder kicked).
+    pub joins_refused_ticket_used: AtomicU64,
     /// Teardown commands sent again after a full queue.
     pub commands_retried: AtomicU64,
     /// Times the dispatcher queue overflowed and the link was resynchronised.
@@ -92,8 +95,9 @@ pub(crate) struct Conferences {
     /// Teardown commands a full queue refused, by worker, sent again before anything else.
     deferred: Mutex<Vec<(usize, Command<MediaPath>)>>,
     meter: Mutex<Meter>,
-    /// Tickets of kicked members, until they expire: they cannot be used to come back.
-    revoked: Mutex<HashMap<String, u64>>,
+    /// Tickets accepted here (and kicked members'), until they expire: each is good for
+    /// one join. Locked after `rooms` when both are held.
+    spent: Mutex<tickets::SpentTickets>,
     pub stats: ServiceStats,
 }
 
@@ -123,7 +127,7 @@ impl Conferences {
             punts: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
             meter: Mutex::new(Meter::new()),
-            revoked: Mutex::new(HashMap::new()),
+            spent: Mutex::new(tickets::SpentTickets::default()),
             stats: ServiceStats::default(),
         };
         (c, rx)
@@ -319,7 +323,7 @@ impl Conferences {
     /// Drops expired reservations and deletes rooms nobody joined.
     pub(crate) fn sweep(&self) {
         let now = unix_now();
-        self.sweep_revoked(now);
+        lock(&self.spent).sweep(now);
         let mut rooms = self.rooms();
         let idle: Vec<String> = rooms
             .iter_mut()

@@ -358,19 +358,9 @@ impl Conferences {
         Ok(())
     }
 
-    /// Marks a kicked member's ticket as used up until it expires.
+    /// Marks a kicked member's ticket, until it expires: it cannot bring it back.
     fn revoke(&self, t: &str) {
         let expires = ticket::expiry(t).unwrap_or_else(|| unix_now() + 3600);
-        super::lock(&self.revoked).insert(t.to_owned(), expires);
-    }
-
-    /// Whether this ticket's holder was kicked.
-    pub(super) fn is_revoked(&self, t: &str) -> bool {
-        super::lock(&self.revoked).contains_key(t)
-    }
-
-    /// Forgets revoked tickets that have expired anyway.
-    pub(super) fn sweep_revoked(&self, now: u64) {
-        super::lock(&self.revoked).retain(|_, exp| *exp >= now);
+        super::lock(&self.spent).kick(t, expires);
     }
 }
