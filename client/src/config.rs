@@ -85,6 +85,30 @@ pub struct Args {
     /// With --external-media --video: the external tool's video SSRC (default: SSRC+1).
     #[arg(long, value_name = "SSRC")]
     pub video_ssrc: Option<u32>,
+    /// The account's moderator PIN: join as a moderator (mute, kick, lock, end).
+    #[arg(long, value_name = "PIN")]
+    pub moderator_pin: Option<String>,
+    /// Chat on a schedule, seconds from joining: `2:hello,5:@3 private` (`@ID` or `@NAME`
+    /// sends to that member only). Every text received is printed.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub say: Option<String>,
+    /// Control lines on a schedule, seconds from joining: `3:mute @bob on,6:mute @bob off,
+    /// 7:mute all on,8:kick @bob REASON,9:lock on,10:raise,11:endconference` (a member by
+    /// `@NAME` or id; `me` for oneself).
+    #[arg(long, value_name = "SCHEDULE")]
+    pub command: Option<String>,
+    /// The tone's level over time, dBFS from seconds after joining: `0:-30,3:-10,6:-30`.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub volume: Option<String>,
+    /// Latency bench: send a click every 500 ms of the wall clock instead of the tone.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clicks: bool,
+    /// Latency bench: find the clicks in what we play out, print each one's mouth-to-ear
+    /// latency (`click latency_ms=...`) and a `clicks` summary when leaving.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detect_clicks: bool,
 }
 
 /// The `--codec` choice.
@@ -230,6 +254,44 @@ impl Args {
                 "--loss {loss_pct}: must be between 0 and 100"
             )));
         }
+        let mut script = a
+            .say
+            .as_deref()
+            .map(crate::script::parse_say)
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("--say: {e}")))?
+            .unwrap_or_default();
+        script.extend(
+            a.command
+                .as_deref()
+                .map(crate::script::parse_commands)
+                .transpose()
+                .map_err(|e| ClientError::Config(format!("--command: {e}")))?
+                .unwrap_or_default(),
+        );
+        let volume = a
+            .volume
+            .as_deref()
+            .map(crate::script::parse_volume)
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("--volume: {e}")))?
+            .unwrap_or_default();
+        if !volume.is_empty() && a.tone.is_none() {
+            return Err(ClientError::Config("--volume needs --tone".into()));
+        }
+        if a.clicks && a.tone.is_some() {
+            return Err(ClientError::Config(
+                "--clicks sends clicks instead of the tone; drop --tone".into(),
+            ));
+        }
+        if a.moderator_pin
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(ClientError::Config(
+                "--moderator-pin: no spaces or control characters".into(),
+            ));
+        }
         let jitter_ms = a.jitter.unwrap_or(0);
         if jitter_ms > 10_000 {
             return Err(ClientError::Config(format!(
@@ -254,6 +316,11 @@ impl Args {
                     Codec::G711(l) => Some(l),
                 },
                 domain: a.domain,
+                moderator_pin: a.moderator_pin,
+                script,
+                volume,
+                clicks: a.clicks,
+                detect_clicks: a.detect_clicks,
             },
             duration,
         })
@@ -511,6 +578,53 @@ mod tests {
             "0"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn moderation_chat_and_volume_flags() {
+        let base = [
+            "--dispatcher",
+            "h:1",
+            "--conference",
+            "c",
+            "--account",
+            "a",
+            "--name",
+            "n",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            args(&v).resolve()
+        };
+        let c = with(&[
+            "--moderator-pin",
+            "4711",
+            "--say",
+            "2:hello,5:@3 private",
+            "--command",
+            "3:mute @bob on",
+            "--tone",
+            "440",
+            "--volume",
+            "0:-30,3:-10",
+        ])
+        .unwrap();
+        assert_eq!(c.session.moderator_pin.as_deref(), Some("4711"));
+        assert_eq!(
+            c.session.join_opts().pin(),
+            Some("4711"),
+            "the PIN rides on the join"
+        );
+        assert_eq!(c.session.script.len(), 3);
+        assert_eq!(c.session.volume, vec![(0.0, -30.0), (3.0, -10.0)]);
+        assert!(with(&["--say", "x:hi"]).is_err());
+        assert!(with(&["--command", "1:shout"]).is_err());
+        assert!(with(&["--volume", "0:-10"]).is_err(), "volume needs a tone");
+        assert!(with(&["--clicks", "--tone", "440"]).is_err());
+        assert!(with(&["--moderator-pin", "12 34"]).is_err());
+        let c = with(&["--clicks", "--detect-clicks"]).unwrap();
+        assert!(c.session.clicks && c.session.detect_clicks);
     }
 
     #[test]

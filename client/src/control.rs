@@ -267,6 +267,19 @@ pub enum Event {
     Reconnect { attempt: u32, reason: String },
     /// Failover done: accepted into `conference` again, `after_ms` after the loss.
     Rejoined { conference: String, after_ms: u64 },
+    /// `--detect-clicks`: a click heard this long after it was made (mouth to ear).
+    Click { latency_us: u64 },
+    /// `--detect-clicks`, at the end: the clicks heard, their latency's median, 99th
+    /// percentile and maximum, and the client's playout delay at the end.
+    Clicks {
+        count: usize,
+        p50_us: u64,
+        p99_us: u64,
+        max_us: u64,
+        buffer_us: u64,
+    },
+    /// A scheduled line (`--say`, `--command`) naming someone not in the roster.
+    Skipped { what: String },
     /// A retryable reject (`reason`): retry `attempt` goes to the dispatcher in
     /// `after_ms`.
     Retry {
@@ -307,15 +320,17 @@ impl fmt::Display for Event {
                 ),
                 M::AddUser { participant, name } => write!(f, "adduser {participant} {name}"),
                 M::DelUser { participant, name } => write!(f, "deluser {participant} {name}"),
-                M::Text { from, text } => write!(f, "text {from} {text}"),
+                M::Text {
+                    from,
+                    text,
+                    to: None,
+                    ..
+                } => write!(f, "text {from} {text}"),
+                M::Text { from, text, .. } => write!(f, "private {from} {text}"),
                 M::Pong { token: Some(t) } => write!(f, "pong {t}"),
                 M::Pong { token: None } => f.write_str("pong"),
                 M::Speaking { participant, on } => {
-                    write!(
-                        f,
-                        "speaking {participant} {}",
-                        if *on { "on" } else { "off" }
-                    )
+                    write!(f, "speaking {participant} {}", on_off(*on))
                 }
                 M::Quality {
                     participant,
@@ -323,8 +338,40 @@ impl fmt::Display for Event {
                 } => write!(f, "quality {participant} {}", quality.as_str()),
                 M::Sdp { kind, line } => write!(f, "sdp {} {line}", kind.as_str()),
                 M::SdpEnd { kind, lines } => write!(f, "sdpend {} {lines}", kind.as_str()),
+                M::Role { participant, role } => write!(f, "role {participant} {}", role.as_str()),
+                M::Muted {
+                    participant,
+                    muted,
+                    by,
+                } => write!(f, "muted {participant} {} by={by}", on_off(*muted)),
+                M::Kicked {
+                    participant,
+                    by,
+                    reason,
+                } => write!(f, "kicked {participant} by={by} {reason}"),
+                M::Locked { on, by } => write!(f, "locked {} by={by}", on_off(*on)),
+                M::Ended { by } => write!(f, "ended by={by}"),
+                M::Raise { participant, on } => write!(f, "raise {participant} {}", on_off(*on)),
+                M::Level { participant, dbov } => write!(f, "level {participant} {dbov}"),
+                M::Dominant { participant } => write!(f, "dominant {participant}"),
             },
             Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
+            Event::Click { latency_us } => write!(f, "click latency_ms={}", ms(*latency_us)),
+            Event::Clicks {
+                count,
+                p50_us,
+                p99_us,
+                max_us,
+                buffer_us,
+            } => write!(
+                f,
+                "clicks n={count} p50_ms={} p99_ms={} max_ms={} buffer_ms={}",
+                ms(*p50_us),
+                ms(*p99_us),
+                ms(*max_us),
+                ms(*buffer_us)
+            ),
+            Event::Skipped { what } => write!(f, "skipped {what}"),
             Event::Retry {
                 attempt,
                 after_ms,
@@ -350,10 +397,23 @@ impl fmt::Display for Event {
     }
 }
 
+/// Microseconds as milliseconds with one decimal.
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{ErrorCode, MediaKind, ServerKind};
+    use protocol::{Actor, ErrorCode, MediaKind, ServerKind};
 
     #[test]
     fn event_lines() {
@@ -394,10 +454,44 @@ mod tests {
         assert_eq!(
             line(ServerMsg::Text {
                 from: "bob".into(),
-                text: "hello there".into()
+                text: "hello there".into(),
+                id: Some(2),
+                to: None,
             }),
             "text bob hello there"
         );
+        assert_eq!(
+            line(ServerMsg::Text {
+                from: "bob".into(),
+                text: "just you".into(),
+                id: Some(2),
+                to: Some(5),
+            }),
+            "private bob just you"
+        );
+        assert_eq!(
+            line(ServerMsg::Muted {
+                participant: 3,
+                muted: true,
+                by: Actor::Participant(2)
+            }),
+            "muted 3 on by=2"
+        );
+        assert_eq!(
+            line(ServerMsg::Locked {
+                on: false,
+                by: Actor::Operator
+            }),
+            "locked off by=operator"
+        );
+        assert_eq!(
+            line(ServerMsg::Level {
+                participant: 3,
+                dbov: -17
+            }),
+            "level 3 -17"
+        );
+        assert_eq!(line(ServerMsg::Dominant { participant: 4 }), "dominant 4");
         let left = Event::Left(Summary {
             conference: "xyz".into(),
             sent: 250,

@@ -1,6 +1,6 @@
 //! The one error type of the client crate, and how it maps to exit codes.
 
-use protocol::{ErrorCode, ProtoError};
+use protocol::{Actor, ErrorCode, ProtoError};
 use std::path::PathBuf;
 
 /// Why the client stopped, or why one of its parts failed.
@@ -41,6 +41,9 @@ pub enum ClientError {
     Rejected { code: ErrorCode, text: String },
     #[error("server error: {code} {text}")]
     Server { code: ErrorCode, text: String },
+    /// A moderator (or an operator) removed us from the conference.
+    #[error("kicked by {by}: {reason}")]
+    Kicked { by: Actor, reason: String },
     #[error(transparent)]
     Codec(#[from] codecs::CodecError),
     #[error("wav {path}: {source}")]
@@ -52,10 +55,12 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The process exit code: 2 when a server refused us, 1 for every other failure.
+    /// The process exit code: 2 when a server refused us, 3 when a moderator removed us,
+    /// 1 for every other failure.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Rejected { .. } | ClientError::Server { .. } => 2,
+            ClientError::Kicked { .. } => 3,
             _ => 1,
         }
     }

@@ -11,6 +11,11 @@
 //! through the dispatcher after the wait it names, growing, with jitter, for up to
 //! [`FlowConfig::failover_for`], whether failover is on or not.
 //!
+//! Once joined, a `reject` or `error` answers one request (a moderator verb from a plain
+//! participant, chat over the rate) and the session goes on; only when the server then
+//! closes the connection is it the end. Being kicked, or the conference being ended by a
+//! moderator, ends the session for good: no failover brings it back.
+//!
 //! Nothing here touches a socket or reads the clock: lines and connection outcomes come in
 //! through [`JoinFlow::handle`], time through `now`, and what to do comes out of
 //! [`JoinFlow::poll_action`]; [`JoinFlow::poll_timeout`] says when to call
@@ -203,6 +208,9 @@ pub struct JoinFlow {
     retry_at: Instant,
     /// Why we are retrying, for the `reconnect` event.
     retry_reason: String,
+    /// A refusal the joined server sent last: if it closes the connection right after,
+    /// that refusal is why the session ended (no failover).
+    last_refusal: Option<ClientError>,
     rng: StdRng,
 }
 
@@ -228,6 +236,7 @@ impl JoinFlow {
             next_ping: now,
             retry_at: now,
             retry_reason: String::new(),
+            last_refusal: None,
         };
         f.connect(Peer::Dispatcher, f.cfg.dispatcher.clone());
         f
@@ -306,6 +315,11 @@ impl JoinFlow {
                 self.phase = Phase::Greeting;
                 self.last_heard = now;
             }
+            Input::Lost(e) if self.phase == Phase::Joined => {
+                // The server closed right after refusing something: that refusal ends it.
+                let e = self.last_refusal.take().unwrap_or(e);
+                self.fail(now, e)
+            }
             Input::ConnectFailed(e) | Input::Lost(e) => self.fail(now, e),
             Input::Line(msg) => {
                 self.last_heard = now;
@@ -375,6 +389,9 @@ impl JoinFlow {
         if !matches!(msg, ServerMsg::Pong { .. }) {
             self.push_event(Event::Server(msg.clone()));
         }
+        if self.phase == Phase::Joined {
+            self.last_refusal = None;
+        }
         match msg {
             ServerMsg::Connect { version, .. } => {
                 if version != protocol::VERSION {
@@ -385,6 +402,10 @@ impl JoinFlow {
                 }
                 let mut opts = self.cfg.opts.clone();
                 opts.ticket.clone_from(&self.ticket);
+                if self.ticket.is_some() {
+                    // The PIN is for the dispatcher; the ticket carries the role it grants.
+                    opts.extra.retain(|(k, _)| k != "pin");
+                }
                 self.actions.push_back(Action::Send(ClientMsg::Join {
                     conference: self.conference.clone(),
                     account: self.cfg.account.clone(),
@@ -456,10 +477,29 @@ impl JoinFlow {
                     }));
                 }
             }
+            // Joined: one request was refused; the server closes the link if that is all.
+            ServerMsg::Reject { code, text } if self.phase == Phase::Joined => {
+                self.last_refusal = Some(ClientError::Rejected { code, text });
+            }
+            ServerMsg::Error { code, text } if self.phase == Phase::Joined => {
+                self.last_refusal = Some(ClientError::Server { code, text });
+            }
             ServerMsg::Reject { code, text } => {
                 self.fail(now, ClientError::Rejected { code, text })
             }
             ServerMsg::Error { code, text } => self.fail(now, ClientError::Server { code, text }),
+            ServerMsg::Kicked {
+                participant,
+                by,
+                reason,
+            } if Some(participant) == self.participant && self.phase == Phase::Joined => {
+                self.actions.push_back(Action::Disconnect);
+                self.finish(Err(ClientError::Kicked { by, reason }));
+            }
+            ServerMsg::Ended { .. } if self.phase == Phase::Joined => {
+                self.actions.push_back(Action::Disconnect);
+                self.finish(Ok(()));
+            }
             ServerMsg::AddUser { .. }
             | ServerMsg::DelUser { .. }
             | ServerMsg::Text { .. }
@@ -467,13 +507,22 @@ impl JoinFlow {
             | ServerMsg::Quality { .. }
             | ServerMsg::Sdp { .. }
             | ServerMsg::SdpEnd { .. }
-            | ServerMsg::Pong { .. } => {}
+            | ServerMsg::Pong { .. }
+            | ServerMsg::Role { .. }
+            | ServerMsg::Muted { .. }
+            | ServerMsg::Kicked { .. }
+            | ServerMsg::Locked { .. }
+            | ServerMsg::Ended { .. }
+            | ServerMsg::Raise { .. }
+            | ServerMsg::Level { .. }
+            | ServerMsg::Dominant { .. } => {}
         }
     }
 
     /// Whether `err` is one failover handles: the media server's link dropped, a media
-    /// server refused us for want of room (draining, full) or could not be reached, or,
-    /// while already failing over, the dispatcher had nowhere to put us yet.
+    /// server refused us for want of room (draining, full) or could not be reached, or
+    /// found our ticket spent (a ticket is good for one join: the dispatcher gives a new
+    /// one), or, while already failing over, the dispatcher had nowhere to put us yet.
     fn recoverable(&self, err: &ClientError) -> bool {
         if !self.cfg.failover {
             return false;
@@ -487,6 +536,7 @@ impl JoinFlow {
             ClientError::Connect { .. } => at_media || failing,
             ClientError::Rejected { code, .. } => {
                 matches!(code, ErrorCode::NoCapacity | ErrorCode::Internal) && (at_media || failing)
+                    || *code == ErrorCode::TicketUsed && at_media
             }
             _ => false,
         }

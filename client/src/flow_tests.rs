@@ -193,6 +193,60 @@ fn rejects_end_the_session_or_fail_over_by_code() {
     assert_eq!(s.last().unwrap(), "finished rejected: 403 forged");
 }
 
+/// The last `join` the flow sent.
+fn last_join(r: &mut Rig) -> String {
+    let s = r.said(false);
+    s.iter()
+        .rev()
+        .find(|l| l.starts_with("send join"))
+        .unwrap_or_else(|| panic!("no join in {s:?}"))
+        .clone()
+}
+
+#[test]
+fn a_spent_ticket_is_never_sent_again_and_a_new_one_is_fetched() {
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.line(&format!("dispatch\t{MS1}\t1.n1.aa"));
+    r.greet(ServerKind::MediaServer);
+    assert!(last_join(&mut r).contains("ticket=1.n1.aa"));
+    r.line("reject\t410\tthis ticket was already used; ask the dispatcher for a new one");
+    assert_eq!(r.said(false), ["disconnect"]);
+    assert_eq!(r.flow.phase(), Phase::Waiting);
+    r.advance(ms(0));
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    let s = last_join(&mut r);
+    assert!(
+        !s.contains("ticket="),
+        "the dispatcher is asked without the old ticket: {s:?}"
+    );
+    r.line(&format!("dispatch\t{MS1}\t2.n2.bb"));
+    r.greet(ServerKind::MediaServer);
+    let s = last_join(&mut r);
+    assert!(
+        s.contains("ticket=2.n2.bb") && !s.contains("1.n1.aa"),
+        "{s:?}"
+    );
+    r.line("accept\txyz\t4");
+    assert_eq!(r.flow.phase(), Phase::Joined);
+    // A failover later fetches another ticket again; the used one is not kept.
+    r.input(Input::Lost(ClientError::Closed("media server")));
+    r.advance(ms(1));
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    let s = last_join(&mut r);
+    assert!(!s.contains("ticket="), "{s:?}");
+    // At the dispatcher a 410 means nothing special: final, as other refusals there.
+    let mut r = Rig::new();
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    r.said(false);
+    r.line("reject\t410\tno");
+    assert!(matches!(r.actions().last(), Some(Action::Finished(Err(_)))));
+}
+
 #[test]
 fn fails_over_when_the_media_link_drops_and_says_how_long_it_took() {
     let mut r = Rig::new();
@@ -319,6 +373,94 @@ fn backoff_doubles_to_a_second() {
     let ms: Vec<u128> = (0..8).map(|a| backoff(a).as_millis()).collect();
     assert_eq!(ms, [0, 100, 200, 400, 800, 1000, 1000, 1000]);
     assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+}
+
+#[test]
+fn a_refusal_while_joined_answers_one_request_and_the_session_goes_on() {
+    let mut r = Rig::new();
+    r.join();
+    r.flow.send(ClientMsg::Mute {
+        participant: 3,
+        muted: true,
+    });
+    assert_eq!(r.said(false), ["send mute\t3\ton"]);
+    r.line("reject\t430\tmuting someone else needs a moderator");
+    r.line("reject\t431\tchat is limited");
+    assert_eq!(
+        r.said(true),
+        [
+            "event reject 430 muting someone else needs a moderator",
+            "event reject 431 chat is limited"
+        ]
+    );
+    assert_eq!(r.flow.phase(), Phase::Joined);
+    // Keepalive goes on.
+    r.advance(ms(1000));
+    assert_eq!(r.said(false), ["send ping"]);
+    r.line("pong");
+    // A refusal the server closes the connection after is the end, not a failover.
+    r.line("reject\t409\talready joined");
+    r.said(false);
+    r.input(Input::Lost(ClientError::Closed("media server")));
+    let s = r.said(false);
+    assert_eq!(
+        s,
+        ["disconnect", "finished rejected: 409 already joined"],
+        "{s:?}"
+    );
+}
+
+#[test]
+fn being_kicked_ends_the_session_without_failover() {
+    let mut r = Rig::new();
+    r.join();
+    // Someone else's kick is news only.
+    r.line("kicked\t8\t2\tspam");
+    assert_eq!(r.said(true), ["event kicked 8 by=2 spam"]);
+    r.line("kicked\t7\t2\toff topic");
+    let acts = r.actions();
+    let Some(Action::Finished(Err(e))) = acts.last() else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(e.to_string(), "kicked by 2: off topic");
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(r.flow.phase(), Phase::Done);
+    // The connection drop that follows changes nothing.
+    r.input(Input::Lost(ClientError::Closed("media server")));
+    assert!(r.actions().is_empty());
+}
+
+#[test]
+fn an_ended_conference_ends_the_session_cleanly() {
+    let mut r = Rig::new();
+    r.join();
+    r.line("ended\toperator");
+    assert_eq!(
+        r.said(true),
+        ["event ended by=operator", "disconnect", "finished ok"]
+    );
+}
+
+#[test]
+fn the_moderator_pin_goes_to_the_dispatcher_only() {
+    let t0 = Instant::now();
+    let mut cfg = FlowConfig::new(DISP, "xyz", "demo", "ann");
+    cfg.opts.extra.push(("pin".into(), "4711".into()));
+    let mut r = Rig {
+        flow: JoinFlow::new(cfg, t0),
+        t0,
+        now: t0,
+    };
+    r.said(false);
+    r.greet(ServerKind::Dispatcher);
+    let s = r.said(false);
+    assert!(s[0].contains("\tpin=4711"), "{s:?}");
+    r.line(&format!("dispatch\t{MS1}\t100.moderator.aa"));
+    r.said(false);
+    r.greet(ServerKind::MediaServer);
+    let s = r.said(false);
+    assert!(s[0].contains("ticket=100.moderator.aa"), "{s:?}");
+    assert!(!s[0].contains("pin="), "{s:?}");
 }
 
 /// Up to the dispatcher's `join` line of a fresh flow.

@@ -11,13 +11,18 @@
 //!   crate), and the [`control::Event`] lines the client reports.
 //! - [`session`]: the media loop around it; [`session::run`] is a whole client session.
 //! - [`packet`]: RTP numbering for sending and RTP/RTCP demux for receiving (`rtc-rtp`).
-//! - [`mixer`]: the sans-IO receive side: per-SSRC jitter buffer, Opus decode with PLC, and
-//!   a saturating mix on a wall-clock timeline; [`recorder`] drives it and writes the WAV.
+//! - [`mixer`]: the sans-IO receive side: per-SSRC adaptive jitter buffer, Opus decode with
+//!   PLC, and a saturating mix on a wall-clock timeline; [`recorder`] drives it and writes
+//!   the WAV.
 //! - [`tone`]: the test-tone generator and the detector mirroring `tools/tone_check.py`.
 //! - [`config`]: the `confclient` flags and their TOML form.
 //! - [`external`]: `--external-media`, the control half for a plain-RTP tool (ffmpeg,
 //!   GStreamer) that sends and receives the media itself.
+//! - [`script`]: `--say`, `--command` and `--volume`, the scheduled chat, moderator
+//!   actions and tone levels.
+//! - [`clicks`]: `--clicks` and `--detect-clicks`, the mouth-to-ear latency bench.
 
+pub mod clicks;
 pub mod config;
 pub mod control;
 mod error;
@@ -26,6 +31,7 @@ pub mod flow;
 pub mod mixer;
 pub mod packet;
 pub mod recorder;
+pub mod script;
 pub mod session;
 pub mod tone;
 

@@ -2,8 +2,12 @@
 //!
 //! Sans-IO: time comes in as a sample position (48 kHz samples since the session started),
 //! so tests drive it with synthetic packets and exact times. Each SSRC is placed by its RTP
-//! timestamp relative to its first packet, anchored at that packet's arrival plus a fixed
-//! playout delay. Packets wait in a per-stream buffer until their playout time, then are
+//! timestamp relative to its first packet, anchored at that packet's arrival plus a
+//! playout delay: fixed ([`Mixer::new`]), or adaptive per stream ([`Mixer::adaptive`], what
+//! confclient uses, as the media server's mixer does): a packet that comes too late grows
+//! the delay by its lateness (the gap this opens is concealed, and the packet still plays),
+//! and a stream whose packets all came well ahead of time for [`CALM_WINDOW`] drops one
+//! frame to shrink it again. Packets wait in a per-stream buffer until their playout time, then are
 //! decoded in order by the stream's own Opus decoder, so reordering within the delay is
 //! harmless; a packet still missing at its playout time is concealed (Opus PLC, silence
 //! after [`MAX_PLC_FRAMES`]) so later audio keeps its place. Streams are summed with
@@ -35,6 +39,17 @@ const MAX_STREAMS: usize = 256;
 const MAX_PENDING: usize = 512;
 /// Concealment works in 2.5 ms steps.
 const PLC_STEP: u64 = 120;
+/// Adaptive playout: where a stream starts, and its bounds.
+pub const ADAPTIVE_START: u64 = SAMPLE_RATE as u64 * 20 / 1000;
+pub const ADAPTIVE_MIN: u64 = SAMPLE_RATE as u64 * 20 / 1000;
+pub const ADAPTIVE_MAX: u64 = SAMPLE_RATE as u64 * 400 / 1000;
+/// Growing adds this much on top of a late packet's lateness, so the next one like it is
+/// in time.
+const GROW_MARGIN: u64 = SAMPLE_RATE as u64 * 10 / 1000;
+/// A stream shrinks by a frame when, for this long, every packet came at least a frame and
+/// [`SHRINK_MARGIN`] ahead of its playout time.
+pub const CALM_WINDOW: u64 = 2 * SAMPLE_RATE as u64;
+const SHRINK_MARGIN: i64 = SAMPLE_RATE as i64 * 5 / 1000;
 
 /// Receive counters, summed over streams.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +70,17 @@ pub struct MixStats {
     pub decode_errors: u64,
     /// Packets dropped because too many streams or buffered packets were held.
     pub overflow: u64,
+    /// Adaptive playout: times a stream's delay grew for a late packet, and frames dropped
+    /// to shrink it when calm.
+    pub grown: u64,
+    pub shrunk: u64,
+}
+
+/// Bounds of an adaptive playout delay, in samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Adapt {
+    min: u64,
+    max: u64,
 }
 
 /// Unwraps a wrapping counter (16-bit sequence or 32-bit timestamp) to an i64.
@@ -164,6 +190,15 @@ struct Stream {
     /// Frames concealed since the last real packet.
     concealed_run: u32,
     seq: SeqStats,
+    /// Playout delay now, in samples.
+    delay: u64,
+    /// Smallest slack (playout position minus arrival) of this calm window, and where the
+    /// window ends.
+    min_slack: i64,
+    window_end: u64,
+    /// RFC 3550 interarrival jitter, in samples, and the last (arrival, media time).
+    jitter: f64,
+    last_transit: Option<i64>,
 }
 
 impl Stream {
@@ -189,11 +224,73 @@ impl Stream {
             pending: BTreeMap::new(),
             concealed_run: 0,
             seq: SeqStats::new(pkt.seq),
+            delay,
+            min_slack: i64::MAX,
+            window_end: now + CALM_WINDOW,
+            jitter: 0.0,
+            last_transit: None,
         }
+    }
+
+    /// Moves this stream's playout later by `by` samples: what is buffered keeps its place
+    /// relative to the others, and the gap that opens before it is concealed.
+    fn grow(&mut self, by: u64) {
+        self.delay += by;
+        self.anchor += by;
+        self.pending = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(k, v)| (k + by, v))
+            .collect();
+        self.min_slack = i64::MAX;
+    }
+
+    /// Moves this stream's playout one frame earlier; the frame that now overlaps what was
+    /// played is dropped. Returns whether it shrank.
+    fn shrink(&mut self, a: Adapt, floor: u64) -> bool {
+        let by = FRAME_SAMPLES as u64;
+        if self.delay < a.min + by {
+            return false;
+        }
+        self.delay -= by;
+        self.anchor -= by;
+        self.pending = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter_map(|(k, v)| (k >= by && k - by >= floor).then(|| (k - by, v)))
+            .collect();
+        true
+    }
+
+    /// Records a packet's slack (how far ahead of what this stream plays next it came)
+    /// and, at the end of a calm window, shrinks the delay.
+    fn observe(&mut self, slack: i64, now: u64, a: Adapt, floor: u64, stats: &mut MixStats) {
+        self.min_slack = self.min_slack.min(slack);
+        if now < self.window_end {
+            return;
+        }
+        let calm =
+            self.min_slack != i64::MAX && self.min_slack > FRAME_SAMPLES as i64 + SHRINK_MARGIN;
+        if calm && self.shrink(a, floor) {
+            stats.shrunk += 1;
+        }
+        self.min_slack = i64::MAX;
+        self.window_end = now + CALM_WINDOW;
+    }
+
+    /// RFC 3550 interarrival jitter from a packet's arrival and media time.
+    fn measure(&mut self, now: u64, media: i64) {
+        let transit = now as i64 - media;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).abs() as f64;
+            if d < SAMPLE_RATE as f64 {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.last_transit = Some(transit);
     }
 
     /// Restarts timing so that `ts` plays at `now + delay`.
     fn resync(&mut self, ts: i64, now: u64, delay: u64) {
+        self.last_transit = None;
         self.anchor = now + delay;
         self.base_ts = ts;
         self.max_ts = ts;
@@ -337,6 +434,8 @@ pub struct Mixer {
     streams: HashMap<u32, Stream>,
     timeline: Timeline,
     delay: u64,
+    /// Adaptive playout bounds; `None`: every stream keeps `delay`.
+    adapt: Option<Adapt>,
     decode: bool,
     /// Streams are G.711 of this law (a telephony client) rather than Opus.
     telephony: Option<Law>,
@@ -351,10 +450,47 @@ impl Mixer {
             streams: HashMap::new(),
             timeline: Timeline::default(),
             delay,
+            adapt: None,
             decode,
             telephony: None,
             stats: MixStats::default(),
         }
+    }
+
+    /// A mixer whose streams each start at [`ADAPTIVE_START`] of playout delay and adapt
+    /// it within [`ADAPTIVE_MIN`]..=[`ADAPTIVE_MAX`] (see the module docs).
+    pub fn adaptive(decode: bool) -> Self {
+        let mut m = Mixer::new(ADAPTIVE_START, decode);
+        m.adapt = Some(Adapt {
+            min: ADAPTIVE_MIN,
+            max: ADAPTIVE_MAX,
+        });
+        m
+    }
+
+    /// The largest playout delay of any stream now, in samples.
+    pub fn delay(&self) -> u64 {
+        self.streams
+            .values()
+            .map(|s| s.delay)
+            .max()
+            .unwrap_or(self.delay)
+    }
+
+    /// Per stream: (SSRC, packets expected, packets received, highest extended sequence
+    /// number, interarrival jitter in samples), for receiver reports.
+    pub fn reception(&self) -> impl Iterator<Item = (u32, u64, u64, u64, u32)> + '_ {
+        self.streams.iter().map(|(&ssrc, s)| {
+            let expected = u64::try_from(s.seq.max - s.seq.base + 1).unwrap_or(0);
+            let highest = u64::try_from(s.seq.max).unwrap_or(0);
+            (
+                ssrc,
+                expected + s.seq.lost_before,
+                s.seq.received,
+                highest,
+                s.jitter.round() as u32,
+            )
+        })
     }
 
     /// Receive G.711 of `law` (8 kHz, upsampled to the 48 kHz timeline) instead of Opus;
@@ -395,6 +531,8 @@ impl Mixer {
         }
         self.stats.packets += 1;
         let (ext, mut pos) = stream.position(pkt.timestamp);
+        stream.measure(now, (ext - stream.base_ts) * stream.ts_scale);
+        let delay = stream.delay;
         let due = (now + delay) as i64;
         let floor = stream.next_pos.max(self.timeline.written) as i64;
         // A late packet on an idle stream means the sender resumed without advancing its
@@ -405,7 +543,26 @@ impl Mixer {
             stream.resync(ext, now, delay);
             pos = due;
         }
-        if pos < stream.next_pos.max(self.timeline.written) as i64 {
+        let floor = stream.next_pos.max(self.timeline.written);
+        if let Some(a) = self.adapt {
+            if pos >= floor as i64 {
+                // In time, by this much: a calm stream shrinks (this packet moves too).
+                stream.observe(pos - floor as i64, now, a, floor, &mut self.stats);
+                pos = stream.anchor as i64 + (ext - stream.base_ts) * stream.ts_scale;
+            }
+            if pos < floor as i64 {
+                // Late: play later from now on, this packet included.
+                let by = (floor as i64 - pos) as u64 + GROW_MARGIN;
+                let by = by.div_ceil(PLC_STEP) * PLC_STEP;
+                let by = by.min(a.max.saturating_sub(stream.delay));
+                if by > 0 && pos + by as i64 >= floor as i64 {
+                    stream.grow(by);
+                    pos += by as i64;
+                    self.stats.grown += 1;
+                }
+            }
+        }
+        if pos < floor as i64 {
             self.stats.late += 1;
             return;
         }
@@ -436,279 +593,5 @@ impl Mixer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tone::{Sine, ToneAnalysis, Window};
-    use codecs::opus::Encoder;
-
-    const F: u64 = FRAME_SAMPLES as u64;
-
-    /// Opus payloads of `frames` 20 ms frames of a tone.
-    fn payloads(freq: f64, db: f64, frames: usize) -> Vec<Bytes> {
-        let mut enc = Encoder::new().unwrap();
-        let mut sine = Sine::new(freq, db, SAMPLE_RATE);
-        let mut pcm = vec![0; FRAME_SAMPLES];
-        (0..frames)
-            .map(|_| {
-                sine.fill(&mut pcm);
-                Bytes::copy_from_slice(enc.encode(&pcm).unwrap())
-            })
-            .collect()
-    }
-
-    fn pkt(ssrc: u32, seq: u16, timestamp: u32, payload: &Bytes) -> RtpIn {
-        RtpIn {
-            payload_type: 111,
-            marker: false,
-            seq,
-            timestamp,
-            ssrc,
-            payload: payload.clone(),
-        }
-    }
-
-    /// Packets of one stream, packet k arriving at `start + k * 20 ms`.
-    fn stream(ssrc: u32, start: u64, seq0: u16, ts0: u32, p: &[Bytes]) -> Vec<(u64, RtpIn)> {
-        p.iter()
-            .enumerate()
-            .map(|(k, b)| {
-                let seq = seq0.wrapping_add(k as u16);
-                let ts = ts0.wrapping_add(k as u32 * FRAME_SAMPLES as u32);
-                (start + k as u64 * F, pkt(ssrc, seq, ts, b))
-            })
-            .collect()
-    }
-
-    /// Feeds arrivals in time order, advancing the clock as it goes, up to `end`.
-    fn play(mut arrivals: Vec<(u64, RtpIn)>, end: u64) -> (Vec<i16>, MixStats) {
-        arrivals.sort_by_key(|(t, _)| *t);
-        let mut m = Mixer::new(PLAYOUT_DELAY, true);
-        let mut out = Vec::new();
-        for (t, p) in arrivals {
-            m.advance(t, &mut out);
-            m.push(t, &p);
-        }
-        m.advance(end, &mut out);
-        assert_eq!(
-            out.len() as u64,
-            end,
-            "the timeline covers the whole session"
-        );
-        (out, m.stats())
-    }
-
-    fn level(x: &[i16], freq: f64, skip: f64, duration: f64) -> f64 {
-        let w = Window {
-            skip,
-            duration,
-            block: 0.1,
-        };
-        ToneAnalysis::new(x, SAMPLE_RATE, w).unwrap().level_db(freq)
-    }
-
-    fn energy(x: &[i16]) -> f64 {
-        x.iter().map(|&v| f64::from(v).powi(2)).sum()
-    }
-
-    #[test]
-    fn two_streams_are_summed_on_the_wall_clock() {
-        let mut arrivals = stream(1, 0, 100, 5_000, &payloads(440.0, -12.0, 100));
-        // B joins 1 s later, with unrelated sequence numbers and timestamps.
-        arrivals.extend(stream(
-            2,
-            48_000,
-            60_000,
-            4_000_000_000,
-            &payloads(660.0, -12.0, 50),
-        ));
-        let (out, stats) = play(arrivals, 2 * 48_000 + 6_000);
-        assert_eq!((stats.streams, stats.packets, stats.lost), (2, 150, 0));
-        assert!((level(&out, 440.0, 0.2, 0.7) + 12.0).abs() < 1.0);
-        assert!(
-            level(&out, 660.0, 0.2, 0.7) < -50.0,
-            "B is silent before it starts"
-        );
-        assert!((level(&out, 440.0, 1.2, 0.8) + 12.0).abs() < 1.0);
-        assert!((level(&out, 660.0, 1.2, 0.8) + 12.0).abs() < 1.0);
-        // Nothing before the first packet's arrival plus the playout delay.
-        assert!(out[..PLAYOUT_DELAY as usize].iter().all(|&s| s == 0));
-        assert!(out[PLAYOUT_DELAY as usize..][..FRAME_SAMPLES]
-            .iter()
-            .any(|&s| s != 0));
-    }
-
-    #[test]
-    fn reordered_packets_land_in_place() {
-        let p = payloads(440.0, -12.0, 50);
-        let reference = play(stream(7, 0, 0, 0, &p), 50 * F + PLAYOUT_DELAY).0;
-        let mut arrivals = stream(7, 0, 0, 0, &p);
-        for k in [10, 20, 30] {
-            // Packet k comes 30 ms late, after k + 1.
-            arrivals[k].0 += 30 * 48;
-        }
-        let (out, stats) = play(arrivals, 50 * F + PLAYOUT_DELAY);
-        assert_eq!((stats.late, stats.lost, stats.concealed), (0, 0, 0));
-        assert_eq!(out, reference);
-    }
-
-    #[test]
-    fn loss_is_concealed_without_shifting_time() {
-        let p = payloads(440.0, -12.0, 50);
-        let end = 50 * F + PLAYOUT_DELAY;
-        let reference = play(stream(7, 0, 0, 0, &p), end).0;
-        let mut arrivals = stream(7, 0, 0, 0, &p);
-        arrivals.remove(20);
-        let (out, stats) = play(arrivals, end);
-        assert_eq!((stats.lost, stats.concealed, stats.packets), (1, 1, 49));
-        // The concealed frame is not silence.
-        let gap = (PLAYOUT_DELAY + 20 * F) as usize;
-        assert!(
-            energy(&out[gap..gap + FRAME_SAMPLES])
-                > 0.1 * energy(&reference[gap..gap + FRAME_SAMPLES])
-        );
-        // Later frames sit where they belong: close to the reference, far from it shifted.
-        let later = gap + 5 * FRAME_SAMPLES..gap + 25 * FRAME_SAMPLES;
-        let diff: Vec<i16> = out[later.clone()]
-            .iter()
-            .zip(&reference[later.clone()])
-            .map(|(a, b)| a.saturating_sub(*b))
-            .collect();
-        let shifted: Vec<i16> = out[later.clone()]
-            .iter()
-            .zip(&reference[later.start - FRAME_SAMPLES / 4..])
-            .map(|(a, b)| a.saturating_sub(*b))
-            .collect();
-        let signal = energy(&reference[later]);
-        assert!(energy(&diff) < 0.01 * signal, "aligned after the gap");
-        assert!(
-            energy(&shifted) > 0.5 * signal,
-            "a shifted copy would differ"
-        );
-    }
-
-    #[test]
-    fn duplicates_are_ignored() {
-        let p = payloads(440.0, -12.0, 30);
-        let end = 30 * F + PLAYOUT_DELAY;
-        let reference = play(stream(3, 0, 65_530, 0, &p), end).0;
-        let mut arrivals = stream(3, 0, 65_530, 0, &p);
-        let copies: Vec<_> = arrivals
-            .iter()
-            .map(|(t, pk)| (t + 5 * 48, pk.clone()))
-            .collect();
-        arrivals.extend(copies);
-        let (out, stats) = play(arrivals, end);
-        assert_eq!((stats.duplicates, stats.packets, stats.lost), (30, 30, 0));
-        assert_eq!(out, reference);
-    }
-
-    #[test]
-    fn late_packet_is_dropped_and_concealed() {
-        let p = payloads(440.0, -12.0, 30);
-        let mut arrivals = stream(3, 0, 0, u32::MAX - 5 * 960, &p);
-        // 100 ms late: past the 60 ms playout delay.
-        arrivals[12].0 += 100 * 48;
-        let (out, stats) = play(arrivals, 30 * F + PLAYOUT_DELAY);
-        assert_eq!((stats.late, stats.lost, stats.concealed), (1, 0, 1));
-        assert!((level(&out, 440.0, 0.2, 0.3) + 12.0).abs() < 1.5);
-    }
-
-    #[test]
-    fn sum_saturates_instead_of_wrapping() {
-        assert_eq!(saturate(40_000), i16::MAX);
-        assert_eq!(saturate(-40_000), i16::MIN);
-        assert_eq!(saturate(-123), -123);
-        let p = payloads(440.0, -1.0, 30);
-        let end = 30 * F + PLAYOUT_DELAY;
-        let single = play(stream(1, 0, 0, 0, &p), end).0;
-        let mut arrivals = stream(1, 0, 0, 0, &p);
-        arrivals.extend(stream(2, 0, 0, 0, &p));
-        let (out, _) = play(arrivals, end);
-        assert_eq!(out.iter().max(), Some(&i16::MAX));
-        assert_eq!(out.iter().min(), Some(&i16::MIN));
-        for (s, o) in single.iter().zip(&out) {
-            assert_eq!(*o, saturate(2 * i32::from(*s)));
-        }
-    }
-
-    #[test]
-    fn a_long_pause_is_silence_and_the_stream_resumes_in_place() {
-        let p = payloads(440.0, -12.0, 100);
-        let mut arrivals = stream(5, 0, 0, 0, &p);
-        // Frames 30..80 never sent (sender paused, sequence numbers continue).
-        arrivals.retain(|(t, pk)| !(30 * F..80 * F).contains(t) || pk.seq >= 80);
-        let mut arrivals: Vec<_> = arrivals
-            .into_iter()
-            .map(|(t, mut pk)| {
-                if pk.seq >= 80 {
-                    pk.seq -= 50;
-                }
-                (t, pk)
-            })
-            .collect();
-        arrivals.sort_by_key(|(t, _)| *t);
-        let (out, stats) = play(arrivals, 100 * F + PLAYOUT_DELAY);
-        assert_eq!(
-            (stats.lost, stats.concealed),
-            (0, u64::from(MAX_PLC_FRAMES))
-        );
-        let pause = (PLAYOUT_DELAY + 40 * F) as usize..(PLAYOUT_DELAY + 79 * F) as usize;
-        assert!(out[pause].iter().all(|&s| s == 0));
-        assert!((level(&out, 440.0, 1.7, 0.3) + 12.0).abs() < 1.0);
-    }
-
-    #[test]
-    fn a_pause_without_timestamp_advance_resyncs() {
-        let p = payloads(440.0, -12.0, 60);
-        // 30 frames, then 0.5 s of nothing, then 30 more with timestamps that ignore the pause.
-        let arrivals: Vec<_> = stream(5, 0, 0, 0, &p)
-            .into_iter()
-            .map(|(t, pk)| {
-                if pk.seq >= 30 {
-                    (t + 24_000, pk)
-                } else {
-                    (t, pk)
-                }
-            })
-            .collect();
-        let (out, stats) = play(arrivals, 60 * F + 24_000 + PLAYOUT_DELAY);
-        assert_eq!((stats.late, stats.lost, stats.packets), (0, 0, 60));
-        // The second half plays in full after the pause.
-        assert!((level(&out, 440.0, 1.2, 0.5) + 12.0).abs() < 1.0);
-    }
-
-    #[test]
-    fn counting_only_keeps_stats_without_audio() {
-        let p = payloads(440.0, -12.0, 20);
-        let mut m = Mixer::new(PLAYOUT_DELAY, false);
-        let mut out = Vec::new();
-        for (t, pk) in stream(9, 0, 0, 0, &p)
-            .into_iter()
-            .filter(|(_, pk)| pk.seq != 4)
-        {
-            m.advance(t, &mut out);
-            m.push(t, &pk);
-        }
-        m.advance(25 * F, &mut out);
-        assert!(out.iter().all(|&s| s == 0));
-        assert_eq!(out.len() as u64, 25 * F);
-        let s = m.stats();
-        assert_eq!((s.packets, s.lost, s.streams), (19, 1, 1));
-    }
-
-    #[test]
-    fn garbage_payloads_and_timestamps_do_not_break_the_timeline() {
-        let mut m = Mixer::new(PLAYOUT_DELAY, true);
-        let mut out = Vec::new();
-        let junk = Bytes::from_static(&[0xff, 0x00, 0x13]);
-        for k in 0..200u32 {
-            let now = u64::from(k) * 480;
-            m.advance(now, &mut out);
-            let ts = k.wrapping_mul(2_654_435_761);
-            m.push(now, &pkt(k % 7, (k * 31) as u16, ts, &junk));
-        }
-        m.advance(200 * 480 + 10_000, &mut out);
-        assert_eq!(out.len(), 200 * 480 + 10_000);
-        crate::fuzz_datagram(&[0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0xfc, 0xff, 0xfe]);
-    }
-}
+#[path = "mixer_tests.rs"]
+mod tests;

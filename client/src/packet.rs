@@ -7,8 +7,35 @@
 
 use bytes::Bytes;
 use rtc_shared::marshal::{Marshal, Unmarshal};
+use rtcp::receiver_report::ReceiverReport;
+use rtcp::reception_report::ReceptionReport;
 use rtp::header::Header;
 use rtp::Packet;
+use std::collections::HashMap;
+
+/// The RFC 8285 one-byte extension id of the RFC 6464 audio level (what browsers offer
+/// first, and what the media server reads).
+pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
+
+/// The RFC 6464 level of a 16-bit PCM frame: (voice, -dBov 0..=127). Voice is a level of
+/// 50 -dBov or louder, the media server's own threshold.
+pub fn audio_level(pcm: &[i16]) -> (bool, u8) {
+    if pcm.is_empty() {
+        return (false, 127);
+    }
+    let mean_square = pcm
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        / pcm.len() as f64;
+    let dbov = if mean_square > 0.0 {
+        10.0 * (mean_square / (32768.0 * 32768.0)).log10()
+    } else {
+        -127.0
+    };
+    let level = (-dbov).round().clamp(0.0, 127.0) as u8;
+    (level <= 50, level)
+}
 
 /// The sending side of one RTP stream.
 #[derive(Debug, Clone)]
@@ -43,22 +70,43 @@ impl RtpSender {
 
     /// Builds the next packet carrying `payload`, covering `samples` of media time.
     pub fn packet(&mut self, payload: &[u8], samples: u32) -> Vec<u8> {
+        self.packet_with_level(payload, samples, None)
+    }
+
+    /// [`RtpSender::packet`] with the RFC 6464 client-to-mixer audio level of the frame
+    /// (voice flag, level in -dBov) in a one-byte header extension with id
+    /// [`AUDIO_LEVEL_EXT_ID`], which the media server reads for its speaking and level
+    /// indicators without decoding.
+    pub fn packet_with_level(
+        &mut self,
+        payload: &[u8],
+        samples: u32,
+        level: Option<(bool, u8)>,
+    ) -> Vec<u8> {
+        let mut header = Header {
+            version: 2,
+            marker: self.first,
+            payload_type: self.payload_type,
+            sequence_number: self.seq,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+            ..Header::default()
+        };
+        if let Some((voice, level)) = level {
+            let byte = (u8::from(voice) << 7) | level.min(127);
+            // Id 1 and one byte always fit the one-byte form (RFC 8285).
+            header
+                .set_extension(AUDIO_LEVEL_EXT_ID, Bytes::copy_from_slice(&[byte]))
+                .expect("a one-byte extension with id 1 is valid");
+        }
         let packet = Packet {
-            header: Header {
-                version: 2,
-                marker: self.first,
-                payload_type: self.payload_type,
-                sequence_number: self.seq,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-                ..Header::default()
-            },
+            header,
             payload: Bytes::copy_from_slice(payload),
         };
         self.first = false;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(samples);
-        // A plain header (no CSRC, no extensions) into a Vec sized by the crate cannot fail.
+        // A header without CSRCs and at most one valid extension always marshals.
         packet
             .marshal()
             .map(|b| b.to_vec())
@@ -75,6 +123,65 @@ impl RtpSender {
     /// no packet was lost.
     pub fn advance_time(&mut self, samples: u32) {
         self.timestamp = self.timestamp.wrapping_add(samples);
+    }
+}
+
+/// What the client's receiver reports say about each stream it receives: the fraction
+/// lost since the last report needs the counts at that report, kept here.
+#[derive(Debug, Default)]
+pub struct Reports {
+    /// Per SSRC, (expected, received) at the last report.
+    last: HashMap<u32, (u64, u64)>,
+}
+
+impl Reports {
+    /// A receiver report (RFC 3550) from `sender_ssrc` about `streams`: (SSRC, expected,
+    /// received, highest extended sequence number, jitter in RTP timestamp units). `None`
+    /// when there is nothing to report.
+    pub fn build(
+        &mut self,
+        sender_ssrc: u32,
+        streams: &[(u32, u64, u64, u64, u32)],
+    ) -> Option<Vec<u8>> {
+        // At most 31 blocks fit one RR.
+        let reports: Vec<ReceptionReport> = streams
+            .iter()
+            .take(31)
+            .map(|&(ssrc, expected, received, highest, jitter)| {
+                let (e0, r0) = self
+                    .last
+                    .insert(ssrc, (expected, received))
+                    .unwrap_or((0, 0));
+                let d_exp = expected.saturating_sub(e0);
+                let d_lost = d_exp.saturating_sub(received.saturating_sub(r0));
+                let fraction_lost = match d_exp {
+                    0 => 0,
+                    e => (d_lost * 256 / e).min(255) as u8,
+                };
+                ReceptionReport {
+                    ssrc,
+                    fraction_lost,
+                    total_lost: expected.saturating_sub(received).min(0x7f_ffff) as u32,
+                    last_sequence_number: highest as u32,
+                    jitter,
+                    last_sender_report: 0,
+                    delay: 0,
+                }
+            })
+            .collect();
+        let live: Vec<u32> = streams.iter().map(|s| s.0).collect();
+        self.last.retain(|ssrc, _| live.contains(ssrc));
+        if reports.is_empty() {
+            return None;
+        }
+        ReceiverReport {
+            ssrc: sender_ssrc,
+            reports,
+            profile_extensions: Bytes::new(),
+        }
+        .marshal()
+        .ok()
+        .map(|b| b.to_vec())
     }
 }
 
@@ -169,6 +276,47 @@ mod tests {
         p[0] |= 0x20;
         *p.last_mut().unwrap() = 200;
         assert!(matches!(classify(&p), Datagram::Malformed(_)));
+    }
+
+    #[test]
+    fn audio_level_rides_in_a_one_byte_extension() {
+        let mut tx = RtpSender::with_start(111, 7, 1, 100);
+        let bytes = tx.packet_with_level(&[1, 2, 3], 960, Some((true, 23)));
+        // X bit, then 0xBEDE with one 32-bit word: id 1, length 0, V|23, padding.
+        assert_eq!(bytes[0] & 0x10, 0x10);
+        assert_eq!(&bytes[12..16], &[0xbe, 0xde, 0, 1]);
+        assert_eq!(bytes[16], 0x10);
+        assert_eq!(bytes[17], 0x80 | 23);
+        let Datagram::Rtp(p) = classify(&bytes) else {
+            panic!("not RTP")
+        };
+        assert_eq!(&p.payload[..], &[1, 2, 3]);
+        assert_eq!(audio_level(&[0; 960]), (false, 127));
+        // A -12 dBFS sine is 15 dB under full scale.
+        let mut pcm = vec![0; 960];
+        crate::tone::Sine::new(440.0, -12.0, 48_000).fill(&mut pcm);
+        assert_eq!(audio_level(&pcm), (true, 15));
+        crate::tone::Sine::new(440.0, -60.0, 48_000).fill(&mut pcm);
+        assert!(!audio_level(&pcm).0);
+    }
+
+    #[test]
+    fn receiver_reports_carry_the_loss_since_the_last_one() {
+        let mut r = Reports::default();
+        assert_eq!(r.build(9, &[]), None);
+        let rr = r.build(9, &[(42, 100, 80, 1099, 480)]).unwrap();
+        // RR header (PT 201, one block), then the block about SSRC 42.
+        assert_eq!((rr[0] & 0x1f, rr[1]), (1, 201));
+        assert_eq!(&rr[4..8], &9u32.to_be_bytes());
+        assert_eq!(&rr[8..12], &42u32.to_be_bytes());
+        assert_eq!(rr[12], (20 * 256 / 100) as u8);
+        assert_eq!(&rr[13..16], &[0, 0, 20]);
+        assert_eq!(&rr[16..20], &1099u32.to_be_bytes());
+        assert_eq!(&rr[20..24], &480u32.to_be_bytes());
+        // The next interval: 50 more expected, all received.
+        let rr = r.build(9, &[(42, 150, 130, 1149, 0)]).unwrap();
+        assert_eq!(rr[12], 0);
+        assert_eq!(&rr[13..16], &[0, 0, 20]);
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //!
 //! Time zero is when the recorder starts (the client joined); [`Recorder::finish`] writes
 //! up to the leave and finalizes the header, so the file covers the whole session with
-//! silence where nobody spoke.
+//! silence where nobody spoke. Each [`Recorder::tick`] hands the mixed audio up to now to
+//! the "speaker" (the WAV, and the click detector of the latency bench). The playout
+//! delay adapts per stream ([`Mixer::adaptive`]).
 
-use crate::mixer::{MixStats, Mixer, PLAYOUT_DELAY};
+use crate::clicks::ClickDetector;
+use crate::mixer::{MixStats, Mixer};
 use crate::packet::RtpIn;
 use crate::ClientError;
 use codecs::opus::SAMPLE_RATE;
@@ -19,6 +22,9 @@ pub struct Recorder {
     start: Instant,
     wav: Option<(PathBuf, hound::WavWriter<BufWriter<File>>)>,
     scratch: Vec<i16>,
+    /// `--detect-clicks`: click onsets in what is played out, and the latencies found.
+    clicks: Option<ClickDetector>,
+    found: Vec<f64>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -35,6 +41,16 @@ impl Recorder {
     /// Starts the timeline at `start`; with `path`, creates the WAV (48 kHz, 16-bit, mono)
     /// now so a bad path fails before joining. Without it, streams are only counted.
     pub fn new(path: Option<&Path>, start: Instant) -> Result<Self, ClientError> {
+        Self::with_clicks(path, start, false)
+    }
+
+    /// [`Recorder::new`], also detecting the latency bench's clicks in what is played out
+    /// when `clicks` (which decodes the streams even without a WAV).
+    pub fn with_clicks(
+        path: Option<&Path>,
+        start: Instant,
+        clicks: bool,
+    ) -> Result<Self, ClientError> {
         let wav = match path {
             Some(p) => {
                 let spec = hound::WavSpec {
@@ -52,10 +68,12 @@ impl Recorder {
             None => None,
         };
         Ok(Recorder {
-            mixer: Mixer::new(PLAYOUT_DELAY, wav.is_some()),
+            mixer: Mixer::adaptive(wav.is_some() || clicks),
             start,
             wav,
             scratch: Vec::new(),
+            clicks: clicks.then(ClickDetector::new),
+            found: Vec::new(),
         })
     }
 
@@ -87,6 +105,13 @@ impl Recorder {
         let now = self.position(at);
         self.scratch.clear();
         self.mixer.advance(now, &mut self.scratch);
+        if let Some(d) = self.clicks.as_mut() {
+            // This chunk starts playing now.
+            let played = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            self.found.extend(d.feed(&self.scratch, played));
+        }
         if let Some((path, w)) = self.wav.as_mut() {
             for &s in &self.scratch {
                 w.write_sample(s).map_err(|source| ClientError::Wav {
@@ -101,6 +126,27 @@ impl Recorder {
     /// Counters so far.
     pub fn stats(&self) -> MixStats {
         self.mixer.stats()
+    }
+
+    /// Click latencies found since the last call, in milliseconds.
+    pub fn take_clicks(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.found)
+    }
+
+    /// Every click latency found in the session, in milliseconds.
+    pub fn click_latencies(&self) -> &[f64] {
+        self.clicks.as_ref().map_or(&[], |d| d.latencies())
+    }
+
+    /// The largest playout delay of any stream now, in milliseconds.
+    pub fn delay_ms(&self) -> f64 {
+        self.mixer.delay() as f64 * 1000.0 / f64::from(SAMPLE_RATE)
+    }
+
+    /// Per received stream, for receiver reports: (SSRC, expected, received, highest
+    /// extended sequence number, jitter in 48 kHz samples).
+    pub fn reception(&self) -> Vec<(u32, u64, u64, u64, u32)> {
+        self.mixer.reception().collect()
     }
 
     /// Writes up to `at`, finalizes the WAV header, and returns the counters.
@@ -158,7 +204,7 @@ mod tests {
             ToneAnalysis::new(&x, sr, w).unwrap().level_db(440.0)
         };
         assert!(at(0.0, 0.5) < -100.0, "silence before the stream");
-        // 0.5 s arrival + 60 ms playout delay; skip the codec's warm-up.
+        // 0.5 s arrival + the playout delay; skip the codec's warm-up.
         assert!(
             (at(0.8, 1.2) + 12.0).abs() < 1.0,
             "tone level {}",

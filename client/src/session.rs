@@ -2,23 +2,32 @@
 //! media until told to leave.
 //!
 //! Everything runs on one task: the control connection, the UDP socket, the 20 ms send
-//! clock and the recorder tick are branches of one `select!`. When the flow fails over to
-//! another media server, the session keeps its local RTP socket and points it at the new
-//! server's channel.
+//! clock, the recorder tick, the receiver reports and the script (scheduled chat and
+//! commands) are branches of one `select!`. When the flow fails over to another media
+//! server, the session keeps its local RTP socket and points it at the new server's
+//! channel.
+//!
+//! Each audio packet carries its frame's RFC 6464 level, from which the media server's
+//! speaking, level and dominant-speaker indicators come in a forwarding conference; once a
+//! second the client reports what it receives (RTCP RR), from which the server's quality
+//! light for it comes.
 
+use crate::clicks::{quantile, ClickTrain};
 use crate::control::{Control, Event, Step, Summary};
 use crate::flow::FlowConfig;
-use crate::packet::{classify, Datagram, RtpSender};
+use crate::packet::{audio_level, classify, Datagram, Reports, RtpSender};
 use crate::recorder::Recorder;
+use crate::script::{self, Script};
 use crate::tone::Sine;
 use crate::ClientError;
 use codecs::g711::{Law, TelephonyEncoder};
 use codecs::opus::{Encoder, FRAME_SAMPLES, SAMPLE_RATE};
 use protocol::{ChannelAddr, ClientMsg, JoinOpts, MediaKind, Mode, ServerMsg};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -30,6 +39,8 @@ pub const FRAME: Duration = Duration::from_millis(20);
 pub const TONE_DBFS: f64 = -12.0;
 /// A sender further behind its clock than this skips frames instead of bursting them.
 const MAX_BURST: Duration = Duration::from_millis(200);
+/// Receiver reports go out this often.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a session needs to know.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +65,16 @@ pub struct SessionConfig {
     pub g711: Option<Law>,
     /// The user's domain (`join ... domain=`), which the dispatcher maps to a tenant pool.
     pub domain: Option<String>,
+    /// The account's moderator PIN (`join ... pin=`): the dispatcher makes us a moderator.
+    pub moderator_pin: Option<String>,
+    /// Chat and control lines to send, at seconds from joining (`--say`, `--command`).
+    pub script: Vec<(f64, script::Action)>,
+    /// The tone's level in dBFS from each time on (`--volume`); [`TONE_DBFS`] before.
+    pub volume: Vec<(f64, f64)>,
+    /// Send the latency bench's click train instead of the tone (`--clicks`).
+    pub clicks: bool,
+    /// Find the bench's clicks in what we play out and report their latency.
+    pub detect_clicks: bool,
 }
 
 impl SessionConfig {
@@ -73,7 +94,11 @@ impl SessionConfig {
             version: Some(env!("CARGO_PKG_VERSION").into()),
             os: Some(std::env::consts::OS.into()),
             domain: self.domain.clone(),
-            extra: Vec::new(),
+            extra: self
+                .moderator_pin
+                .iter()
+                .map(|p| ("pin".to_owned(), p.clone()))
+                .collect(),
         }
     }
 
@@ -101,6 +126,10 @@ struct Media {
     /// RTP timestamp ticks per 20 ms frame (960 Opus, 160 G.711).
     frame_ts: u32,
     tone: Option<Sine>,
+    /// The tone's level over time (`--volume`).
+    volume: Vec<(f64, f64)>,
+    /// `--clicks`: the latency bench's click train instead of the tone.
+    clicks: Option<ClickTrain>,
     pcm: Vec<i16>,
     next_send: Instant,
     /// Origin of the talk schedule (our `accept`).
@@ -156,6 +185,8 @@ impl Media {
                 FRAME_SAMPLES as u32
             },
             tone: tone.map(|hz| Sine::new(hz, TONE_DBFS, SAMPLE_RATE)),
+            volume: cfg.volume.clone(),
+            clicks: cfg.clicks.then(ClickTrain::new),
             pcm: vec![0; FRAME_SAMPLES],
             next_send: Instant::now(),
             origin,
@@ -245,12 +276,22 @@ impl Media {
             self.next_send += FRAME;
             return Ok(false);
         }
-        match self.tone.as_mut() {
-            Some(t) => t.fill(&mut self.pcm),
-            None => self.pcm.fill(0),
+        match (self.clicks.as_mut(), self.tone.as_mut()) {
+            (Some(c), _) => c.fill(&mut self.pcm, unix_ns()),
+            (None, Some(t)) => {
+                if !self.volume.is_empty() {
+                    let at = Instant::now().saturating_duration_since(self.origin);
+                    t.set_level(script::volume_at(&self.volume, at.as_secs_f64(), TONE_DBFS));
+                }
+                t.fill(&mut self.pcm)
+            }
+            (None, None) => self.pcm.fill(0),
         }
+        let level = audio_level(&self.pcm);
         let packet = self.encoder.encode(&self.pcm)?;
-        let bytes = self.tx.packet(packet, self.frame_ts);
+        let bytes = self
+            .tx
+            .packet_with_level(packet, self.frame_ts, Some(level));
         self.next_send += FRAME;
         if self.loss_pct > 0.0 && rand::random::<f64>() * 100.0 < self.loss_pct {
             return Ok(true);
@@ -289,6 +330,13 @@ impl MediaEncoder {
     }
 }
 
+/// Now, in nanoseconds since the Unix epoch (the latency bench's common clock).
+fn unix_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// Everything that changes while a session runs.
 struct State<'a> {
     cfg: &'a SessionConfig,
@@ -296,10 +344,15 @@ struct State<'a> {
     recorder: Recorder,
     sent: u64,
     malformed: u64,
-    /// When we were first accepted: the origin of the talk schedule.
+    /// When we were first accepted: the origin of the talk schedule and the script.
     joined_at: Option<Instant>,
     /// Accepted by a media server (the recorder's timeline runs).
     joined: bool,
+    /// Who is in the conference (id -> name), and who we are, for the script's targets.
+    roster: BTreeMap<u32, String>,
+    me: Option<u32>,
+    script: Script,
+    reports: Reports,
 }
 
 /// Runs a session until `shutdown` completes (then leaves cleanly and returns the summary)
@@ -311,7 +364,11 @@ pub async fn run(
     events: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Summary, ClientError> {
     // Open the recording before connecting: a bad path should fail before we join.
-    let recorder = Recorder::new(cfg.record.as_deref(), std::time::Instant::now())?;
+    let recorder = Recorder::with_clicks(
+        cfg.record.as_deref(),
+        std::time::Instant::now(),
+        cfg.detect_clicks,
+    )?;
     let mut ctrl = Control::new(cfg.flow_config());
     let mut st = State {
         cfg,
@@ -321,8 +378,18 @@ pub async fn run(
         malformed: 0,
         joined_at: None,
         joined: false,
+        roster: BTreeMap::new(),
+        me: None,
+        script: Script::new(cfg.script.clone()),
+        reports: Reports::default(),
     };
     let outcome = st.run(&mut ctrl, shutdown, events).await;
+    if cfg.detect_clicks {
+        events(&clicks_summary(
+            st.recorder.click_latencies(),
+            st.recorder.delay_ms(),
+        ));
+    }
     let State {
         recorder,
         sent,
@@ -356,8 +423,14 @@ impl State<'_> {
         tokio::pin!(shutdown);
         let mut mix_tick = tokio::time::interval(FRAME);
         mix_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut report_tick = tokio::time::interval(REPORT_EVERY);
+        report_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0u8; 65_536];
         loop {
+            let script_at = match (self.joined_at, self.script.next_at()) {
+                (Some(origin), Some(secs)) => Some(origin + Duration::from_secs_f64(secs)),
+                _ => None,
+            };
             let next_send =
                 self.media
                     .as_ref()
@@ -373,10 +446,22 @@ impl State<'_> {
                 }
                 step = ctrl.next() => match step {
                     Step::Event(e) => {
-                        if let Event::Server(ServerMsg::Accept { .. }) = &e {
-                            self.recorder.restart(std::time::Instant::now());
-                            self.joined_at.get_or_insert_with(Instant::now);
-                            self.joined = true;
+                        match &e {
+                            Event::Server(ServerMsg::Accept { participant, .. }) => {
+                                self.recorder.restart(std::time::Instant::now());
+                                self.joined_at.get_or_insert_with(Instant::now);
+                                self.joined = true;
+                                // A new server (failover, move) sends its roster anew.
+                                self.roster.clear();
+                                self.me = Some(*participant);
+                            }
+                            Event::Server(ServerMsg::AddUser { participant, name }) => {
+                                self.roster.insert(*participant, name.clone());
+                            }
+                            Event::Server(ServerMsg::DelUser { participant, .. }) => {
+                                self.roster.remove(participant);
+                            }
+                            _ => {}
                         }
                         events(&e);
                     }
@@ -420,7 +505,23 @@ impl State<'_> {
                 }
                 // The timeline starts at `accept`; ticking earlier would pin it to connect time.
                 _ = mix_tick.tick(), if self.joined => {
-                    self.recorder.tick(std::time::Instant::now())?
+                    self.recorder.tick(std::time::Instant::now())?;
+                    for ms in self.recorder.take_clicks() {
+                        events(&Event::Click { latency_us: (ms * 1000.0) as u64 });
+                    }
+                }
+                _ = report_tick.tick(), if self.joined => self.send_report().await,
+                () = sleep_until(script_at) => {
+                    let t = self
+                        .joined_at
+                        .map_or(0.0, |o| Instant::now().saturating_duration_since(o).as_secs_f64());
+                    let (lines, skipped) = self.script.due(t, &self.roster, self.me);
+                    for msg in lines {
+                        ctrl.send(msg);
+                    }
+                    for what in skipped {
+                        events(&Event::Skipped { what });
+                    }
                 }
             }
         }
@@ -466,6 +567,19 @@ impl State<'_> {
         Ok(())
     }
 
+    /// A receiver report about every stream we receive, to the server we send to.
+    async fn send_report(&mut self) {
+        let Some(media) = self.media.as_ref().filter(|m| m.live) else {
+            return;
+        };
+        let streams = self.recorder.reception();
+        if let Some(rr) = self.reports.build(media.tx.ssrc(), &streams) {
+            if let Err(e) = media.socket.send_to(&rr, media.server).await {
+                tracing::debug!("rtcp send failed: {e}");
+            }
+        }
+    }
+
     fn on_datagram(&mut self, data: &[u8]) {
         let Some(media) = self.media.as_ref() else {
             return;
@@ -487,6 +601,18 @@ impl State<'_> {
                 tracing::debug!(len = data.len(), "dropping datagram: {why}");
             }
         }
+    }
+}
+
+/// The `clicks` line: how many clicks were heard, and their latency.
+fn clicks_summary(latencies_ms: &[f64], buffer_ms: f64) -> Event {
+    let us = |q: f64| quantile(latencies_ms, q).map_or(0, |ms| (ms * 1000.0) as u64);
+    Event::Clicks {
+        count: latencies_ms.len(),
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        max_us: us(1.0),
+        buffer_us: (buffer_ms * 1000.0) as u64,
     }
 }
 

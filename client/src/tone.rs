@@ -28,6 +28,11 @@ impl Sine {
         }
     }
 
+    /// Changes the level to `level_dbfs` from the next sample on, keeping the phase.
+    pub fn set_level(&mut self, level_dbfs: f64) {
+        self.amplitude = 32767.0 * 10f64.powf(level_dbfs / 20.0);
+    }
+
     /// Skips `samples` (time passed without sending), keeping the phase on the clock.
     pub fn skip(&mut self, samples: u64) {
         self.n += samples;

@@ -27,6 +27,11 @@ pub struct Account {
     /// many were present (seed 003's contract).
     #[serde(default)]
     pub reserved: u32,
+    /// A join carrying this PIN (`pin=`, `confclient --moderator-pin`) moderates its
+    /// conference: the dispatcher signs the role into its ticket. Without a PIN the
+    /// account's conferences have no moderators (operators still use the admin API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderator_pin: Option<String>,
 }
 
 impl Account {

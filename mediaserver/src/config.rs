@@ -75,6 +75,13 @@ pub struct MediaServerArgs {
     /// join) or kept for later (a leave), and counted [default: 1024].
     #[arg(long)]
     pub worker_queue: Option<usize>,
+    /// Chat lines a member may send per second, on average; past it (and the burst) its
+    /// lines are refused with `reject 431` and nobody sees them [default: 5].
+    #[arg(long)]
+    pub chat_rate: Option<f64>,
+    /// Chat lines a member may send at once before the rate applies [default: 10].
+    #[arg(long)]
+    pub chat_burst: Option<u32>,
     /// `[cost]`: capacity units per participant (config file only).
     #[arg(skip)]
     pub cost: Option<CostModel>,
@@ -149,6 +156,9 @@ pub struct Settings {
     pub limits: control::Limits,
     /// Commands queued per media worker; a full queue refuses (and counts) what cannot wait.
     pub worker_queue: usize,
+    /// Chat: lines per second per member, and the burst allowed before that rate applies.
+    pub chat_rate: f64,
+    pub chat_burst: u32,
 }
 
 /// One worker per core, as the OS reports them.
@@ -211,6 +221,8 @@ impl Settings {
             cost: CostModel::default(),
             limits: control::Limits::default(),
             worker_queue: crate::worker::COMMAND_QUEUE,
+            chat_rate: 5.0,
+            chat_burst: 10,
         }
     }
 }
@@ -277,6 +289,22 @@ impl MediaServerArgs {
         s.video = a.video.unwrap_or(true);
         s.cost = a.cost.unwrap_or_default();
         s.limits = a.limits.resolve().map_err(MediaServerError::Config)?;
+        if let Some(r) = a.chat_rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(MediaServerError::Config(
+                    "`chat_rate` must be a number of lines per second > 0".into(),
+                ));
+            }
+            s.chat_rate = r;
+        }
+        if let Some(b) = a.chat_burst {
+            if b == 0 {
+                return Err(MediaServerError::Config(
+                    "`chat_burst` must be at least 1".into(),
+                ));
+            }
+            s.chat_burst = b;
+        }
         if let Some(q) = a.worker_queue {
             if q == 0 {
                 return Err(MediaServerError::Config(

@@ -102,6 +102,24 @@ fn on_dispatcher(service: &Conferences, msg: DispMsg) {
             let to = (to_conference != conference).then_some(to_conference);
             service.dispatch_member(&conference, participant, addr, ws, ticket, to);
         }
+        // Operators' moderation through the admin API.
+        DispMsg::Mute {
+            conference,
+            participant,
+            on,
+            operator,
+        } => service.operator_mute(&conference, participant, on, &operator),
+        DispMsg::Kick {
+            conference,
+            participant,
+            operator,
+            reason,
+        } => service.operator_kick(&conference, participant, &operator, reason),
+        DispMsg::Lock {
+            conference,
+            on,
+            operator,
+        } => service.operator_lock(&conference, on, &operator),
         // A refused `punt` (no other server yet) is retried by the next high-water or
         // drain check; anything else the dispatcher refuses closes the link.
         DispMsg::Error { code, text } => tracing::warn!(%code, %text, "dispatcher refused"),

@@ -179,10 +179,30 @@ fn handle(
         (ClientMsg::Mute { participant, muted }, Some(m)) => service
             .mute(m, participant, muted)
             .map_or_else(refused, |()| Step::Continue),
-        (ClientMsg::Text { text }, Some(m)) => {
-            service.text(m, text);
-            Step::Continue
-        }
+        (ClientMsg::MuteAll { muted }, Some(m)) => service
+            .mute_all(m, muted)
+            .map_or_else(refused, |()| Step::Continue),
+        (
+            ClientMsg::Kick {
+                participant,
+                reason,
+            },
+            Some(m),
+        ) => service
+            .kick(m, participant, reason)
+            .map_or_else(refused, |()| Step::Continue),
+        (ClientMsg::Lock { on }, Some(m)) => service
+            .lock(m, on)
+            .map_or_else(refused, |()| Step::Continue),
+        (ClientMsg::EndConference, Some(m)) => service
+            .end_conference(m)
+            .map_or_else(refused, |()| Step::Continue),
+        (ClientMsg::Raise { on }, Some(m)) => service
+            .raise(m, on)
+            .map_or_else(refused, |()| Step::Continue),
+        (ClientMsg::Text { text, to }, Some(m)) => service
+            .text(m, text, to)
+            .map_or_else(refused, |()| Step::Continue),
         (ClientMsg::Talk { on }, Some(m)) => service
             .talk(m, on)
             .map_or_else(refused, |()| Step::Continue),

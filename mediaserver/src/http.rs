@@ -91,6 +91,11 @@ impl Collector for Workers {
                 &stats.joins_refused_busy,
             ),
             (
+                "noc_media_joins_refused_ticket_used",
+                "Joins refused because their ticket was already used or its holder kicked",
+                &stats.joins_refused_ticket_used,
+            ),
+            (
                 "noc_media_commands_retried",
                 "Teardown commands sent again after a full worker queue",
                 &stats.commands_retried,
@@ -99,6 +104,21 @@ impl Collector for Workers {
                 "noc_media_dispatcher_queue_overflows",
                 "Times the queue to the dispatcher overflowed and the link resynchronised",
                 &stats.notify_overflows,
+            ),
+            (
+                "noc_media_moderations",
+                "Moderator and operator actions applied (mute, kick, lock, end)",
+                &stats.moderations,
+            ),
+            (
+                "noc_media_chat_lines",
+                "Chat lines delivered",
+                &stats.chat_lines,
+            ),
+            (
+                "noc_media_chat_refused",
+                "Chat lines refused over a member's rate",
+                &stats.chat_refused,
             ),
         ] {
             counter(&mut e, name, help, v.load(Ordering::Relaxed))?;

@@ -17,7 +17,10 @@ pub enum MediaPath {
 impl MediaPath {
     /// A `mode=mix` conference.
     pub fn mix() -> Self {
-        MediaPath::Mix(Box::default(), reflector::Reflector::new())
+        let mut video = reflector::Reflector::new();
+        // The mixer reports levels and the dominant speaker from the audio it mixes.
+        video.set_indicators(false);
+        MediaPath::Mix(Box::default(), video)
     }
 
     /// The path of a new conference: the reflector knows the video payload types this
@@ -26,7 +29,9 @@ impl MediaPath {
         let mut path = if mix {
             Self::mix()
         } else {
-            MediaPath::Reflect(reflector::Reflector::new())
+            let mut r = reflector::Reflector::new();
+            r.set_quality_reports(true);
+            MediaPath::Reflect(r)
         };
         let (MediaPath::Reflect(r) | MediaPath::Mix(_, r)) = &mut path;
         for &(pt, codec) in video {
@@ -121,6 +126,16 @@ impl mesh::Path for MediaPath {
     fn on_channel(&mut self, now: Instant, participant: ParticipantId, kind: MediaKind) {
         match self {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.on_channel(now, participant, kind),
+        }
+    }
+
+    fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
+        match self {
+            MediaPath::Reflect(r) => r.on_mute(now, participant, muted),
+            MediaPath::Mix(t, r) => {
+                t.on_mute(now, participant, muted);
+                r.on_mute(now, participant, muted);
+            }
         }
     }
 

@@ -57,7 +57,8 @@ pub enum Command<P> {
         participant: ParticipantId,
         bits_per_sec: Option<u64>,
     },
-    /// Moderator mute: the participant's audio is not forwarded while muted.
+    /// Mute: the participant's audio is not forwarded (nor mixed) while muted. Handed to
+    /// the path too ([`crate::Path::on_mute`]).
     Mute {
         conf: ConfId,
         participant: ParticipantId,
@@ -101,6 +102,18 @@ pub enum Event {
         participant: ParticipantId,
         loss_permille: u32,
         jitter_ms: u32,
+    },
+    /// The audio levels of the active talkers over the last level period
+    /// ([`crate::talk::LEVEL_PERIOD`]), one batch per conference and period.
+    Levels {
+        conf: ConfId,
+        levels: crate::talk::Levels,
+    },
+    /// The dominant speaker changed (after the hysteresis of
+    /// [`crate::talk::DominantSpeaker`]).
+    Dominant {
+        conf: ConfId,
+        participant: ParticipantId,
     },
 }
 

@@ -199,6 +199,12 @@ pub trait Path {
     /// Push to talk from the control line (`talk on|off`), applied between ticks.
     fn on_talk(&mut self, _now: Instant, _participant: ParticipantId, _on: bool) {}
 
+    /// `participant` was muted or unmuted ([`Command::Mute`]), applied between ticks. The
+    /// mesh's filter already keeps a muted member's audio from being forwarded; a path that
+    /// consumes audio itself (a mixer) leaves it out, and no path reports a muted member as
+    /// talking.
+    fn on_mute(&mut self, _now: Instant, _participant: ParticipantId, _muted: bool) {}
+
     /// `participant`'s `kind` channel was set up or moved ([`Command::SetChannel`]), applied
     /// between ticks. A member may join a round trip before its channel exists; what was
     /// routed to it meanwhile went nowhere, so a path that starts receivers at a keyframe

@@ -373,10 +373,13 @@ impl<P: Path> Mesh<P> {
                 conf,
                 participant,
                 muted,
-            } => self
-                .conferences
-                .get_mut(&conf)
-                .is_some_and(|c| c.sorter.set_muted(participant, muted)),
+            } => self.conferences.get_mut(&conf).is_some_and(|c| {
+                let ok = c.sorter.set_muted(participant, muted);
+                if ok {
+                    c.path.on_mute(now, participant, muted);
+                }
+                ok
+            }),
             Command::Talk {
                 conf,
                 participant,
@@ -566,6 +569,25 @@ impl PathOut<'_> {
             conf: self.conf,
             participant,
             on,
+        });
+    }
+
+    /// Reports one period's talker levels to the control plane (`level` lines); an empty
+    /// batch is not reported.
+    pub fn levels(&mut self, levels: &crate::talk::Levels) {
+        if !levels.is_empty() {
+            self.events.push_back(Event::Levels {
+                conf: self.conf,
+                levels: *levels,
+            });
+        }
+    }
+
+    /// Reports a new dominant speaker to the control plane (`dominant` lines).
+    pub fn dominant(&mut self, participant: ParticipantId) {
+        self.events.push_back(Event::Dominant {
+            conf: self.conf,
+            participant,
         });
     }
 }

@@ -9,10 +9,14 @@
 //! while receiver R talks, runs that began before R's run began are left out of what R hears;
 //! runs that begin during R's run are heard; when R stops, interrupted runs that are still
 //! going are heard again.
+//!
+//! The indicators every client shows are computed here too, so the reflector and the mixer
+//! report them alike: a peak [`LevelMeter`] per source, batched into [`Levels`] once per
+//! [`LEVEL_PERIOD`], and the [`DominantSpeaker`] with its hysteresis.
 
 use std::time::{Duration, Instant};
 
-use crate::RtpView;
+use crate::{ParticipantId, RtpView};
 
 /// One run of speech: when it began.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +72,182 @@ pub fn audio_level(pkt: &RtpView<'_>, ext_id: u8) -> Option<(bool, u8)> {
     None
 }
 
+/// How often a path reports its talkers' levels: at most 5 batches a second per conference.
+pub const LEVEL_PERIOD: Duration = Duration::from_millis(200);
+/// Most talkers in one level batch; the loudest are kept.
+pub const MAX_LEVELS: usize = 8;
+/// How long the most recent talker must go on talking before it becomes the dominant
+/// speaker: a cough or a short "yes" does not take the floor.
+pub const DOMINANT_HOLD: Duration = Duration::from_millis(400);
+/// The candidate must have had voice this recently when it takes the floor.
+const DOMINANT_VOICE_RECENT: Duration = Duration::from_millis(120);
+/// Full scale of a 16-bit sample, squared.
+const FULL_SCALE_SQUARED: f64 = 32768.0 * 32768.0;
+
+/// The level in dBov (-127 silence to 0 full scale) of a frame whose mean square of 16-bit
+/// samples is `mean_square`.
+pub fn dbov_of_mean_square(mean_square: f64) -> i8 {
+    if mean_square.is_nan() || mean_square <= 0.0 {
+        return -127;
+    }
+    let db = 10.0 * (mean_square / FULL_SCALE_SQUARED).log10();
+    db.round().clamp(-127.0, 0.0) as i8
+}
+
+/// The level a voice detector compares with [`LEVEL_VOICE_MAX`]: an RFC 6464 level
+/// (-dBov, 0 loudest, 127 silence) from a dBov.
+pub fn rfc6464_of_dbov(dbov: i8) -> u8 {
+    dbov.unsigned_abs().min(127)
+}
+
+/// The loudest level of one source over a period (a peak meter: one compare per packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelMeter {
+    /// Loudest RFC 6464 level seen (-dBov; lower is louder).
+    peak: Option<u8>,
+}
+
+impl LevelMeter {
+    /// An RFC 6464 level (-dBov, 0..=127) of one packet.
+    pub fn add_rfc6464(&mut self, level: u8) {
+        let level = level.min(127);
+        self.peak = Some(self.peak.map_or(level, |p| p.min(level)));
+    }
+
+    /// A level in dBov of one frame.
+    pub fn add_dbov(&mut self, dbov: i8) {
+        self.add_rfc6464(rfc6464_of_dbov(dbov));
+    }
+
+    /// The period's peak in dBov, and a fresh period.
+    pub fn take(&mut self) -> Option<i8> {
+        self.peak.take().map(|l| -(l as i8))
+    }
+
+    pub fn clear(&mut self) {
+        self.peak = None;
+    }
+}
+
+/// One period's levels of the active talkers: (participant, dBov), at most [`MAX_LEVELS`]
+/// (the loudest). Fixed size, so reporting it allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Levels {
+    len: u8,
+    entries: [(ParticipantId, i8); MAX_LEVELS],
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            entries: [(0, -127); MAX_LEVELS],
+        }
+    }
+}
+
+impl Levels {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a talker's level; when full, it replaces the quietest if it is louder.
+    pub fn push(&mut self, participant: ParticipantId, dbov: i8) {
+        let n = usize::from(self.len);
+        if n < MAX_LEVELS {
+            self.entries[n] = (participant, dbov);
+            self.len += 1;
+            return;
+        }
+        if let Some(q) = (0..MAX_LEVELS).min_by_key(|&i| self.entries[i].1) {
+            if self.entries[q].1 < dbov {
+                self.entries[q] = (participant, dbov);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// (participant, dBov) in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (ParticipantId, i8)> + '_ {
+        self.entries[..usize::from(self.len)].iter().copied()
+    }
+}
+
+/// The dominant speaker, with hysteresis: the member who most recently started talking
+/// takes the floor once it has gone on for [`DOMINANT_HOLD`] and still has voice; silence
+/// leaves the floor with the last dominant speaker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DominantSpeaker {
+    current: Option<ParticipantId>,
+    /// The challenger and since when it has been the most recent talker.
+    candidate: Option<(ParticipantId, Instant)>,
+}
+
+impl DominantSpeaker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The dominant speaker now.
+    pub fn current(&self) -> Option<ParticipantId> {
+        self.current
+    }
+
+    /// Feeds the most recent talker at `now` (None: nobody talks) and when it last had
+    /// voice; returns the new dominant speaker when the floor changes.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        latest: Option<(ParticipantId, Option<Instant>)>,
+    ) -> Option<ParticipantId> {
+        let Some((p, last_voice)) = latest else {
+            self.candidate = None;
+            return None;
+        };
+        if self.current == Some(p) {
+            self.candidate = None;
+            return None;
+        }
+        let since = match self.candidate {
+            Some((c, t)) if c == p => t,
+            _ => {
+                self.candidate = Some((p, now));
+                now
+            }
+        };
+        let voicing =
+            last_voice.is_some_and(|t| now.saturating_duration_since(t) <= DOMINANT_VOICE_RECENT);
+        let held = now.saturating_duration_since(since) >= DOMINANT_HOLD;
+        if voicing && (held || self.current.is_none()) {
+            self.current = Some(p);
+            self.candidate = None;
+            return Some(p);
+        }
+        None
+    }
+
+    /// A member left: it no longer holds the floor (nobody does until someone talks).
+    pub fn forget(&mut self, p: ParticipantId) {
+        if self.current == Some(p) {
+            self.current = None;
+        }
+        if self.candidate.is_some_and(|(c, _)| c == p) {
+            self.candidate = None;
+        }
+    }
+}
+
 /// A talk-run edge, for `speaking` notices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TalkEdge {
@@ -92,6 +272,21 @@ impl TalkDetector {
     /// The current run, if the source is talking.
     pub fn run(&self) -> Option<Run> {
         self.run
+    }
+
+    /// When the source last had voice (automatic detection; a push-to-talk run counts as
+    /// voice while it lasts).
+    pub fn last_voice(&self, now: Instant) -> Option<Instant> {
+        match (self.push_to_talk, self.run) {
+            (true, Some(_)) => Some(now),
+            _ => self.last_voice,
+        }
+    }
+
+    /// Ends the current run at once (the source was muted or left); the edge, if any.
+    pub fn stop(&mut self, now: Instant) -> Option<TalkEdge> {
+        self.last_voice = None;
+        self.set(now, false)
     }
 
     /// Whether the source uses push to talk (`talk on|off`). Smart duplex is keyed on the
@@ -289,6 +484,68 @@ mod tests {
             d.observe(at(t0, 1.0), false, true),
             Some(TalkEdge::Started(Run { start: at(t0, 1.0) }))
         );
+    }
+
+    #[test]
+    fn level_meter_keeps_the_period_peak() {
+        let mut m = LevelMeter::default();
+        assert_eq!(m.take(), None);
+        m.add_rfc6464(40);
+        m.add_rfc6464(20);
+        m.add_dbov(-30);
+        m.add_rfc6464(200);
+        assert_eq!(m.take(), Some(-20));
+        assert_eq!(m.take(), None, "a new period starts empty");
+        m.add_rfc6464(127);
+        assert_eq!(m.take(), Some(-127));
+        assert_eq!(dbov_of_mean_square(0.0), -127);
+        assert_eq!(dbov_of_mean_square(FULL_SCALE_SQUARED), 0);
+        // A -12 dBFS sine has a mean square 15 dB under full scale.
+        let sine = FULL_SCALE_SQUARED * 10f64.powf(-1.2) / 2.0;
+        assert_eq!(dbov_of_mean_square(sine), -15);
+        assert_eq!(rfc6464_of_dbov(-15), 15);
+        assert_eq!(rfc6464_of_dbov(-128), 127);
+    }
+
+    #[test]
+    fn levels_keep_the_loudest_when_full() {
+        let mut l = Levels::new();
+        assert!(l.is_empty());
+        for p in 0..MAX_LEVELS as u32 {
+            l.push(p, -60 + p as i8);
+        }
+        l.push(100, -10);
+        l.push(101, -90);
+        assert_eq!(l.len(), MAX_LEVELS);
+        let got: Vec<_> = l.iter().collect();
+        assert!(got.contains(&(100, -10)));
+        assert!(!got.iter().any(|&(p, _)| p == 0 || p == 101), "{got:?}");
+        l.clear();
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn dominant_speaker_has_hysteresis() {
+        let t0 = Instant::now();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut d = DominantSpeaker::new();
+        // The first talker takes the empty floor at once.
+        assert_eq!(d.update(ms(0), Some((1, Some(ms(0))))), Some(1));
+        assert_eq!(d.update(ms(100), Some((1, Some(ms(100))))), None);
+        // A cough: 2 starts talking but has no voice by the time it would take over.
+        assert_eq!(d.update(ms(200), Some((2, Some(ms(200))))), None);
+        assert_eq!(d.update(ms(400), Some((2, Some(ms(250))))), None);
+        assert_eq!(d.update(ms(700), Some((2, Some(ms(250))))), None);
+        assert_eq!(d.current(), Some(1));
+        // Silence leaves the floor where it is.
+        assert_eq!(d.update(ms(800), None), None);
+        assert_eq!(d.current(), Some(1));
+        // 3 talks on: after the hold it takes the floor.
+        assert_eq!(d.update(ms(1000), Some((3, Some(ms(1000))))), None);
+        assert_eq!(d.update(ms(1200), Some((3, Some(ms(1200))))), None);
+        assert_eq!(d.update(ms(1400), Some((3, Some(ms(1390))))), Some(3));
+        d.forget(3);
+        assert_eq!(d.current(), None);
     }
 
     #[test]

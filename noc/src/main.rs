@@ -41,6 +41,12 @@ struct NocArgs {
     /// printed when unset.
     #[arg(long)]
     admin_token: Option<String>,
+    /// Chat lines a member may send per second at every media server [default: 5].
+    #[arg(long)]
+    chat_rate: Option<f64>,
+    /// Chat lines a member may send at once before the rate applies [default: 10].
+    #[arg(long)]
+    chat_burst: Option<u32>,
     #[arg(skip)]
     #[serde(default)]
     accounts: Vec<Account>,
@@ -100,9 +106,24 @@ async fn main() -> std::process::ExitCode {
         name: "admin".into(),
         token: token.clone(),
     });
+    if args.chat_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) || args.chat_burst == Some(0) {
+        eprintln!("noc: config: `chat_rate` must be > 0 lines a second and `chat_burst` >= 1");
+        return std::process::ExitCode::from(2);
+    }
     let n = args.media_servers.unwrap_or(2);
-    let capacity = args.capacity;
-    match run(ds, n, capacity, secret, token).await {
+    let (capacity, chat_rate, chat_burst) = (args.capacity, args.chat_rate, args.chat_burst);
+    let adjust = move |ms: &mut mediaserver::Settings| {
+        if let Some(c) = capacity {
+            ms.capacity = c;
+        }
+        if let Some(r) = chat_rate {
+            ms.chat_rate = r;
+        }
+        if let Some(b) = chat_burst {
+            ms.chat_burst = b;
+        }
+    };
+    match run(ds, n, adjust, secret, token).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("noc: {e}");
@@ -114,7 +135,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(
     ds: dispatcher::Settings,
     media_servers: usize,
-    capacity: Option<u32>,
+    adjust: impl Fn(&mut mediaserver::Settings),
     secret: Vec<u8>,
     admin_token: String,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -129,9 +150,7 @@ async fn run(
     let mut servers = Vec::new();
     for i in 1..=media_servers {
         let mut ms = mediaserver::Settings::new(format!("ms-{i}"), secret.clone(), d.registry_addr);
-        if let Some(c) = capacity {
-            ms.capacity = c;
-        }
+        adjust(&mut ms);
         ms.http = Some(([127, 0, 0, 1], 0).into());
         ms.limits = d.service.settings().limits;
         let r = mediaserver::start(ms).await?;

@@ -225,7 +225,15 @@ async fn the_per_ip_limit_spares_other_addresses() {
 /// the server's memory stays flat, and the other members carry on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_that_never_reads_is_cut_off_and_nobody_else_notices() {
-    let noc = Noc::start(&["--outbox-lines", "64"]);
+    // The flood is chat: lifted over the chat rate limit, so it reaches the lazy member.
+    let noc = Noc::start(&[
+        "--outbox-lines",
+        "64",
+        "--chat-rate",
+        "1000000",
+        "--chat-burst",
+        "1000000",
+    ]);
     let dir = TempDir::new("slow");
     let wav = dir.file("cat.wav");
     let mut cat = Client::spawn(

@@ -3,7 +3,9 @@
 use crate::fields::{clean, name, num, Fields};
 use crate::sdp::{self, SdpKind};
 use crate::types::word;
-use crate::{ChannelAddr, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, Quality, ServerKind};
+use crate::{
+    Actor, ChannelAddr, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, Quality, Role, ServerKind,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -25,6 +27,21 @@ pub struct JoinOpts {
     pub domain: Option<String>,
     /// Keys this build does not know, kept so newer clients still join.
     pub extra: Vec<(String, String)>,
+}
+
+impl JoinOpts {
+    /// The value of an option this build keeps in `extra` (`pin=`, `vcodec=`).
+    pub fn extra_value(&self, key: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The account's moderator PIN, when the join asks to moderate (`pin=`).
+    pub fn pin(&self) -> Option<&str> {
+        self.extra_value("pin")
+    }
 }
 
 /// Optional `key=value` fields of `channel` (video only).
@@ -66,12 +83,34 @@ pub enum ClientMsg {
     Talk {
         on: bool,
     },
+    /// Chat: to every other member, or with `to` (option `to=ID`) to that one alone.
     Text {
         text: String,
+        to: Option<u32>,
     },
+    /// Mutes (or unmutes) a member: oneself, or anyone for a moderator.
     Mute {
         participant: u32,
         muted: bool,
+    },
+    /// `mute all on|off` (moderators): every member who is not a moderator.
+    MuteAll {
+        muted: bool,
+    },
+    /// Removes a member from the conference (moderators); the reason is shown to all.
+    Kick {
+        participant: u32,
+        reason: String,
+    },
+    /// Locks the room against new joins, or unlocks it (moderators).
+    Lock {
+        on: bool,
+    },
+    /// Ends the conference for everyone (moderators).
+    EndConference,
+    /// Raises (or lowers) one's hand: a member muted by a moderator asks to speak.
+    Raise {
+        on: bool,
     },
     Ping {
         token: Option<String>,
@@ -133,9 +172,13 @@ pub enum ServerMsg {
         participant: u32,
         name: String,
     },
+    /// Chat from member `from` (its name; `id=`: its participant id). `to` (option `to=`):
+    /// a private line, to the receiver alone.
     Text {
         from: String,
         text: String,
+        id: Option<u32>,
+        to: Option<u32>,
     },
     Pong {
         token: Option<String>,
@@ -145,7 +188,7 @@ pub enum ServerMsg {
         participant: u32,
         on: bool,
     },
-    /// The connection quality of `participant`, sent when it changes (mix conferences).
+    /// The connection quality of `participant`, sent when it changes.
     Quality {
         participant: u32,
         quality: Quality,
@@ -159,6 +202,48 @@ pub enum ServerMsg {
     SdpEnd {
         kind: SdpKind,
         lines: u32,
+    },
+    /// `participant` has this role (sent after its `adduser` when it is not a plain
+    /// participant).
+    Role {
+        participant: u32,
+        role: Role,
+    },
+    /// `participant` was muted or unmuted by `by` (itself, a moderator or an operator).
+    Muted {
+        participant: u32,
+        muted: bool,
+        by: Actor,
+    },
+    /// `participant` was removed by `by`; the server closes its connection.
+    Kicked {
+        participant: u32,
+        by: Actor,
+        reason: String,
+    },
+    /// The room was locked or unlocked by `by`.
+    Locked {
+        on: bool,
+        by: Actor,
+    },
+    /// `by` ended the conference; the server closes every member's connection.
+    Ended {
+        by: Actor,
+    },
+    /// `participant` raised (or lowered) its hand; sent to the moderators and to it.
+    Raise {
+        participant: u32,
+        on: bool,
+    },
+    /// The audio level of an active talker in dBov (-127 silence to 0 full scale); the
+    /// lines of one period (at most 5 a second per conference) go out together.
+    Level {
+        participant: u32,
+        dbov: i8,
+    },
+    /// The dominant speaker changed to `participant`.
+    Dominant {
+        participant: u32,
     },
 }
 
@@ -279,16 +364,50 @@ impl ClientMsg {
                 })
             }
             "text" => {
-                let a = f.exact("text", 1, 1)?;
+                let (a, opts) = f.args("text", 1, 1)?;
+                let mut to = None;
+                for (k, v) in opts {
+                    if k == "to" {
+                        to = Some(num("text", "to", v)?);
+                    }
+                }
                 Ok(ClientMsg::Text {
                     text: a[0].to_owned(),
+                    to,
                 })
             }
             "mute" => {
                 let a = f.exact("mute", 2, 2)?;
+                let muted = on_off("mute", a[1])?;
+                if a[0] == "all" {
+                    return Ok(ClientMsg::MuteAll { muted });
+                }
                 Ok(ClientMsg::Mute {
                     participant: num("mute", "participant", a[0])?,
-                    muted: on_off("mute", a[1])?,
+                    muted,
+                })
+            }
+            "kick" => {
+                let a = f.exact("kick", 2, 2)?;
+                Ok(ClientMsg::Kick {
+                    participant: num("kick", "participant", a[0])?,
+                    reason: a[1].to_owned(),
+                })
+            }
+            "lock" => {
+                let a = f.exact("lock", 1, 1)?;
+                Ok(ClientMsg::Lock {
+                    on: on_off("lock", a[0])?,
+                })
+            }
+            "endconference" => {
+                f.exact("endconference", 0, 0)?;
+                Ok(ClientMsg::EndConference)
+            }
+            "raise" => {
+                let a = f.exact("raise", 0, 1)?;
+                Ok(ClientMsg::Raise {
+                    on: a.first().map_or(Ok(true), |v| on_off("raise", v))?,
                 })
             }
             "ping" => {
@@ -379,10 +498,21 @@ impl ClientMsg {
                 None => "layer\tauto\n".to_owned(),
             },
             ClientMsg::Talk { on } => format!("talk\t{}\n", on_off_str(*on)),
-            ClientMsg::Text { text } => format!("text\t{}\n", clean(text)),
+            ClientMsg::Text { text, to: None } => format!("text\t{}\n", clean(text)),
+            ClientMsg::Text { text, to: Some(to) } => {
+                format!("text\t{}\tto={to}\n", clean(text))
+            }
             ClientMsg::Mute { participant, muted } => {
                 format!("mute\t{participant}\t{}\n", on_off_str(*muted))
             }
+            ClientMsg::MuteAll { muted } => format!("mute\tall\t{}\n", on_off_str(*muted)),
+            ClientMsg::Kick {
+                participant,
+                reason,
+            } => format!("kick\t{participant}\t{}\n", clean(reason)),
+            ClientMsg::Lock { on } => format!("lock\t{}\n", on_off_str(*on)),
+            ClientMsg::EndConference => "endconference\n".to_owned(),
+            ClientMsg::Raise { on } => format!("raise\t{}\n", on_off_str(*on)),
             ClientMsg::Ping { token: Some(t) } => format!("ping\t{}\n", clean(t)),
             ClientMsg::Ping { token: None } => "ping\n".to_owned(),
             ClientMsg::EndSession => "endsession\n".to_owned(),
@@ -466,10 +596,20 @@ impl ServerMsg {
                 })
             }
             "text" => {
-                let a = f.exact("text", 2, 2)?;
+                let (a, opts) = f.args("text", 2, 2)?;
+                let (mut id, mut to) = (None, None);
+                for (k, v) in opts {
+                    match k {
+                        "id" => id = Some(num("text", "id", v)?),
+                        "to" => to = Some(num("text", "to", v)?),
+                        _ => {}
+                    }
+                }
                 Ok(ServerMsg::Text {
                     from: name("text", "from", a[0])?,
                     text: a[1].to_owned(),
+                    id,
+                    to,
                 })
             }
             "pong" => {
@@ -504,6 +644,70 @@ impl ServerMsg {
                 Ok(Self::SdpEnd {
                     kind: SdpKind::parse("sdpend", a[0])?,
                     lines: num("sdpend", "lines", a[1])?,
+                })
+            }
+            "role" => {
+                let a = f.exact("role", 2, 2)?;
+                Ok(ServerMsg::Role {
+                    participant: num("role", "participant", a[0])?,
+                    role: word("role", "role", a[1])?,
+                })
+            }
+            "muted" => {
+                let a = f.exact("muted", 3, 3)?;
+                Ok(ServerMsg::Muted {
+                    participant: num("muted", "participant", a[0])?,
+                    muted: on_off("muted", a[1])?,
+                    by: word("muted", "by", a[2])?,
+                })
+            }
+            "kicked" => {
+                let a = f.exact("kicked", 3, 3)?;
+                Ok(ServerMsg::Kicked {
+                    participant: num("kicked", "participant", a[0])?,
+                    by: word("kicked", "by", a[1])?,
+                    reason: a[2].to_owned(),
+                })
+            }
+            "locked" => {
+                let a = f.exact("locked", 2, 2)?;
+                Ok(ServerMsg::Locked {
+                    on: on_off("locked", a[0])?,
+                    by: word("locked", "by", a[1])?,
+                })
+            }
+            "ended" => {
+                let a = f.exact("ended", 1, 1)?;
+                Ok(ServerMsg::Ended {
+                    by: word("ended", "by", a[0])?,
+                })
+            }
+            "raise" => {
+                let a = f.exact("raise", 2, 2)?;
+                Ok(ServerMsg::Raise {
+                    participant: num("raise", "participant", a[0])?,
+                    on: on_off("raise", a[1])?,
+                })
+            }
+            "level" => {
+                let a = f.exact("level", 2, 2)?;
+                let dbov: i8 = num("level", "level", a[1])?;
+                if !(-127..=0).contains(&dbov) {
+                    return Err(ProtoError::BadValue {
+                        verb: "level",
+                        field: "level",
+                        value: a[1].to_owned(),
+                    });
+                }
+                Ok(ServerMsg::Level {
+                    participant: num("level", "participant", a[0])?,
+                    dbov,
+                })
+            }
+            "dominant" => {
+                let a = f.exact("dominant", 1, 1)?;
+                Ok(ServerMsg::Dominant {
+                    participant: num("dominant", "participant", a[0])?,
                 })
             }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
@@ -554,7 +758,16 @@ impl ServerMsg {
             ServerMsg::DelUser { participant, name } => {
                 format!("deluser\t{participant}\t{}\n", clean(name))
             }
-            ServerMsg::Text { from, text } => format!("text\t{}\t{}\n", clean(from), clean(text)),
+            ServerMsg::Text { from, text, id, to } => {
+                let mut s = format!("text\t{}\t{}", clean(from), clean(text));
+                if let Some(id) = id {
+                    s += &format!("\tid={id}");
+                }
+                if let Some(to) = to {
+                    s += &format!("\tto={to}");
+                }
+                s + "\n"
+            }
             ServerMsg::Pong { token: Some(t) } => format!("pong\t{}\n", clean(t)),
             ServerMsg::Pong { token: None } => "pong\n".to_owned(),
             ServerMsg::Speaking { participant, on } => {
@@ -566,6 +779,26 @@ impl ServerMsg {
             } => format!("quality\t{participant}\t{}\n", quality.as_str()),
             ServerMsg::Sdp { kind, line } => format!("sdp\t{}\t{}\n", kind.as_str(), clean(line)),
             ServerMsg::SdpEnd { kind, lines } => format!("sdpend\t{}\t{lines}\n", kind.as_str()),
+            ServerMsg::Role { participant, role } => {
+                format!("role\t{participant}\t{}\n", role.as_str())
+            }
+            ServerMsg::Muted {
+                participant,
+                muted,
+                by,
+            } => format!("muted\t{participant}\t{}\t{by}\n", on_off_str(*muted)),
+            ServerMsg::Kicked {
+                participant,
+                by,
+                reason,
+            } => format!("kicked\t{participant}\t{by}\t{}\n", clean(reason)),
+            ServerMsg::Locked { on, by } => format!("locked\t{}\t{by}\n", on_off_str(*on)),
+            ServerMsg::Ended { by } => format!("ended\t{by}\n"),
+            ServerMsg::Raise { participant, on } => {
+                format!("raise\t{participant}\t{}\n", on_off_str(*on))
+            }
+            ServerMsg::Level { participant, dbov } => format!("level\t{participant}\t{dbov}\n"),
+            ServerMsg::Dominant { participant } => format!("dominant\t{participant}\n"),
         }
     }
 

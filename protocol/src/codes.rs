@@ -15,6 +15,9 @@ pub enum ErrorCode {
     UnknownVerb,
     /// The ticket's expiry has passed.
     TicketExpired,
+    /// The ticket was already used for a join (a ticket is good for one accepted join),
+    /// or its holder was kicked.
+    TicketUsed,
     /// The message is valid but not now (e.g. `channel` before `join`).
     WrongState,
     /// The line is longer than [`crate::MAX_LINE`].
@@ -36,18 +39,27 @@ pub enum ErrorCode {
     /// The peer was too slow: no `join`/`register` within the handshake timeout, or
     /// nothing at all within the idle timeout.
     Timeout,
+    /// The conference is locked by a moderator: new joins are refused until it is unlocked.
+    Locked,
+    /// The request needs a role the sender does not have (a moderator verb from a plain
+    /// participant, a wrong moderator PIN), or undoes a moderator's decision (unmuting
+    /// oneself after a moderator's mute).
+    Forbidden,
+    /// Too many requests of this kind (chat lines) in a short time: this one was dropped.
+    RateLimited,
     /// A code this build does not know; kept so a newer peer's lines still parse.
     Other(u16),
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
         ErrorCode::NotFound,
         ErrorCode::UnknownVerb,
         ErrorCode::TicketExpired,
+        ErrorCode::TicketUsed,
         ErrorCode::WrongState,
         ErrorCode::LineTooLong,
         ErrorCode::NotUtf8,
@@ -57,6 +69,9 @@ impl ErrorCode {
         ErrorCode::AccountFull,
         ErrorCode::TooManyConnections,
         ErrorCode::Timeout,
+        ErrorCode::Locked,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
     ];
 
     pub fn as_u16(self) -> u16 {
@@ -67,6 +82,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::UnknownVerb => 405,
             ErrorCode::TicketExpired => 408,
+            // HTTP's "gone": the ticket was good once.
+            ErrorCode::TicketUsed => 410,
             ErrorCode::WrongState => 409,
             ErrorCode::LineTooLong => 413,
             ErrorCode::NotUtf8 => 415,
@@ -77,6 +94,9 @@ impl ErrorCode {
             ErrorCode::AccountFull => 429,
             ErrorCode::TooManyConnections => 420,
             ErrorCode::Timeout => 421,
+            ErrorCode::Locked => 423,
+            ErrorCode::Forbidden => 430,
+            ErrorCode::RateLimited => 431,
             ErrorCode::Other(n) => n,
         }
     }
@@ -97,6 +117,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not-found",
             ErrorCode::UnknownVerb => "unknown-verb",
             ErrorCode::TicketExpired => "ticket-expired",
+            ErrorCode::TicketUsed => "ticket-used",
             ErrorCode::WrongState => "wrong-state",
             ErrorCode::LineTooLong => "line-too-long",
             ErrorCode::NotUtf8 => "not-utf8",
@@ -106,6 +127,9 @@ impl ErrorCode {
             ErrorCode::AccountFull => "account-full",
             ErrorCode::TooManyConnections => "too-many-connections",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Locked => "locked",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate-limited",
             ErrorCode::Other(_) => "other",
         }
     }

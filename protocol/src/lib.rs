@@ -35,7 +35,9 @@ pub use error::{clip, quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, split_line, LineBuffer};
 pub use registry::{DispMsg, Member, MsMsg};
 pub use sdp::{SdpAssembler, SdpKind};
-pub use types::{Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, ServerKind};
+pub use types::{
+    Actor, Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, Role, ServerKind,
+};
 
 /// Protocol version carried in `connect`.
 pub const VERSION: u32 = 1;

@@ -164,6 +164,27 @@ pub enum DispMsg {
         /// The target server's WebSocket URL (option `ws=`), for members on a WebSocket.
         ws: Option<String>,
     },
+    /// An operator's mute (`on`) or unmute of `participant` (admin API), as a moderator's:
+    /// the member cannot lift it itself.
+    Mute {
+        conference: String,
+        participant: u32,
+        on: bool,
+        operator: String,
+    },
+    /// An operator removes `participant` from `conference`, telling everyone `reason`.
+    Kick {
+        conference: String,
+        participant: u32,
+        operator: String,
+        reason: String,
+    },
+    /// An operator locks (`on`) or unlocks `conference`.
+    Lock {
+        conference: String,
+        on: bool,
+        operator: String,
+    },
 }
 
 /// A `ws=` option: a WebSocket URL.
@@ -173,6 +194,19 @@ fn ws_url(verb: &'static str, v: &str) -> Result<String, ProtoError> {
         Endpoint::Tcp(_) => Err(ProtoError::BadValue {
             verb,
             field: "ws",
+            value: v.to_owned(),
+        }),
+    }
+}
+
+/// `on` or `off`.
+fn on_off(verb: &'static str, v: &str) -> Result<bool, ProtoError> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(ProtoError::BadValue {
+            verb,
+            field: "on|off",
             value: v.to_owned(),
         }),
     }
@@ -371,6 +405,32 @@ impl DispMsg {
                     to_conference: name("dispatch", "to conference", a[4])?,
                 })
             }
+            "mute" => {
+                let a = f.exact("mute", 4, 4)?;
+                Ok(DispMsg::Mute {
+                    conference: name("mute", "conference", a[0])?,
+                    participant: num("mute", "participant", a[1])?,
+                    on: on_off("mute", a[2])?,
+                    operator: name("mute", "operator", a[3])?,
+                })
+            }
+            "kick" => {
+                let a = f.exact("kick", 4, 4)?;
+                Ok(DispMsg::Kick {
+                    conference: name("kick", "conference", a[0])?,
+                    participant: num("kick", "participant", a[1])?,
+                    operator: name("kick", "operator", a[2])?,
+                    reason: a[3].to_owned(),
+                })
+            }
+            "lock" => {
+                let a = f.exact("lock", 3, 3)?;
+                Ok(DispMsg::Lock {
+                    conference: name("lock", "conference", a[0])?,
+                    on: on_off("lock", a[1])?,
+                    operator: name("lock", "operator", a[2])?,
+                })
+            }
             "error" => {
                 let a = f.exact("error", 2, 2)?;
                 Ok(DispMsg::Error {
@@ -419,6 +479,38 @@ impl DispMsg {
                     clean(to_conference)
                 )
             }
+            DispMsg::Mute {
+                conference,
+                participant,
+                on,
+                operator,
+            } => format!(
+                "mute\t{}\t{participant}\t{}\t{}\n",
+                clean(conference),
+                if *on { "on" } else { "off" },
+                clean(operator)
+            ),
+            DispMsg::Kick {
+                conference,
+                participant,
+                operator,
+                reason,
+            } => format!(
+                "kick\t{}\t{participant}\t{}\t{}\n",
+                clean(conference),
+                clean(operator),
+                clean(reason)
+            ),
+            DispMsg::Lock {
+                conference,
+                on,
+                operator,
+            } => format!(
+                "lock\t{}\t{}\t{}\n",
+                clean(conference),
+                if *on { "on" } else { "off" },
+                clean(operator)
+            ),
             DispMsg::Error { code, text } => {
                 let t = clean(text);
                 let t = if t.is_empty() {
@@ -455,5 +547,48 @@ mod punt_and_state_tests {
         assert!(MsMsg::parse("punt\ta\tb").is_err());
         assert!(MsMsg::parse("state\tasleep").is_err());
         assert!(MsMsg::parse("state").is_err());
+    }
+
+    #[test]
+    fn operator_moderation_lines_round_trip() {
+        for (m, line) in [
+            (
+                DispMsg::Mute {
+                    conference: "xyz".into(),
+                    participant: 4,
+                    on: true,
+                    operator: "alice".into(),
+                },
+                "mute\txyz\t4\ton\talice\n",
+            ),
+            (
+                DispMsg::Kick {
+                    conference: "xyz".into(),
+                    participant: 4,
+                    operator: "alice".into(),
+                    reason: "abuse, see ticket 12".into(),
+                },
+                "kick\txyz\t4\talice\tabuse, see ticket 12\n",
+            ),
+            (
+                DispMsg::Lock {
+                    conference: "xyz".into(),
+                    on: false,
+                    operator: "alice".into(),
+                },
+                "lock\txyz\toff\talice\n",
+            ),
+        ] {
+            assert_eq!(m.encode(), line);
+            assert_eq!(DispMsg::parse(line.trim_end()).unwrap(), m);
+        }
+        for bad in [
+            "mute\txyz\t4\tyes\talice",
+            "mute\txyz\tfour\ton\talice",
+            "kick\txyz\t4\talice",
+            "lock\txyz\ton",
+        ] {
+            assert!(DispMsg::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -74,6 +74,67 @@ impl FromStr for Quality {
     }
 }
 
+/// What a participant may do in its conference: a moderator (its join carried the
+/// account's moderator PIN, and the dispatcher signed the role into its ticket) may mute,
+/// kick, lock and end; everyone else is a plain participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Role {
+    #[default]
+    Participant,
+    Moderator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Participant => "participant",
+            Role::Moderator => "moderator",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "participant" => Ok(Role::Participant),
+            "moderator" => Ok(Role::Moderator),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Who took a moderator action, as the notices name it: a moderator by participant id, or
+/// an operator through the dispatcher's admin API (`operator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Actor {
+    Participant(u32),
+    Operator,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Participant(id) => write!(f, "{id}"),
+            Actor::Operator => f.write_str("operator"),
+        }
+    }
+}
+
+impl FromStr for Actor {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "operator" => Ok(Actor::Operator),
+            // Decimal digits only: no sign, no spaces.
+            _ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().map(Actor::Participant).map_err(|_| ())
+            }
+            _ => Err(()),
+        }
+    }
+}
+
 /// A media kind of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaKind {
@@ -349,6 +410,21 @@ mod tests {
             assert_eq!(q.as_str().parse::<Quality>(), Ok(q));
         }
         assert!("blue".parse::<Quality>().is_err());
+    }
+
+    #[test]
+    fn roles_and_actors() {
+        for r in [Role::Participant, Role::Moderator] {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert!("admin".parse::<Role>().is_err());
+        assert_eq!("12".parse::<Actor>(), Ok(Actor::Participant(12)));
+        assert_eq!("operator".parse::<Actor>(), Ok(Actor::Operator));
+        assert_eq!(Actor::Participant(7).to_string(), "7");
+        assert_eq!(Actor::Operator.to_string(), "operator");
+        for bad in ["", "-1", "+3", "1 ", "op", "99999999999"] {
+            assert!(bad.parse::<Actor>().is_err(), "{bad}");
+        }
     }
 
     #[test]

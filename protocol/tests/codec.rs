@@ -52,11 +52,27 @@ fn client_messages_round_trip() {
         ClientMsg::Talk { on: true },
         ClientMsg::Text {
             text: "a=b is fine in text".into(),
+            to: None,
+        },
+        ClientMsg::Text {
+            text: "to=3 is text too".into(),
+            to: Some(3),
         },
         ClientMsg::Mute {
             participant: 7,
             muted: false,
         },
+        ClientMsg::MuteAll { muted: true },
+        ClientMsg::MuteAll { muted: false },
+        ClientMsg::Kick {
+            participant: 9,
+            reason: "reason=spam, twice".into(),
+        },
+        ClientMsg::Lock { on: true },
+        ClientMsg::Lock { on: false },
+        ClientMsg::EndConference,
+        ClientMsg::Raise { on: true },
+        ClientMsg::Raise { on: false },
         ClientMsg::Ping { token: None },
         ClientMsg::Ping {
             token: Some("t1".into()),
@@ -127,7 +143,54 @@ fn server_messages_round_trip() {
         ServerMsg::Text {
             from: "bob".into(),
             text: "hi".into(),
+            id: None,
+            to: None,
         },
+        ServerMsg::Text {
+            from: "bob".into(),
+            text: "psst, id=1".into(),
+            id: Some(2),
+            to: Some(5),
+        },
+        ServerMsg::Role {
+            participant: 2,
+            role: Role::Moderator,
+        },
+        ServerMsg::Muted {
+            participant: 3,
+            muted: true,
+            by: Actor::Participant(2),
+        },
+        ServerMsg::Muted {
+            participant: 3,
+            muted: false,
+            by: Actor::Operator,
+        },
+        ServerMsg::Kicked {
+            participant: 3,
+            by: Actor::Participant(2),
+            reason: "off topic".into(),
+        },
+        ServerMsg::Locked {
+            on: true,
+            by: Actor::Operator,
+        },
+        ServerMsg::Ended {
+            by: Actor::Participant(2),
+        },
+        ServerMsg::Raise {
+            participant: 3,
+            on: true,
+        },
+        ServerMsg::Level {
+            participant: 3,
+            dbov: -23,
+        },
+        ServerMsg::Level {
+            participant: 4,
+            dbov: 0,
+        },
+        ServerMsg::Dominant { participant: 3 },
         ServerMsg::Pong { token: None },
         ServerMsg::Speaking {
             participant: 3,
@@ -277,11 +340,38 @@ fn bad_lines_get_the_right_code() {
         ("layer", ErrorCode::BadRequest),
         ("talk\tmaybe", ErrorCode::BadRequest),
         ("endsession\tnow", ErrorCode::BadRequest),
+        ("mute\teveryone\ton", ErrorCode::BadRequest),
+        ("mute\tall", ErrorCode::BadRequest),
+        ("kick\t3", ErrorCode::BadRequest),
+        ("kick\tbob\tspam", ErrorCode::BadRequest),
+        ("lock\tyes", ErrorCode::BadRequest),
+        ("endconference\tnow", ErrorCode::BadRequest),
+        ("raise\thigh", ErrorCode::BadRequest),
+        ("text\thi\tto=bob", ErrorCode::BadRequest),
+        ("text\thi\tthere", ErrorCode::BadRequest),
     ];
     for (line, code) in cases {
         let e = ClientMsg::parse(line).unwrap_err();
         assert_eq!(e.code(), *code, "{line:?}: {e}");
     }
+    for bad in [
+        "level\t3\t5",
+        "level\t3\t-128",
+        "level\t3\tloud",
+        "muted\t3\ton\tsomeone",
+        "muted\t3\ton",
+        "kicked\t3\toperator",
+        "role\t3\tadmin",
+        "ended",
+        "dominant\tnobody",
+    ] {
+        let e = ServerMsg::parse(bad).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::BadRequest, "{bad:?}: {e}");
+    }
+    assert_eq!(
+        ClientMsg::parse("raise").unwrap(),
+        ClientMsg::Raise { on: true }
+    );
     let e = MsMsg::parse("report\t1\t2\t3\tNaN\t5").unwrap_err();
     assert_eq!(e.code(), ErrorCode::BadRequest);
     let e = MsMsg::parse("register\tms\t127.0.0.1:1\taudio,teleport\t5").unwrap_err();
@@ -310,6 +400,19 @@ fn error_codes_are_stable() {
     assert_eq!(ErrorCode::from_u16(999), ErrorCode::Other(999));
 }
 
+/// Every code is unique, and docs/protocol.md's table has a row for it with its name.
+#[test]
+fn error_codes_are_unique_and_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .expect("docs/protocol.md");
+    let mut seen = std::collections::HashSet::new();
+    for c in ErrorCode::ALL {
+        assert!(seen.insert(c.as_u16()), "{} used twice", c.as_u16());
+        let row = format!("| {} | {} |", c.as_u16(), c.name());
+        assert!(doc.contains(&row), "docs/protocol.md lacks the row {row:?}");
+    }
+}
+
 /// Pseudo-random bytes and mutations of valid lines never panic the codec. The cargo-fuzz
 /// target `control_line` runs the same entry point under libFuzzer.
 #[test]
@@ -320,6 +423,13 @@ fn random_input_never_panics() {
         "report\t1\t2\t3\t4.5\t6",
         "reserve\txyz\tdemo\tann\tmix\t17",
         "register\tms\t127.0.0.1:1\taudio,video\t5",
+        "mute\tall\ton",
+        "kick\t3\tflooding the chat",
+        "text\thello\tto=3",
+        "muted\t3\ton\toperator",
+        "level\t3\t-20",
+        "text\tann\thi\tid=2\tto=3",
+        "kick\txyz\t3\talice\tbye",
     ];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
@@ -344,6 +454,16 @@ fn random_input_never_panics() {
         }
         protocol::fuzz_parse(&bytes);
     }
+}
+
+#[test]
+fn join_carries_a_moderator_pin() {
+    let line = "join\txyz\tdemo\tann\tmode=reflect\tpin=4711";
+    let ClientMsg::Join { opts, .. } = ClientMsg::parse(line).unwrap() else {
+        panic!("not a join");
+    };
+    assert_eq!(opts.pin(), Some("4711"));
+    assert!(ClientMsg::parse("join\txyz\tdemo\tann").is_ok());
 }
 
 #[test]

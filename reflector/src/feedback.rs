@@ -115,6 +115,9 @@ pub const MAX_NACKED_PER_COMPOUND: usize = 64;
 /// for large sessions; one per second is what WebRTC stacks send).
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A member's receiver report counts towards its quality light for this long.
+pub const RECEIVER_REPORT_FRESH: Duration = Duration::from_secs(3);
+
 /// Per incoming stream: what the last receiver report said, and the last SR, for the next.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ReportState {
@@ -200,6 +203,11 @@ impl Reflector {
                     if let Some(lost) = blocks.iter().map(|b| b.fraction_lost).max() {
                         let current = self.video_rate_to(src);
                         self.estimate_mut(src).on_loss(lost, current);
+                        let jitter_ms = blocks
+                            .iter()
+                            .map(|b| f64::from(b.jitter) / self.ticks_per_ms(b.ssrc))
+                            .fold(0.0, f64::max);
+                        self.downlink.insert(src, (lost, jitter_ms, out.now()));
                     }
                 }
                 Rtcp::Nack(n) => {
@@ -397,6 +405,9 @@ impl Reflector {
                     0 => 0,
                     e => (d_lost.min(e) * 256 / e).min(255) as u8,
                 };
+                if kind == MediaKind::Audio {
+                    self.uplink.insert(src, (fraction_lost, s.jitter_ms));
+                }
                 let (last_sr, delay_since_last_sr) = match st.last_sr {
                     // DLSR in 1/65536 s.
                     Some((ntp, at)) => (
@@ -422,6 +433,42 @@ impl Reflector {
                     self.stats.reports_sent += 1;
                 }
             }
+        }
+        if self.quality_reports {
+            self.report_quality(members, out);
+        }
+    }
+
+    /// RTP clock ticks per millisecond of the stream a receiver report block is about:
+    /// video's 90 kHz for a video source's SSRC, Opus's 48 kHz otherwise.
+    fn ticks_per_ms(&self, ssrc: u32) -> f64 {
+        let video = self.video.values().any(|v| v.ssrc == ssrc)
+            || self.simulcast.values().any(|s| s.out_ssrc() == ssrc);
+        if video {
+            90.0
+        } else {
+            48.0
+        }
+    }
+
+    /// Each member's light: the worse of what it receives (its receiver reports of the
+    /// last [`RECEIVER_REPORT_FRESH`]) and how its audio reaches us, as loss and jitter.
+    fn report_quality(&mut self, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        let now = out.now();
+        for &m in members {
+            let down = self
+                .downlink
+                .get(&m)
+                .filter(|d| now.saturating_duration_since(d.2) <= RECEIVER_REPORT_FRESH)
+                .map(|d| (d.0, d.1));
+            let up = self.uplink.get(&m).copied();
+            let (lost, jitter_ms) = match (down, up) {
+                (None, None) => continue,
+                (Some(a), None) | (None, Some(a)) => a,
+                (Some(a), Some(b)) => (a.0.max(b.0), a.1.max(b.1)),
+            };
+            let permille = u32::from(lost) * 1000 / 256;
+            out.quality(m, permille, jitter_ms.round() as u32);
         }
     }
 

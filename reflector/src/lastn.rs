@@ -1,21 +1,39 @@
-//! Last-N and the dominant speaker: only the N most recent speakers' video is forwarded.
+//! Who is speaking, how loud, and who holds the floor; and last-N: only the N most recent
+//! speakers' video is forwarded.
 //!
 //! In a large conference nobody watches everyone, and forwarding every camera to every
 //! receiver costs N^2 bandwidth. Speech is what people look at, so the reflector ranks
-//! sources by when they last started talking, detected from the RFC 6464 audio level each
-//! sender puts in its audio packets (no decoding), and forwards video from the first N only.
-//! The most recent speaker is the dominant one. Talk-run edges also become `speaking`
-//! notices for the control plane.
+//! sources by when they last started talking, detected without decoding from the RFC 6464
+//! audio level each sender puts in its audio packets (or, for a sender without it, from
+//! whether its encoder spent bits on the frame), and forwards video from the first N only.
+//!
+//! The same detection feeds every client's indicators in reflect mode: talk-run edges
+//! become `speaking` notices, each talker's peak level a `level` line once per
+//! [`talk::LEVEL_PERIOD`], and the most recent talker, after the hysteresis of
+//! [`talk::DominantSpeaker`], the `dominant` speaker. A muted member is never reported as
+//! talking.
 
 use mesh::FastMap as HashMap;
 use std::time::Instant;
 
-use mesh::talk::{self, TalkDetector, TalkEdge};
+use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, Run, TalkDetector, TalkEdge};
 use mesh::{Hasher, ParticipantId, PathOut, RtpView};
 
 /// The RFC 8285 one-byte extension id senders use for the audio level unless told otherwise
 /// (what browsers offer first for `urn:ietf:params:rtp-hdrext:ssrc-audio-level`).
 pub const DEFAULT_AUDIO_LEVEL_ID: u8 = 1;
+
+/// Opus payloads up to this size carry no signal (libopus codes digital silence and DTX
+/// in 1-3 bytes): a sender without the level extension is talking when it sends more.
+const SILENT_PAYLOAD: usize = 3;
+
+/// One source's speech state.
+#[derive(Debug, Default)]
+struct Speaker {
+    detector: TalkDetector,
+    meter: LevelMeter,
+    muted: bool,
+}
 
 #[derive(Debug)]
 pub(crate) struct LastN {
@@ -25,9 +43,15 @@ pub(crate) struct LastN {
     /// Members by when they last started talking, most recent first; members who have not
     /// talked follow in join order.
     order: Vec<ParticipantId>,
-    detectors: HashMap<ParticipantId, TalkDetector>,
+    speakers: HashMap<ParticipantId, Speaker>,
     /// Talk edges not yet reported.
     edges: Vec<(ParticipantId, bool)>,
+    /// When the next level batch is due.
+    next_levels: Option<Instant>,
+    levels: Levels,
+    dominant: DominantSpeaker,
+    /// Report levels and the dominant speaker (the mixer does it in mix rooms).
+    indicators: bool,
 }
 
 impl LastN {
@@ -36,18 +60,22 @@ impl LastN {
             n: None,
             ext_id: DEFAULT_AUDIO_LEVEL_ID,
             order: Vec::new(),
-            detectors: hasher.map(),
+            speakers: hasher.map(),
             edges: Vec::new(),
+            next_levels: None,
+            levels: Levels::new(),
+            dominant: DominantSpeaker::new(),
+            indicators: true,
         }
+    }
+
+    pub(crate) fn set_indicators(&mut self, on: bool) {
+        self.indicators = on;
     }
 
     pub(crate) fn set(&mut self, n: Option<usize>, ext_id: u8) {
         self.n = n;
         self.ext_id = ext_id;
-    }
-
-    pub(crate) fn enabled(&self) -> bool {
-        self.n.is_some()
     }
 
     /// Follows the membership; newcomers rank last. Only on membership changes.
@@ -58,9 +86,16 @@ impl LastN {
                 self.order.push(m);
             }
         }
-        self.detectors.retain(|p, _| members.contains(p));
+        let dominant = &mut self.dominant;
+        self.speakers.retain(|p, _| {
+            let stays = members.contains(p);
+            if !stays {
+                dominant.forget(*p);
+            }
+            stays
+        });
         for &m in members {
-            self.detectors.entry(m).or_default();
+            self.speakers.entry(m).or_default();
         }
         self.edges.reserve(2 * members.len());
     }
@@ -73,51 +108,133 @@ impl LastN {
         }
     }
 
-    /// The dominant speaker: who started talking most recently.
+    /// Who started talking most recently and still talks.
     pub(crate) fn dominant(&self) -> Option<ParticipantId> {
-        self.order
-            .first()
-            .copied()
-            .filter(|p| self.detectors.get(p).is_some_and(|d| d.run().is_some()))
+        self.order.first().copied().filter(|p| {
+            self.speakers
+                .get(p)
+                .is_some_and(|s| s.detector.run().is_some())
+        })
     }
 
-    /// Reads the audio level of `src`'s packet. Returns `src` when it just started talking
-    /// and so entered the forwarded set (its video needs a keyframe for its receivers).
+    /// Reads the audio level of `src`'s packet (one map lookup per packet). Returns `src`
+    /// when it just started talking and so entered the forwarded set (its video needs a
+    /// keyframe for its receivers), and the source's push-to-talk run, for smart duplex.
     pub(crate) fn observe(
         &mut self,
         now: Instant,
         src: ParticipantId,
         pkt: &RtpView<'_>,
-    ) -> Option<ParticipantId> {
-        let voice = talk::audio_level(pkt, self.ext_id)
-            .is_some_and(|(_, level)| level <= talk::LEVEL_VOICE_MAX);
-        let d = self.detectors.get_mut(&src)?;
-        match d.observe(now, false, voice)? {
-            TalkEdge::Started(_) => {
-                self.edges.push((src, true));
-                let was_in = self.forwards(src);
-                if let Some(i) = self.order.iter().position(|&p| p == src) {
-                    // Move to the front, keeping everyone else's order.
-                    self.order[..=i].rotate_right(1);
-                }
-                (!was_in).then_some(src)
+    ) -> (Option<ParticipantId>, Option<Run>) {
+        let Some(s) = self.speakers.get_mut(&src) else {
+            return (None, None);
+        };
+        if s.muted {
+            return (None, None);
+        }
+        let voice = match talk::audio_level(pkt, self.ext_id) {
+            Some((_, level)) => {
+                s.meter.add_rfc6464(level);
+                level <= talk::LEVEL_VOICE_MAX
             }
-            TalkEdge::Stopped => {
+            None => pkt.payload().len() > SILENT_PAYLOAD,
+        };
+        let edge = s.detector.observe(now, false, voice);
+        let ptt_run = match s.detector.is_push_to_talk() {
+            true => s.detector.run(),
+            false => None,
+        };
+        let entered = match edge {
+            Some(TalkEdge::Started(_)) => {
+                self.edges.push((src, true));
+                self.promote(src)
+            }
+            Some(TalkEdge::Stopped) => {
                 self.edges.push((src, false));
                 None
+            }
+            None => None,
+        };
+        (entered, ptt_run)
+    }
+
+    /// The run smart duplex applies to `receiver`: its push-to-talk run, if any.
+    pub(crate) fn duplex_run(&self, receiver: ParticipantId) -> Option<Run> {
+        self.speakers
+            .get(&receiver)
+            .and_then(|s| s.detector.duplex_run())
+    }
+
+    /// Push to talk (`talk on|off`): the run follows the control line, and a run's start
+    /// ranks the source first. Its edges are announced by the control plane, not here.
+    pub(crate) fn control(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        on: bool,
+    ) -> Option<ParticipantId> {
+        let s = self.speakers.entry(src).or_default();
+        match s.detector.control(now, on && !s.muted)? {
+            TalkEdge::Started(_) => self.promote(src),
+            TalkEdge::Stopped => None,
+        }
+    }
+
+    /// A member muted or unmuted: a muted member's run ends and it is not heard talking
+    /// until unmuted.
+    pub(crate) fn mute(&mut self, now: Instant, src: ParticipantId, muted: bool) {
+        let s = self.speakers.entry(src).or_default();
+        s.muted = muted;
+        if muted {
+            s.meter.clear();
+            if let Some(TalkEdge::Stopped) = s.detector.stop(now) {
+                self.edges.push((src, false));
             }
         }
     }
 
-    /// Ends runs that went quiet and reports every edge as a `speaking` notice.
+    /// Moves `src` to the front; `Some(src)` when that brought it into the last-N set.
+    fn promote(&mut self, src: ParticipantId) -> Option<ParticipantId> {
+        let was_in = self.forwards(src);
+        if let Some(i) = self.order.iter().position(|&p| p == src) {
+            // Move to the front, keeping everyone else's order.
+            self.order[..=i].rotate_right(1);
+        }
+        (!was_in).then_some(src)
+    }
+
+    /// Ends runs that went quiet and reports every edge as a `speaking` notice; once per
+    /// level period, the talkers' levels and a change of dominant speaker.
     pub(crate) fn tick(&mut self, now: Instant, out: &mut PathOut<'_>) {
-        for (&p, d) in &mut self.detectors {
-            if let Some(TalkEdge::Stopped) = d.expire(now) {
+        for (&p, s) in &mut self.speakers {
+            if let Some(TalkEdge::Stopped) = s.detector.expire(now) {
                 self.edges.push((p, false));
             }
         }
         for (p, on) in self.edges.drain(..) {
             out.speaking(p, on);
+        }
+        if !self.indicators || self.next_levels.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_levels = Some(now + talk::LEVEL_PERIOD);
+        self.levels.clear();
+        for (&p, s) in &mut self.speakers {
+            let peak = s.meter.take();
+            if let (Some(db), Some(_)) = (peak, s.detector.run()) {
+                self.levels.push(p, db);
+            }
+        }
+        out.levels(&self.levels);
+        let latest = self.dominant().map(|p| {
+            let voice = self
+                .speakers
+                .get(&p)
+                .and_then(|s| s.detector.last_voice(now));
+            (p, voice)
+        });
+        if let Some(p) = self.dominant.update(now, latest) {
+            out.dominant(p);
         }
     }
 }

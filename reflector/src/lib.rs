@@ -21,7 +21,7 @@ mod video;
 use mesh::FastMap as HashMap;
 use std::time::Instant;
 
-use mesh::talk::{self, TalkDetector};
+use mesh::talk;
 use mesh::{Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
 
 pub use feedback::{
@@ -48,8 +48,6 @@ pub struct Reflector {
     members: Vec<ParticipantId>,
     table: HashMap<ParticipantId, Entry>,
     rebuilds: u64,
-    /// Push-to-talk runs (`talk on|off`), for smart duplex when forwarding audio.
-    talk: HashMap<ParticipantId, TalkDetector>,
     /// Video codec by RTP payload type; unset types are forwarded without keyframe gating.
     codecs: [Option<VideoCodec>; 128],
     /// Per video source; created at its first packet.
@@ -75,6 +73,15 @@ pub struct Reflector {
     next_report: Option<Instant>,
     /// Recent NACKs, to ignore quick repeats.
     nack_memory: nack::NackMemory,
+    /// Whether each member's `quality` light is reported (reflect rooms; a mixer reports
+    /// its own).
+    quality_reports: bool,
+    /// Per member, its uplink audio over the last report interval: (fraction lost /256,
+    /// jitter ms), from the sorter.
+    uplink: HashMap<ParticipantId, (u8, f64)>,
+    /// Per member, what its own receiver reports say about what it gets: (worst fraction
+    /// lost /256, largest jitter ms, when).
+    downlink: HashMap<ParticipantId, (u8, f64, Instant)>,
     stats: ReflectorStats,
     /// Keys the maps made now and later (a source's renumbering, a simulcast's receivers).
     hasher: Hasher,
@@ -98,7 +105,6 @@ impl Reflector {
             members: Vec::new(),
             table: hasher.map(),
             rebuilds: 0,
-            talk: hasher.map(),
             codecs: [None; 128],
             video: hasher.map(),
             simulcast: hasher.map(),
@@ -112,6 +118,9 @@ impl Reflector {
             reports: hasher.map(),
             next_report: None,
             nack_memory: nack::NackMemory::default(),
+            quality_reports: false,
+            uplink: hasher.map(),
+            downlink: hasher.map(),
             stats: ReflectorStats::default(),
             hasher,
         }
@@ -148,9 +157,22 @@ impl Reflector {
         self.last_n.forwards(src)
     }
 
-    /// The member who started talking most recently and still talks (last-N only).
+    /// The member who started talking most recently and still talks. The `dominant`
+    /// lines follow it, with hysteresis ([`mesh::talk::DominantSpeaker`]).
     pub fn dominant_speaker(&self) -> Option<ParticipantId> {
         self.last_n.dominant()
+    }
+
+    /// Reports each member's `quality` light every [`REPORT_INTERVAL`] (reflect rooms):
+    /// the worse of what its receiver reports say it gets and how its own audio arrives.
+    pub fn set_quality_reports(&mut self, on: bool) {
+        self.quality_reports = on;
+    }
+
+    /// Whether the reflector reports its talkers' levels and the dominant speaker (on by
+    /// default; off when a mixer reports them from the audio it mixes).
+    pub fn set_indicators(&mut self, on: bool) {
+        self.last_n.set_indicators(on);
     }
 
     /// How `src` is asked for keyframes (PLI unless set).
@@ -189,6 +211,10 @@ impl Reflector {
         self.prefs.retain(|p, _| members.contains(p));
         self.rtx_seqs.retain(|(p, _), _| members.contains(p));
         self.reports.retain(|(p, _), _| members.contains(p));
+        self.uplink.retain(|p, _| members.contains(p));
+        self.downlink.retain(|p, _| members.contains(p));
+        self.uplink.reserve(members.len());
+        self.downlink.reserve(members.len());
         // Room for every member's entries, so they are not allocated packet by packet.
         self.reports.reserve(2 * members.len());
         self.estimates.reserve(members.len());
@@ -288,11 +314,8 @@ impl Reflector {
         plain + layered
     }
 
-    /// Last-N: a new speaker's video reaches its receivers from a keyframe on.
-    fn observe_speech(&mut self, now: Instant, src: ParticipantId, pkt: &RtpView<'_>) {
-        let Some(entered) = self.last_n.observe(now, src, pkt) else {
-            return;
-        };
+    /// `entered` is a speaker again: its video restarts at a keyframe for its receivers.
+    fn entered_last_n(&mut self, entered: ParticipantId) {
         let receivers = self
             .table
             .get(&entered)
@@ -328,18 +351,24 @@ impl Path for Reflector {
         out: &mut Vec<ParticipantId>,
     ) {
         self.sync(members);
-        if kind == MediaKind::Audio && self.last_n.enabled() {
-            self.observe_speech(now, src, pkt);
+        if kind == MediaKind::Video {
+            return self.route_video(now, src, pkt, out);
         }
-        let src_run = match kind {
-            MediaKind::Audio => self.talk.get(&src).and_then(TalkDetector::run),
-            MediaKind::Video => return self.route_video(now, src, pkt, out),
-        };
+        // Speech detection on every audio packet (speaking, levels, dominant speaker,
+        // last-N), and the source's push-to-talk run, in one lookup.
+        let (entered, src_run) = self.last_n.observe(now, src, pkt);
+        if let Some(e) = entered {
+            // Last-N: a new speaker's video reaches its receivers from a keyframe on.
+            self.entered_last_n(e);
+        }
         match src_run {
             // Smart duplex: a receiver talking since before this run began does not get it.
-            Some(run) => out.extend(self.receivers(src, kind).iter().copied().filter(|r| {
-                talk::audible(self.talk.get(r).and_then(TalkDetector::duplex_run), run)
-            })),
+            Some(run) => out.extend(
+                self.receivers(src, kind)
+                    .iter()
+                    .copied()
+                    .filter(|&r| talk::audible(self.last_n.duplex_run(r), run)),
+            ),
             None => out.extend_from_slice(self.receivers(src, kind)),
         }
     }
@@ -446,12 +475,14 @@ impl Path for Reflector {
         }
     }
 
+    fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
+        self.last_n.mute(now, participant, muted);
+    }
+
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
-        self.talk.entry(participant).or_default().control(now, on);
-        // Forget runs of members who left (bounded by the membership).
-        let members = &self.members;
-        if self.talk.len() > members.len() + 16 {
-            self.talk.retain(|p, _| members.contains(p));
+        // The run drives smart duplex, speaking order and last-N alike.
+        if let Some(entered) = self.last_n.control(now, participant, on) {
+            self.entered_last_n(entered);
         }
     }
 }

@@ -74,6 +74,8 @@ pub enum Play<'a> {
 struct Slot {
     data: Vec<u8>,
     full: bool,
+    /// The sender's RFC 6464 level said this frame holds no voice.
+    quiet: bool,
 }
 
 /// See the module docs.
@@ -193,6 +195,20 @@ impl JitterBuffer {
 
     /// Takes one packet's payload with its RTP timestamp.
     pub fn push(&mut self, now: Instant, ts: u32, payload: &[u8]) {
+        self.push_marked(now, ts, payload, false);
+    }
+
+    /// Whether the frame the next [`JitterBuffer::pop`] plays was marked quiet (the
+    /// sender's RFC 6464 level said it holds no voice), so a listener's frame need not be
+    /// decoded.
+    pub fn next_is_quiet(&self) -> bool {
+        let head = &self.slots[self.head];
+        head.full && head.quiet
+    }
+
+    /// Takes one packet's payload with its RTP timestamp; `quiet` marks a frame without
+    /// voice (see [`JitterBuffer::next_is_quiet`]).
+    pub fn push_marked(&mut self, now: Instant, ts: u32, payload: &[u8], quiet: bool) {
         self.stats.received += 1;
         if payload.is_empty() || payload.len() > MAX_PAYLOAD {
             self.stats.malformed += 1;
@@ -200,7 +216,7 @@ impl JitterBuffer {
         }
         self.measure(now, ts);
         let Some(play) = self.play_ts else {
-            self.start(now, ts, payload);
+            self.start(now, ts, payload, quiet);
             return;
         };
         let delta = i64::from(ts.wrapping_sub(play) as i32);
@@ -211,7 +227,7 @@ impl JitterBuffer {
             if self.absurd_run >= RESYNC_AFTER {
                 self.stats.resyncs += 1;
                 self.reset();
-                self.start(now, ts, payload);
+                self.start(now, ts, payload, quiet);
             }
             return;
         }
@@ -231,9 +247,10 @@ impl JitterBuffer {
         slot.data.clear();
         slot.data.extend_from_slice(payload);
         slot.full = true;
+        slot.quiet = quiet;
     }
 
-    fn start(&mut self, now: Instant, ts: u32, payload: &[u8]) {
+    fn start(&mut self, now: Instant, ts: u32, payload: &[u8], quiet: bool) {
         self.absurd_run = 0;
         self.play_ts = Some(ts);
         self.head = 0;
@@ -243,6 +260,7 @@ impl JitterBuffer {
         slot.data.clear();
         slot.data.extend_from_slice(payload);
         slot.full = true;
+        slot.quiet = quiet;
     }
 
     /// RFC 3550 interarrival jitter, with absurd jumps ignored.
@@ -461,6 +479,22 @@ mod tests {
             jb2.target_ms()
         );
         assert!(jb2.target_ms() < t || t <= 40);
+    }
+
+    #[test]
+    fn quiet_marks_travel_with_their_frames() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        jb.push_marked(t0, 0, &[0], true);
+        jb.push_marked(t0, FRAME_TS, &[1], false);
+        jb.push_marked(t0, 2 * FRAME_TS, &[2], true);
+        assert!(jb.next_is_quiet());
+        assert_eq!(kind(jb.pop(t0)), ('p', Some(0)));
+        assert!(!jb.next_is_quiet());
+        assert_eq!(kind(jb.pop(ms(t0, 20))), ('p', Some(1)));
+        assert!(jb.next_is_quiet());
+        assert_eq!(kind(jb.pop(ms(t0, 40))), ('p', Some(2)));
+        assert!(!jb.next_is_quiet(), "an empty slot is not quiet");
     }
 
     #[test]

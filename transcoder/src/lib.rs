@@ -14,6 +14,12 @@
 //! own SSRC and sequence) through [`mesh::PathOut`], which applies the receiver's scheduler and sender. Video is forwarded
 //! to every other member, as the reflector would (hybrid mode).
 //!
+//! A muted member ([`Path::on_mute`]) is left out of every mix: its packets are not even
+//! buffered, and its talk run ends. A listener's frames that its RFC 6464 level marks as
+//! voiceless (background noise) are not decoded. The indicators come from the same place
+//! as the mix: `speaking` edges, each talker's level every [`talk::LEVEL_PERIOD`], and the
+//! dominant speaker ([`talk::DominantSpeaker`]).
+//!
 //! Sans-IO: time comes in as `now`; nothing here reads the clock. Hostile input (empty,
 //! truncated or corrupt Opus, absurd timestamps, other payload types) is counted and dropped;
 //! it never panics.
@@ -27,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use codec::{Dec, Enc};
 use codecs::opus::FRAME_SAMPLES;
-use mesh::talk::{self, Run, TalkDetector, TalkEdge};
+use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, Run, TalkDetector, TalkEdge};
 use mesh::{FastMap, Hasher, MediaKind, ParticipantId, Path, PathOut, RtpView};
 
 pub use codec::Codec;
@@ -42,6 +48,8 @@ pub const AUDIO_LEVEL_EXT_ID: u8 = 1;
 const VAD_MEAN_SQUARE: f64 = 32768.0 * 32768.0 * 1e-5;
 /// Mix periods between quality reports (1 s).
 const QUALITY_EVERY: u64 = 50;
+/// Mix periods between level batches ([`talk::LEVEL_PERIOD`]).
+const LEVELS_EVERY: u64 = (talk::LEVEL_PERIOD.as_millis() / MIX_PERIOD.as_millis()) as u64;
 /// Packets in a row of a new payload type before a participant's codec changes.
 const CODEC_SWITCH: u32 = 3;
 /// More than this many mix periods behind: restart the cadence instead of catching up.
@@ -59,8 +67,11 @@ pub struct TranscoderStats {
     pub encodes: u64,
     pub encode_errors: u64,
     pub packets_out: u64,
-    /// Silent Opus frames of listeners that were not decoded (see [`SILENT_OPUS_BYTES`]).
+    /// Silent Opus frames of listeners that were not decoded (see [`SILENT_OPUS_BYTES`]),
+    /// and frames their RFC 6464 level marked voiceless.
     pub silence_skipped: u64,
+    /// Packets of muted members: dropped before the jitter buffer.
+    pub muted: u64,
 }
 
 /// Opus frames this small carry no audible signal: libopus codes a 20 ms frame of digital
@@ -79,6 +90,12 @@ struct Source {
     /// A marker bit or RFC 6464 voice flag seen since the last mix.
     marker: bool,
     level_voice: Option<bool>,
+    /// The loudest RFC 6464 level since the last mix, when the sender sends it.
+    level: Option<u8>,
+    /// Peak level over the current level period.
+    meter: LevelMeter,
+    /// Muted: left out of every mix, its packets dropped.
+    muted: bool,
     /// This tick's decoded frame, when there is one.
     pcm: Vec<i16>,
     has_frame: bool,
@@ -105,6 +122,9 @@ impl Source {
             talk: TalkDetector::new(),
             marker: false,
             level_voice: None,
+            level: None,
+            meter: LevelMeter::default(),
+            muted: false,
             pcm: vec![0; FRAME_SAMPLES],
             has_frame: false,
             pending_edges: Vec::new(),
@@ -132,11 +152,13 @@ impl Source {
         let Some(dec) = self.decoder.as_mut() else {
             return false;
         };
+        // A listener's voiceless frame (by its sender's level) is not worth decoding.
+        let quiet = self.jitter.next_is_quiet();
         let res = match self.jitter.pop(now) {
             Play::Idle => return false,
             Play::Packet(p)
                 if self.codec == Codec::Opus
-                    && p.len() <= SILENT_OPUS_BYTES
+                    && (p.len() <= SILENT_OPUS_BYTES || quiet)
                     && self.talk.run().is_none() =>
             {
                 stats.silence_skipped += 1;
@@ -189,6 +211,9 @@ pub struct Transcoder {
     /// Scratch: this tick's talkers as (id, run, duplex run).
     talkers: Vec<(ParticipantId, Run, Option<Run>)>,
     packet: Vec<u8>,
+    /// Scratch for one level period's batch.
+    levels: Levels,
+    dominant: DominantSpeaker,
     stats: TranscoderStats,
 }
 
@@ -215,6 +240,8 @@ impl Transcoder {
             bus: MixBus::new(FRAME_SAMPLES),
             talkers: Vec::new(),
             packet: Vec::with_capacity(1500),
+            levels: Levels::new(),
+            dominant: DominantSpeaker::new(),
             stats: TranscoderStats::default(),
         }
     }
@@ -235,6 +262,11 @@ impl Transcoder {
             .map(|s| (s.jitter.depth_ms(), s.jitter.target_ms()))
     }
 
+    /// Whether a participant is muted (left out of every mix).
+    pub fn is_muted(&self, p: ParticipantId) -> bool {
+        self.sources.get(&p).is_some_and(|s| s.muted)
+    }
+
     /// The current talk run of a participant.
     pub fn talk_run(&self, p: ParticipantId) -> Option<Run> {
         self.sources.get(&p).and_then(|s| s.talk.run())
@@ -250,6 +282,9 @@ impl Transcoder {
         self.members.extend_from_slice(members);
         let keep: HashSet<ParticipantId> = members.iter().copied().collect();
         self.sources.retain(|id, _| keep.contains(id));
+        if let Some(p) = self.dominant.current().filter(|p| !keep.contains(p)) {
+            self.dominant.forget(p);
+        }
         for &m in members {
             self.sources.entry(m).or_insert_with(|| Source::new(m));
         }
@@ -263,16 +298,34 @@ impl Transcoder {
             let Some(s) = self.sources.get_mut(&id) else {
                 continue;
             };
-            s.has_frame = s.decode(now, &mut self.stats);
-            let voice = match s.level_voice.take() {
-                Some(v) => v,
-                None => s.has_frame && mean_square(&s.pcm) > VAD_MEAN_SQUARE,
-            };
-            let marker = std::mem::take(&mut s.marker);
-            // Push-to-talk edges since the last mix, in order; else automatic detection.
+            // Push-to-talk edges since the last mix, in order (a mute's end of run too).
             for e in s.pending_edges.drain(..) {
                 out.speaking(id, matches!(e, TalkEdge::Started(_)));
             }
+            if s.muted {
+                s.has_frame = false;
+                continue;
+            }
+            s.has_frame = s.decode(now, &mut self.stats);
+            let level = s.level.take();
+            let voice = match s.level_voice.take() {
+                Some(v) => v,
+                None => {
+                    let ms = if s.has_frame {
+                        mean_square(&s.pcm)
+                    } else {
+                        0.0
+                    };
+                    if s.has_frame && s.talk.run().is_some() {
+                        s.meter.add_dbov(talk::dbov_of_mean_square(ms));
+                    }
+                    ms > VAD_MEAN_SQUARE
+                }
+            };
+            if let Some(l) = level {
+                s.meter.add_rfc6464(l);
+            }
+            let marker = std::mem::take(&mut s.marker);
             let edge = if s.has_frame || marker {
                 s.talk.observe(now, marker, voice)
             } else {
@@ -289,6 +342,9 @@ impl Transcoder {
         }
         if self.stats.mix_ticks % QUALITY_EVERY == 0 {
             self.report_quality(members, out);
+        }
+        if self.stats.mix_ticks % LEVELS_EVERY == 0 {
+            self.report_levels(now, members, out);
         }
         let ts = self.mix_index;
         self.mix_index = self.mix_index.wrapping_add(1);
@@ -380,6 +436,37 @@ impl Transcoder {
 }
 
 impl Transcoder {
+    /// The talkers' peak levels over the last period, and a change of dominant speaker:
+    /// the talker whose run began last, once it has held on (hysteresis).
+    fn report_levels(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        self.levels.clear();
+        let mut latest: Option<(ParticipantId, Run, Option<Instant>)> = None;
+        for &id in members {
+            let Some(s) = self.sources.get_mut(&id) else {
+                continue;
+            };
+            let peak = s.meter.take();
+            let Some(run) = s.talk.run() else {
+                continue;
+            };
+            if let Some(db) = peak {
+                self.levels.push(id, db);
+            }
+            if latest.is_none_or(|(_, r, _)| run.start > r.start) {
+                latest = Some((id, run, s.talk.last_voice(now)));
+            }
+        }
+        out.levels(&self.levels);
+        if let Some(p) = self.dominant.update(now, latest.map(|(p, _, v)| (p, v))) {
+            out.dominant(p);
+        }
+    }
+
+    /// The dominant speaker now, as last reported.
+    pub fn dominant_speaker(&self) -> Option<ParticipantId> {
+        self.dominant.current()
+    }
+
     /// Loss and jitter of every source that sent during the last interval.
     fn report_quality(&mut self, members: &[ParticipantId], out: &mut PathOut<'_>) {
         for &id in members {
@@ -437,6 +524,10 @@ impl Path for Transcoder {
             self.stats.foreign += 1;
             return;
         };
+        if s.muted {
+            self.stats.muted += 1;
+            return;
+        }
         let Some(codec) = Codec::from_payload_type(pkt.payload_type()) else {
             self.stats.foreign += 1;
             return;
@@ -456,11 +547,15 @@ impl Path for Transcoder {
         }
         s.codec_change = None;
         s.marker |= pkt.marker();
+        let mut quiet = false;
         if let Some((v, level)) = talk::audio_level(pkt, AUDIO_LEVEL_EXT_ID) {
             let voice = v || level <= talk::LEVEL_VOICE_MAX;
             s.level_voice = Some(s.level_voice.unwrap_or(false) | voice);
+            s.level = Some(s.level.map_or(level, |l| l.min(level)));
+            quiet = !voice;
         }
-        s.jitter.push(now, pkt.timestamp(), pkt.payload());
+        s.jitter
+            .push_marked(now, pkt.timestamp(), pkt.payload(), quiet);
     }
 
     fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
@@ -484,13 +579,37 @@ impl Path for Transcoder {
         self.next_mix = Some(t);
     }
 
+    fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
+        let s = self
+            .sources
+            .entry(participant)
+            .or_insert_with(|| Source::new(participant));
+        if s.muted == muted {
+            return;
+        }
+        s.muted = muted;
+        // What was buffered before (or while) muted must not play afterwards.
+        s.jitter = JitterBuffer::with_clock(s.codec.clock());
+        s.reported = JitterStats::default();
+        s.level_voice = None;
+        s.level = None;
+        s.marker = false;
+        s.meter.clear();
+        if muted {
+            if let Some(edge) = s.talk.stop(now) {
+                s.pending_edges.push(edge);
+            }
+        }
+    }
+
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
         let s = self
             .sources
             .entry(participant)
             .or_insert_with(|| Source::new(participant));
-        // The edge is reported as `speaking` at the next mix, from the run's state change.
-        if let Some(edge) = s.talk.control(now, on) {
+        // The edge is reported as `speaking` at the next mix, from the run's state change;
+        // a muted member's push to talk starts nothing.
+        if let Some(edge) = s.talk.control(now, on && !s.muted) {
             // Bounded: a client flooding talk lines keeps only the latest edges.
             if s.pending_edges.len() >= 8 {
                 s.pending_edges.remove(0);

@@ -463,3 +463,134 @@ fn silent_senders_are_skipped_and_talk_is_still_detected() {
     assert!(!spoke(2), "a silent sender never talks");
     assert!(spoke(3), "the late talker's run is detected");
 }
+
+/// Moderator mute in the mixer: while 2 is muted the others lose its tone and keep each
+/// other's, its talk run ends, and nothing of it is buffered; unmuted, it is back.
+#[test]
+fn a_muted_member_is_left_out_of_every_mix() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, None),
+        Client::new(2, 660.0, None),
+        Client::new(3, 880.0, None),
+    ]);
+    sim.run(2.0);
+    let mute = |sim: &mut Sim, muted: bool| {
+        let now = sim.now;
+        sim.mesh.handle_command(
+            now,
+            Command::Mute {
+                conf: CONF,
+                participant: 2,
+                muted,
+            },
+        );
+    };
+    mute(&mut sim, true);
+    sim.run(3.0);
+    assert!(sim.mesh.path(CONF).unwrap().is_muted(2));
+    mute(&mut sim, false);
+    sim.run(3.0);
+    for me in [1, 3] {
+        let c = sim.client(me);
+        let before = c.level(660.0, 1.0, 2.0);
+        let muted = c.level(660.0, 2.5, 5.0);
+        let after = c.level(660.0, 6.0, 8.0);
+        assert!(before >= -35.0, "{me} hears 2 before: {before:.1}");
+        assert!(muted <= -50.0, "{me} hears 2 while muted: {muted:.1}");
+        assert!(after >= -35.0, "{me} hears 2 again: {after:.1}");
+        let other = if me == 1 { 880.0 } else { 440.0 };
+        let kept = c.level(other, 2.5, 5.0);
+        assert!(kept >= -35.0, "{me} keeps the other talker: {kept:.1}");
+    }
+    // 2 stopped talking at the mute (and never while muted), and talked again after.
+    let speaking: Vec<(f64, bool)> = sim
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Speaking {
+                participant: 2, on, ..
+            } => Some((*t, *on)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        speaking
+            .iter()
+            .any(|&(t, on)| !on && (2.0..2.1).contains(&t)),
+        "{speaking:?}"
+    );
+    assert!(
+        !speaking
+            .iter()
+            .any(|&(t, on)| on && (2.1..5.0).contains(&t)),
+        "{speaking:?}"
+    );
+    assert!(
+        speaking.iter().any(|&(t, on)| on && t >= 5.0),
+        "{speaking:?}"
+    );
+    assert!(sim.mesh.path(CONF).unwrap().stats().muted > 100);
+    // Muted, it was not reported as a talker either.
+    let levels_of_2 = sim
+        .events
+        .iter()
+        .filter(|(t, _)| (2.2..5.0).contains(t))
+        .filter(|(_, e)| matches!(e, Event::Levels { levels, .. } if levels.iter().any(|(p, _)| p == 2)))
+        .count();
+    assert_eq!(levels_of_2, 0);
+}
+
+/// Levels of the talkers come at most every 200 ms, and the dominant speaker follows a
+/// change of talker within a second (push to talk: 1 talks 0-3 s, 2 from 3 s).
+#[test]
+fn levels_and_the_dominant_speaker() {
+    let mut sim = Sim::new(vec![
+        Client::new(1, 440.0, Some(vec![(0.0, 3.0)])),
+        Client::new(2, 660.0, Some(vec![(3.0, 6.0)])),
+        Client::new(3, 880.0, Some(vec![])),
+    ]);
+    sim.run(6.0);
+    let batches: Vec<(f64, Vec<(u32, i8)>)> = sim
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Levels { levels, .. } => Some((*t, levels.iter().collect())),
+            _ => None,
+        })
+        .collect();
+    for w in batches.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 0.19, "batches too close: {w:?}");
+    }
+    let of = |p: u32, from: f64, to: f64| {
+        batches
+            .iter()
+            .filter(|(t, _)| (from..to).contains(t))
+            .flat_map(|(_, l)| l.iter().filter(|(q, _)| *q == p).map(|(_, db)| *db))
+            .collect::<Vec<i8>>()
+    };
+    // The tone is 8000/32768 peak: about -15 dBov.
+    let one = of(1, 0.5, 2.9);
+    assert!(one.len() >= 10, "{batches:?}");
+    assert!(one.iter().all(|&db| (-20..=-10).contains(&db)), "{one:?}");
+    assert!(of(2, 0.5, 2.9).is_empty());
+    assert!(!of(2, 3.5, 6.0).is_empty());
+    let dominant: Vec<(f64, u32)> = sim
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Dominant { participant, .. } => Some((*t, *participant)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dominant.first().map(|d| d.1), Some(1), "{dominant:?}");
+    let to_two = dominant
+        .iter()
+        .find(|d| d.1 == 2)
+        .expect("2 takes the floor");
+    assert!(
+        (3.0..4.0).contains(&to_two.0),
+        "2 dominant at {:.2} s",
+        to_two.0
+    );
+    assert_eq!(sim.mesh.path(CONF).unwrap().dominant_speaker(), Some(2));
+}

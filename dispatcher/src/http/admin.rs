@@ -1,8 +1,9 @@
 //! Operator actions (seed 003): drain a server, set or clear a maintenance window, move
-//! a user to another conference ("send to the manager"), punt a conference. Each needs a
-//! bearer token from the config, and each is logged with the operator's name.
+//! a user to another conference ("send to the manager"), punt a conference; and conference
+//! control: mute or unmute a participant, kick one, lock or unlock a conference. Each needs
+//! a bearer token from the config, and each is logged with the operator's name.
 
-use crate::service::ops;
+use crate::service::ops::{self, Moderation};
 use crate::{DispatcherError, Service};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -193,5 +194,101 @@ pub(crate) async fn punt(
         "punt",
         &who,
         json!({ "conference": conference, "from": p.from, "to": p.to, "dispatched": p.dispatched }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OnBody {
+    on: bool,
+}
+
+/// A JSON body `{"on": true|false}`, required.
+fn on_of(body: &axum::body::Bytes) -> Result<bool, Refusal> {
+    serde_json::from_slice::<OnBody>(body)
+        .map(|b| b.on)
+        .map_err(|e| {
+            Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("bad body, want {{\"on\": true|false}}: {e}"),
+            )
+        })
+}
+
+/// Mutes (`{"on": true}`) or unmutes a participant as a moderator would: it cannot unmute
+/// itself until an operator or a moderator lifts it.
+pub(crate) async fn mute(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path((conference, participant)): Path<(String, u32)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refusal> {
+    let on = on_of(&body)?;
+    let server = ops::moderate(&s, &conference, Moderation::Mute { participant, on }, &who)?;
+    Ok(done(
+        &s,
+        if on { "mute" } else { "unmute" },
+        &who,
+        json!({ "conference": conference, "participant": participant, "server": server }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct KickBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Removes a participant (optional body `{"reason": "..."}`, shown to everyone); its
+/// ticket cannot be used to come back.
+pub(crate) async fn kick(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path((conference, participant)): Path<(String, u32)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refusal> {
+    let k = if body.iter().all(u8::is_ascii_whitespace) {
+        KickBody::default()
+    } else {
+        serde_json::from_slice::<KickBody>(&body)
+            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("bad body: {e}")))?
+    };
+    let reason = k
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "removed by an operator".to_owned());
+    if reason.len() > 256 {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "reason: at most 256 bytes".into(),
+        ));
+    }
+    let action = Moderation::Kick {
+        participant,
+        reason: reason.clone(),
+    };
+    let server = ops::moderate(&s, &conference, action, &who)?;
+    Ok(done(
+        &s,
+        "kick",
+        &who,
+        json!({ "conference": conference, "participant": participant, "reason": reason, "server": server }),
+    ))
+}
+
+/// Locks (`{"on": true}`) or unlocks a conference: while locked, new joins are refused
+/// with `reject 423` (moderators still get in).
+pub(crate) async fn lock(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path(conference): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refusal> {
+    let on = on_of(&body)?;
+    let server = ops::moderate(&s, &conference, Moderation::Lock { on }, &who)?;
+    Ok(done(
+        &s,
+        if on { "lock" } else { "unlock" },
+        &who,
+        json!({ "conference": conference, "server": server }),
     ))
 }

@@ -46,6 +46,15 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/admin/move", post(admin::move_user))
         .route("/api/admin/conferences/{name}/punt", post(admin::punt))
+        .route(
+            "/api/admin/conferences/{name}/participants/{id}/mute",
+            post(admin::mute),
+        )
+        .route(
+            "/api/admin/conferences/{name}/participants/{id}/kick",
+            post(admin::kick),
+        )
+        .route("/api/admin/conferences/{name}/lock", post(admin::lock))
         .route("/metrics", get(metrics))
         .with_state(service)
 }

@@ -17,12 +17,37 @@ use crate::store::{self, Store};
 use crate::{unix_ms, usage, Settings};
 use control::{Outbox, Transport};
 use protocol::ticket::{self, Claims};
-use protocol::{Capabilities, DispMsg, Endpoint, ErrorCode, JoinOpts, Mode, MsMsg, ServerMsg};
+use protocol::{
+    Capabilities, DispMsg, Endpoint, ErrorCode, JoinOpts, Mode, MsMsg, Role, ServerMsg,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// The role a join gets from the PIN it carries: a moderator with the account's moderator
+/// PIN, a participant without a PIN; a wrong PIN (or one for an account without moderators)
+/// is refused, so a mistyped PIN is noticed rather than silently demoted.
+fn role_of(account_pin: Option<&str>, join_pin: Option<&str>) -> Result<Role, ServerMsg> {
+    match (join_pin, account_pin) {
+        (None, _) => Ok(Role::Participant),
+        (Some(given), Some(pin)) if same(given, pin) => Ok(Role::Moderator),
+        (Some(_), _) => Err(ServerMsg::reject(
+            ErrorCode::Forbidden,
+            "wrong moderator PIN for this account",
+        )),
+    }
+}
+
+/// Compares without an early exit, so response time does not leak a PIN's prefix.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
 
 /// The registry link of one media server, by which reservations and dispatches are sent.
 pub(crate) struct RegistryLink {
@@ -153,6 +178,19 @@ impl Service {
         user: &str,
         mode: Mode,
     ) -> Option<String> {
+        self.hand_out_as(to, conference, account, user, mode, Role::Participant)
+    }
+
+    /// [`Service::hand_out`], with the role the ticket grants.
+    fn hand_out_as(
+        &self,
+        to: &core::Placement,
+        conference: &str,
+        account: &str,
+        user: &str,
+        mode: Mode,
+        role: Role,
+    ) -> Option<String> {
         let expires = unix_ms() / 1000 + self.settings.ticket_ttl.as_secs();
         let reserve = DispMsg::Reserve {
             conference: conference.to_owned(),
@@ -173,7 +211,12 @@ impl Service {
             user,
             server: &to.server,
         };
-        Some(ticket::sign(&self.settings.secret, &claims, expires))
+        Some(ticket::sign_as(
+            &self.settings.secret,
+            &claims,
+            expires,
+            role,
+        ))
     }
 
     /// A client's `join`: checks the account, places the conference, reserves at the
@@ -194,6 +237,13 @@ impl Service {
                 ErrorCode::UnknownAccount,
                 format!("unknown account {}", protocol::clip(account)),
             );
+        };
+        let role = match role_of(acct.moderator_pin.as_deref(), opts.pin()) {
+            Ok(r) => r,
+            Err(reject) => {
+                tracing::info!(conference, user, account, "join with a wrong moderator PIN");
+                return reject;
+            }
         };
         let join = Join {
             conference,
@@ -226,7 +276,8 @@ impl Service {
             Ok(p) => p,
             Err(e) => return self.refusal(&join, e),
         };
-        let Some(ticket) = self.hand_out(&placement, conference, account, user, mode) else {
+        let Some(ticket) = self.hand_out_as(&placement, conference, account, user, mode, role)
+        else {
             // Its registration changed between the placement and the reservation.
             return ServerMsg::retry(
                 RETRY_SOON,
@@ -244,7 +295,7 @@ impl Service {
                 outcome: outcome.into(),
             })
             .inc();
-        tracing::info!(conference, user, server = %placement.server, created = placement.created, "dispatch");
+        tracing::info!(conference, user, server = %placement.server, created = placement.created, role = role.as_str(), "dispatch");
         let addr = match (transport, placement.ws_url) {
             (Transport::WebSocket, Some(url)) => Endpoint::Ws(url),
             _ => Endpoint::Tcp(placement.client_addr),
@@ -433,5 +484,34 @@ impl Service {
     /// Counts a `reject` or `error` sent to a client.
     pub(crate) fn count_refusal(&self, code: ErrorCode) {
         self.metrics.reject(code);
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+
+    #[test]
+    fn the_pin_decides_the_role() {
+        assert_eq!(role_of(None, None), Ok(Role::Participant));
+        assert_eq!(role_of(Some("4711"), None), Ok(Role::Participant));
+        assert_eq!(role_of(Some("4711"), Some("4711")), Ok(Role::Moderator));
+        for (account, given) in [
+            (Some("4711"), "4712"),
+            (Some("4711"), "47111"),
+            (None, "4711"),
+        ] {
+            let e = role_of(account, Some(given)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ServerMsg::Reject {
+                        code: ErrorCode::Forbidden,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
     }
 }

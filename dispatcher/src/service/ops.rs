@@ -1,6 +1,7 @@
 //! Operations that move people or change a server's service: punt, move, drain,
-//! maintenance windows, and call resolution's merges. The admin API and the registry
-//! (a server's own `punt`) both call these; neither calls the other.
+//! maintenance windows, and call resolution's merges; and operators' conference control
+//! (mute, kick, lock), which the conference's media server carries out. The admin API and
+//! the registry (a server's own `punt`) both call these; neither calls the other.
 
 use super::Service;
 use crate::core::{PlaceError, Placement};
@@ -358,6 +359,85 @@ pub(crate) fn move_user(
         user: name,
         server: placement.server,
     })
+}
+
+/// An operator's conference control, carried out by the conference's media server as a
+/// moderator's would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Moderation {
+    Mute { participant: u32, on: bool },
+    Kick { participant: u32, reason: String },
+    Lock { on: bool },
+}
+
+impl Moderation {
+    fn kind(&self) -> &'static str {
+        match self {
+            Moderation::Mute { on: true, .. } => "mute",
+            Moderation::Mute { on: false, .. } => "unmute",
+            Moderation::Kick { .. } => "kick",
+            Moderation::Lock { on: true } => "lock",
+            Moderation::Lock { on: false } => "unlock",
+        }
+    }
+}
+
+/// Sends an operator's mute, kick or lock to the server hosting `conference` (the
+/// participant must be in it) and logs it with the operator's name. Returns the server.
+pub(crate) fn moderate(
+    s: &Service,
+    conference: &str,
+    action: Moderation,
+    who: &str,
+) -> Result<String, DispatcherError> {
+    let (server, generation, detail) = {
+        let t = s.tables();
+        let detail = match &action {
+            Moderation::Mute { participant, .. } | Moderation::Kick { participant, .. } => {
+                let seat = t.participant(conference, *participant)?;
+                format!("{participant} {}", seat.name)
+            }
+            Moderation::Lock { .. } => String::new(),
+        };
+        let server = t
+            .conference(conference)
+            .map(|c| c.server.clone())
+            .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
+        let generation = t.server(&server).map(|srv| srv.generation).unwrap_or(0);
+        (server, generation, detail)
+    };
+    let operator = who.to_owned();
+    let conf = conference.to_owned();
+    let line = match &action {
+        Moderation::Mute { participant, on } => DispMsg::Mute {
+            conference: conf,
+            participant: *participant,
+            on: *on,
+            operator,
+        },
+        Moderation::Kick {
+            participant,
+            reason,
+        } => DispMsg::Kick {
+            conference: conf,
+            participant: *participant,
+            operator,
+            reason: reason.clone(),
+        },
+        Moderation::Lock { on } => DispMsg::Lock {
+            conference: conf,
+            on: *on,
+            operator,
+        },
+    };
+    if !s.send_to(&server, generation, line) {
+        return Err(DispatcherError::Conflict(format!(
+            "media server {server} is not linked to this dispatcher"
+        )));
+    }
+    s.tables()
+        .log_by(unix_ms(), action.kind(), &server, conference, detail, who);
+    Ok(server)
 }
 
 /// Drains (or undrains) server `id`: no new conferences go there.

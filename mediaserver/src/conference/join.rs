@@ -1,14 +1,16 @@
 //! Members: join (ticket, codecs, room, roster, channels), their lines while in the room,
 //! and leave.
 
-use super::rooms::{Member, Room, Rooms};
+use super::rooms::{ChatBucket, Member, Room, Rooms};
 use super::{unix_now, Conferences, Refusal};
 use crate::path::MediaPath;
 use control::Outbox;
 use mesh::{Command, Remote};
 use protocol::codec;
 use protocol::ticket::{self, Claims};
-use protocol::{ChannelAddr, ChannelOpts, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, ServerMsg};
+use protocol::{
+    Actor, ChannelAddr, ChannelOpts, ErrorCode, JoinOpts, MediaKind, Mode, MsMsg, Role, ServerMsg,
+};
 use reflector::VideoCodec;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -99,6 +101,49 @@ fn video_codec_of(opts: &JoinOpts) -> Result<Option<(u8, &'static str)>, ServerM
     }
 }
 
+/// What a newcomer is told after the roster: who moderates, who is muted (and by whom),
+/// whose hand is up (moderators only), and whether the room is locked.
+fn state_lines(room: &Room, me: u32, my_role: Role) -> Vec<ServerMsg> {
+    let mut lines = Vec::new();
+    for (&id, m) in room.members() {
+        if m.role != Role::Participant {
+            lines.push(ServerMsg::Role {
+                participant: id,
+                role: m.role,
+            });
+        }
+        if let Some(by) = m
+            .hard_muted
+            .or(m.self_muted.then_some(Actor::Participant(id)))
+        {
+            lines.push(ServerMsg::Muted {
+                participant: id,
+                muted: true,
+                by,
+            });
+        }
+        if m.raised && my_role == Role::Moderator {
+            lines.push(ServerMsg::Raise {
+                participant: id,
+                on: true,
+            });
+        }
+    }
+    if my_role != Role::Participant {
+        lines.push(ServerMsg::Role {
+            participant: me,
+            role: my_role,
+        });
+    }
+    if let Some(by) = room.locked() {
+        lines.push(ServerMsg::Locked { on: true, by });
+    }
+    if let Some(participant) = room.dominant() {
+        lines.push(ServerMsg::Dominant { participant });
+    }
+    lines
+}
+
 fn busy() -> ServerMsg {
     ServerMsg::reject(
         ErrorCode::NoCapacity,
@@ -133,8 +178,12 @@ impl Conferences {
             user: name,
             server: &self.settings.id,
         };
-        ticket::verify(&self.settings.secret, t, &claims, unix_now())
+        let role = ticket::verify_role(&self.settings.secret, t, &claims, unix_now())
             .map_err(|e| ServerMsg::reject(e.code(), e.to_string()))?;
+        let expires = ticket::expiry(t).unwrap_or(0);
+        super::lock(&self.spent)
+            .check(t)
+            .map_err(|w| self.spent(w))?;
         let (payload_type, codec, clock_rate) = codec_of(opts)?;
         let video = video_codec_of(opts)?;
         if video.is_some() && !self.settings.video {
@@ -154,7 +203,29 @@ impl Conferences {
                 ),
             ));
         }
-        let created = self.ensure_room(&mut rooms, conference, opts.mode)?;
+        let locked = rooms.get(conference).is_some_and(|r| r.locked().is_some());
+        if locked && role != Role::Moderator {
+            tracing::info!(conference, name, "join refused: the room is locked");
+            return Err(ServerMsg::reject(
+                ErrorCode::Locked,
+                format!(
+                    "conference {} is locked; ask a moderator to unlock it",
+                    protocol::clip(conference)
+                ),
+            ));
+        }
+        // Spent now, under the rooms lock, so two joins with one ticket cannot both pass;
+        // given back if the join fails after all.
+        super::lock(&self.spent)
+            .claim(t, expires)
+            .map_err(|w| self.spent(w))?;
+        let created = match self.ensure_room(&mut rooms, conference, opts.mode) {
+            Ok(c) => c,
+            Err(e) => {
+                super::lock(&self.spent).release(t);
+                return Err(e);
+            }
+        };
         let participant = rooms.next_participant();
         let room = rooms.get(conference).expect("ensure_room made it");
         let (worker, conf) = (room.worker(), room.conf());
@@ -169,12 +240,13 @@ impl Conferences {
             if created && rooms.get(conference).is_some_and(Room::is_idle) {
                 self.delete_room(&mut rooms, conference);
             }
+            super::lock(&self.spent).release(t);
             return Err(busy());
         }
         let ssrc = rooms.new_ssrc();
         let video_ssrc = video.map(|_| rooms.new_ssrc());
         let room = rooms.get_mut(conference).expect("ensure_room made it");
-        room.arrived(name, ticket::expiry(t).unwrap_or(0));
+        room.arrived(name, expires);
         let media_addr = self.workers[worker].addr;
         let me = ServerMsg::AddUser {
             participant,
@@ -188,6 +260,9 @@ impl Conferences {
             .encode(),
         );
         room.broadcast(&me, None);
+        if role != Role::Participant {
+            room.broadcast(&ServerMsg::Role { participant, role }, None);
+        }
         for (id, m) in room.members() {
             outbox.send(
                 ServerMsg::AddUser {
@@ -198,6 +273,10 @@ impl Conferences {
             );
         }
         outbox.send(me.encode());
+        // The room's state, so the newcomer's view matches everyone else's.
+        for line in state_lines(room, participant, role) {
+            outbox.send(line.encode());
+        }
         let member = Member {
             name: name.to_owned(),
             account: account.to_owned(),
@@ -209,6 +288,12 @@ impl Conferences {
                 .clone()
                 .filter(|d| !d.is_empty() && d.len() <= 128 && !d.chars().any(char::is_control)),
             joined_unix_ms: super::unix_ms(),
+            role,
+            ticket: t.clone(),
+            self_muted: false,
+            hard_muted: None,
+            raised: false,
+            chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
         };
         let joined = room.announce(conference, participant, &member);
         room.add(participant, member);
@@ -250,6 +335,15 @@ impl Conferences {
 
     /// Makes sure `conference` has a room, created on the least loaded worker if not (and
     /// the server is not draining); true when it was created now.
+    /// The refusal of a spent ticket, counted.
+    fn spent(&self, why: super::tickets::Spent) -> ServerMsg {
+        self.stats
+            .joins_refused_ticket_used
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(?why, "join refused: ticket spent");
+        ServerMsg::reject(ErrorCode::TicketUsed, why.why())
+    }
+
     pub(super) fn ensure_room(
         &self,
         rooms: &mut Rooms,
@@ -502,48 +596,6 @@ impl Conferences {
     pub(crate) fn layer(&self, m: &mut Membership, max: Option<u8>) -> Result<(), Refusal> {
         m.prefs.max_layer = max;
         self.send_prefs(m)
-    }
-
-    /// `mute`: mutes another member of the same conference.
-    pub(crate) fn mute(
-        &self,
-        m: &Membership,
-        participant: u32,
-        muted: bool,
-    ) -> Result<(), Refusal> {
-        let place = {
-            let rooms = self.rooms();
-            rooms
-                .get(&m.conference)
-                .filter(|r| r.member(participant).is_some())
-                .map(|r| (r.worker(), r.conf()))
-        };
-        let Some((worker, conf)) = place else {
-            return Err(Refusal::Reply(ServerMsg::reject(
-                ErrorCode::NotFound,
-                format!("no participant {participant} here"),
-            )));
-        };
-        self.apply(
-            worker,
-            Command::Mute {
-                conf,
-                participant,
-                muted,
-            },
-        )
-    }
-
-    /// `text`: to everyone else in the conference.
-    pub(crate) fn text(&self, m: &Membership, text: String) {
-        let rooms = self.rooms();
-        if let Some(room) = rooms.get(&m.conference) {
-            let from = room
-                .member(m.participant)
-                .map(|x| x.name.clone())
-                .unwrap_or_default();
-            room.broadcast(&ServerMsg::Text { from, text }, Some(m.participant));
-        }
     }
 
     /// `talk on|off`: push to talk drives the mixer's talk runs; a reflector knows only

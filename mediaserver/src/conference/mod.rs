@@ -10,9 +10,11 @@
 
 mod browser;
 mod join;
+mod moderate;
 mod punt;
 mod report;
 mod rooms;
+mod tickets;
 
 pub(crate) use punt::drain;
 pub use punt::Drained;
@@ -62,10 +64,17 @@ pub(crate) struct ServiceStats {
     pub worker_queue_full: AtomicU64,
     /// Joins refused because their worker's queue was full.
     pub joins_refused_busy: AtomicU64,
+    /// Joins refused because their ticket was already used (or its holder kicked).
+    pub joins_refused_ticket_used: AtomicU64,
     /// Teardown commands sent again after a full queue.
     pub commands_retried: AtomicU64,
     /// Times the dispatcher queue overflowed and the link was resynchronised.
     pub notify_overflows: AtomicU64,
+    /// Moderator and operator actions applied (mute, kick, lock, end).
+    pub moderations: AtomicU64,
+    /// Chat lines delivered, and refused over a member's rate.
+    pub chat_lines: AtomicU64,
+    pub chat_refused: AtomicU64,
 }
 
 /// The conference service of one media server.
@@ -87,6 +96,9 @@ pub(crate) struct Conferences {
     /// Teardown commands a full queue refused, by worker, sent again before anything else.
     deferred: Mutex<Vec<(usize, Command<MediaPath>)>>,
     meter: Mutex<Meter>,
+    /// Tickets accepted here (and kicked members'), until they expire: each is good for
+    /// one join. Locked after `rooms` when both are held.
+    spent: Mutex<tickets::SpentTickets>,
     pub stats: ServiceStats,
 }
 
@@ -116,6 +128,7 @@ impl Conferences {
             punts: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
             meter: Mutex::new(Meter::new()),
+            spent: Mutex::new(tickets::SpentTickets::default()),
             stats: ServiceStats::default(),
         };
         (c, rx)
@@ -311,6 +324,7 @@ impl Conferences {
     /// Drops expired reservations and deletes rooms nobody joined.
     pub(crate) fn sweep(&self) {
         let now = unix_now();
+        lock(&self.spent).sweep(now);
         let mut rooms = self.rooms();
         let idle: Vec<String> = rooms
             .iter_mut()
@@ -340,7 +354,8 @@ impl Conferences {
     }
 
     /// Turns a worker's mesh event into control lines: `speaking` to every member when a
-    /// talk run starts or stops, `quality` to every member when a member's light changes.
+    /// talk run starts or stops, `quality` to every member when a member's light changes,
+    /// the `level` lines of one period together, and `dominant` when the floor changes.
     pub(crate) fn on_mesh_event(&self, worker: usize, ev: mesh::Event) {
         let mut rooms = self.rooms();
         match ev {
@@ -374,6 +389,24 @@ impl Conferences {
                         },
                         None,
                     );
+                }
+            }
+            mesh::Event::Levels { conf, levels } => {
+                if let Some(room) = rooms.by_conf(worker, conf) {
+                    let lines: Vec<bytes::Bytes> = levels
+                        .iter()
+                        .map(|(participant, dbov)| {
+                            ServerMsg::Level { participant, dbov }.encode().into()
+                        })
+                        .collect();
+                    room.broadcast_lines(&lines);
+                }
+            }
+            mesh::Event::Dominant { conf, participant } => {
+                if let Some(room) = rooms.by_conf(worker, conf) {
+                    if room.set_dominant(participant) {
+                        room.broadcast(&ServerMsg::Dominant { participant }, None);
+                    }
                 }
             }
             ev => tracing::info!(worker, event = ?ev, "mesh event"),

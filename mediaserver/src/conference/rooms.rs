@@ -3,8 +3,9 @@
 //! (`super`) changes it.
 
 use control::Outbox;
-use protocol::{CostModel, MediaKind, Mode, MsMsg, Quality, ServerMsg};
+use protocol::{Actor, CostModel, MediaKind, Mode, MsMsg, Quality, Role, ServerMsg};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 /// A joined client.
 pub(super) struct Member {
@@ -20,6 +21,62 @@ pub(super) struct Member {
     /// When we accepted it, Unix ms: a dispatcher that learns of it from a roster replay
     /// bills the stay from then.
     pub(super) joined_unix_ms: u64,
+    /// As its ticket says: the dispatcher signs the role.
+    pub(super) role: Role,
+    /// The ticket it joined with, revoked if it is kicked.
+    pub(super) ticket: String,
+    /// Muted itself; it may unmute itself.
+    pub(super) self_muted: bool,
+    /// Muted by a moderator or an operator (who): only they can lift it.
+    pub(super) hard_muted: Option<Actor>,
+    /// Its hand is up (it asked the moderators to speak).
+    pub(super) raised: bool,
+    pub(super) chat: ChatBucket,
+}
+
+impl Member {
+    /// Whether its audio is held back, for whichever reason.
+    pub(super) fn muted(&self) -> bool {
+        self.self_muted || self.hard_muted.is_some()
+    }
+
+    pub(super) fn is_moderator(&self) -> bool {
+        self.role == Role::Moderator
+    }
+}
+
+/// A member's chat allowance, a token bucket: a person typing is never held back, a flood
+/// is cut at the rate, and the flooder is told once per flood rather than once per line.
+#[derive(Debug, Clone)]
+pub(super) struct ChatBucket {
+    tokens: f64,
+    last: Instant,
+    /// A refusal went out since the last line that passed.
+    told: bool,
+}
+
+impl ChatBucket {
+    pub(super) fn new(burst: u32, now: Instant) -> Self {
+        ChatBucket {
+            tokens: f64::from(burst),
+            last: now,
+            told: false,
+        }
+    }
+
+    /// Takes one line at `now`: `Ok` when it may pass; `Err(true)` for the first refusal
+    /// of a flood (answer it), `Err(false)` for the rest (drop them quietly).
+    pub(super) fn take(&mut self, now: Instant, rate: f64, burst: u32) -> Result<(), bool> {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * rate).min(f64::from(burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.told = false;
+            return Ok(());
+        }
+        Err(!std::mem::replace(&mut self.told, true))
+    }
 }
 
 /// One conference.
@@ -33,8 +90,13 @@ pub(super) struct Room {
     /// Joins whose `reserve` has not arrived yet: the registry link can be slower than
     /// the client. The late `reserve` is matched here instead of lingering.
     early_joins: Vec<(String, u64)>,
-    /// The last `quality` light sent for each member (mix conferences).
+    /// The last `quality` light sent for each member.
     quality: HashMap<u32, Quality>,
+    /// Locked by a moderator or an operator (who): new joins are refused, moderators'
+    /// excepted.
+    locked: Option<Actor>,
+    /// The dominant speaker last announced.
+    dominant: Option<u32>,
 }
 
 impl Room {
@@ -47,6 +109,57 @@ impl Room {
             reservations: Vec::new(),
             early_joins: Vec::new(),
             quality: HashMap::new(),
+            locked: None,
+            dominant: None,
+        }
+    }
+
+    /// Records the dominant speaker; true when it changed (and is a member).
+    pub(super) fn set_dominant(&mut self, participant: u32) -> bool {
+        self.members.contains_key(&participant)
+            && self.dominant.replace(participant) != Some(participant)
+    }
+
+    pub(super) fn dominant(&self) -> Option<u32> {
+        self.dominant.filter(|p| self.members.contains_key(p))
+    }
+
+    /// Sends several lines to every member, together (one write per member when its
+    /// connection keeps up).
+    pub(super) fn broadcast_lines(&self, lines: &[bytes::Bytes]) {
+        for m in self.members.values() {
+            for l in lines {
+                if !m.outbox.send(l.clone()) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Who locked the room, if it is locked.
+    pub(super) fn locked(&self) -> Option<Actor> {
+        self.locked
+    }
+
+    pub(super) fn set_locked(&mut self, by: Option<Actor>) {
+        self.locked = by;
+    }
+
+    pub(super) fn member_mut(&mut self, id: u32) -> Option<&mut Member> {
+        self.members.get_mut(&id)
+    }
+
+    pub(super) fn members_mut(&mut self) -> impl Iterator<Item = (&u32, &mut Member)> {
+        self.members.iter_mut()
+    }
+
+    /// Sends a line to the moderators and to `also` (say, the member it is about).
+    pub(super) fn to_moderators(&self, msg: &ServerMsg, also: Option<u32>) {
+        let line = bytes::Bytes::from(msg.encode());
+        for (id, m) in &self.members {
+            if m.is_moderator() || Some(*id) == also {
+                m.outbox.send(line.clone());
+            }
         }
     }
 
@@ -76,6 +189,9 @@ impl Room {
 
     pub(super) fn remove(&mut self, id: u32) -> Option<Member> {
         self.quality.remove(&id);
+        if self.dominant == Some(id) {
+            self.dominant = None;
+        }
         self.members.remove(&id)
     }
 
@@ -276,6 +392,42 @@ mod tests {
         r.reserve("ann".into(), 100);
         assert!(r.is_idle());
         assert!(r.early_joins.is_empty());
+    }
+
+    #[test]
+    fn chat_bucket_passes_a_burst_then_the_rate_and_answers_a_flood_once() {
+        let t0 = Instant::now();
+        let mut b = ChatBucket::new(3, t0);
+        for _ in 0..3 {
+            assert_eq!(b.take(t0, 2.0, 3), Ok(()));
+        }
+        assert_eq!(
+            b.take(t0, 2.0, 3),
+            Err(true),
+            "the first refusal is answered"
+        );
+        assert_eq!(
+            b.take(t0, 2.0, 3),
+            Err(false),
+            "the rest are dropped quietly"
+        );
+        let later = t0 + std::time::Duration::from_millis(500);
+        assert_eq!(
+            b.take(later, 2.0, 3),
+            Ok(()),
+            "one line a half second at 2/s"
+        );
+        assert_eq!(
+            b.take(later, 2.0, 3),
+            Err(true),
+            "a new flood is answered again"
+        );
+        // A long pause refills no more than the burst.
+        let much_later = t0 + std::time::Duration::from_secs(60);
+        let passed = (0..10)
+            .filter(|_| b.take(much_later, 2.0, 3).is_ok())
+            .count();
+        assert_eq!(passed, 3);
     }
 
     #[test]

@@ -104,8 +104,11 @@ pub struct Sim {
     pub lost: HashMap<ParticipantId, Vec<u16>>,
     /// Every delivery in order: (arrival, receiver, packet).
     pub log: Vec<(Instant, ParticipantId, Vec<u8>)>,
-    /// Participants sending audio every 20 ms, and whether they talk (level 10) or not (127).
+    /// Participants sending audio every 20 ms, and whether they talk (level 10, or their
+    /// entry in `levels`) or not (127).
     pub voices: HashMap<ParticipantId, bool>,
+    /// The RFC 6464 level a talking participant sends, when not 10.
+    pub levels: HashMap<ParticipantId, u8>,
     audio_seq: u16,
     ms: u64,
 }
@@ -141,6 +144,7 @@ impl Sim {
             lost: HashMap::new(),
             log: Vec::new(),
             voices: HashMap::new(),
+            levels: HashMap::new(),
             audio_seq: 0,
             ms: 0,
         };
@@ -220,11 +224,11 @@ impl Sim {
             let mut voices: Vec<_> = self.voices.iter().map(|(&p, &t)| (p, t)).collect();
             voices.sort_unstable();
             for (id, talking) in voices {
-                let pkt = audio_packet(
-                    audio_ssrc(id),
-                    self.audio_seq,
-                    if talking { 10 } else { 127 },
-                );
+                let level = match talking {
+                    true => self.levels.get(&id).copied().unwrap_or(10),
+                    false => 127,
+                };
+                let pkt = audio_packet(audio_ssrc(id), self.audio_seq, level);
                 self.mesh.handle_datagram(now, addr(id), &pkt);
                 self.deliver();
             }

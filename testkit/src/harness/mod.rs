@@ -449,10 +449,21 @@ impl Client {
         name: &str,
         extra: &[&str],
     ) -> Client {
-        let dispatcher = dispatcher.to_string();
+        Client::spawn_at(&dispatcher.to_string(), conference, account, name, extra)
+    }
+
+    /// Like [`Client::spawn`], with the dispatcher as confclient takes it: `host:port` or
+    /// a WebSocket URL (`ws://...`).
+    pub fn spawn_at(
+        dispatcher: &str,
+        conference: &str,
+        account: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Client {
         let mut args = vec![
             "--dispatcher",
-            &dispatcher,
+            dispatcher,
             "--conference",
             conference,
             "--account",
