@@ -54,9 +54,20 @@ pub struct SessionConfig {
     pub g711: Option<Law>,
     /// The user's domain (`join ... domain=`), which the dispatcher maps to a tenant pool.
     pub domain: Option<String>,
+    /// `--ca`: the CA file TLS servers are verified with; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl SessionConfig {
+    /// The trust of TLS links (`--ca`), read once per session.
+    pub fn client_tls(&self) -> Result<Option<::control::ClientTls>, ClientError> {
+        self.ca
+            .as_deref()
+            .map(::control::ClientTls::from_ca_file)
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("--ca: {e}")))
+    }
+
     /// The codec name as `join` and `channel` spell it.
     pub fn codec_name(&self) -> &'static str {
         self.g711.map_or("opus", Law::name)
@@ -312,7 +323,7 @@ pub async fn run(
 ) -> Result<Summary, ClientError> {
     // Open the recording before connecting: a bad path should fail before we join.
     let recorder = Recorder::new(cfg.record.as_deref(), std::time::Instant::now())?;
-    let mut ctrl = Control::new(cfg.flow_config());
+    let mut ctrl = Control::new(cfg.flow_config()).with_tls(cfg.client_tls()?);
     let mut st = State {
         cfg,
         media: None,

@@ -82,6 +82,11 @@ pub struct MediaServerArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: control::LimitArgs,
+    /// TLS on the client port and the HTTP port (`--tls-cert`, `--tls-key`), and the CA
+    /// the registry link verifies dispatchers with (`--tls-ca`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: control::TlsArgs,
 }
 
 /// Registry addresses of the dispatchers a server may link to, in order of preference.
@@ -147,6 +152,8 @@ pub struct Settings {
     pub cost: CostModel,
     /// Limits and timeouts of the client control connections (TCP and WebSocket).
     pub limits: control::Limits,
+    /// TLS on every port, and the registry link's trust (none by default).
+    pub tls: control::TlsArgs,
     /// Commands queued per media worker; a full queue refuses (and counts) what cannot wait.
     pub worker_queue: usize,
 }
@@ -210,6 +217,7 @@ impl Settings {
             video: true,
             cost: CostModel::default(),
             limits: control::Limits::default(),
+            tls: control::TlsArgs::default(),
             worker_queue: crate::worker::COMMAND_QUEUE,
         }
     }
@@ -277,6 +285,7 @@ impl MediaServerArgs {
         s.video = a.video.unwrap_or(true);
         s.cost = a.cost.unwrap_or_default();
         s.limits = a.limits.resolve().map_err(MediaServerError::Config)?;
+        s.tls = a.tls;
         if let Some(q) = a.worker_queue {
             if q == 0 {
                 return Err(MediaServerError::Config(

@@ -36,12 +36,18 @@ pub enum ErrorCode {
     /// The peer was too slow: no `join`/`register` within the handshake timeout, or
     /// nothing at all within the idle timeout.
     Timeout,
+    /// The port speaks TLS and the peer sent plain text (or nothing): it must connect
+    /// with TLS (`tls://`, `wss://`, `https://`).
+    TlsRequired,
+    /// Too many joins from this address or for this account in a short time (the
+    /// dispatcher's `join_rate_*` settings); the text says when to try again.
+    RateLimited,
     /// A code this build does not know; kept so a newer peer's lines still parse.
     Other(u16),
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
@@ -57,6 +63,8 @@ impl ErrorCode {
         ErrorCode::AccountFull,
         ErrorCode::TooManyConnections,
         ErrorCode::Timeout,
+        ErrorCode::TlsRequired,
+        ErrorCode::RateLimited,
     ];
 
     pub fn as_u16(self) -> u16 {
@@ -77,6 +85,8 @@ impl ErrorCode {
             ErrorCode::AccountFull => 429,
             ErrorCode::TooManyConnections => 420,
             ErrorCode::Timeout => 421,
+            ErrorCode::TlsRequired => 426,
+            ErrorCode::RateLimited => 430,
             ErrorCode::Other(n) => n,
         }
     }
@@ -106,6 +116,8 @@ impl ErrorCode {
             ErrorCode::AccountFull => "account-full",
             ErrorCode::TooManyConnections => "too-many-connections",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::TlsRequired => "tls-required",
+            ErrorCode::RateLimited => "rate-limited",
             ErrorCode::Other(_) => "other",
         }
     }
