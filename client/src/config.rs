@@ -28,6 +28,15 @@ pub struct Args {
     /// (`ws://HOST:PORT/ws`, the control lines over a WebSocket).
     #[arg(long, value_name = "HOST:PORT|URL")]
     pub dispatcher: Option<String>,
+    /// Reach the dispatcher, and every server it sends us to, over TLS (`HOST:PORT`
+    /// becomes `tls://HOST:PORT`, `ws://` becomes `wss://`).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// PEM CA certificate(s) that TLS servers are verified with (a self-signed server
+    /// certificate works too) [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Conference to join.
     #[arg(long, value_name = "NAME")]
     pub conference: Option<String>,
@@ -194,6 +203,9 @@ fn with_default_port(addr: String) -> String {
         // A WebSocket URL names its port (or the scheme's).
         return addr;
     }
+    if let Some(rest) = addr.strip_prefix("tls://") {
+        return format!("tls://{}", with_default_port(rest.to_owned()));
+    }
     let has_port = match addr.rsplit_once(':') {
         // A bare IPv6 address has colons but no port unless bracketed.
         Some((host, port)) => {
@@ -207,6 +219,17 @@ fn with_default_port(addr: String) -> String {
         format!("[{addr}]:{}", protocol::DEFAULT_PORT)
     } else {
         format!("{addr}:{}", protocol::DEFAULT_PORT)
+    }
+}
+
+/// The dispatcher's address with `--tls`: `tls://HOST:PORT` or a `wss://` URL.
+fn with_tls(addr: String, tls: bool) -> String {
+    if !tls || addr.starts_with("tls://") || addr.starts_with("wss://") {
+        return addr;
+    }
+    match addr.strip_prefix("ws://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("tls://{addr}"),
     }
 }
 
@@ -301,7 +324,11 @@ impl Args {
         Ok(ClientConfig {
             external,
             session: SessionConfig {
-                dispatcher: with_default_port(required("dispatcher", a.dispatcher)?),
+                dispatcher: with_tls(
+                    with_default_port(required("dispatcher", a.dispatcher)?),
+                    a.tls,
+                ),
+                ca: a.ca,
                 conference: required("conference", a.conference)?,
                 account: required("account", a.account)?,
                 name: required("name", a.name)?,
@@ -432,6 +459,13 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(c.session.dispatcher, "127.0.0.1:3450");
+        assert_eq!(
+            with_tls("127.0.0.1:3450".into(), true),
+            "tls://127.0.0.1:3450"
+        );
+        assert_eq!(with_tls("ws://h:1/ws".into(), true), "wss://h:1/ws");
+        assert_eq!(with_tls("127.0.0.1:3450".into(), false), "127.0.0.1:3450");
+        assert_eq!(with_default_port("tls://h".into()), "tls://h:3450");
         assert_eq!(c.session.tone, Some(440.0));
         assert_eq!(c.session.mode, Mode::Reflect);
         assert_eq!(c.duration, Some(Duration::from_millis(2500)));

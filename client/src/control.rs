@@ -1,5 +1,5 @@
 //! The driver of the join flow: [`Control`] runs [`crate::flow::JoinFlow`] over real
-//! control connections (TCP or WebSocket, through the `control` crate's links) and hands
+//! control connections (TCP, TLS or WebSocket, through the `control` crate's links) and hands
 //! the application only what it must act on: channels to open, media to pause, events to
 //! print, the end. Also the [`Event`] lines the client reports.
 
@@ -42,6 +42,8 @@ pub struct Control {
     closing: Option<::control::Outbox>,
     /// Lines that framed fine but did not parse; skipped.
     pub bad_lines: u64,
+    /// The trust of `tls://` and `wss://` links; `None`: the system's roots.
+    tls: Option<::control::ClientTls>,
 }
 
 fn connect_error(peer: Peer, addr: &str, e: ControlError) -> ClientError {
@@ -66,7 +68,15 @@ impl Control {
             connecting: None,
             closing: None,
             bad_lines: 0,
+            tls: None,
         }
+    }
+
+    /// Verifies TLS servers (the dispatcher given as `tls://` or `wss://`, and every
+    /// server a `dispatch` names so) against `tls` instead of the system's roots.
+    pub fn with_tls(mut self, tls: Option<::control::ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The conference we are in (or joining).
@@ -141,12 +151,13 @@ impl Control {
                 Action::Connect { target, peer } => {
                     self.close_link();
                     let to = target.clone();
-                    let fut = async move { ::control::connect(&to).await };
+                    let tls = self.tls.clone();
+                    let fut = async move { ::control::connect_tls(&to, tls.as_ref()).await };
                     self.connecting = Some((Box::pin(fut), peer, target));
                 }
                 Action::Send(m) => {
                     let line = m.encode();
-                    tracing::debug!(line = line.trim_end(), "send");
+                    tracing::debug!(line = %protocol::redact_line(&line), "send");
                     if let Some(l) = &self.link {
                         // A closed link is reported by its incoming side.
                         l.outbox.send(line);
@@ -212,12 +223,12 @@ impl Control {
                     match got {
                         Recv::Line(l) => match ServerMsg::parse(&l) {
                             Ok(m) => {
-                                tracing::debug!(peer = peer.as_str(), line = l, "recv");
+                                tracing::debug!(peer = peer.as_str(), line = %protocol::redact_line(&l), "recv");
                                 self.flow.handle(now, Input::Line(m));
                             }
                             Err(e) => {
                                 self.bad_lines += 1;
-                                tracing::warn!(peer = peer.as_str(), line = l, "ignoring line: {e}");
+                                tracing::warn!(peer = peer.as_str(), line = %protocol::redact_line(&l), "ignoring line: {e}");
                             }
                         },
                         Recv::Bad(e) => {

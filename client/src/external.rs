@@ -213,7 +213,7 @@ pub async fn run(
     let mut flow = cfg.flow_config();
     flow.opts.media = ext.kinds().to_vec();
     flow.opts.app = Some("confclient-external".into());
-    let mut ctrl = Control::new(flow);
+    let mut ctrl = Control::new(flow).with_tls(cfg.client_tls()?);
     let mut st = State {
         ext,
         channels: Vec::new(),

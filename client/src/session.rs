@@ -75,9 +75,20 @@ pub struct SessionConfig {
     pub clicks: bool,
     /// Find the bench's clicks in what we play out and report their latency.
     pub detect_clicks: bool,
+    /// `--ca`: the CA file TLS servers are verified with; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl SessionConfig {
+    /// The trust of TLS links (`--ca`), read once per session.
+    pub fn client_tls(&self) -> Result<Option<::control::ClientTls>, ClientError> {
+        self.ca
+            .as_deref()
+            .map(::control::ClientTls::from_ca_file)
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("--ca: {e}")))
+    }
+
     /// The codec name as `join` and `channel` spell it.
     pub fn codec_name(&self) -> &'static str {
         self.g711.map_or("opus", Law::name)
@@ -369,7 +380,7 @@ pub async fn run(
         std::time::Instant::now(),
         cfg.detect_clicks,
     )?;
-    let mut ctrl = Control::new(cfg.flow_config());
+    let mut ctrl = Control::new(cfg.flow_config()).with_tls(cfg.client_tls()?);
     let mut st = State {
         cfg,
         media: None,

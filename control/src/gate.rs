@@ -62,10 +62,12 @@ pub enum CloseReason {
     BadLine,
     /// The server is shutting down.
     Shutdown,
+    /// The TLS handshake failed, or the peer spoke plain text to a TLS port.
+    Tls,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::Peer,
         CloseReason::Done,
         CloseReason::HandshakeTimeout,
@@ -74,6 +76,7 @@ impl CloseReason {
         CloseReason::WriteTimeout,
         CloseReason::BadLine,
         CloseReason::Shutdown,
+        CloseReason::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +89,7 @@ impl CloseReason {
             CloseReason::WriteTimeout => "write-timeout",
             CloseReason::BadLine => "bad-line",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Tls => "tls",
         }
     }
 

@@ -14,23 +14,35 @@
 //!   was refused or closed, by reason, for `/metrics` ([`metrics`]);
 //! - [`serve`]: the one accept loop for TCP and the WebSocket upgrade for axum, both under a
 //!   [`Shutdown`] that stops accepting and ends every session gracefully;
-//! - [`client`]: the client side, connecting to a TCP address or a `ws://` URL.
+//! - [`client`]: the client side, connecting to a TCP address, a `tls://` address or a
+//!   `ws://`/`wss://` URL;
+//! - [`tls`]: TLS (rustls) for the control ports, the WebSockets and the HTTP ports, set by
+//!   one [`TlsArgs`] per binary.
+//!
+//! - [`rate`]: sans-IO token buckets by key (join rates);
+//! - [`http`]: the body-size and time limits of every HTTP route.
 //!
 //! Message parsing stays in `protocol`; this crate moves lines.
 
 pub mod client;
 pub mod codec;
 pub mod gate;
+pub mod http;
 pub mod limits;
 pub mod link;
 pub mod metrics;
+pub mod rate;
 pub mod serve;
+pub mod tls;
 
-pub use client::connect;
+pub use client::{connect, connect_tls};
 pub use gate::{CloseReason, Gate, RefuseReason};
+pub use http::{http_limits, http_limits_with, HttpLimits};
 pub use limits::{LimitArgs, Limits, LinkConfig};
 pub use link::{Incoming, Link, Outbox, Recv, Transport};
-pub use serve::{listen, serve_tcp, ws_router, ws_session, Shutdown};
+pub use rate::{Buckets, Rate};
+pub use serve::{listen, serve_http, serve_tcp, serve_tcp_tls, ws_router, ws_session, Shutdown};
+pub use tls::{ClientTls, ServerTls, TlsArgs};
 
 /// Everything this crate reports as an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +61,14 @@ pub enum ControlError {
     },
     #[error("the connection is closed")]
     Closed,
+    /// A certificate, key or CA file that cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("tls to {addr}: {source}")]
+    TlsConnect {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Raises this process's open-file limit to its hard limit: a server holding thousands of

@@ -12,16 +12,16 @@ use futures_util::stream::{BoxStream, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{error_line, ErrorCode, ProtoError};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite as ts;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -266,11 +266,18 @@ impl Incoming {
     }
 }
 
+/// The write half of a byte stream (TCP, TLS over TCP).
+type ByteWriter = Box<dyn AsyncWrite + Send + Unpin>;
+/// The read half of a byte stream.
+type ByteReader = Box<dyn AsyncRead + Send + Unpin>;
+/// The sending half of a WebSocket we connected to, over TCP or TLS.
+type WsClientSink = Pin<Box<dyn futures_util::Sink<ts::Message, Error = ts::Error> + Send>>;
+
 /// Where the writer task writes.
 enum Sink {
-    Tcp(BufWriter<OwnedWriteHalf>),
+    Tcp(BufWriter<ByteWriter>),
     Ws(SplitSink<axws::WebSocket, axws::Message>),
-    WsClient(SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, ts::Message>),
+    WsClient(WsClientSink),
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -420,15 +427,39 @@ impl Link {
         permit: Option<Permit>,
         shutdown: Option<&CancellationToken>,
     ) -> Link {
-        let _ = stream.set_nodelay(true);
-        let meta = Meta {
-            peer: stream
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
-            local: stream.local_addr().ok(),
-            transport: Transport::Tcp,
-        };
+        let meta = Meta::of(&stream);
         let (r, w) = stream.into_split();
+        Link::bytes(Box::new(r), Box::new(w), meta, cfg, permit, shutdown)
+    }
+
+    /// A TLS connection over TCP, server side (accepted on a TLS port).
+    pub fn tls_server(
+        stream: tokio_rustls::server::TlsStream<TcpStream>,
+        cfg: LinkConfig,
+        permit: Option<Permit>,
+        shutdown: Option<&CancellationToken>,
+    ) -> Link {
+        let meta = Meta::of(stream.get_ref().0);
+        let (r, w) = tokio::io::split(stream);
+        Link::bytes(Box::new(r), Box::new(w), meta, cfg, permit, shutdown)
+    }
+
+    /// A TLS connection over TCP, client side.
+    pub fn tls_client(stream: tokio_rustls::client::TlsStream<TcpStream>, cfg: LinkConfig) -> Link {
+        let meta = Meta::of(stream.get_ref().0);
+        let (r, w) = tokio::io::split(stream);
+        Link::bytes(Box::new(r), Box::new(w), meta, cfg, None, None)
+    }
+
+    /// Lines over a byte stream's two halves.
+    fn bytes(
+        r: ByteReader,
+        w: ByteWriter,
+        meta: Meta,
+        cfg: LinkConfig,
+        permit: Option<Permit>,
+        shutdown: Option<&CancellationToken>,
+    ) -> Link {
         let source = FramedRead::new(r, LineCodec::default())
             .map(|item| match item {
                 Ok(l) => Frame::Line(l),
@@ -482,13 +513,19 @@ impl Link {
         Link::build(source, Sink::Ws(sink), meta, cfg, permit, shutdown)
     }
 
-    /// A WebSocket we connected to (the client side).
-    pub fn ws_client(socket: WebSocketStream<MaybeTlsStream<TcpStream>>, cfg: LinkConfig) -> Link {
-        let (peer, local) = match socket.get_ref() {
-            MaybeTlsStream::Plain(s) => (s.peer_addr().ok(), s.local_addr().ok()),
-            _ => (None, None),
-        };
+    /// A WebSocket we connected to (the client side), over TCP or TLS; `peer` and `local`
+    /// are the ends of the connection under it.
+    pub fn ws_client<S>(
+        socket: WebSocketStream<S>,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        cfg: LinkConfig,
+    ) -> Link
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let (sink, stream) = socket.split();
+        let sink: WsClientSink = Box::pin(sink);
         let source = stream
             .filter_map(|m| async move {
                 match m {
@@ -512,6 +549,20 @@ struct Meta {
     peer: SocketAddr,
     local: Option<SocketAddr>,
     transport: Transport,
+}
+
+impl Meta {
+    fn of(stream: &TcpStream) -> Meta {
+        // Lines are small and latency matters more than packing.
+        let _ = stream.set_nodelay(true);
+        Meta {
+            peer: stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            local: stream.local_addr().ok(),
+            transport: Transport::Tcp,
+        }
+    }
 }
 
 fn message_frame(text: &str) -> Frame {

@@ -3,10 +3,12 @@
 
 use crate::gate::{Gate, RefuseReason};
 use crate::link::Link;
+use crate::tls::{ServerTls, TlsListener};
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::SinkExt;
 use protocol::{error_line, ErrorCode};
@@ -103,7 +105,25 @@ where
     H: Fn(Link) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_tcp_tls(listener, None, gate, shutdown, handler).await
+}
+
+/// [`serve_tcp`], behind TLS when `tls` is given: each admitted connection does its
+/// handshake in its own task (bounded by the handshake timeout), and a plain-text peer is
+/// answered `error 426` in plain text and closed (counted as closed for `tls`).
+pub async fn serve_tcp_tls<H, F>(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    gate: Arc<Gate>,
+    shutdown: Shutdown,
+    handler: H,
+) where
+    H: Fn(Link) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handler = Arc::new(handler);
     let cfg = gate.limits().link();
+    let plain = crate::tls::plain_line();
     loop {
         let accepted = tokio::select! {
             () = shutdown.started() => return,
@@ -111,10 +131,30 @@ where
         };
         match accepted {
             Ok((stream, peer)) => match gate.admit(peer.ip()) {
-                Ok(permit) => {
-                    let link = Link::tcp(stream, cfg, Some(permit), Some(shutdown.token()));
-                    shutdown.spawn(handler(link));
-                }
+                Ok(permit) => match &tls {
+                    None => {
+                        let link = Link::tcp(stream, cfg, Some(permit), Some(shutdown.token()));
+                        shutdown.spawn(handler(link));
+                    }
+                    Some(tls) => {
+                        let (tls, gate, plain) = (tls.clone(), gate.clone(), plain.clone());
+                        let (handler, stop) = (handler.clone(), shutdown.clone());
+                        let within = cfg.handshake_timeout.unwrap_or(Duration::from_secs(10));
+                        tokio::spawn(async move {
+                            match tls.accept(stream, within, &plain).await {
+                                Ok(s) => {
+                                    let link =
+                                        Link::tls_server(s, cfg, Some(permit), Some(stop.token()));
+                                    stop.spawn(handler(link));
+                                }
+                                Err(_) => {
+                                    gate.stats().count_close(crate::CloseReason::Tls);
+                                    drop(permit);
+                                }
+                            }
+                        });
+                    }
+                },
                 Err(reason) => {
                     tokio::spawn(refuse_tcp(stream, reason));
                 }
@@ -189,4 +229,38 @@ where
     Router::new()
         .route("/ws", get(route))
         .with_state((gate, shutdown))
+}
+
+/// Serves a server's HTTP router (with its `/ws` route) on `listener` until `shutdown`
+/// starts: plain HTTP, or HTTPS with `tls` (the same certificate as the control port). The
+/// peer's address reaches handlers as `ConnectInfo<SocketAddr>`. Every route gets the
+/// body-size and time limits of [`crate::http_limits`].
+pub async fn serve_http(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    app: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let app = crate::http_limits(app);
+    let stop = async move { shutdown.started().await };
+    match tls {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
+        }
+        Some(tls) => {
+            // `tap_io` makes axum's `ConnectInfo<SocketAddr>` work for a listener of ours.
+            let listener = TlsListener::new(listener, tls).tap_io(|_| ());
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
+        }
+    }
 }

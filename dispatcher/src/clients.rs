@@ -63,6 +63,9 @@ pub(crate) async fn session(link: Link, service: Arc<Service>) {
                 opts,
             } => {
                 incoming.handshake_done();
+                if let Some(reject) = service.admit_join(&account, outbox.peer().ip()) {
+                    return refuse(reject);
+                }
                 let reply = service
                     .join(&conference, &account, &name, &opts, outbox.transport())
                     .await;

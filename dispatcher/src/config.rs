@@ -154,6 +154,67 @@ pub struct DispatcherArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: control::LimitArgs,
+    /// How fast one account or one address may join.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub join_rate: JoinRateArgs,
+    /// TLS on the client port, the registry port and the HTTP port.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: control::TlsArgs,
+}
+
+/// The join rate limits (flags, TOML keys, `NOC_*` variables). Past one, a join gets
+/// `reject 430 retry after N ms: ...`. 0 (the default) turns a limit off.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
+pub struct JoinRateArgs {
+    /// Joins a second allowed per account, all addresses together (0: no limit).
+    #[arg(long)]
+    pub join_rate_account: Option<f64>,
+    /// Joins an account may make at once before its rate applies [default: 10 × the rate, at least 1].
+    #[arg(long)]
+    pub join_burst_account: Option<u32>,
+    /// Joins a second allowed per client IP address, all accounts together (0: no limit).
+    #[arg(long)]
+    pub join_rate_ip: Option<f64>,
+    /// Joins an address may make at once before its rate applies [default: 10 × the rate, at least 1].
+    #[arg(long)]
+    pub join_burst_ip: Option<u32>,
+}
+
+/// Resolved join rate limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JoinRate {
+    pub per_account: control::Rate,
+    pub per_ip: control::Rate,
+}
+
+impl Default for JoinRate {
+    fn default() -> Self {
+        JoinRate {
+            per_account: control::Rate::OFF,
+            per_ip: control::Rate::OFF,
+        }
+    }
+}
+
+impl JoinRateArgs {
+    pub fn resolve(&self) -> Result<JoinRate, String> {
+        let rate = |per_sec: Option<f64>, burst: Option<u32>, name: &str| {
+            let per_sec = per_sec.unwrap_or(0.0);
+            let burst = burst.unwrap_or_else(|| (per_sec * 10.0).ceil().max(1.0) as u32);
+            let r = control::Rate { per_sec, burst };
+            r.check(name).map(|()| r)
+        };
+        Ok(JoinRate {
+            per_account: rate(
+                self.join_rate_account,
+                self.join_burst_account,
+                "join_rate_account",
+            )?,
+            per_ip: rate(self.join_rate_ip, self.join_burst_ip, "join_rate_ip")?,
+        })
+    }
 }
 
 /// Resolved dispatcher settings.
@@ -176,6 +237,10 @@ pub struct Settings {
     pub store: crate::store::StoreUrl,
     /// Limits and timeouts of the client control connections (TCP and WebSocket).
     pub limits: control::Limits,
+    /// How fast one account or one address may join.
+    pub join_rate: JoinRate,
+    /// TLS on every port (none by default).
+    pub tls: control::TlsArgs,
 }
 
 impl Settings {
@@ -195,6 +260,8 @@ impl Settings {
             tenancy: Tenancy::default(),
             store: crate::store::StoreUrl::Memory,
             limits: control::Limits::default(),
+            join_rate: JoinRate::default(),
+            tls: control::TlsArgs::default(),
         }
     }
 }
@@ -260,6 +327,8 @@ impl DispatcherArgs {
         }
         s.cost = a.cost.unwrap_or_default();
         s.limits = a.limits.resolve().map_err(DispatcherError::Config)?;
+        s.join_rate = a.join_rate.resolve().map_err(DispatcherError::Config)?;
+        s.tls = a.tls;
         s.tenancy = Tenancy {
             pools: a.pools,
             tenants: a

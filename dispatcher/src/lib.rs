@@ -146,18 +146,24 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
     );
     let metrics = metrics::Metrics::new(vec![client_gate.clone(), registry_gate.clone()]);
     let store = store::Store::open(&settings.store).await?;
+    let tls = settings
+        .tls
+        .server()
+        .map_err(|e| DispatcherError::Config(e.to_string()))?;
     let service = Arc::new(Service::new(settings, usage, store, metrics));
     let shutdown = Shutdown::new();
     let s = service.clone();
-    tokio::spawn(control::serve_tcp(
+    tokio::spawn(control::serve_tcp_tls(
         clients,
+        tls.clone(),
         client_gate.clone(),
         shutdown.clone(),
         move |link| clients::session(link, s.clone()),
     ));
     let s = service.clone();
-    tokio::spawn(control::serve_tcp(
+    tokio::spawn(control::serve_tcp_tls(
         registry,
+        tls.clone(),
         registry_gate,
         shutdown.clone(),
         move |link| registry::link(link, s.clone()),
@@ -180,10 +186,7 @@ pub async fn start(settings: Settings) -> Result<Running, DispatcherError> {
         ));
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let served = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.started().await })
-                .await;
-            if let Err(e) = served {
+            if let Err(e) = control::serve_http(l, tls, app, stop).await {
                 tracing::error!(error = %e, "http server stopped");
             }
         });

@@ -36,8 +36,13 @@ async fn main() -> std::process::ExitCode {
             println!("dispatcher {}", r.client_addr);
             println!("registry {}", r.registry_addr);
             if let Some(h) = r.http_addr {
+                let ws = if r.service.settings().tls.tls_cert.is_some() {
+                    "wss"
+                } else {
+                    "ws"
+                };
                 println!("http {h}");
-                println!("websocket ws://{h}/ws");
+                println!("websocket {ws}://{h}/ws");
             }
             stop_signal().await;
             // Control sessions end cleanly before the process goes.

@@ -89,6 +89,11 @@ pub struct MediaServerArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: control::LimitArgs,
+    /// TLS on the client port and the HTTP port (`--tls-cert`, `--tls-key`), and the CA
+    /// the registry link verifies dispatchers with (`--tls-ca`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: control::TlsArgs,
 }
 
 /// Registry addresses of the dispatchers a server may link to, in order of preference.
@@ -154,6 +159,8 @@ pub struct Settings {
     pub cost: CostModel,
     /// Limits and timeouts of the client control connections (TCP and WebSocket).
     pub limits: control::Limits,
+    /// TLS on every port, and the registry link's trust (none by default).
+    pub tls: control::TlsArgs,
     /// Commands queued per media worker; a full queue refuses (and counts) what cannot wait.
     pub worker_queue: usize,
     /// Chat: lines per second per member, and the burst allowed before that rate applies.
@@ -220,6 +227,7 @@ impl Settings {
             video: true,
             cost: CostModel::default(),
             limits: control::Limits::default(),
+            tls: control::TlsArgs::default(),
             worker_queue: crate::worker::COMMAND_QUEUE,
             chat_rate: 5.0,
             chat_burst: 10,
@@ -305,6 +313,7 @@ impl MediaServerArgs {
             }
             s.chat_burst = b;
         }
+        s.tls = a.tls;
         if let Some(q) = a.worker_queue {
             if q == 0 {
                 return Err(MediaServerError::Config(

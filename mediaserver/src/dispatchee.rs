@@ -5,7 +5,8 @@
 //! present, so the dispatcher's tables converge again.
 
 use crate::conference::Conferences;
-use control::{Link, LinkConfig, Recv, Shutdown};
+use crate::http::Health;
+use control::{ClientTls, Link, LinkConfig, Recv, Shutdown};
 use protocol::{DispMsg, MsMsg};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,13 +14,24 @@ use tokio::sync::mpsc::Receiver;
 
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long the TLS handshake with a dispatcher may take.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
-pub(crate) async fn run(service: Arc<Conferences>, mut queue: Receiver<MsMsg>, shutdown: Shutdown) {
+/// Keeps the registry link up; `tls`: the dispatchers' registry ports speak TLS, verified
+/// with these roots. `health` says whether the dispatcher has answered our `register`.
+pub(crate) async fn run(
+    service: Arc<Conferences>,
+    mut queue: Receiver<MsMsg>,
+    shutdown: Shutdown,
+    tls: Option<ClientTls>,
+    health: Arc<Health>,
+) {
     loop {
         let linked = tokio::select! {
             () = shutdown.started() => return,
-            r = link(&service, &mut queue) => r,
+            r = link(&service, &mut queue, tls.as_ref(), &health) => r,
         };
+        health.set_registered(false);
         match linked {
             Ok(()) => tracing::warn!("dispatcher closed the registry link; reconnecting"),
             Err(e) => {
@@ -38,7 +50,12 @@ pub(crate) async fn run(service: Arc<Conferences>, mut queue: Receiver<MsMsg>, s
     }
 }
 
-async fn link(service: &Conferences, queue: &mut Receiver<MsMsg>) -> Result<(), String> {
+async fn link(
+    service: &Conferences,
+    queue: &mut Receiver<MsMsg>,
+    tls: Option<&ClientTls>,
+    health: &Health,
+) -> Result<(), String> {
     let stream = service
         .settings()
         .connect_dispatcher()
@@ -48,10 +65,26 @@ async fn link(service: &Conferences, queue: &mut Receiver<MsMsg>) -> Result<(), 
         outbox_lines: crate::conference::NOTIFY_QUEUE,
         ..LinkConfig::client()
     };
+    let link = match tls {
+        None => Link::tcp(stream, cfg, None, None),
+        Some(tls) => {
+            // The certificate must name the address the media server was given.
+            let host = stream
+                .peer_addr()
+                .map_err(|e| e.to_string())?
+                .ip()
+                .to_string();
+            let stream = tokio::time::timeout(TLS_HANDSHAKE, tls.connect(&host, stream))
+                .await
+                .map_err(|_| "TLS handshake with the dispatcher timed out".to_owned())?
+                .map_err(|e| format!("TLS with the dispatcher: {e}"))?;
+            Link::tls_client(stream, cfg)
+        }
+    };
     let Link {
         mut incoming,
         outbox,
-    } = Link::tcp(stream, cfg, None, None);
+    } = link;
     let hello: String = service.registration().iter().map(MsMsg::encode).collect();
     outbox.send(hello);
     tracing::info!(dispatcher = %service.settings().dispatcher, "registered");
@@ -60,7 +93,12 @@ async fn link(service: &Conferences, queue: &mut Receiver<MsMsg>) -> Result<(), 
         tokio::select! {
             got = incoming.recv() => match got {
                 Recv::Line(l) => match DispMsg::parse(&l) {
-                    Ok(msg) => on_dispatcher(service, msg),
+                    Ok(msg) => {
+                        if matches!(msg, DispMsg::Connect { .. }) {
+                            health.set_registered(true);
+                        }
+                        on_dispatcher(service, msg)
+                    }
                     Err(e) => tracing::warn!(error = %e, "bad line from dispatcher ignored"),
                 },
                 Recv::Bad(e) => return Err(format!("bad line from dispatcher: {e}")),

@@ -1,15 +1,16 @@
-//! The media server's HTTP face: `/metrics` for Prometheus (the WebSocket control route
-//! `/ws` is the client host's, merged in by `lib.rs`). The workers publish atomics once
+//! The media server's HTTP face: `/metrics` for Prometheus, and `/healthz` and `/readyz`
+//! for load balancers and orchestrators (the WebSocket control route `/ws` is the client
+//! host's, merged in by `lib.rs`). The workers publish atomics once
 //! per tick; this collector reads them at scrape time through `prometheus-client`'s
 //! encoder, so nothing on the packet path knows about metrics.
 
 use crate::conference::Conferences;
 use crate::worker::WorkerCounters;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use control::metrics::GateCollector;
 use control::Gate;
 use mesh::DropReason;
@@ -19,18 +20,68 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use serde_json::json;
 use std::fmt::Error;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The routes of this module: `/metrics`, with the gates' `noc_control_*` series.
-pub(crate) fn router(service: Arc<Conferences>, gates: Vec<Arc<Gate>>) -> Router {
+/// What `/readyz` reports: whether the registry link is up (the dispatcher answered our
+/// `register`). Set by the dispatchee.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    registered: AtomicBool,
+}
+
+impl Health {
+    pub(crate) fn set_registered(&self, yes: bool) {
+        self.registered.store(yes, Ordering::Relaxed);
+    }
+}
+
+/// The routes of this module: `/metrics`, with the gates' `noc_control_*` series,
+/// `/healthz` and `/readyz`.
+pub(crate) fn router(
+    service: Arc<Conferences>,
+    gates: Vec<Arc<Gate>>,
+    health: Arc<Health>,
+) -> Router {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Workers(service)));
+    registry.register_collector(Box::new(Workers(service.clone())));
     registry.register_collector(Box::new(GateCollector(gates)));
+    let probes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state((service, health));
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))
+        .merge(probes)
+}
+
+/// The process answers.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Serving: registered with a dispatcher and not draining (a draining server takes no
+/// new conferences, so a load balancer should stop sending it clients).
+async fn readyz(
+    State((service, health)): State<(Arc<Conferences>, Arc<Health>)>,
+) -> impl IntoResponse {
+    let registered = health.registered.load(Ordering::Relaxed);
+    let draining = service.is_draining();
+    let (code, status) = match (registered, draining) {
+        (true, false) => (StatusCode::OK, "ready"),
+        (false, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not registered with a dispatcher",
+        ),
+        (true, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+    };
+    (
+        code,
+        Json(json!({ "status": status, "registered": registered, "draining": draining })),
+    )
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {

@@ -83,6 +83,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, MediaServerError> {
 /// current tokio runtime.
 pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
     settings.limits.check().map_err(MediaServerError::Config)?;
+    let tls = settings
+        .tls
+        .server()
+        .map_err(|e| MediaServerError::Config(e.to_string()))?;
+    let client_tls = settings
+        .tls
+        .client()
+        .map_err(|e| MediaServerError::Config(e.to_string()))?;
     let listener = bind(settings.listen).await?;
     let http_bind = settings
         .http
@@ -92,7 +100,9 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
     if http_addr.ip().is_unspecified() {
         http_addr.set_ip(settings.media_host);
     }
-    let ws_url = format!("ws://{http_addr}/ws");
+    // One setting puts every port behind TLS; the `wss://` URL tells the dispatcher so.
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let ws_url = format!("{scheme}://{http_addr}/ws");
     let mut client_addr = listener.local_addr().unwrap_or(settings.listen);
     if client_addr.ip().is_unspecified() {
         client_addr.set_ip(settings.media_host);
@@ -117,28 +127,30 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         }
     });
     let host_service = service.clone();
-    tokio::spawn(control::serve_tcp(
+    tokio::spawn(control::serve_tcp_tls(
         listener,
+        tls.clone(),
         gate.clone(),
         shutdown.clone(),
         move |link| host::session(link, host_service.clone()),
     ));
-    tokio::spawn(dispatchee::run(service.clone(), queue, shutdown.clone()));
+    let health = Arc::new(http::Health::default());
+    tokio::spawn(dispatchee::run(
+        service.clone(),
+        queue,
+        shutdown.clone(),
+        client_tls,
+        health.clone(),
+    ));
     let ws_service = service.clone();
-    let app = http::router(service.clone(), vec![gate.clone()]).merge(control::ws_router(
+    let app = http::router(service.clone(), vec![gate.clone()], health).merge(control::ws_router(
         gate,
         shutdown.clone(),
         move |link| host::session(link, ws_service.clone()),
     ));
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let served = axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.started().await })
-        .await;
-        if let Err(e) = served {
+        if let Err(e) = control::serve_http(http, tls, app, stop).await {
             tracing::error!(error = %e, "http server stopped");
         }
     });

@@ -58,6 +58,15 @@ struct NocArgs {
     #[command(flatten)]
     #[serde(flatten)]
     limits: control::LimitArgs,
+    /// The dispatcher's join rate limits.
+    #[command(flatten)]
+    #[serde(flatten)]
+    join_rate: dispatcher::config::JoinRateArgs,
+    /// TLS on every port of the dispatcher and the media servers; the media servers'
+    /// registry links trust `--tls-ca`, or else the certificate itself (self-signed).
+    #[command(flatten)]
+    #[serde(flatten)]
+    tls: control::TlsArgs,
 }
 
 /// How long a stop waits for the control sessions to end.
@@ -84,6 +93,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let join_rate = match args.join_rate.resolve() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("noc: config: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(e) = args.tls.server() {
+        eprintln!("noc: config: {e}");
+        return std::process::ExitCode::from(2);
+    }
     control::raise_fd_limit();
     let secret = args
         .secret
@@ -99,9 +119,17 @@ async fn main() -> std::process::ExitCode {
     ds.http = args.http;
     ds.admins = args.admins;
     ds.limits = limits;
-    let token = args
-        .admin_token
-        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    ds.join_rate = join_rate;
+    ds.tls = args.tls.clone();
+    let ms_tls = control::TlsArgs {
+        tls_ca: args.tls.tls_ca.clone().or(args.tls.tls_cert.clone()),
+        ..args.tls
+    };
+    // A token given by the operator is never printed; a made one is, once, on stdout.
+    let (token, made) = match args.admin_token {
+        Some(t) => (t, false),
+        None => (hex::encode(rand::random::<[u8; 16]>()), true),
+    };
     ds.admins.push(dispatcher::Admin {
         name: "admin".into(),
         token: token.clone(),
@@ -123,7 +151,8 @@ async fn main() -> std::process::ExitCode {
             ms.chat_burst = b;
         }
     };
-    match run(ds, n, adjust, secret, token).await {
+    let token = made.then_some(token);
+    match run(ds, n, adjust, secret, token, ms_tls).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("noc: {e}");
@@ -137,15 +166,27 @@ async fn run(
     media_servers: usize,
     adjust: impl Fn(&mut mediaserver::Settings),
     secret: Vec<u8>,
-    admin_token: String,
+    admin_token: Option<String>,
+    ms_tls: control::TlsArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let tls = ds.tls.tls_cert.is_some();
     let d = dispatcher::start(ds).await?;
     println!("dispatcher {}", d.client_addr);
+    if tls {
+        println!("tls on: join with confclient --tls --ca CERT");
+    }
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     if let Some(h) = d.http_addr {
         println!("http {h}");
-        println!("websocket dispatcher ws://{h}/ws");
-        println!("dashboard http://{h}/");
-        println!("admin-token {admin_token}");
+        println!("websocket dispatcher {ws}://{h}/ws");
+        println!("dashboard {http}://{h}/");
+        if let Some(t) = &admin_token {
+            println!("admin-token {t}");
+        }
     }
     let mut servers = Vec::new();
     for i in 1..=media_servers {
@@ -153,6 +194,7 @@ async fn run(
         adjust(&mut ms);
         ms.http = Some(([127, 0, 0, 1], 0).into());
         ms.limits = d.service.settings().limits;
+        ms.tls = ms_tls.clone();
         let r = mediaserver::start(ms).await?;
         println!("mediaserver {} {}", r.id, r.client_addr);
         println!("metrics {} http://{}/metrics", r.id, r.http_addr);

@@ -45,14 +45,19 @@ pub enum ErrorCode {
     /// participant, a wrong moderator PIN), or undoes a moderator's decision (unmuting
     /// oneself after a moderator's mute).
     Forbidden,
-    /// Too many requests of this kind (chat lines) in a short time: this one was dropped.
+    /// The port speaks TLS and the peer sent plain text (or nothing): it must connect
+    /// with TLS (`tls://`, `wss://`, `https://`).
+    TlsRequired,
+    /// Too many requests of this kind in a short time (a member's chat lines; joins from one
+    /// address or for one account, the dispatcher's `join_rate_*` settings): this one was
+    /// dropped, and the text says when to try again where that is known.
     RateLimited,
     /// A code this build does not know; kept so a newer peer's lines still parse.
     Other(u16),
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAccount,
         ErrorCode::BadTicket,
@@ -71,6 +76,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::Locked,
         ErrorCode::Forbidden,
+        ErrorCode::TlsRequired,
         ErrorCode::RateLimited,
     ];
 
@@ -95,6 +101,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => 420,
             ErrorCode::Timeout => 421,
             ErrorCode::Locked => 423,
+            ErrorCode::TlsRequired => 426,
             ErrorCode::Forbidden => 430,
             ErrorCode::RateLimited => 431,
             ErrorCode::Other(n) => n,
@@ -129,6 +136,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Locked => "locked",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TlsRequired => "tls-required",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::Other(_) => "other",
         }

@@ -32,7 +32,7 @@ pub use client::{
 pub use codes::{error_line, ErrorCode};
 pub use cost::CostModel;
 pub use error::{clip, quote, ProtoError, QUOTE_MAX};
-pub use line::{message_line, split_line, LineBuffer};
+pub use line::{message_line, redact_line, split_line, LineBuffer};
 pub use registry::{DispMsg, Member, MsMsg};
 pub use sdp::{SdpAssembler, SdpKind};
 pub use types::{

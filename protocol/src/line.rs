@@ -93,8 +93,37 @@ impl LineBuffer {
     }
 }
 
+/// A control line fit for a log: a `dispatch` line's ticket and any `ticket=` option are
+/// replaced with `<redacted>` (a ticket lets its holder join until it expires).
+pub fn redact_line(line: &str) -> String {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let mut fields: Vec<&str> = line.split('\t').collect();
+    let verb = fields.first().copied().unwrap_or("");
+    for (i, f) in fields.iter_mut().enumerate() {
+        if f.starts_with("ticket=") {
+            *f = "ticket=<redacted>";
+        } else if i == 2 && verb == "dispatch" {
+            *f = "<redacted>";
+        }
+    }
+    fields.join("\t")
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tickets_are_redacted() {
+        assert_eq!(
+            redact_line("join\tc\tdemo\talice\tticket=SECRET\tmode=mix\n"),
+            "join\tc\tdemo\talice\tticket=<redacted>\tmode=mix"
+        );
+        assert_eq!(
+            redact_line("dispatch\t127.0.0.1:1\tSECRET\tother"),
+            "dispatch\t127.0.0.1:1\t<redacted>\tother"
+        );
+        assert_eq!(redact_line("ping\tx"), "ping\tx");
+    }
     use super::*;
 
     #[test]

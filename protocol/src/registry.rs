@@ -191,7 +191,7 @@ pub enum DispMsg {
 fn ws_url(verb: &'static str, v: &str) -> Result<String, ProtoError> {
     match Endpoint::parse(verb, v)? {
         Endpoint::Ws(url) => Ok(url),
-        Endpoint::Tcp(_) => Err(ProtoError::BadValue {
+        Endpoint::Tcp(_) | Endpoint::Tls(_) => Err(ProtoError::BadValue {
             verb,
             field: "ws",
             value: v.to_owned(),

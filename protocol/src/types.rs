@@ -321,11 +321,14 @@ impl fmt::Display for ChannelAddr {
     }
 }
 
-/// Where a client reaches a server's control lines: a TCP `host:port`, or a WebSocket
-/// URL (`ws://host:port/ws`, `wss://...`) for clients that joined over a WebSocket.
+/// Where a client reaches a server's control lines: a TCP `host:port`, the same over TLS
+/// (`tls://host:port`), or a WebSocket URL (`ws://host:port/ws`, `wss://...`) for clients
+/// that joined over a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Tcp(SocketAddr),
+    /// The control port of a server with TLS configured.
+    Tls(SocketAddr),
     Ws(String),
 }
 
@@ -336,6 +339,9 @@ impl Endpoint {
     pub(crate) fn parse(verb: &'static str, s: &str) -> Result<Self, ProtoError> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(Endpoint::Tcp(a));
+        }
+        if let Some(a) = s.strip_prefix("tls://").and_then(|a| a.parse().ok()) {
+            return Ok(Endpoint::Tls(a));
         }
         let is_url = (s.starts_with("ws://") || s.starts_with("wss://"))
             && s.len() <= MAX_URL
@@ -351,11 +357,24 @@ impl Endpoint {
         }
     }
 
-    /// The TCP address, if this is one.
+    /// The TCP address (plain or TLS), if this is one.
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
-            Endpoint::Tcp(a) => Some(*a),
+            Endpoint::Tcp(a) | Endpoint::Tls(a) => Some(*a),
             Endpoint::Ws(_) => None,
+        }
+    }
+
+    /// Where to send a client of a server whose control port is `tcp` and whose WebSocket
+    /// URL is `ws`: the URL to a client on a WebSocket, the TCP port otherwise. A server
+    /// that announces a `wss://` URL has TLS on every port (one setting covers them all),
+    /// so its TCP port is named `tls://`.
+    pub fn for_client(websocket: bool, tcp: SocketAddr, ws: Option<String>) -> Endpoint {
+        let tls = ws.as_deref().is_some_and(|u| u.starts_with("wss://"));
+        match ws {
+            Some(url) if websocket => Endpoint::Ws(url),
+            _ if tls => Endpoint::Tls(tcp),
+            _ => Endpoint::Tcp(tcp),
         }
     }
 }
@@ -377,6 +396,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::Tls(a) => write!(f, "tls://{a}"),
             Endpoint::Ws(u) => f.write_str(u),
         }
     }
@@ -434,9 +454,39 @@ mod tests {
         let ws: Endpoint = "ws://127.0.0.1:8081/ws".parse().unwrap();
         assert_eq!(ws, Endpoint::Ws("ws://127.0.0.1:8081/ws".into()));
         assert_eq!(ws.to_string(), "ws://127.0.0.1:8081/ws");
-        for bad in ["", "http://x/ws", "ws://a b", "127.0.0.1", "ws://x\u{7}"] {
+        for bad in [
+            "",
+            "http://x/ws",
+            "ws://a b",
+            "127.0.0.1",
+            "ws://x\u{7}",
+            "tls://",
+            "tls://host:1",
+            "tls://127.0.0.1",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
+        let tls: Endpoint = "tls://127.0.0.1:3451".parse().unwrap();
+        assert_eq!(tls, Endpoint::Tls("127.0.0.1:3451".parse().unwrap()));
+        assert_eq!(tls.to_string(), "tls://127.0.0.1:3451");
+        assert_eq!(tls.tcp(), Some("127.0.0.1:3451".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_server_with_a_wss_url_is_reached_over_tls() {
+        let tcp: SocketAddr = "127.0.0.1:3451".parse().unwrap();
+        let wss = Some("wss://127.0.0.1:8081/ws".to_owned());
+        let ws = Some("ws://127.0.0.1:8081/ws".to_owned());
+        assert_eq!(
+            Endpoint::for_client(false, tcp, wss.clone()),
+            Endpoint::Tls(tcp)
+        );
+        assert_eq!(
+            Endpoint::for_client(true, tcp, wss.clone()),
+            Endpoint::Ws(wss.unwrap())
+        );
+        assert_eq!(Endpoint::for_client(false, tcp, ws), Endpoint::Tcp(tcp));
+        assert_eq!(Endpoint::for_client(true, tcp, None), Endpoint::Tcp(tcp));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The dispatcher's HTTP face: the dashboard, the JSON API, live updates (SSE), the
-//! admin actions and `/metrics`. (The WebSocket control route `/ws` is the client
+//! admin actions, `/metrics` and the health checks `/healthz` and `/readyz`. (The WebSocket control route `/ws` is the client
 //! host's, merged in by `lib.rs`.)
 
 mod admin;
 mod dashboard;
+mod health;
 
 use crate::core::{Server, ServerState};
 use crate::{unix_ms, Service};
@@ -56,6 +57,8 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/admin/conferences/{name}/lock", post(admin::lock))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .with_state(service)
 }
 

@@ -7,6 +7,7 @@
 //! and server-initiated actions that move people (punt, move, drain, merge) are [`ops`].
 
 pub(crate) mod ops;
+mod rate;
 mod sync;
 
 pub(crate) use sync::run as store_loop;
@@ -84,6 +85,8 @@ pub struct Service {
     cluster: store::Cluster,
     /// Registry links accepted whose `register` has not come yet.
     registering: AtomicUsize,
+    /// The join rate buckets.
+    join_limiter: Mutex<rate::JoinLimiter>,
 }
 
 impl Service {
@@ -97,6 +100,7 @@ impl Service {
             cost: settings.cost,
             pools: settings.tenancy.server_pools(),
         };
+        let join_limiter = Mutex::new(rate::JoinLimiter::new(settings.join_rate));
         Service {
             cluster: store::Cluster::new(store),
             usage,
@@ -105,6 +109,7 @@ impl Service {
             links: Mutex::new(HashMap::new()),
             metrics,
             registering: AtomicUsize::new(0),
+            join_limiter,
         }
     }
 
@@ -296,10 +301,11 @@ impl Service {
             })
             .inc();
         tracing::info!(conference, user, server = %placement.server, created = placement.created, role = role.as_str(), "dispatch");
-        let addr = match (transport, placement.ws_url) {
-            (Transport::WebSocket, Some(url)) => Endpoint::Ws(url),
-            _ => Endpoint::Tcp(placement.client_addr),
-        };
+        let addr = Endpoint::for_client(
+            transport == Transport::WebSocket,
+            placement.client_addr,
+            placement.ws_url,
+        );
         ServerMsg::Dispatch {
             addr,
             ticket,

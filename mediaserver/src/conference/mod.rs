@@ -259,10 +259,11 @@ impl Conferences {
             tracing::warn!(conference, participant, "dispatch for someone not here");
             return;
         };
-        let target = match (m.outbox.transport(), ws) {
-            (control::Transport::WebSocket, Some(url)) => protocol::Endpoint::Ws(url),
-            _ => protocol::Endpoint::Tcp(addr),
-        };
+        let target = protocol::Endpoint::for_client(
+            m.outbox.transport() == control::Transport::WebSocket,
+            addr,
+            ws,
+        );
         tracing::info!(conference, participant, %target, "dispatching participant");
         let order = ServerMsg::Dispatch {
             addr: target,

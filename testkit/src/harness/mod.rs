@@ -229,9 +229,14 @@ pub struct Noc {
 impl Noc {
     /// Starts `noc` on ephemeral ports with `extra` flags and waits for its `ready` line.
     pub fn start(extra: &[&str]) -> Noc {
+        Noc::start_with_log(extra, "info")
+    }
+
+    /// [`Noc::start`] with `RUST_LOG` set to `log`.
+    pub fn start_with_log(extra: &[&str], log: &str) -> Noc {
         let mut args = vec!["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn_with("noc", &args, &[("RUST_LOG", "info")]);
+        let mut proc = Proc::spawn_with("noc", &args, &[("RUST_LOG", log)]);
         let stdout = proc.stdout.clone();
         if stdout.wait_for("ready", Duration::from_secs(20)).is_none() {
             proc.kill9();
@@ -565,7 +570,8 @@ pub fn http_post(addr: SocketAddr, path: &str, token: &str, body: &str) -> (u16,
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close`; returns status, head and body.
-fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+/// Sends a raw HTTP/1.1 request; returns (status, head, body).
+pub fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("http reachable");
     s.write_all(request.as_bytes()).unwrap();
     let mut text = String::new();
