@@ -24,12 +24,16 @@ pub(crate) trait Format {
     fn reset(&mut self);
 }
 
+/// Packets this far behind the newest are late arrivals; farther, a restarted sequence.
+const MAX_REORDER: u16 = 1000;
+
 /// What a packet's sequence number says about the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     /// The expected one (or the first packet seen).
     InOrder,
-    /// Newer than expected: this many packets in between are missing.
+    /// Newer than expected: this many packets in between are missing (0: the sender
+    /// restarted its sequence numbers).
     Gap(u16),
     /// Older than expected: a duplicate or a late, reordered packet.
     Late,
@@ -67,11 +71,14 @@ impl<F: Format> Assembler<F> {
             return Step::InOrder;
         };
         let ahead = seq.wrapping_sub(next);
-        if ahead >= 0x8000 {
+        if ahead >= 0x8000 && next.wrapping_sub(seq) <= MAX_REORDER {
             return Step::Late;
         }
+        // Far behind is no reordering but a sender that restarted its numbering: follow it
+        // (as a gap, so the frame in progress is dropped) rather than refuse it for ever.
+        let ahead = if ahead >= 0x8000 { 0 } else { ahead };
         self.next_seq = Some(seq.wrapping_add(1));
-        if ahead == 0 {
+        if seq == next {
             Step::InOrder
         } else {
             Step::Gap(ahead)

@@ -12,7 +12,8 @@ pub enum PayloadError {
     /// A payload structure that packetization-mode 1 does not allow (STAP-B, MTAP, FU-B).
     #[error("unsupported H.264 NAL unit type {0} in packetization-mode 1")]
     Unsupported(u8),
-    /// Packets are missing before this one: the frame in progress is dropped.
+    /// Packets are missing before this one (`missing` 0: the sequence numbers restarted):
+    /// the frame in progress is dropped.
     #[error("{missing} packet(s) missing before sequence number {seq}")]
     Gap { seq: u16, missing: u16 },
     /// A packet older than the one before it (duplicate or reordered): ignored.

@@ -272,3 +272,31 @@ fn a_tiny_mtu_is_refused_and_empty_input_is_an_error() {
         Err(PayloadError::EmptyFrame)
     );
 }
+
+#[test]
+fn a_restarted_sequence_is_followed_after_a_keyframe() {
+    let mut d = H264Depacketizer::new();
+    let idr = nal(0x65, 50, 1);
+    let p_slice = nal(0x41, 50, 2);
+    assert!(d.push(30_000, 0, true, &idr).unwrap().is_some());
+    assert!(d.push(30_001, 3000, true, &p_slice).unwrap().is_some());
+    // Close behind: a late packet. Far behind: the sender started again.
+    assert_eq!(
+        d.push(29_990, 3000, true, &p_slice),
+        Err(PayloadError::Late { seq: 29_990 })
+    );
+    assert_eq!(
+        d.push(100, 6000, true, &p_slice),
+        Err(PayloadError::Gap {
+            seq: 100,
+            missing: 0
+        })
+    );
+    assert!(matches!(
+        d.push(101, 7000, true, &p_slice),
+        Err(PayloadError::NeedKeyframe { .. })
+    ));
+    let f = d.push(102, 9000, true, &idr).unwrap().unwrap();
+    assert!(f.keyframe);
+    assert!(d.push(103, 12000, true, &p_slice).unwrap().is_some());
+}
