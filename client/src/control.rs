@@ -321,6 +321,8 @@ impl fmt::Display for Event {
                     participant,
                     quality,
                 } => write!(f, "quality {participant} {}", quality.as_str()),
+                M::Sdp { kind, line } => write!(f, "sdp {} {line}", kind.as_str()),
+                M::SdpEnd { kind, lines } => write!(f, "sdpend {} {lines}", kind.as_str()),
             },
             Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
             Event::Retry {

@@ -465,6 +465,8 @@ impl JoinFlow {
             | ServerMsg::Text { .. }
             | ServerMsg::Speaking { .. }
             | ServerMsg::Quality { .. }
+            | ServerMsg::Sdp { .. }
+            | ServerMsg::SdpEnd { .. }
             | ServerMsg::Pong { .. } => {}
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::conference::{Conferences, JoinRequest, Membership, Refusal};
 use control::{CloseReason, Link, Recv};
-use protocol::{ClientMsg, ErrorCode, ServerKind, ServerMsg};
+use protocol::{ClientMsg, ErrorCode, SdpAssembler, SdpKind, ServerKind, ServerMsg};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ pub(crate) async fn session(link: Link, service: Arc<Conferences>) {
     };
     outbox.send(hello.encode());
     let mut member: Option<Membership> = None;
+    let mut sdp = SdpAssembler::default();
     loop {
         let line = match incoming.recv().await {
             Recv::Line(l) => l,
@@ -49,7 +50,7 @@ pub(crate) async fn session(link: Link, service: Arc<Conferences>) {
                 break;
             }
         };
-        match handle(&service, peer_ip, &mut member, &outbox, msg) {
+        match handle(&service, peer_ip, &mut member, &mut sdp, &outbox, msg) {
             Step::Continue => {}
             Step::Joined => incoming.handshake_done(),
             Step::Reply(m) => {
@@ -82,6 +83,7 @@ fn handle(
     service: &Conferences,
     peer_ip: IpAddr,
     member: &mut Option<Membership>,
+    sdp: &mut SdpAssembler,
     outbox: &control::Outbox,
     msg: ClientMsg,
 ) -> Step {
@@ -114,7 +116,51 @@ fn handle(
         (ClientMsg::Join { .. }, Some(_)) => {
             Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "already joined"))
         }
+        (ClientMsg::Sdp { .. } | ClientMsg::SdpEnd { .. }, None) => {
+            Step::Refuse(ServerMsg::reject(
+                ErrorCode::BadTicket,
+                "an offer needs a join with a ticket first",
+            ))
+        }
         (_, None) => Step::Refuse(ServerMsg::reject(ErrorCode::WrongState, "join first")),
+        (ClientMsg::Sdp { kind, line }, Some(_)) => match sdp.push(kind, &line) {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Reply(ServerMsg::Error {
+                code: ErrorCode::BadRequest,
+                text: e.to_string(),
+            }),
+        },
+        (ClientMsg::SdpEnd { kind, lines }, Some(m)) => {
+            let text = match sdp.end(kind, lines) {
+                Ok(t) if kind == SdpKind::Offer => t,
+                Ok(_) => {
+                    return Step::Reply(ServerMsg::Error {
+                        code: ErrorCode::BadRequest,
+                        text: "the media server takes offers, not answers".into(),
+                    })
+                }
+                Err(e) => {
+                    return Step::Reply(ServerMsg::Error {
+                        code: ErrorCode::BadRequest,
+                        text: e.to_string(),
+                    })
+                }
+            };
+            match service.offer(m, &text) {
+                Ok(answer) => {
+                    let (lines, n) = protocol::sdp::frame(&answer);
+                    for line in lines {
+                        let kind = SdpKind::Answer;
+                        outbox.send(ServerMsg::Sdp { kind, line }.encode());
+                    }
+                    Step::Reply(ServerMsg::SdpEnd {
+                        kind: SdpKind::Answer,
+                        lines: n,
+                    })
+                }
+                Err(r) => refused(r),
+            }
+        }
         (
             ClientMsg::Channel {
                 kind,

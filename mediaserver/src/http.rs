@@ -161,6 +161,27 @@ impl Collector for Workers {
                 .sum();
             ConstCounter::new(n).encode(drops.encode_family(&[("reason", reason.as_str())])?)?;
         }
+        let mut rtc = e.encode_descriptor(
+            "noc_media_webrtc_drops",
+            "WebRTC datagrams refused (STUN, DTLS, SRTP) and packets not sent, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, reason) in crate::rtc::REASONS.iter().enumerate() {
+            let n: u64 = self
+                .0
+                .workers()
+                .iter()
+                .map(|w| w.counters.rtc.drops[i].load(Ordering::Relaxed))
+                .sum();
+            ConstCounter::new(n).encode(rtc.encode_family(&[("reason", *reason)])?)?;
+        }
+        gauge(
+            &mut e,
+            "noc_media_webrtc_sessions",
+            "Browsers' WebRTC sessions on this server",
+            self.sum(|c| &c.rtc.sessions) as i64,
+        )?;
         let mut busy = e.encode_descriptor(
             "noc_media_worker_busy_seconds",
             "Time each worker spent working rather than waiting; its rate is the worker's load",

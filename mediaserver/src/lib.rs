@@ -18,6 +18,7 @@ mod host;
 mod http;
 pub mod io;
 mod path;
+pub mod rtc;
 pub mod worker;
 
 pub use conference::Drained;
@@ -97,8 +98,11 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         client_addr.set_ip(settings.media_host);
     }
     let (ev_tx, mut ev_rx) = mpsc::channel(worker::EVENT_QUEUE);
+    // One DTLS certificate for the process: its fingerprint goes in every answer.
+    let identity = webrtc::Identity::generate()
+        .map_err(|e| MediaServerError::Config(format!("webrtc certificate: {e}")))?;
     let workers = (0..settings.workers)
-        .map(|i| worker::spawn(i, &settings, ev_tx.clone()))
+        .map(|i| worker::spawn(i, &settings, identity.clone(), ev_tx.clone()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(MediaServerError::Worker)?;
     let media_addrs = workers.iter().map(|w| w.addr).collect();

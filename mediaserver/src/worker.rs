@@ -7,6 +7,7 @@
 //! thread adds the command channel, the event channel and core pinning.
 
 use crate::io::{Io, IoKind, IoOptions};
+use crate::rtc::{Rtc, RtcCommand, RtcCounters};
 use crate::Settings;
 use mesh::{Command, DropReason, Event, Mesh, MeshConfig, Path, TxBatch};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -72,6 +73,8 @@ pub struct WorkerCounters {
     pub max_jitter_us: AtomicU64,
     /// Mesh events dropped because the control plane's event queue was full.
     pub events_dropped: AtomicU64,
+    /// The WebRTC port's sessions and drops.
+    pub rtc: RtcCounters,
 }
 
 impl WorkerCounters {
@@ -127,10 +130,14 @@ pub struct Engine<P: Path> {
     mesh: Mesh<P>,
     io: Io,
     batch: TxBatch,
+    /// The batch's packets and bytes, for the WebRTC batch to match.
+    batch_capacity: (usize, usize),
     counters: Arc<WorkerCounters>,
     local: Local,
     last_publish: Instant,
     next_quality: Instant,
+    /// Browsers' ICE, DTLS and SRTP on this port, when enabled.
+    rtc: Option<Rtc>,
 }
 
 impl<P: Path> Engine<P> {
@@ -140,12 +147,31 @@ impl<P: Path> Engine<P> {
         let io = Io::open(socket, cfg.io);
         Self {
             batch: TxBatch::with_capacity(cfg.mesh.tx_packets, cfg.mesh.tx_bytes),
+            batch_capacity: (cfg.mesh.tx_packets, cfg.mesh.tx_bytes),
             mesh: Mesh::new(now, cfg.mesh),
             io,
             counters,
             local: Local::default(),
             last_publish: now,
             next_quality: now,
+            rtc: None,
+        }
+    }
+
+    /// Terminates WebRTC on this worker's port, with the server's DTLS certificate.
+    pub fn enable_webrtc(&mut self, identity: Arc<webrtc::Identity>) {
+        let local = self
+            .io
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (packets, bytes) = (self.batch_capacity.0, self.batch_capacity.1);
+        self.rtc = Some(Rtc::new(identity, local, packets, bytes));
+    }
+
+    /// A WebRTC command from the conference service (ignored without WebRTC).
+    pub fn rtc_command(&mut self, cmd: RtcCommand) {
+        if let Some(rtc) = &mut self.rtc {
+            rtc.command(Instant::now(), cmd);
         }
     }
 
@@ -183,6 +209,9 @@ impl<P: Path> Engine<P> {
         let now = Instant::now();
         if now >= self.mesh.poll_timeout() {
             self.mesh.handle_tick(now);
+            if let Some(rtc) = &mut self.rtc {
+                rtc.tick(now, &mut self.mesh);
+            }
             // One clock read per tick (100 per second), never per packet.
             let spent = now.elapsed().as_nanos() as u64;
             self.local.ticks += 1;
@@ -201,12 +230,19 @@ impl<P: Path> Engine<P> {
         let now = Instant::now();
         for i in 0..n {
             match self.io.datagram(i) {
-                Some((from, data)) => self.mesh.handle_datagram(now, from, data),
+                Some((from, data)) => match &mut self.rtc {
+                    Some(rtc) => rtc.ingress(now, from, data, &mut self.mesh),
+                    None => self.mesh.handle_datagram(now, from, data),
+                },
                 None => self.local.rx_truncated += 1,
             }
             if self.mesh.pending_transmit() >= FLUSH_AT {
                 self.flush();
             }
+        }
+        if let Some(rtc) = &mut self.rtc {
+            // A check or handshake that just verified a browser opens its channel now.
+            rtc.events(now, &mut self.mesh);
         }
         self.flush();
         Ok(n)
@@ -215,12 +251,25 @@ impl<P: Path> Engine<P> {
     /// Sends everything the mesh has queued.
     fn flush(&mut self) {
         self.mesh.poll_transmit(&mut self.batch);
+        if let Some(rtc) = &mut self.rtc {
+            rtc.egress(&mut self.batch);
+            let secure = rtc.secure();
+            if !secure.is_empty() {
+                let rep = self.io.send(secure);
+                secure.clear();
+                Self::count(&mut self.local, &rep);
+            }
+        }
         if self.batch.is_empty() {
+            self.batch.clear();
             return;
         }
         let rep = self.io.send(&self.batch);
         self.batch.clear();
-        let l = &mut self.local;
+        Self::count(&mut self.local, &rep);
+    }
+
+    fn count(l: &mut Local, rep: &crate::io::SendReport) {
         l.send_errors += rep.errors;
         l.send_calls += rep.calls;
         l.gso_msgs += rep.gso_msgs;
@@ -257,6 +306,9 @@ impl<P: Path> Engine<P> {
         set(&c.tick_max_ns, l.tick_max_ns);
         set(&c.conferences, self.mesh.conference_count() as u64);
         set(&c.participants, self.mesh.participant_count() as u64);
+        if let Some(rtc) = &self.rtc {
+            rtc.publish(&c.rtc);
+        }
         if now >= self.next_quality {
             self.next_quality = now + QUALITY_EVERY;
             let q = self.mesh.quality();
@@ -277,6 +329,10 @@ pub struct WorkerHandle {
     pub io: IoKind,
     pub gso: bool,
     commands: SyncSender<Command<crate::path::MediaPath>>,
+    /// WebRTC sessions live on the worker thread; these commands reach them.
+    rtc: SyncSender<RtcCommand>,
+    /// The server's DTLS certificate (one for all workers).
+    pub identity: Arc<webrtc::Identity>,
 }
 
 impl WorkerHandle {
@@ -296,6 +352,13 @@ impl WorkerHandle {
         }
     }
 
+    /// Queues a WebRTC command; a full queue hands it back.
+    pub fn send_rtc(&self, cmd: RtcCommand) -> Result<(), RtcCommand> {
+        self.rtc.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
+    }
+
     /// A handle whose commands nobody takes (tests of a full queue): the receiver is
     /// returned for the test to hold or drain.
     #[cfg(test)]
@@ -304,7 +367,10 @@ impl WorkerHandle {
         queue: usize,
     ) -> (Self, Receiver<Command<crate::path::MediaPath>>) {
         let (tx, rx) = sync_channel(queue);
+        let (rtc, _) = sync_channel(1);
         let h = WorkerHandle {
+            rtc,
+            identity: webrtc::Identity::generate().expect("a test certificate"),
             index,
             addr: SocketAddr::from(([127, 0, 0, 1], 9)),
             counters: Arc::new(WorkerCounters::default()),
@@ -321,6 +387,7 @@ impl WorkerHandle {
 pub fn spawn(
     index: usize,
     settings: &Settings,
+    identity: Arc<webrtc::Identity>,
     events: Sender<(usize, Event)>,
 ) -> std::io::Result<WorkerHandle> {
     let ip: IpAddr = settings.media_host;
@@ -331,6 +398,8 @@ pub fn spawn(
     cfg.io.gso = settings.gso;
     let pin = settings.pin_cores.then_some(index);
     let (tx, rx) = sync_channel(settings.worker_queue.max(1));
+    let (rtc_tx, rtc_rx) = sync_channel(settings.worker_queue.max(1));
+    let id = identity.clone();
     let (ready_tx, ready_rx) = sync_channel(1);
     let counters = Arc::new(WorkerCounters::default());
     let c = counters.clone();
@@ -341,9 +410,10 @@ pub fn spawn(
                 pin_to_core(index, i);
             }
             // Built on its own thread: the backend's buffers and ring belong to it.
-            let engine = Engine::new(socket, cfg, c);
+            let mut engine = Engine::new(socket, cfg, c);
+            engine.enable_webrtc(id);
             let _ = ready_tx.send((engine.io_kind(), engine.gso()));
-            run(index, engine, rx, events);
+            run(index, engine, rx, rtc_rx, events);
         })?;
     let (io, gso) = ready_rx
         .recv()
@@ -356,6 +426,8 @@ pub fn spawn(
         io,
         gso,
         commands: tx,
+        rtc: rtc_tx,
+        identity,
     })
 }
 
@@ -363,10 +435,14 @@ fn run<P: Path>(
     index: usize,
     mut engine: Engine<P>,
     commands: Receiver<Command<P>>,
+    rtc: Receiver<RtcCommand>,
     events: Sender<(usize, Event)>,
 ) {
     let mut last_error: Option<Instant> = None;
     loop {
+        while let Ok(cmd) = rtc.try_recv() {
+            engine.rtc_command(cmd);
+        }
         loop {
             match commands.try_recv() {
                 Ok(cmd) => engine.command(cmd),

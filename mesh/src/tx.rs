@@ -182,6 +182,21 @@ impl TxBatch {
         self.bytes.len()
     }
 
+    /// Keeps only the packets whose destination `keep` accepts, in order (the media
+    /// server moves a WebRTC receiver's packets to its own encrypted batch). Dropped
+    /// packets' bodies stay in the arena until [`TxBatch::clear`]; nothing is allocated.
+    pub fn retain_dest(&mut self, mut keep: impl FnMut(&SocketAddr) -> bool) {
+        let mut wire = self.wire_bytes;
+        self.entries.retain(|e| {
+            let k = keep(&e.dest);
+            if !k {
+                wire -= usize::from(e.head_len) + (e.end - e.start) as usize;
+            }
+            k
+        });
+        self.wire_bytes = wire;
+    }
+
     /// Empties the batch, keeping its capacity.
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -236,5 +251,19 @@ mod tests {
             assert_eq!(p.copy_to(&mut buf), 32);
             assert_eq!(p, &buf[..32]);
         }
+    }
+
+    #[test]
+    fn retain_dest_drops_some_receivers_and_their_bytes() {
+        let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let mut t = TxBatch::with_capacity(4, 64);
+        t.push(a, b"one");
+        t.push(b, b"three");
+        t.push(a, b"five5");
+        t.retain_dest(|d| *d != b);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.byte_len(), 8);
+        assert_eq!(t.get(1).unwrap().to_vec(), b"five5");
     }
 }

@@ -1,6 +1,7 @@
 //! Messages between a client and a server (the dispatcher or a media server).
 
 use crate::fields::{clean, name, num, Fields};
+use crate::sdp::{self, SdpKind};
 use crate::types::word;
 use crate::{ChannelAddr, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, Quality, ServerKind};
 use std::net::SocketAddr;
@@ -76,6 +77,16 @@ pub enum ClientMsg {
         token: Option<String>,
     },
     EndSession,
+    /// One line of the client's session description (a WebRTC offer), see [`crate::sdp`].
+    Sdp {
+        kind: SdpKind,
+        line: String,
+    },
+    /// The end of a description of `lines` lines.
+    SdpEnd {
+        kind: SdpKind,
+        lines: u32,
+    },
 }
 
 /// Server to client.
@@ -138,6 +149,16 @@ pub enum ServerMsg {
     Quality {
         participant: u32,
         quality: Quality,
+    },
+    /// One line of the server's session description (a WebRTC answer), see [`crate::sdp`].
+    Sdp {
+        kind: SdpKind,
+        line: String,
+    },
+    /// The end of a description of `lines` lines.
+    SdpEnd {
+        kind: SdpKind,
+        lines: u32,
     },
 }
 
@@ -280,6 +301,20 @@ impl ClientMsg {
                 f.exact("endsession", 0, 0)?;
                 Ok(ClientMsg::EndSession)
             }
+            "sdp" => {
+                let a = f.exact("sdp", 2, 2)?;
+                Ok(Self::Sdp {
+                    kind: SdpKind::parse("sdp", a[0])?,
+                    line: sdp::line("sdp", a[1])?,
+                })
+            }
+            "sdpend" => {
+                let a = f.exact("sdpend", 2, 2)?;
+                Ok(Self::SdpEnd {
+                    kind: SdpKind::parse("sdpend", a[0])?,
+                    lines: num("sdpend", "lines", a[1])?,
+                })
+            }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
         }
     }
@@ -351,6 +386,8 @@ impl ClientMsg {
             ClientMsg::Ping { token: Some(t) } => format!("ping\t{}\n", clean(t)),
             ClientMsg::Ping { token: None } => "ping\n".to_owned(),
             ClientMsg::EndSession => "endsession\n".to_owned(),
+            ClientMsg::Sdp { kind, line } => format!("sdp\t{}\t{}\n", kind.as_str(), clean(line)),
+            ClientMsg::SdpEnd { kind, lines } => format!("sdpend\t{}\t{lines}\n", kind.as_str()),
         }
     }
 }
@@ -455,6 +492,20 @@ impl ServerMsg {
                     quality: word("quality", "quality", a[1])?,
                 })
             }
+            "sdp" => {
+                let a = f.exact("sdp", 2, 2)?;
+                Ok(Self::Sdp {
+                    kind: SdpKind::parse("sdp", a[0])?,
+                    line: sdp::line("sdp", a[1])?,
+                })
+            }
+            "sdpend" => {
+                let a = f.exact("sdpend", 2, 2)?;
+                Ok(Self::SdpEnd {
+                    kind: SdpKind::parse("sdpend", a[0])?,
+                    lines: num("sdpend", "lines", a[1])?,
+                })
+            }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
         }
     }
@@ -513,6 +564,8 @@ impl ServerMsg {
                 participant,
                 quality,
             } => format!("quality\t{participant}\t{}\n", quality.as_str()),
+            ServerMsg::Sdp { kind, line } => format!("sdp\t{}\t{}\n", kind.as_str(), clean(line)),
+            ServerMsg::SdpEnd { kind, lines } => format!("sdpend\t{}\t{lines}\n", kind.as_str()),
         }
     }
 

@@ -22,6 +22,7 @@ mod error;
 mod fields;
 mod line;
 mod registry;
+pub mod sdp;
 pub mod ticket;
 mod types;
 
@@ -33,6 +34,7 @@ pub use cost::CostModel;
 pub use error::{clip, quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, split_line, LineBuffer};
 pub use registry::{DispMsg, Member, MsMsg};
+pub use sdp::{SdpAssembler, SdpKind};
 pub use types::{Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, ServerKind};
 
 /// Protocol version carried in `connect`.

@@ -28,7 +28,7 @@ pub(crate) struct Membership {
     pub participant: u32,
     /// The audio SSRC: the one from our `channel` line, or an external sender's own
     /// (`latch:PORT`).
-    ssrc: u32,
+    pub(super) ssrc: u32,
     /// RTP clock rate of the client's codec.
     clock_rate: u32,
     /// The video SSRC, when the join asked for `media=audio,video`.
@@ -37,6 +37,8 @@ pub(crate) struct Membership {
     simulcast: Vec<u32>,
     /// What the client asked about the video it receives (`rtx=`, `layer`).
     prefs: mesh::ReceiverPrefs,
+    /// A browser's WebRTC session (our ICE ufrag), once its offer was answered.
+    pub(super) rtc_ufrag: Option<String>,
 }
 
 /// What a `join` asked for, as the host parsed it.
@@ -242,6 +244,7 @@ impl Conferences {
             video_ssrc,
             simulcast: Vec::new(),
             prefs: mesh::ReceiverPrefs::default(),
+            rtc_ufrag: None,
         })
     }
 
@@ -298,6 +301,7 @@ impl Conferences {
 
     /// Removes a member; deletes the room when it is left idle.
     pub(crate) fn leave(&self, m: &Membership) {
+        self.end_webrtc(m);
         let mut rooms = self.rooms();
         rooms.free_ssrc(m.ssrc);
         for &s in &m.simulcast {
@@ -338,7 +342,7 @@ impl Conferences {
     }
 
     /// The room's (worker, conf), for a member's commands.
-    fn place_of(&self, m: &Membership) -> Option<(usize, mesh::ConfId)> {
+    pub(super) fn place_of(&self, m: &Membership) -> Option<(usize, mesh::ConfId)> {
         self.rooms()
             .get(&m.conference)
             .map(|r| (r.worker(), r.conf()))

@@ -8,6 +8,7 @@
 //! teardown commands (a leave, a deleted room) are kept and sent again, so the control
 //! plane never falls out of step with the mesh.
 
+mod browser;
 mod join;
 mod punt;
 mod report;
