@@ -7,9 +7,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests use, and nothing else (cmake: libopus;
 # ffmpeg + python3: interop tests and the tone_check.py cross-check; chromium +
 # chromium-driver: the dashboard's real-browser test; redis-server: the several-dispatchers
-# tests start a real one on a free port). Benches install what they need themselves.
+# tests start a real one on a free port; nasm: openh264's assembly; pkg-config, libclang-dev
+# and the libav*-dev/libswscale-dev headers: ffmpeg-next's bindings to Debian's FFmpeg, for
+# VP8 and scaling in codecs/). Benches install what they need themselves.
 DEB_PACKAGES := build-essential cmake ffmpeg python3 \
-	chromium chromium-driver redis-server
+	chromium chromium-driver redis-server \
+	nasm pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev \
+	libswscale-dev
 NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080
 
 .PHONY: run test deps build lint fmt fuzz clean
@@ -55,6 +59,8 @@ fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run rtcp -- -max_total_time=60
 	cd fuzz && $(CARGO) +nightly fuzz run store_row -- -max_total_time=60
 	cd fuzz && $(CARGO) +nightly fuzz run loadgen_datagram -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run h264_depacketizer -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run vp8_depacketizer -- -max_total_time=60
 
 clean:
 	$(CARGO) clean

@@ -11,7 +11,9 @@
 //! ([`feedback`]).
 
 mod feedback;
-pub mod keyframe;
+/// Keyframe and droppable-frame detection, shared with the transcoder's depacketizers (one
+/// implementation, in the light `rtpvideo` crate that links no codec library).
+pub use rtpvideo::keyframe;
 mod lastn;
 pub mod nack;
 mod renumber;

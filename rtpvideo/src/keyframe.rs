@@ -13,10 +13,8 @@ pub enum VideoCodec {
     Vp8,
 }
 
-const NAL_IDR: u8 = 5;
-const NAL_SPS: u8 = 7;
-const NAL_STAP_A: u8 = 24;
-const NAL_FU_A: u8 = 28;
+use crate::h264::{NAL_FU_A, NAL_IDR, NAL_SPS, NAL_STAP_A};
+use crate::vp8::Descriptor;
 
 /// True when `payload` starts a keyframe: the first packet a fresh decoder can use.
 pub fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
@@ -70,46 +68,16 @@ fn h264_keyframe_start(p: &[u8]) -> bool {
     }
 }
 
-/// Length of the VP8 payload descriptor, and its start-of-partition and partition id, or
-/// `None` when it is cut short.
-fn vp8_descriptor(p: &[u8]) -> Option<(usize, bool, u8, Option<u8>)> {
-    let b0 = *p.first()?;
-    let start = b0 & 0x10 != 0;
-    let pid = b0 & 0x07;
-    let mut len = 1;
-    let mut tid = None;
-    if b0 & 0x80 != 0 {
-        let x = *p.get(1)?;
-        len = 2;
-        if x & 0x80 != 0 {
-            // PictureID: 15 bits when its M bit is set.
-            let m = *p.get(len)?;
-            len += if m & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            len += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            let t = *p.get(len)?;
-            if x & 0x20 != 0 {
-                tid = Some(t >> 6);
-            }
-            len += 1;
-        }
-    }
-    (len <= p.len()).then_some((len, start, pid, tid))
-}
-
 fn vp8_keyframe_start(p: &[u8]) -> bool {
-    match vp8_descriptor(p) {
+    match Descriptor::parse(p) {
         // The P bit of the first payload header byte: 0 for a key frame.
-        Some((len, true, 0, _)) => p.get(len).is_some_and(|&h| h & 0x01 == 0),
+        Some(d) if d.start && d.partition == 0 => p.get(d.len).is_some_and(|&h| h & 0x01 == 0),
         _ => false,
     }
 }
 
 fn vp8_temporal_id(p: &[u8]) -> Option<u8> {
-    vp8_descriptor(p)?.3
+    Descriptor::parse(p)?.temporal_id
 }
 
 #[cfg(test)]
