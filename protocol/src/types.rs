@@ -475,7 +475,8 @@ mod tests {
     #[test]
     fn a_server_with_a_wss_url_is_reached_over_tls() {
         let tcp: SocketAddr = "127.0.0.1:3451".parse().unwrap();
-        let wss = Some("wss://127.0.0.1:8081/ws".to_owned());
+        let url = "wss://127.0.0.1:8081/ws".to_owned();
+        let wss = Some(url.clone());
         let ws = Some("ws://127.0.0.1:8081/ws".to_owned());
         assert_eq!(
             Endpoint::for_client(false, tcp, wss.clone()),
@@ -483,7 +484,7 @@ mod tests {
         );
         assert_eq!(
             Endpoint::for_client(true, tcp, wss.clone()),
-            Endpoint::Ws(wss.unwrap())
+            Endpoint::Ws(url)
         );
         assert_eq!(Endpoint::for_client(false, tcp, ws), Endpoint::Tcp(tcp));
         assert_eq!(Endpoint::for_client(true, tcp, None), Endpoint::Tcp(tcp));
