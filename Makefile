@@ -9,11 +9,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # chromium-driver: the dashboard's real-browser test; redis-server: the several-dispatchers
 # tests start a real one on a free port; nasm: openh264's assembly; pkg-config, libclang-dev
 # and the libav*-dev/libswscale-dev headers: ffmpeg-next's bindings to Debian's FFmpeg, for
-# VP8 and scaling in codecs/). Benches install what they need themselves.
+# VP8 and scaling in codecs/; podman, runc, uidmap and mmdebstrap: the docker/ test runs
+# the compose file in real containers, on a base image made from Debian's packages).
+# Benches install what they need themselves.
 DEB_PACKAGES := build-essential cmake ffmpeg python3 \
 	chromium chromium-driver redis-server \
 	nasm pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev \
-	libswscale-dev
+	libswscale-dev podman runc uidmap mmdebstrap
 NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080
 
 .PHONY: run test deps build lint fmt fuzz clean
@@ -51,16 +53,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-fuzz:
-	cd fuzz && $(CARGO) +nightly fuzz run control_line -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run rtp_view -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run mix_datagram -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run client_datagram -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run rtcp -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run store_row -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run loadgen_datagram -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run h264_depacketizer -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run vp8_depacketizer -- -max_total_time=60
+# Every fuzz target under libFuzzer on this machine's stable toolchain (RUSTC_BOOTSTRAP=1;
+# fuzz/README.md): FUZZ_RUNS executions each (10 million by default), several at once.
+FUZZ_RUNS ?= 10000000
+fuzz: deps
+	RUNS=$(FUZZ_RUNS) fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	$(CARGO) clean
