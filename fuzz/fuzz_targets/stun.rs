@@ -8,17 +8,15 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use webrtc::{demux, ice, Kind};
 
 fn provider() -> &'static dyn rtc_crypto::RTCCryptoProvider {
-    static P: OnceLock<Box<dyn rtc_crypto::RTCCryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| {
-        Box::new(rtc_crypto::default_provider().expect("the default crypto provider builds"))
-    })
-    .as_ref()
+    static P: OnceLock<Arc<dyn rtc_crypto::RTCCryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| rtc_crypto::default_provider().expect("the default crypto provider builds"))
+        .as_ref()
 }
 
 const PWD: &str = "fuzzfuzzfuzzfuzzfuzzfu";
