@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     let local = Local {
         ice_ufrag: "srvU".into(),
         ice_pwd: "serverpasswordserverpw".into(),
-        fingerprint: "AB:CD".into(),
+        fingerprint: vec!["AB"; 32].join(":"),
         addr: "127.0.0.1:40000".parse().expect("a literal address"),
     };
     if let Ok(ans) = answer(&offer, &local, 7) {

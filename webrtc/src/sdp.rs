@@ -112,6 +112,12 @@ impl Offer {
         if media.iter().any(|m| m.mid.is_empty()) {
             return Err(Error::Sdp("every m-section needs an a=mid (BUNDLE)".into()));
         }
+        // RFC 8843 §7.2.1: a mid names one section. The answer tells sections apart by it.
+        for (i, m) in media.iter().enumerate() {
+            if media[..i].iter().any(|o| o.mid == m.mid) {
+                return Err(Error::Sdp(format!("a=mid:{} names two m-sections", m.mid)));
+            }
+        }
         Ok(Offer {
             ice_ufrag,
             ice_pwd,
@@ -177,7 +183,13 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64) -> Result<String, E
             line("a=inactive");
             continue;
         }
-        let pt = m.opus_pt.expect("audio() has Opus");
+        let Some(pt) = m.opus_pt else {
+            // Unreachable with unique mids (parse checks them); refused, never a panic.
+            return Err(Error::Sdp(format!(
+                "a=mid:{} is not the Opus section",
+                m.mid
+            )));
+        };
         line(&format!("m=audio {port} {} {pt}", m.protos));
         line(&format!("c=IN {family} {ip}"));
         line(&format!("a=ice-ufrag:{}", local.ice_ufrag));
@@ -313,5 +325,24 @@ a=sctp-port:5000\r\n";
         let no_audio = CHROMIUM_OFFER.replace("opus/48000/2", "foo/8000");
         let o = Offer::parse(&no_audio).unwrap();
         assert!(o.audio().is_none());
+    }
+
+    /// Found by the `sdp` fuzz target: a second section with the audio section's mid made
+    /// the answer's writer take it for the Opus section and panic on network input.
+    #[test]
+    fn two_sections_with_one_mid_are_refused_not_a_panic() {
+        let dup = CHROMIUM_OFFER.replace("a=mid:1", "a=mid:0");
+        let e = Offer::parse(&dup).unwrap_err();
+        assert!(e.to_string().contains("names two m-sections"), "{e}");
+        // An offer built by hand with the same flaw gets an error from the answer too.
+        let mut o = Offer::parse(CHROMIUM_OFFER).unwrap();
+        o.media[1].mid = "0".into();
+        let local = Local {
+            ice_ufrag: "srv1".into(),
+            ice_pwd: ice_token(24),
+            fingerprint: fingerprint_text(&[0xab; 32]),
+            addr: "127.0.0.1:40000".parse().unwrap(),
+        };
+        assert!(answer(&o, &local, 1).is_err());
     }
 }
