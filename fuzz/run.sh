@@ -7,6 +7,7 @@
 #   RUNS=100000 fuzz/run.sh rtcp sdp # some targets, fewer executions
 #   SANITIZER=address fuzz/run.sh    # with AddressSanitizer (about 5x slower)
 #   JOBS=2 (default: the core count) targets run side by side
+#   MAX_TIME=1500 stops a target after that many seconds even short of RUNS (0: no limit)
 #
 # Writes target/fuzz/LOG/T.log per target and target/fuzz/summary.md (executions, time,
 # coverage, crashes). A crash leaves its input in fuzz/artifacts/T/ and the script exits 1.
@@ -15,6 +16,7 @@ cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000}
 SANITIZER=${SANITIZER:-none}
 JOBS=${JOBS:-$(nproc)}
+MAX_TIME=${MAX_TIME:-0}
 export RUSTC_BOOTSTRAP=1
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -34,7 +36,7 @@ run_one() {
     local start end rc=0
     start=$(date +%s)
     "$BIN/$t" "corpus/$t" "seeds/$t" -runs="$RUNS" -max_len=4096 -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="artifacts/$t/" \
+        -rss_limit_mb=2048 -max_total_time="$MAX_TIME" -print_final_stats=1 -artifact_prefix="artifacts/$t/" \
         >"$LOGS/$t.log" 2>&1 || rc=$?
     end=$(date +%s)
     local execs cov ft corp
@@ -51,12 +53,12 @@ run_one() {
     return "$rc"
 }
 export -f run_one
-export BIN LOGS RUNS
+export BIN LOGS RUNS MAX_TIME
 
 failed=0
 printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}' || failed=1
 {
-    echo "libFuzzer via cargo-fuzz, sanitizer $SANITIZER, $(date -u +%F), $(nproc) cores, $JOBS at once"
+    echo "libFuzzer via cargo-fuzz, sanitizer $SANITIZER, $(date -u +%F), $(nproc) cores, $JOBS at once, $RUNS runs or ${MAX_TIME}s (0: no limit) per target"
     echo
     echo '| target | executions | seconds | exec/s | cov | ft | corpus | crashes |'
     echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'

@@ -113,6 +113,9 @@ class Participant:
         self.send_err = 0
         self.max_send = 0  # 0: no limit
         self.record = 0  # how many received payloads to keep for the content check
+        # RFC 6464 audio level (extension id 1, one-byte header) on every packet, as WebRTC
+        # clients and confclient send it: (voice flag, level in -dBov), or None for none.
+        self.level = None
         self.reset_counters()
 
     def reset_counters(self):
@@ -125,8 +128,12 @@ class Participant:
     def next_packet(self):
         pl = self.frames[self.n % len(self.frames)]
         marker = 0x80 if self.n == 0 else 0
-        hdr = struct.pack("!BBHII", 0x80, marker | PT, self.seq & 0xFFFF,
+        b0 = 0x90 if self.level is not None else 0x80
+        hdr = struct.pack("!BBHII", b0, marker | PT, self.seq & 0xFFFF,
                           self.ts & 0xFFFFFFFF, self.ssrc)
+        if self.level is not None:
+            voice, level = self.level
+            hdr += struct.pack("!HHBBH", 0xBEDE, 1, 0x10, (0x80 if voice else 0) | level, 0)
         self.n += 1
         self.seq += 1
         self.ts += TS_STEP
@@ -143,7 +150,7 @@ class Participant:
                 self.recorded.append((struct.unpack("!H", pkt[2:4])[0], pl))
 
 
-def make_participants(n, k, tone_frames, silence_frames, listener_media):
+def make_participants(n, k, tone_frames, silence_frames, listener_media, audio_level=False):
     ps = []
     for i in range(n):
         talker = i < k
@@ -152,6 +159,9 @@ def make_participants(n, k, tone_frames, silence_frames, listener_media):
         else:
             frames = silence_frames if listener_media in ("silence", "once") else None
         p = Participant(i, talker, frames)
+        if audio_level:
+            # The tones are encoded at -18 dBFS; the silence is digital silence.
+            p.level = (True, 18) if talker else (False, 127)
         if not talker and listener_media == "once":
             p.max_send = 1
         ps.append(p)
@@ -798,6 +808,10 @@ def main():
                     help="what listeners send: Opus-encoded silence every 20 ms (default, like a "
                          "client with an open microphone), one silence packet at the start and "
                          "then nothing, or nothing (Janus then sends them nothing either)")
+    ap.add_argument("--audio-level", choices=["on", "off"], default="off",
+                    help="on: every packet carries the RFC 6464 audio level (extension id 1), as "
+                         "WebRTC clients send it: voice at -18 dBov for talkers, no voice at -127 "
+                         "for listeners. The same packets go to both servers")
     ap.add_argument("--bitrate", default="32k", help="Opus bitrate of the pre-encoded streams")
     ap.add_argument("--content-check", type=float, default=5.0, metavar="SECS",
                     help="record SECS of what the last listener and the first talker receive, decode it "
@@ -841,6 +855,7 @@ def main():
         "scenario": {"participants": args.participants, "talkers": args.talkers,
                      "duration_s": args.duration, "warmup_s": args.warmup,
                      "listener_media": args.listener_media, "opus_bitrate": args.bitrate,
+                     "audio_level": args.audio_level,
                      "janus_join_bitrate": args.janus_bitrate or "janus default",
                      "janus_join_quality": args.janus_quality or "janus default (4)",
                      "frame_ms": 20, "sample_rate": 48000},
@@ -854,7 +869,8 @@ def main():
         if args.rounds > 1:
             log(f"round {rnd + 1}/{args.rounds}: {' then '.join(order)}")
         for which in order:
-            ps = make_participants(args.participants, args.talkers, tones, silence, args.listener_media)
+            ps = make_participants(args.participants, args.talkers, tones, silence, args.listener_media,
+                                   args.audio_level == "on")
             if args.content_check:
                 ps[-1].record = int(args.content_check / FRAME_S)
                 ps[0].record = int(args.content_check / FRAME_S)
