@@ -99,10 +99,17 @@ fn base_image(tag: &str, tar: &str, include: &[&str]) -> Result<(), String> {
         return Ok(());
     }
     let path = work().join(tar);
+    if path.is_dir() {
+        // Left by an older run that let mmdebstrap write a directory.
+        std::fs::remove_dir_all(&path).map_err(|e| e.to_string())?;
+    }
     if !path.exists() {
-        let partial = work().join(format!("{tar}.partial"));
+        // mmdebstrap picks its output format from the name's extension unless told:
+        // the partial name keeps `.tar` last and the format is named anyway.
+        let partial = work().join(format!("partial-{tar}"));
+        let _ = std::fs::remove_file(&partial);
         let mut c = Command::new("mmdebstrap");
-        c.arg("--variant=minbase").arg("--quiet");
+        c.arg("--variant=minbase").arg("--format=tar").arg("--quiet");
         if !include.is_empty() {
             c.arg(format!("--include={}", include.join(",")));
         }

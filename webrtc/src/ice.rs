@@ -37,6 +37,11 @@ pub enum StunRefused {
 
 /// Parses a binding request and its USERNAME.
 pub fn parse(data: &[u8]) -> Result<Request, StunRefused> {
+    // RFC 5389 §6: a STUN message's two top bits are zero; rtc-stun masks them off, so a
+    // TURN channel datagram (first byte 0x40..) could otherwise pass for a request.
+    if data.first().is_none_or(|b| b & 0xC0 != 0) {
+        return Err(StunRefused::Malformed);
+    }
     let mut msg = Message::new();
     msg.unmarshal_binary(data)
         .map_err(|_| StunRefused::Malformed)?;
@@ -156,5 +161,21 @@ mod tests {
         broken[25] ^= 1;
         assert!(parse(&broken).is_err());
         assert_eq!(parse(&[0, 1, 0]).err(), Some(StunRefused::Malformed));
+    }
+
+    /// Found by the stun fuzz target: first byte 0x40 (a TURN channel number to RFC 7983's
+    /// demux) with a valid FINGERPRINT over the rest parsed as a binding request.
+    #[test]
+    fn a_message_with_its_top_bits_set_is_not_stun() {
+        let data: [u8; 75] = [
+            0x40, 0x01, 0x00, 0x34, 0x21, 0x12, 0xa4, 0x42, 0x00, 0x01, 0x03, 0x04, 0x02, 0x05,
+            0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x00, 0x06, 0x00, 0x09, 0x73, 0x72, 0x76, 0x55,
+            0x3a, 0x62, 0x72, 0x77, 0x55, 0x00, 0x00, 0x00, 0x00, 0x25, 0x00, 0x00, 0x00, 0x08,
+            0x00, 0x14, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xde, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0xb2, 0x35, 0x4d, 0x1f, 0x80, 0x28, 0x00, 0x04, 0x2c,
+            0x8f, 0x13, 0x5f, 0x0a, 0x9f,
+        ];
+        assert_eq!(crate::demux(&data), crate::Kind::Other);
+        assert_eq!(parse(&data).err(), Some(StunRefused::Malformed));
     }
 }
