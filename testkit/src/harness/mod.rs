@@ -22,13 +22,23 @@ pub fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// `target/PROFILE` of the running test executable (`target/PROFILE/deps/NAME-HASH`).
+/// `target/PROFILE` of the running executable: a test's (`target/PROFILE/deps/NAME-HASH`)
+/// or an example's such as the soak (`target/PROFILE/examples/NAME`).
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary has a path");
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("test binary lives in target/PROFILE/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("the running binary has a path");
+    let dir = exe
+        .parent()
+        .expect("the running binary lives in a directory");
+    if dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
+        dir.parent()
+            .expect("deps/ and examples/ live in target/PROFILE")
+            .to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A binary of this workspace, built on demand (with the test's own profile) when missing.
@@ -569,16 +579,21 @@ pub fn http_post(addr: SocketAddr, path: &str, token: &str, body: &str) -> (u16,
     (status, body)
 }
 
-/// Sends one HTTP/1.1 request with `Connection: close`; returns status, head and body.
-/// Sends a raw HTTP/1.1 request; returns (status, head, body).
+/// Sends a raw HTTP/1.1 request (with `Connection: close`); returns (status, head, body).
 pub fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("http reachable");
-    s.write_all(request.as_bytes()).unwrap();
+    try_http(addr, request).expect("http reachable")
+}
+
+/// [`http`] for a server that may be down: the I/O error instead of a panic.
+pub fn try_http(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request.as_bytes())?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    s.read_to_string(&mut text)?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 /// Sends raw lines on a fresh control connection and returns everything the server said

@@ -36,23 +36,37 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let r = Redis { child, port };
+        let r = Redis {
+            child: spawn(port),
+            port,
+        };
+        r.wait_ready();
+        Some(r)
+    }
+
+    /// Kills redis-server (SIGKILL: its data goes, as nothing is persisted) and starts a
+    /// fresh one on the same port; returns once it answers.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port);
+        self.wait_ready();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while r.try_cmd(&["PING"]).as_deref() != Some("PONG") {
+        while self.try_cmd(&["PING"]).as_deref() != Some("PONG") {
             assert!(
                 Instant::now() < deadline,
                 "redis-server never answered PING"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(r)
     }
 
     pub fn url(&self) -> String {
@@ -87,6 +101,17 @@ impl Redis {
     pub fn cmd(&self, args: &[&str]) -> String {
         self.try_cmd(args).expect("redis answers")
     }
+}
+
+/// redis-server on `port`, without persistence.
+fn spawn(port: u16) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts")
 }
 
 impl Drop for Redis {
