@@ -190,6 +190,11 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 /// A field of `/proc/net/snmp`: a header line and a value line share a prefix.
 fn snmp_field(text: &str, prefix: &str, field: &str) -> Option<u64> {
     let mut lines = text.lines().filter(|l| l.starts_with(prefix));
@@ -254,8 +259,14 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).unwrap();
+            // The whole request first: closing with unread bytes resets the connection.
+            let (mut req, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).unwrap() {
+                    0 => break,
+                    n => req.extend_from_slice(&buf[..n]),
+                }
+            }
             s.write_all(b"HTTP/1.0 200 OK\r\n\r\nprocess_cpu_seconds_total 3.25\n")
                 .unwrap();
         });
