@@ -103,6 +103,11 @@ pub struct LoadArgs {
     /// Wait after each step's last send for stragglers before counting (ms).
     #[arg(long, default_value_t = 300)]
     pub drain_ms: u64,
+    /// A participant whose media server dies goes back to the dispatcher and rejoins, as
+    /// confclient does (the soak); without it the participant is counted as closed early.
+    #[arg(long)]
+    #[serde(default)]
+    pub failover: bool,
     /// Joins in flight at once.
     #[arg(long, default_value_t = 32)]
     pub join_concurrency: usize,

@@ -3,8 +3,10 @@
 //! baseline's UDP registration.
 //!
 //! Joins run on a small tokio runtime on its own thread. After the joins it keeps every
-//! participant's control plane running (a closed connection is a leave) until the run
-//! ends, then says `endsession` for everyone.
+//! participant's control plane running until the run ends, then says `endsession` for
+//! everyone. Without `--failover` a closed connection is a leave; with it (the soak) a
+//! participant whose media server dies goes back to the dispatcher as confclient does, and
+//! its [`Route`] follows it to the new server.
 
 use crate::config::LoadArgs;
 use crate::netio::size_buffers;
@@ -14,8 +16,9 @@ use client::control::{Control, Event, Step};
 use client::flow::FlowConfig;
 use protocol::{ChannelAddr, JoinOpts, MediaKind, Mode, ServerMsg};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
 /// Longest one participant's join flow may take.
@@ -35,6 +38,59 @@ pub struct Channel {
     pub payload_type: u8,
 }
 
+/// Where a participant's media goes now. Failover replaces its channels with the new
+/// server's and empties them while the participant is between servers. Senders keep a
+/// copy and take the lock only when `gen` moves, so a packet costs one atomic load.
+#[derive(Debug, Default)]
+pub struct Route {
+    gen: AtomicU64,
+    chans: Mutex<(Option<Channel>, Option<Channel>)>,
+}
+
+impl Route {
+    fn new(audio: Channel, video: Option<Channel>) -> Route {
+        Route {
+            gen: AtomicU64::new(0),
+            chans: Mutex::new((Some(audio), video)),
+        }
+    }
+
+    /// Moves on every change of the channels.
+    pub fn generation(&self) -> u64 {
+        self.gen.load(Ordering::Acquire)
+    }
+
+    /// The audio and video channels now; `None` audio: between servers, send nothing.
+    pub fn channels(&self) -> (Option<Channel>, Option<Channel>) {
+        *self.chans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut (Option<Channel>, Option<Channel>))) {
+        let mut c = self.chans.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c);
+        self.gen.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The participants' control state while media runs, for the soak's checks.
+#[derive(Debug, Default)]
+pub struct ControlStatus {
+    /// Participants that hold an audio channel now.
+    pub in_conference: AtomicU32,
+    /// Failover attempts started (`reconnect`).
+    pub reconnects: AtomicU64,
+    /// Each failover that landed: when, and how long after the loss (ms).
+    pub rejoins: Mutex<Vec<(Instant, u64)>>,
+}
+
+impl ControlStatus {
+    /// The failovers that landed at or after `since`: (when, ms after the loss).
+    pub fn rejoins_since(&self, since: Instant) -> Vec<(Instant, u64)> {
+        let r = self.rejoins.lock().unwrap_or_else(|p| p.into_inner());
+        r.iter().filter(|(t, _)| *t >= since).copied().collect()
+    }
+}
+
 /// A joined participant, ready for media.
 #[derive(Debug)]
 pub struct Participant {
@@ -48,6 +104,8 @@ pub struct Participant {
     /// `None` when the server offered no video channel: video-like packets then go on the
     /// audio channel with the audio SSRC.
     pub video: Option<Channel>,
+    /// The channels as failover moves them (the same as `audio`/`video` without it).
+    pub route: Arc<Route>,
 }
 
 /// How the control connections fared while media ran.
@@ -61,6 +119,8 @@ pub struct ControlReport {
 
 /// The running control plane; [`ControlPlane::finish`] makes everyone leave.
 pub struct ControlPlane {
+    /// Live control state (participants in a conference, failovers).
+    pub status: Arc<ControlStatus>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<ControlReport>>,
 }
@@ -107,7 +167,10 @@ pub fn join_all(
         participants: args.participants,
         want_video: args.has_video(),
         concurrency: args.join_concurrency,
+        failover: args.failover,
     };
+    let status = Arc::new(ControlStatus::default());
+    let st = status.clone();
     let thread = std::thread::Builder::new()
         .name("loadgen-control".into())
         .spawn(move || {
@@ -121,10 +184,11 @@ pub fn join_all(
                     return ControlReport::default();
                 }
             };
-            rt.block_on(control_main(plan, ready_tx, stop_rx))
+            rt.block_on(control_main(plan, ready_tx, stop_rx, st))
         })
         .map_err(BenchError::io("spawn control thread"))?;
     let plane = ControlPlane {
+        status,
         stop: Some(stop_tx),
         thread: Some(thread),
     };
@@ -145,6 +209,7 @@ struct Plan {
     participants: u32,
     want_video: bool,
     concurrency: usize,
+    failover: bool,
 }
 
 type Joined = (Participant, Control);
@@ -153,6 +218,7 @@ async fn control_main(
     plan: Plan,
     ready: std::sync::mpsc::Sender<Result<Vec<Participant>, BenchError>>,
     stop: oneshot::Receiver<()>,
+    status: Arc<ControlStatus>,
 ) -> ControlReport {
     let plan = Arc::new(plan);
     // The first member of each conference places it; the rest follow, so no two joins race
@@ -175,11 +241,30 @@ async fn control_main(
         }
     }
     joined.sort_by_key(|(p, _)| (p.conf, p.index));
-    let (parts, conns): (Vec<_>, Vec<_>) = joined.into_iter().unzip();
+    let mut held = Vec::with_capacity(joined.len());
+    let mut parts = Vec::with_capacity(joined.len());
+    for (p, ctrl) in joined {
+        let local = match p.socket.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = ready.send(Err(BenchError::io("media socket address")(e)));
+                return ControlReport::default();
+            }
+        };
+        held.push(Held {
+            ctrl,
+            route: p.route.clone(),
+            local,
+        });
+        parts.push(p);
+    }
+    status
+        .in_conference
+        .store(parts.len() as u32, Ordering::Relaxed);
     if ready.send(Ok(parts)).is_err() {
         return ControlReport::default();
     }
-    hold(conns, stop).await
+    hold(held, stop, status).await
 }
 
 async fn join_wave(plan: &Arc<Plan>, who: Vec<(u32, u32)>) -> Result<Vec<Joined>, BenchError> {
@@ -241,8 +326,9 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
         version: Some(env!("CARGO_PKG_VERSION").into()),
         ..JoinOpts::default()
     };
-    // A participant whose server goes away is counted as closed early, not moved.
-    flow.failover = false;
+    // Without --failover a participant whose server goes away is counted as closed early,
+    // not moved.
+    flow.failover = plan.failover;
     flow.seed = u64::from(conf) << 32 | u64::from(index);
     let mut ctrl = Control::new(flow);
     let mut socket: Option<UdpSocket> = None;
@@ -307,6 +393,7 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
         socket,
         audio,
         video,
+        route: Arc::new(Route::new(audio, video)),
     };
     Ok((p, ctrl))
 }
@@ -325,34 +412,85 @@ fn open_socket(local: IpAddr, server: SocketAddr) -> Result<UdpSocket, String> {
     Ok(s)
 }
 
-/// Keeps every participant's control plane running until `stop`, then leaves.
-async fn hold(ctrls: Vec<Control>, stop: oneshot::Receiver<()>) -> ControlReport {
+/// One participant's control connection while media runs.
+struct Held {
+    ctrl: Control,
+    route: Arc<Route>,
+    /// The media socket's address, declared again to a server that failover lands on.
+    local: std::net::SocketAddr,
+}
+
+/// Keeps every participant's control plane running until `stop`, then leaves. With
+/// failover, a participant's route is emptied when it loses its server and refilled from
+/// the new server's `channel` lines.
+async fn hold(
+    held: Vec<Held>,
+    stop: oneshot::Receiver<()>,
+    status: Arc<ControlStatus>,
+) -> ControlReport {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut leave = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for mut c in ctrls {
+    for mut h in held {
         let (ltx, lrx) = oneshot::channel::<()>();
         leave.push(ltx);
         let tx = tx.clone();
+        let status = status.clone();
         tasks.spawn(async move {
             tokio::pin!(lrx);
+            // Whether this participant counts in `status.in_conference` now.
+            let mut counted = true;
+            let out = |counted: &mut bool, route: &Route| {
+                route.update(|c| *c = (None, None));
+                if std::mem::take(counted) {
+                    status.in_conference.fetch_sub(1, Ordering::Relaxed);
+                }
+            };
             loop {
                 tokio::select! {
                     _ = &mut lrx => {
-                        c.finish().await;
+                        h.ctrl.finish().await;
                         return;
                     }
-                    step = c.next() => match step {
+                    step = h.ctrl.next() => match step {
                         Step::Event(Event::Server(
                             ServerMsg::Reject { .. } | ServerMsg::Error { .. },
                         )) => {
                             let _ = tx.send(false);
                         }
+                        Step::PauseMedia => out(&mut counted, &h.route),
+                        Step::Event(Event::Reconnect { .. }) => {
+                            status.reconnects.fetch_add(1, Ordering::Relaxed);
+                            out(&mut counted, &h.route);
+                        }
+                        Step::Event(Event::Rejoined { after_ms, .. }) => {
+                            let mut r = status.rejoins.lock().unwrap_or_else(|p| p.into_inner());
+                            r.push((Instant::now(), after_ms));
+                        }
+                        Step::ChannelOffered(client::flow::ChannelOffer {
+                            kind, addr: server, payload_type, ssrc, ..
+                        }) => {
+                            h.ctrl.declare_channel(
+                                kind,
+                                ChannelAddr::Addr(h.local),
+                                ssrc,
+                                Default::default(),
+                            );
+                            let ch = Channel { server, ssrc, payload_type };
+                            h.route.update(|c| match kind {
+                                MediaKind::Audio => c.0 = Some(ch),
+                                MediaKind::Video => c.1 = Some(ch),
+                            });
+                            if kind == MediaKind::Audio && !std::mem::replace(&mut counted, true) {
+                                status.in_conference.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         Step::Finished(_) => {
+                            out(&mut counted, &h.route);
                             let _ = tx.send(true);
                             return;
                         }
-                        _ => {}
+                        Step::Event(_) => {}
                     }
                 }
             }
@@ -402,6 +540,7 @@ pub fn raw_register(args: &LoadArgs, fwd: SocketAddr) -> Result<Vec<Participant>
                 socket,
                 audio,
                 video: None,
+                route: Arc::new(Route::new(audio, None)),
             });
         }
     }

@@ -18,14 +18,14 @@ pub const FONT_CANDIDATES: &[&str] = &[
     "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
 ];
 
-const FONT: &str = "sans-serif";
+pub const FONT: &str = "sans-serif";
 
 fn err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Plot(e.to_string())
 }
 
 /// Registers the font once per process.
-fn register_font(font: Option<&Path>) -> Result<(), BenchError> {
+pub fn register_font(font: Option<&Path>) -> Result<(), BenchError> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let r = DONE.get_or_init(|| {
         let path: PathBuf = match font {

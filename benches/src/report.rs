@@ -36,6 +36,8 @@ pub struct StepResult {
     /// Packets loadgen skipped because its sender fell behind.
     pub skipped: u64,
     pub send_errors: u64,
+    /// Packets not sent because their participant was between servers (failover).
+    pub paused: u64,
     /// Packets the server sent per second, as received by loadgen.
     pub pps_out: f64,
     pub loss_pct: f64,

@@ -3,7 +3,7 @@
 //! exact.
 
 use crate::config::LoadArgs;
-use crate::control::{self, ControlPlane, Participant};
+use crate::control::{self, ControlPlane, ControlReport, ControlStatus, Participant};
 use crate::cpu::{self, CpuSource};
 use crate::receiver::{self, RxHandle, RxShared, RxSocket};
 use crate::report::{utc_date, Machine, RunResult, StepResult};
@@ -23,53 +23,12 @@ const LOADGEN_SKIP_LIMIT: f64 = 0.05;
 
 /// Runs the load `args` describes and returns its results (nothing written yet).
 pub fn run(args: &LoadArgs) -> Result<RunResult, BenchError> {
-    args.validate()?;
-    let epoch = Instant::now();
-    let layout = Layout {
-        conferences: args.conferences,
-        participants: args.participants,
-        senders: args.senders,
-        kinds: if args.has_video() { 2 } else { 1 },
-    };
-    let cpu = match (args.server_pid, &args.metrics) {
-        (Some(pid), _) => CpuSource::Pid(pid),
-        (None, Some(url)) => CpuSource::Metrics(url.clone()),
-        (None, None) => CpuSource::None,
-    };
-    // Fail before joining if the CPU source is wrong.
-    cpu.sample()?;
-    let run_id = format!("{:08x}", rand::random::<u32>());
-    let (plane, parts, target) = join(args, &run_id)?;
-    let join_seconds = epoch.elapsed().as_secs_f64();
-    tracing::info!(participants = parts.len(), join_seconds, "joined");
-    if args.has_video() && parts.iter().all(|p| p.video.is_none()) {
-        tracing::info!("no video channel offered: video-like packets go on the audio channel");
-    }
-
-    let live_tx = Arc::new(AtomicU64::new(0));
-    let live_rx = Arc::new(AtomicU64::new(0));
-    let (txs, rxs) = start_threads(args, &layout, epoch, &parts, &live_tx, &live_rx)?;
-    std::thread::sleep(Duration::from_millis(args.settle_ms));
-
-    let ports = Ports::of(&parts);
+    let load = Load::start(args)?;
     let rss_before = args.server_pid.and_then(cpu::rss_kib);
-    let ctx = StepCtx {
-        args,
-        layout: &layout,
-        cpu: &cpu,
-        txs: &txs,
-        rxs: &rxs,
-        live: (&live_tx, &live_rx),
-        ports: &ports,
-    };
-    let (steps, stopped_by) = sweep(&ctx)?;
+    let (steps, stopped_by) = sweep(&load)?;
     let rss_loaded = args.server_pid.and_then(cpu::rss_kib);
-    drop(txs);
-    let control = plane.map(ControlPlane::finish).unwrap_or_default();
-    for h in rxs {
-        h.stop()?;
-    }
-    drop(parts);
+    let (layout, target, join_seconds) = (load.layout, load.target.clone(), load.join_seconds);
+    let control = load.finish()?;
 
     let mut result = RunResult {
         label: args.label(),
@@ -115,15 +74,100 @@ pub fn run(args: &LoadArgs) -> Result<RunResult, BenchError> {
     Ok(result)
 }
 
-/// What every step needs.
-struct StepCtx<'a> {
+/// Everyone joined, sender and receiver threads running: steps run on demand. [`run`]
+/// sweeps it; the soak steps it for as long as it lasts.
+pub struct Load<'a> {
     args: &'a LoadArgs,
-    layout: &'a Layout,
-    cpu: &'a CpuSource,
-    txs: &'a [TxHandle],
-    rxs: &'a [RxHandle],
-    live: (&'a AtomicU64, &'a AtomicU64),
-    ports: &'a Ports,
+    pub layout: Layout,
+    /// The dispatcher or raw forwarder driven.
+    pub target: String,
+    pub join_seconds: f64,
+    /// Conference names are `lg{run_id}-{index}`.
+    pub run_id: String,
+    cpu: CpuSource,
+    plane: Option<ControlPlane>,
+    parts: Vec<Participant>,
+    txs: Vec<TxHandle>,
+    rxs: Vec<RxHandle>,
+    live_tx: Arc<AtomicU64>,
+    live_rx: Arc<AtomicU64>,
+    ports: Ports,
+}
+
+impl<'a> Load<'a> {
+    /// Joins everyone, starts the threads and lets the server settle.
+    pub fn start(args: &'a LoadArgs) -> Result<Load<'a>, BenchError> {
+        args.validate()?;
+        let epoch = Instant::now();
+        let layout = Layout {
+            conferences: args.conferences,
+            participants: args.participants,
+            senders: args.senders,
+            kinds: if args.has_video() { 2 } else { 1 },
+        };
+        let cpu = match (args.server_pid, &args.metrics) {
+            (Some(pid), _) => CpuSource::Pid(pid),
+            (None, Some(url)) => CpuSource::Metrics(url.clone()),
+            (None, None) => CpuSource::None,
+        };
+        // Fail before joining if the CPU source is wrong.
+        cpu.sample()?;
+        let run_id = format!("{:08x}", rand::random::<u32>());
+        let (plane, parts, target) = join(args, &run_id)?;
+        let join_seconds = epoch.elapsed().as_secs_f64();
+        tracing::info!(participants = parts.len(), join_seconds, "joined");
+        if args.has_video() && parts.iter().all(|p| p.video.is_none()) {
+            tracing::info!("no video channel offered: video-like packets go on the audio channel");
+        }
+        let live_tx = Arc::new(AtomicU64::new(0));
+        let live_rx = Arc::new(AtomicU64::new(0));
+        let (txs, rxs) = start_threads(args, &layout, epoch, &parts, &live_tx, &live_rx)?;
+        std::thread::sleep(Duration::from_millis(args.settle_ms));
+        let ports = Ports::of(&parts);
+        Ok(Load {
+            args,
+            layout,
+            target,
+            join_seconds,
+            run_id,
+            cpu,
+            plane,
+            parts,
+            txs,
+            rxs,
+            live_tx,
+            live_rx,
+            ports,
+        })
+    }
+
+    /// The participants' live control state (`None` against rawfwd).
+    pub fn status(&self) -> Option<&ControlStatus> {
+        self.plane.as_ref().map(|p| &*p.status)
+    }
+
+    /// How many participants joined.
+    pub fn participants(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Everyone leaves; the threads stop. Returns how the control connections fared.
+    pub fn finish(self) -> Result<ControlReport, BenchError> {
+        let Load {
+            txs,
+            rxs,
+            plane,
+            parts,
+            ..
+        } = self;
+        drop(txs);
+        let control = plane.map(ControlPlane::finish).unwrap_or_default();
+        for h in rxs {
+            h.stop()?;
+        }
+        drop(parts);
+        Ok(control)
+    }
 }
 
 /// Local UDP ports of loadgen's sockets and of the server's media sockets.
@@ -152,13 +196,13 @@ impl Ports {
 /// Runs one step, one per `--scales` multiplier, or with `--sweep` doubles the rates until
 /// a step fails, then bisects `--refine` times between the last good and the first bad
 /// rate. Returns the steps in order of offered load and why the sweep stopped.
-fn sweep(ctx: &StepCtx<'_>) -> Result<(Vec<StepResult>, Option<String>), BenchError> {
+fn sweep(ctx: &Load<'_>) -> Result<(Vec<StepResult>, Option<String>), BenchError> {
     let args = ctx.args;
     let mut steps: Vec<StepResult> = Vec::new();
     let mut stopped_by = None;
     let run =
         |scale: f64, steps: &mut Vec<StepResult>| -> Result<Option<&'static str>, BenchError> {
-            let r = run_step(ctx, steps.len() as u16, scale)?;
+            let r = ctx.step(steps.len() as u16, scale)?;
             let why = if r.loss_pct > args.max_loss_pct {
                 Some("loss")
             } else if r.latency_p50_ms > args.max_p50_ms {
@@ -280,85 +324,93 @@ fn start_threads(
     Ok((txs, rxs))
 }
 
-/// Runs one phase at `scale` times the configured rates and turns its counts into a
-/// [`StepResult`].
-fn run_step(ctx: &StepCtx<'_>, step: u16, scale: f64) -> Result<StepResult, BenchError> {
-    let args = ctx.args;
-    let start = Instant::now() + Duration::from_millis(10);
-    let phase = Phase {
-        step,
-        audio_pps: args.audio_pps * scale,
-        audio_size: args.audio_size,
-        video_pps: args.video_pps * scale,
-        video_size: args.video_size,
-        start,
-        end: start + secs(args.duration),
-    };
-    let server0 = ctx.cpu.sample()?;
-    let self0 = cpu::self_cpu_seconds()?;
-    let busy0 = cpu::machine_busy_seconds();
-    let rcvbuf0 = cpu::udp_rcvbuf_errors();
-    let lg_drops0 = cpu::udp_socket_drops(&ctx.ports.loadgen);
-    let srv_drops0 = cpu::udp_socket_drops(&ctx.ports.server);
-    let pending: Vec<_> = ctx.txs.iter().map(|t| t.run(phase)).collect();
-    progress(args, &phase, ctx.live.0, ctx.live.1);
-    let mut tx = TxReport::default();
-    let mut sent = vec![0u64; ctx.layout.total_streams()];
-    for p in pending {
-        let r = p
-            .and_then(|r| r.recv().ok())
-            .ok_or_else(|| BenchError::Thread("sender thread gone".into()))?;
-        for (s, n) in r.sent {
-            sent[s as usize] += n;
-        }
-        tx.skipped += r.skipped;
-        tx.send_errors += r.send_errors;
-    }
-    std::thread::sleep(Duration::from_millis(args.drain_ms));
-    let server1 = ctx.cpu.sample()?;
-    let self1 = cpu::self_cpu_seconds()?;
-    let busy1 = cpu::machine_busy_seconds();
-    let drops = Drops {
-        rcvbuf: cpu::udp_rcvbuf_errors().saturating_sub(rcvbuf0),
-        loadgen: cpu::udp_socket_drops(&ctx.ports.loadgen).saturating_sub(lg_drops0),
-        server: cpu::udp_socket_drops(&ctx.ports.server).saturating_sub(srv_drops0),
-    };
-    let rx = receiver::collect_all(ctx.rxs, ctx.layout)?;
-    let duration = phase.end.duration_since(phase.start).as_secs_f64();
-    let mut r = step_result(
-        args,
-        ctx.layout,
-        &phase,
-        duration,
-        &sent,
-        &tx,
-        &rx,
-        server0.zip(server1).map(|(a, b)| b - a),
-        self1 - self0,
-        drops,
-    );
-    r.scale = scale;
-    // Everything else that ran over the step's whole window (load and drain).
-    let window = duration + args.drain_ms as f64 / 1000.0;
-    r.other_cpu_cores = busy0.zip(busy1).map(|(a, b)| {
-        let theirs = (b - a) - r.server_cpu_seconds.unwrap_or(0.0) - (self1 - self0);
-        (theirs / window).max(0.0)
-    });
-    if r.other_cpu_cores.is_some_and(|c| c > OTHER_CPU_WARN) {
-        tracing::warn!(
+impl Load<'_> {
+    /// Runs one phase at `scale` times the configured rates and turns its counts into a
+    /// [`StepResult`]. Steps are numbered from 0 in the order they run (the probes carry it).
+    pub fn step(&self, step: u16, scale: f64) -> Result<StepResult, BenchError> {
+        let ctx = self;
+        let args = ctx.args;
+        let start = Instant::now() + Duration::from_millis(10);
+        let phase = Phase {
             step,
-            other_cores = r.other_cpu_cores,
-            "other processes used CPU during this step; its figures are suspect"
+            audio_pps: args.audio_pps * scale,
+            audio_size: args.audio_size,
+            video_pps: args.video_pps * scale,
+            video_size: args.video_size,
+            start,
+            end: start + secs(args.duration),
+        };
+        let server0 = ctx.cpu.sample()?;
+        let self0 = cpu::self_cpu_seconds()?;
+        let busy0 = cpu::machine_busy_seconds();
+        let rcvbuf0 = cpu::udp_rcvbuf_errors();
+        let lg_drops0 = cpu::udp_socket_drops(&ctx.ports.loadgen);
+        let srv_drops0 = cpu::udp_socket_drops(&ctx.ports.server);
+        let pending: Vec<_> = ctx.txs.iter().map(|t| t.run(phase)).collect();
+        progress(args, &phase, &ctx.live_tx, &ctx.live_rx);
+        let mut tx = TxReport::default();
+        let mut sent = vec![0u64; ctx.layout.total_streams()];
+        for p in pending {
+            let r = p
+                .and_then(|r| r.recv().ok())
+                .ok_or_else(|| BenchError::Thread("sender thread gone".into()))?;
+            for (s, n) in r.sent {
+                sent[s as usize] += n;
+            }
+            tx.skipped += r.skipped;
+            tx.send_errors += r.send_errors;
+            tx.paused += r.paused;
+        }
+        std::thread::sleep(Duration::from_millis(args.drain_ms));
+        let server1 = ctx.cpu.sample()?;
+        let self1 = cpu::self_cpu_seconds()?;
+        let busy1 = cpu::machine_busy_seconds();
+        let drops = Drops {
+            rcvbuf: cpu::udp_rcvbuf_errors().saturating_sub(rcvbuf0),
+            loadgen: cpu::udp_socket_drops(&ctx.ports.loadgen).saturating_sub(lg_drops0),
+            server: cpu::udp_socket_drops(&ctx.ports.server).saturating_sub(srv_drops0),
+        };
+        let rx = receiver::collect_all(&ctx.rxs, &ctx.layout)?;
+        let duration = phase.end.duration_since(phase.start).as_secs_f64();
+        let mut r = step_result(
+            args,
+            &ctx.layout,
+            &phase,
+            duration,
+            &sent,
+            &tx,
+            &rx,
+            server0.zip(server1).map(|(a, b)| b - a),
+            self1 - self0,
+            drops,
         );
+        r.scale = scale;
+        // Everything else that ran over the step's whole window (load and drain); unknown
+        // without the server's CPU time, which it would include.
+        let window = duration + args.drain_ms as f64 / 1000.0;
+        r.other_cpu_cores = busy0
+            .zip(busy1)
+            .zip(r.server_cpu_seconds)
+            .map(|((a, b), server)| {
+                let theirs = (b - a) - server - (self1 - self0);
+                (theirs / window).max(0.0)
+            });
+        if r.other_cpu_cores.is_some_and(|c| c > OTHER_CPU_WARN) {
+            tracing::warn!(
+                step,
+                other_cores = r.other_cpu_cores,
+                "other processes used CPU during this step; its figures are suspect"
+            );
+        }
+        tracing::info!(
+            step,
+            scale,
+            pps_out = r.pps_out as u64,
+            loss_pct = r.loss_pct,
+            "step done"
+        );
+        Ok(r)
     }
-    tracing::info!(
-        step,
-        scale,
-        pps_out = r.pps_out as u64,
-        loss_pct = r.loss_pct,
-        "step done"
-    );
-    Ok(r)
 }
 
 /// Kernel drop counters over one step.
@@ -411,6 +463,7 @@ fn step_result(
         echoed: rx.echoed,
         skipped: tx.skipped,
         send_errors: tx.send_errors,
+        paused: tx.paused,
         pps_out: per_sec(received),
         loss_pct: pct(lost, expected),
         latency_p50_ms: lat.p50_ms,

@@ -10,7 +10,7 @@
 //! unit, an IDR slice on a stream's first packet and every [`KEYFRAME_INTERVAL`] after,
 //! a non-IDR slice otherwise.
 
-use crate::control::{Channel, Participant};
+use crate::control::{Channel, Participant, Route};
 use crate::stats::Layout;
 use crate::wire::{self, Kind, Probe, RtpHead, H264_IDR, H264_NON_IDR, OPUS_TOC};
 use crate::BenchError;
@@ -38,6 +38,8 @@ pub struct TxPart {
     pub index: u32,
     pub audio: Channel,
     pub video: Option<Channel>,
+    /// Where failover has moved the channels (read when its generation moves).
+    pub route: Arc<Route>,
 }
 
 impl TxPart {
@@ -51,6 +53,7 @@ impl TxPart {
             index: p.index,
             audio: p.audio,
             video: p.video,
+            route: p.route.clone(),
         })
     }
 }
@@ -76,6 +79,8 @@ pub struct TxReport {
     pub skipped: u64,
     /// `sendto` failures.
     pub send_errors: u64,
+    /// Packets not sent because their participant was between servers (failover).
+    pub paused: u64,
 }
 
 enum TxCmd {
@@ -200,6 +205,11 @@ fn run_phase(
     }
     // RTP sequence per (participant, channel): kinds sharing a channel share a sequence.
     let mut rtp_seq: Vec<[u16; 2]> = parts.iter().map(|_| [rng.gen(), rng.gen()]).collect();
+    // Each participant's channels as last read from its route, with the route's generation.
+    let mut routes: Vec<(u64, Option<Channel>, Option<Channel>)> = parts
+        .iter()
+        .map(|p| (u64::MAX, Some(p.audio), p.video))
+        .collect();
     let mut report = TxReport::default();
     let lag = MAX_LAG.as_nanos() as u64;
     let key_interval = KEYFRAME_INTERVAL.as_nanos() as u64;
@@ -226,9 +236,20 @@ fn run_phase(
             next = due + (behind + 1) * s.period_ns;
         } else {
             let p = &parts[s.part];
-            let (ch, slot): (&Channel, usize) = match (s.on_video_channel, &p.video) {
-                (true, Some(v)) => (v, 1),
-                _ => (&p.audio, 0),
+            let route = &mut routes[s.part];
+            let gen = p.route.generation();
+            if gen != route.0 {
+                let (a, v) = p.route.channels();
+                *route = (gen, a, v);
+            }
+            let (ch, slot): (Channel, usize) = match (s.on_video_channel, route.2, route.1) {
+                (true, Some(v), _) => (v, 1),
+                (_, _, Some(a)) => (a, 0),
+                (_, _, None) => {
+                    report.paused += 1;
+                    heap.push(Reverse((next, si)));
+                    continue;
+                }
             };
             let seq = &mut rtp_seq[s.part][slot];
             let send_ns = ns(Instant::now());
