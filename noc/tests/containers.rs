@@ -109,7 +109,9 @@ fn base_image(tag: &str, tar: &str, include: &[&str]) -> Result<(), String> {
         let partial = work().join(format!("partial-{tar}"));
         let _ = std::fs::remove_file(&partial);
         let mut c = Command::new("mmdebstrap");
-        c.arg("--variant=minbase").arg("--format=tar").arg("--quiet");
+        c.arg("--variant=minbase")
+            .arg("--format=tar")
+            .arg("--quiet");
         if !include.is_empty() {
             c.arg(format!("--include={}", include.join(",")));
         }
