@@ -92,12 +92,14 @@ pub struct Deployment {
     pub switch: Proc,
     pub switch_addr: SocketAddr,
     pub media: Vec<Slot>,
+    /// Each media server's `--capacity`.
+    capacity: u32,
 }
 
 impl Deployment {
-    /// Starts Redis, the dispatchers, the switch and `ms-1`, and waits until both
-    /// dispatchers see it.
-    pub fn start() -> Deployment {
+    /// Starts Redis, the dispatchers, the switch and `ms-1` (each media server with
+    /// `capacity`), and waits until both dispatchers see it.
+    pub fn start(capacity: u32) -> Deployment {
         let redis =
             Redis::start().expect("redis-server is installed (apt-get install redis-server)");
         let dispatchers: Vec<(Slot, DispatcherAddrs)> = ["disp-1", "disp-2"]
@@ -140,6 +142,7 @@ impl Deployment {
             switch,
             switch_addr,
             media: Vec::new(),
+            capacity,
         };
         d.start_media("ms-1");
         d
@@ -168,6 +171,8 @@ impl Deployment {
             &format!("{},{}", regs[0], regs[1]),
             "--workers",
             "1",
+            "--capacity",
+            &self.capacity.to_string(),
         ]
         .map(str::to_owned)
         .to_vec();
