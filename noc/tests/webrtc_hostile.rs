@@ -5,33 +5,37 @@
 //! never passed ICE, and the browser's own SRTP with a forged authentication tag. None gets
 //! a reply, each is counted on `/metrics`, and an offer before a ticketed join is refused.
 
-use bytes::BytesMut;
-use dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
-use dtls::crypto::Certificate;
-use dtls::endpoint::{Endpoint, EndpointEvent};
-use dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use prometheus_parse::{Scrape, Value};
 use protocol::{Endpoint as ControlEndpoint, ServerMsg};
-use rtc_crypto::HashAlgorithm;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use testkit::browser::Browser;
 use testkit::harness::control::Line;
 use testkit::harness::{http_get, Noc};
 use webrtc::ice;
-use webrtc::srtp::{Context, Profile};
 
-const UFRAG: &str = "Brws";
-const PWD: &str = "browserpasswordbrowserpw";
 const SSRC: u32 = 0x1357_9bdf;
 
-/// The counter `family{reason}` on the one media server's `/metrics`.
-fn drops(noc: &Noc, family: &str, reason: &str) -> f64 {
-    let url = &noc.metrics[0].1;
-    let addr: SocketAddr = url
-        .trim_start_matches("http://")
+/// The `/metrics` address of the media server whose control address is `client`.
+fn metrics_of(noc: &Noc, client: SocketAddr) -> SocketAddr {
+    let (id, _) = noc
+        .media_servers
+        .iter()
+        .find(|(_, a)| *a == client)
+        .expect("the dispatch names one of noc's media servers");
+    let (_, url) = noc
+        .metrics
+        .iter()
+        .find(|(i, _)| i == id)
+        .expect("its metrics line");
+    url.trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .parse()
-        .expect("metrics address");
+        .expect("metrics address")
+}
+
+/// The counter `family{reason}` at `/metrics` on `addr`.
+fn drops(addr: SocketAddr, family: &str, reason: &str) -> f64 {
     let body = http_get(addr, "/metrics");
     let s = Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
     s.samples
@@ -45,10 +49,10 @@ fn drops(noc: &Noc, family: &str, reason: &str) -> f64 {
 }
 
 /// Waits up to 5 s for the counter to reach `at_least`.
-fn counted(noc: &Noc, family: &str, reason: &str, at_least: f64) {
+fn counted(addr: SocketAddr, family: &str, reason: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let v = drops(noc, family, reason);
+        let v = drops(addr, family, reason);
         if v >= at_least {
             return;
         }
@@ -74,36 +78,6 @@ fn unanswered(s: &UdpSocket, to: SocketAddr, datagram: &[u8], what: &str) {
     if let Ok((n, from)) = s.recv_from(&mut buf) {
         panic!("{what}: {n} bytes came back from {from}");
     }
-}
-
-fn offer(fingerprint: &[u8]) -> Vec<String> {
-    let fp = fingerprint
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    [
-        "v=0",
-        "o=- 1 2 IN IP4 127.0.0.1",
-        "s=-",
-        "t=0 0",
-        "a=group:BUNDLE 0",
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-        "c=IN IP4 0.0.0.0",
-        &format!("a=ice-ufrag:{UFRAG}"),
-        &format!("a=ice-pwd:{PWD}"),
-        &format!("a=fingerprint:sha-256 {fp}"),
-        "a=setup:actpass",
-        "a=mid:0",
-        "a=sendrecv",
-        "a=rtcp-mux",
-        "a=rtpmap:111 opus/48000/2",
-        "a=fmtp:111 minptime=10;useinbandfec=1",
-        &format!("a=ssrc:{SSRC} cname:hostile"),
-    ]
-    .iter()
-    .map(|l| l.to_string())
-    .collect()
 }
 
 fn rtp(seq: u16) -> Vec<u8> {
@@ -150,78 +124,11 @@ fn read_answer(line: &mut Line) -> Answer {
     }
 }
 
-/// ICE check and DTLS handshake from `sock` to the server; the browser's outbound SRTP.
-fn connect(sock: &UdpSocket, a: &Answer) -> Context {
-    let provider = rtc_crypto::default_provider().expect("crypto provider");
-    let req = ice::request(&a.ufrag, UFRAG, &a.pwd, true, provider.crypto());
-    sock.send_to(&req, a.candidate).expect("send check");
-    let mut buf = [0u8; 2048];
-    let (n, _) = sock.recv_from(&mut buf).expect("a binding response");
-    assert!(n >= 20 && buf[0] == 1 && buf[1] == 1, "binding success");
-    let cert = CERT.with(|c| c.clone());
-    let cfg = ConfigBuilder::default()
-        .with_crypto_provider(provider)
-        .with_certificates(vec![cert])
-        .with_srtp_protection_profiles(vec![SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm])
-        .with_insecure_skip_verify(true)
-        .with_extended_master_secret(ExtendedMasterSecretType::Require)
-        .build(true, Some(a.candidate))
-        .expect("dtls config");
-    let local = sock.local_addr().expect("local");
-    let mut dtls = Endpoint::new(local, rtc_shared::TransportProtocol::UDP, None);
-    let start = Instant::now();
-    dtls.connect(start, a.candidate, std::sync::Arc::new(cfg), None)
-        .expect("dtls connect");
-    let mut done = false;
-    while !done {
-        assert!(start.elapsed() < Duration::from_secs(5), "DTLS handshake");
-        while let Some(m) = dtls.poll_transmit() {
-            sock.send_to(&m.message, a.candidate).expect("send dtls");
-        }
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) if (20..=63).contains(&buf[0]) => {
-                let evs = dtls
-                    .read(Instant::now(), a.candidate, None, BytesMut::from(&buf[..n]))
-                    .expect("dtls read");
-                done = evs
-                    .iter()
-                    .any(|e| matches!(e, EndpointEvent::HandshakeComplete));
-            }
-            Ok(_) => {}
-            Err(_) => {
-                let _ = dtls.handle_timeout(a.candidate, Instant::now());
-            }
-        }
-    }
-    let profile = Profile::AeadAes128Gcm;
-    let km = dtls
-        .get_connection_state(a.candidate)
-        .expect("connection state")
-        .export_keying_material("EXTRACTOR-dtls_srtp", &[], profile.keying_len())
-        .expect("keying material");
-    let km: &[u8] = km.as_ref();
-    let (k, s) = (profile.key_len(), profile.salt_len());
-    Context::new(profile, &km[..k], &km[2 * k..2 * k + s]).expect("srtp context")
-}
-
-thread_local! {
-    static CERT: Certificate = {
-        let provider = rtc_crypto::default_provider().expect("crypto provider");
-        Certificate::generate_self_signed(vec!["hostile".into()], provider.crypto())
-            .expect("certificate")
-    };
-}
-
 #[test]
 fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
     let noc = Noc::start(&[]);
-    let provider = rtc_crypto::default_provider().expect("crypto provider");
-    let fingerprint = CERT.with(|c| {
-        provider
-            .crypto()
-            .hash(HashAlgorithm::Sha256, c.certificate[0].as_ref())
-            .expect("sha-256")
-    });
+    let browser = Browser::new("mallory");
+    let lines = browser.offer(SSRC);
 
     // Through the dispatcher, like every client.
     let mut d = Line::connect(noc.dispatcher);
@@ -242,10 +149,10 @@ fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
 
     // An offer without a ticketed join is refused, and its connection gets no answer.
     let mut early = Line::connect(addr);
-    for l in offer(&fingerprint) {
+    for l in &lines {
         early.send(&format!("sdp\toffer\t{l}"));
     }
-    early.send(&format!("sdpend\toffer\t{}", offer(&fingerprint).len()));
+    early.send(&format!("sdpend\toffer\t{}", lines.len()));
     let refused = early.expect("reject");
     assert_eq!(refused[1], "403", "an offer before join: {refused:?}");
 
@@ -254,25 +161,26 @@ fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
         "join\tweb\tdemo\tmallory\tmode=reflect\tticket={ticket}"
     ));
     m.expect("accept");
-    let lines = offer(&fingerprint);
     for l in &lines {
         m.send(&format!("sdp\toffer\t{l}"));
     }
     m.send(&format!("sdpend\toffer\t{}", lines.len()));
     let answer = read_answer(&mut m);
+    let metrics = metrics_of(&noc, addr);
     let server = answer.candidate;
 
     // Strangers, before anyone passed ICE: no reply, each counted.
     let s = stranger();
+    let provider = rtc_crypto::default_provider().expect("crypto provider");
     let crypto = provider.crypto();
     unanswered(
         &s,
         server,
-        &ice::request("nobody", UFRAG, &answer.pwd, true, crypto),
+        &ice::request("nobody", &browser.ufrag, &answer.pwd, true, crypto),
         "STUN with a wrong username",
     );
     counted(
-        &noc,
+        metrics,
         "noc_media_webrtc_drops_total",
         "stun_unknown_user",
         1.0,
@@ -282,7 +190,7 @@ fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
         server,
         &ice::request(
             &answer.ufrag,
-            UFRAG,
+            &browser.ufrag,
             "wrongpasswordwrongpassw",
             true,
             crypto,
@@ -290,7 +198,7 @@ fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
         "STUN with a wrong password",
     );
     counted(
-        &noc,
+        metrics,
         "noc_media_webrtc_drops_total",
         "stun_bad_integrity",
         1.0,
@@ -298,28 +206,42 @@ fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
     let mut junk = vec![22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
     junk.extend_from_slice(b"junk!");
     unanswered(&s, server, &junk, "junk DTLS");
-    counted(&noc, "noc_media_webrtc_drops_total", "dtls_no_session", 1.0);
+    counted(
+        metrics,
+        "noc_media_webrtc_drops_total",
+        "dtls_no_session",
+        1.0,
+    );
 
     // The browser passes ICE and DTLS; its SRTP with a forged tag is refused and counted.
-    let browser = stranger();
-    browser
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut out = connect(&browser, &answer);
+    let mut out = browser
+        .connect(server, &answer.ufrag, &answer.pwd, || {})
+        .outbound;
     let mut buf = [0u8; 1500];
     let plain = rtp(1);
     buf[..plain.len()].copy_from_slice(&plain);
     let n = out.protect_rtp(&mut buf, plain.len()).expect("protect");
-    browser.send_to(&buf[..n], server).expect("send srtp");
+    browser
+        .socket
+        .send_to(&buf[..n], server)
+        .expect("send srtp");
     let mut forged = buf[..n].to_vec();
     forged[2..4].copy_from_slice(&2u16.to_be_bytes());
     let last = forged.len() - 1;
     forged[last] ^= 0x5a;
-    browser.send_to(&forged, server).expect("send forged");
-    counted(&noc, "noc_media_webrtc_drops_total", "srtp_auth", 1.0);
+    browser
+        .socket
+        .send_to(&forged, server)
+        .expect("send forged");
+    counted(metrics, "noc_media_webrtc_drops_total", "srtp_auth", 1.0);
+    assert_eq!(
+        drops(metrics, "noc_media_webrtc_drops_total", "srtp_auth"),
+        1.0,
+        "the browser's own packet passed, only the forged one was refused"
+    );
 
     // RTP with the browser's SSRC from an address that never passed ICE: not taken.
-    let before = drops(&noc, "noc_media_drops_total", "unknown_source");
+    let before = drops(metrics, "noc_media_drops_total", "unknown_source");
     unanswered(
         &s,
         server,
@@ -327,7 +249,7 @@ fn hostile_webrtc_input_gets_no_reply_and_is_counted() {
         "RTP from an address that never passed ICE",
     );
     counted(
-        &noc,
+        metrics,
         "noc_media_drops_total",
         "unknown_source",
         before + 1.0,

@@ -8,6 +8,7 @@
 //!   packets;
 //! - [`rng`]: the one seeded generator;
 //! - [`alloc`]: the counting global allocator behind the "no allocation per packet" tests;
+//! - [`browser`]: a Rust peer that plays a browser over UDP (offer, ICE check, DTLS-SRTP);
 //! - [`conference`]: a conference and its members set up in a mesh;
 //! - [`harness`]: real `noc`, `dispatcher`, `mediaserver` and `confclient` processes on
 //!   127.0.0.1 with ephemeral ports, HTTP and control-line clients, temporary directories.
@@ -15,6 +16,7 @@
 //! It panics instead of returning errors: a failure here is a failed test.
 
 pub mod alloc;
+pub mod browser;
 pub mod conference;
 pub mod harness;
 pub mod net;
