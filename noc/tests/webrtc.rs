@@ -133,13 +133,24 @@ fn scratch(name: &str) -> PathBuf {
 /// themselves, through the media server's WebRTC transport.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_and_a_confclient_hear_each_other() {
+    browser_and_confclient("reflect").await;
+}
+
+/// Issue acceptance (mix): the same in a mix room, where each gets the server's one mix
+/// without its own voice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_and_a_confclient_hear_each_other_in_mix_mode() {
+    browser_and_confclient("mix").await;
+}
+
+async fn browser_and_confclient(mode: &str) {
     let noc = Noc::start(&[]);
-    let mic = scratch("tone440.wav");
+    let mic = scratch(&format!("tone440-{mode}.wav"));
     tone_wav(&mic, 440.0, 30);
     let (_driver, port) = chromedriver();
-    let b = browser(port, &mic, &scratch("profile")).await;
+    let b = browser(port, &mic, &scratch(&format!("profile-{mode}"))).await;
     let url = format!(
-        "http://{}/join?conference=web&account=demo&name=chrome",
+        "http://{}/join?conference=web&account=demo&name=chrome&mode={mode}",
         noc.http
     );
     b.goto(&url).await.unwrap();
@@ -159,14 +170,28 @@ async fn a_browser_and_a_confclient_hear_each_other() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let wav = scratch("confclient.wav");
+    // The room runs in the mode the page asked for.
+    noc.wait_api("/api/conferences", Duration::from_secs(10), |v| {
+        v[0]["mode"] == mode
+    });
+
+    let wav = scratch(&format!("confclient-{mode}.wav"));
     let wav_s = wav.to_str().unwrap().to_owned();
     let mut cc = Client::spawn(
         noc.dispatcher,
         "web",
         "demo",
         "cc",
-        &["--tone", "660", "--record", &wav_s, "--duration", "8"],
+        &[
+            "--tone",
+            "660",
+            "--record",
+            &wav_s,
+            "--duration",
+            "8",
+            "--mode",
+            mode,
+        ],
     );
 
     // The browser hears 660 Hz and not its own 440 Hz.
@@ -246,7 +271,7 @@ async fn a_browser_and_a_confclient_hear_each_other() {
 
     let shot = b.screenshot().await.unwrap();
     std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("webrtc-room.png"),
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("webrtc-room-{mode}.png")),
         shot,
     )
     .unwrap();
