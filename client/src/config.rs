@@ -87,13 +87,18 @@ pub struct Args {
     /// server's choice, written to send.txt).
     #[arg(long, value_name = "SSRC")]
     pub ssrc: Option<u32>,
-    /// With --external-media: also a video channel (H.264, packetization-mode 1).
+    /// With --external-media: also a video channel (H.264 packetization-mode 1, or VP8
+    /// with --vcodec vp8).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub video: bool,
     /// With --external-media --video: the external tool's video SSRC (default: SSRC+1).
     #[arg(long, value_name = "SSRC")]
     pub video_ssrc: Option<u32>,
+    /// With --external-media --video: the video codec, `h264` (default) or `vp8`. The
+    /// reflector forwards video as it is sent, so a room's members agree on one.
+    #[arg(long, value_name = "CODEC", value_parser = ["h264", "vp8"])]
+    pub vcodec: Option<String>,
     /// The account's moderator PIN: join as a moderator (mute, kick, lock, end).
     #[arg(long, value_name = "PIN")]
     pub moderator_pin: Option<String>,
@@ -357,6 +362,11 @@ impl Args {
 /// The `--external-media` group of flags, checked.
 fn external_config(a: &Args) -> Result<Option<ExternalConfig>, ClientError> {
     let (video, recv_port, ssrc, video_ssrc) = (a.video, a.recv_port, a.ssrc, a.video_ssrc);
+    if a.vcodec.is_some() && !video {
+        return Err(ClientError::Config(
+            "--vcodec needs --external-media --video".into(),
+        ));
+    }
     let Some(dir) = a.external_media.clone() else {
         if recv_port.is_some() || ssrc.is_some() || video || video_ssrc.is_some() {
             return Err(ClientError::Config(
@@ -384,6 +394,7 @@ fn external_config(a: &Args) -> Result<Option<ExternalConfig>, ClientError> {
         ssrc,
         video,
         video_ssrc,
+        vcodec: a.vcodec.clone(),
     }))
 }
 
@@ -598,6 +609,7 @@ mod tests {
                 ssrc: Some(1111),
                 video: true,
                 video_ssrc: None,
+                vcodec: None,
             })
         );
         assert!(with(&["--external-media", "/tmp/x"]).is_err());

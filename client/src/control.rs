@@ -365,6 +365,7 @@ impl fmt::Display for Event {
                 M::Raise { participant, on } => write!(f, "raise {participant} {}", on_off(*on)),
                 M::Level { participant, dbov } => write!(f, "level {participant} {dbov}"),
                 M::Dominant { participant } => write!(f, "dominant {participant}"),
+                M::Slot { mid, participant } => write!(f, "slot {mid} {participant}"),
             },
             Event::Reconnect { attempt, reason } => write!(f, "reconnect {attempt} {reason}"),
             Event::Click { latency_us } => write!(f, "click latency_ms={}", ms(*latency_us)),

@@ -31,10 +31,12 @@ pub struct ExternalConfig {
     pub recv_port: u16,
     /// The external sender's audio SSRC; the server's choice when `None`.
     pub ssrc: Option<u32>,
-    /// Also open a video channel (H.264, packetization-mode 1).
+    /// Also open a video channel (H.264 packetization-mode 1, or VP8 with `vcodec`).
     pub video: bool,
     /// The external sender's video SSRC; `ssrc + 1` when `None` and `ssrc` is given.
     pub video_ssrc: Option<u32>,
+    /// The video codec asked for (`vcodec=`); the server's default (H.264) when `None`.
+    pub vcodec: Option<String>,
 }
 
 impl ExternalConfig {
@@ -212,6 +214,9 @@ pub async fn run(
     std::fs::create_dir_all(&ext.dir)?;
     let mut flow = cfg.flow_config();
     flow.opts.media = ext.kinds().to_vec();
+    if let Some(v) = &ext.vcodec {
+        flow.opts.extra.push(("vcodec".into(), v.clone()));
+    }
     flow.opts.app = Some("confclient-external".into());
     let mut ctrl = Control::new(flow).with_tls(cfg.client_tls()?);
     let mut st = State {
@@ -362,6 +367,7 @@ mod tests {
             ssrc: Some(1111),
             video: true,
             video_ssrc: None,
+            vcodec: None,
         };
         assert_eq!(ext.recv_port_of(MediaKind::Video), 5006);
         assert_eq!(ext.ssrc_of(MediaKind::Audio, 7), 1111);

@@ -515,7 +515,8 @@ impl JoinFlow {
             | ServerMsg::Ended { .. }
             | ServerMsg::Raise { .. }
             | ServerMsg::Level { .. }
-            | ServerMsg::Dominant { .. } => {}
+            | ServerMsg::Dominant { .. }
+            | ServerMsg::Slot { .. } => {}
         }
     }
 

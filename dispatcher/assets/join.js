@@ -9,8 +9,14 @@ const params = new URLSearchParams(location.search);
 // What tests and people can read from the console.
 const noc = (window.noc = {
   phase: 'lobby', participant: null, server: null, joins: 0,
-  audio: { f440: -200, f660: -200, frames: 0 }, log: [], pc: null,
+  audio: { f440: -200, f550: -200, f660: -200, f770: -200, frames: 0 }, log: [], pc: null,
+  slots: {}, // mid -> participant whose stream the slot plays (the server's `slot` lines)
 });
+// Receive slots the page offers: one track per other member's stream, no renegotiation.
+const AUDIO_SLOTS = 8;
+const VIDEO_SLOTS = 8;
+// The test tones the page measures (Hz).
+const TONES = [440, 550, 660, 770];
 
 function log(m) {
   noc.log.push(new Date().toISOString().slice(11, 23) + ' ' + m);
@@ -74,9 +80,8 @@ async function start(o) {
   try {
     const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
     if (o.mic) audio.deviceId = { exact: o.mic };
-    local = await navigator.mediaDevices.getUserMedia({
-      audio, video: o.cam ? { deviceId: { exact: o.cam } } : false,
-    });
+    const video = o.cam === 'default' ? true : o.cam ? { deviceId: { exact: o.cam } } : false;
+    local = await navigator.mediaDevices.getUserMedia({ audio, video });
   } catch (e) {
     $('join-button').disabled = false;
     $('lobby-error').textContent = 'Cannot open your microphone: ' + e.message;
@@ -89,6 +94,7 @@ async function start(o) {
   history.replaceState(null, '', '/join?' + new URLSearchParams({
     conference: o.conference, account: o.account, name: o.name,
     ...(o.mode === 'mix' ? { mode: 'mix' } : {}),
+    ...(o.cam ? { camera: 'on' } : {}),
   }));
   connect(0);
 }
@@ -116,7 +122,8 @@ function dispatch() {
       const f = ev.data.replace(/\r?\n$/, '').split('\t');
       if (f[0] === 'connect') {
         ws.send(['join', clean(opts.conference), clean(opts.account), clean(opts.name),
-          'mode=' + opts.mode, 'app=noc-web', 'os=' + clean(navigator.platform || 'web')].join('\t'));
+          'mode=' + opts.mode, ...mediaOpts(), 'app=noc-web',
+          'os=' + clean(navigator.platform || 'web')].join('\t'));
       } else if (f[0] === 'dispatch') {
         done = true;
         ws.send('endsession');
@@ -126,6 +133,8 @@ function dispatch() {
         const err = new Error(f.slice(2).join(' ') || f[1]);
         // Retryable codes (480, 503) are worth another go; the rest are the user's to fix.
         err.fatal = !['480', '503'].includes(f[1]);
+        // 409: the servers carry no video; join with audio alone.
+        if (f[1] === '409' && !opts.audioOnly) { opts.audioOnly = true; err.fatal = false; }
         reject(err);
         ws.close();
       }
@@ -152,7 +161,7 @@ function joinMedia(url, ticket, attempt) {
     switch (f[0]) {
       case 'connect':
         ws.send(['join', clean(opts.conference), clean(opts.account), clean(opts.name),
-          'mode=' + opts.mode, 'ticket=' + ticket, 'app=noc-web'].join('\t'));
+          'mode=' + opts.mode, ...mediaOpts(), 'ticket=' + ticket, 'app=noc-web'].join('\t'));
         break;
       case 'accept':
         accepted = true;
@@ -168,6 +177,7 @@ function joinMedia(url, ticket, attempt) {
       case 'quality': tileOf(f[1], (t) => { t.querySelector('.q').className = 'q ' + f[2]; }); break;
       case 'text': chat(f[1], f.slice(2).join('\t')); break;
       case 'sdp': answer.push(f[2]); break;
+      case 'slot': setSlot(f[1], Number(f[2])); break;
       case 'sdpend':
         try {
           await noc.pc.setRemoteDescription({ type: 'answer', sdp: answer.join('\r\n') + '\r\n' });
@@ -185,7 +195,8 @@ function joinMedia(url, ticket, attempt) {
       case 'reject': {
         media = null;
         ws.close();
-        if (['480', '503'].includes(f[1])) { setTimeout(() => connect(attempt + 1), 300); }
+        if (f[1] === '409' && !opts.audioOnly) { opts.audioOnly = true; setTimeout(() => connect(attempt + 1), 0); }
+        else if (['480', '503'].includes(f[1])) { setTimeout(() => connect(attempt + 1), 300); }
         else fail(f.slice(2).join(' '));
         break;
       }
@@ -212,8 +223,25 @@ async function offer() {
   closePc();
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   noc.pc = pc;
-  for (const t of local.getAudioTracks()) pc.addTrack(t, local);
-  pc.ontrack = (e) => playRemote(e.streams[0] || new MediaStream([e.track]));
+  noc.slots = {};
+  for (const t of local.getAudioTracks()) {
+    keepCodecs(pc.addTransceiver(t, { direction: 'sendonly', streams: [local] }), 'audio');
+  }
+  if (!opts.audioOnly) {
+    for (const t of local.getVideoTracks()) {
+      keepCodecs(pc.addTransceiver(t, { direction: 'sendonly', streams: [local] }), 'video');
+    }
+  }
+  // The pool of receive slots: the server puts each other member's stream on one.
+  for (let i = 0; i < AUDIO_SLOTS; i++) {
+    keepCodecs(pc.addTransceiver('audio', { direction: 'recvonly' }), 'audio');
+  }
+  if (!opts.audioOnly) {
+    for (let i = 0; i < VIDEO_SLOTS; i++) {
+      keepCodecs(pc.addTransceiver('video', { direction: 'recvonly' }), 'video');
+    }
+  }
+  pc.ontrack = (e) => onTrack(e.transceiver.mid, e.track);
   pc.onconnectionstatechange = () => {
     log('pc ' + pc.connectionState);
     if (pc.connectionState === 'connected') { noc.phase = 'in-room'; setStatus('on', 'Connected'); }
@@ -225,6 +253,27 @@ async function offer() {
   for (const l of lines) send('sdp\toffer\t' + l);
   send('sdpend\toffer\t' + lines.length);
   log('offer sent (' + lines.length + ' lines)');
+}
+
+function mediaOpts() {
+  return opts.audioOnly ? ['media=audio'] : ['media=audio,video', 'vcodec=vp8'];
+}
+
+// Only the codecs the server carries, in its order: Opus; VP8, then H.264 with
+// packetization-mode 1 (constrained baseline). Browsers offer dozens otherwise, and with
+// a slot pool the offer would pass the protocol's 512 lines.
+function keepCodecs(tr, kind) {
+  const caps = window.RTCRtpReceiver && RTCRtpReceiver.getCapabilities
+    && RTCRtpReceiver.getCapabilities(kind);
+  if (!tr.setCodecPreferences || !caps) return;
+  const fmtp = (c) => c.sdpFmtpLine || '';
+  const pick = kind === 'audio'
+    ? caps.codecs.filter((c) => /opus/i.test(c.mimeType))
+    : [...caps.codecs.filter((c) => /vp8/i.test(c.mimeType)),
+      ...caps.codecs.filter((c) => /h264/i.test(c.mimeType)
+        && /packetization-mode=1/.test(fmtp(c)) && /profile-level-id=42e01f/.test(fmtp(c)))];
+  if (!pick.length) return;
+  try { tr.setCodecPreferences(pick); } catch (e) { log('codec preferences: ' + e); }
 }
 
 function closePc() {
@@ -245,23 +294,82 @@ function fail(text) {
 
 let audioCtx = null;
 let analyser = null;
-function playRemote(stream) {
-  const el = $('remote-audio');
+let bus = null;
+const slotTracks = new Map(); // mid -> remote track
+
+function onTrack(mid, track) {
+  slotTracks.set(mid, track);
+  if (track.kind === 'audio') playAudio(track);
+  else showSlotVideo(mid);
+}
+
+// Every audio slot plays (the server sends only other members' streams, never ours), and
+// all of them feed one analyser: what the room sounds like.
+function playAudio(track) {
+  const stream = new MediaStream([track]);
+  const el = document.createElement('audio');
+  el.autoplay = true;
   el.srcObject = stream;
+  $('remote-audio-pool').appendChild(el);
   el.play().catch(() => {});
   // Chromium feeds a remote track to Web Audio only while a media element plays it.
-  if (!audioCtx) audioCtx = new AudioContext();
+  if (!audioCtx) {
+    audioCtx = new AudioContext();
+    bus = audioCtx.createGain();
+    analyser = audioCtx.createAnalyser();
+    analyser.fftSize = 8192;
+    analyser.smoothingTimeConstant = 0;
+    bus.connect(analyser);
+  }
   audioCtx.resume().catch(() => {});
-  const src = audioCtx.createMediaStreamSource(stream);
-  analyser = audioCtx.createAnalyser();
-  analyser.fftSize = 8192;
-  analyser.smoothingTimeConstant = 0;
-  src.connect(analyser);
+  audioCtx.createMediaStreamSource(stream).connect(bus);
 }
+
+// A `slot` line: the slot `mid` now plays `participant`'s stream (0: the room's mix).
+function setSlot(mid, participant) {
+  noc.slots[mid] = participant;
+  log('slot ' + mid + ' -> ' + participant);
+  showSlotVideo(mid);
+}
+
+// A video slot's track goes on its member's tile.
+function showSlotVideo(mid) {
+  const track = slotTracks.get(mid);
+  const who = noc.slots[mid];
+  if (!track || track.kind !== 'video' || !who) return;
+  for (const [, m] of members) {
+    if (m.videoMid === mid && m.id !== who) { m.videoMid = null; setTileVideo(m, null); }
+  }
+  const m = members.get(who);
+  if (!m) return;
+  m.videoMid = mid;
+  setTileVideo(m, track);
+}
+
+function setTileVideo(m, track) {
+  let v = m.tile.querySelector('video.remote');
+  if (!track) { if (v) v.remove(); m.tile.classList.remove('has-video'); return; }
+  if (!v) {
+    v = document.createElement('video');
+    v.className = 'remote';
+    v.autoplay = true; v.muted = true; v.playsInline = true;
+    m.tile.appendChild(v);
+  }
+  v.srcObject = new MediaStream([track]);
+  v.play().catch(() => {});
+  m.tile.classList.add('has-video');
+}
+
+// For tests and diagnostics: the size of the video on `participant`'s tile.
+noc.tileVideo = (participant) => {
+  const m = members.get(Number(participant));
+  const v = m && m.tile.querySelector('video');
+  return v ? { w: v.videoWidth, h: v.videoHeight } : null;
+};
 
 // Levels at the test tones, averaged over the last second: what the room sounds like.
 const spectrum = new Float32Array(4096);
-const hist = { f440: [], f660: [] };
+const hist = Object.fromEntries(TONES.map((hz) => ['f' + hz, []]));
 setInterval(() => {
   if (!analyser) return;
   analyser.getFloatFrequencyData(spectrum);
@@ -269,8 +377,9 @@ setInterval(() => {
     const i = Math.round((hz * analyser.fftSize) / audioCtx.sampleRate);
     return Math.max(spectrum[i - 1], spectrum[i], spectrum[i + 1]);
   };
-  for (const k of ['f440', 'f660']) {
-    hist[k].push(at(k === 'f440' ? 440 : 660));
+  for (const hz of TONES) {
+    const k = 'f' + hz;
+    hist[k].push(at(hz));
     if (hist[k].length > 10) hist[k].shift();
     const p = hist[k].reduce((a, d) => a + Math.pow(10, d / 10), 0) / hist[k].length;
     noc.audio[k] = 10 * Math.log10(p || 1e-20);
@@ -280,7 +389,10 @@ setInterval(() => {
 
 // ---- the room ---------------------------------------------------------------------------
 
-function clearTiles() { $('tiles').innerHTML = ''; members.clear(); }
+function clearTiles() {
+  $('tiles').innerHTML = ''; members.clear();
+  $('remote-audio-pool').innerHTML = ''; slotTracks.clear();
+}
 
 function addTile(id, name, me) {
   if (members.has(id)) return;
@@ -299,9 +411,12 @@ function addTile(id, name, me) {
     const v = document.createElement('video');
     v.autoplay = true; v.muted = true; v.playsInline = true; v.srcObject = local;
     t.appendChild(v);
+    t.classList.add('has-video');
   }
   $('tiles').appendChild(t);
-  members.set(id, { name, tile: t });
+  members.set(id, { id, name, tile: t, videoMid: null });
+  // A slot may have named this member before its tile existed.
+  for (const [mid, who] of Object.entries(noc.slots)) if (who === id) showSlotVideo(mid);
   if (!me) chatSys(name + ' joined');
 }
 
@@ -383,6 +498,8 @@ $('name').dispatchEvent(new Event('input'));
 if (params.get('conference') && params.get('account') && params.get('name')) {
   start({
     conference: params.get('conference'), account: params.get('account'), name: params.get('name'),
-    mode: params.get('mode') === 'mix' ? 'mix' : 'reflect', mic: '', cam: '',
+    mode: params.get('mode') === 'mix' ? 'mix' : 'reflect', mic: '',
+    // `&camera=on` sends the default camera.
+    cam: params.get('camera') === 'on' ? 'default' : '',
   });
 }

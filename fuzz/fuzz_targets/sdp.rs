@@ -4,14 +4,15 @@
 //! Properties: no panic; framing a text and assembling the lines gives the text back with
 //! CRLF line ends, or a clear error; an offer that parses gets an answer that parses as an
 //! offer again (our answer carries ICE credentials, a fingerprint and Opus) with our
-//! credentials in it.
+//! credentials in it, and one role per offered section.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use protocol::sdp::{frame, SdpAssembler, SdpFrameError};
 use protocol::SdpKind;
-use webrtc::sdp::{answer, Local, Offer};
+use webrtc::answer::answer;
+use webrtc::sdp::{Local, Offer};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -52,8 +53,10 @@ fuzz_target!(|data: &[u8]| {
         fingerprint: vec!["AB"; 32].join(":"),
         addr: "127.0.0.1:40000".parse().expect("a literal address"),
     };
-    if let Ok(ans) = answer(&offer, &local, 7) {
-        let back = Offer::parse(&ans).expect("our answer parses");
+    if let Ok(ans) = answer(&offer, &local, 7, true) {
+        let back = Offer::parse(&ans.sdp).expect("our answer parses");
+        assert_eq!(ans.roles.len(), offer.media.len());
+        assert_eq!(ans.slot_mids.len(), ans.slots.len());
         assert_eq!(back.ice_ufrag, local.ice_ufrag);
         assert_eq!(back.ice_pwd, local.ice_pwd);
         assert!(back.audio().is_some(), "our answer carries Opus");

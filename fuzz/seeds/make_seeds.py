@@ -125,3 +125,17 @@ put("srtp", "gcm_rtp", b"\x00" + rtp(ext=audio_level))
 put("srtp", "cm_rtp", b"\x01" + rtp())
 put("srtp", "gcm_rtcp", b"\x02" + sr)
 put("srtp", "cm_rtcp", b"\x03" + rr)
+
+
+def slot_packets(items):
+    """slots: (outgoing?, 100 ms steps, packet) as length, direction-and-clock, bytes."""
+    return b"".join(bytes([len(p), (0x80 if out else 0) | step]) + p for out, step, p in items)
+
+
+put("slots", "streams", slot_packets([
+    (True, 0, rtp(ssrc=0xAAAA)), (True, 0, rtp(ssrc=0xBBBB)), (True, 0, rtp(pt=97, ssrc=0xCCCC)),
+    (True, 40, rtp(ssrc=0xDDDD, seq=9)), (False, 40, rtp(pt=109)), (True, 41, sr),
+]))
+put("slots", "feedback", slot_packets([
+    (True, 0, rtp(ssrc=0xAAAA)), (False, 1, rr), (False, 1, nack + pli + remb),
+]))

@@ -123,7 +123,10 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
     let events = service.clone();
     tokio::spawn(async move {
         while let Some((worker, ev)) = ev_rx.recv().await {
-            events.on_mesh_event(worker, ev);
+            match ev {
+                worker::Report::Mesh(ev) => events.on_mesh_event(worker, ev),
+                worker::Report::Slot(s) => events.on_slot(worker, s),
+            }
         }
     });
     let host_service = service.clone();

@@ -26,11 +26,30 @@ pub struct Tag {
     /// The SSRC of the browser's audio, from its offer.
     pub ssrc: u32,
     pub clock_rate: u32,
+    /// The video channel's SSRC (the camera's, or the member's reserved one when it only
+    /// receives video); `None`: an audio-only member.
+    pub video_ssrc: Option<u32>,
 }
+
+/// A member's stream took one of a browser's receive slots: the conference service tells
+/// the page whose stream the slot plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotTaken {
+    pub conf: ConfId,
+    /// The browser.
+    pub participant: ParticipantId,
+    pub slot: usize,
+    /// The stream's SSRC (the member's own, or the mix's).
+    pub source: u32,
+}
+
+/// Slot events held for the worker loop between two drains; more are counted and lost
+/// (the page then shows the stream on an unnamed tile).
+const SLOT_EVENTS: usize = 256;
 
 /// What the conference service asks of a worker's WebRTC port.
 pub enum RtcCommand {
-    Add(Params<Tag>),
+    Add(Box<Params<Tag>>),
     /// The member left: its session (our ufrag) ends.
     Remove {
         ufrag: String,
@@ -46,7 +65,7 @@ pub struct RtcCounters {
 }
 
 /// The reasons on `/metrics` (`noc_media_webrtc_drops{reason}`).
-pub const REASONS: [&str; 11] = [
+pub const REASONS: [&str; 13] = [
     "stun_malformed",
     "stun_unknown_user",
     "stun_bad_integrity",
@@ -58,6 +77,8 @@ pub const REASONS: [&str; 11] = [
     "srtp_malformed",
     "srtp_unkeyed",
     "tx_no_consent",
+    "tx_no_slot",
+    "tx_no_codec",
 ];
 
 fn values(c: &webrtc::Counters, oversize: u64) -> [u64; REASONS.len()] {
@@ -73,6 +94,8 @@ fn values(c: &webrtc::Counters, oversize: u64) -> [u64; REASONS.len()] {
         c.srtp_malformed + oversize,
         c.srtp_unkeyed,
         c.tx_refused + c.consent_expired,
+        c.tx_no_slot,
+        c.tx_no_codec,
     ]
 }
 
@@ -90,6 +113,10 @@ pub struct Rtc {
     blocked: HashSet<SocketAddr>,
     /// Packets too long for the scratch buffer.
     oversize: u64,
+    /// The latest `now` the worker gave us (egress runs without a clock read of its own).
+    now: Instant,
+    slot_events: Vec<SlotTaken>,
+    pub slot_events_lost: u64,
 }
 
 impl Rtc {
@@ -102,13 +129,16 @@ impl Rtc {
             addrs: HashMap::new(),
             blocked: HashSet::new(),
             oversize: 0,
+            now: Instant::now(),
+            slot_events: Vec::with_capacity(SLOT_EVENTS),
+            slot_events_lost: 0,
         }
     }
 
     pub fn command(&mut self, now: Instant, cmd: RtcCommand) {
         match cmd {
             RtcCommand::Add(p) => {
-                if let Err(e) = self.table.add(now, p) {
+                if let Err(e) = self.table.add(now, *p) {
                     tracing::warn!(error = %e, "webrtc session not created");
                 }
             }
@@ -134,6 +164,7 @@ impl Rtc {
         data: &[u8],
         mesh: &mut Mesh<P>,
     ) {
+        self.now = now;
         match webrtc::demux(data) {
             Kind::Stun => {
                 if self.table.handle_stun(now, from, data, &mut self.stun) {
@@ -186,7 +217,10 @@ impl Rtc {
                 continue;
             }
             let n = pkt.copy_to(&mut self.scratch[..]);
-            if let Some(m) = self.table.protect(&dest, &mut self.scratch[..], n) {
+            if let Some(m) = self
+                .table
+                .protect(self.now, &dest, &mut self.scratch[..], n)
+            {
                 self.secure.push(dest, &self.scratch[..m]);
             }
         }
@@ -204,6 +238,7 @@ impl Rtc {
     /// Timers (DTLS retransmission, consent, setup) and the sessions' events: a verified
     /// address becomes the member's audio channel in the mesh.
     pub fn tick<P: Path>(&mut self, now: Instant, mesh: &mut Mesh<P>) {
+        self.now = now;
         let secure = &mut self.secure;
         self.table
             .handle_timeout(now, &mut |to, p| secure.push(to, p));
@@ -232,6 +267,34 @@ impl Rtc {
                             clock_rate: tag.clock_rate,
                         },
                     );
+                    // One address carries both kinds (BUNDLE); the sorter tells them
+                    // apart by SSRC.
+                    if let Some(ssrc) = tag.video_ssrc {
+                        mesh.handle_command(
+                            now,
+                            Command::SetChannel {
+                                conf: tag.conf,
+                                participant: tag.participant,
+                                kind: MediaKind::Video,
+                                remote: Remote::Addr(addr),
+                                ssrc,
+                                clock_rate: protocol::codec::VIDEO_CLOCK_RATE,
+                            },
+                        );
+                    }
+                }
+                Event::Slot { tag, slot, source } => {
+                    let ev = SlotTaken {
+                        conf: tag.conf,
+                        participant: tag.participant,
+                        slot,
+                        source,
+                    };
+                    if self.slot_events.len() < SLOT_EVENTS {
+                        self.slot_events.push(ev);
+                    } else {
+                        self.slot_events_lost += 1;
+                    }
                 }
                 Event::Secured { tag, profile } => {
                     tracing::info!(
@@ -252,6 +315,11 @@ impl Rtc {
                 }
             }
         }
+    }
+
+    /// The slot events since the last call, for the conference service.
+    pub fn drain_slots(&mut self) -> std::vec::Drain<'_, SlotTaken> {
+        self.slot_events.drain(..)
     }
 
     /// Copies the counters out (once per tick).

@@ -7,7 +7,7 @@
 //! thread adds the command channel, the event channel and core pinning.
 
 use crate::io::{Io, IoKind, IoOptions};
-use crate::rtc::{Rtc, RtcCommand, RtcCounters};
+use crate::rtc::{Rtc, RtcCommand, RtcCounters, SlotTaken};
 use crate::Settings;
 use mesh::{Command, DropReason, Event, Mesh, MeshConfig, Path, TxBatch};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -22,6 +22,14 @@ pub const COMMAND_QUEUE: usize = 1024;
 /// Mesh events (speaking, quality) queued for the control plane; past it they are dropped
 /// and counted, so a stalled control plane never blocks a worker.
 pub const EVENT_QUEUE: usize = 4096;
+
+/// What a worker tells the conference service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Mesh(Event),
+    /// A member's stream took a browser's receive slot.
+    Slot(SlotTaken),
+}
 /// The mesh's batch is sent early once it holds this many packets, so one receive batch of
 /// large fan-outs never fills it (the mesh would drop as `TxFull`).
 const FLUSH_AT: usize = 1024;
@@ -200,6 +208,13 @@ impl<P: Path> Engine<P> {
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.mesh.poll_event()
+    }
+
+    /// The receive-slot events since the last call.
+    pub fn drain_slots(&mut self, mut f: impl FnMut(SlotTaken)) {
+        if let Some(rtc) = &mut self.rtc {
+            rtc.drain_slots().for_each(&mut f);
+        }
     }
 
     /// One turn: ticks the mesh if due, waits for datagrams until the next tick is due (at
@@ -388,7 +403,7 @@ pub fn spawn(
     index: usize,
     settings: &Settings,
     identity: Arc<webrtc::Identity>,
-    events: Sender<(usize, Event)>,
+    events: Sender<(usize, Report)>,
 ) -> std::io::Result<WorkerHandle> {
     let ip: IpAddr = settings.media_host;
     let socket = crate::io::bind((ip, 0).into())?;
@@ -436,7 +451,7 @@ fn run<P: Path>(
     mut engine: Engine<P>,
     commands: Receiver<Command<P>>,
     rtc: Receiver<RtcCommand>,
-    events: Sender<(usize, Event)>,
+    events: Sender<(usize, Report)>,
 ) {
     let mut last_error: Option<Instant> = None;
     loop {
@@ -462,13 +477,17 @@ fn run<P: Path>(
             // Never spin on a persistent error.
             std::thread::sleep(Duration::from_millis(10));
         }
+        let mut lost = 0;
         while let Some(ev) = engine.poll_event() {
-            if events.try_send((index, ev)).is_err() {
-                engine
-                    .counters
-                    .events_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            lost += u64::from(events.try_send((index, Report::Mesh(ev))).is_err());
+        }
+        engine
+            .drain_slots(|s| lost += u64::from(events.try_send((index, Report::Slot(s))).is_err()));
+        if lost > 0 {
+            engine
+                .counters
+                .events_dropped
+                .fetch_add(lost, Ordering::Relaxed);
         }
     }
 }

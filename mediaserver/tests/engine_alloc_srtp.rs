@@ -34,11 +34,25 @@ fn drain(s: &std::net::UdpSocket) -> Vec<Vec<u8>> {
     let mut buf = [0u8; 2048];
     let mut out = Vec::new();
     while let Ok((n, _)) = s.recv_from(&mut buf) {
-        if n >= 12 && buf[1] & 0x7f == 111 {
+        // Media only: the plain member's Opus, the browser's in its own payload type.
+        if n >= 12 && matches!(buf[1] & 0x7f, 111 | BROWSER_OPUS) {
             out.push(buf[..n].to_vec());
         }
     }
     out
+}
+
+/// The receive slots the answer would give each browser: two audio slots, Opus as 109
+/// (Firefox's number, so the payload type is rewritten on the measured path).
+const BROWSER_OPUS: u8 = 109;
+const SLOT_SSRC: u32 = 0x5107_0001;
+
+fn slots() -> webrtc::Slots {
+    let mut s = webrtc::Slots::default();
+    s.add_slot(webrtc::SlotKind::Audio, SLOT_SSRC);
+    s.add_slot(webrtc::SlotKind::Audio, SLOT_SSRC + 1);
+    s.map_pt(webrtc::SlotKind::Audio, 111, BROWSER_OPUS);
+    s
 }
 
 #[test]
@@ -53,7 +67,7 @@ fn srtp_is_forwarded_without_allocating() {
             conf: CONF,
             participant: id,
         });
-        rig.engine.rtc_command(RtcCommand::Add(Params {
+        rig.engine.rtc_command(RtcCommand::Add(Box::new(Params {
             local_ufrag: format!("srv{id}"),
             local_pwd: server_pwd(id),
             remote_ufrag: b.ufrag.clone(),
@@ -63,8 +77,10 @@ fn srtp_is_forwarded_without_allocating() {
                 participant: id,
                 ssrc: ssrc(id),
                 clock_rate: 48_000,
+                video_ssrc: None,
             },
-        }));
+            slots: slots(),
+        })));
     }
     let server = rig.addr;
     let mut keys = Vec::new();
@@ -117,8 +133,12 @@ fn srtp_is_forwarded_without_allocating() {
             }
             for mut p in drain(&receiver.socket) {
                 let m = inb.unprotect_rtp(&mut p).expect("the receiver decrypts");
+                // It plays in the receiver's slot, in its payload type; the rest as sent.
+                assert_eq!(p[1] & 0x7f, BROWSER_OPUS);
+                assert_eq!(p[8..12], SLOT_SSRC.to_be_bytes());
                 assert!(
-                    sent.contains(&p[..m].to_vec()),
+                    sent.iter()
+                        .any(|s| s[12..] == p[12..m] && s[2..8] == p[2..8]),
                     "decrypted to what was sent"
                 );
                 to_secure += 1;
@@ -148,6 +168,16 @@ fn srtp_is_forwarded_without_allocating() {
         }
     }
     assert_eq!((plain_got, secure_got), (320, 320));
+    // The one stream took the receiver's first slot, once.
+    let mut slot_events = 0;
+    rig.engine.drain_slots(|s| {
+        assert_eq!(
+            (s.participant, s.slot, s.source),
+            (RECEIVER, 0, ssrc(SENDER))
+        );
+        slot_events += 1;
+    });
+    assert_eq!(slot_events, 1);
     assert_eq!(
         allocs, 0,
         "{allocs} heap allocations while forwarding {sent_counted} SRTP packets"

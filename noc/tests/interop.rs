@@ -6,12 +6,14 @@
 //! conference, and the media server's checks of `channel` lines for video and `latch:PORT`.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::harness::control::Line;
 use testkit::harness::{Client, Noc, TempDir};
+
+mod support;
+use support::media::{ffmpeg, free_port_block, wait_child};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// What the sender sends: seconds of media, video frame rate.
@@ -23,25 +25,6 @@ const FPS: u32 = 25;
 const RECORD: &str = "3.5";
 /// Frames the sender sends within the recorded window.
 const WINDOW_FRAMES: usize = 87;
-
-/// An even port P with P..P+3 free on 127.0.0.1 (RTP and RTCP of audio and video).
-fn free_port_block() -> u16 {
-    for _ in 0..100 {
-        let probe = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-        let p = probe.local_addr().expect("local addr").port() & !1;
-        drop(probe);
-        if !(1024..=65_530).contains(&p) {
-            continue;
-        }
-        let held: Vec<_> = (p..p + 4)
-            .map(|q| UdpSocket::bind(("127.0.0.1", q)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return p;
-        }
-    }
-    panic!("no block of 4 free UDP ports");
-}
 
 /// Waits for `path` to exist (written whole by the client) and returns its text.
 fn wait_file(path: &Path, who: &Client) -> String {
@@ -67,32 +50,6 @@ fn field<'a>(send_txt: &'a str, key: &str) -> &'a str {
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no {key} in send.txt:\n{send_txt}"))
-}
-
-/// An ffmpeg child whose stderr goes to a file (its logs are long).
-fn ffmpeg(args: &[&str], log: &str) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "info"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("ffmpeg runs (Debian's ffmpeg; `make test` installs it)")
-}
-
-/// Waits for a child, killing it after `timeout`; true if it exited by itself.
-fn wait_child(child: &mut Child, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if child.try_wait().expect("wait works").is_some() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    false
 }
 
 /// The last `frame=N` of an ffmpeg `-progress` file.

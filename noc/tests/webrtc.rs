@@ -5,131 +5,13 @@
 //! the page fails over when its media server dies.
 
 use client::tone::{read_wav, ToneAnalysis, Window};
-use fantoccini::{Client as Browser, ClientBuilder};
-use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+mod support;
+use serde_json::Value;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use support::chrome::*;
 use testkit::harness::{Client, Noc, Split};
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn chromedriver() -> (Driver, u16) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
-    let driver = Driver(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (driver, port)
-}
-
-/// A 48 kHz mono WAV of a sine at `hz`, -12 dBFS, `secs` long: the fake microphone.
-fn tone_wav(path: &Path, hz: f64, secs: u32) {
-    let mut sine = client::tone::Sine::new(hz, -12.0, 48_000);
-    let mut pcm = vec![0i16; 48_000 * secs as usize];
-    sine.fill(&mut pcm);
-    let mut w = Vec::with_capacity(44 + pcm.len() * 2);
-    let data = (pcm.len() * 2) as u32;
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&48_000u32.to_le_bytes());
-    w.extend_from_slice(&96_000u32.to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&data.to_le_bytes());
-    for s in pcm {
-        w.extend_from_slice(&s.to_le_bytes());
-    }
-    std::fs::write(path, w).unwrap();
-}
-
-async fn browser(port: u16, mic: &Path, profile: &Path) -> Browser {
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-quic", "--window-size=1280,800",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                format!("--use-file-for-fake-audio-capture={}", mic.display()),
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let caps = caps.as_object().unwrap().clone().into_iter().collect();
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a Chromium session")
-}
-
-async fn page_state(b: &Browser) -> Value {
-    b.execute(
-        "return {phase: noc.phase, f440: noc.audio.f440, f660: noc.audio.f660, \
-         frames: noc.audio.frames, joins: noc.joins, server: noc.server, \
-         log: noc.log.slice(-20)};",
-        vec![],
-    )
-    .await
-    .unwrap_or(Value::Null)
-}
-
-/// Audio packets and bytes the page's PeerConnection received (getStats `inbound-rtp`).
-async fn inbound_audio(b: &Browser) -> (u64, u64) {
-    let v = b
-        .execute_async(
-            "const done = arguments[arguments.length - 1];\
-             if (!noc.pc) { done([0, 0]); return; }\
-             noc.pc.getStats().then((r) => { let p = 0, n = 0;\
-               r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') {\
-                 p += s.packetsReceived; n += s.bytesReceived; } });\
-               done([p, n]); });",
-            vec![],
-        )
-        .await
-        .unwrap();
-    (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("webrtc-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
 
 /// Issue acceptance (reflect): the browser and a confclient hear each other, never
 /// themselves, through the media server's WebRTC transport.
@@ -384,5 +266,155 @@ async fn a_browser_fails_over_when_its_media_server_dies() {
         "after the failover the page hears 440 at {f440:.1} dB, 660 at {f660:.1} dB"
     );
     cc.kill();
+    b.close().await.unwrap();
+}
+
+/// Levels the page measures at each test tone, in dB.
+fn tones(s: &Value) -> [(u32, f64); 4] {
+    [440, 550, 660, 770].map(|hz| (hz, s[format!("f{hz}")].as_f64().unwrap_or(-200.0)))
+}
+
+fn level(s: &Value, hz: u32) -> f64 {
+    s[format!("f{hz}")].as_f64().unwrap_or(-200.0)
+}
+
+/// Issue acceptance (three parties): two Chromium pages (440 Hz and 550 Hz) and a
+/// confclient (660 Hz) in one reflect room. Each hears the other two and never itself:
+/// the pages through their receive slots, one track per member. Page A also sends its
+/// camera, so the screenshot of page B shows a room with a video tile and a speaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_parties_each_hear_the_other_two() {
+    let noc = Noc::start(&[]);
+    let (mic_a, mic_b) = (scratch("tone440-three.wav"), scratch("tone550-three.wav"));
+    tone_wav(&mic_a, 440.0, 40);
+    tone_wav(&mic_b, 550.0, 40);
+    let (_driver, port) = chromedriver();
+    let a = browser(port, &mic_a, &scratch("profile-three-a")).await;
+    let b = browser(port, &mic_b, &scratch("profile-three-b")).await;
+    let url = |name: &str, extra: &str| {
+        format!(
+            "http://{}/join?conference=three&account=demo&name={name}{extra}",
+            noc.http
+        )
+    };
+    a.goto(&url("ann", "&camera=on")).await.unwrap();
+    let sa = wait_in_room(&a, Duration::from_secs(20)).await;
+    b.goto(&url("bob", "")).await.unwrap();
+    let sb = wait_in_room(&b, Duration::from_secs(20)).await;
+    let (pa, pb) = (sa["participant"].clone(), sb["participant"].clone());
+
+    let wav = scratch("confclient-three.wav");
+    let mut cc = Client::spawn(
+        noc.dispatcher,
+        "three",
+        "demo",
+        "cc",
+        &[
+            "--tone",
+            "660",
+            "--record",
+            wav.to_str().unwrap(),
+            "--duration",
+            "9",
+        ],
+    );
+
+    // Each page hears the other two tones, each at a useful level, and not its own.
+    for (page, own, others) in [(&a, 440, [550, 660]), (&b, 550, [440, 660])] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let heard = loop {
+            let s = page_state(page).await;
+            if others.iter().all(|&hz| level(&s, hz) > -60.0) {
+                // Let the one-second averages settle.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                break page_state(page).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "page {own} Hz never heard {others:?}: {:?}\n{s:#}",
+                tones(&s)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        eprintln!("page {own} Hz hears {:?}", tones(&heard));
+        let quietest = others
+            .iter()
+            .map(|&hz| level(&heard, hz))
+            .fold(f64::INFINITY, f64::min);
+        assert!(quietest > -60.0, "page {own} Hz: {:?}", tones(&heard));
+        assert!(
+            level(&heard, own) < quietest - 25.0,
+            "page {own} Hz hears itself: {:?}",
+            tones(&heard)
+        );
+        // Two members, two slots, each named for its member.
+        let slots = heard["slots"].as_object().cloned().unwrap_or_default();
+        let named: Vec<&Value> = slots.values().collect();
+        let me = if own == 440 { &pa } else { &pb };
+        assert!(
+            !named.contains(&me),
+            "a slot plays the page's own stream: {slots:?}"
+        );
+        assert!(
+            named.len() >= 2,
+            "page {own} Hz got slot lines for {named:?}"
+        );
+    }
+
+    // Page B shows page A's camera on A's tile.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = b
+            .execute("return noc.tileVideo(arguments[0]);", vec![pa.clone()])
+            .await
+            .unwrap_or(Value::Null);
+        if v["w"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no video on ann's tile: {v:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Someone is highlighted as speaking (everyone sends a steady tone).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b
+        .execute(
+            "return document.querySelectorAll('.tile.speaking').length;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no tile shows a speaker");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("webrtc-room-three.png"),
+        shot,
+    )
+    .unwrap();
+
+    // The confclient hears both pages and not itself.
+    let status = cc.wait(Duration::from_secs(30));
+    assert!(status.success(), "{:?}", cc.stderr.all());
+    let (samples, rate) = read_wav(&wav).unwrap();
+    let t = ToneAnalysis::new(
+        &samples,
+        rate,
+        Window {
+            skip: 1.5,
+            duration: 6.0,
+            block: 0.1,
+        },
+    )
+    .expect("long enough");
+    let (l440, l550, l660) = (t.level_db(440.0), t.level_db(550.0), t.level_db(660.0));
+    eprintln!("confclient hears 440 at {l440:.1}, 550 at {l550:.1}, 660 at {l660:.1} dBFS");
+    assert!(l440 >= -35.0 && l550 >= -35.0, "{l440:.1} {l550:.1}");
+    assert!(l660 <= -50.0, "confclient hears itself at {l660:.1} dBFS");
+    a.close().await.unwrap();
     b.close().await.unwrap();
 }

@@ -245,6 +245,12 @@ pub enum ServerMsg {
     Dominant {
         participant: u32,
     },
+    /// A browser's receive slot (the answer's section `mid`) now plays `participant`'s
+    /// stream; 0 when it is no member's own (the mix of a `mode=mix` room).
+    Slot {
+        mid: String,
+        participant: u32,
+    },
 }
 
 fn on_off(verb: &'static str, s: &str) -> Result<bool, ProtoError> {
@@ -710,6 +716,13 @@ impl ServerMsg {
                     participant: num("dominant", "participant", a[0])?,
                 })
             }
+            "slot" => {
+                let a = f.exact("slot", 2, 2)?;
+                Ok(ServerMsg::Slot {
+                    mid: a[0].to_owned(),
+                    participant: num("slot", "participant", a[1])?,
+                })
+            }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
         }
     }
@@ -799,6 +812,9 @@ impl ServerMsg {
             }
             ServerMsg::Level { participant, dbov } => format!("level\t{participant}\t{dbov}\n"),
             ServerMsg::Dominant { participant } => format!("dominant\t{participant}\n"),
+            ServerMsg::Slot { mid, participant } => {
+                format!("slot\t{}\t{participant}\n", clean(mid))
+            }
         }
     }
 

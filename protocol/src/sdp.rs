@@ -6,10 +6,11 @@
 
 use crate::ProtoError;
 
-/// Most SDP lines one description may have.
-pub const MAX_SDP_LINES: usize = 512;
+/// Most SDP lines one description may have: a browser offering the web client's receive
+/// slots (8 audio, 8 video, about 30 lines each) stays well inside it.
+pub const MAX_SDP_LINES: usize = 1024;
 /// Most bytes one description may have (its lines joined with CRLF).
-pub const MAX_SDP_BYTES: usize = 64 * 1024;
+pub const MAX_SDP_BYTES: usize = 128 * 1024;
 
 /// Which side of the offer/answer exchange (RFC 3264) a description is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -191,6 +191,10 @@ fn server_messages_round_trip() {
             dbov: 0,
         },
         ServerMsg::Dominant { participant: 3 },
+        ServerMsg::Slot {
+            mid: "4".into(),
+            participant: 9,
+        },
         ServerMsg::Pong { token: None },
         ServerMsg::Speaking {
             participant: 3,

@@ -3,12 +3,15 @@
 //! ([`srtp`]). A media worker owns one [`session::Table`] and feeds it the datagrams that
 //! RFC 7983's first-byte demux ([`demux`]) gives it.
 
+pub mod answer;
 pub mod ice;
 pub mod sdp;
 pub mod session;
+pub mod slots;
 pub mod srtp;
 
 pub use session::{Counters, Event, Identity, Params, Table};
+pub use slots::{SlotDrop, SlotKind, Slots};
 
 /// What a datagram on a worker's port is, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,4 @@
-//! The browser's offer, read with rtc-sdp, and our answer (JSEP, RFC 8829): one BUNDLE
-//! transport, ICE-lite with one host candidate on the worker's port, DTLS as the passive
-//! side, Opus. What the server does not carry (data channels, video in an audio-only
-//! answer, further audio sections) is rejected with port 0, as RFC 3264 §6 says.
+//! The browser's offer, read with rtc-sdp (the answer is written by [`crate::answer`]).
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -26,10 +23,27 @@ pub struct OfferedMedia {
     pub opus_pt: Option<u8>,
     /// The id the offer gives the audio-level extension.
     pub audio_level_id: Option<u8>,
-    /// The first SSRC the section sends with (`a=ssrc:`), if it sends.
+    /// The VP8 payload type, for video sections that offer it.
+    pub vp8_pt: Option<u8>,
+    /// An H.264 payload type with packetization-mode=1 (constrained baseline preferred).
+    pub h264_pt: Option<u8>,
+    /// The SSRC the section sends with (`a=ssrc:`; the first of an `a=ssrc-group:FID`), if
+    /// it sends.
     pub ssrc: Option<u32>,
     /// The direction the offer asks for (`sendrecv` when absent).
     pub direction: String,
+}
+
+impl OfferedMedia {
+    /// Whether the browser sends on this section.
+    pub fn sends(&self) -> bool {
+        matches!(self.direction.as_str(), "sendrecv" | "sendonly")
+    }
+
+    /// Whether the section offers a video codec the server carries.
+    pub fn has_video_codec(&self) -> bool {
+        self.kind == "video" && (self.vp8_pt.is_some() || self.h264_pt.is_some())
+    }
 }
 
 /// What the server needs from a browser's offer.
@@ -58,16 +72,24 @@ impl Offer {
             pwd = pwd.or_else(|| attr("ice-pwd"));
             fp = fp.or_else(|| attr("fingerprint"));
             let mut opus_pt = None;
+            let mut vp8_pt = None;
+            let mut h264 = Vec::new();
             let mut audio_level_id = None;
             let mut ssrc = None;
+            let mut fid = None;
             let mut direction = "sendrecv".to_owned();
             for a in &m.attributes {
                 let v = a.value.as_deref().unwrap_or("");
                 match a.key.as_str() {
                     "rtpmap" => {
                         if let Some((pt, codec)) = v.split_once(' ') {
+                            let pt = pt.parse::<u8>().ok().filter(|p| *p < 128);
                             if codec.eq_ignore_ascii_case("opus/48000/2") {
-                                opus_pt = opus_pt.or(pt.parse().ok());
+                                opus_pt = opus_pt.or(pt);
+                            } else if codec.eq_ignore_ascii_case("vp8/90000") {
+                                vp8_pt = vp8_pt.or(pt);
+                            } else if codec.eq_ignore_ascii_case("h264/90000") {
+                                h264.extend(pt.map(|p| (p, false, false)));
                             }
                         }
                     }
@@ -78,21 +100,45 @@ impl Offer {
                             }
                         }
                     }
+                    "fmtp" => {
+                        // H.264: packetization-mode=1 is required, baseline preferred.
+                        if let Some((pt, params)) = v.split_once(' ') {
+                            let pm1 = params.contains("packetization-mode=1");
+                            let base = params.contains("profile-level-id=42e0")
+                                || params.contains("profile-level-id=4200");
+                            for h in h264.iter_mut().filter(|h| pt.parse() == Ok(h.0)) {
+                                *h = (h.0, pm1, base);
+                            }
+                        }
+                    }
                     "ssrc" if ssrc.is_none() => {
                         ssrc = v.split(' ').next().and_then(|s| s.parse().ok());
+                    }
+                    "ssrc-group" if fid.is_none() => {
+                        let mut f = v.split(' ');
+                        if f.next() == Some("FID") {
+                            fid = f.next().and_then(|s| s.parse().ok());
+                        }
                     }
                     "sendrecv" | "sendonly" | "recvonly" | "inactive" => direction = a.key.clone(),
                     _ => {}
                 }
             }
+            let h264_pt = h264
+                .iter()
+                .find(|h| h.1 && h.2)
+                .or_else(|| h264.iter().find(|h| h.1))
+                .map(|h| h.0);
             media.push(OfferedMedia {
                 kind: m.media_name.media.clone(),
                 mid: attr("mid").unwrap_or_default(),
                 protos: m.media_name.protos.join("/"),
                 formats: m.media_name.formats.clone(),
                 opus_pt,
+                vp8_pt,
+                h264_pt,
                 audio_level_id,
-                ssrc,
+                ssrc: fid.or(ssrc),
                 direction,
             });
         }
@@ -126,11 +172,20 @@ impl Offer {
         })
     }
 
-    /// The audio section the server takes: the first that offers Opus and is not inactive.
+    /// The audio section the server takes the browser's voice from: the first that sends
+    /// Opus, else the first with Opus that is not inactive.
     pub fn audio(&self) -> Option<&OfferedMedia> {
+        let opus = |m: &&OfferedMedia| m.kind == "audio" && m.opus_pt.is_some();
         self.media
             .iter()
-            .find(|m| m.kind == "audio" && m.opus_pt.is_some() && m.direction != "inactive")
+            .filter(opus)
+            .find(|m| m.sends())
+            .or_else(|| {
+                self.media
+                    .iter()
+                    .filter(opus)
+                    .find(|m| m.direction != "inactive")
+            })
     }
 }
 
@@ -143,78 +198,6 @@ pub struct Local {
     pub fingerprint: String,
     /// The worker's UDP address: the one host candidate.
     pub addr: SocketAddr,
-}
-
-fn answer_direction(offered: &str) -> &'static str {
-    match offered {
-        "sendonly" => "recvonly",
-        "recvonly" => "sendonly",
-        _ => "sendrecv",
-    }
-}
-
-/// Writes the answer to `offer` (CRLF line ends).
-pub fn answer(offer: &Offer, local: &Local, session_id: u64) -> Result<String, Error> {
-    let audio = offer
-        .audio()
-        .ok_or_else(|| Error::Sdp("the offer has no audio section with Opus".into()))?;
-    let ip = local.addr.ip();
-    let port = local.addr.port();
-    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let mut s = String::with_capacity(2048);
-    let mut line = |l: &str| {
-        s.push_str(l);
-        s.push_str("\r\n");
-    };
-    line("v=0");
-    line(&format!("o=- {session_id} 2 IN {family} {ip}"));
-    line("s=-");
-    line("t=0 0");
-    line(&format!("a=group:BUNDLE {}", audio.mid));
-    line("a=ice-lite");
-    line("a=msid-semantic: WMS noc");
-    for m in &offer.media {
-        if m.mid != audio.mid {
-            // Rejected: port 0, the offer's first format, its mid, nothing else.
-            let fmt = m.formats.first().map_or("0", String::as_str);
-            line(&format!("m={} 0 {} {fmt}", m.kind, m.protos));
-            line(&format!("c=IN {family} {ip}"));
-            line(&format!("a=mid:{}", m.mid));
-            line("a=inactive");
-            continue;
-        }
-        let Some(pt) = m.opus_pt else {
-            // Unreachable with unique mids (parse checks them); refused, never a panic.
-            return Err(Error::Sdp(format!(
-                "a=mid:{} is not the Opus section",
-                m.mid
-            )));
-        };
-        line(&format!("m=audio {port} {} {pt}", m.protos));
-        line(&format!("c=IN {family} {ip}"));
-        line(&format!("a=ice-ufrag:{}", local.ice_ufrag));
-        line(&format!("a=ice-pwd:{}", local.ice_pwd));
-        line("a=ice-options:ice2");
-        line(&format!("a=fingerprint:sha-256 {}", local.fingerprint));
-        line("a=setup:passive");
-        line(&format!("a=mid:{}", m.mid));
-        if let Some(id) = m.audio_level_id {
-            line(&format!("a=extmap:{id} {AUDIO_LEVEL_URI}"));
-        }
-        line(&format!("a={}", answer_direction(&m.direction)));
-        line("a=rtcp-mux");
-        line(&format!("a=rtpmap:{pt} opus/48000/2"));
-        line(&format!("a=fmtp:{pt} minptime=10;useinbandfec=1;usedtx=1"));
-        line(&format!("a=rtcp-fb:{pt} nack"));
-        // No a=ssrc: the members' streams arrive with SSRCs the answer cannot know, and a
-        // browser plays an unsignalled SSRC on the section's receiver.
-        line("a=msid:noc audio");
-        line(&format!(
-            "a=candidate:1 1 udp 2130706431 {ip} {port} typ host generation 0"
-        ));
-        line("a=end-of-candidates");
-    }
-    Ok(s)
 }
 
 /// A random ICE credential of `len` characters from the ice-char set (RFC 8839 §5.4).
@@ -237,7 +220,7 @@ pub fn fingerprint_text(digest: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Shaped like Chromium's offer for one microphone and a data channel.
@@ -293,29 +276,6 @@ a=sctp-port:5000\r\n";
     }
 
     #[test]
-    fn the_answer_takes_audio_and_rejects_the_rest() {
-        let o = Offer::parse(CHROMIUM_OFFER).unwrap();
-        let local = Local {
-            ice_ufrag: "srv1".into(),
-            ice_pwd: ice_token(24),
-            fingerprint: fingerprint_text(&[0xab; 32]),
-            addr: "127.0.0.1:40000".parse().unwrap(),
-        };
-        let a = answer(&o, &local, 1).unwrap();
-        assert!(a.contains("m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n"), "{a}");
-        assert!(a.contains("a=group:BUNDLE 0\r\n"));
-        assert!(a.contains("a=ice-lite\r\na="));
-        assert!(a.contains("a=setup:passive"));
-        assert!(a.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host"));
-        assert!(a.contains("m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n"));
-        // The answer itself parses, and offers nothing the server does not do.
-        let back = Offer::parse(&a).unwrap();
-        assert_eq!(back.ice_ufrag, "srv1");
-        assert_eq!(back.audio().unwrap().opus_pt, Some(111));
-        assert!(!a.contains("PCMU"));
-    }
-
-    #[test]
     fn offers_without_credentials_or_with_other_hashes_are_refused() {
         let no_pwd = CHROMIUM_OFFER.replace("a=ice-pwd:0123456789abcdefghijklmn\r\n", "");
         assert!(Offer::parse(&no_pwd).is_err());
@@ -343,6 +303,6 @@ a=sctp-port:5000\r\n";
             fingerprint: fingerprint_text(&[0xab; 32]),
             addr: "127.0.0.1:40000".parse().unwrap(),
         };
-        assert!(answer(&o, &local, 1).is_err());
+        assert!(crate::answer::answer(&o, &local, 1, true).is_err());
     }
 }

@@ -80,6 +80,8 @@ pub struct Params<T> {
     pub remote_fingerprint: Vec<u8>,
     /// The caller's own data (which conference member this is).
     pub tag: T,
+    /// The receive slots and payload types the answer gave the browser.
+    pub slots: crate::Slots,
 }
 
 /// What a session reports to the worker.
@@ -92,6 +94,8 @@ pub enum Event<T> {
     /// The session is gone: a wrong certificate, a failed handshake, lost consent, or no
     /// setup in time.
     Closed { tag: T, why: &'static str },
+    /// The member stream with SSRC `source` now plays in receive slot `slot`.
+    Slot { tag: T, slot: usize, source: u32 },
 }
 
 /// Datagrams dropped, by reason; published on `/metrics`.
@@ -114,6 +118,10 @@ pub struct Counters {
     /// Packets for a peer whose consent expired (or was never keyed), not sent.
     pub tx_refused: u64,
     pub consent_expired: u64,
+    /// Packets for a browser whose receive slots of that kind all carry live streams.
+    pub tx_no_slot: u64,
+    /// Packets in a codec the browser's answer does not have.
+    pub tx_no_codec: u64,
 }
 
 struct Session<T> {
@@ -401,6 +409,9 @@ impl<T: Clone> Table<T> {
         } else {
             rx.unprotect_rtp(buf)
         };
+        if let Ok(n) = r {
+            s.p.slots.inbound(&mut buf[..n]);
+        }
         r.map_err(|e| {
             match e {
                 Refused::Auth => self.counters.srtp_auth += 1,
@@ -411,16 +422,45 @@ impl<T: Clone> Table<T> {
         })
     }
 
-    /// Encrypts the `len`-byte RTP or RTCP packet in `buf` for `dest` in place; `buf` must
-    /// have [`srtp::MAX_TRAILER`] bytes to spare. None: `dest` is no peer with consent and
-    /// keys, and nothing may be sent to it.
-    pub fn protect(&mut self, dest: &SocketAddr, buf: &mut [u8], len: usize) -> Option<usize> {
+    /// Encrypts the `len`-byte RTP or RTCP packet in `buf` for `dest` in place, in the
+    /// browser's receive slot and payload type; `buf` must have [`srtp::MAX_TRAILER`] bytes
+    /// to spare. None: `dest` is no peer with consent and keys, or the browser has no slot
+    /// or codec for the packet, and nothing may be sent to it.
+    pub fn protect(
+        &mut self,
+        now: Instant,
+        dest: &SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
         let id = *self.by_addr.get(dest)?;
         let s = self.sessions.get_mut(&id).expect("indexed");
         let Some(tx) = s.tx.as_mut() else {
             self.counters.tx_refused += 1;
             return None;
         };
+        match s.p.slots.outbound(now, &mut buf[..len]) {
+            Ok(None) => {}
+            Ok(Some(slot)) => {
+                let source =
+                    s.p.slots
+                        .source(slot)
+                        .expect("a slot just taken has a source");
+                self.events.push_back(Event::Slot {
+                    tag: s.p.tag.clone(),
+                    slot,
+                    source,
+                });
+            }
+            Err(crate::SlotDrop::NoSlot) => {
+                self.counters.tx_no_slot += 1;
+                return None;
+            }
+            Err(crate::SlotDrop::NoCodec | crate::SlotDrop::Malformed) => {
+                self.counters.tx_no_codec += 1;
+                return None;
+            }
+        }
         let r = if is_rtcp(&buf[..len]) {
             tx.protect_rtcp(buf, len)
         } else {

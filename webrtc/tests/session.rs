@@ -62,6 +62,7 @@ fn table(fp: Vec<u8>) -> Table<u32> {
             remote_ufrag: "brw".into(),
             remote_fingerprint: fp,
             tag: 7,
+            slots: Default::default(),
         },
     )
     .unwrap();
@@ -175,14 +176,19 @@ fn media_both_ways(profile: SrtpProtectionProfile) {
     let plain = rtp(9);
     let mut buf = [0u8; 1500];
     buf[..plain.len()].copy_from_slice(&plain);
-    let n = t.protect(&from, &mut buf, plain.len()).unwrap();
+    let n = t
+        .protect(Instant::now(), &from, &mut buf, plain.len())
+        .unwrap();
     assert!(n > plain.len() && n <= plain.len() + MAX_TRAILER);
     let m = inb.unprotect_rtp(&mut buf[..n]).unwrap();
     assert_eq!(&buf[..m], &plain[..]);
 
     // Nothing goes to an address that never passed a check.
     let stranger: SocketAddr = "127.0.0.1:50001".parse().unwrap();
-    assert_eq!(t.protect(&stranger, &mut buf, plain.len()), None);
+    assert_eq!(
+        t.protect(Instant::now(), &stranger, &mut buf, plain.len()),
+        None
+    );
 }
 
 #[test]
@@ -258,11 +264,16 @@ fn a_peer_that_stops_checking_stops_receiving() {
         assert!(check(&mut t, now, ("srv", "brw"), PWD));
         t.handle_timeout(now, &mut |_, _| {});
     }
-    assert!(t.protect(&from, &mut buf, plain.len()).is_some());
+    assert!(t
+        .protect(Instant::now(), &from, &mut buf, plain.len())
+        .is_some());
     // Then silence past the consent timeout.
     let later = t0 + Duration::from_secs(40 + 31);
     t.handle_timeout(later, &mut |_, _| {});
     assert_eq!(t.counters.consent_expired, 1);
     buf[..plain.len()].copy_from_slice(&plain);
-    assert_eq!(t.protect(&from, &mut buf, plain.len()), None);
+    assert_eq!(
+        t.protect(Instant::now(), &from, &mut buf, plain.len()),
+        None
+    );
 }

@@ -5,7 +5,7 @@
 
 use super::join::Membership;
 use super::{Conferences, Refusal};
-use crate::rtc::{RtcCommand, Tag};
+use crate::rtc::{RtcCommand, SlotTaken, Tag};
 use protocol::{ErrorCode, ServerMsg};
 use webrtc::sdp::{self, Offer};
 
@@ -36,18 +36,6 @@ impl Conferences {
         let Some((worker, conf)) = self.place_of(m) else {
             return Err(bad("not in a conference"));
         };
-        {
-            let mut rooms = self.rooms();
-            if ssrc != m.ssrc {
-                if !rooms.claim_ssrc(ssrc) {
-                    return Err(bad(format!(
-                        "sdp: ssrc {ssrc} is in use on this server; offer another"
-                    )));
-                }
-                rooms.free_ssrc(m.ssrc);
-                m.ssrc = ssrc;
-            }
-        }
         let w = &self.workers[worker];
         let local = sdp::Local {
             ice_ufrag: sdp::ice_token(8),
@@ -55,9 +43,41 @@ impl Conferences {
             fingerprint: w.identity.fingerprint().to_owned(),
             addr: w.addr,
         };
-        let answer = sdp::answer(&offer, &local, rand::random::<u32>().into())
-            .map_err(|e| bad(e.to_string()))?;
-        let cmd = RtcCommand::Add(webrtc::Params {
+        // Video only for a member that joined with it (it is charged for it).
+        let answer = webrtc::answer::answer(
+            &offer,
+            &local,
+            rand::random::<u32>().into(),
+            m.video_ssrc.is_some(),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        {
+            let mut rooms = self.rooms();
+            // The browser picks its own SSRCs: take them in place of the ones we offered.
+            let mut take = |have: &mut u32, want: u32| -> Result<(), Refusal> {
+                if want != *have {
+                    if !rooms.claim_ssrc(want, m.participant) {
+                        return Err(bad(format!(
+                            "sdp: ssrc {want} is in use on this server; offer another"
+                        )));
+                    }
+                    rooms.free_ssrc(*have);
+                    *have = want;
+                }
+                Ok(())
+            };
+            take(&mut m.ssrc, ssrc)?;
+            if let (Some(v), Some(cam)) = (m.video_ssrc.as_mut(), answer.video_ssrc) {
+                take(v, cam)?;
+            }
+            if let Some(member) = rooms
+                .get_mut(&m.conference)
+                .and_then(|r| r.member_mut(m.participant))
+            {
+                member.slot_mids = answer.slot_mids.clone();
+            }
+        }
+        let cmd = RtcCommand::Add(Box::new(webrtc::Params {
             local_ufrag: local.ice_ufrag.clone(),
             local_pwd: local.ice_pwd,
             remote_ufrag: offer.ice_ufrag.clone(),
@@ -65,10 +85,12 @@ impl Conferences {
             tag: Tag {
                 conf,
                 participant: m.participant,
-                ssrc,
+                ssrc: m.ssrc,
                 clock_rate: protocol::codec::OPUS.clock_rate,
+                video_ssrc: m.video_ssrc,
             },
-        });
+            slots: answer.slots,
+        }));
         if w.send_rtc(cmd).is_err() {
             return Err(Refusal::Reply(ServerMsg::Error {
                 code: ErrorCode::Internal,
@@ -77,7 +99,28 @@ impl Conferences {
         }
         tracing::info!(conference = %m.conference, participant = m.participant, ssrc, "webrtc offer answered");
         m.rtc_ufrag = Some(local.ice_ufrag);
-        Ok(answer)
+        Ok(answer.sdp)
+    }
+
+    /// A member's stream took a browser's receive slot: the page learns whose it is.
+    pub(crate) fn on_slot(&self, worker: usize, s: SlotTaken) {
+        let mut rooms = self.rooms();
+        let owner = rooms.ssrc_owner(s.source).unwrap_or(0);
+        let Some(member) = rooms
+            .by_conf(worker, s.conf)
+            .and_then(|r| r.member(s.participant))
+        else {
+            return;
+        };
+        if let Some(mid) = member.slot_mids.get(s.slot) {
+            member.outbox.send(
+                ServerMsg::Slot {
+                    mid: mid.clone(),
+                    participant: owner,
+                }
+                .encode(),
+            );
+        }
     }
 
     /// Ends a leaving member's WebRTC session.

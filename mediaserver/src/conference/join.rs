@@ -34,7 +34,7 @@ pub(crate) struct Membership {
     /// RTP clock rate of the client's codec.
     clock_rate: u32,
     /// The video SSRC, when the join asked for `media=audio,video`.
-    video_ssrc: Option<u32>,
+    pub(super) video_ssrc: Option<u32>,
     /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`).
     simulcast: Vec<u32>,
     /// What the client asked about the video it receives (`rtx=`, `layer`).
@@ -243,8 +243,8 @@ impl Conferences {
             super::lock(&self.spent).release(t);
             return Err(busy());
         }
-        let ssrc = rooms.new_ssrc();
-        let video_ssrc = video.map(|_| rooms.new_ssrc());
+        let ssrc = rooms.new_ssrc(participant);
+        let video_ssrc = video.map(|_| rooms.new_ssrc(participant));
         let room = rooms.get_mut(conference).expect("ensure_room made it");
         room.arrived(name, expires);
         let media_addr = self.workers[worker].addr;
@@ -293,6 +293,7 @@ impl Conferences {
             self_muted: false,
             hard_muted: None,
             raised: false,
+            slot_mids: Vec::new(),
             chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
         };
         let joined = room.announce(conference, participant, &member);
@@ -483,7 +484,7 @@ impl Conferences {
                     format!("send with the ssrc {offered_ssrc} from our channel line"),
                 )));
             }
-            if !rooms.claim_ssrc(ssrc) {
+            if !rooms.claim_ssrc(ssrc, m.participant) {
                 return Err(Refusal::Fatal(ServerMsg::reject(
                     ErrorCode::BadRequest,
                     format!("ssrc {ssrc} is zero or in use on this server; pick another"),
@@ -547,7 +548,7 @@ impl Conferences {
             m.simulcast.clear();
             let mut seen = vec![top];
             for &s in &opts.simulcast {
-                if seen.contains(&s) || !rooms.claim_ssrc(s) {
+                if seen.contains(&s) || !rooms.claim_ssrc(s, m.participant) {
                     for &c in &m.simulcast {
                         rooms.free_ssrc(c);
                     }

@@ -4,7 +4,7 @@
 
 use control::Outbox;
 use protocol::{Actor, CostModel, MediaKind, Mode, MsMsg, Quality, Role, ServerMsg};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 /// A joined client.
@@ -31,6 +31,8 @@ pub(super) struct Member {
     pub(super) hard_muted: Option<Actor>,
     /// Its hand is up (it asked the moderators to speak).
     pub(super) raised: bool,
+    /// A browser's receive slots, by mid, in the order of its session's slot table.
+    pub(super) slot_mids: Vec<String>,
     pub(super) chat: ChatBucket,
 }
 
@@ -279,7 +281,8 @@ pub(super) struct Rooms {
     rooms: HashMap<String, Room>,
     next_conf: mesh::ConfId,
     next_participant: u32,
-    ssrcs: HashSet<u32>,
+    /// Every SSRC in use on this server, with the participant sending it.
+    ssrcs: HashMap<u32, u32>,
 }
 
 impl Rooms {
@@ -329,18 +332,28 @@ impl Rooms {
     }
 
     /// A fresh SSRC, unique on this server, so the sorter never confuses two senders.
-    pub(super) fn new_ssrc(&mut self) -> u32 {
+    pub(super) fn new_ssrc(&mut self, participant: u32) -> u32 {
         loop {
             let s: u32 = rand::random();
-            if s != 0 && self.ssrcs.insert(s) {
+            if s != 0 && !self.ssrcs.contains_key(&s) {
+                self.ssrcs.insert(s, participant);
                 return s;
             }
         }
     }
 
     /// Takes an SSRC a client chose (an external sender's); false if it is 0 or taken.
-    pub(super) fn claim_ssrc(&mut self, ssrc: u32) -> bool {
-        ssrc != 0 && self.ssrcs.insert(ssrc)
+    pub(super) fn claim_ssrc(&mut self, ssrc: u32, participant: u32) -> bool {
+        if ssrc == 0 || self.ssrcs.contains_key(&ssrc) {
+            return false;
+        }
+        self.ssrcs.insert(ssrc, participant);
+        true
+    }
+
+    /// The participant sending `ssrc` on this server.
+    pub(super) fn ssrc_owner(&self, ssrc: u32) -> Option<u32> {
+        self.ssrcs.get(&ssrc).copied()
     }
 
     pub(super) fn free_ssrc(&mut self, ssrc: u32) {

@@ -1,0 +1,163 @@
+//! Headless Chromium for the WebRTC tests: chromedriver, a browser with fake devices
+//! (a tone file as its microphone, the fake camera), and what the web client's page
+//! (`noc` in its console) says.
+#![allow(dead_code)]
+
+use fantoccini::{Client as Browser, ClientBuilder};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn chromedriver() -> (Driver, u16) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
+    let driver = Driver(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (driver, port)
+}
+
+/// A 48 kHz mono WAV of a sine at `hz`, -12 dBFS, `secs` long: the fake microphone.
+pub fn tone_wav(path: &Path, hz: f64, secs: u32) {
+    let mut sine = client::tone::Sine::new(hz, -12.0, 48_000);
+    let mut pcm = vec![0i16; 48_000 * secs as usize];
+    sine.fill(&mut pcm);
+    let mut w = Vec::with_capacity(44 + pcm.len() * 2);
+    let data = (pcm.len() * 2) as u32;
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&48_000u32.to_le_bytes());
+    w.extend_from_slice(&96_000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    for s in pcm {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, w).unwrap();
+}
+
+pub async fn browser(port: u16, mic: &Path, profile: &Path) -> Browser {
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--window-size=1280,800",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                format!("--use-file-for-fake-audio-capture={}", mic.display()),
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--autoplay-policy=no-user-gesture-required",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session")
+}
+
+pub async fn page_state(b: &Browser) -> Value {
+    b.execute(
+        "return {phase: noc.phase, participant: noc.participant, f440: noc.audio.f440, \
+         f550: noc.audio.f550, f660: noc.audio.f660, f770: noc.audio.f770, \
+         frames: noc.audio.frames, joins: noc.joins, server: noc.server, slots: noc.slots, \
+         log: noc.log.slice(-20)};",
+        vec![],
+    )
+    .await
+    .unwrap_or(Value::Null)
+}
+
+/// Audio packets and bytes the page's PeerConnection received (getStats `inbound-rtp`).
+pub async fn inbound_audio(b: &Browser) -> (u64, u64) {
+    let v = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             if (!noc.pc) { done([0, 0]); return; }\
+             noc.pc.getStats().then((r) => { let p = 0, n = 0;\
+               r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') {\
+                 p += s.packetsReceived; n += s.bytesReceived; } });\
+               done([p, n]); });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0))
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("webrtc-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// Waits until the page's PeerConnection is connected (ICE and DTLS done).
+pub async fn wait_in_room(b: &Browser, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = page_state(b).await;
+        if s["phase"] == "in-room" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the page did not connect: {s:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The page's video, from getStats: (frames decoded, width, height) of what it receives,
+/// summed over its slots (the size of the busiest), and (width, height) of what it sends.
+pub async fn video_stats(b: &Browser) -> Value {
+    b.execute_async(
+        "const done = arguments[arguments.length - 1];\
+         if (!noc.pc) { done(null); return; }\
+         noc.pc.getStats().then((r) => { const v = {decoded: 0, w: 0, h: 0, sentW: 0, sentH: 0, sent: 0, best: -1};\
+           r.forEach((s) => {\
+             if (s.type === 'inbound-rtp' && s.kind === 'video') {\
+               v.decoded += s.framesDecoded || 0;\
+               if ((s.framesDecoded || 0) > v.best) { v.best = s.framesDecoded || 0; v.w = s.frameWidth || 0; v.h = s.frameHeight || 0; } }\
+             if (s.type === 'outbound-rtp' && s.kind === 'video') {\
+               v.sent += s.framesEncoded || 0; v.sentW = s.frameWidth || 0; v.sentH = s.frameHeight || 0; } });\
+           done(v); });",
+        vec![],
+    )
+    .await
+    .unwrap_or(Value::Null)
+}

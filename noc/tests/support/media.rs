@@ -1,0 +1,51 @@
+//! Plain-RTP peers for the end-to-end tests: UDP port blocks and ffmpeg children.
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An even port P with P..P+3 free on 127.0.0.1 (RTP and RTCP of audio and video).
+pub fn free_port_block() -> u16 {
+    for _ in 0..100 {
+        let probe = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        let p = probe.local_addr().expect("local addr").port() & !1;
+        drop(probe);
+        if !(1024..=65_530).contains(&p) {
+            continue;
+        }
+        let held: Vec<_> = (p..p + 4)
+            .map(|q| UdpSocket::bind(("127.0.0.1", q)))
+            .collect();
+        if held.iter().all(Result::is_ok) {
+            return p;
+        }
+    }
+    panic!("no block of 4 free UDP ports");
+}
+
+/// An ffmpeg child whose stderr goes to a file (its logs are long).
+pub fn ffmpeg(args: &[&str], log: &str) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("ffmpeg runs (Debian's ffmpeg; `make test` installs it)")
+}
+
+/// Waits for a child, killing it after `timeout`; true if it exited by itself.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("wait works").is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}

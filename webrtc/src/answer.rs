@@ -1,0 +1,256 @@
+//! Our answer to a browser's offer (JSEP, RFC 8829): one BUNDLE transport, ICE-lite with one
+//! host candidate on the worker's port, DTLS as the passive side.
+//!
+//! What each offered section becomes:
+//! - the first audio section that sends Opus: the browser's voice (we receive it);
+//! - the first video section that sends VP8 or H.264 (packetization-mode 1): its camera;
+//! - each receive-only audio or video section: a receive slot ([`crate::slots`]), whose
+//!   SSRC the answer declares, so every member's stream plays on a track of its own;
+//! - anything else (data channels, codecs we do not carry, slots past [`MAX_SLOTS`]):
+//!   rejected with port 0, as RFC 3264 §6 says.
+//!
+//! An offer without receive-only sections gets the voice section as `sendrecv` and the
+//! members' streams unsignalled on it (a browser plays one such stream per section).
+
+use protocol::codec::{H264, OPUS, VP8};
+
+use crate::sdp::{Local, Offer, OfferedMedia, AUDIO_LEVEL_URI};
+use crate::slots::{SlotKind, Slots, MAX_SLOTS};
+use crate::Error;
+
+/// What a section of the answer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The browser's voice.
+    Voice,
+    /// The browser's camera.
+    Camera,
+    /// A receive slot (its index in the session's [`Slots`]).
+    Slot(usize),
+    Rejected,
+}
+
+/// The answer and what the session needs from it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The SDP, CRLF line ends.
+    pub sdp: String,
+    /// The receive slots and payload-type maps, for the worker's session.
+    pub slots: Slots,
+    /// The mid of each slot, in slot order: signalling names slots by mid.
+    pub slot_mids: Vec<String>,
+    /// The camera's SSRC, when the browser sends video.
+    pub video_ssrc: Option<u32>,
+    /// Each offered section's role, in offer order.
+    pub roles: Vec<Role>,
+}
+
+fn direction(offered: &str, role: Role, with_slots: bool) -> &'static str {
+    match (role, offered) {
+        (Role::Slot(_), _) => "sendonly",
+        (_, "sendonly") => "recvonly",
+        (_, "recvonly") => "sendonly",
+        // With slots the members' streams come on them; the voice section only receives.
+        (Role::Voice, _) if !with_slots => "sendrecv",
+        _ => "recvonly",
+    }
+}
+
+/// The SSRC the answer gives slot `i`: spread from the session id, never 0 and never one the
+/// browser sends with.
+fn slot_ssrc(session_id: u64, i: usize, offer: &Offer, taken: &[u32]) -> u32 {
+    let mut x = (session_id as u32) ^ 0x9e37_79b9u32.wrapping_mul(i as u32 + 1);
+    while x == 0 || taken.contains(&x) || offer.media.iter().any(|m| m.ssrc == Some(x)) {
+        x = x.wrapping_mul(0x0101_0101).wrapping_add(0x6b43_a9b5);
+    }
+    x
+}
+
+/// Decides each section's role and declares the slots.
+fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
+    let voice = offer
+        .audio()
+        .ok_or_else(|| Error::Sdp("the offer has no audio section with Opus".into()))?;
+    // Sections are told apart by mid (`Offer::parse` checks it; a hand-built offer may not).
+    for (i, m) in offer.media.iter().enumerate() {
+        if offer.media[..i].iter().any(|o| o.mid == m.mid) {
+            return Err(Error::Sdp(format!("a=mid:{} names two m-sections", m.mid)));
+        }
+    }
+    let mut slots = Slots::default();
+    let mut slot_mids = Vec::new();
+    let mut taken = Vec::new();
+    let mut roles = Vec::with_capacity(offer.media.len());
+    let mut camera = None;
+    for m in &offer.media {
+        let role = if m.mid == voice.mid {
+            Role::Voice
+        } else if video && camera.is_none() && m.has_video_codec() && m.sends() && m.ssrc.is_some()
+        {
+            camera = m.ssrc;
+            Role::Camera
+        } else if m.direction == "recvonly"
+            && ((m.kind == "audio" && m.opus_pt.is_some()) || (video && m.has_video_codec()))
+        {
+            let kind = if m.kind == "audio" {
+                SlotKind::Audio
+            } else {
+                SlotKind::Video
+            };
+            let ssrc = slot_ssrc(session_id, slots.len(), offer, &taken);
+            match slots.add_slot(kind, ssrc) {
+                Some(i) => {
+                    taken.push(ssrc);
+                    slot_mids.push(m.mid.clone());
+                    Role::Slot(i)
+                }
+                None => Role::Rejected,
+            }
+        } else {
+            Role::Rejected
+        };
+        roles.push(role);
+    }
+    debug_assert!(MAX_SLOTS >= slots.len());
+    // One payload type per codec across the bundle (RFC 8843 §9.1), the browser's numbers.
+    let first = |f: fn(&OfferedMedia) -> Option<u8>| {
+        offer
+            .media
+            .iter()
+            .zip(&roles)
+            .filter(|(_, r)| **r != Role::Rejected)
+            .find_map(|(m, _)| f(m))
+    };
+    if let Some(pt) = first(|m| m.opus_pt) {
+        slots.map_pt(SlotKind::Audio, OPUS.payload_type, pt);
+    }
+    if let Some(pt) = first(|m| m.vp8_pt) {
+        slots.map_pt(SlotKind::Video, VP8.payload_type, pt);
+    }
+    if let Some(pt) = first(|m| m.h264_pt) {
+        slots.map_pt(SlotKind::Video, H264.payload_type, pt);
+    }
+    Ok(Answer {
+        sdp: String::new(),
+        slots,
+        slot_mids,
+        video_ssrc: camera,
+        roles,
+    })
+}
+
+/// Writes the answer to `offer`. `video`: whether the member may send and receive video.
+pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Result<Answer, Error> {
+    let mut a = plan(offer, video, session_id)?;
+    let with_slots = !a.slots.is_empty();
+    let ip = local.addr.ip();
+    let port = local.addr.port();
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut s = String::with_capacity(1024 + 900 * offer.media.len());
+    let mut line = |l: &str| {
+        s.push_str(l);
+        s.push_str("\r\n");
+    };
+    line("v=0");
+    line(&format!("o=- {session_id} 2 IN {family} {ip}"));
+    line("s=-");
+    line("t=0 0");
+    let bundle: Vec<&str> = offer
+        .media
+        .iter()
+        .zip(&a.roles)
+        .filter(|(_, r)| **r != Role::Rejected)
+        .map(|(m, _)| m.mid.as_str())
+        .collect();
+    line(&format!("a=group:BUNDLE {}", bundle.join(" ")));
+    line("a=ice-lite");
+    line("a=msid-semantic: WMS noc");
+    for (m, &role) in offer.media.iter().zip(&a.roles) {
+        if role == Role::Rejected {
+            // Rejected: port 0, the offer's first format, its mid, nothing else.
+            let fmt = m.formats.first().map_or("0", String::as_str);
+            line(&format!("m={} 0 {} {fmt}", m.kind, m.protos));
+            line(&format!("c=IN {family} {ip}"));
+            line(&format!("a=mid:{}", m.mid));
+            line("a=inactive");
+            continue;
+        }
+        // Codecs in our order of preference: the browser sends the first.
+        let codecs: Vec<(u8, &str, Option<&str>)> = if m.kind == "audio" {
+            m.opus_pt
+                .map(|pt| {
+                    (
+                        pt,
+                        "opus/48000/2",
+                        Some("minptime=10;useinbandfec=1;usedtx=1"),
+                    )
+                })
+                .into_iter()
+                .collect()
+        } else {
+            m.vp8_pt
+                .map(|pt| (pt, "VP8/90000", None))
+                .into_iter()
+                .chain(m.h264_pt.map(|pt| {
+                    (
+                        pt,
+                        "H264/90000",
+                        Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+                    )
+                }))
+                .collect()
+        };
+        let fmts: Vec<String> = codecs.iter().map(|c| c.0.to_string()).collect();
+        line(&format!(
+            "m={} {port} {} {}",
+            m.kind,
+            m.protos,
+            fmts.join(" ")
+        ));
+        line(&format!("c=IN {family} {ip}"));
+        line(&format!("a=ice-ufrag:{}", local.ice_ufrag));
+        line(&format!("a=ice-pwd:{}", local.ice_pwd));
+        line("a=ice-options:ice2");
+        line(&format!("a=fingerprint:sha-256 {}", local.fingerprint));
+        line("a=setup:passive");
+        line(&format!("a=mid:{}", m.mid));
+        if let (Some(id), "audio") = (m.audio_level_id, m.kind.as_str()) {
+            line(&format!("a=extmap:{id} {AUDIO_LEVEL_URI}"));
+        }
+        line(&format!("a={}", direction(&m.direction, role, with_slots)));
+        line("a=rtcp-mux");
+        for (pt, map, fmtp) in &codecs {
+            line(&format!("a=rtpmap:{pt} {map}"));
+            if let Some(f) = fmtp {
+                line(&format!("a=fmtp:{pt} {f}"));
+            }
+            line(&format!("a=rtcp-fb:{pt} nack"));
+            if m.kind == "video" {
+                line(&format!("a=rtcp-fb:{pt} nack pli"));
+                line(&format!("a=rtcp-fb:{pt} ccm fir"));
+                line(&format!("a=rtcp-fb:{pt} goog-remb"));
+            }
+        }
+        match role {
+            Role::Slot(i) => {
+                let ssrc = a.slots.ssrc(i).expect("plan declared the slot");
+                line(&format!("a=msid:noc{i} {}{i}", m.kind));
+                line(&format!("a=ssrc:{ssrc} cname:noc"));
+                line(&format!("a=ssrc:{ssrc} msid:noc{i} {}{i}", m.kind));
+            }
+            // Without slots the members' streams come unsignalled on the voice section.
+            Role::Voice if !with_slots => line("a=msid:noc audio"),
+            _ => {}
+        }
+        line(&format!(
+            "a=candidate:1 1 udp 2130706431 {ip} {port} typ host generation 0"
+        ));
+        line("a=end-of-candidates");
+    }
+    a.sdp = s;
+    Ok(a)
+}
+
+#[cfg(test)]
+#[path = "answer_tests.rs"]
+mod tests;

@@ -1,0 +1,176 @@
+use super::*;
+use crate::sdp::tests::CHROMIUM_OFFER;
+use crate::sdp::{fingerprint_text, ice_token};
+
+fn local() -> Local {
+    Local {
+        ice_ufrag: "srv1".into(),
+        ice_pwd: ice_token(24),
+        fingerprint: fingerprint_text(&[0xab; 32]),
+        addr: "127.0.0.1:40000".parse().unwrap(),
+    }
+}
+
+#[test]
+fn without_slots_the_answer_takes_audio_and_rejects_the_rest() {
+    let o = Offer::parse(CHROMIUM_OFFER).unwrap();
+    let a = answer(&o, &local(), 1, true).unwrap();
+    let sdp = &a.sdp;
+    assert!(
+        sdp.contains("m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n"),
+        "{sdp}"
+    );
+    assert!(sdp.contains("a=group:BUNDLE 0\r\n"));
+    assert!(sdp.contains("a=ice-lite\r\na="));
+    assert!(sdp.contains("a=setup:passive"));
+    assert!(sdp.contains("a=sendrecv"));
+    assert!(sdp.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host"));
+    assert!(sdp.contains("m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n"));
+    assert!(a.slots.is_empty() && a.slot_mids.is_empty() && a.video_ssrc.is_none());
+    assert_eq!(a.roles, vec![Role::Voice, Role::Rejected]);
+    // The answer itself parses, and offers nothing the server does not do.
+    let back = Offer::parse(sdp).unwrap();
+    assert_eq!(back.ice_ufrag, "srv1");
+    assert_eq!(back.audio().unwrap().opus_pt, Some(111));
+    assert!(!sdp.contains("PCMU"));
+}
+
+/// Shaped like the web client's offer: microphone, camera (VP8 with RTX, H.264, VP9), two
+/// audio and two video receive slots, as Chromium writes them.
+fn slotted_offer() -> String {
+    let mut s = CHROMIUM_OFFER
+        .split("m=application")
+        .next()
+        .unwrap()
+        .replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2 3 4 5");
+    let transport = "c=IN IP4 0.0.0.0\r\na=ice-ufrag:Zk3q\r\na=ice-pwd:0123456789abcdefghijklmn\r\n\
+a=fingerprint:sha-256 4F:2A:7C:61:E4:13:9B:0D:55:AA:10:3E:8F:21:C4:97:06:BD:3A:77:E2:59:1C:48:D0:6F:AB:92:35:E8:7B:C1\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\n";
+    let video = |mid: u32, dir: &str, ssrcs: &str| {
+        format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102 103\r\n{transport}a=mid:{mid}\r\n\
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a={dir}\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP9/90000\r\n\
+a=rtpmap:99 H264/90000\r\na=fmtp:99 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
+a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n{ssrcs}"
+        )
+    };
+    let audio = |mid: u32| {
+        format!(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\n{transport}a=mid:{mid}\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=recvonly\r\n\
+a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+    };
+    s += &video(
+        1,
+        "sendrecv",
+        "a=ssrc-group:FID 4000 4001\r\na=ssrc:4000 cname:abc\r\na=ssrc:4001 cname:abc\r\n",
+    );
+    s += &audio(2);
+    s += &audio(3);
+    s += &video(4, "recvonly", "");
+    s += &video(5, "recvonly", "");
+    s
+}
+
+#[test]
+fn receive_only_sections_become_slots_with_declared_ssrcs() {
+    let o = Offer::parse(&slotted_offer()).unwrap();
+    let cam = &o.media[1];
+    assert_eq!(
+        (cam.vp8_pt, cam.h264_pt, cam.ssrc),
+        (Some(96), Some(102), Some(4000)),
+        "VP8, the packetization-mode 1 H.264, and the primary SSRC of the FID group"
+    );
+    let a = answer(&o, &local(), 77, true).unwrap();
+    assert_eq!(
+        a.roles,
+        vec![
+            Role::Voice,
+            Role::Camera,
+            Role::Slot(0),
+            Role::Slot(1),
+            Role::Slot(2),
+            Role::Slot(3)
+        ]
+    );
+    assert_eq!(a.slot_mids, vec!["2", "3", "4", "5"]);
+    assert_eq!(a.video_ssrc, Some(4000));
+    let sdp = &a.sdp;
+    assert!(sdp.contains("a=group:BUNDLE 0 1 2 3 4 5\r\n"), "{sdp}");
+    assert!(
+        sdp.contains("m=video 40000 UDP/TLS/RTP/SAVPF 96 102\r\n"),
+        "{sdp}"
+    );
+    assert!(sdp.contains("a=rtcp-fb:96 nack pli\r\n"));
+    assert!(
+        !sdp.contains("rtx/90000"),
+        "no RTX: retransmissions are the packets again"
+    );
+    assert!(!sdp.contains("transport-wide-cc"));
+    // Every slot's SSRC is declared, all different and none the browser's own.
+    let ssrcs: Vec<u32> = (0..4).map(|i| a.slots.ssrc(i).unwrap()).collect();
+    for (i, s) in ssrcs.iter().enumerate() {
+        assert!(sdp.contains(&format!("a=ssrc:{s} cname:noc\r\n")));
+        assert!(![0, 4000, 4001, 3735928559].contains(s));
+        assert!(!ssrcs[..i].contains(s));
+    }
+    // Voice and camera only receive; the slots only send.
+    let back = Offer::parse(sdp).unwrap();
+    let dirs: Vec<&str> = back.media.iter().map(|m| m.direction.as_str()).collect();
+    assert_eq!(
+        dirs,
+        ["recvonly", "recvonly", "sendonly", "sendonly", "sendonly", "sendonly"]
+    );
+    // The payload types map the browser's numbers to the NOC's.
+    let mut slots = a.slots.clone();
+    let mut vp8 = vec![0x80, 97, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+    assert_eq!(
+        slots.outbound(std::time::Instant::now(), &mut vp8),
+        Ok(Some(2))
+    );
+    assert_eq!(vp8[1], 96, "NOC VP8 (97) goes out as the browser's 96");
+    let mut inbound = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0x0f, 0xa0];
+    slots.inbound(&mut inbound);
+    assert_eq!(inbound[1], protocol::codec::VP8.payload_type);
+}
+
+#[test]
+fn an_audio_only_member_gets_no_video() {
+    let o = Offer::parse(&slotted_offer()).unwrap();
+    let a = answer(&o, &local(), 5, false).unwrap();
+    assert_eq!(
+        a.roles,
+        vec![
+            Role::Voice,
+            Role::Rejected,
+            Role::Slot(0),
+            Role::Slot(1),
+            Role::Rejected,
+            Role::Rejected
+        ]
+    );
+    assert!(a.sdp.contains("m=video 0 "));
+    assert_eq!(a.video_ssrc, None);
+}
+
+#[test]
+fn slots_past_the_limit_are_rejected() {
+    let mut offer = slotted_offer();
+    let extra: String = (6..6 + MAX_SLOTS as u32)
+        .map(|mid| {
+            format!(
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\n\
+                 a=recvonly\r\na=rtpmap:111 opus/48000/2\r\n"
+            )
+        })
+        .collect();
+    offer += &extra;
+    let o = Offer::parse(&offer).unwrap();
+    let a = answer(&o, &local(), 5, true).unwrap();
+    assert_eq!(a.slots.len(), MAX_SLOTS);
+    assert_eq!(a.roles.iter().filter(|r| **r == Role::Rejected).count(), 4);
+}

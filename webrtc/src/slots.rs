@@ -1,0 +1,360 @@
+//! Receive slots: how a browser's one PeerConnection carries every other member's streams
+//! without renegotiating as members come and go.
+//!
+//! The page offers a pool of receive-only sections; the answer declares one SSRC for each
+//! (`a=ssrc`), so the browser routes each slot's packets to its own track. On the way out a
+//! member's stream takes a free slot of its kind on first sight and keeps it while it flows;
+//! its packets get the slot's SSRC, the browser's payload type, and sequence numbers and
+//! timestamps that continue the slot's previous stream, so a slot handed to a new member
+//! after [`IDLE`] plays on without a jump. RTCP is mapped both ways: the browser's reports
+//! and feedback about a slot name the member's own SSRC when they reach the mesh, and a
+//! member's sender report reaches the browser under its slot's SSRC.
+//!
+//! The table is fixed-size and lives in the session: nothing here allocates per packet.
+//! Without declared slots it only maps payload types, and streams go out under their own
+//! SSRCs (a browser plays one unsignalled stream per section: enough for two members).
+
+use std::time::{Duration, Instant};
+
+/// Slots one session can hold (both kinds together).
+pub const MAX_SLOTS: usize = 32;
+
+/// A slot whose stream sent nothing for this long may carry another member's.
+pub const IDLE: Duration = Duration::from_secs(3);
+
+const NO_PT: u8 = 0xff;
+
+/// The media kind of a slot or payload type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotKind {
+    Audio,
+    Video,
+}
+
+impl SlotKind {
+    /// RTP clock ticks per second (Opus and every video codec).
+    fn clock(self) -> u64 {
+        match self {
+            SlotKind::Audio => 48_000,
+            SlotKind::Video => 90_000,
+        }
+    }
+}
+
+/// Why an outgoing packet could not be sent to the browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotDrop {
+    /// A codec the answer did not give the browser.
+    NoCodec,
+    /// Every slot of the packet's kind carries a live stream.
+    NoSlot,
+    /// Shorter than an RTP header.
+    Malformed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    kind: SlotKind,
+    /// The SSRC the answer declared for it.
+    out: u32,
+    /// The member stream it carries (meaningful while `taken`).
+    source: u32,
+    taken: bool,
+    seq_delta: u16,
+    ts_delta: u32,
+    /// The last sequence number and timestamp sent on the slot, in its own numbering.
+    last_seq: u16,
+    last_ts: u32,
+    sent: bool,
+    last: Option<Instant>,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        kind: SlotKind::Audio,
+        out: 0,
+        source: 0,
+        taken: false,
+        seq_delta: 0,
+        ts_delta: 0,
+        last_seq: 0,
+        last_ts: 0,
+        sent: false,
+        last: None,
+    };
+
+    fn free_at(&self, now: Instant) -> bool {
+        !self.taken
+            || self
+                .last
+                .is_none_or(|t| now.saturating_duration_since(t) >= IDLE)
+    }
+}
+
+/// One session's receive slots and payload-type maps.
+#[derive(Clone, Debug)]
+pub struct Slots {
+    slots: [Slot; MAX_SLOTS],
+    len: usize,
+    /// The NOC's payload type -> the browser's (for what we send).
+    out_pt: [u8; 128],
+    out_kind: [Option<SlotKind>; 128],
+    /// The browser's payload type -> the NOC's (for what it sends).
+    in_pt: [u8; 128],
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            slots: [Slot::EMPTY; MAX_SLOTS],
+            len: 0,
+            out_pt: [NO_PT; 128],
+            out_kind: [None; 128],
+            in_pt: [NO_PT; 128],
+        }
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+impl Slots {
+    /// Declares a slot with the SSRC the answer gives it; returns its index (None when full).
+    pub fn add_slot(&mut self, kind: SlotKind, ssrc: u32) -> Option<usize> {
+        let i = self.len;
+        let s = self.slots.get_mut(i)?;
+        *s = Slot {
+            kind,
+            out: ssrc,
+            ..Slot::EMPTY
+        };
+        self.len += 1;
+        Some(i)
+    }
+
+    /// The browser calls `ours` (the NOC's payload type of that codec) `theirs`.
+    pub fn map_pt(&mut self, kind: SlotKind, ours: u8, theirs: u8) {
+        if ours < 128 && theirs < 128 {
+            self.out_pt[usize::from(ours)] = theirs;
+            self.out_kind[usize::from(ours)] = Some(kind);
+            self.in_pt[usize::from(theirs)] = ours;
+        }
+    }
+
+    /// Declared slots.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The SSRC declared for slot `i`.
+    pub fn ssrc(&self, i: usize) -> Option<u32> {
+        self.slots[..self.len].get(i).map(|s| s.out)
+    }
+
+    /// The member stream slot `i` carries now.
+    pub fn source(&self, i: usize) -> Option<u32> {
+        self.slots[..self.len]
+            .get(i)
+            .filter(|s| s.taken)
+            .map(|s| s.source)
+    }
+
+    /// Rewrites a packet from the browser for the mesh: RTP gets the NOC's payload type,
+    /// RTCP about a slot names the member stream the slot carries.
+    pub fn inbound(&self, pkt: &mut [u8]) {
+        if crate::session::is_rtcp(pkt) {
+            self.rtcp_in(pkt);
+        } else if pkt.len() >= 12 {
+            let pt = self.in_pt[usize::from(pkt[1] & 0x7f)];
+            if pt != NO_PT {
+                pkt[1] = (pkt[1] & 0x80) | pt;
+            }
+        }
+    }
+
+    /// Rewrites a packet from the mesh for the browser. `Ok(Some(i))`: the packet's stream
+    /// just took slot `i` (signalling tells the page whose it is now).
+    pub fn outbound(&mut self, now: Instant, pkt: &mut [u8]) -> Result<Option<usize>, SlotDrop> {
+        if crate::session::is_rtcp(pkt) {
+            self.rtcp_out(pkt);
+            return Ok(None);
+        }
+        if pkt.len() < 12 {
+            return Err(SlotDrop::Malformed);
+        }
+        let ours = usize::from(pkt[1] & 0x7f);
+        let theirs = self.out_pt[ours];
+        let Some(kind) = self.out_kind[ours] else {
+            // Nothing mapped at all: the caller asked for no rewriting.
+            if self.len == 0 && self.out_kind.iter().all(Option::is_none) {
+                return Ok(None);
+            }
+            return Err(SlotDrop::NoCodec);
+        };
+        pkt[1] = (pkt[1] & 0x80) | theirs;
+        if self.len == 0 {
+            return Ok(None);
+        }
+        let ssrc = be32(pkt, 8);
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let ts = be32(pkt, 4);
+        let live = &mut self.slots[..self.len];
+        let (i, assigned) = match live
+            .iter()
+            .position(|s| s.taken && s.source == ssrc && s.kind == kind)
+        {
+            Some(i) => (i, false),
+            None => {
+                // A never-used slot first, then the longest idle one.
+                let i = live
+                    .iter()
+                    .position(|s| s.kind == kind && !s.taken)
+                    .or_else(|| {
+                        live.iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.kind == kind && s.free_at(now))
+                            .min_by_key(|(_, s)| s.last)
+                            .map(|(i, _)| i)
+                    })
+                    .ok_or(SlotDrop::NoSlot)?;
+                let s = &mut live[i];
+                if s.sent {
+                    // Continue the slot's numbering, with its clock run on over the gap.
+                    let gap = s
+                        .last
+                        .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64);
+                    let ticks = (gap.max(20) * kind.clock() / 1000) as u32;
+                    s.seq_delta = s.last_seq.wrapping_add(1).wrapping_sub(seq);
+                    s.ts_delta = s.last_ts.wrapping_add(ticks).wrapping_sub(ts);
+                } else {
+                    s.seq_delta = 0;
+                    s.ts_delta = 0;
+                }
+                s.source = ssrc;
+                s.taken = true;
+                (i, true)
+            }
+        };
+        let s = &mut self.slots[i];
+        let out_seq = seq.wrapping_add(s.seq_delta);
+        let out_ts = ts.wrapping_add(s.ts_delta);
+        if !s.sent || assigned || (out_seq.wrapping_sub(s.last_seq) as i16) > 0 {
+            s.last_seq = out_seq;
+            s.last_ts = out_ts;
+        }
+        s.sent = true;
+        s.last = Some(now);
+        pkt[2..4].copy_from_slice(&out_seq.to_be_bytes());
+        put32(pkt, 4, out_ts);
+        put32(pkt, 8, s.out);
+        Ok(assigned.then_some(i))
+    }
+
+    fn slot_of_source(&self, ssrc: u32) -> Option<&Slot> {
+        self.slots[..self.len]
+            .iter()
+            .find(|s| s.taken && s.source == ssrc)
+    }
+
+    fn source_of_slot(&self, ssrc: u32) -> Option<u32> {
+        self.slots[..self.len]
+            .iter()
+            .find(|s| s.taken && s.out == ssrc)
+            .map(|s| s.source)
+    }
+
+    /// A member's sender report goes out under its slot's SSRC and timeline.
+    fn rtcp_out(&self, pkt: &mut [u8]) {
+        if self.len == 0 {
+            return;
+        }
+        for_each_packet(pkt, |p| {
+            if p[1] == 200 && p.len() >= 20 {
+                if let Some(s) = self.slot_of_source(be32(p, 4)) {
+                    let (out, delta) = (s.out, s.ts_delta);
+                    put32(p, 4, out);
+                    let ts = be32(p, 16).wrapping_add(delta);
+                    put32(p, 16, ts);
+                }
+            }
+        });
+    }
+
+    /// Reports and feedback about a slot name the stream it carries.
+    fn rtcp_in(&self, pkt: &mut [u8]) {
+        if self.len == 0 {
+            return;
+        }
+        let map = |p: &mut [u8], at: usize| {
+            if let Some(src) = self.source_of_slot(be32(p, at)) {
+                put32(p, at, src);
+            }
+        };
+        for_each_packet(pkt, |p| {
+            let count = usize::from(p[0] & 0x1f);
+            match p[1] {
+                // SR and RR: report blocks of 24 bytes after the sender's part.
+                200 | 201 => {
+                    let first = if p[1] == 200 { 28 } else { 8 };
+                    for b in 0..count {
+                        let at = first + 24 * b;
+                        if at + 24 <= p.len() {
+                            map(p, at);
+                        }
+                    }
+                }
+                // Generic NACK and the rest of RTPFB: the media source.
+                205 if p.len() >= 12 => map(p, 8),
+                206 if p.len() >= 12 => match count {
+                    // FIR: one 8-byte entry per stream asked.
+                    4 => {
+                        let mut at = 12;
+                        while at + 8 <= p.len() {
+                            map(p, at);
+                            at += 8;
+                        }
+                    }
+                    // REMB: "REMB", the count, then the SSRCs it covers.
+                    15 if p.len() >= 20 && &p[12..16] == b"REMB" => {
+                        let n = usize::from(p[16]);
+                        for k in 0..n {
+                            let at = 20 + 4 * k;
+                            if at + 4 <= p.len() {
+                                map(p, at);
+                            }
+                        }
+                    }
+                    _ => map(p, 8),
+                },
+                _ => {}
+            }
+        });
+    }
+}
+
+/// Calls `f` on each packet of a compound RTCP datagram (each at least 8 bytes long).
+fn for_each_packet(pkt: &mut [u8], mut f: impl FnMut(&mut [u8])) {
+    let mut at = 0;
+    while at + 8 <= pkt.len() {
+        let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));
+        let end = at + 4 * (words + 1);
+        if end > pkt.len() {
+            return;
+        }
+        f(&mut pkt[at..end]);
+        at = end;
+    }
+}
+
+#[cfg(test)]
+#[path = "slots_tests.rs"]
+mod tests;

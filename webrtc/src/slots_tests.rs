@@ -1,0 +1,175 @@
+use super::*;
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xde, 0xad];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+fn head(p: &[u8]) -> (u8, u16, u32, u32) {
+    (
+        p[1],
+        u16::from_be_bytes([p[2], p[3]]),
+        be32(p, 4),
+        be32(p, 8),
+    )
+}
+
+/// Two audio and one video slot; the browser calls Opus 109 and VP8 120 (as Firefox does).
+fn table() -> Slots {
+    let mut s = Slots::default();
+    s.add_slot(SlotKind::Audio, 1000);
+    s.add_slot(SlotKind::Audio, 1001);
+    s.add_slot(SlotKind::Video, 2000);
+    s.map_pt(SlotKind::Audio, 111, 109);
+    s.map_pt(SlotKind::Video, 97, 120);
+    s
+}
+
+#[test]
+fn each_stream_takes_its_own_slot_and_keeps_it() {
+    let now = Instant::now();
+    let mut s = table();
+    let mut a = rtp(111, 7, 960, 0xaaaa);
+    assert_eq!(s.outbound(now, &mut a), Ok(Some(0)));
+    assert_eq!(head(&a), (109, 7, 960, 1000));
+    let mut b = rtp(111 | 0x80, 50, 100, 0xbbbb);
+    assert_eq!(s.outbound(now, &mut b), Ok(Some(1)));
+    // The marker bit stays, the payload type is the browser's.
+    assert_eq!(head(&b), (109 | 0x80, 50, 100, 1001));
+    let mut a2 = rtp(111, 8, 1920, 0xaaaa);
+    assert_eq!(s.outbound(now, &mut a2), Ok(None));
+    assert_eq!(head(&a2).3, 1000);
+    assert_eq!(&a2[12..], &[0xde, 0xad], "the payload is untouched");
+    // A third audio stream finds both slots live.
+    let mut c = rtp(111, 1, 1, 0xcccc);
+    assert_eq!(s.outbound(now, &mut c), Err(SlotDrop::NoSlot));
+    // Video takes the video slot, and a codec the browser was not given is refused.
+    let mut v = rtp(97, 3, 3, 0xaaab);
+    assert_eq!(s.outbound(now, &mut v), Ok(Some(2)));
+    assert_eq!(head(&v), (120, 3, 3, 2000));
+    let mut h = rtp(96, 3, 3, 0xaaac);
+    assert_eq!(s.outbound(now, &mut h), Err(SlotDrop::NoCodec));
+    assert_eq!(s.source(0), Some(0xaaaa));
+    assert_eq!(s.source(2), Some(0xaaab));
+}
+
+#[test]
+fn an_idle_slot_goes_to_the_next_stream_and_its_numbering_runs_on() {
+    let t0 = Instant::now();
+    let mut s = table();
+    let mut a = rtp(111, 100, 5000, 0xaaaa);
+    s.outbound(t0, &mut a).unwrap();
+    let mut b = rtp(111, 9, 9, 0xbbbb);
+    s.outbound(t0, &mut b).unwrap();
+    // 0xaaaa stops; after IDLE a new stream takes its slot.
+    let later = t0 + IDLE + Duration::from_millis(100);
+    let mut b2 = rtp(111, 10, 969, 0xbbbb);
+    s.outbound(later, &mut b2).unwrap();
+    let mut c = rtp(111, 60_000, 4_000_000_000, 0xcccc);
+    assert_eq!(s.outbound(later, &mut c), Ok(Some(0)));
+    let (_, seq, ts, ssrc) = head(&c);
+    assert_eq!((seq, ssrc), (101, 1000), "the slot's sequence continues");
+    let gap = (IDLE.as_millis() as u32 + 100) * 48;
+    assert_eq!(ts, 5000 + gap, "its clock runs on over the silence");
+    // The next packet of the new stream follows on.
+    let mut c2 = rtp(111, 60_001, 4_000_000_960, 0xcccc);
+    assert_eq!(s.outbound(later, &mut c2), Ok(None));
+    assert_eq!(head(&c2).1, 102);
+    assert_eq!(head(&c2).2, 5000 + gap + 960);
+    // A late retransmission keeps its place in the numbering.
+    let mut old = rtp(111, 60_000, 4_000_000_000, 0xcccc);
+    s.outbound(later, &mut old).unwrap();
+    assert_eq!(head(&old).1, 101);
+}
+
+#[test]
+fn browser_rtcp_about_a_slot_names_the_members_stream() {
+    let now = Instant::now();
+    let mut s = table();
+    s.outbound(now, &mut rtp(111, 1, 1, 0xaaaa)).unwrap();
+    s.outbound(now, &mut rtp(97, 1, 1, 0xbbbb)).unwrap();
+    // RR with one block about slot 1000, then a PLI and a NACK about 2000, a FIR entry
+    // and a REMB covering both.
+    let mut c = Vec::new();
+    c.extend_from_slice(&[0x81, 201, 0, 7, 0, 0, 0, 1]);
+    c.extend_from_slice(&1000u32.to_be_bytes());
+    c.extend_from_slice(&[0; 20]);
+    c.extend_from_slice(&[0x81, 206, 0, 2, 0, 0, 0, 1]);
+    c.extend_from_slice(&2000u32.to_be_bytes());
+    c.extend_from_slice(&[0x81, 205, 0, 3, 0, 0, 0, 1]);
+    c.extend_from_slice(&2000u32.to_be_bytes());
+    c.extend_from_slice(&[0, 5, 0, 0]);
+    c.extend_from_slice(&[0x84, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0]);
+    c.extend_from_slice(&2000u32.to_be_bytes());
+    c.extend_from_slice(&[1, 0, 0, 0]);
+    c.extend_from_slice(&[0x8f, 206, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0]);
+    c.extend_from_slice(b"REMB");
+    c.extend_from_slice(&[2, 0x10, 0, 0]);
+    c.extend_from_slice(&1000u32.to_be_bytes());
+    c.extend_from_slice(&2000u32.to_be_bytes());
+    s.inbound(&mut c);
+    assert_eq!(be32(&c, 8), 0xaaaa, "the report block");
+    assert_eq!(be32(&c, 32 + 8), 0xbbbb, "the PLI");
+    assert_eq!(be32(&c, 44 + 8), 0xbbbb, "the NACK");
+    assert_eq!(be32(&c, 60 + 12), 0xbbbb, "the FIR entry");
+    assert_eq!(
+        (be32(&c, 80 + 20), be32(&c, 80 + 24)),
+        (0xaaaa, 0xbbbb),
+        "the REMB"
+    );
+    // The browser's own SSRCs are left alone.
+    assert_eq!(be32(&c, 4), 1);
+}
+
+#[test]
+fn a_members_sender_report_goes_out_under_its_slot() {
+    let t0 = Instant::now();
+    let mut s = table();
+    s.outbound(t0, &mut rtp(111, 1, 500, 0xaaaa)).unwrap();
+    s.outbound(t0 + IDLE * 2, &mut rtp(111, 1, 500, 0xcccc))
+        .unwrap();
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&0xaaaau32.to_be_bytes());
+    sr.extend_from_slice(&[0; 8]);
+    sr.extend_from_slice(&700u32.to_be_bytes());
+    sr.extend_from_slice(&[0; 8]);
+    s.outbound(t0, &mut sr).unwrap();
+    assert_eq!(be32(&sr, 4), 1000);
+    assert_eq!(be32(&sr, 16), 700);
+    // 0xcccc went to slot 1001 (never used) with its own timeline.
+    let mut sr2 = sr.clone();
+    sr2[4..8].copy_from_slice(&0xccccu32.to_be_bytes());
+    s.outbound(t0, &mut sr2).unwrap();
+    assert_eq!(be32(&sr2, 4), 1001);
+}
+
+#[test]
+fn without_slots_packets_keep_their_ssrc_and_truncated_input_is_harmless() {
+    let now = Instant::now();
+    let mut s = Slots::default();
+    let mut a = rtp(111, 1, 2, 0xaaaa);
+    assert_eq!(s.outbound(now, &mut a), Ok(None));
+    assert_eq!(head(&a), (111, 1, 2, 0xaaaa));
+    s.map_pt(SlotKind::Audio, 111, 109);
+    s.outbound(now, &mut a).unwrap();
+    assert_eq!(head(&a), (109, 1, 2, 0xaaaa));
+    let mut short = vec![0x80, 111, 0];
+    assert_eq!(s.outbound(now, &mut short), Err(SlotDrop::Malformed));
+    // Inbound: the browser's payload type becomes ours; RTCP shorter than it says is left.
+    let mut b = rtp(109, 1, 2, 5);
+    s.inbound(&mut b);
+    assert_eq!(b[1], 111);
+    let mut t = table();
+    t.outbound(now, &mut rtp(111, 1, 1, 0xaaaa)).unwrap();
+    let mut cut = vec![0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 3, 232];
+    t.inbound(&mut cut);
+    assert_eq!(be32(&cut, 8), 1000);
+    for n in 0..40 {
+        let mut junk: Vec<u8> = (0..n).map(|i| (i * 37 + 200) as u8).collect();
+        t.inbound(&mut junk);
+        let _ = t.outbound(now, &mut junk);
+    }
+}
