@@ -9,14 +9,14 @@ const params = new URLSearchParams(location.search);
 // What tests and people can read from the console.
 const noc = (window.noc = {
   phase: 'lobby', participant: null, server: null, joins: 0,
-  audio: { f440: -200, f550: -200, f660: -200, f770: -200, frames: 0 }, log: [], pc: null,
+  audio: { f440: -200, f550: -200, f660: -200, f770: -200, f1000: -200, frames: 0 }, log: [], pc: null,
   slots: {}, // mid -> participant whose stream the slot plays (the server's `slot` lines)
 });
 // Receive slots the page offers: one track per other member's stream, no renegotiation.
 const AUDIO_SLOTS = 8;
 const VIDEO_SLOTS = 8;
 // The test tones the page measures (Hz).
-const TONES = [440, 550, 660, 770];
+const TONES = [440, 550, 660, 770, 1000];
 
 function log(m) {
   noc.log.push(new Date().toISOString().slice(11, 23) + ' ' + m);
@@ -242,6 +242,8 @@ async function offer() {
     }
   }
   pc.ontrack = (e) => onTrack(e.transceiver.mid, e.track);
+  pc.onicecandidate = (e) => { if (e.candidate) log('local candidate ' + e.candidate.candidate); };
+  pc.oniceconnectionstatechange = () => log('ice ' + pc.iceConnectionState);
   pc.onconnectionstatechange = () => {
     log('pc ' + pc.connectionState);
     if (pc.connectionState === 'connected') { noc.phase = 'in-room'; setStatus('on', 'Connected'); }
