@@ -11,6 +11,9 @@ const noc = (window.noc = {
   phase: 'lobby', participant: null, server: null, joins: 0,
   audio: { f440: -200, f550: -200, f660: -200, f770: -200, f1000: -200, frames: 0 }, log: [], pc: null,
   slots: {}, // mid -> participant whose stream the slot plays (the server's `slot` lines)
+  // Join timing (performance.now() ms): the first WebSocket to the dispatcher, and the
+  // first remote audio frame the browser decoded and played out.
+  timing: { wsOpen: null, firstAudio: null },
 });
 // Receive slots the page offers: one track per other member's stream, no renegotiation.
 const AUDIO_SLOTS = 8;
@@ -116,6 +119,7 @@ async function connect(attempt) {
 
 function dispatch() {
   return new Promise((resolve, reject) => {
+    if (noc.timing.wsOpen === null) noc.timing.wsOpen = performance.now();
     const ws = new WebSocket(wsBase() + '/ws');
     let done = false;
     ws.onmessage = (ev) => {
@@ -241,7 +245,7 @@ async function offer() {
       keepCodecs(pc.addTransceiver('video', { direction: 'recvonly' }), 'video');
     }
   }
-  pc.ontrack = (e) => onTrack(e.transceiver.mid, e.track);
+  pc.ontrack = (e) => onTrack(e.transceiver.mid, e.track, e.receiver);
   pc.onicecandidate = (e) => { if (e.candidate) log('local candidate ' + e.candidate.candidate); };
   pc.oniceconnectionstatechange = () => log('ice ' + pc.iceConnectionState);
   pc.onconnectionstatechange = () => {
@@ -299,10 +303,23 @@ let analyser = null;
 let bus = null;
 const slotTracks = new Map(); // mid -> remote track
 
-function onTrack(mid, track) {
+function onTrack(mid, track, receiver) {
   slotTracks.set(mid, track);
-  if (track.kind === 'audio') playAudio(track);
+  if (track.kind === 'audio') { playAudio(track); watchFirstAudio(receiver); }
   else showSlotVideo(mid);
+}
+
+// The first frame the receiver played out (its synchronization sources appear then).
+function watchFirstAudio(receiver) {
+  if (!receiver || !receiver.getSynchronizationSources || noc.timing.firstAudio !== null) return;
+  const until = performance.now() + 30000;
+  const t = setInterval(() => {
+    if (noc.timing.firstAudio !== null || performance.now() > until) { clearInterval(t); return; }
+    if (receiver.getSynchronizationSources().length) {
+      noc.timing.firstAudio = performance.now();
+      clearInterval(t);
+    }
+  }, 5);
 }
 
 // Every audio slot plays (the server sends only other members' streams, never ours), and
