@@ -13,13 +13,16 @@
 #   noc           the embedded NOC with one media server (its defaults)
 #   ms-IO         split dispatcher + mediaserver --io IO --gso false (IO: mmsg, uring)
 #   ms-IO-gso     the same with --gso true
+#   SERVER-webrtc any noc or ms-* target, the same load with loadgen's participants joined
+#                 as WebRTC peers (--webrtc: offer, ICE, DTLS-SRTP; SRTP both ways), so
+#                 the server decrypts every packet in and encrypts every packet out
 #   SERVER-sfu    any noc or ms-* target, the same load sent as H.264-like video on the
 #                 video channel (--audio-pps 0 --video-pps $AUDIO_PPS --video-size
 #                 $AUDIO_SIZE; VIDEO_PPS is not used): the reflector's full SFU path
 #                 (keyframe gating, retransmission cache, RTCP, layer choice) against the
 #                 plain audio path of SERVER
 # and prints each figure with its ratio to the raw baseline (GSO targets also to raw-gso),
-# and each -sfu target's ratio to its plain counterpart, step by step.
+# and each -sfu and -webrtc target's ratio to its plain counterpart, step by step.
 # JSON, CSV and plots go to $OUT.
 # With PIN=1 (default on 2+ cores) the server runs on CPU 0 and loadgen on CPU 1.
 set -euo pipefail
@@ -88,14 +91,15 @@ stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
 # loadgen LABEL TARGET-FLAGS... (server pid in $PID)
 loadgen() {
     local label=$1; shift
-    local base=() ref=raw media=("${MEDIA[@]}")
+    local base=() ref=raw media=("${MEDIA[@]}") how=()
     case $label in *-sfu) media=("${SFU_MEDIA[@]}") ;; esac
-    case ${label%-sfu} in *-gso) ref=raw-gso ;; esac
+    case $label in *-webrtc) how=(--webrtc) ;; esac
+    case ${label%-webrtc} in *-gso|*-gso-sfu) ref=raw-gso ;; esac
     [ "$label" != "$ref" ] && [ -f "$OUT/$ref.json" ] && base=(--baseline "$OUT/$ref.json")
     local plot=()
     [ "${SWEEP:-0}" = 1 ] && plot=(--plot "$OUT/$label.png")
     echo "== $label"
-    "${LOADGEN_CPU[@]}" $B/loadgen "$@" "${LOAD[@]}" "${media[@]}" --server-pid "$PID" \
+    "${LOADGEN_CPU[@]}" $B/loadgen "$@" "${how[@]}" "${LOAD[@]}" "${media[@]}" --server-pid "$PID" \
         --label "$label" --json "$OUT/$label.json" --csv "$OUT/$label.csv" "${plot[@]}" \
         "${base[@]}" --quiet
 }
@@ -110,12 +114,12 @@ for t in $TARGETS; do
         start "$t" $B/rawfwd --listen 127.0.0.1:0 "${gso[@]}"
         loadgen "$t" --raw "$(wait_line "$OUT/$t.out" rawfwd)"
         stop "$PID" ;;
-    noc|noc-sfu)
+    noc|noc-sfu|noc-webrtc)
         start "$t" $B/noc --listen 127.0.0.1:0 --media-servers 1
         loadgen "$t" --dispatcher "$(wait_line "$OUT/$t.out" dispatcher)"
         stop "$PID" ;;
     ms-*)
-        m=${t%-sfu}; io=${m#ms-}; io=${io%-gso}
+        m=${t%-webrtc}; m=${m%-sfu}; io=${m#ms-}; io=${io%-gso}
         gso=false; [ "${m%-gso}" != "$m" ] && gso=true
         if [ $has_io = 0 ]; then echo "== $t: skipped (mediaserver has no --io yet)"; continue; fi
         start "disp-$io" $B/dispatcher --config config/dispatcher.toml --listen 127.0.0.1:0 \
@@ -183,4 +187,26 @@ if pairs:
                   f"{f(ratio(v['pps_out_per_core'], p['pps_out_per_core']), '>9.3f')} "
                   f"{loss:>20} {p99:>22} {other:>5.2f}")
     print("sfu/plain = packets out per server core, video through the SFU over the audio path (issue 5: >= 0.8)")
+
+# Each -webrtc target against its plain counterpart: the same load, SRTP both ways.
+pairs = [(t[:-7], t) for t in runs if t.endswith("-webrtc") and t[:-7] in runs]
+if pairs:
+    print("\nWebRTC (SRTP in and out) vs the same load in plain RTP, step by step")
+    print(f"{'target':<16} {'scale':>5} {'out/s':>8} {'plain/core':>10} {'srtp/core':>9} "
+          f"{'srtp/plain':>10} {'loss% plain/srtp':>17} {'p99ms plain/srtp':>17} {'added':>7} {'other':>5}")
+    for plain, w in pairs:
+        psteps = {s["scale"]: s for s in runs[plain]["steps"]}
+        for v in runs[w]["steps"]:
+            p = psteps.get(v["scale"])
+            if p is None:
+                continue
+            loss = f"{p['loss_pct']:.3f}/{v['loss_pct']:.3f}"
+            p99 = f"{p['latency_p99_ms']:.3f}/{v['latency_p99_ms']:.3f}"
+            other = max((x.get("other_cpu_cores") or 0) for x in (p, v))
+            print(f"{w:<16} {v['scale']:>5g} {v['pps_out']:>8.0f} "
+                  f"{f(p['pps_out_per_core'], '>10.0f')} {f(v['pps_out_per_core'], '>9.0f')} "
+                  f"{f(ratio(v['pps_out_per_core'], p['pps_out_per_core']), '>10.3f')} "
+                  f"{loss:>17} {p99:>17} {v['latency_p99_ms'] - p['latency_p99_ms']:>+7.3f} {other:>5.2f}")
+    print("srtp/plain = packets out per server core with SRTP over plain RTP (issue 12: >= 0.6, and >= 300k/core);")
+    print("added = p99 with SRTP minus plain at the same load (issue 12: < 1 ms at half of saturation)")
 PY

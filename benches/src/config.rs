@@ -108,6 +108,12 @@ pub struct LoadArgs {
     #[arg(long)]
     #[serde(default)]
     pub failover: bool,
+    /// Participants join as WebRTC peers (webrtc-rs's DTLS, as a browser does): an offer,
+    /// the ICE check, DTLS-SRTP with AES-GCM, then SRTP both ways and consent checks every
+    /// 5 s. Audio only (video-like packets go on the audio channel); not with --failover.
+    #[arg(long)]
+    #[serde(default)]
+    pub webrtc: bool,
     /// Joins in flight at once.
     #[arg(long, default_value_t = 32)]
     pub join_concurrency: usize,
@@ -179,6 +185,11 @@ impl LoadArgs {
         }
         if self.send_threads == 0 || self.recv_threads == 0 || self.join_concurrency == 0 {
             return bad("thread and concurrency counts must be at least 1".into());
+        }
+        if self.webrtc && (self.failover || self.raw.is_some()) {
+            return bad(
+                "--webrtc joins through the dispatcher, without --failover or --raw".into(),
+            );
         }
         if self.server_pid.is_some() && self.metrics.is_some() {
             return bad("give --server-pid or --metrics, not both".into());

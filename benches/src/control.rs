@@ -14,7 +14,7 @@ use crate::wire::{parse_raw_msg, raw_msg, RAW_JOIN, RAW_OK};
 use crate::BenchError;
 use client::control::{Control, Event, Step};
 use client::flow::FlowConfig;
-use protocol::{ChannelAddr, JoinOpts, MediaKind, Mode, ServerMsg};
+use protocol::{ChannelAddr, ClientMsg, JoinOpts, MediaKind, Mode, SdpKind, ServerMsg};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,6 +106,8 @@ pub struct Participant {
     pub video: Option<Channel>,
     /// The channels as failover moves them (the same as `audio`/`video` without it).
     pub route: Arc<Route>,
+    /// With `--webrtc`: the session's SRTP keys.
+    pub srtp: Option<webrtc::client::Keying>,
 }
 
 /// How the control connections fared while media ran.
@@ -165,9 +167,10 @@ pub fn join_all(
         run_id: run_id.to_owned(),
         conferences: args.conferences,
         participants: args.participants,
-        want_video: args.has_video(),
+        want_video: args.has_video() && !args.webrtc,
         concurrency: args.join_concurrency,
         failover: args.failover,
+        webrtc: args.webrtc,
     };
     let status = Arc::new(ControlStatus::default());
     let st = status.clone();
@@ -210,9 +213,21 @@ struct Plan {
     want_video: bool,
     concurrency: usize,
     failover: bool,
+    webrtc: bool,
 }
 
-type Joined = (Participant, Control);
+/// A WebRTC participant's consent check (RFC 7675), sent every [`CONSENT_EVERY`].
+struct Consent {
+    socket: UdpSocket,
+    server: SocketAddr,
+    request: Vec<u8>,
+}
+
+/// How often a WebRTC participant refreshes consent (browsers: about every 5 s; the server
+/// stops sending after 30 s without).
+const CONSENT_EVERY: Duration = Duration::from_secs(5);
+
+type Joined = (Participant, Control, Option<Consent>);
 
 async fn control_main(
     plan: Plan,
@@ -233,17 +248,17 @@ async fn control_main(
             Ok(mut j) => joined.append(&mut j),
             Err(e) => {
                 let _ = ready.send(Err(e));
-                for (_, mut ctrl) in joined {
+                for (_, mut ctrl, _) in joined {
                     ctrl.finish().await;
                 }
                 return ControlReport::default();
             }
         }
     }
-    joined.sort_by_key(|(p, _)| (p.conf, p.index));
+    joined.sort_by_key(|(p, _, _)| (p.conf, p.index));
     let mut held = Vec::with_capacity(joined.len());
     let mut parts = Vec::with_capacity(joined.len());
-    for (p, ctrl) in joined {
+    for (p, ctrl, consent) in joined {
         let local = match p.socket.local_addr() {
             Ok(a) => a,
             Err(e) => {
@@ -255,6 +270,7 @@ async fn control_main(
             ctrl,
             route: p.route.clone(),
             local,
+            consent,
         });
         parts.push(p);
     }
@@ -301,7 +317,7 @@ async fn join_wave(plan: &Arc<Plan>, who: Vec<(u32, u32)>) -> Result<Vec<Joined>
     match first_err {
         None => Ok(out),
         Some(e) => {
-            for (_, mut ctrl) in out {
+            for (_, mut ctrl, _) in out {
                 ctrl.finish().await;
             }
             Err(e)
@@ -334,6 +350,8 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
     let mut socket: Option<UdpSocket> = None;
     let mut audio = None;
     let mut video = None;
+    let mut srtp = None;
+    let mut consent = None;
     loop {
         let step = if audio.is_some() {
             match tokio::time::timeout(VIDEO_CHANNEL_WAIT, ctrl.next()).await {
@@ -361,6 +379,26 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
                     .transpose()
                     .map_err(|e| e.to_string())?
                     .ok_or("no socket")?;
+                if plan.webrtc {
+                    // A browser declares no channel: its offer, ICE and DTLS make it.
+                    if kind != MediaKind::Audio {
+                        continue;
+                    }
+                    let s = socket.as_ref().ok_or("no socket")?;
+                    let (keys, check) = webrtc_connect(&mut ctrl, s, server, ssrc, user).await?;
+                    srtp = Some(keys);
+                    consent = Some(Consent {
+                        socket: s.try_clone().map_err(|e| e.to_string())?,
+                        server,
+                        request: check,
+                    });
+                    audio = Some(Channel {
+                        server,
+                        ssrc,
+                        payload_type,
+                    });
+                    break;
+                }
                 ctrl.declare_channel(kind, ChannelAddr::Addr(local), ssrc, Default::default());
                 let ch = Channel {
                     server,
@@ -394,8 +432,102 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
         audio,
         video,
         route: Arc::new(Route::new(audio, video)),
+        srtp,
     };
-    Ok((p, ctrl))
+    Ok((p, ctrl, consent))
+}
+
+/// A WebRTC participant's setup after `accept` (docs/protocol.md, "Browsers: SDP framing"):
+/// the offer as `sdp` lines, the answer, the nominating ICE check to the worker's port and
+/// the DTLS handshake as client. Returns the SRTP keys and the consent check to repeat.
+async fn webrtc_connect(
+    ctrl: &mut Control,
+    socket: &UdpSocket,
+    server: SocketAddr,
+    ssrc: u32,
+    user: &str,
+) -> Result<(webrtc::client::Keying, Vec<u8>), String> {
+    let ufrag: String = user.chars().filter(char::is_ascii_alphanumeric).collect();
+    let peer = webrtc::client::Peer::new(&ufrag).map_err(|e| e.to_string())?;
+    let lines = peer.offer(ssrc);
+    for line in &lines {
+        ctrl.send(ClientMsg::Sdp {
+            kind: SdpKind::Offer,
+            line: line.clone(),
+        });
+    }
+    ctrl.send(ClientMsg::SdpEnd {
+        kind: SdpKind::Offer,
+        lines: lines.len() as u32,
+    });
+    let mut answer = String::new();
+    loop {
+        match ctrl.next().await {
+            Step::Event(Event::Server(ServerMsg::Sdp { line, .. })) => {
+                answer.push_str(&line);
+                answer.push_str("\r\n");
+            }
+            Step::Event(Event::Server(ServerMsg::SdpEnd { .. })) => break,
+            Step::Event(Event::Server(ServerMsg::Error { code, text })) => {
+                return Err(format!("offer refused: {code} {text}"))
+            }
+            Step::Finished(_) => return Err("left before the answer".into()),
+            _ => {}
+        }
+    }
+    let ans = webrtc::sdp::Offer::parse(&answer).map_err(|e| e.to_string())?;
+    let check = peer
+        .check_request(&ans.ice_ufrag, &ans.ice_pwd)
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last_check = None::<Instant>;
+    // The check, again every 100 ms until it succeeds.
+    loop {
+        if last_check.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+            let _ = socket.send_to(&check, server);
+            last_check = Some(Instant::now());
+        }
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if webrtc::ice::is_success(&buf[..n]) {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("no ICE binding success".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let mut hs = peer
+        .handshake(Instant::now(), local, server)
+        .map_err(|e| e.to_string())?;
+    let mut quiet = Instant::now();
+    while !hs.is_done() {
+        while let Some(m) = hs.poll_transmit() {
+            let _ = socket.send_to(&m, server);
+        }
+        match socket.recv_from(&mut buf) {
+            // RFC 7983: DTLS records start with 20-63.
+            Ok((n, _)) if (20..=63).contains(&buf[0]) => {
+                hs.handle(Instant::now(), &buf[..n])
+                    .map_err(|e| e.to_string())?;
+                quiet = Instant::now();
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if quiet.elapsed() >= Duration::from_millis(200) {
+                    hs.handle_timeout(Instant::now());
+                    quiet = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("DTLS handshake did not finish".into());
+        }
+    }
+    Ok((hs.keying().map_err(|e| e.to_string())?, check))
 }
 
 /// Binds a participant's media socket on the control connection's IP (same family as the
@@ -418,6 +550,8 @@ struct Held {
     route: Arc<Route>,
     /// The media socket's address, declared again to a server that failover lands on.
     local: std::net::SocketAddr,
+    /// A WebRTC participant's consent check.
+    consent: Option<Consent>,
 }
 
 /// Keeps every participant's control plane running until `stop`, then leaves. With
@@ -438,6 +572,7 @@ async fn hold(
         let status = status.clone();
         tasks.spawn(async move {
             tokio::pin!(lrx);
+            let mut consent = tokio::time::interval(CONSENT_EVERY);
             // Whether this participant counts in `status.in_conference` now.
             let mut counted = true;
             let out = |counted: &mut bool, route: &Route| {
@@ -451,6 +586,11 @@ async fn hold(
                     _ = &mut lrx => {
                         h.ctrl.finish().await;
                         return;
+                    }
+                    _ = consent.tick(), if h.consent.is_some() => {
+                        if let Some(c) = &h.consent {
+                            let _ = c.socket.send_to(&c.request, c.server);
+                        }
                     }
                     step = h.ctrl.next() => match step {
                         Step::Event(Event::Server(
@@ -541,6 +681,7 @@ pub fn raw_register(args: &LoadArgs, fwd: SocketAddr) -> Result<Vec<Participant>
                 audio,
                 video: None,
                 route: Arc::new(Route::new(audio, None)),
+                srtp: None,
             });
         }
     }

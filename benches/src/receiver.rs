@@ -28,6 +28,8 @@ pub struct RxSocket {
     pub conf: u32,
     /// Index within the conference: its own stream must never come back.
     pub index: u32,
+    /// With `--webrtc`: what the server sends this participant is SRTP.
+    pub srtp: Option<webrtc::srtp::Context>,
 }
 
 enum RxCmd {
@@ -117,7 +119,7 @@ pub fn spawn(
     })
 }
 
-fn run(sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Result<(), BenchError> {
+fn run(mut sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Result<(), BenchError> {
     let mut ep = Epoll::new(sockets.len().max(1)).map_err(BenchError::io("epoll"))?;
     let mut gro = sh.gro;
     for (i, s) in sockets.iter().enumerate() {
@@ -129,9 +131,9 @@ fn run(sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Result<()
         }
     }
     let per_conf = sh.layout.streams_per_conf();
+    let n_sockets = sockets.len();
     let fresh_pairs = || -> Vec<Vec<PairState>> {
-        sockets
-            .iter()
+        (0..n_sockets)
             .map(|_| vec![PairState::default(); per_conf as usize])
             .collect()
     };
@@ -145,6 +147,8 @@ fn run(sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Result<()
     };
     let mut batch = RecvBatch::new(BATCH, slot);
     let mut ready = Vec::new();
+    // Where an SRTP packet is decrypted.
+    let mut open = vec![0u8; GRO_SLOT];
     loop {
         match cmds.try_recv() {
             Ok(RxCmd::Collect(reply)) => {
@@ -160,7 +164,7 @@ fn run(sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Result<()
             .map_err(BenchError::io("epoll wait"))?;
         for &tok in &ready {
             let i = tok as usize;
-            let sock = &sockets[i];
+            let sock = &mut sockets[i];
             loop {
                 let n = match batch.recv(sock.socket.as_raw_fd(), libc::MSG_DONTWAIT) {
                     Ok(n) => n,
@@ -177,6 +181,25 @@ fn run(sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Result<()
                     let seg = batch.segment_size(j).unwrap_or(data.len()).max(1);
                     for d in data.chunks(seg) {
                         datagrams += 1;
+                        let d = match &mut sock.srtp {
+                            // SRTP only: the server's SRTCP, ICE and DTLS count as foreign.
+                            Some(ctx) if !webrtc::session::is_rtcp(d) => {
+                                let o = &mut open[..d.len()];
+                                o.copy_from_slice(d);
+                                match ctx.unprotect_rtp(o) {
+                                    Ok(m) => &o[..m],
+                                    Err(_) => {
+                                        counts.foreign += 1;
+                                        continue;
+                                    }
+                                }
+                            }
+                            Some(_) => {
+                                counts.foreign += 1;
+                                continue;
+                            }
+                            None => d,
+                        };
                         let Some(p) = wire::read(d) else {
                             counts.foreign += 1;
                             continue;

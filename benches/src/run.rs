@@ -298,6 +298,7 @@ fn start_threads(
                 .map_err(BenchError::io("clone socket"))?,
             conf: p.conf,
             index: p.index,
+            srtp: p.srtp.as_ref().map(|k| k.inbound()),
         });
     }
     for (i, p) in parts.iter().filter(|p| p.index < args.senders).enumerate() {

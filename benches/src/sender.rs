@@ -40,6 +40,8 @@ pub struct TxPart {
     pub video: Option<Channel>,
     /// Where failover has moved the channels (read when its generation moves).
     pub route: Arc<Route>,
+    /// With `--webrtc`: the session's keys (the thread makes its SRTP context from them).
+    pub srtp: Option<webrtc::client::Keying>,
 }
 
 impl TxPart {
@@ -54,6 +56,7 @@ impl TxPart {
             audio: p.audio,
             video: p.video,
             route: p.route.clone(),
+            srtp: p.srtp.clone(),
         })
     }
 }
@@ -122,8 +125,19 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("loadgen-tx-{index}"))
         .spawn(move || {
+            let mut rng = rand::thread_rng();
+            let mut state = TxState {
+                // RTP sequence per (participant, channel): kinds sharing a channel share a
+                // sequence, and it runs on across steps (SRTP's rollover estimate needs that).
+                rtp_seq: parts.iter().map(|_| [rng.gen(), rng.gen()]).collect(),
+                srtp: parts
+                    .iter()
+                    .map(|p| p.srtp.as_ref().map(|k| k.outbound()))
+                    .collect(),
+                sealed: vec![0; wire::MAX_PACKET + webrtc::srtp::MAX_TRAILER],
+            };
             while let Ok(TxCmd::Run(phase, reply)) = cmds.recv() {
-                let r = run_phase(&parts, &layout, epoch, &live, &phase);
+                let r = run_phase(&parts, &mut state, &layout, epoch, &live, &phase);
                 let _ = reply.send(r);
             }
         })
@@ -132,6 +146,15 @@ pub fn spawn(
         cmd: Some(cmd),
         thread: Some(thread),
     })
+}
+
+/// What a sender thread keeps from one step to the next.
+struct TxState {
+    rtp_seq: Vec<[u16; 2]>,
+    /// Each participant's outbound SRTP context (`--webrtc`).
+    srtp: Vec<Option<webrtc::srtp::Context>>,
+    /// Where a packet is encrypted: its body and the SRTP trailer.
+    sealed: Vec<u8>,
 }
 
 /// One stream's pacing state.
@@ -164,6 +187,7 @@ impl Stream {
 
 fn run_phase(
     parts: &[TxPart],
+    state: &mut TxState,
     layout: &Layout,
     epoch: Instant,
     live: &AtomicU64,
@@ -203,8 +227,6 @@ fn run_phase(
             add(Kind::Video, ph.video_pps, ph.video_size);
         }
     }
-    // RTP sequence per (participant, channel): kinds sharing a channel share a sequence.
-    let mut rtp_seq: Vec<[u16; 2]> = parts.iter().map(|_| [rng.gen(), rng.gen()]).collect();
     // Each participant's channels as last read from its route, with the route's generation.
     let mut routes: Vec<(u64, Option<Channel>, Option<Channel>)> = parts
         .iter()
@@ -251,7 +273,7 @@ fn run_phase(
                     continue;
                 }
             };
-            let seq = &mut rtp_seq[s.part][slot];
+            let seq = &mut state.rtp_seq[s.part][slot];
             let send_ns = ns(Instant::now());
             let head = RtpHead {
                 marker: s.kind == Kind::Video,
@@ -272,7 +294,23 @@ fn run_phase(
             let key_due = s.next_key_ns;
             let codec_byte = s.codec_byte(send_ns, key_interval);
             wire::write(&mut s.buf, &head, codec_byte, &probe);
-            match p.socket.send_to(&s.buf, ch.server) {
+            let out: &[u8] = match &mut state.srtp[s.part] {
+                // A browser's packet: encrypted in a copy, as it leaves.
+                Some(ctx) => {
+                    let n = s.buf.len();
+                    state.sealed[..n].copy_from_slice(&s.buf);
+                    match ctx.protect_rtp(&mut state.sealed, n) {
+                        Ok(m) => &state.sealed[..m],
+                        Err(_) => {
+                            report.send_errors += 1;
+                            heap.push(Reverse((next, si)));
+                            continue;
+                        }
+                    }
+                }
+                None => &s.buf,
+            };
+            match p.socket.send_to(out, ch.server) {
                 Ok(_) => {
                     *seq = seq.wrapping_add(1);
                     s.seq += 1;

@@ -102,6 +102,19 @@ fn loadgen_against_noc_and_rawfwd() {
     ];
     loadgen(&["--dispatcher", &dispatcher], &video, noc.pid(), &json);
     check_video(&json);
+
+    // WebRTC peers (`--webrtc`): offer, ICE and DTLS-SRTP, then SRTP both ways. Delivery
+    // proves both: the server refuses plain RTP from an ICE-verified peer (it fails SRTP
+    // authentication), and loadgen reads only what it decrypts.
+    let json = dir.path().join("noc-webrtc.json");
+    loadgen(
+        &["--dispatcher", &dispatcher, "--webrtc"],
+        &[],
+        noc.pid(),
+        &json,
+    );
+    let v = check(&json);
+    assert_eq!(v["config"]["webrtc"], true, "{v:#}");
     drop(noc);
 
     let raw = Proc::spawn("rawfwd", &[]);

@@ -4,6 +4,7 @@
 //! RFC 7983's first-byte demux ([`demux`]) gives it.
 
 pub mod answer;
+pub mod client;
 pub mod ice;
 pub mod sdp;
 pub mod session;

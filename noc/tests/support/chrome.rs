@@ -10,13 +10,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// chromedriver in a process group of its own: dropping it (a test that ends or panics)
+/// kills the group, Chromium and its helpers included, so none outlives its test.
 pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        kill_group(&mut self.0);
     }
+}
+
+/// Kills `child`'s process group (it was started with `process_group(0)`) and reaps it.
+pub fn kill_group(child: &mut Child) {
+    // SAFETY: kill(2) on the negated pid names the child's own group and nothing else.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 pub fn free_port() -> u16 {
@@ -29,8 +40,10 @@ pub fn free_port() -> u16 {
 
 pub fn chromedriver() -> (Driver, u16) {
     let port = free_port();
+    use std::os::unix::process::CommandExt;
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

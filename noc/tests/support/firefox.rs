@@ -116,8 +116,7 @@ pub struct Firefox {
 
 impl Drop for Firefox {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::chrome::kill_group(&mut self.child);
     }
 }
 
@@ -130,7 +129,9 @@ impl Firefox {
             .map(|(k, v)| format!("user_pref(\"{k}\", {v});\n"))
             .collect();
         std::fs::write(profile.join("user.js"), prefs).unwrap();
+        use std::os::unix::process::CommandExt;
         let mut child = Command::new("firefox-esr")
+            .process_group(0)
             .args([
                 "--headless",
                 "--no-remote",
