@@ -242,7 +242,7 @@ async function offer() {
   }
   if (!opts.audioOnly) {
     for (let i = 0; i < VIDEO_SLOTS; i++) {
-      keepCodecs(pc.addTransceiver('video', { direction: 'recvonly' }), 'video');
+      keepCodecs(pc.addTransceiver('video', { direction: 'recvonly' }), 'video', true);
     }
   }
   pc.ontrack = (e) => onTrack(e.transceiver.mid, e.track, e.receiver);
@@ -266,9 +266,10 @@ function mediaOpts() {
 }
 
 // Only the codecs the server carries, in its order: Opus; VP8, then H.264 with
-// packetization-mode 1 (constrained baseline). Browsers offer dozens otherwise, and with
-// a slot pool the offer would pass the protocol's 512 lines.
-function keepCodecs(tr, kind) {
+// packetization-mode 1 (constrained baseline); on receive slots also their RTX (the
+// server retransmits as RTX to a browser). Browsers offer dozens otherwise, and with a
+// slot pool the offer would pass the protocol's line limit.
+function keepCodecs(tr, kind, rtx) {
   const caps = window.RTCRtpReceiver && RTCRtpReceiver.getCapabilities
     && RTCRtpReceiver.getCapabilities(kind);
   if (!tr.setCodecPreferences || !caps) return;
@@ -279,7 +280,9 @@ function keepCodecs(tr, kind) {
       ...caps.codecs.filter((c) => /h264/i.test(c.mimeType)
         && /packetization-mode=1/.test(fmtp(c)) && /profile-level-id=42e01f/.test(fmtp(c)))];
   if (!pick.length) return;
-  try { tr.setCodecPreferences(pick); } catch (e) { log('codec preferences: ' + e); }
+  // RTX capabilities carry no apt; the browser pairs them with the codecs kept.
+  const repair = rtx ? caps.codecs.filter((c) => /rtx/i.test(c.mimeType)).slice(0, 1) : [];
+  try { tr.setCodecPreferences([...pick, ...repair]); } catch (e) { log('codec preferences: ' + e); }
 }
 
 function closePc() {

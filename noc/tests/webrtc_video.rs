@@ -101,6 +101,18 @@ async fn a_browsers_camera_reaches_another_page_and_ffmpeg() {
     b.goto(&url("bob", "")).await.unwrap();
     wait_in_room(&b, Duration::from_secs(20)).await;
 
+    // B's video slots take retransmissions as RTX: its offer has RTX, the answer declares an
+    // RTX SSRC per video slot.
+    let remote = b
+        .execute("return noc.pc.remoteDescription.sdp;", vec![])
+        .await
+        .unwrap();
+    let remote = remote.as_str().unwrap_or("");
+    assert!(
+        remote.contains("rtx/90000") && remote.contains("a=ssrc-group:FID "),
+        "{remote}"
+    );
+
     // B decodes A's video, at the size A sends, on A's tile, and keeps decoding.
     let deadline = Instant::now() + Duration::from_secs(20);
     let (first, size) = loop {

@@ -80,6 +80,17 @@ pub const ALL: [RtpCodec; 5] = [OPUS, PCMU, PCMA, H264, VP8];
 /// The clock of every video stream (RFC 6184, RFC 7741).
 pub const VIDEO_CLOCK_RATE: u32 = 90_000;
 
+/// The SSRC of the RTX stream (RFC 4588) that carries `media`'s retransmissions to a
+/// receiver that negotiated RTX: the media SSRC with its top bit flipped, so receivers can
+/// derive it without signalling.
+pub const fn rtx_ssrc(media: u32) -> u32 {
+    media ^ 0x8000_0000
+}
+
+/// The payload type the media server gives RTX towards a browser internally; the
+/// browser's session rewrites it to the RTX payload type of the browser's answer.
+pub const BROWSER_RTX_PT: u8 = 98;
+
 impl RtpCodec {
     /// The codec a `join` gets when it names none: Opus, and H.264 for video.
     pub const fn default_for(kind: MediaKind) -> &'static RtpCodec {

@@ -96,12 +96,9 @@ impl RetransmitCache {
     }
 }
 
-/// The SSRC of the RTX stream (RFC 4588) that carries `media`'s retransmissions to a
-/// receiver that negotiated RTX: the media SSRC with its top bit flipped, so receivers can
-/// derive it without signalling.
-pub const fn rtx_ssrc(media: u32) -> u32 {
-    media ^ 0x8000_0000
-}
+/// The SSRC of the RTX stream that carries a stream's retransmissions (a wire rule, so
+/// it lives with the codec table: a browser session maps it to its slot's RTX SSRC).
+pub use protocol::codec::rtx_ssrc;
 
 /// Writes `orig` as an RTX packet (RFC 4588 4): same header (marker, timestamp, CSRCs,
 /// extension) with payload type `pt`, SSRC `ssrc` and RTX sequence number `seq`, then the

@@ -5,7 +5,9 @@
 //! - the first audio section that sends Opus: the browser's voice (we receive it);
 //! - the first video section that sends VP8 or H.264 (packetization-mode 1): its camera;
 //! - each receive-only audio or video section: a receive slot ([`crate::slots`]), whose
-//!   SSRC the answer declares, so every member's stream plays on a track of its own;
+//!   SSRC the answer declares, so every member's stream plays on a track of its own; a
+//!   video slot also gets an RTX stream (RFC 4588) where the browser offers RTX, and the
+//!   server's retransmissions to it go out as RTX;
 //! - anything else (data channels, codecs we do not carry, slots past [`MAX_SLOTS`]):
 //!   rejected with port 0, as RFC 3264 §6 says.
 //!
@@ -43,6 +45,13 @@ pub struct Answer {
     pub video_ssrc: Option<u32>,
     /// Each offered section's role, in offer order.
     pub roles: Vec<Role>,
+}
+
+impl Answer {
+    /// Whether the browser takes retransmissions as RTX (its receive slots declare it).
+    pub fn rtx(&self) -> bool {
+        self.slots.has_rtx()
+    }
 }
 
 fn direction(offered: &str, role: Role, with_slots: bool) -> &'static str {
@@ -101,6 +110,17 @@ fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
             match slots.add_slot(kind, ssrc) {
                 Some(i) => {
                     taken.push(ssrc);
+                    // Video slots whose codecs the browser repairs with RTX get an RTX
+                    // stream of their own.
+                    let repaired = [m.vp8_pt, m.h264_pt]
+                        .into_iter()
+                        .flatten()
+                        .any(|pt| m.rtx_for(pt).is_some());
+                    if kind == SlotKind::Video && repaired {
+                        let rtx = slot_ssrc(session_id, MAX_SLOTS + i, offer, &taken);
+                        taken.push(rtx);
+                        slots.set_rtx(i, rtx);
+                    }
                     slot_mids.push(m.mid.clone());
                     Role::Slot(i)
                 }
@@ -129,6 +149,20 @@ fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
     }
     if let Some(pt) = first(|m| m.h264_pt) {
         slots.map_pt(SlotKind::Video, H264.payload_type, pt);
+    }
+    // RTX as the receive slots declare it (the camera sends none: see `answer`).
+    if let Some(m) = offer
+        .media
+        .iter()
+        .zip(&roles)
+        .find(|(m, r)| matches!(r, Role::Slot(i) if slots.rtx_ssrc(*i) != 0) && m.kind == "video")
+        .map(|(m, _)| m)
+    {
+        for pt in [m.vp8_pt, m.h264_pt].into_iter().flatten() {
+            if let Some(rtx) = m.rtx_for(pt) {
+                slots.map_rtx(pt, rtx);
+            }
+        }
     }
     Ok(Answer {
         sdp: String::new(),
@@ -200,7 +234,20 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Res
                 }))
                 .collect()
         };
-        let fmts: Vec<String> = codecs.iter().map(|c| c.0.to_string()).collect();
+        // RTX only where the server sends video: the receive slots.
+        let rtx: Vec<(u8, u8)> = match role {
+            Role::Slot(i) if a.slots.rtx_ssrc(i) != 0 => codecs
+                .iter()
+                .filter_map(|c| m.rtx_for(c.0).map(|r| (r, c.0)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let fmts: Vec<String> = codecs
+            .iter()
+            .map(|c| c.0)
+            .chain(rtx.iter().map(|r| r.0))
+            .map(|pt| pt.to_string())
+            .collect();
         line(&format!(
             "m={} {port} {} {}",
             m.kind,
@@ -231,12 +278,22 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Res
                 line(&format!("a=rtcp-fb:{pt} goog-remb"));
             }
         }
+        for (r, apt) in &rtx {
+            line(&format!("a=rtpmap:{r} rtx/90000"));
+            line(&format!("a=fmtp:{r} apt={apt}"));
+        }
         match role {
             Role::Slot(i) => {
                 let ssrc = a.slots.ssrc(i).expect("plan declared the slot");
+                let rtx = a.slots.rtx_ssrc(i);
                 line(&format!("a=msid:noc{i} {}{i}", m.kind));
-                line(&format!("a=ssrc:{ssrc} cname:noc"));
-                line(&format!("a=ssrc:{ssrc} msid:noc{i} {}{i}", m.kind));
+                if rtx != 0 {
+                    line(&format!("a=ssrc-group:FID {ssrc} {rtx}"));
+                }
+                for s in [ssrc, rtx].into_iter().filter(|&s| s != 0) {
+                    line(&format!("a=ssrc:{s} cname:noc"));
+                    line(&format!("a=ssrc:{s} msid:noc{i} {}{i}", m.kind));
+                }
             }
             // Without slots the members' streams come unsignalled on the voice section.
             Role::Voice if !with_slots => line("a=msid:noc audio"),

@@ -101,18 +101,36 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
     assert_eq!(a.video_ssrc, Some(4000));
     let sdp = &a.sdp;
     assert!(sdp.contains("a=group:BUNDLE 0 1 2 3 4 5\r\n"), "{sdp}");
+    // The camera: VP8 then H.264, no RTX (the server asks no retransmissions of it). The
+    // video slots: the same codecs and their RTX, each slot with an RTX SSRC of its own.
     assert!(
         sdp.contains("m=video 40000 UDP/TLS/RTP/SAVPF 96 102\r\n"),
         "{sdp}"
     );
-    assert!(sdp.contains("a=rtcp-fb:96 nack pli\r\n"));
-    assert!(
-        !sdp.contains("rtx/90000"),
-        "no RTX: retransmissions are the packets again"
+    assert_eq!(
+        sdp.matches("m=video 40000 UDP/TLS/RTP/SAVPF 96 102 97 103\r\n")
+            .count(),
+        2,
+        "{sdp}"
     );
+    assert!(sdp.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+    assert!(sdp.contains("a=rtcp-fb:96 nack pli\r\n"));
     assert!(!sdp.contains("transport-wide-cc"));
+    assert!(a.rtx());
+    for i in 2..4 {
+        let (s, r) = (a.slots.ssrc(i).unwrap(), a.slots.rtx_ssrc(i));
+        assert!(r != 0 && r != s);
+        assert!(
+            sdp.contains(&format!("a=ssrc-group:FID {s} {r}\r\n")),
+            "{sdp}"
+        );
+    }
+    assert_eq!(a.slots.rtx_ssrc(0), 0, "audio slots have no RTX");
     // Every slot's SSRC is declared, all different and none the browser's own.
-    let ssrcs: Vec<u32> = (0..4).map(|i| a.slots.ssrc(i).unwrap()).collect();
+    let ssrcs: Vec<u32> = (0..4)
+        .map(|i| a.slots.ssrc(i).unwrap())
+        .chain((2..4).map(|i| a.slots.rtx_ssrc(i)))
+        .collect();
     for (i, s) in ssrcs.iter().enumerate() {
         assert!(sdp.contains(&format!("a=ssrc:{s} cname:noc\r\n")));
         assert!(![0, 4000, 4001, 3735928559].contains(s));

@@ -27,6 +27,8 @@ pub struct OfferedMedia {
     pub vp8_pt: Option<u8>,
     /// An H.264 payload type with packetization-mode=1 (constrained baseline preferred).
     pub h264_pt: Option<u8>,
+    /// RTX payload types (RFC 4588) and the payload type each repairs (`apt=`).
+    pub rtx: Vec<(u8, u8)>,
     /// The SSRC the section sends with (`a=ssrc:`; the first of an `a=ssrc-group:FID`), if
     /// it sends.
     pub ssrc: Option<u32>,
@@ -38,6 +40,11 @@ impl OfferedMedia {
     /// Whether the browser sends on this section.
     pub fn sends(&self) -> bool {
         matches!(self.direction.as_str(), "sendrecv" | "sendonly")
+    }
+
+    /// The RTX payload type that repairs `pt`, if offered.
+    pub fn rtx_for(&self, pt: u8) -> Option<u8> {
+        self.rtx.iter().find(|(_, apt)| *apt == pt).map(|(r, _)| *r)
     }
 
     /// Whether the section offers a video codec the server carries.
@@ -74,6 +81,8 @@ impl Offer {
             let mut opus_pt = None;
             let mut vp8_pt = None;
             let mut h264 = Vec::new();
+            let mut rtx_pts = Vec::new();
+            let mut rtx = Vec::new();
             let mut audio_level_id = None;
             let mut ssrc = None;
             let mut fid = None;
@@ -90,6 +99,8 @@ impl Offer {
                                 vp8_pt = vp8_pt.or(pt);
                             } else if codec.eq_ignore_ascii_case("h264/90000") {
                                 h264.extend(pt.map(|p| (p, false, false)));
+                            } else if codec.eq_ignore_ascii_case("rtx/90000") {
+                                rtx_pts.extend(pt);
                             }
                         }
                     }
@@ -103,6 +114,14 @@ impl Offer {
                     "fmtp" => {
                         // H.264: packetization-mode=1 is required, baseline preferred.
                         if let Some((pt, params)) = v.split_once(' ') {
+                            if let (Ok(r), Some(apt)) = (
+                                pt.parse::<u8>(),
+                                params
+                                    .strip_prefix("apt=")
+                                    .and_then(|a| a.trim().parse().ok()),
+                            ) {
+                                rtx.push((r, apt));
+                            }
                             let pm1 = params.contains("packetization-mode=1");
                             let base = params.contains("profile-level-id=42e0")
                                 || params.contains("profile-level-id=4200");
@@ -137,6 +156,10 @@ impl Offer {
                 opus_pt,
                 vp8_pt,
                 h264_pt,
+                rtx: rtx
+                    .into_iter()
+                    .filter(|(r, apt)| rtx_pts.contains(r) && *r < 128 && *apt < 128)
+                    .collect(),
                 audio_level_id,
                 ssrc: fid.or(ssrc),
                 direction,

@@ -16,6 +16,8 @@
 
 use std::time::{Duration, Instant};
 
+use protocol::codec::{rtx_ssrc, BROWSER_RTX_PT};
+
 /// Slots one session can hold (both kinds together).
 pub const MAX_SLOTS: usize = 32;
 
@@ -57,6 +59,10 @@ struct Slot {
     kind: SlotKind,
     /// The SSRC the answer declared for it.
     out: u32,
+    /// The SSRC of its RTX stream, declared with it (0: no RTX).
+    rtx: u32,
+    /// The browser's payload type of what it carried last (what an RTX packet repairs).
+    pt: u8,
     /// The member stream it carries (meaningful while `taken`).
     source: u32,
     taken: bool,
@@ -73,6 +79,8 @@ impl Slot {
     const EMPTY: Slot = Slot {
         kind: SlotKind::Audio,
         out: 0,
+        rtx: 0,
+        pt: 0,
         source: 0,
         taken: false,
         seq_delta: 0,
@@ -101,6 +109,10 @@ pub struct Slots {
     out_kind: [Option<SlotKind>; 128],
     /// The browser's payload type -> the NOC's (for what it sends).
     in_pt: [u8; 128],
+    /// The browser's RTX payload type for each of its payload types (`apt=`): the
+    /// server's retransmissions ([`protocol::codec::BROWSER_RTX_PT`]) go out in the one that
+    /// repairs what the slot carries.
+    rtx_of: [u8; 128],
 }
 
 impl Default for Slots {
@@ -111,6 +123,7 @@ impl Default for Slots {
             out_pt: [NO_PT; 128],
             out_kind: [None; 128],
             in_pt: [NO_PT; 128],
+            rtx_of: [NO_PT; 128],
         }
     }
 }
@@ -135,6 +148,30 @@ impl Slots {
         };
         self.len += 1;
         Some(i)
+    }
+
+    /// Slot `i` gets an RTX stream with SSRC `ssrc` (the answer's `a=ssrc-group:FID`).
+    pub fn set_rtx(&mut self, i: usize, ssrc: u32) {
+        if let Some(s) = self.slots[..self.len].get_mut(i) {
+            s.rtx = ssrc;
+        }
+    }
+
+    /// The SSRC of slot `i`'s RTX stream (0: none).
+    pub fn rtx_ssrc(&self, i: usize) -> u32 {
+        self.slots[..self.len].get(i).map_or(0, |s| s.rtx)
+    }
+
+    /// The browser's RTX payload type `rtx` repairs its payload type `apt`.
+    pub fn map_rtx(&mut self, apt: u8, rtx: u8) {
+        if apt < 128 && rtx < 128 {
+            self.rtx_of[usize::from(apt)] = rtx;
+        }
+    }
+
+    /// Whether retransmissions go to the browser as RTX.
+    pub fn has_rtx(&self) -> bool {
+        self.rtx_of.iter().any(|&r| r != NO_PT)
     }
 
     /// The browser calls `ours` (the NOC's payload type of that codec) `theirs`.
@@ -192,6 +229,9 @@ impl Slots {
             return Err(SlotDrop::Malformed);
         }
         let ours = usize::from(pkt[1] & 0x7f);
+        if ours == usize::from(BROWSER_RTX_PT) && self.has_rtx() {
+            return self.rtx_out(pkt).map(|()| None);
+        }
         let theirs = self.out_pt[ours];
         let Some(kind) = self.out_kind[ours] else {
             // Nothing mapped at all: the caller asked for no rewriting.
@@ -253,10 +293,37 @@ impl Slots {
         }
         s.sent = true;
         s.last = Some(now);
+        s.pt = theirs;
         pkt[2..4].copy_from_slice(&out_seq.to_be_bytes());
         put32(pkt, 4, out_ts);
         put32(pkt, 8, s.out);
         Ok(assigned.then_some(i))
+    }
+
+    /// A retransmission as RTX (RFC 4588) goes out on the RTX stream of the slot that
+    /// carries the repaired stream, its original sequence number in the slot's numbering.
+    fn rtx_out(&mut self, pkt: &mut [u8]) -> Result<(), SlotDrop> {
+        let media = rtx_ssrc(be32(pkt, 8));
+        let s = self.slots[..self.len]
+            .iter()
+            .find(|s| s.taken && s.source == media && s.rtx != 0)
+            .ok_or(SlotDrop::NoSlot)?;
+        let h = crate::srtp::rtp_header_len(pkt).ok_or(SlotDrop::Malformed)?;
+        if pkt.len() < h + 2 {
+            return Err(SlotDrop::Malformed);
+        }
+        let pt = self.rtx_of[usize::from(s.pt)];
+        if pt == NO_PT {
+            return Err(SlotDrop::NoCodec);
+        }
+        let osn = u16::from_be_bytes([pkt[h], pkt[h + 1]]).wrapping_add(s.seq_delta);
+        let (rtx, delta) = (s.rtx, s.ts_delta);
+        pkt[h..h + 2].copy_from_slice(&osn.to_be_bytes());
+        pkt[1] = (pkt[1] & 0x80) | pt;
+        let ts = be32(pkt, 4).wrapping_add(delta);
+        put32(pkt, 4, ts);
+        put32(pkt, 8, rtx);
+        Ok(())
     }
 
     fn slot_of_source(&self, ssrc: u32) -> Option<&Slot> {

@@ -173,3 +173,44 @@ fn without_slots_packets_keep_their_ssrc_and_truncated_input_is_harmless() {
         let _ = t.outbound(now, &mut junk);
     }
 }
+
+#[test]
+fn retransmissions_go_out_as_rtx_of_the_slot_in_its_numbering() {
+    use protocol::codec::{rtx_ssrc, BROWSER_RTX_PT};
+    let t0 = Instant::now();
+    let mut s = table();
+    s.set_rtx(2, 2001);
+    s.map_rtx(120, 121);
+    assert!(s.has_rtx());
+    // Slot 2 carried another stream first, so the new one is renumbered.
+    s.outbound(t0, &mut rtp(97, 500, 0, 0xdddd)).unwrap();
+    let later = t0 + IDLE * 2;
+    let mut v = rtp(97, 10, 90_000, 0xbbbb);
+    assert_eq!(s.outbound(later, &mut v), Ok(Some(2)));
+    let shifted = head(&v).1;
+    assert_eq!(shifted, 501);
+    // The reflector's RTX for packet 10 of 0xbbbb: header, then OSN 10, then payload.
+    let mut r = rtp(BROWSER_RTX_PT, 77, 90_000, rtx_ssrc(0xbbbb));
+    r.splice(12..12, 10u16.to_be_bytes());
+    assert_eq!(s.outbound(later, &mut r), Ok(None));
+    let (pt, seq, ts, ssrc) = head(&r);
+    assert_eq!((pt, seq, ssrc), (121, 77, 2001));
+    assert_eq!(
+        ts,
+        head(&v).2,
+        "the repaired packet's timestamp, as the slot numbers it"
+    );
+    assert_eq!(
+        u16::from_be_bytes([r[12], r[13]]),
+        shifted,
+        "the OSN in the slot's numbering"
+    );
+    // RTX for a stream no slot carries, or to a slot without RTX, is not sent.
+    let mut stray = rtp(BROWSER_RTX_PT, 1, 1, rtx_ssrc(0x9999));
+    stray.splice(12..12, [0, 1]);
+    assert_eq!(s.outbound(later, &mut stray), Err(SlotDrop::NoSlot));
+    s.outbound(later, &mut rtp(111, 1, 1, 0xaaaa)).unwrap();
+    let mut audio_rtx = rtp(BROWSER_RTX_PT, 1, 1, rtx_ssrc(0xaaaa));
+    audio_rtx.splice(12..12, [0, 1]);
+    assert_eq!(s.outbound(later, &mut audio_rtx), Err(SlotDrop::NoSlot));
+}

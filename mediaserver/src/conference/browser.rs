@@ -77,6 +77,7 @@ impl Conferences {
                 member.slot_mids = answer.slot_mids.clone();
             }
         }
+        let rtx = answer.rtx();
         let cmd = RtcCommand::Add(Box::new(webrtc::Params {
             local_ufrag: local.ice_ufrag.clone(),
             local_pwd: local.ice_pwd,
@@ -96,6 +97,11 @@ impl Conferences {
                 code: ErrorCode::Internal,
                 text: "media worker busy; offer again".into(),
             }));
+        }
+        // Its video slots declare RTX: the reflector's retransmissions to it go as RTX.
+        if rtx {
+            m.prefs.rtx_payload_type = Some(protocol::codec::BROWSER_RTX_PT);
+            self.send_prefs(m)?;
         }
         tracing::info!(conference = %m.conference, participant = m.participant, ssrc, "webrtc offer answered");
         m.rtc_ufrag = Some(local.ice_ufrag);

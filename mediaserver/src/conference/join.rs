@@ -38,7 +38,7 @@ pub(crate) struct Membership {
     /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`).
     simulcast: Vec<u32>,
     /// What the client asked about the video it receives (`rtx=`, `layer`).
-    prefs: mesh::ReceiverPrefs,
+    pub(super) prefs: mesh::ReceiverPrefs,
     /// A browser's WebRTC session (our ICE ufrag), once its offer was answered.
     pub(super) rtc_ufrag: Option<String>,
 }
@@ -579,7 +579,7 @@ impl Conferences {
     }
 
     /// Hands the client's receive preferences to its worker's reflector.
-    fn send_prefs(&self, m: &Membership) -> Result<(), Refusal> {
+    pub(super) fn send_prefs(&self, m: &Membership) -> Result<(), Refusal> {
         let Some((worker, conf)) = self.place_of(m) else {
             return Ok(());
         };
