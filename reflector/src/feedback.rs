@@ -56,6 +56,8 @@ pub struct ReflectorStats {
     pub reports_relayed: u64,
     /// Receiver reports the reflector sent to senders.
     pub reports_sent: u64,
+    /// REMBs sent to video senders with those reports.
+    pub rembs_sent: u64,
     /// Packets held back, one per (packet, receiver) not sent, by reason:
     /// the receiver waits for a keyframe to start decoding.
     pub held_for_keyframe: u64,
@@ -117,6 +119,10 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A member's receiver report counts towards its quality light for this long.
 pub const RECEIVER_REPORT_FRESH: Duration = Duration::from_secs(3);
+
+/// The least a REMB to a video sender asks for, bits/s: one bad receiver (or a forged
+/// REMB) must not starve the others of a picture.
+pub const REMB_FLOOR: u64 = 100_000;
 
 /// Per incoming stream: what the last receiver report said, and the last SR, for the next.
 #[derive(Clone, Copy, Debug, Default)]
@@ -425,10 +431,19 @@ impl Reflector {
                     last_sr,
                     delay_since_last_sr,
                 };
-                let mut buf = [0u8; 32];
+                let mut buf = [0u8; 32 + 24];
                 // Invariant: one block is 8 + 24 bytes.
-                let len = rtcp_write::receiver_report(&mut buf, crate::SFU_SSRC, &[block])
+                let mut len = rtcp_write::receiver_report(&mut buf, crate::SFU_SSRC, &[block])
                     .expect("32 bytes fit a one-block RR");
+                // A video sender also hears what its receivers can take (REMB).
+                if let Some(bps) = (kind == MediaKind::Video)
+                    .then(|| self.remb_for(src, members))
+                    .flatten()
+                {
+                    len += rtcp_write::remb(&mut buf[len..], crate::SFU_SSRC, bps, &[rep.ssrc])
+                        .expect("24 bytes fit a one-SSRC REMB");
+                    self.stats.rembs_sent += 1;
+                }
                 if out.send_rtcp(src, kind, &buf[..len]) {
                     self.stats.reports_sent += 1;
                 }
@@ -437,6 +452,22 @@ impl Reflector {
         if self.quality_reports {
             self.report_quality(members, out);
         }
+    }
+
+    /// The rate a video sender should stay under: the lowest estimate among its receivers
+    /// (the highest for a simulcast sender, whose layers serve the rest), never below
+    /// [`REMB_FLOOR`]; `None` while no receiver has an estimate.
+    fn remb_for(&self, src: ParticipantId, members: &[ParticipantId]) -> Option<u64> {
+        let rates = members
+            .iter()
+            .filter(|&&m| m != src)
+            .filter_map(|m| self.estimates.get(m).and_then(Estimate::bits_per_sec));
+        let rate = if self.simulcast.contains_key(&src) {
+            rates.max()
+        } else {
+            rates.min()
+        };
+        rate.map(|r| r.max(REMB_FLOOR))
     }
 
     /// RTP clock ticks per millisecond of the stream a receiver report block is about:

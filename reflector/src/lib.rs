@@ -27,7 +27,8 @@ use mesh::talk;
 use mesh::{Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
 
 pub use feedback::{
-    Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REPORT_INTERVAL, SR_RELAY_INTERVAL,
+    Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REMB_FLOOR, REPORT_INTERVAL,
+    SR_RELAY_INTERVAL,
 };
 pub use keyframe::VideoCodec;
 use lastn::LastN;

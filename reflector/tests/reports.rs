@@ -135,3 +135,43 @@ fn relayed_srs_are_cut_to_the_sender_info_and_throttled() {
     assert!((2..=3).contains(&srs), "{srs} SRs relayed");
     assert_eq!(sim.reflector().stats().reports_throttled, 21 - srs as u64);
 }
+
+/// The SFU's REMBs of a video sender's packets: with its receiver reports, the sender hears
+/// the lowest rate among its receivers, never below the floor.
+fn rembs_to(sim: &mut Sim, to: u32) -> Vec<(u32, u64, Vec<u32>)> {
+    sim.rtcp(to)
+        .iter()
+        .flat_map(|(_, b)| rtcp::packets(b).flatten().collect::<Vec<_>>())
+        .filter_map(|p| match p {
+            Rtcp::Remb(r) => Some((r.sender, r.bits_per_sec, r.ssrcs.iter().collect())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_video_sender_hears_its_slowest_receiver_in_a_remb() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.camera(1, 30);
+    sim.run(Duration::from_millis(100));
+    sim.rtcp_from(2, &packet::remb(0x2222, 600_000, &[video_ssrc(1)]));
+    sim.rtcp_from(3, &packet::remb(0x3333, 2_000_000, &[video_ssrc(1)]));
+    sim.run(Duration::from_millis(1500));
+    let got = rembs_to(&mut sim, 1);
+    let (from, bps, ssrcs) = got.last().cloned().expect("the sender got a REMB");
+    assert_eq!(from, reflector::SFU_SSRC);
+    assert!((590_000..=600_000).contains(&bps), "{bps}");
+    assert_eq!(ssrcs, vec![video_ssrc(1)]);
+    assert!(sim.reflector().stats().rembs_sent >= 1);
+    // Receivers that send no video get none.
+    assert!(rembs_to(&mut sim, 2).is_empty() && rembs_to(&mut sim, 3).is_empty());
+
+    // A receiver claiming almost nothing does not starve the rest.
+    sim.rtcp_from(2, &packet::remb(0x2222, 5_000, &[video_ssrc(1)]));
+    sim.run(Duration::from_millis(1100));
+    let (_, bps, _) = rembs_to(&mut sim, 1).last().cloned().unwrap();
+    assert!(
+        (reflector::REMB_FLOOR - 1000..=reflector::REMB_FLOOR).contains(&bps),
+        "{bps}"
+    );
+}
