@@ -411,6 +411,15 @@ setInterval(() => {
 
 // ---- the room ---------------------------------------------------------------------------
 
+// Columns and rows for the tile count: 1, 2 side by side, 2x2, 3x3, then 4 wide.
+function layoutTiles() {
+  const n = Math.max(1, members.size);
+  const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+  const t = $('tiles');
+  t.style.setProperty('--cols', cols);
+  t.style.setProperty('--rows', Math.ceil(n / cols));
+}
+
 function clearTiles() {
   $('tiles').innerHTML = ''; members.clear();
   $('remote-audio-pool').innerHTML = ''; slotTracks.clear();
@@ -437,6 +446,7 @@ function addTile(id, name, me) {
   }
   $('tiles').appendChild(t);
   members.set(id, { id, name, tile: t, videoMid: null });
+  layoutTiles();
   // A slot may have named this member before its tile existed.
   for (const [mid, who] of Object.entries(noc.slots)) if (who === id) showSlotVideo(mid);
   if (!me) chatSys(name + ' joined');
@@ -447,6 +457,7 @@ function removeTile(id) {
   if (!m) return;
   m.tile.remove();
   members.delete(id);
+  layoutTiles();
   chatSys(m.name + ' left');
 }
 

@@ -299,6 +299,30 @@ async fn three_parties_each_hear_the_other_two() {
     };
     a.goto(&url("ann", "&camera=on")).await.unwrap();
     let sa = wait_in_room(&a, Duration::from_secs(20)).await;
+    // The join page itself, as a person opening a room's link without a name sees it: the
+    // conference filled in, name and account, microphone and camera pickers.
+    b.goto(&format!("http://{}/join?conference=three", noc.http))
+        .await
+        .unwrap();
+    let lobby = b
+        .execute(
+            "return {lobby: !document.getElementById('lobby').hidden, \
+             conference: document.getElementById('conference').value, \
+             mics: document.getElementById('mic').options.length, \
+             cams: document.getElementById('cam').options.length};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lobby["lobby"], true, "{lobby}");
+    assert_eq!(lobby["conference"], "three", "{lobby}");
+    assert!(lobby["mics"].as_u64().unwrap_or(0) >= 1, "{lobby}");
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("webrtc-join-page.png"),
+        shot,
+    )
+    .unwrap();
     b.goto(&url("bob", "")).await.unwrap();
     let sb = wait_in_room(&b, Duration::from_secs(20)).await;
     let (pa, pb) = (sa["participant"].clone(), sb["participant"].clone());
@@ -374,20 +398,25 @@ async fn three_parties_each_hear_the_other_two() {
         assert!(Instant::now() < deadline, "no video on ann's tile: {v:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Someone is highlighted as speaking (everyone sends a steady tone).
+    // Everyone sends a steady tone, so every tile shows a speaker, ann's too: ann was
+    // talking before page B joined, and a newcomer is told who talks now.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while b
-        .execute(
-            "return document.querySelectorAll('.tile.speaking').length;",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "no tile shows a speaker");
+    loop {
+        let speaking = b
+            .execute(
+                "return [...document.querySelectorAll('.tile.speaking')] \
+                 .map((t) => Number(t.dataset.participant));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if speaking.as_array().is_some_and(|a| a.contains(&pa)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "page B never shows ann ({pa}) speaking: {speaking}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let shot = b.screenshot().await.unwrap();

@@ -141,6 +141,13 @@ fn state_lines(room: &Room, me: u32, my_role: Role) -> Vec<ServerMsg> {
     if let Some(participant) = room.dominant() {
         lines.push(ServerMsg::Dominant { participant });
     }
+    // Who talks now, so the newcomer's highlight matches everyone else's at once.
+    for participant in room.speaking() {
+        lines.push(ServerMsg::Speaking {
+            participant,
+            on: true,
+        });
+    }
     lines
 }
 

@@ -366,6 +366,7 @@ impl Conferences {
                 on,
             } => {
                 if let Some(room) = rooms.by_conf(worker, conf) {
+                    room.set_speaking(participant, on);
                     room.broadcast(&ServerMsg::Speaking { participant, on }, None);
                 }
             }

@@ -99,6 +99,8 @@ pub(super) struct Room {
     locked: Option<Actor>,
     /// The dominant speaker last announced.
     dominant: Option<u32>,
+    /// Members whose talk run is on (the last `speaking` said so): a newcomer is told.
+    speaking: std::collections::BTreeSet<u32>,
 }
 
 impl Room {
@@ -113,7 +115,22 @@ impl Room {
             quality: HashMap::new(),
             locked: None,
             dominant: None,
+            speaking: Default::default(),
         }
+    }
+
+    /// Records a talk run starting or ending.
+    pub(super) fn set_speaking(&mut self, participant: u32, on: bool) {
+        if on && self.members.contains_key(&participant) {
+            self.speaking.insert(participant);
+        } else {
+            self.speaking.remove(&participant);
+        }
+    }
+
+    /// The members talking now.
+    pub(super) fn speaking(&self) -> impl Iterator<Item = u32> + '_ {
+        self.speaking.iter().copied()
     }
 
     /// Records the dominant speaker; true when it changed (and is a member).
@@ -191,6 +208,7 @@ impl Room {
 
     pub(super) fn remove(&mut self, id: u32) -> Option<Member> {
         self.quality.remove(&id);
+        self.speaking.remove(&id);
         if self.dominant == Some(id) {
             self.dominant = None;
         }
