@@ -1,49 +1,15 @@
 //! The operators' dashboard in a real browser: Debian's Chromium driven through
 //! chromedriver (WebDriver), against a real `noc` with real clients.
 
+mod support;
+
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::json;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::chrome::chromedriver;
 use testkit::harness::{Client, Noc};
 
 const TOKEN: &str = "dashboard-test-token";
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts chromedriver on a free port and waits until it listens.
-fn chromedriver() -> (Driver, u16) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
-    let driver = Driver(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (driver, port)
-}
 
 async fn browser(port: u16) -> Browser {
     let profile = std::env::temp_dir().join(format!("noc-chromium-{}", std::process::id()));

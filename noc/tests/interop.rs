@@ -8,12 +8,12 @@
 use client::tone::{read_wav, ToneAnalysis, Window};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testkit::harness::control::Line;
 use testkit::harness::{Client, Noc, TempDir};
 
 mod support;
-use support::media::{ffmpeg, free_port_block, wait_child};
+use support::media::{ffmpeg, free_port_block, wait_child, wait_file};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// What the sender sends: seconds of media, video frame rate.
@@ -25,24 +25,6 @@ const FPS: u32 = 25;
 const RECORD: &str = "3.5";
 /// Frames the sender sends within the recorded window.
 const WINDOW_FRAMES: usize = 87;
-
-/// Waits for `path` to exist (written whole by the client) and returns its text.
-fn wait_file(path: &Path, who: &Client) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared: {:?} {:?}",
-            path.display(),
-            who.stdout.all(),
-            who.stderr.all()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The value of `key=` in send.txt.
 fn field<'a>(send_txt: &'a str, key: &str) -> &'a str {

@@ -4,13 +4,12 @@
 //! sends 660 Hz: each must hear the other and never itself, in reflect and in mix mode, and
 //! the page fails over when its media server dies.
 
-use client::tone::{read_wav, ToneAnalysis, Window};
-
 mod support;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::chrome::*;
+use support::media::wav_tones;
 use testkit::harness::{Client, Noc, Split};
 
 /// Issue acceptance (reflect): the browser and a confclient hear each other, never
@@ -121,32 +120,15 @@ async fn browser_and_confclient(mode: &str) {
         cc.stdout.all(),
         cc.stderr.all()
     );
-    let (samples, rate) = read_wav(&wav).unwrap();
-    let a = ToneAnalysis::new(
-        &samples,
-        rate,
-        Window {
-            skip: 1.5,
-            duration: 5.0,
-            block: 0.1,
-        },
-    )
-    .expect("long enough");
-    eprintln!(
-        "confclient hears 440 at {:.1} dBFS, 660 at {:.1} dBFS",
-        a.level_db(440.0),
-        a.level_db(660.0)
-    );
+    let [l440, l660] = wav_tones(&wav, 5.0, &[440.0, 660.0])[..] else {
+        unreachable!("two tones asked")
+    };
+    eprintln!("confclient hears 440 at {l440:.1} dBFS, 660 at {l660:.1} dBFS");
     assert!(
-        a.level_db(440.0) >= -35.0,
-        "confclient hears the browser at {:.1} dBFS",
-        a.level_db(440.0)
+        l440 >= -35.0,
+        "confclient hears the browser at {l440:.1} dBFS"
     );
-    assert!(
-        a.level_db(660.0) <= -50.0,
-        "confclient hears itself at {:.1} dBFS",
-        a.level_db(660.0)
-    );
+    assert!(l660 <= -50.0, "confclient hears itself at {l660:.1} dBFS");
 
     // The media server counted a keyed session and refused nothing from the browser.
     let metrics = &noc.metrics[0].1;
@@ -429,18 +411,9 @@ async fn three_parties_each_hear_the_other_two() {
     // The confclient hears both pages and not itself.
     let status = cc.wait(Duration::from_secs(30));
     assert!(status.success(), "{:?}", cc.stderr.all());
-    let (samples, rate) = read_wav(&wav).unwrap();
-    let t = ToneAnalysis::new(
-        &samples,
-        rate,
-        Window {
-            skip: 1.5,
-            duration: 6.0,
-            block: 0.1,
-        },
-    )
-    .expect("long enough");
-    let (l440, l550, l660) = (t.level_db(440.0), t.level_db(550.0), t.level_db(660.0));
+    let [l440, l550, l660] = wav_tones(&wav, 6.0, &[440.0, 550.0, 660.0])[..] else {
+        unreachable!("three tones asked")
+    };
     eprintln!("confclient hears 440 at {l440:.1}, 550 at {l550:.1}, 660 at {l660:.1} dBFS");
     assert!(l440 >= -35.0 && l550 >= -35.0, "{l440:.1} {l550:.1}");
     assert!(l660 <= -50.0, "confclient hears itself at {l660:.1} dBFS");

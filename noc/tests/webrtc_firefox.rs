@@ -8,12 +8,12 @@
 
 mod support;
 
-use client::tone::{read_wav, ToneAnalysis, Window};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::chrome::scratch;
 use support::firefox::Firefox;
 use support::firefox::{isolate, MEDIA_HOST};
+use support::media::wav_tones;
 use testkit::harness::{Client, Split};
 
 #[test]
@@ -106,18 +106,9 @@ async fn firefox_and_confclient() {
 
     let status = cc.wait(Duration::from_secs(30));
     assert!(status.success(), "{:?}", cc.stderr.all());
-    let (samples, rate) = read_wav(&wav).unwrap();
-    let t = ToneAnalysis::new(
-        &samples,
-        rate,
-        Window {
-            skip: 1.5,
-            duration: 5.0,
-            block: 0.1,
-        },
-    )
-    .expect("long enough");
-    let (fox, own) = (t.level_db(1000.0), t.level_db(660.0));
+    let [fox, own] = wav_tones(&wav, 5.0, &[1000.0, 660.0])[..] else {
+        unreachable!("two tones asked")
+    };
     eprintln!("confclient hears Firefox's 1000 Hz at {fox:.1} dBFS, itself at {own:.1}");
     assert!(fox >= -40.0, "confclient hears Firefox at {fox:.1} dBFS");
     assert!(own <= -50.0, "confclient hears itself at {own:.1} dBFS");

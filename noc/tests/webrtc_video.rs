@@ -9,7 +9,7 @@ mod support;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::chrome::*;
-use support::media::{ffmpeg, free_port_block, wait_child};
+use support::media::{ffmpeg, free_port_block, wait_child, wait_file};
 use testkit::harness::{Client, Noc};
 
 /// Sizes and count of the frames ffmpeg's `showinfo` printed.
@@ -60,18 +60,7 @@ async fn a_browsers_camera_reaches_another_page_and_ffmpeg() {
         ],
     );
     let sdp_path = dir.join("receive.sdp");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let sdp = loop {
-        if let Ok(t) = std::fs::read_to_string(&sdp_path) {
-            break t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no receive.sdp: {:?}",
-            ext.stderr.all()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let sdp = wait_file(&sdp_path, &ext);
     assert!(sdp.contains("VP8/90000"), "{sdp}");
     let log = scratch("ffmpeg-video.log");
     let mut ff = ffmpeg(

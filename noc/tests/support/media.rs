@@ -49,3 +49,39 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> bool {
     let _ = child.wait();
     false
 }
+
+/// The level (dBFS) of each of `tones` (Hz) in a WAV a confclient recorded, over
+/// `seconds` after the first 1.5 s.
+pub fn wav_tones(path: &std::path::Path, seconds: f64, tones: &[f64]) -> Vec<f64> {
+    use client::tone::{read_wav, ToneAnalysis, Window};
+    let (samples, rate) = read_wav(path).expect("the confclient's WAV");
+    let t = ToneAnalysis::new(
+        &samples,
+        rate,
+        Window {
+            skip: 1.5,
+            duration: seconds,
+            block: 0.1,
+        },
+    )
+    .expect("a WAV long enough");
+    tones.iter().map(|&hz| t.level_db(hz)).collect()
+}
+
+/// Waits for `path` to exist (written whole by the client) and returns its text.
+pub fn wait_file(path: &std::path::Path, who: &testkit::harness::Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared: {:?} {:?}",
+            path.display(),
+            who.stdout.all(),
+            who.stderr.all()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
