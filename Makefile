@@ -7,14 +7,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests use, and nothing else (cmake: libopus;
 # ffmpeg + python3: interop tests and the tone_check.py cross-check; chromium +
 # chromium-driver: the dashboard's and the web client's real-browser tests; firefox-esr:
-# the web client in Firefox (driven over WebDriver BiDi, no geckodriver); redis-server: the several-dispatchers
+# the web client in Firefox (driven over WebDriver BiDi, no geckodriver); coturn: a real
+# TURN server for the web client's relay test; redis-server: the several-dispatchers
 # tests start a real one on a free port; nasm: openh264's assembly; pkg-config, libclang-dev
 # and the libav*-dev/libswscale-dev headers: ffmpeg-next's bindings to Debian's FFmpeg, for
 # VP8 and scaling in codecs/; podman, runc, uidmap and mmdebstrap: the docker/ test runs
 # the compose file in real containers, on a base image made from Debian's packages).
 # Benches install what they need themselves.
 DEB_PACKAGES := build-essential cmake ffmpeg python3 \
-	chromium chromium-driver firefox-esr redis-server \
+	chromium chromium-driver firefox-esr coturn redis-server \
 	nasm pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev \
 	libswscale-dev podman runc uidmap mmdebstrap
 NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080

@@ -223,9 +223,25 @@ function joinMedia(url, ticket, attempt) {
   pingTimer = setInterval(() => send('ping'), 1000);
 }
 
+// The TURN servers the dispatcher hands this account (none unless its operator set them).
+async function iceServers() {
+  try {
+    const r = await fetch('/api/webrtc/ice-servers?' + new URLSearchParams({ account: opts.account }));
+    if (r.ok) return (await r.json()).iceServers || [];
+  } catch (e) { log('ice servers: ' + e); }
+  return [];
+}
+
 async function offer() {
   closePc();
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  const servers = await iceServers();
+  // `&relay=1`: only through TURN (behind a firewall that lets nothing else out).
+  const relay = params.get('relay') === '1';
+  if (relay && !servers.length) log('relay asked, but no TURN server is configured');
+  const pc = new RTCPeerConnection({
+    bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: servers,
+    iceTransportPolicy: relay ? 'relay' : 'all',
+  });
   noc.pc = pc;
   noc.slots = {};
   for (const t of local.getAudioTracks()) {

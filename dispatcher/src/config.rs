@@ -162,6 +162,60 @@ pub struct DispatcherArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub tls: control::TlsArgs,
+    /// The TURN servers the web client is pointed at.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub turn: TurnArgs,
+}
+
+/// TURN for browsers that cannot reach the media servers directly: the web client asks
+/// `/api/webrtc/ice-servers` and gets these URLs with time-limited credentials (the TURN
+/// REST scheme coturn's `use-auth-secret` checks: user `EXPIRY:ACCOUNT`, password
+/// base64(HMAC-SHA1(secret, user))).
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
+pub struct TurnArgs {
+    /// TURN server URLs handed to browsers (`turn:host:3478?transport=udp`, `turns:...`;
+    /// comma-separated; TOML: an array).
+    #[arg(long = "turn-url", value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turn_urls: Vec<String>,
+    /// The TURN server's shared secret (coturn `static-auth-secret`).
+    #[arg(long)]
+    pub turn_secret: Option<String>,
+    /// How long handed-out TURN credentials stay valid, seconds [default: 86400].
+    #[arg(long)]
+    pub turn_ttl: Option<u64>,
+}
+
+impl TurnArgs {
+    /// Checks the URLs (`turn:` or `turns:`) and that credentials can be made for them.
+    pub fn resolve(&self) -> Result<Turn, String> {
+        for u in &self.turn_urls {
+            if !(u.starts_with("turn:") || u.starts_with("turns:")) {
+                return Err(format!("turn url {u:?}: must start with turn: or turns:"));
+            }
+        }
+        if !self.turn_urls.is_empty() && self.turn_secret.as_deref().is_none_or(str::is_empty) {
+            return Err("`turn_url` needs `turn_secret` (the TURN server's shared secret)".into());
+        }
+        let ttl = self.turn_ttl.unwrap_or(86_400);
+        if ttl == 0 {
+            return Err("`turn_ttl` must be at least 1 second".into());
+        }
+        Ok(Turn {
+            urls: self.turn_urls.clone(),
+            secret: self.turn_secret.clone(),
+            ttl: Duration::from_secs(ttl),
+        })
+    }
+}
+
+/// The TURN settings, checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Turn {
+    pub urls: Vec<String>,
+    pub secret: Option<String>,
+    pub ttl: Duration,
 }
 
 /// The join rate limits (flags, TOML keys, `NOC_*` variables). Past one, a join gets
@@ -241,6 +295,8 @@ pub struct Settings {
     pub join_rate: JoinRate,
     /// TLS on every port (none by default).
     pub tls: control::TlsArgs,
+    /// TURN servers for the web client (none by default).
+    pub turn: Turn,
 }
 
 impl Settings {
@@ -262,6 +318,7 @@ impl Settings {
             limits: control::Limits::default(),
             join_rate: JoinRate::default(),
             tls: control::TlsArgs::default(),
+            turn: Turn::default(),
         }
     }
 }
@@ -328,6 +385,7 @@ impl DispatcherArgs {
         s.cost = a.cost.unwrap_or_default();
         s.limits = a.limits.resolve().map_err(DispatcherError::Config)?;
         s.join_rate = a.join_rate.resolve().map_err(DispatcherError::Config)?;
+        s.turn = a.turn.resolve().map_err(DispatcherError::Config)?;
         s.tls = a.tls;
         s.tenancy = Tenancy {
             pools: a.pools,

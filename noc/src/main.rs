@@ -67,6 +67,10 @@ struct NocArgs {
     #[command(flatten)]
     #[serde(flatten)]
     tls: control::TlsArgs,
+    /// TURN servers for the web client (`--turn-url`, `--turn-secret`, `--turn-ttl`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    turn: dispatcher::config::TurnArgs,
 }
 
 /// How long a stop waits for the control sessions to end.
@@ -100,6 +104,13 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let turn = match args.turn.resolve() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("noc: config: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     if let Err(e) = args.tls.server() {
         eprintln!("noc: config: {e}");
         return std::process::ExitCode::from(2);
@@ -120,6 +131,7 @@ async fn main() -> std::process::ExitCode {
     ds.admins = args.admins;
     ds.limits = limits;
     ds.join_rate = join_rate;
+    ds.turn = turn;
     ds.tls = args.tls.clone();
     let ms_tls = control::TlsArgs {
         tls_ca: args.tls.tls_ca.clone().or(args.tls.tls_cert.clone()),

@@ -5,6 +5,7 @@
 mod admin;
 mod dashboard;
 mod health;
+mod ice;
 
 use crate::core::{Server, ServerState};
 use crate::{unix_ms, Service};
@@ -39,6 +40,7 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         .route("/api/conferences", get(conferences))
         .route("/api/conferences/{name}/participants", get(participants))
         .route("/api/events", get(events))
+        .route("/api/webrtc/ice-servers", get(ice::ice_servers))
         .route("/api/stream", get(stream))
         .route("/api/admin/servers/{id}/drain", post(admin::drain))
         .route(

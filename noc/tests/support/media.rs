@@ -85,3 +85,60 @@ pub fn wait_file(path: &std::path::Path, who: &testkit::harness::Client) -> Stri
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A coturn TURN server on 127.0.0.1 (Debian's `coturn`), for browsers forced to relay.
+/// It checks TURN REST credentials made with `secret` and relays to loopback peers.
+pub struct Turn {
+    child: Child,
+    pub port: u16,
+    /// The ports it relays from (four).
+    pub relay: std::ops::RangeInclusive<u16>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Turn {
+    pub fn start(secret: &str, dir: &std::path::Path) -> Turn {
+        std::fs::create_dir_all(dir).expect("turn dir");
+        let port = free_port_block();
+        let relay = free_port_block();
+        let log = std::fs::File::create(dir.join("turnserver.log")).expect("log");
+        let child = Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
+            .arg(format!("--listening-port={port}"))
+            // A few relay ports of our own, free a moment ago.
+            .arg(format!("--min-port={relay}"))
+            .arg(format!("--max-port={}", relay + 3))
+            .args(["--use-auth-secret", "--realm=noc.test"])
+            .arg(format!("--static-auth-secret={secret}"))
+            .args([
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--allow-loopback-peers",
+            ])
+            .args(["--log-file=stdout", "--simple-log"])
+            .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
+            .arg(format!("--userdb={}", dir.join("turndb").display()))
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver runs (Debian package coturn; `make test` installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Listening: a UDP socket on its port can no longer be bound.
+        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(Instant::now() < deadline, "turnserver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Turn {
+            child,
+            port,
+            relay: relay..=relay + 3,
+        }
+    }
+}

@@ -351,20 +351,25 @@ pub fn config(name: &str) -> String {
 impl Split {
     /// Starts the dispatcher (config/dispatcher.toml, ephemeral ports).
     pub fn start() -> Split {
+        Split::start_with(&[])
+    }
+
+    /// [`Split::start`] with `extra` dispatcher flags.
+    pub fn start_with(extra: &[&str]) -> Split {
         let any = "127.0.0.1:0";
-        let dispatcher = Proc::spawn(
-            "dispatcher",
-            &[
-                "--config",
-                &config("dispatcher.toml"),
-                "--listen",
-                any,
-                "--registry",
-                any,
-                "--http",
-                any,
-            ],
-        );
+        let config = config("dispatcher.toml");
+        let mut args = vec![
+            "--config",
+            &config,
+            "--listen",
+            any,
+            "--registry",
+            any,
+            "--http",
+            any,
+        ];
+        args.extend_from_slice(extra);
+        let dispatcher = Proc::spawn("dispatcher", &args);
         Split {
             client: dispatcher.addr("dispatcher"),
             registry: dispatcher.addr("registry"),
