@@ -44,9 +44,15 @@ const members = new Map(); // participant -> { name, tile }
 
 // ---- lobby ----------------------------------------------------------------------------
 
-async function listDevices() {
+const voice = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+let preview = null; // the lobby's stream: camera preview and microphone level
+
+// Fills the pickers (device ids and names show only once the page may use them) and
+// selects the devices in use: the first camera, unless none.
+async function listDevices(using) {
   try {
     const devs = await navigator.mediaDevices.enumerateDevices();
+    for (const sel of [$('mic'), $('cam')]) while (sel.length > 1) sel.remove(1);
     for (const d of devs) {
       const sel = d.kind === 'audioinput' ? $('mic') : d.kind === 'videoinput' ? $('cam') : null;
       if (!sel || !d.deviceId) continue;
@@ -55,7 +61,51 @@ async function listDevices() {
       o.textContent = d.label || (d.kind === 'audioinput' ? 'Microphone ' : 'Camera ') + (sel.length);
       sel.appendChild(o);
     }
+    const cam = using && using.getVideoTracks()[0];
+    const id = cam && cam.getSettings().deviceId;
+    if (id && [...$('cam').options].some((o) => o.value === id)) $('cam').value = id;
+    else if ($('cam').length > 1) $('cam').selectedIndex = 1;
   } catch (e) { log('devices: ' + e); }
+}
+
+// The lobby shows what you will send: the camera, and how loud the microphone is.
+async function startPreview() {
+  try {
+    preview = await navigator.mediaDevices.getUserMedia({ audio: voice, video: true });
+  } catch (e) {
+    try { preview = await navigator.mediaDevices.getUserMedia({ audio: voice }); } catch (e2) {
+      $('lobby-error').textContent = 'Cannot open your microphone: ' + e2.message;
+      return;
+    }
+  }
+  await listDevices(preview);
+  showPreview();
+  const ctx = new AudioContext();
+  const an = ctx.createAnalyser();
+  an.fftSize = 1024;
+  ctx.createMediaStreamSource(preview).connect(an);
+  const buf = new Float32Array(an.fftSize);
+  const meter = setInterval(() => {
+    if (!preview) { clearInterval(meter); ctx.close(); return; }
+    an.getFloatTimeDomainData(buf);
+    const rms = Math.sqrt(buf.reduce((a, v) => a + v * v, 0) / buf.length);
+    $('preview-level').style.width = Math.min(100, Math.round(rms * 400)) + '%';
+  }, 100);
+}
+
+function showPreview() {
+  const tile = document.querySelector('.preview-tile');
+  let v = tile.querySelector('video');
+  const on = preview && $('cam').value && preview.getVideoTracks().length;
+  if (!on) { if (v) v.remove(); return; }
+  if (!v) { v = document.createElement('video'); v.autoplay = true; v.muted = true; v.playsInline = true; tile.prepend(v); }
+  v.srcObject = new MediaStream(preview.getVideoTracks());
+}
+$('cam').addEventListener('change', showPreview);
+
+function stopPreview() {
+  if (preview) for (const t of preview.getTracks()) t.stop();
+  preview = null;
 }
 
 $('name').addEventListener('input', () => {
@@ -80,15 +130,23 @@ async function start(o) {
   leaving = false;
   $('lobby-error').textContent = '';
   $('join-button').disabled = true;
+  stopPreview();
+  const audio = { ...voice };
+  if (o.mic) audio.deviceId = { exact: o.mic };
+  const video = o.cam === 'default' ? true : o.cam ? { deviceId: { exact: o.cam } } : false;
   try {
-    const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
-    if (o.mic) audio.deviceId = { exact: o.mic };
-    const video = o.cam === 'default' ? true : o.cam ? { deviceId: { exact: o.cam } } : false;
     local = await navigator.mediaDevices.getUserMedia({ audio, video });
   } catch (e) {
-    $('join-button').disabled = false;
-    $('lobby-error').textContent = 'Cannot open your microphone: ' + e.message;
-    return;
+    // No camera (or it is busy): join with the microphone alone.
+    try {
+      if (!video) throw e;
+      local = await navigator.mediaDevices.getUserMedia({ audio });
+      log('camera unavailable: ' + e.message);
+    } catch (e2) {
+      $('join-button').disabled = false;
+      $('lobby-error').textContent = 'Cannot open your microphone: ' + e2.message;
+      return;
+    }
   }
   $('lobby').hidden = true;
   $('room').hidden = false;
@@ -97,7 +155,7 @@ async function start(o) {
   history.replaceState(null, '', '/join?' + new URLSearchParams({
     conference: o.conference, account: o.account, name: o.name,
     ...(o.mode === 'mix' ? { mode: 'mix' } : {}),
-    ...(o.cam ? { camera: 'on' } : {}),
+    ...(o.cam ? {} : { camera: 'off' }),
   }));
   connect(0);
 }
@@ -313,6 +371,8 @@ function fail(text) {
   $('join-button').disabled = false;
   $('lobby-error').textContent = text;
   noc.phase = 'failed';
+  if (local) for (const t of local.getTracks()) t.stop();
+  if (!preview) startPreview();
 }
 
 // ---- what we hear -----------------------------------------------------------------------
@@ -537,10 +597,11 @@ $('leave').addEventListener('click', () => {
   setStatus('', 'Left the conference');
   $('room').hidden = true; $('lobby').hidden = false; $('join-button').disabled = false;
   noc.phase = 'left';
+  startPreview();
 });
 
-// A link with ?conference=&account=&name= opens the room at once.
-listDevices();
+// A link with ?conference=&account=&name= opens the room at once, camera on where there
+// is one (`&camera=off`: microphone only).
 for (const k of ['conference', 'account', 'name']) if (params.get(k)) $(k).value = params.get(k);
 $('mix').checked = params.get('mode') === 'mix';
 $('name').dispatchEvent(new Event('input'));
@@ -548,7 +609,8 @@ if (params.get('conference') && params.get('account') && params.get('name')) {
   start({
     conference: params.get('conference'), account: params.get('account'), name: params.get('name'),
     mode: params.get('mode') === 'mix' ? 'mix' : 'reflect', mic: '',
-    // `&camera=on` sends the default camera.
-    cam: params.get('camera') === 'on' ? 'default' : '',
+    cam: params.get('camera') === 'off' ? '' : 'default',
   });
+} else {
+  startPreview();
 }

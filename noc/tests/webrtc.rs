@@ -262,8 +262,9 @@ fn level(s: &Value, hz: u32) -> f64 {
 
 /// Issue acceptance (three parties): two Chromium pages (440 Hz and 550 Hz) and a
 /// confclient (660 Hz) in one reflect room. Each hears the other two and never itself:
-/// the pages through their receive slots, one track per member. Page A also sends its
-/// camera, so the screenshot of page B shows a room with a video tile and a speaker.
+/// the pages through their receive slots, one track per member. Both pages send their
+/// cameras (a link joins with the camera on), so the screenshot of page B shows a room
+/// with video tiles and speakers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_parties_each_hear_the_other_two() {
     let noc = Noc::start(&[]);
@@ -279,26 +280,39 @@ async fn three_parties_each_hear_the_other_two() {
             noc.http
         )
     };
-    a.goto(&url("ann", "&camera=on")).await.unwrap();
+    a.goto(&url("ann", "")).await.unwrap();
     let sa = wait_in_room(&a, Duration::from_secs(20)).await;
     // The join page itself, as a person opening a room's link without a name sees it: the
     // conference filled in, name and account, microphone and camera pickers.
     b.goto(&format!("http://{}/join?conference=three", noc.http))
         .await
         .unwrap();
-    let lobby = b
-        .execute(
-            "return {lobby: !document.getElementById('lobby').hidden, \
-             conference: document.getElementById('conference').value, \
-             mics: document.getElementById('mic').options.length, \
-             cams: document.getElementById('cam').options.length};",
-            vec![],
-        )
-        .await
-        .unwrap();
+    // It previews the camera and lists the devices once it may use them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lobby = loop {
+        let lobby = b
+            .execute(
+                "return {lobby: !document.getElementById('lobby').hidden, \
+                 conference: document.getElementById('conference').value, \
+                 mics: document.getElementById('mic').options.length, \
+                 cams: document.getElementById('cam').options.length, \
+                 camera: document.getElementById('cam').value, \
+                 preview: (document.querySelector('.preview-tile video') || {}).videoWidth || 0};",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if lobby["preview"].as_u64().unwrap_or(0) > 0 {
+            break lobby;
+        }
+        assert!(Instant::now() < deadline, "no camera preview: {lobby}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(lobby["lobby"], true, "{lobby}");
     assert_eq!(lobby["conference"], "three", "{lobby}");
-    assert!(lobby["mics"].as_u64().unwrap_or(0) >= 1, "{lobby}");
+    assert!(lobby["mics"].as_u64().unwrap_or(0) >= 2, "{lobby}");
+    assert!(lobby["cams"].as_u64().unwrap_or(0) >= 2, "{lobby}");
+    assert_ne!(lobby["camera"], "", "the camera is picked: {lobby}");
     let shot = b.screenshot().await.unwrap();
     std::fs::write(
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("webrtc-join-page.png"),

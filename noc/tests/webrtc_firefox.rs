@@ -33,7 +33,7 @@ async fn firefox_and_confclient() {
     noc.add_media("ms-fx", &["--media-host", MEDIA_HOST]);
     let mut ff = Firefox::start(&scratch("firefox-profile")).await;
     ff.goto(&format!(
-        "http://{}/join?conference=fox&account=demo&name=firefox&camera=on",
+        "http://{}/join?conference=fox&account=demo&name=firefox",
         noc.http
     ))
     .await;

@@ -37,7 +37,8 @@ async fn a_browsers_camera_reaches_another_page_and_ffmpeg() {
             noc.http
         )
     };
-    a.goto(&url("ann", "&camera=on")).await.unwrap();
+    // A link joins with the camera on where there is one.
+    a.goto(&url("ann", "")).await.unwrap();
     let sa = wait_in_room(&a, Duration::from_secs(20)).await;
     let ann = sa["participant"].clone();
 
@@ -87,7 +88,8 @@ async fn a_browsers_camera_reaches_another_page_and_ffmpeg() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let b = browser(port, &mic, &scratch("profile-video-b")).await;
-    b.goto(&url("bob", "")).await.unwrap();
+    // Bob sends no camera: ffmpeg's one video stream must carry Ann's alone.
+    b.goto(&url("bob", "&camera=off")).await.unwrap();
     wait_in_room(&b, Duration::from_secs(20)).await;
 
     // B's video slots take retransmissions as RTX: its offer has RTX, the answer declares an
