@@ -1,7 +1,8 @@
-//! Fuzzes a browser session's receive slots (`webrtc::slots`): what the browser sends
-//! (RTP whose payload type is mapped, compound RTCP whose report blocks, NACK, PLI, FIR and
-//! REMB entries are rewritten in place) and what the mesh sends it (RTP taking and keeping
-//! slots, sender reports renamed).
+//! Fuzzes a browser session's per-packet work besides SRTP: its receive slots
+//! (`webrtc::slots`: what the browser sends, RTP whose payload type is mapped and compound
+//! RTCP whose report blocks, NACK, PLI, FIR and REMB entries are rewritten in place; what
+//! the mesh sends it, RTP taking and keeping slots, sender reports renamed) and its
+//! transport-cc recorder (`webrtc::twcc`: the header extension parser, arrivals, feedback).
 //!
 //! Properties: no panic and no write outside the packet; a packet keeps its length; an
 //! outgoing RTP packet that is sent carries a declared slot SSRC and the browser's payload
@@ -22,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
     slots.add_slot(SlotKind::Video, SLOT_SSRCS[2]);
     slots.map_pt(SlotKind::Audio, 111, 109);
     slots.map_pt(SlotKind::Video, 97, 120);
+    let mut twcc = webrtc::twcc::Recorder::default();
     let t0 = Instant::now();
     // Packets: a length byte, a direction-and-clock byte, then the packet.
     let mut rest = data;
@@ -33,8 +35,17 @@ fuzz_target!(|data: &[u8]| {
         rest = &body[n..];
         let now = t0 + Duration::from_millis(u64::from(ctl & 0x7f) * 100);
         if ctl & 0x80 == 0 {
+            if let Some(seq) = webrtc::twcc::sequence(&pkt, 3) {
+                twcc.on_packet(now, seq, 7);
+            }
             slots.inbound(&mut pkt);
             assert_eq!(pkt.len(), n);
+            if twcc.due(now) {
+                let mut fb = [0u8; 2 * webrtc::twcc::WINDOW + 200];
+                if let Some(m) = twcc.write(now, 1, &mut fb) {
+                    assert!(m % 4 == 0 && m >= 20 && m <= fb.len());
+                }
+            }
             continue;
         }
         let is_rtcp = n >= 2 && (192..=223).contains(&pkt[1]);

@@ -184,7 +184,7 @@ impl Rtc {
                 }
                 self.scratch[..n].copy_from_slice(data);
                 // Refusals are counted by the table.
-                if let Ok(m) = self.table.unprotect(&from, &mut self.scratch[..n]) {
+                if let Ok(m) = self.table.unprotect(now, &from, &mut self.scratch[..n]) {
                     mesh.handle_datagram(now, from, &self.scratch[..m]);
                 }
             }

@@ -80,6 +80,7 @@ fn srtp_is_forwarded_without_allocating() {
                 video_ssrc: None,
             },
             slots: slots(),
+            twcc_id: None,
         })));
     }
     let server = rig.addr;

@@ -45,6 +45,9 @@ pub struct Answer {
     pub video_ssrc: Option<u32>,
     /// Each offered section's role, in offer order.
     pub roles: Vec<Role>,
+    /// The transport-wide sequence number's extension id on what the browser sends, when
+    /// the answer takes it: the session then sends transport-cc feedback.
+    pub twcc_id: Option<u8>,
 }
 
 impl Answer {
@@ -164,12 +167,20 @@ fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
             }
         }
     }
+    // Transport-cc on what the browser sends (voice and camera; one id across the bundle).
+    let twcc_id = offer
+        .media
+        .iter()
+        .zip(&roles)
+        .filter(|(_, r)| matches!(r, Role::Voice | Role::Camera))
+        .find_map(|(m, _)| m.twcc_id);
     Ok(Answer {
         sdp: String::new(),
         slots,
         slot_mids,
         video_ssrc: camera,
         roles,
+        twcc_id,
     })
 }
 
@@ -264,6 +275,12 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Res
         if let (Some(id), "audio") = (m.audio_level_id, m.kind.as_str()) {
             line(&format!("a=extmap:{id} {AUDIO_LEVEL_URI}"));
         }
+        let twcc = matches!(role, Role::Voice | Role::Camera)
+            && m.twcc_id.is_some()
+            && m.twcc_id == a.twcc_id;
+        if let (true, Some(id)) = (twcc, a.twcc_id) {
+            line(&format!("a=extmap:{id} {}", crate::twcc::TWCC_URI));
+        }
         line(&format!("a={}", direction(&m.direction, role, with_slots)));
         line("a=rtcp-mux");
         for (pt, map, fmtp) in &codecs {
@@ -272,6 +289,9 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Res
                 line(&format!("a=fmtp:{pt} {f}"));
             }
             line(&format!("a=rtcp-fb:{pt} nack"));
+            if twcc {
+                line(&format!("a=rtcp-fb:{pt} transport-cc"));
+            }
             if m.kind == "video" {
                 line(&format!("a=rtcp-fb:{pt} nack pli"));
                 line(&format!("a=rtcp-fb:{pt} ccm fir"));

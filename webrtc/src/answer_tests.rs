@@ -115,7 +115,15 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
     );
     assert!(sdp.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
     assert!(sdp.contains("a=rtcp-fb:96 nack pli\r\n"));
-    assert!(!sdp.contains("transport-wide-cc"));
+    // Transport-cc on what the browser sends (the camera offers it, id 3), not on slots.
+    assert_eq!(a.twcc_id, Some(3));
+    assert_eq!(sdp.matches("transport-wide-cc").count(), 1, "{sdp}");
+    assert!(sdp.contains("a=rtcp-fb:96 transport-cc\r\n"));
+    assert_eq!(
+        sdp.matches("transport-cc\r\n").count(),
+        2,
+        "VP8 and H.264 of the camera"
+    );
     assert!(a.rtx());
     for i in 2..4 {
         let (s, r) = (a.slots.ssrc(i).unwrap(), a.slots.rtx_ssrc(i));

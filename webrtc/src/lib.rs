@@ -10,6 +10,7 @@ pub mod sdp;
 pub mod session;
 pub mod slots;
 pub mod srtp;
+pub mod twcc;
 
 pub use session::{Counters, Event, Identity, Params, Table};
 pub use slots::{SlotDrop, SlotKind, Slots};

@@ -23,6 +23,8 @@ pub struct OfferedMedia {
     pub opus_pt: Option<u8>,
     /// The id the offer gives the audio-level extension.
     pub audio_level_id: Option<u8>,
+    /// The id the offer gives the transport-wide sequence number extension.
+    pub twcc_id: Option<u8>,
     /// The VP8 payload type, for video sections that offer it.
     pub vp8_pt: Option<u8>,
     /// An H.264 payload type with packetization-mode=1 (constrained baseline preferred).
@@ -84,6 +86,7 @@ impl Offer {
             let mut rtx_pts = Vec::new();
             let mut rtx = Vec::new();
             let mut audio_level_id = None;
+            let mut twcc_id = None;
             let mut ssrc = None;
             let mut fid = None;
             let mut direction = "sendrecv".to_owned();
@@ -106,8 +109,13 @@ impl Offer {
                     }
                     "extmap" => {
                         if let Some((id, uri)) = v.split_once(' ') {
-                            if uri.trim() == AUDIO_LEVEL_URI {
-                                audio_level_id = id.split('/').next().and_then(|i| i.parse().ok());
+                            let id = id.split('/').next().and_then(|i| i.parse().ok());
+                            match uri.trim() {
+                                AUDIO_LEVEL_URI => audio_level_id = id,
+                                crate::twcc::TWCC_URI => {
+                                    twcc_id = id.filter(|i| (1..=14).contains(i))
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -161,6 +169,7 @@ impl Offer {
                     .filter(|(r, apt)| rtx_pts.contains(r) && *r < 128 && *apt < 128)
                     .collect(),
                 audio_level_id,
+                twcc_id,
                 ssrc: fid.or(ssrc),
                 direction,
             });

@@ -82,6 +82,9 @@ pub struct Params<T> {
     pub tag: T,
     /// The receive slots and payload types the answer gave the browser.
     pub slots: crate::Slots,
+    /// The transport-wide sequence number's extension id, when the answer took it: the
+    /// session then sends transport-cc feedback on the browser's uplink.
+    pub twcc_id: Option<u8>,
 }
 
 /// What a session reports to the worker.
@@ -122,6 +125,8 @@ pub struct Counters {
     pub tx_no_slot: u64,
     /// Packets in a codec the browser's answer does not have.
     pub tx_no_codec: u64,
+    /// Transport-cc feedback packets sent (not a drop: published as a count).
+    pub twcc_feedback: u64,
 }
 
 struct Session<T> {
@@ -137,6 +142,8 @@ struct Session<T> {
     tx: Option<srtp::Context>,
     /// Set by the certificate check: a mismatch closes the session.
     mismatch: Arc<std::sync::atomic::AtomicBool>,
+    /// Arrivals of the browser's packets, for transport-cc feedback.
+    twcc: Box<crate::twcc::Recorder>,
 }
 
 /// Why an inbound SRTP datagram was refused.
@@ -157,7 +164,12 @@ pub struct Table<T> {
     by_addr: HashMap<SocketAddr, u64>,
     events: VecDeque<Event<T>>,
     pub counters: Counters,
+    /// Where transport-cc feedback is written and encrypted.
+    feedback: Box<[u8]>,
 }
+
+/// The SSRC the server signs its own RTCP with (the reflector's too).
+const FEEDBACK_SENDER: u32 = 1;
 
 /// Whether a packet after the RTP/RTCP demux is RTCP (RFC 5761 §4: payload types 192-223).
 pub fn is_rtcp(p: &[u8]) -> bool {
@@ -175,6 +187,8 @@ impl<T: Clone> Table<T> {
             by_addr: HashMap::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            feedback: vec![0; 2 * crate::twcc::WINDOW + 200 + crate::srtp::MAX_TRAILER]
+                .into_boxed_slice(),
         }
     }
 
@@ -212,6 +226,7 @@ impl<T: Clone> Table<T> {
                 rx: None,
                 tx: None,
                 mismatch,
+                twcc: Box::default(),
             },
         );
         Ok(id)
@@ -395,7 +410,12 @@ impl<T: Clone> Table<T> {
 
     /// Decrypts an SRTP or SRTCP datagram from a verified address in place; returns the
     /// plaintext length.
-    pub fn unprotect(&mut self, from: &SocketAddr, buf: &mut [u8]) -> Result<usize, Dropped> {
+    pub fn unprotect(
+        &mut self,
+        now: Instant,
+        from: &SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<usize, Dropped> {
         let Some(&id) = self.by_addr.get(from) else {
             return Err(Dropped::NotPeer);
         };
@@ -410,7 +430,14 @@ impl<T: Clone> Table<T> {
             rx.unprotect_rtp(buf)
         };
         if let Ok(n) = r {
-            s.p.slots.inbound(&mut buf[..n]);
+            let pkt = &mut buf[..n];
+            if let (Some(id), false) = (s.p.twcc_id, is_rtcp(pkt)) {
+                if let Some(seq) = crate::twcc::sequence(pkt, id) {
+                    let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+                    s.twcc.on_packet(now, seq, ssrc);
+                }
+            }
+            s.p.slots.inbound(pkt);
         }
         r.map_err(|e| {
             match e {
@@ -483,6 +510,16 @@ impl<T: Clone> Table<T> {
                 if now.saturating_duration_since(s.consent) > CONSENT_TIMEOUT {
                     dead.push((id, "consent expired (RFC 7675)"));
                     continue;
+                }
+                // Transport-cc feedback on the browser's uplink, encrypted as SRTCP.
+                if let (Some(tx), true) = (s.tx.as_mut(), s.twcc.due(now)) {
+                    let fb = &mut self.feedback[..];
+                    if let Some(n) = s.twcc.write(now, FEEDBACK_SENDER, fb) {
+                        if let Ok(m) = tx.protect_rtcp(fb, n) {
+                            send(a, &fb[..m]);
+                            self.counters.twcc_feedback += 1;
+                        }
+                    }
                 }
             }
             if s.tx.is_none() && now.saturating_duration_since(s.created) > SETUP_TIMEOUT {

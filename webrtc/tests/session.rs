@@ -63,6 +63,7 @@ fn table(fp: Vec<u8>) -> Table<u32> {
             remote_fingerprint: fp,
             tag: 7,
             slots: Default::default(),
+            twcc_id: None,
         },
     )
     .unwrap();
@@ -159,17 +160,22 @@ fn media_both_ways(profile: SrtpProtectionProfile) {
     buf[..plain.len()].copy_from_slice(&plain);
     let n = out.protect_rtp(&mut buf, plain.len()).unwrap();
     let mut wire = buf[..n].to_vec();
-    assert_eq!(t.unprotect(&from, &mut wire).unwrap(), plain.len());
+    assert_eq!(
+        t.unprotect(Instant::now(), &from, &mut wire).unwrap(),
+        plain.len()
+    );
     assert_eq!(&wire[..plain.len()], &plain[..]);
     // The same packet again is a replay; a flipped tag fails authentication.
     let mut again = buf[..n].to_vec();
-    assert!(t.unprotect(&from, &mut again).is_err());
+    assert!(t.unprotect(Instant::now(), &from, &mut again).is_err());
     let mut forged = rtp(2);
     forged.resize(forged.len() + 16, 0);
     let mut forged2 = [0u8; 1500];
     let fl = forged.len();
     forged2[..fl].copy_from_slice(&forged);
-    assert!(t.unprotect(&from, &mut forged2[..fl]).is_err());
+    assert!(t
+        .unprotect(Instant::now(), &from, &mut forged2[..fl])
+        .is_err());
     assert_eq!((t.counters.srtp_replay, t.counters.srtp_auth), (1, 1));
 
     // Server -> browser: encrypted in place, the browser decrypts it.

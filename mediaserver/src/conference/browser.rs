@@ -77,7 +77,7 @@ impl Conferences {
                 member.slot_mids = answer.slot_mids.clone();
             }
         }
-        let rtx = answer.rtx();
+        let (rtx, twcc_id) = (answer.rtx(), answer.twcc_id);
         let cmd = RtcCommand::Add(Box::new(webrtc::Params {
             local_ufrag: local.ice_ufrag.clone(),
             local_pwd: local.ice_pwd,
@@ -91,6 +91,7 @@ impl Conferences {
                 video_ssrc: m.video_ssrc,
             },
             slots: answer.slots,
+            twcc_id,
         }));
         if w.send_rtc(cmd).is_err() {
             return Err(Refusal::Reply(ServerMsg::Error {

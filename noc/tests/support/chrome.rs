@@ -57,6 +57,28 @@ pub fn chromedriver() -> (Driver, u16) {
     (driver, port)
 }
 
+/// Two seconds of 640x480 noise at 30 frames a second, as Y4M (ffmpeg): a camera picture
+/// no encoder can squeeze, so the send rate follows the bandwidth estimate.
+pub fn noise_y4m(path: &Path) {
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=640x480:rate=30,noise=alls=80:allf=t+u")
+        .args(["-t", "2", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs")
+        .success();
+    assert!(ok, "ffmpeg made no Y4M");
+}
+
 /// A 48 kHz mono WAV of a sine at `hz`, -12 dBFS, `secs` long: the fake microphone.
 pub fn tone_wav(path: &Path, hz: f64, secs: u32) {
     let mut sine = client::tone::Sine::new(hz, -12.0, 48_000);
@@ -83,21 +105,34 @@ pub fn tone_wav(path: &Path, hz: f64, secs: u32) {
 }
 
 pub async fn browser(port: u16, mic: &Path, profile: &Path) -> Browser {
+    browser_with(port, mic, None, profile).await
+}
+
+/// [`browser`] whose fake camera plays `camera` (a Y4M file) instead of its animation.
+pub async fn browser_with(port: u16, mic: &Path, camera: Option<&Path>, profile: &Path) -> Browser {
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-quic".into(),
+        "--window-size=1280,800".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        "--use-fake-device-for-media-stream".into(),
+        format!("--use-file-for-fake-audio-capture={}", mic.display()),
+        "--allow-loopback-in-peer-connection".into(),
+        "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
+        "--autoplay-policy=no-user-gesture-required".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if let Some(c) = camera {
+        args.push(format!("--use-file-for-fake-video-capture={}", c.display()));
+    }
     let caps = json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-quic", "--window-size=1280,800",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                format!("--use-file-for-fake-audio-capture={}", mic.display()),
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
     });
     let caps = caps.as_object().unwrap().clone().into_iter().collect();
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
