@@ -336,7 +336,8 @@ async function offer() {
 }
 
 function mediaOpts() {
-  return opts.audioOnly ? ['media=audio'] : ['media=audio,video', 'vcodec=vp8'];
+  // VP8 preferred; the room's codec wins if it has one already.
+  return opts.audioOnly ? ['media=audio'] : ['media=audio,video', 'vcodec=vp8,h264'];
 }
 
 // Only the codecs the server carries, in its order: Opus; VP8, then H.264 with

@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         fingerprint: vec!["AB"; 32].join(":"),
         addr: "127.0.0.1:40000".parse().expect("a literal address"),
     };
-    if let Ok(ans) = answer(&offer, &local, 7, true) {
+    if let Ok(ans) = answer(&offer, &local, 7, Some("vp8")) {
         let back = Offer::parse(&ans.sdp).expect("our answer parses");
         assert_eq!(ans.roles.len(), offer.media.len());
         assert_eq!(ans.slot_mids.len(), ans.slots.len());

@@ -1,8 +1,8 @@
 //! Browsers' video (issue acceptance): page A sends Chromium's fake camera (VP8) into a
 //! reflect room. Page B shows it on A's tile, decoding frames of the size A sends, and
-//! ffmpeg, joined through `confclient --external-media --video --vcodec vp8`, decodes the
-//! same video as plain RTP from `receive.sdp`: the browser's SRTP comes out unencrypted, in
-//! the NOC's payload type.
+//! ffmpeg, joined through `confclient --external-media --video`, decodes the same video as
+//! plain RTP from `receive.sdp` (the room's codec, VP8, set by page A): the browser's SRTP
+//! comes out unencrypted, in the NOC's payload type.
 
 mod support;
 
@@ -42,7 +42,8 @@ async fn a_browsers_camera_reaches_another_page_and_ffmpeg() {
     let sa = wait_in_room(&a, Duration::from_secs(20)).await;
     let ann = sa["participant"].clone();
 
-    // The plain-RTP member: confclient asks for VP8 and writes receive.sdp for ffmpeg.
+    // The plain-RTP member, as the issue has it (`confclient --external-media DIR --video`,
+    // no codec named): it gets the room's VP8 and writes receive.sdp for ffmpeg.
     let dir = scratch("external-video");
     let rx_port = free_port_block();
     let ext = Client::spawn(
@@ -56,8 +57,6 @@ async fn a_browsers_camera_reaches_another_page_and_ffmpeg() {
             "--recv-port",
             &rx_port.to_string(),
             "--video",
-            "--vcodec",
-            "vp8",
         ],
     );
     let sdp_path = dir.join("receive.sdp");

@@ -79,7 +79,17 @@ fn slot_ssrc(session_id: u64, i: usize, offer: &Offer, taken: &[u32]) -> u32 {
 }
 
 /// Decides each section's role and declares the slots.
-fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
+/// The payload type `m` offers for the room's video codec (`vp8`, `h264`).
+fn room_pt(m: &OfferedMedia, codec: &str) -> Option<u8> {
+    match codec {
+        "vp8" => m.vp8_pt,
+        "h264" => m.h264_pt,
+        _ => None,
+    }
+}
+
+fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answer, Error> {
+    let video = room_video.is_some();
     let voice = offer
         .audio()
         .ok_or_else(|| Error::Sdp("the offer has no audio section with Opus".into()))?;
@@ -97,7 +107,10 @@ fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
     for m in &offer.media {
         let role = if m.mid == voice.mid {
             Role::Voice
-        } else if video && camera.is_none() && m.has_video_codec() && m.sends() && m.ssrc.is_some()
+        } else if camera.is_none()
+            && room_video.is_some_and(|c| room_pt(m, c).is_some())
+            && m.sends()
+            && m.ssrc.is_some()
         {
             camera = m.ssrc;
             Role::Camera
@@ -184,8 +197,14 @@ fn plan(offer: &Offer, video: bool, session_id: u64) -> Result<Answer, Error> {
     })
 }
 
-/// Writes the answer to `offer`. `video`: whether the member may send and receive video.
-pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Result<Answer, Error> {
+/// Writes the answer to `offer`. `video`: the room's video codec (`vp8`, `h264`), which the
+/// camera must send; `None`: an audio-only member.
+pub fn answer(
+    offer: &Offer,
+    local: &Local,
+    session_id: u64,
+    video: Option<&str>,
+) -> Result<Answer, Error> {
     let mut a = plan(offer, video, session_id)?;
     let with_slots = !a.slots.is_empty();
     let ip = local.addr.ip();
@@ -220,7 +239,9 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Res
             line("a=inactive");
             continue;
         }
-        // Codecs in our order of preference: the browser sends the first.
+        // Codecs in our order of preference: the browser sends the first. The camera sends
+        // the room's codec alone (the reflector forwards video as it comes).
+        let h264_fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
         let codecs: Vec<(u8, &str, Option<&str>)> = if m.kind == "audio" {
             m.opus_pt
                 .map(|pt| {
@@ -233,17 +254,13 @@ pub fn answer(offer: &Offer, local: &Local, session_id: u64, video: bool) -> Res
                 .into_iter()
                 .collect()
         } else {
-            m.vp8_pt
-                .map(|pt| (pt, "VP8/90000", None))
-                .into_iter()
-                .chain(m.h264_pt.map(|pt| {
-                    (
-                        pt,
-                        "H264/90000",
-                        Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
-                    )
-                }))
-                .collect()
+            let vp8 = m.vp8_pt.map(|pt| (pt, "VP8/90000", None));
+            let h264 = m.h264_pt.map(|pt| (pt, "H264/90000", Some(h264_fmtp)));
+            match (role, video) {
+                (Role::Camera, Some("h264")) => h264.into_iter().collect(),
+                (Role::Camera, _) => vp8.into_iter().collect(),
+                _ => vp8.into_iter().chain(h264).collect(),
+            }
         };
         // RTX only where the server sends video: the receive slots.
         let rtx: Vec<(u8, u8)> = match role {

@@ -14,7 +14,7 @@ fn local() -> Local {
 #[test]
 fn without_slots_the_answer_takes_audio_and_rejects_the_rest() {
     let o = Offer::parse(CHROMIUM_OFFER).unwrap();
-    let a = answer(&o, &local(), 1, true).unwrap();
+    let a = answer(&o, &local(), 1, Some("vp8")).unwrap();
     let sdp = &a.sdp;
     assert!(
         sdp.contains("m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n"),
@@ -85,7 +85,7 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
         (Some(96), Some(102), Some(4000)),
         "VP8, the packetization-mode 1 H.264, and the primary SSRC of the FID group"
     );
-    let a = answer(&o, &local(), 77, true).unwrap();
+    let a = answer(&o, &local(), 77, Some("vp8")).unwrap();
     assert_eq!(
         a.roles,
         vec![
@@ -101,10 +101,11 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
     assert_eq!(a.video_ssrc, Some(4000));
     let sdp = &a.sdp;
     assert!(sdp.contains("a=group:BUNDLE 0 1 2 3 4 5\r\n"), "{sdp}");
-    // The camera: VP8 then H.264, no RTX (the server asks no retransmissions of it). The
-    // video slots: the same codecs and their RTX, each slot with an RTX SSRC of its own.
+    // The camera: the room's codec alone (VP8 here), no RTX (the server asks no
+    // retransmissions of it). The video slots: both codecs and their RTX, each slot with
+    // an RTX SSRC of its own.
     assert!(
-        sdp.contains("m=video 40000 UDP/TLS/RTP/SAVPF 96 102\r\n"),
+        sdp.contains("m=video 40000 UDP/TLS/RTP/SAVPF 96\r\n"),
         "{sdp}"
     );
     assert_eq!(
@@ -121,8 +122,8 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
     assert!(sdp.contains("a=rtcp-fb:96 transport-cc\r\n"));
     assert_eq!(
         sdp.matches("transport-cc\r\n").count(),
-        2,
-        "VP8 and H.264 of the camera"
+        1,
+        "the camera's VP8"
     );
     assert!(a.rtx());
     for i in 2..4 {
@@ -167,7 +168,7 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
 #[test]
 fn an_audio_only_member_gets_no_video() {
     let o = Offer::parse(&slotted_offer()).unwrap();
-    let a = answer(&o, &local(), 5, false).unwrap();
+    let a = answer(&o, &local(), 5, None).unwrap();
     assert_eq!(
         a.roles,
         vec![
@@ -196,7 +197,28 @@ fn slots_past_the_limit_are_rejected() {
         .collect();
     offer += &extra;
     let o = Offer::parse(&offer).unwrap();
-    let a = answer(&o, &local(), 5, true).unwrap();
+    let a = answer(&o, &local(), 5, Some("vp8")).unwrap();
     assert_eq!(a.slots.len(), MAX_SLOTS);
     assert_eq!(a.roles.iter().filter(|r| **r == Role::Rejected).count(), 4);
+}
+
+#[test]
+fn the_camera_sends_the_rooms_codec_or_nothing() {
+    let o = Offer::parse(&slotted_offer()).unwrap();
+    let a = answer(&o, &local(), 9, Some("h264")).unwrap();
+    assert!(
+        a.sdp.contains("m=video 40000 UDP/TLS/RTP/SAVPF 102\r\n"),
+        "{}",
+        a.sdp
+    );
+    assert_eq!(a.roles[1], Role::Camera);
+    // A camera that cannot send the room's codec is refused; its slots still receive.
+    let vp8_only = slotted_offer()
+        .replace("a=rtpmap:102 H264/90000", "a=rtpmap:102 H265/90000")
+        .replace("a=rtpmap:99 H264/90000", "a=rtpmap:99 H265/90000");
+    let o = Offer::parse(&vp8_only).unwrap();
+    let a = answer(&o, &local(), 9, Some("h264")).unwrap();
+    assert_eq!(a.roles[1], Role::Rejected);
+    assert_eq!(a.video_ssrc, None);
+    assert!(matches!(a.roles[4], Role::Slot(_)));
 }

@@ -335,6 +335,6 @@ a=sctp-port:5000\r\n";
             fingerprint: fingerprint_text(&[0xab; 32]),
             addr: "127.0.0.1:40000".parse().unwrap(),
         };
-        assert!(crate::answer::answer(&o, &local, 1, true).is_err());
+        assert!(crate::answer::answer(&o, &local, 1, Some("vp8")).is_err());
     }
 }

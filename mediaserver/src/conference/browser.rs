@@ -43,14 +43,11 @@ impl Conferences {
             fingerprint: w.identity.fingerprint().to_owned(),
             addr: w.addr,
         };
-        // Video only for a member that joined with it (it is charged for it).
-        let answer = webrtc::answer::answer(
-            &offer,
-            &local,
-            rand::random::<u32>().into(),
-            m.video_ssrc.is_some(),
-        )
-        .map_err(|e| bad(e.to_string()))?;
+        // Video only for a member that joined with it (it is charged for it), in the
+        // room's codec.
+        let answer =
+            webrtc::answer::answer(&offer, &local, rand::random::<u32>().into(), m.video_codec)
+                .map_err(|e| bad(e.to_string()))?;
         {
             let mut rooms = self.rooms();
             // The browser picks its own SSRCs: take them in place of the ones we offered.

@@ -35,6 +35,8 @@ pub(crate) struct Membership {
     clock_rate: u32,
     /// The video SSRC, when the join asked for `media=audio,video`.
     pub(super) video_ssrc: Option<u32>,
+    /// The conference's video codec as this member was given it (`h264`, `vp8`).
+    pub(super) video_codec: Option<&'static str>,
     /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`).
     simulcast: Vec<u32>,
     /// What the client asked about the video it receives (`rtx=`, `layer`).
@@ -79,25 +81,54 @@ fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
     }
 }
 
-/// The video codec a `join` with `media=...,video` asks for (`vcodec=h264|vp8`, H.264 when
-/// absent): (payload type, name). The reflector forwards video unchanged, so every member
-/// of a conference should ask for the same one.
-fn video_codec_of(opts: &JoinOpts) -> Result<Option<(u8, &'static str)>, ServerMsg> {
+/// The video codec of a `join` with `media=...,video`: (payload type, name). `vcodec=` lists
+/// the codecs the client takes, in its order of preference (`vp8,h264`; one for a
+/// plain-RTP tool). The reflector forwards video as it is sent, so a conference has one
+/// video codec: the first video member's, which later members get unless they cannot
+/// take it (`reject 409`). Without `vcodec=`: the room's, or H.264 in a new room.
+fn video_codec_of(
+    opts: &JoinOpts,
+    room: Option<&'static str>,
+    conference: &str,
+) -> Result<Option<(u8, &'static str)>, ServerMsg> {
     if !opts.media.contains(&MediaKind::Video) {
         return Ok(None);
     }
+    let of = |name: &'static str| match name {
+        "vp8" => (VP8_PT, "vp8"),
+        _ => (H264_PT, "h264"),
+    };
     let asked = opts
         .extra
         .iter()
         .find(|(k, _)| k == "vcodec")
-        .map(|(_, v)| v.to_ascii_lowercase());
-    match asked.as_deref() {
-        None | Some("h264") => Ok(Some((H264_PT, "h264"))),
-        Some("vp8") => Ok(Some((VP8_PT, "vp8"))),
-        Some(_) => Err(ServerMsg::reject(
-            ErrorCode::BadRequest,
-            "video codecs offered: h264, vp8",
+        .map(|(_, v)| v);
+    let Some(asked) = asked else {
+        return Ok(Some(of(room.unwrap_or("h264"))));
+    };
+    let mut list = Vec::new();
+    for c in asked.split(',') {
+        match c.trim().to_ascii_lowercase().as_str() {
+            "h264" => list.push("h264"),
+            "vp8" => list.push("vp8"),
+            _ => {
+                return Err(ServerMsg::reject(
+                    ErrorCode::BadRequest,
+                    "video codecs offered: h264, vp8",
+                ))
+            }
+        }
+    }
+    match room {
+        Some(r) if list.contains(&r) => Ok(Some(of(r))),
+        Some(r) => Err(ServerMsg::reject(
+            ErrorCode::WrongState,
+            format!(
+                "conference {} sends its video as {r}; join with vcodec={r}",
+                protocol::clip(conference)
+            ),
         )),
+        None => Ok(list.first().map(|&c| of(c))),
     }
 }
 
@@ -192,14 +223,18 @@ impl Conferences {
             .check(t)
             .map_err(|w| self.spent(w))?;
         let (payload_type, codec, clock_rate) = codec_of(opts)?;
-        let video = video_codec_of(opts)?;
-        if video.is_some() && !self.settings.video {
+        if opts.media.contains(&MediaKind::Video) && !self.settings.video {
             return Err(ServerMsg::reject(
                 ErrorCode::WrongState,
                 "this server carries audio only (video = false)",
             ));
         }
         let mut rooms = self.rooms();
+        let video = video_codec_of(
+            opts,
+            rooms.get(conference).and_then(Room::video_codec),
+            conference,
+        )?;
         if let Some(room) = rooms.get(conference).filter(|r| r.mode() != opts.mode) {
             return Err(ServerMsg::reject(
                 ErrorCode::WrongState,
@@ -305,6 +340,9 @@ impl Conferences {
         };
         let joined = room.announce(conference, participant, &member);
         room.add(participant, member);
+        if let Some((_, name)) = video {
+            room.set_video_codec(name);
+        }
         outbox.send(
             ServerMsg::Channel {
                 kind: MediaKind::Audio,
@@ -335,6 +373,7 @@ impl Conferences {
             ssrc,
             clock_rate,
             video_ssrc,
+            video_codec: video.map(|(_, name)| name),
             simulcast: Vec::new(),
             prefs: mesh::ReceiverPrefs::default(),
             rtc_ufrag: None,

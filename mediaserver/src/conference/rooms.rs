@@ -101,6 +101,8 @@ pub(super) struct Room {
     dominant: Option<u32>,
     /// Members whose talk run is on (the last `speaking` said so): a newcomer is told.
     speaking: std::collections::BTreeSet<u32>,
+    /// The video codec of the room, set by its first video member (see `join`).
+    video_codec: Option<&'static str>,
 }
 
 impl Room {
@@ -116,7 +118,17 @@ impl Room {
             locked: None,
             dominant: None,
             speaking: Default::default(),
+            video_codec: None,
         }
+    }
+
+    pub(super) fn video_codec(&self) -> Option<&'static str> {
+        self.video_codec
+    }
+
+    /// The first video member sets the room's codec; later ones get it.
+    pub(super) fn set_video_codec(&mut self, codec: &'static str) {
+        self.video_codec.get_or_insert(codec);
     }
 
     /// Records a talk run starting or ending.

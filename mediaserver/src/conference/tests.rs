@@ -6,7 +6,7 @@ use crate::worker::WorkerHandle;
 use control::{Link, LinkConfig};
 use mesh::Command;
 use protocol::ticket::{self, Claims};
-use protocol::JoinOpts;
+use protocol::{JoinOpts, MediaKind};
 use std::sync::mpsc::Receiver;
 
 const SECRET: &[u8] = b"test-secret";
@@ -124,4 +124,75 @@ async fn a_full_worker_queue_refuses_joins_and_leaves_nothing_behind() {
     assert_eq!(c.stats.commands_retried.load(Ordering::Relaxed), 1);
     c.leave(&ann);
     assert_eq!(kinds(&rx), ["remove", "delete"]);
+}
+
+/// A join with video, asking `vcodec` (or nothing).
+fn join_video(
+    c: &Conferences,
+    out: &control::Outbox,
+    name: &str,
+    vcodec: Option<&str>,
+) -> Result<Membership, ServerMsg> {
+    let mut o = opts("vid", name);
+    o.media = vec![MediaKind::Audio, MediaKind::Video];
+    o.extra = vcodec
+        .map(|v| vec![("vcodec".to_owned(), v.to_owned())])
+        .unwrap_or_default();
+    c.join(
+        &JoinRequest {
+            conference: "vid",
+            account: "demo",
+            name,
+            opts: &o,
+        },
+        out,
+    )
+}
+
+/// One video codec per room: the first video member's (a browser takes VP8 or H.264 and
+/// prefers VP8), a member that names none gets it, and one that cannot take it is refused.
+#[tokio::test]
+async fn a_room_keeps_the_video_codec_of_its_first_video_member() {
+    let (c, _rx) = service(64);
+    let (out, _keep) = outbox().await;
+    let page = join_video(&c, &out, "page", Some("vp8,h264")).unwrap();
+    assert_eq!(page.video_codec, Some("vp8"));
+    // confclient --external-media --video, no --vcodec: the room's VP8.
+    let ext = join_video(&c, &out, "ffmpeg", None).unwrap();
+    assert_eq!(ext.video_codec, Some("vp8"));
+    // A page that prefers H.264 but takes VP8 gets VP8.
+    let other = join_video(&c, &out, "page2", Some("h264,vp8")).unwrap();
+    assert_eq!(other.video_codec, Some("vp8"));
+    // A sender that can only do H.264 cannot join this room's video.
+    let e = join_video(&c, &out, "h264-only", Some("h264")).unwrap_err();
+    assert!(
+        matches!(&e, ServerMsg::Reject { code: ErrorCode::WrongState, text } if text.contains("vcodec=vp8")),
+        "{e:?}"
+    );
+    // Unknown codecs are a bad request; a new room without vcodec= gets H.264.
+    let e = join_video(&c, &out, "x", Some("av1")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ServerMsg::Reject {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let mut o = opts("fresh", "solo");
+    o.media = vec![MediaKind::Audio, MediaKind::Video];
+    let solo = c
+        .join(
+            &JoinRequest {
+                conference: "fresh",
+                account: "demo",
+                name: "solo",
+                opts: &o,
+            },
+            &out,
+        )
+        .unwrap();
+    assert_eq!(solo.video_codec, Some("h264"));
 }
