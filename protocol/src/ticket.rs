@@ -155,6 +155,12 @@ pub fn verify_role(
         _ => return Err(TicketError::Malformed),
     };
     let expires: u64 = exp.parse().map_err(|_| TicketError::Malformed)?;
+    // Only the form the dispatcher writes: spent tickets are told apart by their text, so
+    // `0EXPIRES`, `+EXPIRES` or an upper-case tag must not pass as another ticket.
+    let lower_hex = |t: &str| t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if exp != expires.to_string() || !lower_hex(tag) {
+        return Err(TicketError::Malformed);
+    }
     let tag = hex::decode(tag).map_err(|_| TicketError::Malformed)?;
     mac(secret, c, expires, role, nonce)
         .verify_slice(&tag)
@@ -187,6 +193,23 @@ mod tests {
     fn expiry_is_readable() {
         assert_eq!(expiry(&sign(b"k", &C, 1234)), Some(1234));
         assert_eq!(expiry("nope"), None);
+    }
+
+    #[test]
+    fn only_the_signed_spelling_of_a_ticket_verifies() {
+        let t = sign(b"secret", &C, 1000);
+        let (head, tag) = t.rsplit_once('.').expect("a signed ticket has a tag");
+        for other in [
+            format!("0{t}"),
+            format!("+{t}"),
+            format!("{head}.{}", tag.to_ascii_uppercase()),
+        ] {
+            assert_eq!(
+                verify(b"secret", &other, &C, 999),
+                Err(TicketError::Malformed),
+                "{other}"
+            );
+        }
     }
 
     #[test]
