@@ -20,7 +20,9 @@
 //!   one [`TlsArgs`] per binary.
 //!
 //! - [`rate`]: sans-IO token buckets by key (join rates);
-//! - [`http`]: the body-size and time limits of every HTTP route.
+//! - [`http`]: the body-size and time limits of every HTTP route;
+//! - [`whip`]: what the WHIP and WHEP routes of the dispatcher and the media server share
+//!   (CORS, status codes, bearer tokens).
 //!
 //! Message parsing stays in `protocol`; this crate moves lines.
 
@@ -34,6 +36,7 @@ pub mod metrics;
 pub mod rate;
 pub mod serve;
 pub mod tls;
+pub mod whip;
 
 pub use client::{connect, connect_tls};
 pub use gate::{CloseReason, Gate, RefuseReason};

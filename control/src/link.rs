@@ -34,6 +34,8 @@ pub enum Transport {
     Tcp,
     /// One text frame per line.
     WebSocket,
+    /// No connection: a member that joined through an HTTP request (WHIP, WHEP).
+    Http,
 }
 
 /// A connection: read lines from `incoming`, queue lines on `outbox` (cloneable).
@@ -278,6 +280,9 @@ enum Sink {
     Tcp(BufWriter<ByteWriter>),
     Ws(SplitSink<axws::WebSocket, axws::Message>),
     WsClient(WsClientSink),
+    /// A member with no control connection (one that joined over WHIP or WHEP): its
+    /// lines go nowhere; closing the link is how it is told to leave.
+    Discard,
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -305,6 +310,7 @@ impl Sink {
                 let text = ts::Utf8Bytes::try_from(text_of(line)).map_err(io_err)?;
                 s.feed(ts::Message::Text(text)).await.map_err(io_err)
             }
+            Sink::Discard => Ok(()),
         }
     }
 
@@ -313,6 +319,7 @@ impl Sink {
             Sink::Tcp(w) => w.flush().await,
             Sink::Ws(s) => s.flush().await.map_err(io_err),
             Sink::WsClient(s) => s.flush().await.map_err(io_err),
+            Sink::Discard => Ok(()),
         }
     }
 
@@ -321,6 +328,7 @@ impl Sink {
             Sink::Tcp(w) => w.shutdown().await,
             Sink::Ws(s) => s.close().await.map_err(io_err),
             Sink::WsClient(s) => s.close().await.map_err(io_err),
+            Sink::Discard => Ok(()),
         };
     }
 }
@@ -484,6 +492,23 @@ impl Link {
         let client = TcpStream::connect(l.local_addr()?).await?;
         let (server, _) = l.accept().await?;
         Ok((Link::tcp(server, cfg, None, None), client))
+    }
+
+    /// A link with no connection under it, for a member that joined by HTTP (WHIP, WHEP):
+    /// what is sent on it is dropped, nothing arrives, and closing it (a kick, `DELETE`)
+    /// completes [`Outbox::closed`]. Must be called on a tokio runtime.
+    pub fn headless(peer: SocketAddr, shutdown: Option<&CancellationToken>) -> Link {
+        let meta = Meta {
+            peer,
+            local: None,
+            transport: Transport::Http,
+        };
+        let cfg = LinkConfig {
+            handshake_timeout: None,
+            ..LinkConfig::default()
+        };
+        let source = futures_util::stream::pending().boxed();
+        Link::build(source, Sink::Discard, meta, cfg, None, shutdown)
     }
 
     /// A WebSocket accepted by axum.

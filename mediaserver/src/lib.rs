@@ -4,7 +4,8 @@
 //! - [`conference`](crate::conference): the conference service, the one owner of the room
 //!   lifecycle and the only sender of commands to the workers.
 //! - Adapters that only parse and call the service: `host` (client sessions over TCP and
-//!   WebSocket), `dispatchee` (the registry link), `http` (`/metrics`).
+//!   WebSocket), `whip` (WHIP publishers and WHEP viewers over HTTP), `dispatchee` (the
+//!   registry link), `http` (`/metrics`).
 //! - `worker`: one thread per worker with its own UDP port and mesh.
 //! - `path`: the media paths (reflector, transcoder) as one enum for the mesh.
 //!
@@ -19,6 +20,7 @@ mod http;
 pub mod io;
 mod path;
 pub mod rtc;
+mod whip;
 pub mod worker;
 
 pub use conference::Drained;
@@ -125,7 +127,10 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         while let Some((worker, ev)) = ev_rx.recv().await {
             match ev {
                 worker::Report::Mesh(ev) => events.on_mesh_event(worker, ev),
-                worker::Report::Slot(s) => events.on_slot(worker, s),
+                worker::Report::Rtc(rtc::RtcReport::Slot(s)) => events.on_slot(worker, s),
+                worker::Report::Rtc(rtc::RtcReport::Closed { conf, participant }) => {
+                    events.on_rtc_closed(worker, conf, participant)
+                }
             }
         }
     });
@@ -151,6 +156,7 @@ pub async fn start(settings: Settings) -> Result<Running, MediaServerError> {
         shutdown.clone(),
         move |link| host::session(link, ws_service.clone()),
     ));
+    let app = app.merge(whip::router(service.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = control::serve_http(http, tls, app, stop).await {

@@ -43,8 +43,20 @@ pub struct SlotTaken {
     pub source: u32,
 }
 
-/// Slot events held for the worker loop between two drains; more are counted and lost
-/// (the page then shows the stream on an unnamed tile).
+/// What a worker's WebRTC port tells the conference service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcReport {
+    Slot(SlotTaken),
+    /// A member's session ended (lost consent, failed setup, a wrong certificate): a member
+    /// that joined over HTTP (WHIP, WHEP) has nothing else to leave with.
+    Closed {
+        conf: ConfId,
+        participant: ParticipantId,
+    },
+}
+
+/// Reports held for the worker loop between two drains; more are counted and lost (the
+/// page then shows the stream on an unnamed tile).
 const SLOT_EVENTS: usize = 256;
 
 /// What the conference service asks of a worker's WebRTC port.
@@ -53,6 +65,14 @@ pub enum RtcCommand {
     /// The member left: its session (our ufrag) ends.
     Remove {
         ufrag: String,
+    },
+    /// The session's slots play only `sources` (a member's SSRCs): its video slots, and its
+    /// audio slots when `audio`; empty: streams take slots as they come. A WHEP viewer
+    /// follows the speaker this way.
+    Follow {
+        ufrag: String,
+        audio: bool,
+        sources: Vec<u32>,
     },
 }
 
@@ -65,7 +85,7 @@ pub struct RtcCounters {
 }
 
 /// The reasons on `/metrics` (`noc_media_webrtc_drops{reason}`).
-pub const REASONS: [&str; 13] = [
+pub const REASONS: [&str; 14] = [
     "stun_malformed",
     "stun_unknown_user",
     "stun_bad_integrity",
@@ -79,6 +99,7 @@ pub const REASONS: [&str; 13] = [
     "tx_no_consent",
     "tx_no_slot",
     "tx_no_codec",
+    "tx_not_wanted",
 ];
 
 fn values(c: &webrtc::Counters, oversize: u64) -> [u64; REASONS.len()] {
@@ -96,6 +117,7 @@ fn values(c: &webrtc::Counters, oversize: u64) -> [u64; REASONS.len()] {
         c.tx_refused + c.consent_expired,
         c.tx_no_slot,
         c.tx_no_codec,
+        c.tx_not_wanted,
     ]
 }
 
@@ -115,7 +137,7 @@ pub struct Rtc {
     oversize: u64,
     /// The latest `now` the worker gave us (egress runs without a clock read of its own).
     now: Instant,
-    slot_events: Vec<SlotTaken>,
+    slot_events: Vec<RtcReport>,
     pub slot_events_lost: u64,
 }
 
@@ -145,6 +167,20 @@ impl Rtc {
             RtcCommand::Remove { ufrag } => {
                 if let Some(tag) = self.table.remove_ufrag(&ufrag) {
                     self.forget(tag);
+                }
+            }
+            RtcCommand::Follow {
+                ufrag,
+                audio,
+                sources,
+            } => {
+                let kinds: &[webrtc::SlotKind] = if audio {
+                    &[webrtc::SlotKind::Audio, webrtc::SlotKind::Video]
+                } else {
+                    &[webrtc::SlotKind::Video]
+                };
+                for &k in kinds {
+                    self.table.follow(&ufrag, k, &sources);
                 }
             }
         }
@@ -290,11 +326,7 @@ impl Rtc {
                         slot,
                         source,
                     };
-                    if self.slot_events.len() < SLOT_EVENTS {
-                        self.slot_events.push(ev);
-                    } else {
-                        self.slot_events_lost += 1;
-                    }
+                    self.report(RtcReport::Slot(ev));
                 }
                 Event::Secured { tag, profile } => {
                     tracing::info!(
@@ -312,13 +344,26 @@ impl Rtc {
                         "webrtc: session closed"
                     );
                     self.forget(tag);
+                    self.report(RtcReport::Closed {
+                        conf: tag.conf,
+                        participant: tag.participant,
+                    });
                 }
             }
         }
     }
 
-    /// The slot events since the last call, for the conference service.
-    pub fn drain_slots(&mut self) -> std::vec::Drain<'_, SlotTaken> {
+    fn report(&mut self, r: RtcReport) {
+        // A lost `Closed` would leave an HTTP member in its room for good; they are rare.
+        if self.slot_events.len() < SLOT_EVENTS || matches!(r, RtcReport::Closed { .. }) {
+            self.slot_events.push(r);
+        } else {
+            self.slot_events_lost += 1;
+        }
+    }
+
+    /// The reports since the last call, for the conference service.
+    pub fn drain_reports(&mut self) -> std::vec::Drain<'_, RtcReport> {
         self.slot_events.drain(..)
     }
 

@@ -7,7 +7,7 @@
 //! thread adds the command channel, the event channel and core pinning.
 
 use crate::io::{Io, IoKind, IoOptions};
-use crate::rtc::{Rtc, RtcCommand, RtcCounters, SlotTaken};
+use crate::rtc::{Rtc, RtcCommand, RtcCounters, RtcReport};
 use crate::Settings;
 use mesh::{Command, DropReason, Event, Mesh, MeshConfig, Path, TxBatch};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -27,8 +27,8 @@ pub const EVENT_QUEUE: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
     Mesh(Event),
-    /// A member's stream took a browser's receive slot.
-    Slot(SlotTaken),
+    /// From the WebRTC port: a stream took a browser's receive slot, a session ended.
+    Rtc(RtcReport),
 }
 /// The mesh's batch is sent early once it holds this many packets, so one receive batch of
 /// large fan-outs never fills it (the mesh would drop as `TxFull`).
@@ -210,10 +210,10 @@ impl<P: Path> Engine<P> {
         self.mesh.poll_event()
     }
 
-    /// The receive-slot events since the last call.
-    pub fn drain_slots(&mut self, mut f: impl FnMut(SlotTaken)) {
+    /// The WebRTC port's reports since the last call.
+    pub fn drain_rtc(&mut self, mut f: impl FnMut(RtcReport)) {
         if let Some(rtc) = &mut self.rtc {
-            rtc.drain_slots().for_each(&mut f);
+            rtc.drain_reports().for_each(&mut f);
         }
     }
 
@@ -481,8 +481,7 @@ fn run<P: Path>(
         while let Some(ev) = engine.poll_event() {
             lost += u64::from(events.try_send((index, Report::Mesh(ev))).is_err());
         }
-        engine
-            .drain_slots(|s| lost += u64::from(events.try_send((index, Report::Slot(s))).is_err()));
+        engine.drain_rtc(|r| lost += u64::from(events.try_send((index, Report::Rtc(r))).is_err()));
         if lost > 0 {
             engine
                 .counters

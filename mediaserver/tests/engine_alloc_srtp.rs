@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use mediaserver::io::IoKind;
-use mediaserver::rtc::{RtcCommand, Tag};
+use mediaserver::rtc::{RtcCommand, RtcReport, Tag};
 use mesh::Command;
 use std::time::{Duration, Instant};
 use testkit::alloc::{counted, CountingAlloc};
@@ -171,7 +171,10 @@ fn srtp_is_forwarded_without_allocating() {
     assert_eq!((plain_got, secure_got), (320, 320));
     // The one stream took the receiver's first slot, once.
     let mut slot_events = 0;
-    rig.engine.drain_slots(|s| {
+    rig.engine.drain_rtc(|r| {
+        let RtcReport::Slot(s) = r else {
+            panic!("only a slot report: {r:?}");
+        };
         assert_eq!(
             (s.participant, s.slot, s.source),
             (RECEIVER, 0, ssrc(SENDER))

@@ -48,6 +48,11 @@ pub const DEFAULT_PORT: u16 = 3450;
 
 /// Parses one line of any message kind and discards the result; the fuzz targets call this.
 pub fn fuzz_parse(data: &[u8]) {
+    // The WHIP/WHEP offer scan reads whole request bodies.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = sdp::http_media(text, true);
+        let _ = sdp::http_media(text, false);
+    }
     let mut lb = LineBuffer::new();
     lb.extend(data);
     lb.extend(b"\n");

@@ -230,3 +230,100 @@ a=fingerprint:sha-256 AB:CD\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=
         );
     }
 }
+
+/// What an offer posted to WHIP or WHEP carries, as the join needs it: whether it has a
+/// video section in the direction that matters, and the video codecs that section offers
+/// (`vp8`, `h264`, in the offer's order), for `vcodec=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpMedia {
+    pub video: bool,
+    pub vcodecs: Vec<&'static str>,
+}
+
+/// Reads just enough of an offer for the join (the media server parses it in full):
+/// `publish` (WHIP) looks for a video section that sends, otherwise (WHEP) for one that
+/// receives. Never fails: what it does not recognise is skipped.
+pub fn http_media(sdp: &str, publish: bool) -> HttpMedia {
+    let mut out = HttpMedia::default();
+    // The video section being read: (port is not 0, its direction, its codecs).
+    let mut section: Option<(bool, &str, Vec<&'static str>)> = None;
+    let finish = |s: Option<(bool, &str, Vec<&'static str>)>, out: &mut HttpMedia| {
+        let Some((open, dir, codecs)) = s else { return };
+        let fits = if publish {
+            matches!(dir, "sendrecv" | "sendonly")
+        } else {
+            matches!(dir, "sendrecv" | "recvonly")
+        };
+        if open && fits && !codecs.is_empty() && !out.video {
+            out.video = true;
+            out.vcodecs = codecs;
+        }
+    };
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(section.take(), &mut out);
+            let mut f = m.split(' ');
+            if f.next() == Some("video") {
+                let open = f.next().is_some_and(|p| p != "0");
+                section = Some((open, "sendrecv", Vec::new()));
+            }
+        } else if let Some((_, dir, codecs)) = section.as_mut() {
+            match line {
+                "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive" => *dir = &line[2..],
+                _ => {
+                    let name = line
+                        .strip_prefix("a=rtpmap:")
+                        .and_then(|r| r.split(' ').nth(1))
+                        .and_then(|c| c.split('/').next())
+                        .map(str::to_ascii_lowercase);
+                    let codec = match name.as_deref() {
+                        Some("vp8") => Some("vp8"),
+                        Some("h264") => Some("h264"),
+                        _ => None,
+                    };
+                    if let Some(c) = codec.filter(|c| !codecs.contains(c)) {
+                        codecs.push(c);
+                    }
+                }
+            }
+        }
+    }
+    finish(section, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod http_media_tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n\
+        a=rtpmap:111 opus/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=sendonly\r\n\
+        a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=rtpmap:102 H264/90000\r\n";
+
+    #[test]
+    fn a_publishers_video_and_its_codecs() {
+        let m = http_media(OFFER, true);
+        assert_eq!(
+            m,
+            HttpMedia {
+                video: true,
+                vcodecs: vec!["vp8", "h264"]
+            }
+        );
+        // A sendonly video is nothing a viewer receives.
+        assert_eq!(http_media(OFFER, false), HttpMedia::default());
+        let watch = OFFER.replace("a=sendonly", "a=recvonly");
+        assert!(http_media(&watch, false).video);
+        assert!(!http_media(&watch, true).video);
+    }
+
+    #[test]
+    fn rejected_or_codecless_video_and_garbage_are_no_video() {
+        assert!(!http_media(&OFFER.replace("m=video 9", "m=video 0"), true).video);
+        assert!(!http_media(&OFFER.replace("VP8", "AV1").replace("H264", "H265"), true).video);
+        assert_eq!(
+            http_media("m=\r\nm=video\r\na=rtpmap:\r\n\u{0}", true),
+            HttpMedia::default()
+        );
+    }
+}

@@ -12,7 +12,9 @@
 //!   rejected with port 0, as RFC 3264 §6 says.
 //!
 //! An offer without receive-only sections gets the voice section as `sendrecv` and the
-//! members' streams unsignalled on it (a browser plays one such stream per section).
+//! members' streams unsignalled on it (a browser plays one such stream per section); one
+//! that only sends (WHIP) is sent nothing but RTCP. A receive-only offer (WHEP) is all
+//! slots.
 
 use protocol::codec::{H264, OPUS, VP8};
 
@@ -90,9 +92,9 @@ fn room_pt(m: &OfferedMedia, codec: &str) -> Option<u8> {
 
 fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answer, Error> {
     let video = room_video.is_some();
-    let voice = offer
-        .audio()
-        .ok_or_else(|| Error::Sdp("the offer has no audio section with Opus".into()))?;
+    // The browser's voice: the first audio section that sends Opus. A receive-only offer
+    // (a WHEP player) has none; its audio sections are slots.
+    let voice = offer.voice();
     // Sections are told apart by mid (`Offer::parse` checks it; a hand-built offer may not).
     for (i, m) in offer.media.iter().enumerate() {
         if offer.media[..i].iter().any(|o| o.mid == m.mid) {
@@ -105,7 +107,7 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
     let mut roles = Vec::with_capacity(offer.media.len());
     let mut camera = None;
     for m in &offer.media {
-        let role = if m.mid == voice.mid {
+        let role = if voice.is_some_and(|v| v.mid == m.mid) {
             Role::Voice
         } else if camera.is_none()
             && room_video.is_some_and(|c| room_pt(m, c).is_some())
@@ -148,6 +150,15 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
         roles.push(role);
     }
     debug_assert!(MAX_SLOTS >= slots.len());
+    if voice.is_none() && camera.is_none() && slots.is_empty() {
+        return Err(Error::Sdp(
+            "the offer neither sends Opus nor receives anything this room carries".into(),
+        ));
+    }
+    // Nothing that receives (a WHIP publisher): media to it would only be dropped.
+    if slots.is_empty() && voice.is_none_or(|v| v.direction == "sendonly") {
+        slots.set_send_only();
+    }
     // One payload type per codec across the bundle (RFC 8843 §9.1), the browser's numbers.
     let first = |f: fn(&OfferedMedia) -> Option<u8>| {
         offer

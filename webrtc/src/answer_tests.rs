@@ -222,3 +222,58 @@ fn the_camera_sends_the_rooms_codec_or_nothing() {
     assert_eq!(a.video_ssrc, None);
     assert!(matches!(a.roles[4], Role::Slot(_)));
 }
+
+/// The sections of [`slotted_offer`] with these mids, in this order, under its session part.
+fn sections(mids: &[u32], bundle: &str) -> String {
+    let full = slotted_offer();
+    let mut parts = full.split("m=");
+    let session = parts.next().unwrap().replace(
+        "a=group:BUNDLE 0 1 2 3 4 5",
+        &format!("a=group:BUNDLE {bundle}"),
+    );
+    let media: Vec<String> = parts.map(|p| format!("m={p}")).collect();
+    let mut s = session;
+    for &mid in mids {
+        s += &media[mid as usize];
+    }
+    s
+}
+
+#[test]
+fn a_whip_publisher_only_sends_and_is_sent_no_media() {
+    let offer = sections(&[0, 1], "0 1").replace("a=sendrecv", "a=sendonly");
+    let o = Offer::parse(&offer).unwrap();
+    let a = answer(&o, &local(), 3, Some("vp8")).unwrap();
+    assert_eq!(a.roles, vec![Role::Voice, Role::Camera]);
+    assert_eq!(a.video_ssrc, Some(4000));
+    let back = Offer::parse(&a.sdp).unwrap();
+    let dirs: Vec<&str> = back.media.iter().map(|m| m.direction.as_str()).collect();
+    assert_eq!(dirs, ["recvonly", "recvonly"], "{}", a.sdp);
+    let mut slots = a.slots.clone();
+    let mut opus = vec![0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+    assert_eq!(
+        slots.outbound(std::time::Instant::now(), &mut opus),
+        Err(crate::SlotDrop::NotWanted)
+    );
+}
+
+#[test]
+fn a_whep_viewer_is_all_slots() {
+    let offer = sections(&[2, 4], "2 4");
+    let o = Offer::parse(&offer).unwrap();
+    assert!(o.voice().is_none());
+    let a = answer(&o, &local(), 3, Some("vp8")).unwrap();
+    assert_eq!(a.roles, vec![Role::Slot(0), Role::Slot(1)]);
+    assert_eq!(a.slot_mids, vec!["2", "4"]);
+    assert_eq!(a.video_ssrc, None);
+    let back = Offer::parse(&a.sdp).unwrap();
+    assert!(
+        back.media.iter().all(|m| m.direction == "sendonly"),
+        "{}",
+        a.sdp
+    );
+    // Nothing it sends, nothing it takes: refused.
+    let idle = offer.replace("a=recvonly", "a=inactive");
+    let o = Offer::parse(&idle).unwrap();
+    assert!(answer(&o, &local(), 3, Some("vp8")).is_err());
+}

@@ -204,6 +204,13 @@ impl Offer {
         })
     }
 
+    /// The first audio section that sends Opus: the browser's voice.
+    pub fn voice(&self) -> Option<&OfferedMedia> {
+        self.media
+            .iter()
+            .find(|m| m.kind == "audio" && m.opus_pt.is_some() && m.sends())
+    }
+
     /// The audio section the server takes the browser's voice from: the first that sends
     /// Opus, else the first with Opus that is not inactive.
     pub fn audio(&self) -> Option<&OfferedMedia> {

@@ -125,6 +125,8 @@ pub struct Counters {
     pub tx_no_slot: u64,
     /// Packets in a codec the browser's answer does not have.
     pub tx_no_codec: u64,
+    /// Media a browser does not take: it only sends, or it follows other sources.
+    pub tx_not_wanted: u64,
     /// Transport-cc feedback packets sent (not a drop: published as a count).
     pub twcc_feedback: u64,
 }
@@ -230,6 +232,20 @@ impl<T: Clone> Table<T> {
             },
         );
         Ok(id)
+    }
+
+    /// The session with our ufrag `ufrag` plays only `sources` on its slots of `kind` (see
+    /// [`crate::Slots::follow`]); false when there is no such session.
+    pub fn follow(&mut self, ufrag: &str, kind: crate::SlotKind, sources: &[u32]) -> bool {
+        let Some(s) = self
+            .by_ufrag
+            .get(ufrag)
+            .and_then(|id| self.sessions.get_mut(id))
+        else {
+            return false;
+        };
+        s.p.slots.follow(kind, sources);
+        true
     }
 
     /// Removes the session with our ufrag `ufrag`; returns its tag.
@@ -481,6 +497,10 @@ impl<T: Clone> Table<T> {
             }
             Err(crate::SlotDrop::NoSlot) => {
                 self.counters.tx_no_slot += 1;
+                return None;
+            }
+            Err(crate::SlotDrop::NotWanted) => {
+                self.counters.tx_not_wanted += 1;
                 return None;
             }
             Err(crate::SlotDrop::NoCodec | crate::SlotDrop::Malformed) => {

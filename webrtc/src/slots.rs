@@ -52,7 +52,13 @@ pub enum SlotDrop {
     NoSlot,
     /// Shorter than an RTP header.
     Malformed,
+    /// A stream the browser does not take: it only sends (a WHIP publisher), or the
+    /// session follows other sources of that kind ([`Slots::follow`]).
+    NotWanted,
 }
+
+/// Sources one kind can follow at once (a member's audio, or its video).
+const FOLLOW: usize = 4;
 
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -113,6 +119,11 @@ pub struct Slots {
     /// server's retransmissions ([`protocol::codec::BROWSER_RTX_PT`]) go out in the one that
     /// repairs what the slot carries.
     rtx_of: [u8; 128],
+    /// The sources each kind follows (audio, video; 0 = unused); none set: every
+    /// stream takes a free slot as it comes.
+    follow: [[u32; FOLLOW]; 2],
+    /// The browser takes no media from us (sendonly): only RTCP goes to it.
+    send_only: bool,
 }
 
 impl Default for Slots {
@@ -124,7 +135,16 @@ impl Default for Slots {
             out_kind: [None; 128],
             in_pt: [NO_PT; 128],
             rtx_of: [NO_PT; 128],
+            follow: [[0; FOLLOW]; 2],
+            send_only: false,
         }
+    }
+}
+
+fn kind_index(kind: SlotKind) -> usize {
+    match kind {
+        SlotKind::Audio => 0,
+        SlotKind::Video => 1,
     }
 }
 
@@ -183,6 +203,28 @@ impl Slots {
         }
     }
 
+    /// The browser only sends (its answer has no section that receives): media to it is
+    /// dropped as [`SlotDrop::NotWanted`], RTCP still goes.
+    pub fn set_send_only(&mut self) {
+        self.send_only = true;
+    }
+
+    /// The slots of `kind` carry only `sources` (a member's SSRCs: the speaker a WHEP viewer
+    /// watches); a source not yet on a slot takes one from a source no longer followed, its
+    /// numbering continued. An empty list: streams take free slots as they come.
+    pub fn follow(&mut self, kind: SlotKind, sources: &[u32]) {
+        let f = &mut self.follow[kind_index(kind)];
+        *f = [0; FOLLOW];
+        for (d, &s) in f.iter_mut().zip(sources.iter().filter(|&&s| s != 0)) {
+            *d = s;
+        }
+    }
+
+    fn following(&self, kind: SlotKind) -> Option<&[u32; FOLLOW]> {
+        let f = &self.follow[kind_index(kind)];
+        (f[0] != 0).then_some(f)
+    }
+
     /// Declared slots.
     pub fn len(&self) -> usize {
         self.len
@@ -228,6 +270,9 @@ impl Slots {
         if pkt.len() < 12 {
             return Err(SlotDrop::Malformed);
         }
+        if self.send_only {
+            return Err(SlotDrop::NotWanted);
+        }
         let ours = usize::from(pkt[1] & 0x7f);
         if ours == usize::from(BROWSER_RTX_PT) && self.has_rtx() {
             return self.rtx_out(pkt).map(|()| None);
@@ -247,6 +292,10 @@ impl Slots {
         let ssrc = be32(pkt, 8);
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let ts = be32(pkt, 4);
+        let followed = self.following(kind).copied();
+        if followed.is_some_and(|f| !f.contains(&ssrc)) {
+            return Err(SlotDrop::NotWanted);
+        }
         let live = &mut self.slots[..self.len];
         let (i, assigned) = match live
             .iter()
@@ -254,10 +303,18 @@ impl Slots {
         {
             Some(i) => (i, false),
             None => {
-                // A never-used slot first, then the longest idle one.
-                let i = live
-                    .iter()
-                    .position(|s| s.kind == kind && !s.taken)
+                // Following: the slot of a source no longer followed switches now, so the
+                // player's track goes on with the new speaker. Otherwise a never-used slot
+                // first, then the longest idle one.
+                let unfollowed = followed.and_then(|f| {
+                    live.iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.kind == kind && s.taken && !f.contains(&s.source))
+                        .min_by_key(|(_, s)| s.last)
+                        .map(|(i, _)| i)
+                });
+                let i = unfollowed
+                    .or_else(|| live.iter().position(|s| s.kind == kind && !s.taken))
                     .or_else(|| {
                         live.iter()
                             .enumerate()

@@ -214,3 +214,44 @@ fn retransmissions_go_out_as_rtx_of_the_slot_in_its_numbering() {
     audio_rtx.splice(12..12, [0, 1]);
     assert_eq!(s.outbound(later, &mut audio_rtx), Err(SlotDrop::NoSlot));
 }
+
+#[test]
+fn a_follower_plays_only_the_followed_source_and_switches_without_a_gap() {
+    let t0 = Instant::now();
+    let mut s = table();
+    s.follow(SlotKind::Audio, &[0xaaaa]);
+    let mut a = rtp(111, 100, 5000, 0xaaaa);
+    assert_eq!(s.outbound(t0, &mut a), Ok(Some(0)));
+    // Another speaker is not played, though a slot is free.
+    let mut b = rtp(111, 9, 9, 0xbbbb);
+    assert_eq!(s.outbound(t0, &mut b), Err(SlotDrop::NotWanted));
+    // Video follows nobody yet: it takes its slot as it comes.
+    let mut v = rtp(97, 1, 1, 0xcccc);
+    assert_eq!(s.outbound(t0, &mut v), Ok(Some(2)));
+    // The speaker changes: the new one takes the old one's slot at once (no idle wait),
+    // its numbering running on; the old one is no longer played.
+    s.follow(SlotKind::Audio, &[0xbbbb]);
+    let t1 = t0 + Duration::from_millis(20);
+    let mut b2 = rtp(111, 10, 969, 0xbbbb);
+    assert_eq!(s.outbound(t1, &mut b2), Ok(Some(0)));
+    assert_eq!((head(&b2).1, head(&b2).3), (101, 1000));
+    let mut a2 = rtp(111, 101, 5960, 0xaaaa);
+    assert_eq!(s.outbound(t1, &mut a2), Err(SlotDrop::NotWanted));
+    // An empty list: streams take free slots as they come again.
+    s.follow(SlotKind::Audio, &[]);
+    let mut a3 = rtp(111, 102, 6920, 0xaaaa);
+    assert_eq!(s.outbound(t1, &mut a3), Ok(Some(1)));
+}
+
+#[test]
+fn a_send_only_browser_gets_no_media() {
+    let mut s = table();
+    s.set_send_only();
+    let mut a = rtp(111, 1, 1, 0xaaaa);
+    assert_eq!(s.outbound(Instant::now(), &mut a), Err(SlotDrop::NotWanted));
+    let mut short = vec![0x80, 111, 0];
+    assert_eq!(
+        s.outbound(Instant::now(), &mut short),
+        Err(SlotDrop::Malformed)
+    );
+}

@@ -1,11 +1,13 @@
 //! The dispatcher's HTTP face: the dashboard, the JSON API, live updates (SSE), the
-//! admin actions, `/metrics` and the health checks `/healthz` and `/readyz`. (The WebSocket control route `/ws` is the client
-//! host's, merged in by `lib.rs`.)
+//! admin actions, `/metrics`, the health checks `/healthz` and `/readyz`, and the WHIP and
+//! WHEP endpoints that send tools to their media server. (The WebSocket control route `/ws`
+//! is the client host's, merged in by `lib.rs`.)
 
 mod admin;
 mod dashboard;
 mod health;
 mod ice;
+mod whip;
 
 use crate::core::{Server, ServerState};
 use crate::{unix_ms, Service};
@@ -61,7 +63,8 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .with_state(service)
+        .with_state(service.clone())
+        .merge(whip::router(service))
 }
 
 fn server_json(s: &Server, now: Instant, unix_s: u64) -> Value {

@@ -27,12 +27,14 @@ impl Conferences {
             }));
         }
         let offer = Offer::parse(text).map_err(|e| bad(e.to_string()))?;
-        let audio = offer
-            .audio()
-            .ok_or_else(|| bad("sdp: the offer has no audio section with Opus"))?;
-        let ssrc = audio
-            .ssrc
-            .ok_or_else(|| bad("sdp: the audio section announces no a=ssrc"))?;
+        // A receive-only offer (a WHEP viewer) has no voice: the member keeps our SSRC.
+        let voice = match offer.voice() {
+            Some(v) => Some(
+                v.ssrc
+                    .ok_or_else(|| bad("sdp: the audio section announces no a=ssrc"))?,
+            ),
+            None => None,
+        };
         let Some((worker, conf)) = self.place_of(m) else {
             return Err(bad("not in a conference"));
         };
@@ -63,7 +65,9 @@ impl Conferences {
                 }
                 Ok(())
             };
-            take(&mut m.ssrc, ssrc)?;
+            if let Some(ssrc) = voice {
+                take(&mut m.ssrc, ssrc)?;
+            }
             if let (Some(v), Some(cam)) = (m.video_ssrc.as_mut(), answer.video_ssrc) {
                 take(v, cam)?;
             }
@@ -101,7 +105,7 @@ impl Conferences {
             m.prefs.rtx_payload_type = Some(protocol::codec::BROWSER_RTX_PT);
             self.send_prefs(m)?;
         }
-        tracing::info!(conference = %m.conference, participant = m.participant, ssrc, "webrtc offer answered");
+        tracing::info!(conference = %m.conference, participant = m.participant, ssrc = m.ssrc, "webrtc offer answered");
         m.rtc_ufrag = Some(local.ice_ufrag);
         Ok(answer.sdp)
     }

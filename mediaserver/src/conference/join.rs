@@ -336,6 +336,7 @@ impl Conferences {
             hard_muted: None,
             raised: false,
             slot_mids: Vec::new(),
+            follows: None,
             chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
         };
         let joined = room.announce(conference, participant, &member);

@@ -9,6 +9,7 @@
 //! plane never falls out of step with the mesh.
 
 mod browser;
+mod http_members;
 mod join;
 mod moderate;
 mod punt;
@@ -57,6 +58,15 @@ pub(crate) enum Refusal {
     Reply(ServerMsg),
 }
 
+impl Refusal {
+    /// The line that says why.
+    pub(crate) fn line(&self) -> &ServerMsg {
+        match self {
+            Refusal::Fatal(m) | Refusal::Reply(m) => m,
+        }
+    }
+}
+
 /// Counters of the service, for `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct ServiceStats {
@@ -99,6 +109,8 @@ pub(crate) struct Conferences {
     /// Tickets accepted here (and kicked members'), until they expire: each is good for
     /// one join. Locked after `rooms` when both are held.
     spent: Mutex<tickets::SpentTickets>,
+    /// WHIP and WHEP resources by id.
+    resources: Mutex<HashMap<String, http_members::Resource>>,
     pub stats: ServiceStats,
 }
 
@@ -129,6 +141,7 @@ impl Conferences {
             deferred: Mutex::new(Vec::new()),
             meter: Mutex::new(Meter::new()),
             spent: Mutex::new(tickets::SpentTickets::default()),
+            resources: Mutex::new(HashMap::new()),
             stats: ServiceStats::default(),
         };
         (c, rx)
@@ -408,6 +421,11 @@ impl Conferences {
                 if let Some(room) = rooms.by_conf(worker, conf) {
                     if room.set_dominant(participant) {
                         room.broadcast(&ServerMsg::Dominant { participant }, None);
+                        let name = rooms.name_of(worker, conf).map(str::to_owned);
+                        drop(rooms);
+                        if let Some(name) = name {
+                            self.refollow(&name, participant);
+                        }
                     }
                 }
             }

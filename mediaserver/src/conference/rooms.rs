@@ -33,6 +33,8 @@ pub(super) struct Member {
     pub(super) raised: bool,
     /// A browser's receive slots, by mid, in the order of its session's slot table.
     pub(super) slot_mids: Vec<String>,
+    /// A WHEP viewer's session (our ufrag): its slots follow the dominant speaker.
+    pub(super) follows: Option<String>,
     pub(super) chat: ChatBucket,
 }
 
@@ -351,6 +353,14 @@ impl Rooms {
             .find(|r| r.worker == worker && r.conf == conf)
     }
 
+    /// The name of the conference `conf` on `worker`.
+    pub(super) fn name_of(&self, worker: usize, conf: mesh::ConfId) -> Option<&str> {
+        self.rooms
+            .iter()
+            .find(|(_, r)| r.worker == worker && r.conf == conf)
+            .map(|(n, _)| n.as_str())
+    }
+
     pub(super) fn next_conf(&mut self) -> mesh::ConfId {
         self.next_conf += 1;
         self.next_conf
@@ -382,6 +392,18 @@ impl Rooms {
     }
 
     /// The participant sending `ssrc` on this server.
+    /// Every SSRC `participant` sends with (audio, video, simulcast layers).
+    pub(super) fn ssrcs_of(&self, participant: u32) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .ssrcs
+            .iter()
+            .filter(|(_, &p)| p == participant)
+            .map(|(&s, _)| s)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     pub(super) fn ssrc_owner(&self, ssrc: u32) -> Option<u32> {
         self.ssrcs.get(&ssrc).copied()
     }
