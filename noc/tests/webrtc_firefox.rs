@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::chrome::scratch;
 use support::firefox::Firefox;
-use support::firefox::{isolate, MEDIA_HOST};
 use support::media::wav_tones;
+use support::netns::{isolate, MEDIA_HOST};
 use testkit::harness::{Client, Split};
 
 #[test]

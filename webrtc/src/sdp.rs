@@ -96,7 +96,11 @@ impl Offer {
                     "rtpmap" => {
                         if let Some((pt, codec)) = v.split_once(' ') {
                             let pt = pt.parse::<u8>().ok().filter(|p| *p < 128);
-                            if codec.eq_ignore_ascii_case("opus/48000/2") {
+                            // RFC 7587 says `opus/48000/2`; GStreamer's receive-only
+                            // offer leaves out the channels.
+                            if codec.eq_ignore_ascii_case("opus/48000/2")
+                                || codec.eq_ignore_ascii_case("opus/48000")
+                            {
                                 opus_pt = opus_pt.or(pt);
                             } else if codec.eq_ignore_ascii_case("vp8/90000") {
                                 vp8_pt = vp8_pt.or(pt);
@@ -324,6 +328,14 @@ a=sctp-port:5000\r\n";
         let no_audio = CHROMIUM_OFFER.replace("opus/48000/2", "foo/8000");
         let o = Offer::parse(&no_audio).unwrap();
         assert!(o.audio().is_none());
+    }
+
+    #[test]
+    fn opus_without_its_channel_count_is_opus() {
+        // GStreamer's webrtcbin writes `OPUS/48000` in a receive-only section.
+        let gst = CHROMIUM_OFFER.replace("opus/48000/2", "OPUS/48000");
+        let o = Offer::parse(&gst).unwrap();
+        assert_eq!(o.audio().and_then(|a| a.opus_pt), Some(111));
     }
 
     /// Found by the `sdp` fuzz target: a second section with the audio section's mid made

@@ -2,3 +2,4 @@
 pub mod chrome;
 pub mod firefox;
 pub mod media;
+pub mod netns;
