@@ -210,6 +210,9 @@ function send(line) {
   if (media && media.readyState === WebSocket.OPEN) media.send(line);
 }
 
+// The highest simulcast layer this page wants (0 = lowest; null: what its bandwidth allows).
+noc.layer = (max) => send('layer\t' + (max == null ? 'auto' : max));
+
 function joinMedia(url, ticket, attempt) {
   noc.phase = 'joining';
   noc.server = url;
@@ -306,8 +309,17 @@ async function offer() {
     keepCodecs(pc.addTransceiver(t, { direction: 'sendonly', streams: [local] }), 'audio');
   }
   if (!opts.audioOnly) {
+    // `&simulcast=1`: three encodings (quarter, half and full size) by rid; the server
+    // sends each receiver the one its bandwidth allows.
+    const sendEncodings = params.get('simulcast') === '1'
+      ? [{ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+        { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+        { rid: 'f', maxBitrate: 2500000 }]
+      : undefined;
     for (const t of local.getVideoTracks()) {
-      keepCodecs(pc.addTransceiver(t, { direction: 'sendonly', streams: [local] }), 'video');
+      const init = { direction: 'sendonly', streams: [local] };
+      if (sendEncodings) init.sendEncodings = sendEncodings;
+      keepCodecs(pc.addTransceiver(t, init), 'video');
     }
   }
   // The pool of receive slots: the server puts each other member's stream on one.

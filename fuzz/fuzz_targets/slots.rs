@@ -2,7 +2,9 @@
 //! (`webrtc::slots`: what the browser sends, RTP whose payload type is mapped and compound
 //! RTCP whose report blocks, NACK, PLI, FIR and REMB entries are rewritten in place; what
 //! the mesh sends it, RTP taking and keeping slots, sender reports renamed) and its
-//! transport-cc recorder (`webrtc::twcc`: the header extension parser, arrivals, feedback).
+//! transport-cc recorder (`webrtc::twcc`: the header extension parser, arrivals, feedback),
+//! and a simulcast camera's rid map (`webrtc::rids`: rids read from the extension, SSRCs
+//! rewritten both ways).
 //!
 //! Properties: no panic and no write outside the packet; a packet keeps its length; an
 //! outgoing RTP packet that is sent carries a declared slot SSRC and the browser's payload
@@ -23,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
     slots.add_slot(SlotKind::Video, SLOT_SSRCS[2]);
     slots.map_pt(SlotKind::Audio, 111, 109);
     slots.map_pt(SlotKind::Video, 97, 120);
+    let rids = webrtc::rids::Rids::new(4, &[("q", 3000), ("h", 3001), ("f", 3002)])
+        .expect("three distinct rids");
+    slots.set_simulcast(rids);
     let mut twcc = webrtc::twcc::Recorder::default();
     let t0 = Instant::now();
     // Packets: a length byte, a direction-and-clock byte, then the packet.

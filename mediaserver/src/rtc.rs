@@ -29,6 +29,8 @@ pub struct Tag {
     /// The video channel's SSRC (the camera's, or the member's reserved one when it only
     /// receives video); `None`: an audio-only member.
     pub video_ssrc: Option<u32>,
+    /// A simulcast camera's lower encodings (lowest first, 0: none), `video_ssrc` on top.
+    pub simulcast: [u32; 2],
 }
 
 /// A member's stream took one of a browser's receive slots: the conference service tells
@@ -317,6 +319,24 @@ impl Rtc {
                                 clock_rate: protocol::codec::VIDEO_CLOCK_RATE,
                             },
                         );
+                        // After the video channel: the mesh takes layers only on one.
+                        if tag.simulcast[0] != 0 {
+                            let layers = tag
+                                .simulcast
+                                .iter()
+                                .copied()
+                                .filter(|&s| s != 0)
+                                .chain([ssrc])
+                                .collect();
+                            mesh.handle_command(
+                                now,
+                                Command::SetSimulcast {
+                                    conf: tag.conf,
+                                    participant: tag.participant,
+                                    layers,
+                                },
+                            );
+                        }
                     }
                 }
                 Event::Slot { tag, slot, source } => {

@@ -78,6 +78,7 @@ fn srtp_is_forwarded_without_allocating() {
                 ssrc: ssrc(id),
                 clock_rate: 48_000,
                 video_ssrc: None,
+                simulcast: [0; 2],
             },
             slots: slots(),
             twcc_id: None,

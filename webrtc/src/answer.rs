@@ -50,6 +50,10 @@ pub struct Answer {
     /// The transport-wide sequence number's extension id on what the browser sends, when
     /// the answer takes it: the session then sends transport-cc feedback.
     pub twcc_id: Option<u8>,
+    /// The camera's simulcast encodings by rid, lowest quality first, and the RID
+    /// extension's id: the caller gives each an SSRC ([`crate::Slots::set_simulcast`]).
+    pub rids: Vec<String>,
+    pub rid_id: Option<u8>,
 }
 
 impl Answer {
@@ -106,15 +110,21 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
     let mut taken = Vec::new();
     let mut roles = Vec::with_capacity(offer.media.len());
     let mut camera = None;
+    let mut have_camera = false;
     for m in &offer.media {
+        // A simulcast camera names its encodings by rid, often with no SSRC in the SDP.
+        let simulcast = m.rid_id.is_some() && !m.rids.is_empty();
         let role = if voice.is_some_and(|v| v.mid == m.mid) {
             Role::Voice
-        } else if camera.is_none()
+        } else if !have_camera
             && room_video.is_some_and(|c| room_pt(m, c).is_some())
             && m.sends()
-            && m.ssrc.is_some()
+            && (m.ssrc.is_some() || simulcast)
         {
-            camera = m.ssrc;
+            have_camera = true;
+            // Simulcast: the server gives each encoding its SSRC; the member's video SSRC
+            // (the top encoding's) stays the server's.
+            camera = if simulcast { None } else { m.ssrc };
             Role::Camera
         } else if m.direction == "recvonly"
             && ((m.kind == "audio" && m.opus_pt.is_some()) || (video && m.has_video_codec()))
@@ -150,7 +160,7 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
         roles.push(role);
     }
     debug_assert!(MAX_SLOTS >= slots.len());
-    if voice.is_none() && camera.is_none() && slots.is_empty() {
+    if voice.is_none() && !have_camera && slots.is_empty() {
         return Err(Error::Sdp(
             "the offer neither sends Opus nor receives anything this room carries".into(),
         ));
@@ -198,6 +208,19 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
         .zip(&roles)
         .filter(|(_, r)| matches!(r, Role::Voice | Role::Camera))
         .find_map(|(m, _)| m.twcc_id);
+    // Simulcast from the camera, when it names its encodings by rid.
+    let cam = offer
+        .media
+        .iter()
+        .zip(&roles)
+        .find(|(_, r)| **r == Role::Camera)
+        .map(|(m, _)| m);
+    let (rids, rid_id) = match cam {
+        Some(m) if m.rid_id.is_some() && !m.rids.is_empty() => {
+            (crate::rids::lowest_first(&m.rids), m.rid_id)
+        }
+        _ => (Vec::new(), None),
+    };
     Ok(Answer {
         sdp: String::new(),
         slots,
@@ -205,6 +228,8 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
         video_ssrc: camera,
         roles,
         twcc_id,
+        rids,
+        rid_id,
     })
 }
 
@@ -309,6 +334,10 @@ pub fn answer(
         if let (true, Some(id)) = (twcc, a.twcc_id) {
             line(&format!("a=extmap:{id} {}", crate::twcc::TWCC_URI));
         }
+        let simulcast = role == Role::Camera && !a.rids.is_empty();
+        if let (true, Some(id)) = (simulcast, a.rid_id) {
+            line(&format!("a=extmap:{id} {}", crate::sdp::RID_URI));
+        }
         line(&format!("a={}", direction(&m.direction, role, with_slots)));
         line("a=rtcp-mux");
         for (pt, map, fmtp) in &codecs {
@@ -329,6 +358,13 @@ pub fn answer(
         for (r, apt) in &rtx {
             line(&format!("a=rtpmap:{r} rtx/90000"));
             line(&format!("a=fmtp:{r} apt={apt}"));
+        }
+        if simulcast {
+            // The offer's order: the answer mirrors its `a=simulcast` (RFC 8853 §5.3).
+            for r in &m.rids {
+                line(&format!("a=rid:{r} recv"));
+            }
+            line(&format!("a=simulcast:recv {}", m.rids.join(";")));
         }
         match role {
             Role::Slot(i) => {

@@ -277,3 +277,31 @@ fn a_whep_viewer_is_all_slots() {
     let o = Offer::parse(&idle).unwrap();
     assert!(answer(&o, &local(), 3, Some("vp8")).is_err());
 }
+
+#[test]
+fn a_simulcast_camera_is_answered_by_rid() {
+    let offer = slotted_offer().replacen(
+        "a=ssrc-group:FID 4000 4001\r\na=ssrc:4000 cname:abc\r\na=ssrc:4001 cname:abc\r\n",
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+         a=rid:f send\r\na=rid:h send\r\na=rid:q send\r\na=simulcast:send f;h;~q\r\n",
+        1,
+    );
+    let o = Offer::parse(&offer).unwrap();
+    assert_eq!(o.media[1].rids, vec!["f", "h", "q"]);
+    let a = answer(&o, &local(), 5, Some("vp8")).unwrap();
+    assert_eq!(a.rids, vec!["q", "h", "f"], "lowest first");
+    assert_eq!(a.rid_id, Some(4));
+    assert_eq!(a.video_ssrc, None, "the server picks the encodings' SSRCs");
+    let sdp = &a.sdp;
+    assert!(
+        sdp.contains("a=rid:f recv\r\na=rid:h recv\r\na=rid:q recv\r\na=simulcast:recv f;h;q\r\n"),
+        "{sdp}"
+    );
+    assert_eq!(sdp.matches("rtp-stream-id").count(), 1, "{sdp}");
+    // One rid is no simulcast.
+    let one = offer
+        .replace("a=rid:h send\r\na=rid:q send\r\n", "")
+        .replace("f;h;~q", "f");
+    let a = answer(&Offer::parse(&one).unwrap(), &local(), 5, Some("vp8")).unwrap();
+    assert!(a.rids.is_empty() && !a.sdp.contains("a=simulcast"));
+}

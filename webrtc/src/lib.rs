@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod client;
 pub mod ice;
+pub mod rids;
 pub mod sdp;
 pub mod session;
 pub mod slots;

@@ -11,6 +11,9 @@ use crate::Error;
 /// last-N see a browser like any member.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
+/// The RID header extension (RFC 8852): which simulcast encoding a packet belongs to.
+pub const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
 /// One m-section of an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedMedia {
@@ -36,6 +39,11 @@ pub struct OfferedMedia {
     pub ssrc: Option<u32>,
     /// The direction the offer asks for (`sendrecv` when absent).
     pub direction: String,
+    /// The RID extension's id, when offered.
+    pub rid_id: Option<u8>,
+    /// The simulcast encodings the section sends (`a=simulcast:send`, else its
+    /// `a=rid:ID send` lines), in the offer's order; empty unless two or more.
+    pub rids: Vec<String>,
 }
 
 impl OfferedMedia {
@@ -53,6 +61,27 @@ impl OfferedMedia {
     pub fn has_video_codec(&self) -> bool {
         self.kind == "video" && (self.vp8_pt.is_some() || self.h264_pt.is_some())
     }
+}
+
+/// The encodings a section sends: those of `a=simulcast:send` that an `a=rid` declares,
+/// else the `a=rid` order; none unless 2 to [`crate::rids::MAX_RIDS`].
+fn send_rids(simulcast: Vec<String>, declared: Vec<String>) -> Vec<String> {
+    let mut rids: Vec<String> = if simulcast.is_empty() {
+        declared
+    } else {
+        let mut out = Vec::new();
+        for r in simulcast {
+            if declared.contains(&r) && !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    };
+    rids.truncate(crate::rids::MAX_RIDS);
+    if rids.len() < 2 {
+        rids.clear();
+    }
+    rids
 }
 
 /// What the server needs from a browser's offer.
@@ -90,6 +119,9 @@ impl Offer {
             let mut ssrc = None;
             let mut fid = None;
             let mut direction = "sendrecv".to_owned();
+            let mut rid_id = None;
+            let mut rid_send: Vec<String> = Vec::new();
+            let mut simulcast: Vec<String> = Vec::new();
             for a in &m.attributes {
                 let v = a.value.as_deref().unwrap_or("");
                 match a.key.as_str() {
@@ -119,6 +151,7 @@ impl Offer {
                                 crate::twcc::TWCC_URI => {
                                     twcc_id = id.filter(|i| (1..=14).contains(i))
                                 }
+                                RID_URI => rid_id = id.filter(|i| (1..=14).contains(i)),
                                 _ => {}
                             }
                         }
@@ -152,6 +185,27 @@ impl Offer {
                         }
                     }
                     "sendrecv" | "sendonly" | "recvonly" | "inactive" => direction = a.key.clone(),
+                    "rid" => {
+                        let mut f = v.split(' ');
+                        if let (Some(id), Some("send")) = (f.next(), f.next()) {
+                            if crate::rids::valid_rid(id) && !rid_send.iter().any(|r| r == id) {
+                                rid_send.push(id.to_owned());
+                            }
+                        }
+                    }
+                    "simulcast" => {
+                        // `send A;B;C` (alternatives after `,`, paused ones with `~`).
+                        if let Some(list) = v.strip_prefix("send ") {
+                            simulcast = list
+                                .split(' ')
+                                .next()
+                                .unwrap_or("")
+                                .split(';')
+                                .filter_map(|alt| alt.split(',').next())
+                                .map(|r| r.trim_start_matches('~').to_owned())
+                                .collect();
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -176,6 +230,8 @@ impl Offer {
                 twcc_id,
                 ssrc: fid.or(ssrc),
                 direction,
+                rid_id,
+                rids: send_rids(simulcast, rid_send),
             });
         }
         let ice_ufrag = ufrag.ok_or_else(|| Error::Sdp("offer has no a=ice-ufrag".into()))?;

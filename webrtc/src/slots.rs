@@ -124,6 +124,8 @@ pub struct Slots {
     follow: [[u32; FOLLOW]; 2],
     /// The browser takes no media from us (sendonly): only RTCP goes to it.
     send_only: bool,
+    /// Its camera's simulcast encodings, by rid.
+    rids: crate::rids::Rids,
 }
 
 impl Default for Slots {
@@ -137,6 +139,7 @@ impl Default for Slots {
             rtx_of: [NO_PT; 128],
             follow: [[0; FOLLOW]; 2],
             send_only: false,
+            rids: crate::rids::Rids::default(),
         }
     }
 }
@@ -148,11 +151,11 @@ fn kind_index(kind: SlotKind) -> usize {
     }
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn put32(b: &mut [u8], at: usize, v: u32) {
+pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
@@ -247,16 +250,24 @@ impl Slots {
             .map(|s| s.source)
     }
 
-    /// Rewrites a packet from the browser for the mesh: RTP gets the NOC's payload type,
-    /// RTCP about a slot names the member stream the slot carries.
-    pub fn inbound(&self, pkt: &mut [u8]) {
+    /// The browser's camera sends simulcast: its encodings get the SSRCs in `rids`.
+    pub fn set_simulcast(&mut self, rids: crate::rids::Rids) {
+        self.rids = rids;
+    }
+
+    /// Rewrites a packet from the browser for the mesh: RTP gets the NOC's payload type
+    /// (and a simulcast encoding its SSRC), RTCP about a slot names the member stream the
+    /// slot carries.
+    pub fn inbound(&mut self, pkt: &mut [u8]) {
         if crate::session::is_rtcp(pkt) {
             self.rtcp_in(pkt);
+            self.rids.rtcp_in(pkt);
         } else if pkt.len() >= 12 {
             let pt = self.in_pt[usize::from(pkt[1] & 0x7f)];
             if pt != NO_PT {
                 pkt[1] = (pkt[1] & 0x80) | pt;
             }
+            self.rids.inbound(pkt);
         }
     }
 
@@ -265,6 +276,7 @@ impl Slots {
     pub fn outbound(&mut self, now: Instant, pkt: &mut [u8]) -> Result<Option<usize>, SlotDrop> {
         if crate::session::is_rtcp(pkt) {
             self.rtcp_out(pkt);
+            self.rids.rtcp_out(pkt);
             return Ok(None);
         }
         if pkt.len() < 12 {
@@ -418,55 +430,61 @@ impl Slots {
         if self.len == 0 {
             return;
         }
-        let map = |p: &mut [u8], at: usize| {
+        rtcp_media_sources(pkt, |p, at| {
             if let Some(src) = self.source_of_slot(be32(p, at)) {
                 put32(p, at, src);
-            }
-        };
-        for_each_packet(pkt, |p| {
-            let count = usize::from(p[0] & 0x1f);
-            match p[1] {
-                // SR and RR: report blocks of 24 bytes after the sender's part.
-                200 | 201 => {
-                    let first = if p[1] == 200 { 28 } else { 8 };
-                    for b in 0..count {
-                        let at = first + 24 * b;
-                        if at + 24 <= p.len() {
-                            map(p, at);
-                        }
-                    }
-                }
-                // Generic NACK and the rest of RTPFB: the media source.
-                205 if p.len() >= 12 => map(p, 8),
-                206 if p.len() >= 12 => match count {
-                    // FIR: one 8-byte entry per stream asked.
-                    4 => {
-                        let mut at = 12;
-                        while at + 8 <= p.len() {
-                            map(p, at);
-                            at += 8;
-                        }
-                    }
-                    // REMB: "REMB", the count, then the SSRCs it covers.
-                    15 if p.len() >= 20 && &p[12..16] == b"REMB" => {
-                        let n = usize::from(p[16]);
-                        for k in 0..n {
-                            let at = 20 + 4 * k;
-                            if at + 4 <= p.len() {
-                                map(p, at);
-                            }
-                        }
-                    }
-                    _ => map(p, 8),
-                },
-                _ => {}
             }
         });
     }
 }
 
+/// Calls `f(packet, offset)` for each media-source SSRC field of a compound RTCP datagram:
+/// report blocks of SR and RR, the media source of NACK, PLI and other feedback, each FIR
+/// entry, and the SSRCs a REMB covers.
+pub(crate) fn rtcp_media_sources(pkt: &mut [u8], mut f: impl FnMut(&mut [u8], usize)) {
+    for_each_packet(pkt, |p| {
+        let count = usize::from(p[0] & 0x1f);
+        match p[1] {
+            // SR and RR: report blocks of 24 bytes after the sender's part.
+            200 | 201 => {
+                let first = if p[1] == 200 { 28 } else { 8 };
+                for b in 0..count {
+                    let at = first + 24 * b;
+                    if at + 24 <= p.len() {
+                        f(p, at);
+                    }
+                }
+            }
+            // Generic NACK and the rest of RTPFB: the media source.
+            205 if p.len() >= 12 => f(p, 8),
+            206 if p.len() >= 12 => match count {
+                // FIR: one 8-byte entry per stream asked.
+                4 => {
+                    let mut at = 12;
+                    while at + 8 <= p.len() {
+                        f(p, at);
+                        at += 8;
+                    }
+                }
+                // REMB: "REMB", the count, then the SSRCs it covers.
+                15 if p.len() >= 20 && &p[12..16] == b"REMB" => {
+                    let n = usize::from(p[16]);
+                    for k in 0..n {
+                        let at = 20 + 4 * k;
+                        if at + 4 <= p.len() {
+                            f(p, at);
+                        }
+                    }
+                }
+                _ => f(p, 8),
+            },
+            _ => {}
+        }
+    });
+}
+
 /// Calls `f` on each packet of a compound RTCP datagram (each at least 8 bytes long).
-fn for_each_packet(pkt: &mut [u8], mut f: impl FnMut(&mut [u8])) {
+pub(crate) fn for_each_packet(pkt: &mut [u8], mut f: impl FnMut(&mut [u8])) {
     let mut at = 0;
     while at + 8 <= pkt.len() {
         let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));

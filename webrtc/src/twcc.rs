@@ -57,6 +57,13 @@ impl Default for Recorder {
 /// The transport-wide sequence number in `pkt`'s header extensions under one-byte (RFC
 /// 8285 §4.2) or two-byte (§4.3) extension id `id`.
 pub fn sequence(pkt: &[u8], id: u8) -> Option<u16> {
+    let v = extension(pkt, id)?;
+    (v.len() >= 2).then(|| u16::from_be_bytes([v[0], v[1]]))
+}
+
+/// The value of header extension `id` in an RTP packet (RFC 8285, one- or two-byte
+/// headers), if it carries one.
+pub fn extension(pkt: &[u8], id: u8) -> Option<&[u8]> {
     if pkt.len() < 12 || pkt[0] & 0x10 == 0 {
         return None;
     }
@@ -90,8 +97,7 @@ pub fn sequence(pkt: &[u8], id: u8) -> Option<u16> {
             (b >> 4, usize::from(b & 0x0f) + 1, i + 1)
         };
         if eid == id {
-            let v = body.get(data..data + 2)?;
-            return (len >= 2).then(|| u16::from_be_bytes([v[0], v[1]]));
+            return body.get(data..data + len);
         }
         i = data + len;
     }

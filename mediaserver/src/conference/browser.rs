@@ -47,9 +47,10 @@ impl Conferences {
         };
         // Video only for a member that joined with it (it is charged for it), in the
         // room's codec.
-        let answer =
+        let mut answer =
             webrtc::answer::answer(&offer, &local, rand::random::<u32>().into(), m.video_codec)
                 .map_err(|e| bad(e.to_string()))?;
+        let mut simulcast = [0u32; 2];
         {
             let mut rooms = self.rooms();
             // The browser picks its own SSRCs: take them in place of the ones we offered.
@@ -77,6 +78,27 @@ impl Conferences {
             {
                 member.slot_mids = answer.slot_mids.clone();
             }
+            // A simulcast camera: its lower encodings get SSRCs of their own, the top one
+            // the member's video SSRC, and the mesh sees a simulcast sender.
+            if let (Some(top), Some(ext)) = (m.video_ssrc, answer.rid_id) {
+                for s in m.simulcast.drain(..) {
+                    rooms.free_ssrc(s);
+                }
+                let n = answer.rids.len().min(simulcast.len() + 1);
+                let mut ssrcs: Vec<u32> = (1..n).map(|_| rooms.new_ssrc(m.participant)).collect();
+                m.simulcast = ssrcs.clone();
+                ssrcs.push(top);
+                let layers: Vec<(&str, u32)> = answer
+                    .rids
+                    .iter()
+                    .map(String::as_str)
+                    .zip(ssrcs.iter().copied())
+                    .collect();
+                if let Some(r) = webrtc::rids::Rids::new(ext, &layers) {
+                    answer.slots.set_simulcast(r);
+                    simulcast[..n - 1].copy_from_slice(&ssrcs[..n - 1]);
+                }
+            }
         }
         let (rtx, twcc_id) = (answer.rtx(), answer.twcc_id);
         let cmd = RtcCommand::Add(Box::new(webrtc::Params {
@@ -90,6 +112,7 @@ impl Conferences {
                 ssrc: m.ssrc,
                 clock_rate: protocol::codec::OPUS.clock_rate,
                 video_ssrc: m.video_ssrc,
+                simulcast,
             },
             slots: answer.slots,
             twcc_id,

@@ -37,8 +37,9 @@ pub(crate) struct Membership {
     pub(super) video_ssrc: Option<u32>,
     /// The conference's video codec as this member was given it (`h264`, `vp8`).
     pub(super) video_codec: Option<&'static str>,
-    /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`).
-    simulcast: Vec<u32>,
+    /// The lower simulcast encodings' SSRCs the client declared (`simulcast=`), or the
+    /// server gave a browser's simulcast camera.
+    pub(super) simulcast: Vec<u32>,
     /// What the client asked about the video it receives (`rtx=`, `layer`).
     pub(super) prefs: mesh::ReceiverPrefs,
     /// A browser's WebRTC session (our ICE ufrag), once its offer was answered.

@@ -1,0 +1,155 @@
+//! Browser simulcast: page A sends its camera as three encodings named by rid (`q`, `h`,
+//! `f`: quarter, half and full size; the web client's `&simulcast=1`). The server maps
+//! them onto the reflector's layers. Page B, unconstrained, gets the full size; page C asks
+//! for the lowest layer (`layer 0`) and gets the quarter size, then, its limit lifted, goes
+//! up within 5 s. Both keep decoding across the switches.
+
+mod support;
+
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::chrome::*;
+use testkit::harness::Noc;
+
+/// Two seconds of a 960x540 test picture at 15 frames a second (Chromium sends three
+/// simulcast encodings from 960x540 up).
+fn camera_y4m(path: &std::path::Path) {
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=960x540:rate=15")
+        .args(["-t", "2", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs")
+        .success();
+    assert!(ok, "ffmpeg made no Y4M");
+}
+
+/// The rids page A sends, with their frame widths (getStats `outbound-rtp`).
+async fn sent_encodings(b: &fantoccini::Client) -> Value {
+    b.execute_async(
+        "const done = arguments[arguments.length - 1];\
+         noc.pc.getStats().then((r) => { const out = {};\
+           r.forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid)\
+             out[s.rid] = { w: s.frameWidth || 0, frames: s.framesEncoded || 0 }; });\
+           done(out); });",
+        vec![],
+    )
+    .await
+    .unwrap_or(Value::Null)
+}
+
+/// Waits until `page` decodes video `ok` says is right.
+async fn wait_width(
+    page: &fantoccini::Client,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(u64) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = video_stats(page).await;
+        if v["decoded"].as_u64().unwrap_or(0) > 10 && ok(v["w"].as_u64().unwrap_or(0)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {v}\n{:#}",
+            page_state(page).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
+    let noc = Noc::start(&[]);
+    let mic = scratch("tone440-simulcast.wav");
+    tone_wav(&mic, 440.0, 60);
+    let cam = scratch("camera-960x540.y4m");
+    camera_y4m(&cam);
+    let (_driver, port) = chromedriver();
+    let url = |name: &str, extra: &str| {
+        format!(
+            "http://{}/join?conference=sim&account=demo&name={name}{extra}",
+            noc.http
+        )
+    };
+    let a = browser_with(port, &mic, Some(&cam), &scratch("profile-sim-a")).await;
+    a.goto(&url("ann", "&simulcast=1")).await.unwrap();
+    wait_in_room(&a, Duration::from_secs(20)).await;
+    let remote = a
+        .execute("return noc.pc.remoteDescription.sdp;", vec![])
+        .await
+        .unwrap();
+    let remote = remote.as_str().unwrap_or("");
+    assert!(remote.contains("a=simulcast:recv q;h;f"), "{remote}");
+
+    let b = browser(port, &mic, &scratch("profile-sim-b")).await;
+    b.goto(&url("bob", "&camera=off")).await.unwrap();
+    wait_in_room(&b, Duration::from_secs(20)).await;
+    let c = browser(port, &mic, &scratch("profile-sim-c")).await;
+    c.goto(&url("cat", "&camera=off")).await.unwrap();
+    wait_in_room(&c, Duration::from_secs(20)).await;
+    c.execute("noc.layer(0);", vec![]).await.unwrap();
+
+    // A sends three encodings.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let sent = loop {
+        let s = sent_encodings(&a).await;
+        let widths: Vec<u64> = ["q", "h", "f"]
+            .iter()
+            .map(|r| s[r]["w"].as_u64().unwrap_or(0))
+            .collect();
+        if widths == [240, 480, 960] {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "page A's encodings: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("page A sends {sent}");
+
+    // B gets the full size, C the quarter size.
+    let vb = wait_width(
+        &b,
+        Duration::from_secs(20),
+        "page B never got the full size",
+        |w| w == 960,
+    )
+    .await;
+    let vc = wait_width(
+        &c,
+        Duration::from_secs(20),
+        "page C never got the lowest layer",
+        |w| w == 240,
+    )
+    .await;
+    eprintln!("B decodes {vb}, C decodes {vc}");
+
+    // C's limit lifted: it goes up within 5 s, and keeps decoding.
+    c.execute("noc.layer(null);", vec![]).await.unwrap();
+    let up = wait_width(&c, Duration::from_secs(5), "page C did not go up", |w| {
+        w > 240
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = video_stats(&c).await;
+    assert!(
+        later["decoded"].as_u64() > up["decoded"].as_u64(),
+        "page C stopped decoding after the switch: {up} then {later}"
+    );
+    eprintln!("C after its limit is lifted: {later}");
+
+    for p in [a, b, c] {
+        p.close().await.unwrap();
+    }
+}
