@@ -68,12 +68,13 @@ pub enum RtcCommand {
     Remove {
         ufrag: String,
     },
-    /// The session's slots play only `sources` (a member's SSRCs): its video slots, and its
-    /// audio slots when `audio`; empty: streams take slots as they come. A WHEP viewer
-    /// follows the speaker this way.
+    /// The session's slots play only `sources` (a member's SSRCs): its audio slots when
+    /// `audio`, its video slots when `video`; empty: streams take slots as they come. A
+    /// WHEP viewer follows the speaker this way.
     Follow {
         ufrag: String,
         audio: bool,
+        video: bool,
         sources: Vec<u32>,
     },
 }
@@ -174,14 +175,14 @@ impl Rtc {
             RtcCommand::Follow {
                 ufrag,
                 audio,
+                video,
                 sources,
             } => {
-                let kinds: &[webrtc::SlotKind] = if audio {
-                    &[webrtc::SlotKind::Audio, webrtc::SlotKind::Video]
-                } else {
-                    &[webrtc::SlotKind::Video]
-                };
-                for &k in kinds {
+                let kinds = [
+                    (audio, webrtc::SlotKind::Audio),
+                    (video, webrtc::SlotKind::Video),
+                ];
+                for (_, k) in kinds.into_iter().filter(|(on, _)| *on) {
                     self.table.follow(&ufrag, k, &sources);
                 }
             }

@@ -6,7 +6,8 @@
 //!
 //! A viewer follows the speaker: its one audio and one video slot carry the dominant
 //! speaker's streams, switched by SSRC rewriting in its session (no renegotiation). In a
-//! mix room its audio is the mix, so only its video follows.
+//! mix room its audio is the mix, so only its video follows; a speaker without a camera
+//! leaves the video on the last one that had one.
 
 use super::join::Membership;
 use super::{lock, Conferences};
@@ -128,12 +129,18 @@ impl Conferences {
         }
         let sources = rooms.ssrcs_of(speaker);
         let audio = room.mode() != Mode::Mix;
+        // A speaker without a camera leaves viewers on the last picture they had.
+        let video = room.member(speaker).is_some_and(|m| m.video);
         let worker = room.worker();
         drop(rooms);
+        if !audio && !video {
+            return;
+        }
         for ufrag in viewers {
             let cmd = RtcCommand::Follow {
                 ufrag,
                 audio,
+                video,
                 sources: sources.clone(),
             };
             if self.workers[worker].send_rtc(cmd).is_err() {
