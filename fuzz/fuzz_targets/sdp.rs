@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         ice_pwd: "serverpasswordserverpw".into(),
         fingerprint: vec!["AB"; 32].join(":"),
         addr: "127.0.0.1:40000".parse().expect("a literal address"),
+        tcp: true,
     };
     if let Ok(ans) = answer(&offer, &local, 7, Some("vp8")) {
         let back = Offer::parse(&ans.sdp).expect("our answer parses");

@@ -1,5 +1,6 @@
 //! Fuzzes what a worker's port does with a datagram before SRTP: RFC 7983's first-byte
-//! demux and ICE-lite's binding-request parser and answer (rtc-stun underneath).
+//! demux and ICE-lite's binding-request parser and answer (rtc-stun underneath), and the
+//! RFC 4571 framing that ICE over TCP splits its stream with.
 //!
 //! Properties: no panic; a request that parses is answered only with the right password,
 //! and the answer is a binding success; a request built by `ice::request` from the fuzzer's
@@ -24,6 +25,12 @@ const PWD: &str = "fuzzfuzzfuzzfuzzfuzzfu";
 fuzz_target!(|data: &[u8]| {
     let crypto = provider().crypto();
     let from: SocketAddr = "127.0.0.1:5000".parse().expect("a literal address");
+    let mut framed = 0;
+    let took = ice::tcp_frames(data, |f| {
+        assert!(!f.is_empty());
+        framed += f.len() + 2;
+    });
+    assert!(framed <= took && took <= data.len());
     let kind = demux(data);
     if let Ok(req) = ice::parse(data) {
         assert_eq!(kind, Kind::Stun, "a STUN request the demux does not call STUN");

@@ -71,6 +71,10 @@ pub struct MediaServerArgs {
     /// for audio-only conferences) [default: true].
     #[arg(long)]
     pub video: Option<bool>,
+    /// ICE over TCP (RFC 6544, passive) at each worker's UDP port number, for browsers
+    /// that cannot send UDP (`--ice-tcp false` turns it off) [default: true].
+    #[arg(long)]
+    pub ice_tcp: Option<bool>,
     /// Commands queued per media worker; what a full queue cannot take is refused (a
     /// join) or kept for later (a leave), and counted [default: 1024].
     #[arg(long)]
@@ -155,6 +159,8 @@ pub struct Settings {
     pub last_n: Option<usize>,
     /// Registers the `video` capability and takes `media=audio,video` joins.
     pub video: bool,
+    /// Workers take ICE over TCP at their port numbers.
+    pub ice_tcp: bool,
     /// Units per participant, as the dispatcher charges them.
     pub cost: CostModel,
     /// Limits and timeouts of the client control connections (TCP and WebSocket).
@@ -225,6 +231,7 @@ impl Settings {
             drain_timeout: std::time::Duration::from_secs(30),
             last_n: None,
             video: true,
+            ice_tcp: true,
             cost: CostModel::default(),
             limits: control::Limits::default(),
             tls: control::TlsArgs::default(),
@@ -295,6 +302,7 @@ impl MediaServerArgs {
         }
         s.last_n = a.last_n.filter(|&n| n > 0);
         s.video = a.video.unwrap_or(true);
+        s.ice_tcp = a.ice_tcp.unwrap_or(true);
         s.cost = a.cost.unwrap_or_default();
         s.limits = a.limits.resolve().map_err(MediaServerError::Config)?;
         if let Some(r) = a.chat_rate {

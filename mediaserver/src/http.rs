@@ -249,6 +249,18 @@ impl Collector for Workers {
         }
         gauge(
             &mut e,
+            "noc_media_ice_tcp_connections",
+            "Open ICE-over-TCP connections (browsers that reached the server over TCP)",
+            self.sum(|c| &c.ice_tcp_conns) as i64,
+        )?;
+        counter(
+            &mut e,
+            "noc_media_ice_tcp_dropped",
+            "Frames not sent on an ICE-over-TCP connection: its send queue was full",
+            self.sum(|c| &c.ice_tcp_dropped),
+        )?;
+        gauge(
+            &mut e,
             "noc_media_webrtc_sessions",
             "Browsers' WebRTC sessions on this server",
             self.sum(|c| &c.rtc.sessions) as i64,

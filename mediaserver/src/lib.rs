@@ -17,6 +17,7 @@ pub mod config;
 mod dispatchee;
 mod host;
 mod http;
+pub mod ice_tcp;
 pub mod io;
 mod path;
 pub mod rtc;

@@ -83,6 +83,10 @@ pub struct WorkerCounters {
     pub events_dropped: AtomicU64,
     /// The WebRTC port's sessions and drops.
     pub rtc: RtcCounters,
+    /// Gauge: open ICE-TCP connections.
+    pub ice_tcp_conns: AtomicU64,
+    /// Frames not sent on an ICE-TCP connection (its queue full, or gone).
+    pub ice_tcp_dropped: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -146,6 +150,8 @@ pub struct Engine<P: Path> {
     next_quality: Instant,
     /// Browsers' ICE, DTLS and SRTP on this port, when enabled.
     rtc: Option<Rtc>,
+    /// ICE over TCP at this port's number, when enabled (with WebRTC).
+    tcp: Option<crate::ice_tcp::IceTcp>,
 }
 
 impl<P: Path> Engine<P> {
@@ -163,6 +169,7 @@ impl<P: Path> Engine<P> {
             last_publish: now,
             next_quality: now,
             rtc: None,
+            tcp: None,
         }
     }
 
@@ -174,6 +181,24 @@ impl<P: Path> Engine<P> {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (packets, bytes) = (self.batch_capacity.0, self.batch_capacity.1);
         self.rtc = Some(Rtc::new(identity, local, packets, bytes));
+    }
+
+    /// Listens for ICE over TCP on this port's address (after [`Engine::enable_webrtc`]);
+    /// returns whether it could.
+    pub fn enable_ice_tcp(&mut self) -> bool {
+        let Ok(local) = self.io.local_addr() else {
+            return false;
+        };
+        match crate::ice_tcp::IceTcp::bind(local) {
+            Ok(t) => {
+                self.tcp = Some(t);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "no ICE over TCP on this worker");
+                false
+            }
+        }
     }
 
     /// A WebRTC command from the conference service (ignored without WebRTC).
@@ -234,6 +259,11 @@ impl<P: Path> Engine<P> {
             self.local.tick_max_ns = self.local.tick_max_ns.max(spent);
             self.publish(now);
         }
+        // With ICE over TCP, UDP waits no longer than a TCP poll.
+        let max_wait = match self.tcp {
+            Some(_) => max_wait.min(crate::ice_tcp::POLL),
+            None => max_wait,
+        };
         let wait = self
             .mesh
             .poll_timeout()
@@ -255,6 +285,10 @@ impl<P: Path> Engine<P> {
                 self.flush();
             }
         }
+        if let (Some(tcp), Some(rtc)) = (&mut self.tcp, &mut self.rtc) {
+            let mesh = &mut self.mesh;
+            tcp.poll(now, |from, data| rtc.ingress(now, from, data, mesh), |_| {});
+        }
         if let Some(rtc) = &mut self.rtc {
             // A check or handshake that just verified a browser opens its channel now.
             rtc.events(now, &mut self.mesh);
@@ -269,6 +303,26 @@ impl<P: Path> Engine<P> {
         if let Some(rtc) = &mut self.rtc {
             rtc.egress(&mut self.batch);
             let secure = rtc.secure();
+            // What goes to an ICE-TCP connection leaves on it, framed.
+            if let Some(tcp) = self.tcp.as_mut().filter(|t| !t.is_empty()) {
+                let mut frame = [0u8; 2048];
+                let mut any = false;
+                for (dest, pkt) in secure.iter() {
+                    if tcp.is_peer(&dest) {
+                        any = true;
+                        if pkt.len() <= frame.len() {
+                            let n = pkt.copy_to(&mut frame);
+                            tcp.send(dest, &frame[..n]);
+                        } else {
+                            tcp.counters.dropped += 1;
+                        }
+                    }
+                }
+                if any {
+                    secure.retain_dest(|d| !tcp.is_peer(d));
+                    tcp.flush();
+                }
+            }
             if !secure.is_empty() {
                 let rep = self.io.send(secure);
                 secure.clear();
@@ -324,6 +378,10 @@ impl<P: Path> Engine<P> {
         if let Some(rtc) = &self.rtc {
             rtc.publish(&c.rtc);
         }
+        if let Some(tcp) = &self.tcp {
+            set(&c.ice_tcp_conns, tcp.len() as u64);
+            set(&c.ice_tcp_dropped, tcp.counters.dropped);
+        }
         if now >= self.next_quality {
             self.next_quality = now + QUALITY_EVERY;
             let q = self.mesh.quality();
@@ -343,6 +401,8 @@ pub struct WorkerHandle {
     /// The backend running (after any fallback) and whether it sends with GSO.
     pub io: IoKind,
     pub gso: bool,
+    /// Whether it takes ICE over TCP at its port's number.
+    pub ice_tcp: bool,
     commands: SyncSender<Command<crate::path::MediaPath>>,
     /// WebRTC sessions live on the worker thread; these commands reach them.
     rtc: SyncSender<RtcCommand>,
@@ -391,6 +451,7 @@ impl WorkerHandle {
             counters: Arc::new(WorkerCounters::default()),
             io: IoKind::Mmsg,
             gso: false,
+            ice_tcp: false,
             commands: tx,
         };
         (h, rx)
@@ -412,6 +473,7 @@ pub fn spawn(
     cfg.io.kind = settings.io;
     cfg.io.gso = settings.gso;
     let pin = settings.pin_cores.then_some(index);
+    let ice_tcp = settings.ice_tcp;
     let (tx, rx) = sync_channel(settings.worker_queue.max(1));
     let (rtc_tx, rtc_rx) = sync_channel(settings.worker_queue.max(1));
     let id = identity.clone();
@@ -427,19 +489,21 @@ pub fn spawn(
             // Built on its own thread: the backend's buffers and ring belong to it.
             let mut engine = Engine::new(socket, cfg, c);
             engine.enable_webrtc(id);
-            let _ = ready_tx.send((engine.io_kind(), engine.gso()));
+            let tcp = ice_tcp && engine.enable_ice_tcp();
+            let _ = ready_tx.send((engine.io_kind(), engine.gso(), tcp));
             run(index, engine, rx, rtc_rx, events);
         })?;
-    let (io, gso) = ready_rx
+    let (io, gso, tcp) = ready_rx
         .recv()
         .map_err(|_| std::io::Error::other("media worker died while starting"))?;
-    tracing::info!(worker = index, %addr, %io, gso, "media worker started");
+    tracing::info!(worker = index, %addr, %io, gso, ice_tcp = tcp, "media worker started");
     Ok(WorkerHandle {
         index,
         addr,
         counters,
         io,
         gso,
+        ice_tcp: tcp,
         commands: tx,
         rtc: rtc_tx,
         identity,

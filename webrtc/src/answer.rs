@@ -386,6 +386,13 @@ pub fn answer(
         line(&format!(
             "a=candidate:1 1 udp 2130706431 {ip} {port} typ host generation 0"
         ));
+        if local.tcp {
+            // RFC 6544: the TCP host candidate ranks below UDP (type preference 126, local
+            // preference for passive); a browser uses it when UDP fails.
+            line(&format!(
+                "a=candidate:2 1 tcp 1518280447 {ip} {port} typ host tcptype passive generation 0"
+            ));
+        }
         line("a=end-of-candidates");
     }
     a.sdp = s;

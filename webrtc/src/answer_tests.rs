@@ -8,6 +8,7 @@ fn local() -> Local {
         ice_pwd: ice_token(24),
         fingerprint: fingerprint_text(&[0xab; 32]),
         addr: "127.0.0.1:40000".parse().unwrap(),
+        tcp: false,
     }
 }
 
@@ -304,4 +305,21 @@ fn a_simulcast_camera_is_answered_by_rid() {
         .replace("f;h;~q", "f");
     let a = answer(&Offer::parse(&one).unwrap(), &local(), 5, Some("vp8")).unwrap();
     assert!(a.rids.is_empty() && !a.sdp.contains("a=simulcast"));
+}
+
+#[test]
+fn a_worker_with_ice_tcp_offers_a_passive_tcp_candidate() {
+    let o = Offer::parse(CHROMIUM_OFFER).unwrap();
+    let mut l = local();
+    l.tcp = true;
+    let a = answer(&o, &l, 1, None).unwrap();
+    assert!(
+        a.sdp.contains(
+            "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host generation 0\r\n\
+             a=candidate:2 1 tcp 1518280447 127.0.0.1 40000 typ host tcptype passive generation 0\r\n"
+        ),
+        "{}",
+        a.sdp
+    );
+    assert!(!answer(&o, &local(), 1, None).unwrap().sdp.contains(" tcp "));
 }

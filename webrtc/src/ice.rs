@@ -134,6 +134,24 @@ pub fn is_success(data: &[u8]) -> bool {
     m.unmarshal_binary(data).is_ok() && m.typ == BINDING_SUCCESS
 }
 
+/// Splits RFC 4571 framing (ICE over TCP, RFC 6544): each datagram behind a 16-bit
+/// big-endian length. Calls `frame` for each complete, non-empty one at the start of `buf`
+/// and returns how many bytes they took; the rest waits for more bytes.
+pub fn tcp_frames(buf: &[u8], mut frame: impl FnMut(&[u8])) -> usize {
+    let mut at = 0;
+    while buf.len() - at >= 2 {
+        let len = usize::from(u16::from_be_bytes([buf[at], buf[at + 1]]));
+        let Some(body) = buf.get(at + 2..at + 2 + len) else {
+            break;
+        };
+        if len > 0 {
+            frame(body);
+        }
+        at += 2 + len;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

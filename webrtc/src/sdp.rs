@@ -295,8 +295,10 @@ pub struct Local {
     pub ice_pwd: String,
     /// Our certificate's SHA-256 fingerprint, `AB:CD:...`.
     pub fingerprint: String,
-    /// The worker's UDP address: the one host candidate.
+    /// The worker's UDP address: the host candidate.
     pub addr: SocketAddr,
+    /// The worker also takes ICE over TCP at that address (a passive TCP candidate).
+    pub tcp: bool,
 }
 
 /// A random ICE credential of `len` characters from the ice-char set (RFC 8839 §5.4).
@@ -409,6 +411,7 @@ a=sctp-port:5000\r\n";
             ice_pwd: ice_token(24),
             fingerprint: fingerprint_text(&[0xab; 32]),
             addr: "127.0.0.1:40000".parse().unwrap(),
+            tcp: false,
         };
         assert!(crate::answer::answer(&o, &local, 1, Some("vp8")).is_err());
     }

@@ -44,6 +44,7 @@ impl Conferences {
             ice_pwd: sdp::ice_token(24),
             fingerprint: w.identity.fingerprint().to_owned(),
             addr: w.addr,
+            tcp: w.ice_tcp,
         };
         // Video only for a member that joined with it (it is charged for it), in the
         // room's codec.

@@ -110,6 +110,17 @@ pub async fn browser(port: u16, mic: &Path, profile: &Path) -> Browser {
 
 /// [`browser`] whose fake camera plays `camera` (a Y4M file) instead of its animation.
 pub async fn browser_with(port: u16, mic: &Path, camera: Option<&Path>, profile: &Path) -> Browser {
+    browser_args(port, mic, camera, profile, &[]).await
+}
+
+/// [`browser_with`] with `extra` command-line switches.
+pub async fn browser_args(
+    port: u16,
+    mic: &Path,
+    camera: Option<&Path>,
+    profile: &Path,
+    extra: &[&str],
+) -> Browser {
     let mut args = vec![
         "--headless".to_owned(),
         "--no-sandbox".into(),
@@ -131,6 +142,7 @@ pub async fn browser_with(port: u16, mic: &Path, camera: Option<&Path>, profile:
     if let Some(c) = camera {
         args.push(format!("--use-file-for-fake-video-capture={}", c.display()));
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     let caps = json!({
         "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
     });
