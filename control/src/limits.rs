@@ -20,7 +20,8 @@ pub struct LimitArgs {
     /// [default: 30].
     #[arg(long)]
     pub idle_timeout: Option<f64>,
-    /// Lines queued for one peer before it is disconnected as not reading [default: 512].
+    /// Lines queued for one peer before it is disconnected as not reading [default: 2048;
+    /// an SDP answer alone may be 1,024 lines, sent at once].
     #[arg(long)]
     pub outbox_lines: Option<usize>,
     /// Seconds one write to a peer may take before it is disconnected [default: 10].
@@ -74,7 +75,9 @@ impl Default for Limits {
             max_connections_per_ip: 4_096,
             handshake_timeout: 10.0,
             idle_timeout: 30.0,
-            outbox_lines: 512,
+            // Room for a whole SDP answer (up to MAX_SDP_LINES, 1,024) and the lines
+            // around it: a browser with many receive slots gets one of 600 lines or more.
+            outbox_lines: 2048,
             write_timeout: 10.0,
         }
     }

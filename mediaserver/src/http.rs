@@ -247,6 +247,18 @@ impl Collector for Workers {
                 .sum();
             ConstCounter::new(n).encode(rtc.encode_family(&[("reason", *reason)])?)?;
         }
+        counter(
+            &mut e,
+            "noc_media_webrtc_uplink_feedback",
+            "Transport-cc feedback sent to browsers about what they send",
+            self.sum(|c| &c.rtc.uplink_feedback),
+        )?;
+        counter(
+            &mut e,
+            "noc_media_webrtc_downlink_feedback",
+            "Transport-cc feedback read from browsers about what the server sends them (the downlink estimate)",
+            self.sum(|c| &c.rtc.downlink_feedback),
+        )?;
         gauge(
             &mut e,
             "noc_media_ice_tcp_connections",

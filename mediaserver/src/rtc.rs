@@ -85,6 +85,9 @@ pub struct RtcCounters {
     pub sessions: AtomicU64,
     /// By reason, as [`REASONS`] names them.
     pub drops: [AtomicU64; REASONS.len()],
+    /// Transport-cc feedback sent on browsers' uplinks, and read about their downlinks.
+    pub uplink_feedback: AtomicU64,
+    pub downlink_feedback: AtomicU64,
 }
 
 /// The reasons on `/metrics` (`noc_media_webrtc_drops{reason}`).
@@ -340,6 +343,11 @@ impl Rtc {
                         }
                     }
                 }
+                Event::Estimate { tag, addr, bps } => {
+                    // The downlink estimate reaches the reflector as the browser's REMB.
+                    let remb = webrtc::downlink::remb(tag.ssrc, bps);
+                    mesh.handle_datagram(now, addr, &remb);
+                }
                 Event::Slot { tag, slot, source } => {
                     let ev = SlotTaken {
                         conf: tag.conf,
@@ -398,5 +406,9 @@ impl Rtc {
         {
             a.store(v, Ordering::Relaxed);
         }
+        let t = &self.table.counters;
+        c.uplink_feedback.store(t.twcc_feedback, Ordering::Relaxed);
+        c.downlink_feedback
+            .store(t.downlink_feedback, Ordering::Relaxed);
     }
 }

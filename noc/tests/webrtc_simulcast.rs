@@ -134,6 +134,21 @@ async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
     )
     .await;
     eprintln!("B decodes {vb}, C decodes {vc}");
+    // The receivers' transport-cc feedback about what the server sends them drives the
+    // downlink estimate (the layers the reflector picks).
+    let feedback: u64 = noc
+        .metrics
+        .iter()
+        .filter_map(|(_, url)| {
+            let rest = url.strip_prefix("http://")?;
+            let (host, path) = rest.split_once('/')?;
+            testkit::harness::http_get(host.parse().ok()?, &format!("/{path}"))
+                .lines()
+                .find_map(|l| l.strip_prefix("noc_media_webrtc_downlink_feedback_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum();
+    assert!(feedback > 0, "no downlink feedback read");
 
     // C's limit lifted: it goes up within 5 s, and keeps decoding.
     c.execute("noc.layer(null);", vec![]).await.unwrap();

@@ -201,13 +201,23 @@ fn plan(offer: &Offer, room_video: Option<&str>, session_id: u64) -> Result<Answ
             }
         }
     }
-    // Transport-cc on what the browser sends (voice and camera; one id across the bundle).
+    // Transport-cc, one id across the bundle: feedback on what the browser sends (voice
+    // and camera), and on receive slots for what the server sends it (the downlink
+    // estimate). The sending sections' id first.
     let twcc_id = offer
         .media
         .iter()
         .zip(&roles)
         .filter(|(_, r)| matches!(r, Role::Voice | Role::Camera))
-        .find_map(|(m, _)| m.twcc_id);
+        .find_map(|(m, _)| m.twcc_id)
+        .or_else(|| {
+            offer
+                .media
+                .iter()
+                .zip(&roles)
+                .filter(|(_, r)| matches!(r, Role::Slot(_)))
+                .find_map(|(m, _)| m.twcc_id)
+        });
     // Simulcast from the camera, when it names its encodings by rid.
     let cam = offer
         .media
@@ -328,7 +338,7 @@ pub fn answer(
         if let (Some(id), "audio") = (m.audio_level_id, m.kind.as_str()) {
             line(&format!("a=extmap:{id} {AUDIO_LEVEL_URI}"));
         }
-        let twcc = matches!(role, Role::Voice | Role::Camera)
+        let twcc = matches!(role, Role::Voice | Role::Camera | Role::Slot(_))
             && m.twcc_id.is_some()
             && m.twcc_id == a.twcc_id;
         if let (true, Some(id)) = (twcc, a.twcc_id) {

@@ -117,14 +117,16 @@ fn receive_only_sections_become_slots_with_declared_ssrcs() {
     );
     assert!(sdp.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
     assert!(sdp.contains("a=rtcp-fb:96 nack pli\r\n"));
-    // Transport-cc on what the browser sends (the camera offers it, id 3), not on slots.
+    // Transport-cc wherever the offer has it (the video sections, id 3): on what the
+    // browser sends (the camera) and on what it receives (the video slots, for the
+    // downlink estimate); the audio slots here offer no extension.
     assert_eq!(a.twcc_id, Some(3));
-    assert_eq!(sdp.matches("transport-wide-cc").count(), 1, "{sdp}");
+    assert_eq!(sdp.matches("transport-wide-cc").count(), 3, "{sdp}");
     assert!(sdp.contains("a=rtcp-fb:96 transport-cc\r\n"));
     assert_eq!(
         sdp.matches("transport-cc\r\n").count(),
-        1,
-        "the camera's VP8"
+        5,
+        "the camera's VP8, each video slot's VP8 and H.264"
     );
     assert!(a.rtx());
     for i in 2..4 {

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod client;
+pub mod downlink;
 pub mod ice;
 pub mod rids;
 pub mod sdp;

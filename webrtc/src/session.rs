@@ -99,6 +99,9 @@ pub enum Event<T> {
     Closed { tag: T, why: &'static str },
     /// The member stream with SSRC `source` now plays in receive slot `slot`.
     Slot { tag: T, slot: usize, source: u32 },
+    /// The downlink estimate for the browser at `addr` moved (bits/s): the caller hands it
+    /// to the mesh as that browser's REMB.
+    Estimate { tag: T, addr: SocketAddr, bps: u64 },
 }
 
 /// Datagrams dropped, by reason; published on `/metrics`.
@@ -129,6 +132,8 @@ pub struct Counters {
     pub tx_not_wanted: u64,
     /// Transport-cc feedback packets sent (not a drop: published as a count).
     pub twcc_feedback: u64,
+    /// Transport-cc feedback read about what the server sent (the downlink estimate).
+    pub downlink_feedback: u64,
 }
 
 struct Session<T> {
@@ -146,6 +151,9 @@ struct Session<T> {
     mismatch: Arc<std::sync::atomic::AtomicBool>,
     /// Arrivals of the browser's packets, for transport-cc feedback.
     twcc: Box<crate::twcc::Recorder>,
+    /// What the server sends the browser, stamped, and the estimate from its feedback;
+    /// when it receives media and negotiated transport-cc.
+    downlink: Option<Box<crate::downlink::Downlink>>,
 }
 
 /// Why an inbound SRTP datagram was refused.
@@ -217,6 +225,10 @@ impl<T: Clone> Table<T> {
         let id = self.next;
         self.next += 1;
         self.by_ufrag.insert(p.local_ufrag.clone(), id);
+        // The downlink is stamped where the browser receives media and negotiated
+        // transport-cc (one extension id across the bundle).
+        let downlink = (p.twcc_id.is_some() && !p.slots.is_empty())
+            .then(|| Box::new(crate::downlink::Downlink::new(now)));
         self.sessions.insert(
             id,
             Session {
@@ -229,6 +241,7 @@ impl<T: Clone> Table<T> {
                 tx: None,
                 mismatch,
                 twcc: Box::default(),
+                downlink,
             },
         );
         Ok(id)
@@ -454,6 +467,25 @@ impl<T: Clone> Table<T> {
                 }
             }
             s.p.slots.inbound(pkt);
+            if let (Some(dl), true, Some(addr)) = (s.downlink.as_mut(), is_rtcp(pkt), s.addr) {
+                let mut estimate = None;
+                let mut feedback = 0;
+                crate::slots::for_each_packet(pkt, |p| {
+                    // RTPFB, FMT 15: transport-cc feedback about what we sent.
+                    if p[1] == 205 && p[0] & 0x1f == 15 {
+                        feedback += 1;
+                        estimate = dl.on_feedback(now, p).or(estimate);
+                    }
+                });
+                self.counters.downlink_feedback += feedback;
+                if let Some(bps) = estimate {
+                    self.events.push_back(Event::Estimate {
+                        tag: s.p.tag.clone(),
+                        addr,
+                        bps,
+                    });
+                }
+            }
         }
         r.map_err(|e| {
             match e {
@@ -511,6 +543,10 @@ impl<T: Clone> Table<T> {
         let r = if is_rtcp(&buf[..len]) {
             tx.protect_rtcp(buf, len)
         } else {
+            let len = match (s.downlink.as_mut(), s.p.twcc_id) {
+                (Some(dl), Some(id)) => dl.stamp(now, buf, len, id, srtp::MAX_TRAILER),
+                _ => len,
+            };
             tx.protect_rtp(buf, len)
         };
         r.ok()

@@ -1,0 +1,170 @@
+use super::*;
+use crate::twcc::{extension, sequence, Recorder};
+
+fn rtp(ext: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+    if !ext.is_empty() {
+        p[0] |= 0x10;
+        p.extend_from_slice(ext);
+    }
+    p.extend_from_slice(&[0xaa; 20]);
+    p
+}
+
+fn stamped(pkt: &[u8], d: &mut Downlink, id: u8) -> Vec<u8> {
+    let mut buf = pkt.to_vec();
+    buf.resize(pkt.len() + 8 + 16, 0);
+    let n = d.stamp(Instant::now(), &mut buf, pkt.len(), id, 16);
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn every_packet_gets_the_next_sequence_number_wherever_its_extensions_stand() {
+    let mut d = Downlink::new(Instant::now());
+    // No extension block: one is added, the payload moved behind it.
+    let p = stamped(&rtp(&[]), &mut d, 3);
+    assert_eq!(p.len(), 12 + 8 + 20);
+    assert_eq!(sequence(&p, 3), Some(1));
+    assert_eq!(&p[20..], &[0xaa; 20]);
+    // An audio level (id 1) with room for nothing more: the block grows a word.
+    let level = [0xbe, 0xde, 0, 1, 0x10, 0x7f, 0, 0];
+    let p = stamped(&rtp(&level), &mut d, 3);
+    assert_eq!(p.len(), 12 + 12 + 20);
+    assert_eq!(sequence(&p, 3), Some(2));
+    assert_eq!(extension(&p, 1), Some(&[0x7f][..]));
+    assert_eq!(&p[24..], &[0xaa; 20]);
+    // A sender's own transport-wide number under the same id: overwritten in place.
+    let theirs = [0xbe, 0xde, 0, 1, 0x31, 0x12, 0x34, 0];
+    let p = stamped(&rtp(&theirs), &mut d, 3);
+    assert_eq!(p.len(), 12 + 8 + 20);
+    assert_eq!(sequence(&p, 3), Some(3));
+    // Two-byte headers.
+    let two = [0x10, 0x00, 0, 1, 5, 1, 9, 0];
+    let p = stamped(&rtp(&two), &mut d, 3);
+    assert_eq!(sequence(&p, 3), Some(4));
+    assert_eq!(extension(&p, 5), Some(&[9][..]));
+    // No room to grow: left as it is, and the number not spent.
+    let mut tight = rtp(&[]);
+    let n = tight.len();
+    assert_eq!(d.stamp(Instant::now(), &mut tight, n, 3, 0), n);
+    let p = stamped(&rtp(&[]), &mut d, 3);
+    assert_eq!(sequence(&p, 3), Some(5));
+}
+
+#[test]
+fn a_remb_carries_the_rate() {
+    let p = remb(7, 1_500_000);
+    let mut raw = &p[..];
+    use rtc_shared::marshal::Unmarshal;
+    let r = rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate::unmarshal(&mut raw)
+        .expect("webrtc-rs reads our REMB");
+    assert!(
+        (r.bitrate - 1_500_000.0).abs() < 1_500_000.0 * 0.001,
+        "{}",
+        r.bitrate
+    );
+    assert_eq!(r.sender_ssrc, 7);
+}
+
+/// A bottleneck of `capacity` bits/s with a FIFO queue: the server sends 1,200-byte
+/// packets at the estimate (up to a 3 Mbit/s source), the browser's recorder writes
+/// feedback every 50 ms, and the downlink reads it. Returns the estimate over time.
+struct Link {
+    d: Downlink,
+    rec: Recorder,
+    t0: Instant,
+    now: Instant,
+    free_at: Instant,
+    in_flight: Vec<(Instant, u16)>,
+}
+
+impl Link {
+    fn new() -> Link {
+        let t0 = Instant::now();
+        Link {
+            d: Downlink::new(t0),
+            rec: Recorder::default(),
+            t0,
+            now: t0,
+            free_at: t0,
+            in_flight: Vec::new(),
+        }
+    }
+
+    /// Runs for `secs` at `capacity`; the estimate at each second's end.
+    fn run(&mut self, secs: u64, capacity: f64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let end = self.now + Duration::from_secs(secs);
+        let mut next_second = self.now + Duration::from_secs(1);
+        let mut buf = vec![0u8; 2 * crate::twcc::WINDOW + 200];
+        while self.now < end {
+            let rate = (self.d.estimate() as f64).min(3_000_000.0);
+            let gap = Duration::from_secs_f64(1200.0 * 8.0 / rate);
+            let mut pkt = rtp(&[]);
+            pkt.resize(1200, 0);
+            let mut wire = pkt.clone();
+            wire.resize(1200 + 8, 0);
+            let n = self.d.stamp(self.now, &mut wire, 1192, 3, 0);
+            let seq = sequence(&wire[..n], 3).expect("stamped");
+            // The queue: served at capacity, 20 ms of propagation, none dropped under 1 s.
+            let start = self.free_at.max(self.now);
+            self.free_at = start + Duration::from_secs_f64(n as f64 * 8.0 / capacity);
+            if self.free_at.saturating_duration_since(self.now) < Duration::from_secs(1) {
+                self.in_flight
+                    .push((self.free_at + Duration::from_millis(20), seq));
+            }
+            self.now += gap;
+            let now = self.now;
+            let (arrived, rest): (Vec<_>, Vec<_>) =
+                self.in_flight.iter().partition(|(at, _)| *at <= now);
+            self.in_flight = rest;
+            for (at, seq) in arrived {
+                self.rec.on_packet(at, seq, 9);
+            }
+            if self.rec.due(now) {
+                if let Some(m) = self.rec.write(now, 1, &mut buf) {
+                    // Feedback reaches the server 20 ms later; close enough to read now.
+                    self.d.on_feedback(now, &buf[..m]);
+                }
+            }
+            if now >= next_second {
+                out.push(self.d.estimate());
+                next_second += Duration::from_secs(1);
+            }
+        }
+        let _ = self.t0;
+        out
+    }
+}
+
+#[test]
+fn the_estimate_settles_under_the_bottleneck_and_follows_it_down_within_2_s() {
+    let mut l = Link::new();
+    let first = l.run(15, 1_000_000.0);
+    eprintln!("1 Mbit/s: {first:?}");
+    let settled = *first.last().unwrap();
+    assert!(
+        (400_000..=1_100_000).contains(&settled),
+        "at 1 Mbit/s the estimate ends at {settled}: {first:?}"
+    );
+    // The bottleneck halves: within 2 s the estimate is at or under the new capacity.
+    let after = l.run(4, 500_000.0);
+    eprintln!("then 500 kbit/s: {after:?}");
+    assert!(
+        after[1] <= 550_000,
+        "2 s after the capacity halved the estimate is {}: {after:?}",
+        after[1]
+    );
+    assert!(after[3] >= 150_000, "it did not collapse: {after:?}");
+}
+
+#[test]
+fn an_open_path_lets_the_estimate_grow() {
+    let mut l = Link::new();
+    let e = l.run(5, 50_000_000.0);
+    assert!(
+        e[4] >= START_BPS,
+        "nothing congests a 50 Mbit/s path, yet the estimate fell: {e:?}"
+    );
+}
