@@ -81,7 +81,8 @@ fn srtp_is_forwarded_without_allocating() {
                 simulcast: [0; 2],
             },
             slots: slots(),
-            twcc_id: None,
+            // Transport-cc on: what goes to the receiver is stamped on the way.
+            twcc_id: Some(3),
         })));
     }
     let server = rig.addr;
@@ -135,12 +136,14 @@ fn srtp_is_forwarded_without_allocating() {
             }
             for mut p in drain(&receiver.socket) {
                 let m = inb.unprotect_rtp(&mut p).expect("the receiver decrypts");
-                // It plays in the receiver's slot, in its payload type; the rest as sent.
+                // It plays in the receiver's slot, in its payload type, with a
+                // transport-wide sequence number added (8 bytes); the rest as sent.
                 assert_eq!(p[1] & 0x7f, BROWSER_OPUS);
                 assert_eq!(p[8..12], SLOT_SSRC.to_be_bytes());
+                assert!(webrtc::twcc::sequence(&p[..m], 3).is_some(), "stamped");
                 assert!(
                     sent.iter()
-                        .any(|s| s[12..] == p[12..m] && s[2..8] == p[2..8]),
+                        .any(|s| s[12..] == p[20..m] && s[2..8] == p[2..8]),
                     "decrypted to what was sent"
                 );
                 to_secure += 1;
