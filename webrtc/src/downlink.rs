@@ -27,6 +27,15 @@ const TREND_WINDOW: usize = 20;
 const SMOOTHING: f64 = 0.9;
 /// Gain on the trendline's slope before it meets the threshold.
 const TREND_GAIN: f64 = 4.0;
+/// Growth per second while nothing congests. GCC's 8% takes a receiver whose limit was
+/// lifted tens of seconds to climb back a simulcast layer, with no probing to jump; 25%
+/// climbs from 300 kbit/s to a 600 kbit/s layer in about 3 s, and an overshoot on a
+/// limited path is caught by the next overuse within about a second.
+const INCREASE_PER_S: f64 = 1.25;
+/// The delivered rate is measured over arrivals this long.
+const DELIVERED_WINDOW_US: u64 = 500_000;
+/// A loss-based cut is at most this often: reports lag the loss that caused them.
+const LOSS_CUT_EVERY: Duration = Duration::from_millis(500);
 /// A decrease is at most this often (about one round trip and a half).
 const DECREASE_EVERY: Duration = Duration::from_millis(300);
 /// The estimate is reported when it moved by this fraction, or after [`REPORT_EVERY`].
@@ -71,8 +80,10 @@ pub struct Downlink {
     estimate: f64,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
+    last_loss_cut: Option<Instant>,
     /// Bytes acknowledged by recent feedback and the arrival span they cover, for the
-    /// delivered rate: (bytes, first arrival µs, last arrival µs), restarted every second.
+    /// delivered rate: (bytes, first arrival µs, last arrival µs), restarted every
+    /// [`DELIVERED_WINDOW_US`].
     acked: (u64, u64, u64),
     delivered_bps: Option<f64>,
     reported: Option<(Instant, f64)>,
@@ -102,6 +113,7 @@ impl Downlink {
             estimate: START_BPS as f64,
             last_update: None,
             last_decrease: None,
+            last_loss_cut: None,
             acked: (0, 0, 0),
             delivered_bps: None,
             reported: None,
@@ -210,7 +222,7 @@ impl Downlink {
         }
         let (send, bytes) = (s.at_us, u64::from(s.bytes));
         let a = &mut self.acked;
-        if a.0 == 0 || arrival_us.saturating_sub(a.1) > 1_000_000 {
+        if a.0 == 0 || arrival_us.saturating_sub(a.1) > DELIVERED_WINDOW_US {
             if a.0 > 0 && a.2 > a.1 {
                 self.delivered_bps = Some(a.0 as f64 * 8e6 / (a.2 - a.1) as f64);
             }
@@ -292,23 +304,27 @@ impl Downlink {
         } else {
             0.0
         };
-        let may_decrease = self
-            .last_decrease
-            .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_EVERY);
+        let since = |t: Option<Instant>, d: Duration| {
+            t.is_none_or(|t| now.saturating_duration_since(t) >= d)
+        };
+        let delivered = self.delivered_bps;
         match self.usage {
-            Usage::Over if may_decrease => {
-                let base = self
-                    .delivered_bps
-                    .unwrap_or(self.estimate)
-                    .min(self.estimate);
+            // Queues grow: back to under what got through.
+            Usage::Over if since(self.last_decrease, DECREASE_EVERY) => {
+                let base = delivered.unwrap_or(self.estimate).min(self.estimate);
                 self.estimate = 0.85 * base;
                 self.last_decrease = Some(now);
             }
-            Usage::Normal if loss < 0.1 => self.estimate *= 1.08f64.powf(dt),
+            Usage::Normal if loss < 0.02 => self.estimate *= INCREASE_PER_S.powf(dt),
             _ => {}
         }
-        if loss > 0.1 && may_decrease {
-            self.estimate *= 1.0 - 0.5 * loss;
+        // Heavy loss: GCC's loss-based cut, twice a second at most (reports lag), and no
+        // higher than what got through (a full buffer hides the delay trend; what it
+        // delivers is the path's rate).
+        if loss > 0.1 && since(self.last_loss_cut, LOSS_CUT_EVERY) {
+            let cut = self.estimate * (1.0 - 0.5 * loss);
+            self.estimate = delivered.map_or(cut, |d| cut.min(d));
+            self.last_loss_cut = Some(now);
             self.last_decrease = Some(now);
         }
         self.estimate = self.estimate.clamp(MIN_BPS as f64, MAX_BPS as f64);

@@ -107,12 +107,13 @@ impl Link {
             wire.resize(1200 + 8, 0);
             let n = self.d.stamp(self.now, &mut wire, 1192, 3, 0);
             let seq = sequence(&wire[..n], 3).expect("stamped");
-            // The queue: served at capacity, 20 ms of propagation, none dropped under 1 s.
+            // The queue: served at capacity, 20 ms of propagation; a packet that would wait
+            // 500 ms or more is dropped (a full router buffer).
             let start = self.free_at.max(self.now);
-            self.free_at = start + Duration::from_secs_f64(n as f64 * 8.0 / capacity);
-            if self.free_at.saturating_duration_since(self.now) < Duration::from_secs(1) {
-                self.in_flight
-                    .push((self.free_at + Duration::from_millis(20), seq));
+            let done = start + Duration::from_secs_f64(n as f64 * 8.0 / capacity);
+            if done.saturating_duration_since(self.now) < Duration::from_millis(500) {
+                self.free_at = done;
+                self.in_flight.push((done + Duration::from_millis(20), seq));
             }
             self.now += gap;
             let now = self.now;
@@ -166,5 +167,22 @@ fn an_open_path_lets_the_estimate_grow() {
     assert!(
         e[4] >= START_BPS,
         "nothing congests a 50 Mbit/s path, yet the estimate fell: {e:?}"
+    );
+}
+
+#[test]
+fn a_lifted_limit_lets_the_estimate_climb_within_5_s() {
+    let mut l = Link::new();
+    let limited = l.run(10, 300_000.0);
+    assert!(
+        *limited.last().unwrap() <= 400_000,
+        "a 300 kbit/s path: {limited:?}"
+    );
+    let open = l.run(5, 50_000_000.0);
+    eprintln!("300 kbit/s: {limited:?}; lifted: {open:?}");
+    assert!(
+        open[4] >= 600_000,
+        "5 s after the limit is lifted the estimate is {}: {open:?}",
+        open[4]
     );
 }
