@@ -13,14 +13,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # and the libav*-dev/libswscale-dev headers: ffmpeg-next's bindings to Debian's FFmpeg, for
 # VP8 and scaling in codecs/; podman, runc, uidmap and mmdebstrap: the docker/ test runs
 # the compose file in real containers, on a base image made from Debian's packages;
-# GStreamer's webrtcbin with libnice and its Python bindings: the WHIP/WHEP interop test).
+# GStreamer's webrtcbin with libnice and its Python bindings: the WHIP/WHEP interop test;
+# nftables: the ICE-over-TCP test blocks the browser's UDP in its namespace).
 # Benches install what they need themselves.
 DEB_PACKAGES := build-essential cmake ffmpeg python3 \
 	chromium chromium-driver firefox-esr coturn redis-server \
 	nasm pkg-config libclang-dev libavcodec-dev libavformat-dev libavutil-dev \
 	libswscale-dev podman runc uidmap mmdebstrap \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0
+	gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 nftables
 NOC_ARGS ?= --listen 127.0.0.1:3450 --http 127.0.0.1:8080
 
 .PHONY: run test deps build lint fmt fuzz clean

@@ -1,15 +1,17 @@
-//! ICE over TCP (RFC 6544): a page that cannot reach the media server over UDP still
-//! joins, over a TCP connection to the worker's passive candidate, and hears a confclient;
-//! the confclient hears the page. "Cannot reach over UDP" is made in the page: the answer
-//! it applies has its UDP candidate taken out, so Chromium's ICE has only the TCP one (a
-//! firewall rule would also stop the confclient's plain RTP on this one machine).
+//! ICE over TCP (RFC 6544): a browser whose UDP is blocked still joins, over a TCP
+//! connection to the worker's passive candidate, and hears a confclient; the confclient
+//! hears the page. The test runs in a network namespace of its own with an nftables rule
+//! that drops every UDP datagram Chromium sends (it runs as `nobody`; the rule matches its
+//! owner), while the confclient's plain RTP flows as usual.
 
 mod support;
 
 use serde_json::Value;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::chrome::*;
 use support::media::wav_tones;
+use support::netns::isolate;
 use testkit::harness::{Client, Noc};
 
 /// A GET over a plain TCP socket.
@@ -34,33 +36,69 @@ async fn transport(b: &fantoccini::Client) -> Value {
     .unwrap_or(Value::Null)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_without_udp_joins_over_ice_tcp() {
+/// Drops the UDP that user `nobody` sends, in this namespace (nftables).
+fn block_nobodys_udp() {
+    let rules: [&[&str]; 3] = [
+        &["add", "table", "inet", "noc"],
+        &[
+            "add",
+            "chain",
+            "inet",
+            "noc",
+            "out",
+            "{ type filter hook output priority 0; }",
+        ],
+        &[
+            "add", "rule", "inet", "noc", "out", "meta", "skuid", "65534", "meta", "l4proto",
+            "udp", "drop",
+        ],
+    ];
+    for r in rules {
+        let out = Command::new("nft")
+            .args(r)
+            .output()
+            .expect("nft runs (Debian's nftables; `make test` installs it)");
+        assert!(
+            out.status.success(),
+            "nft {}: {}",
+            r.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_browser_without_udp_joins_over_ice_tcp() {
+    // Before any thread or process starts: they all live in the namespace.
+    isolate().expect("a network namespace (the test needs root)");
+    block_nobodys_udp();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(without_udp());
+}
+
+async fn without_udp() {
     let noc = Noc::start(&[]);
     let mic = scratch("tone440-tcp.wav");
     tone_wav(&mic, 440.0, 30);
-    let (_driver, port) = chromedriver();
-    let b = browser(port, &mic, &scratch("profile-ice-tcp")).await;
-    b.goto(&format!("http://{}/join", noc.http)).await.unwrap();
-    b.execute(
-        "const apply = RTCPeerConnection.prototype.setRemoteDescription;\
-         RTCPeerConnection.prototype.setRemoteDescription = function (d) {\
-           const sdp = d.sdp.split('\\r\\n').filter((l) => !/^a=candidate:\\S+ \\d+ udp /i.test(l)).join('\\r\\n');\
-           window.remoteSdp = sdp;\
-           return apply.call(this, { type: d.type, sdp });\
-         };\
-         start({ conference: 'tcp', account: 'demo', name: 'chrome', mode: 'reflect', mic: '', cam: '' });",
-        vec![],
-    )
+    let (_driver, port) = chromedriver_as_nobody(&scratch("home-ice-tcp"));
+    let profile = scratch("profile-ice-tcp");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&profile).unwrap();
+        std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let b = browser(port, &mic, &profile).await;
+    b.goto(&format!(
+        "http://{}/join?conference=tcp&account=demo&name=chrome&camera=off",
+        noc.http
+    ))
     .await
     .unwrap();
     wait_in_room(&b, Duration::from_secs(30)).await;
-    let remote = b.execute("return window.remoteSdp;", vec![]).await.unwrap();
-    let remote = remote.as_str().unwrap_or("");
-    assert!(
-        remote.contains(" tcp ") && remote.contains("tcptype passive") && !remote.contains(" udp "),
-        "{remote}"
-    );
     let t = transport(&b).await;
     eprintln!("selected pair: {t}");
     assert_eq!(t["local"]["protocol"], "tcp", "{t}");

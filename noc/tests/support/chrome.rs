@@ -39,9 +39,26 @@ pub fn free_port() -> u16 {
 }
 
 pub fn chromedriver() -> (Driver, u16) {
+    chromedriver_cmd(Command::new("chromedriver"))
+}
+
+/// chromedriver and its Chromium as user `nobody` (a firewall rule can then single out
+/// the browser's traffic by its owner), with `home` (world-writable) as their home.
+pub fn chromedriver_as_nobody(home: &Path) -> (Driver, u16) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut c = Command::new("runuser");
+    c.args(["-u", "nobody", "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg("chromedriver");
+    chromedriver_cmd(c)
+}
+
+fn chromedriver_cmd(mut cmd: Command) -> (Driver, u16) {
     let port = free_port();
     use std::os::unix::process::CommandExt;
-    let child = Command::new("chromedriver")
+    let child = cmd
         .arg(format!("--port={port}"))
         .process_group(0)
         .stdout(Stdio::null())
