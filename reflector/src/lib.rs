@@ -383,6 +383,7 @@ impl Path for Reflector {
         let (estimates, prefs) = (&self.estimates, &self.prefs);
         for sim in self.simulcast.values_mut() {
             sim.choose(
+                now,
                 |r| estimates.get(&r).and_then(Estimate::bits_per_sec),
                 |r| prefs.get(&r).and_then(|p| p.max_layer),
             );

@@ -145,27 +145,31 @@ impl Simulcast {
     /// maximum, and asks for a keyframe on every layer someone is waiting to switch to.
     pub(crate) fn choose(
         &mut self,
+        now: Instant,
         estimate: impl Fn(ParticipantId) -> Option<u64>,
         max_layer: impl Fn(ParticipantId) -> Option<u8>,
     ) {
+        // Only encodings that flow can be switched to: a paused one never brings the
+        // keyframe a switch waits for. None flowing yet: all count, as at the start.
+        let n = self.layers.len();
+        let any = (0..n).any(|i| self.rates[i].is_active(now));
+        let active = |i: usize| !any || self.rates[i].is_active(now);
+        let lowest = (0..n).find(|&i| active(i)).unwrap_or(0);
         for sub in &mut self.subs {
-            let target = match estimate(sub.rx) {
-                None => self.layers.len() - 1,
-                Some(budget) => {
-                    let fits = |i: usize, headroom: u64| {
-                        self.rates[i].bits_per_sec * headroom / 100 <= budget
-                    };
-                    let mut t = 0;
-                    for i in 1..self.layers.len() {
-                        let up = sub.current.is_none_or(|c| i > c);
-                        if fits(i, if up { UP_HEADROOM_PCT } else { 100 }) {
-                            t = i;
-                        }
-                    }
-                    t
-                }
+            let cap = max_layer(sub.rx).map_or(n - 1, |m| usize::from(m).min(n - 1));
+            let budget = estimate(sub.rx);
+            let fits = |i: usize, headroom: u64| {
+                budget.is_none_or(|b| self.rates[i].bits_per_sec * headroom / 100 <= b)
             };
-            let target = max_layer(sub.rx).map_or(target, |m| target.min(usize::from(m)));
+            let mut target = lowest;
+            for i in lowest + 1..=cap {
+                let up = sub.current.is_none_or(|c| i > c);
+                if active(i) && fits(i, if up { UP_HEADROOM_PCT } else { 100 }) {
+                    target = i;
+                }
+            }
+            // Asked for less than the lowest that flows: the lowest that flows.
+            let target = target.max(lowest.min(cap)).min(n - 1);
             sub.target = target;
             if sub.current != Some(target) {
                 self.layers[target].pending = true;

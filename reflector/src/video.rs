@@ -42,10 +42,23 @@ pub(crate) struct RateMeter {
     start: Option<Instant>,
     bytes: u64,
     pub(crate) bits_per_sec: u64,
+    /// The last packet's arrival.
+    last: Option<Instant>,
 }
 
+/// A simulcast encoding with no packet for this long is paused (a browser stops its upper
+/// encodings when its own uplink estimate cannot carry them).
+const PAUSED_AFTER: Duration = Duration::from_secs(1);
+
 impl RateMeter {
+    /// Whether packets arrive: one within [`PAUSED_AFTER`] of `now`.
+    pub(crate) fn is_active(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|t| now.saturating_duration_since(t) < PAUSED_AFTER)
+    }
+
     pub(crate) fn add(&mut self, now: Instant, len: usize) {
+        self.last = Some(now);
         let start = *self.start.get_or_insert(now);
         self.bytes += len as u64;
         let span = now.saturating_duration_since(start);

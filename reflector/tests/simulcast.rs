@@ -240,3 +240,31 @@ fn a_layers_sr_reaches_its_receivers_in_their_numbering() {
         ref other => panic!("{other:?}"),
     }
 }
+
+/// A browser pauses its upper encodings when its own uplink cannot carry them: receivers
+/// get the one that flows instead of waiting for a keyframe that never comes.
+#[test]
+fn receivers_get_the_highest_encoding_that_flows() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, MID, high()],
+        },
+    );
+    sim.run(Duration::from_millis(10));
+    // Only the low encoding is sent.
+    sim.simulcast_camera(1, 30, &[(LOW, 1, SIZES[0])]);
+    remb(&mut sim, 2, 5_000_000);
+    sim.run(Duration::from_secs(3));
+    for rx in [2, 3] {
+        let media = sim.media(rx);
+        assert!(
+            media.len() > 30 && media.iter().all(|(_, p)| layer_of(p) == 0),
+            "receiver {rx} got {} packets",
+            media.len()
+        );
+    }
+}
