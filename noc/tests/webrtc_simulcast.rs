@@ -1,8 +1,9 @@
 //! Browser simulcast: page A sends its camera as three encodings named by rid (`q`, `h`,
 //! `f`: quarter, half and full size; the web client's `&simulcast=1`). The server maps
-//! them onto the reflector's layers. Page B, unconstrained, gets the full size; page C asks
-//! for the lowest layer (`layer 0`) and gets the quarter size, then, its limit lifted, goes
-//! up within 5 s. Both keep decoding across the switches.
+//! them onto the reflector's layers. Page B, unconstrained, gets the full size. Page C is
+//! limited, once by asking for the lowest layer (`layer 0`), once behind a 300 kbit/s link
+//! (its downlink estimate decides), and gets the quarter size; its limit lifted, it goes
+//! up within 5 s. All keep decoding across the switches.
 
 mod support;
 
@@ -10,7 +11,8 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::chrome::*;
-use testkit::harness::Noc;
+use support::netns::{isolate, Peer, MEDIA_HOST};
+use testkit::harness::{config, Noc, Proc, Split};
 
 /// Two seconds of a 960x540 test picture at 15 frames a second (Chromium sends three
 /// simulcast encodings from 960x540 up).
@@ -164,6 +166,147 @@ async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
     );
     eprintln!("C after its limit is lifted: {later}");
 
+    for p in [a, b, c] {
+        p.close().await.unwrap();
+    }
+}
+
+/// Runs `cmd args`, which must succeed.
+fn sh(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} runs ({e})"));
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Page C sits in a second network namespace behind a veth whose server side sends at most
+/// 300 kbit/s (`tc` token bucket, a short queue): its transport-cc feedback drives the
+/// server's downlink estimate for it, and that estimate picks its layer. Pages A and B
+/// reach the servers over loopback, unshaped.
+#[test]
+fn a_receiver_behind_a_300_kbps_link_gets_the_low_layer_and_climbs_when_it_is_lifted() {
+    // Before any thread or process starts: they all live in the namespace.
+    isolate().expect("a network namespace (the test needs root)");
+    let peer = Peer::add(&format!("noc-rx-{}", std::process::id())).expect("a second namespace");
+    sh(
+        "tc",
+        &[
+            "qdisc", "add", "dev", "nocv0", "root", "tbf", "rate", "300kbit", "burst", "6kb",
+            "limit", "36kb",
+        ],
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(behind_a_slow_link(&peer));
+}
+
+async fn behind_a_slow_link(peer: &Peer) {
+    // The servers on every address, so the second namespace reaches them (over the veth)
+    // and the first over loopback.
+    let on_link = "0.0.0.0:0";
+    let cfg = config("dispatcher.toml");
+    let any = "127.0.0.1:0";
+    let dispatcher = Proc::spawn(
+        "dispatcher",
+        &[
+            "--config",
+            &cfg,
+            "--listen",
+            any,
+            "--registry",
+            any,
+            "--http",
+            on_link,
+        ],
+    );
+    let mut noc = Split {
+        client: dispatcher.addr("dispatcher"),
+        registry: dispatcher.addr("registry"),
+        http: dispatcher.addr("http"),
+        dispatcher,
+        media: Vec::new(),
+    };
+    noc.add_media("ms-slow", &["--media-host", MEDIA_HOST, "--http", on_link]);
+    let mic = scratch("tone440-shaped.wav");
+    tone_wav(&mic, 440.0, 90);
+    let cam = scratch("camera-960x540-shaped.y4m");
+    camera_y4m(&cam);
+    let http_port = noc.http.port();
+    let url = |host: &str, name: &str, extra: &str| {
+        format!("http://{host}:{http_port}/join?conference=slow&account=demo&name={name}{extra}")
+    };
+    let (_driver, port) = chromedriver();
+    let a = browser_with(port, &mic, Some(&cam), &scratch("profile-shaped-a")).await;
+    a.goto(&url("127.0.0.1", "ann", "&simulcast=1"))
+        .await
+        .unwrap();
+    wait_in_room(&a, Duration::from_secs(20)).await;
+    let b = browser(port, &mic, &scratch("profile-shaped-b")).await;
+    b.goto(&url("127.0.0.1", "bob", "&camera=off"))
+        .await
+        .unwrap();
+    wait_in_room(&b, Duration::from_secs(20)).await;
+    // C loads the page from the link's address: a secure context only by this switch.
+    let (_slow_driver, slow_port) = chromedriver_in(peer);
+    let origin =
+        format!("--unsafely-treat-insecure-origin-as-secure=http://{MEDIA_HOST}:{http_port}");
+    let c = browser_args(
+        slow_port,
+        &mic,
+        None,
+        &scratch("profile-shaped-c"),
+        &[&origin],
+    )
+    .await;
+    c.goto(&url(MEDIA_HOST, "cat", "&camera=off"))
+        .await
+        .unwrap();
+    wait_in_room(&c, Duration::from_secs(30)).await;
+
+    let vb = wait_width(
+        &b,
+        Duration::from_secs(20),
+        "page B never got the full size",
+        |w| w == 960,
+    )
+    .await;
+    let vc = wait_width(
+        &c,
+        Duration::from_secs(30),
+        "page C never got the low layer",
+        |w| w == 240,
+    )
+    .await;
+    eprintln!("behind 300 kbit/s: B decodes {vb}, C decodes {vc}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = video_stats(&c).await;
+    assert!(
+        still["decoded"].as_u64() > vc["decoded"].as_u64() && still["w"] == 240,
+        "page C behind the slow link: {vc} then {still}"
+    );
+
+    // The link is lifted: C climbs within 5 s and keeps decoding.
+    sh("tc", &["qdisc", "del", "dev", "nocv0", "root"]);
+    let up = wait_width(&c, Duration::from_secs(5), "page C did not go up", |w| {
+        w > 240
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = video_stats(&c).await;
+    assert!(
+        later["decoded"].as_u64() > up["decoded"].as_u64(),
+        "page C stopped after going up: {up} then {later}"
+    );
+    eprintln!("lifted: C decodes {later}");
     for p in [a, b, c] {
         p.close().await.unwrap();
     }

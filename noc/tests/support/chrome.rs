@@ -55,6 +55,27 @@ pub fn chromedriver_as_nobody(home: &Path) -> (Driver, u16) {
     chromedriver_cmd(c)
 }
 
+/// chromedriver (and the Chromium it starts) inside `peer`'s network namespace; the port
+/// returned reaches it from here.
+pub fn chromedriver_in(peer: &super::netns::Peer) -> (Driver, u16) {
+    use std::os::unix::process::CommandExt;
+    // Any port: the namespace holds nothing else.
+    let inside = 9515;
+    let child = peer
+        .command("chromedriver")
+        .arg(format!("--port={inside}"))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
+    let driver = Driver(child);
+    let port = peer
+        .forward(inside, Duration::from_secs(20))
+        .expect("chromedriver listens in the namespace");
+    (driver, port)
+}
+
 fn chromedriver_cmd(mut cmd: Command) -> (Driver, u16) {
     let port = free_port();
     use std::os::unix::process::CommandExt;
