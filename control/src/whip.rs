@@ -5,8 +5,42 @@
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use protocol::{ErrorCode, ServerMsg};
+use protocol::{ErrorCode, Mode, ServerMsg};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Which of the two protocols a route speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Ingest: the client sends.
+    Whip,
+    /// Egress: the client watches the speaker.
+    Whep,
+}
+
+impl Kind {
+    /// The path's first segment.
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Whip => "whip",
+            Kind::Whep => "whep",
+        }
+    }
+
+    /// Whether the client publishes.
+    pub fn publishes(self) -> bool {
+        self == Kind::Whip
+    }
+}
+
+/// The query's `mode=`: `None` when absent, the `reject` to answer when it names no mode.
+pub fn mode(asked: Option<&str>) -> Result<Option<Mode>, ServerMsg> {
+    asked
+        .map(|m| {
+            m.parse::<Mode>()
+                .map_err(|()| ServerMsg::reject(ErrorCode::BadRequest, "mode= is reflect or mix"))
+        })
+        .transpose()
+}
 
 /// An offer or an answer.
 pub const SDP: &str = "application/sdp";
@@ -168,5 +202,8 @@ mod tests {
         assert_eq!(status(ErrorCode::Locked), StatusCode::FORBIDDEN);
         assert_eq!(segment("room-1"), "room-1");
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(mode(None), Ok(None));
+        assert_eq!(mode(Some("mix")), Ok(Some(Mode::Mix)));
+        assert!(mode(Some("loud")).is_err());
     }
 }

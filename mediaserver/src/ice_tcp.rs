@@ -10,6 +10,7 @@
 //! untouched. Buffers are per connection and reused; a connection whose peer does not read
 //! fast enough has frames dropped past [`MAX_QUEUED`] bytes, as a full UDP socket would.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -51,7 +52,8 @@ pub struct TcpCounters {
 /// A worker's passive ICE-TCP listener and its connections.
 pub struct IceTcp {
     listener: TcpListener,
-    conns: Vec<Conn>,
+    /// By peer address: the worker asks per packet whether a destination is one.
+    conns: HashMap<SocketAddr, Conn>,
     pub counters: TcpCounters,
 }
 
@@ -62,14 +64,14 @@ impl IceTcp {
         listener.set_nonblocking(true)?;
         Ok(IceTcp {
             listener,
-            conns: Vec::new(),
+            conns: HashMap::new(),
             counters: TcpCounters::default(),
         })
     }
 
     /// Whether `addr` is one of this listener's connections.
     pub fn is_peer(&self, addr: &SocketAddr) -> bool {
-        self.conns.iter().any(|c| c.peer == *addr)
+        self.conns.contains_key(addr)
     }
 
     /// Open connections.
@@ -99,21 +101,24 @@ impl IceTcp {
                     }
                     let _ = stream.set_nodelay(true);
                     self.counters.accepted += 1;
-                    self.conns.push(Conn {
-                        stream,
+                    self.conns.insert(
                         peer,
-                        rbuf: vec![0; READ_BUF].into_boxed_slice(),
-                        rlen: 0,
-                        wbuf: Vec::new(),
-                        dead: false,
-                        last: now,
-                    });
+                        Conn {
+                            stream,
+                            peer,
+                            rbuf: vec![0; READ_BUF].into_boxed_slice(),
+                            rlen: 0,
+                            wbuf: Vec::new(),
+                            dead: false,
+                            last: now,
+                        },
+                    );
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => break,
             }
         }
-        for c in &mut self.conns {
+        for c in self.conns.values_mut() {
             loop {
                 match c.stream.read(&mut c.rbuf[c.rlen..]) {
                     Ok(0) => {
@@ -139,12 +144,12 @@ impl IceTcp {
                 c.rlen -= at;
             }
         }
-        for c in &mut self.conns {
+        for c in self.conns.values_mut() {
             if now.saturating_duration_since(c.last) >= IDLE {
                 c.dead = true;
             }
         }
-        self.conns.retain(|c| {
+        self.conns.retain(|_, c| {
             if c.dead {
                 closed(c.peer);
             }
@@ -154,7 +159,7 @@ impl IceTcp {
 
     /// Queues `data` as one frame to connection `to`; false (and counted) when it cannot.
     pub fn send(&mut self, to: SocketAddr, data: &[u8]) -> bool {
-        let Some(c) = self.conns.iter_mut().find(|c| c.peer == to) else {
+        let Some(c) = self.conns.get_mut(&to) else {
             self.counters.dropped += 1;
             return false;
         };
@@ -174,7 +179,7 @@ impl IceTcp {
 
     /// Writes what the connections can take now.
     pub fn flush(&mut self) {
-        for c in &mut self.conns {
+        for c in self.conns.values_mut() {
             let mut sent = 0;
             while sent < c.wbuf.len() {
                 match c.stream.write(&c.wbuf[sent..]) {

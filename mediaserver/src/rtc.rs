@@ -345,8 +345,10 @@ impl Rtc {
                 }
                 Event::Estimate { tag, addr, bps } => {
                     // The downlink estimate reaches the reflector as the browser's REMB.
-                    let remb = webrtc::downlink::remb(tag.ssrc, bps);
-                    mesh.handle_datagram(now, addr, &remb);
+                    let mut remb = [0u8; 24];
+                    if let Some(n) = mesh::rtcp_write::remb(&mut remb, tag.ssrc, bps, &[0]) {
+                        mesh.handle_datagram(now, addr, &remb[..n]);
+                    }
                 }
                 Event::Slot { tag, slot, source } => {
                     let ev = SlotTaken {

@@ -11,30 +11,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
-use control::whip::{self as http, refuse, refuse_msg};
+use control::whip::{self as http, refuse, refuse_msg, Kind};
 use control::{CloseReason, Link, Shutdown};
-use protocol::{ErrorCode, JoinOpts, MediaKind, Mode};
+use protocol::{ErrorCode, JoinOpts, MediaKind};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Which of the two protocols a route speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Ingest: the client sends.
-    Whip,
-    /// Egress: the client watches the speaker.
-    Whep,
-}
-
-impl Kind {
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Whip => "whip",
-            Kind::Whep => "whep",
-        }
-    }
-}
 
 /// What the dispatcher's redirect puts in the query.
 #[derive(Debug, Default, Deserialize)]
@@ -114,14 +96,11 @@ async fn create(
     }
     let service = &ctx.service;
     // No mode given: the room's, so a viewer can join whatever runs.
-    let mode = match ask.mode.as_deref() {
-        Some(m) => match m.parse::<Mode>() {
-            Ok(m) => m,
-            Err(()) => return refuse(ErrorCode::BadRequest, "mode= is reflect or mix"),
-        },
-        None => service.room_mode(&conference).unwrap_or_default(),
+    let mode = match http::mode(ask.mode.as_deref()) {
+        Ok(m) => m.unwrap_or_else(|| service.room_mode(&conference).unwrap_or_default()),
+        Err(msg) => return refuse_msg(&msg),
     };
-    let seen = protocol::sdp::http_media(&body, kind == Kind::Whip);
+    let seen = protocol::sdp::http_media(&body, kind.publishes());
     let mut media = vec![MediaKind::Audio];
     let mut extra = Vec::new();
     if seen.video {

@@ -86,11 +86,7 @@ async fn without_udp() {
     tone_wav(&mic, 440.0, 30);
     let (_driver, port) = chromedriver_as_nobody(&scratch("home-ice-tcp"));
     let profile = scratch("profile-ice-tcp");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(&profile).unwrap();
-        std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    writable_by_all(&profile);
     let b = browser(port, &mic, &profile).await;
     b.goto(&format!(
         "http://{}/join?conference=tcp&account=demo&name=chrome&camera=off",

@@ -72,6 +72,41 @@ async fn wait_width(
     }
 }
 
+/// B decodes the full size and C the quarter size (within `c_within`).
+async fn b_full_and_c_low(
+    b: &fantoccini::Client,
+    c: &fantoccini::Client,
+    c_within: Duration,
+) -> (Value, Value) {
+    let vb = wait_width(
+        b,
+        Duration::from_secs(20),
+        "page B never got the full size",
+        |w| w == 960,
+    )
+    .await;
+    let vc = wait_width(c, c_within, "page C never got the lowest layer", |w| {
+        w == 240
+    })
+    .await;
+    (vb, vc)
+}
+
+/// C's limit is gone: it goes up within 5 s, and keeps decoding.
+async fn c_climbs(c: &fantoccini::Client) -> Value {
+    let up = wait_width(c, Duration::from_secs(5), "page C did not go up", |w| {
+        w > 240
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = video_stats(c).await;
+    assert!(
+        later["decoded"].as_u64() > up["decoded"].as_u64(),
+        "page C stopped decoding after going up: {up} then {later}"
+    );
+    later
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
     let noc = Noc::start(&[]);
@@ -121,20 +156,7 @@ async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
     eprintln!("page A sends {sent}");
 
     // B gets the full size, C the quarter size.
-    let vb = wait_width(
-        &b,
-        Duration::from_secs(20),
-        "page B never got the full size",
-        |w| w == 960,
-    )
-    .await;
-    let vc = wait_width(
-        &c,
-        Duration::from_secs(20),
-        "page C never got the lowest layer",
-        |w| w == 240,
-    )
-    .await;
+    let (vb, vc) = b_full_and_c_low(&b, &c, Duration::from_secs(20)).await;
     eprintln!("B decodes {vb}, C decodes {vc}");
     // The receivers' transport-cc feedback about what the server sends them drives the
     // downlink estimate (the layers the reflector picks).
@@ -154,16 +176,7 @@ async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
 
     // C's limit lifted: it goes up within 5 s, and keeps decoding.
     c.execute("noc.layer(null);", vec![]).await.unwrap();
-    let up = wait_width(&c, Duration::from_secs(5), "page C did not go up", |w| {
-        w > 240
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let later = video_stats(&c).await;
-    assert!(
-        later["decoded"].as_u64() > up["decoded"].as_u64(),
-        "page C stopped decoding after the switch: {up} then {later}"
-    );
+    let later = c_climbs(&c).await;
     eprintln!("C after its limit is lifted: {later}");
 
     for p in [a, b, c] {
@@ -272,20 +285,7 @@ async fn behind_a_slow_link(peer: &Peer) {
         .unwrap();
     wait_in_room(&c, Duration::from_secs(30)).await;
 
-    let vb = wait_width(
-        &b,
-        Duration::from_secs(20),
-        "page B never got the full size",
-        |w| w == 960,
-    )
-    .await;
-    let vc = wait_width(
-        &c,
-        Duration::from_secs(30),
-        "page C never got the low layer",
-        |w| w == 240,
-    )
-    .await;
+    let (vb, vc) = b_full_and_c_low(&b, &c, Duration::from_secs(30)).await;
     eprintln!("behind 300 kbit/s: B decodes {vb}, C decodes {vc}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let still = video_stats(&c).await;
@@ -296,16 +296,7 @@ async fn behind_a_slow_link(peer: &Peer) {
 
     // The link is lifted: C climbs within 5 s and keeps decoding.
     sh("tc", &["qdisc", "del", "dev", "nocv0", "root"]);
-    let up = wait_width(&c, Duration::from_secs(5), "page C did not go up", |w| {
-        w > 240
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let later = video_stats(&c).await;
-    assert!(
-        later["decoded"].as_u64() > up["decoded"].as_u64(),
-        "page C stopped after going up: {up} then {later}"
-    );
+    let later = c_climbs(&c).await;
     eprintln!("lifted: C decodes {later}");
     for p in [a, b, c] {
         p.close().await.unwrap();

@@ -4,9 +4,9 @@
 //! feedback says when each arrived, and a delay-based estimate (arrival-time deltas of
 //! packet groups, a trendline over their accumulated delay, an adaptive overuse
 //! threshold, AIMD rate control) and a loss-based one give what the path to the browser
-//! can take. The session hands the estimate to the mesh as a REMB from the browser, so the
-//! reflector picks simulcast layers and thins video by it, as it does with any receiver's
-//! REMB.
+//! can take. The session reports the estimate ([`crate::Event::Estimate`]); the worker hands
+//! it to the mesh as a REMB from the browser, so the reflector picks simulcast layers and
+//! thins video by it, as it does with any receiver's REMB.
 //!
 //! Fixed-size state: sent packets live in a ring of [`RING`] sequence numbers; nothing is
 //! allocated per packet. Feedback (about 20 per second) is read with webrtc-rs's parser.
@@ -440,29 +440,6 @@ fn put_sequence(buf: &mut [u8], len: usize, id: u8, seq: u16, spare: usize) -> O
         buf[at..at + 3].copy_from_slice(&[(id << 4) | 1, v[0], v[1]]);
     }
     Some(len + grow)
-}
-
-/// A REMB (draft-alvestrand-rmcat-remb) from `sender` carrying `bps`: how the session
-/// hands its estimate to the mesh.
-pub fn remb(sender: u32, bps: u64) -> [u8; 24] {
-    let mut exp = 0u32;
-    let mut mantissa = bps;
-    while mantissa > 0x3ffff {
-        mantissa >>= 1;
-        exp += 1;
-    }
-    let mut p = [0u8; 24];
-    p[0] = 0x8f;
-    p[1] = 206;
-    p[2..4].copy_from_slice(&5u16.to_be_bytes());
-    p[4..8].copy_from_slice(&sender.to_be_bytes());
-    p[12..16].copy_from_slice(b"REMB");
-    p[16] = 1;
-    let m = mantissa as u32;
-    p[17] = ((exp << 2) as u8) | ((m >> 16) as u8 & 3);
-    p[18] = (m >> 8) as u8;
-    p[19] = m as u8;
-    p
 }
 
 #[cfg(test)]

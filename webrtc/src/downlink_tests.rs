@@ -52,21 +52,6 @@ fn every_packet_gets_the_next_sequence_number_wherever_its_extensions_stand() {
     assert_eq!(sequence(&p, 3), Some(5));
 }
 
-#[test]
-fn a_remb_carries_the_rate() {
-    let p = remb(7, 1_500_000);
-    let mut raw = &p[..];
-    use rtc_shared::marshal::Unmarshal;
-    let r = rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate::unmarshal(&mut raw)
-        .expect("webrtc-rs reads our REMB");
-    assert!(
-        (r.bitrate - 1_500_000.0).abs() < 1_500_000.0 * 0.001,
-        "{}",
-        r.bitrate
-    );
-    assert_eq!(r.sender_ssrc, 7);
-}
-
 /// A bottleneck of `capacity` bits/s with a FIFO queue: the server sends 1,200-byte
 /// packets at the estimate (up to a 3 Mbit/s source), the browser's recorder writes
 /// feedback every 50 ms, and the downlink reads it. Returns the estimate over time.

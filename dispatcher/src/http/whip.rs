@@ -12,9 +12,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use control::whip::{self as http, refuse, refuse_msg};
+use control::whip::{self as http, refuse, refuse_msg, Kind};
 use control::Transport;
-use protocol::{Endpoint, ErrorCode, JoinOpts, MediaKind, Mode, ServerMsg};
+use protocol::{Endpoint, ErrorCode, JoinOpts, MediaKind, ServerMsg};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,11 +43,11 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route(
             "/whip/{conference}",
-            post(|s, i, p, q, h, b| dispatch(true, s, i, p, q, h, b)).options(options),
+            post(|s, i, p, q, h, b| dispatch(Kind::Whip, s, i, p, q, h, b)).options(options),
         )
         .route(
             "/whep/{conference}",
-            post(|s, i, p, q, h, b| dispatch(false, s, i, p, q, h, b)).options(options),
+            post(|s, i, p, q, h, b| dispatch(Kind::Whep, s, i, p, q, h, b)).options(options),
         )
         .with_state(service)
         .layer(http::cors())
@@ -69,7 +69,7 @@ fn http_base(ws_url: &str) -> Option<String> {
 }
 
 async fn dispatch(
-    publish: bool,
+    kind: Kind,
     State(service): State<Arc<Service>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(conference): Path<String>,
@@ -87,7 +87,6 @@ async fn dispatch(
         return http::wrong_type(http::SDP);
     }
     let token = http::bearer(&headers).map(str::to_owned);
-    let kind = if publish { "whip" } else { "whep" };
     if let Some(t) = token.as_deref().filter(|t| is_ticket(&service, t)) {
         return match with_ticket(&service, kind, &conference, &ask, t) {
             Ok(r) => r,
@@ -102,30 +101,23 @@ async fn dispatch(
     };
     let user = ask.user.clone().unwrap_or_else(|| {
         let tag: u32 = rand::random();
-        format!("{kind}-{:06x}", tag & 0xff_ffff)
+        format!("{}-{:06x}", kind.path(), tag & 0xff_ffff)
     });
-    let mode = match ask.mode.as_deref() {
-        Some(m) => match m.parse::<Mode>() {
-            Ok(m) => m,
-            Err(()) => {
-                return refused(ServerMsg::reject(
-                    ErrorCode::BadRequest,
-                    "mode= is reflect or mix",
-                ))
-            }
-        },
+    let mode = match http::mode(ask.mode.as_deref()) {
+        Ok(Some(m)) => m,
         // A viewer joins whatever runs.
-        None => service
+        Ok(None) => service
             .tables()
             .conference(&conference)
             .map(|c| c.parsed_mode())
             .unwrap_or_default(),
+        Err(msg) => return refused(msg),
     };
     if let Some(reject) = service.admit_join(&account, peer.ip()) {
         return refused(reject);
     }
     let mut media = vec![MediaKind::Audio];
-    if protocol::sdp::http_media(&body, publish).video {
+    if protocol::sdp::http_media(&body, kind.publishes()).video {
         media.push(MediaKind::Video);
     }
     let mut extra = Vec::new();
@@ -135,7 +127,7 @@ async fn dispatch(
     let opts = JoinOpts {
         mode,
         media,
-        app: Some(kind.to_owned()),
+        app: Some(kind.path().to_owned()),
         extra,
         ..JoinOpts::default()
     };
@@ -161,7 +153,7 @@ async fn dispatch(
         user: &user,
         mode: mode.as_str(),
     };
-    tracing::info!(%conference, %user, %peer, kind, "http client redirected to its media server");
+    tracing::info!(%conference, %user, %peer, kind = kind.path(), "http client redirected to its media server");
     redirect(&base, kind, &conference, &handoff)
 }
 
@@ -176,7 +168,7 @@ fn is_ticket(service: &Service, token: &str) -> bool {
 /// checked here, so a bad one is refused before the client is sent anywhere.
 fn with_ticket(
     service: &Service,
-    kind: &str,
+    kind: Kind,
     conference: &str,
     ask: &Ask,
     ticket: &str,
@@ -226,12 +218,16 @@ fn with_ticket(
 }
 
 /// `307` to the media server's own route.
-fn redirect(base: &str, kind: &str, conference: &str, handoff: &Handoff<'_>) -> Response {
+fn redirect(base: &str, kind: Kind, conference: &str, handoff: &Handoff<'_>) -> Response {
     let query = match serde_urlencoded::to_string(handoff) {
         Ok(q) => q,
         Err(e) => return refuse(ErrorCode::Internal, &e.to_string()),
     };
-    let location = format!("{base}/{kind}/{}?{query}", http::segment(conference));
+    let location = format!(
+        "{base}/{}/{}?{query}",
+        kind.path(),
+        http::segment(conference)
+    );
     let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
     match HeaderValue::from_str(&location) {
         Ok(v) => {

@@ -391,7 +391,6 @@ impl Rooms {
         true
     }
 
-    /// The participant sending `ssrc` on this server.
     /// Every SSRC `participant` sends with (audio, video, simulcast layers).
     pub(super) fn ssrcs_of(&self, participant: u32) -> Vec<u32> {
         let mut v: Vec<u32> = self
@@ -404,6 +403,7 @@ impl Rooms {
         v
     }
 
+    /// The participant sending `ssrc` on this server.
     pub(super) fn ssrc_owner(&self, ssrc: u32) -> Option<u32> {
         self.ssrcs.get(&ssrc).copied()
     }

@@ -43,11 +43,10 @@ pub fn chromedriver() -> (Driver, u16) {
 }
 
 /// chromedriver and its Chromium as user `nobody` (a firewall rule can then single out
-/// the browser's traffic by its owner), with `home` (world-writable) as their home.
+/// the browser's traffic by its owner), with `home` as their home. Its profile must be a
+/// [`writable_by_all`] directory too.
 pub fn chromedriver_as_nobody(home: &Path) -> (Driver, u16) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(home).unwrap();
-    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o777)).unwrap();
+    writable_by_all(home);
     let mut c = Command::new("runuser");
     c.args(["-u", "nobody", "--", "env"])
         .arg(format!("HOME={}", home.display()))
@@ -55,29 +54,38 @@ pub fn chromedriver_as_nobody(home: &Path) -> (Driver, u16) {
     chromedriver_cmd(c)
 }
 
+/// Creates `dir` for a browser that does not run as root.
+pub fn writable_by_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
 /// chromedriver (and the Chromium it starts) inside `peer`'s network namespace; the port
 /// returned reaches it from here.
 pub fn chromedriver_in(peer: &super::netns::Peer) -> (Driver, u16) {
-    use std::os::unix::process::CommandExt;
     // Any port: the namespace holds nothing else.
     let inside = 9515;
-    let child = peer
-        .command("chromedriver")
-        .arg(format!("--port={inside}"))
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
-    let driver = Driver(child);
+    let driver = spawn_driver(peer.command("chromedriver"), inside);
     let port = peer
         .forward(inside, Duration::from_secs(20))
         .expect("chromedriver listens in the namespace");
     (driver, port)
 }
 
-fn chromedriver_cmd(mut cmd: Command) -> (Driver, u16) {
+fn chromedriver_cmd(cmd: Command) -> (Driver, u16) {
     let port = free_port();
+    let driver = spawn_driver(cmd, port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (driver, port)
+}
+
+/// Starts `cmd` (chromedriver) on `port` in a process group of its own.
+fn spawn_driver(mut cmd: Command, port: u16) -> Driver {
     use std::os::unix::process::CommandExt;
     let child = cmd
         .arg(format!("--port={port}"))
@@ -86,13 +94,7 @@ fn chromedriver_cmd(mut cmd: Command) -> (Driver, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver runs (Debian package chromium-driver; `make test` installs it)");
-    let driver = Driver(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (driver, port)
+    Driver(child)
 }
 
 /// Two seconds of 640x480 noise at 30 frames a second, as Y4M (ffmpeg): a camera picture
