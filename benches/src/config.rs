@@ -19,7 +19,7 @@ pub struct LoadArgs {
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
     /// The dispatcher's client address (`noc` prints it as `dispatcher HOST:PORT`).
-    #[arg(long, required_unless_present = "raw")]
+    #[arg(long, required_unless_present_any = ["raw", "janus"])]
     pub dispatcher: Option<String>,
     /// Drive the raw baseline forwarder (`rawfwd`) at this address instead of the NOC.
     #[arg(long, conflicts_with = "dispatcher")]
@@ -114,6 +114,19 @@ pub struct LoadArgs {
     #[arg(long)]
     #[serde(default)]
     pub webrtc: bool,
+    /// Join a Janus VideoRoom at this API URL (`http://HOST:PORT/janus`) instead of the
+    /// NOC, as WebRTC peers (with --webrtc and --senders 1): participant 0 of each
+    /// conference publishes into a room of its own, the others subscribe. Janus must run
+    /// with `ice_lite = true` (benches/peers/webrtc/run.sh sets it up).
+    #[arg(long, conflicts_with_all = ["dispatcher", "raw"])]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub janus: Option<String>,
+    /// With --janus: the address the participants' sockets bind to and name as their host
+    /// candidate. Janus's libnice skips loopback, so this is the far end of a veth pair
+    /// when Janus gathers on the near one.
+    #[arg(long, requires = "janus")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub janus_local: Option<std::net::IpAddr>,
     /// Joins in flight at once.
     #[arg(long, default_value_t = 32)]
     pub join_concurrency: usize,
@@ -191,6 +204,19 @@ impl LoadArgs {
                 "--webrtc joins through the dispatcher, without --failover or --raw".into(),
             );
         }
+        if self.janus.is_some() {
+            if self.dispatcher.is_some() || self.raw.is_some() {
+                return bad("--janus replaces --dispatcher and --raw".into());
+            }
+            if self.janus_local.is_none() {
+                return bad("--janus needs --janus-local".into());
+            }
+            if !self.webrtc || self.failover || self.senders != 1 || self.has_video() {
+                return bad(
+                    "--janus needs --webrtc and --senders 1, without --failover or video".into(),
+                );
+            }
+        }
         if self.server_pid.is_some() && self.metrics.is_some() {
             return bad("give --server-pid or --metrics, not both".into());
         }
@@ -204,10 +230,11 @@ impl LoadArgs {
 
     /// The run's label: given, or derived from the target.
     pub fn label(&self) -> String {
-        match (&self.label, self.raw) {
-            (Some(l), _) => l.clone(),
-            (None, Some(_)) => "raw".into(),
-            (None, None) => "server".into(),
+        match (&self.label, self.raw, &self.janus) {
+            (Some(l), _, _) => l.clone(),
+            (None, Some(_), _) => "raw".into(),
+            (None, None, Some(_)) => "janus".into(),
+            (None, None, None) => "server".into(),
         }
     }
 }
@@ -296,6 +323,31 @@ mod tests {
         // A sweep from the command line and scales from the file are caught after the merge.
         assert!(load(&["--sweep"], &[]).validate().is_err());
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn janus_mode_is_one_webrtc_publisher_per_room() {
+        let j = |extra: &[&str]| {
+            let mut v = vec![
+                "loadgen",
+                "--janus",
+                "http://127.0.0.1:8088/janus",
+                "--janus-local",
+                "10.0.0.2",
+            ];
+            v.extend_from_slice(extra);
+            LoadArgs::try_parse_from(v)
+        };
+        let a = j(&["--webrtc", "--senders", "1"]).unwrap();
+        a.validate().unwrap();
+        assert_eq!(a.label(), "janus");
+        assert!(j(&["--senders", "1"]).unwrap().validate().is_err());
+        assert!(j(&["--webrtc"]).unwrap().validate().is_err());
+        assert!(j(&["--webrtc", "--senders", "1", "--video-pps", "10"])
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(j(&["--webrtc", "--dispatcher", "127.0.0.1:1"]).is_err());
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct Route {
 }
 
 impl Route {
-    fn new(audio: Channel, video: Option<Channel>) -> Route {
+    pub(crate) fn new(audio: Channel, video: Option<Channel>) -> Route {
         Route {
             gen: AtomicU64::new(0),
             chans: Mutex::new((Some(audio), video)),
@@ -159,8 +159,6 @@ pub fn join_all(
         .dispatcher
         .clone()
         .ok_or_else(|| BenchError::Args("--dispatcher is required".into()))?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = oneshot::channel();
     let plan = Plan {
         dispatcher,
         account: args.account.clone(),
@@ -172,6 +170,22 @@ pub fn join_all(
         failover: args.failover,
         webrtc: args.webrtc,
     };
+    spawn_plane(move |ready, stop, status| control_main(plan, ready, stop, status))
+}
+
+/// Where a control plane reports its joined participants (or why it could not join).
+pub(crate) type Ready = std::sync::mpsc::Sender<Result<Vec<Participant>, BenchError>>;
+
+/// Runs `main` on a small tokio runtime on its own thread and waits until it has joined
+/// everyone: `main` sends the participants on `ready`, holds them until `stop`, then
+/// leaves and returns its report.
+pub(crate) fn spawn_plane<F, Fut>(main: F) -> Result<(ControlPlane, Vec<Participant>), BenchError>
+where
+    F: FnOnce(Ready, oneshot::Receiver<()>, Arc<ControlStatus>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ControlReport>,
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel();
     let status = Arc::new(ControlStatus::default());
     let st = status.clone();
     let thread = std::thread::Builder::new()
@@ -187,7 +201,7 @@ pub fn join_all(
                     return ControlReport::default();
                 }
             };
-            rt.block_on(control_main(plan, ready_tx, stop_rx, st))
+            rt.block_on(main(ready_tx, stop_rx, st))
         })
         .map_err(BenchError::io("spawn control thread"))?;
     let plane = ControlPlane {
@@ -217,21 +231,21 @@ struct Plan {
 }
 
 /// A WebRTC participant's consent check (RFC 7675), sent every [`CONSENT_EVERY`].
-struct Consent {
-    socket: UdpSocket,
-    server: SocketAddr,
-    request: Vec<u8>,
+pub(crate) struct Consent {
+    pub(crate) socket: UdpSocket,
+    pub(crate) server: SocketAddr,
+    pub(crate) request: Vec<u8>,
 }
 
 /// How often a WebRTC participant refreshes consent (browsers: about every 5 s; the server
 /// stops sending after 30 s without).
-const CONSENT_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const CONSENT_EVERY: Duration = Duration::from_secs(5);
 
 type Joined = (Participant, Control, Option<Consent>);
 
 async fn control_main(
     plan: Plan,
-    ready: std::sync::mpsc::Sender<Result<Vec<Participant>, BenchError>>,
+    ready: Ready,
     stop: oneshot::Receiver<()>,
     status: Arc<ControlStatus>,
 ) -> ControlReport {
@@ -438,8 +452,7 @@ async fn join_one(plan: &Plan, conf: u32, index: u32, user: &str) -> Result<Join
 }
 
 /// A WebRTC participant's setup after `accept` (docs/protocol.md, "Browsers: SDP framing"):
-/// the offer as `sdp` lines, the answer, the nominating ICE check to the worker's port and
-/// the DTLS handshake as client. Returns the SRTP keys and the consent check to repeat.
+/// the offer as `sdp` lines, the answer, then [`ice_and_dtls`] with the worker's port.
 async fn webrtc_connect(
     ctrl: &mut Control,
     socket: &UdpSocket,
@@ -476,22 +489,33 @@ async fn webrtc_connect(
         }
     }
     let ans = webrtc::sdp::Offer::parse(&answer).map_err(|e| e.to_string())?;
+    ice_and_dtls(&peer, socket, server, &ans).await
+}
+
+/// The nominating ICE check to `server` (again every 100 ms until it succeeds), then the
+/// DTLS handshake as client. Returns the SRTP keys and the consent check to repeat.
+pub(crate) async fn ice_and_dtls(
+    peer: &webrtc::client::Peer,
+    socket: &UdpSocket,
+    server: SocketAddr,
+    ans: &webrtc::sdp::Offer,
+) -> Result<(webrtc::client::Keying, Vec<u8>), String> {
     let check = peer
         .check_request(&ans.ice_ufrag, &ans.ice_pwd)
         .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut last_check = None::<Instant>;
-    // The check, again every 100 ms until it succeeds.
     loop {
         if last_check.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
             let _ = socket.send_to(&check, server);
             last_check = Some(Instant::now());
         }
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
             if webrtc::ice::is_success(&buf[..n]) {
                 break;
             }
+            answer_check(peer, socket, &buf[..n], from);
         }
         if Instant::now() > deadline {
             return Err("no ICE binding success".into());
@@ -514,7 +538,7 @@ async fn webrtc_connect(
                     .map_err(|e| e.to_string())?;
                 quiet = Instant::now();
             }
-            Ok(_) => {}
+            Ok((n, from)) => answer_check(peer, socket, &buf[..n], from),
             Err(_) => {
                 if quiet.elapsed() >= Duration::from_millis(200) {
                     hs.handle_timeout(Instant::now());
@@ -530,9 +554,16 @@ async fn webrtc_connect(
     Ok((hs.keying().map_err(|e| e.to_string())?, check))
 }
 
+/// Answers a server's own ICE check (Janus checks the pair; the media server does not).
+fn answer_check(peer: &webrtc::client::Peer, socket: &UdpSocket, data: &[u8], from: SocketAddr) {
+    if let Some(resp) = peer.answer_check(data, from) {
+        let _ = socket.send_to(&resp, from);
+    }
+}
+
 /// Binds a participant's media socket on the control connection's IP (same family as the
 /// server), so the server sees RTP from the host it admitted.
-fn open_socket(local: IpAddr, server: SocketAddr) -> Result<UdpSocket, String> {
+pub(crate) fn open_socket(local: IpAddr, server: SocketAddr) -> Result<UdpSocket, String> {
     let ip = match (local, server) {
         (IpAddr::V4(_), SocketAddr::V4(_)) | (IpAddr::V6(_), SocketAddr::V6(_)) => local,
         (_, SocketAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -10,6 +10,8 @@
 //!   ([`wire`]), and measuring loss, duplicates, lateness and one-way latency per stream
 //!   ([`stats`]) together with the server's CPU time ([`cpu`]). `--sweep` steps the offered
 //!   load up to saturation and plots it ([`plot`]).
+//!   `--janus` drives a Janus VideoRoom with the same WebRTC participants ([`janus`]), the
+//!   peer of the WebRTC fan-out comparison.
 //! - `rawfwd` (binary, [`rawfwd`]): the physical baseline, a plain recvmmsg/sendmmsg
 //!   forwarder with no mesh, driven by the same `loadgen --raw`.
 //! - `benches/mesh.rs` (criterion): the mesh's cost per forwarded packet without I/O.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod cpu;
 mod error;
+pub mod janus;
 pub mod netio;
 pub mod plot;
 pub mod rawfwd;

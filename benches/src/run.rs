@@ -266,6 +266,10 @@ fn join(
     args: &LoadArgs,
     run_id: &str,
 ) -> Result<(Option<ControlPlane>, Vec<Participant>, String), BenchError> {
+    if let Some(j) = &args.janus {
+        let (plane, parts) = crate::janus::join_all(args, run_id)?;
+        return Ok((Some(plane), parts, format!("janus {j}")));
+    }
     match (args.raw, &args.dispatcher) {
         (Some(fwd), _) => Ok((
             None,
@@ -276,7 +280,9 @@ fn join(
             let (plane, parts) = control::join_all(args, run_id)?;
             Ok((Some(plane), parts, format!("dispatcher {d}")))
         }
-        (None, None) => Err(BenchError::Args("--dispatcher or --raw is required".into())),
+        (None, None) => Err(BenchError::Args(
+            "--dispatcher, --raw or --janus is required".into(),
+        )),
     }
 }
 

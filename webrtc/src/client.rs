@@ -79,26 +79,62 @@ impl Peer {
 
     /// The lines of an offer with one Opus audio section sending `ssrc` (no CRLFs).
     pub fn offer(&self, ssrc: u32) -> Vec<String> {
+        self.audio_sdp("actpass", "sendrecv", "0", 111, Some(ssrc), None)
+    }
+
+    /// An offer that only publishes `ssrc` and takes the DTLS client's part (`setup:active`,
+    /// which RFC 8842 allows an offerer): a server that answers `active` to `actpass`
+    /// (Janus) then takes the server's part, and this peer stays a DTLS client. `host` is
+    /// this peer's one candidate (libnice pairs a peer-reflexive address badly).
+    pub fn publish_offer(&self, ssrc: u32, host: SocketAddr) -> Vec<String> {
+        self.audio_sdp("active", "sendonly", "0", 111, Some(ssrc), Some(host))
+    }
+
+    /// The answer to a server's offer of one Opus section `mid` with payload type `pt`,
+    /// receiving only, as the DTLS client, with one host candidate.
+    pub fn receive_answer(&self, mid: &str, pt: u8, host: SocketAddr) -> Vec<String> {
+        self.audio_sdp("active", "recvonly", mid, pt, None, Some(host))
+    }
+
+    fn audio_sdp(
+        &self,
+        setup: &str,
+        direction: &str,
+        mid: &str,
+        pt: u8,
+        ssrc: Option<u32>,
+        host: Option<SocketAddr>,
+    ) -> Vec<String> {
         let fp = crate::sdp::fingerprint_text(&self.fingerprint);
-        vec![
+        let mut lines = vec![
             "v=0".into(),
             "o=- 1 2 IN IP4 127.0.0.1".into(),
             "s=-".into(),
             "t=0 0".into(),
-            "a=group:BUNDLE 0".into(),
-            "m=audio 9 UDP/TLS/RTP/SAVPF 111".into(),
+            format!("a=group:BUNDLE {mid}"),
+            format!("m=audio 9 UDP/TLS/RTP/SAVPF {pt}"),
             "c=IN IP4 0.0.0.0".into(),
             format!("a=ice-ufrag:{}", self.ufrag),
             format!("a=ice-pwd:{}", self.pwd),
             format!("a=fingerprint:sha-256 {fp}"),
-            "a=setup:actpass".into(),
-            "a=mid:0".into(),
-            "a=sendrecv".into(),
+            format!("a=setup:{setup}"),
+            format!("a=mid:{mid}"),
+            format!("a={direction}"),
             "a=rtcp-mux".into(),
-            "a=rtpmap:111 opus/48000/2".into(),
-            "a=fmtp:111 minptime=10;useinbandfec=1".into(),
-            format!("a=ssrc:{ssrc} cname:{}", self.ufrag),
-        ]
+            format!("a=rtpmap:{pt} opus/48000/2"),
+            format!("a=fmtp:{pt} minptime=10;useinbandfec=1"),
+        ];
+        lines.extend(ssrc.map(|s| format!("a=ssrc:{s} cname:{}", self.ufrag)));
+        if let Some(h) = host {
+            // RFC 8445 §5.1.2.1: type preference 126 (host), local preference 65535.
+            lines.push(format!(
+                "a=candidate:1 1 udp 2130706431 {} {} typ host",
+                h.ip(),
+                h.port()
+            ));
+            lines.push("a=end-of-candidates".into());
+        }
+        lines
     }
 
     /// A nominating binding request to a server whose answer had `ufrag` and `pwd`.
@@ -111,6 +147,17 @@ impl Peer {
             true,
             provider.crypto(),
         ))
+    }
+
+    /// The success response to a server's binding request to this peer (a full ICE agent
+    /// such as Janus's libnice checks the pair too), or `None` for anything else.
+    pub fn answer_check(&self, data: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        let req = crate::ice::parse(data).ok()?;
+        if req.local_ufrag != self.ufrag {
+            return None;
+        }
+        let provider = rtc_crypto::default_provider().ok()?;
+        req.answer(&self.pwd, from, provider.crypto()).ok()
     }
 
     /// Starts the DTLS handshake from `local` to `server` (after the ICE check succeeded).
@@ -190,5 +237,53 @@ impl Handshake {
             client: (km[..k].to_vec(), km[2 * k..2 * k + s].to_vec()),
             server: (km[k..2 * k].to_vec(), km[2 * k + s..2 * k + 2 * s].to_vec()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdp::Offer;
+
+    fn text(lines: &[String]) -> String {
+        lines.iter().map(|l| format!("{l}\r\n")).collect()
+    }
+
+    #[test]
+    fn a_publishing_offer_and_a_receiving_answer_name_their_role_and_candidate() {
+        let p = Peer::new("pub1").unwrap();
+        let host: SocketAddr = "10.77.0.2:40000".parse().unwrap();
+        let offer = text(&p.publish_offer(7, host));
+        assert!(offer.contains("a=setup:active\r\n") && offer.contains("a=sendonly\r\n"));
+        let o = Offer::parse(&offer).unwrap();
+        assert_eq!(o.udp_candidates, [host]);
+        assert_eq!(o.voice().and_then(|m| m.ssrc), Some(7));
+
+        let answer = text(&p.receive_answer("a1", 109, host));
+        assert!(answer.contains("a=recvonly\r\n") && answer.contains("a=rtpmap:109 opus"));
+        let a = Offer::parse(&answer).unwrap();
+        assert_eq!(a.audio().map(|m| m.mid.as_str()), Some("a1"));
+        assert_eq!(a.audio().and_then(|m| m.ssrc), None);
+        // The browser-like offer of the join flow keeps `actpass` and no candidate.
+        let plain = text(&p.offer(9));
+        assert!(plain.contains("a=setup:actpass\r\n") && !plain.contains("a=candidate"));
+    }
+
+    #[test]
+    fn a_servers_check_is_answered_only_with_this_peers_credentials() {
+        let p = Peer::new("peer1").unwrap();
+        let provider = rtc_crypto::default_provider().unwrap();
+        let from: SocketAddr = "10.77.0.1:30000".parse().unwrap();
+        let good = crate::ice::request(&p.ufrag, "srv", &p.pwd, false, provider.crypto());
+        let resp = p
+            .answer_check(&good, from)
+            .expect("its own check is answered");
+        assert!(crate::ice::is_success(&resp));
+        let wrong_pwd =
+            crate::ice::request(&p.ufrag, "srv", "not-the-pwd", false, provider.crypto());
+        assert!(p.answer_check(&wrong_pwd, from).is_none());
+        let other = crate::ice::request("other", "srv", &p.pwd, false, provider.crypto());
+        assert!(p.answer_check(&other, from).is_none());
+        assert!(p.answer_check(&[0x80, 111, 0, 1], from).is_none());
     }
 }

@@ -92,6 +92,19 @@ pub struct Offer {
     /// The SHA-256 certificate fingerprint, as bytes.
     pub fingerprint: Vec<u8>,
     pub media: Vec<OfferedMedia>,
+    /// The UDP addresses of the peer's RTP candidates (component 1), in order: where a
+    /// client reaches a server that offers or answers (loadgen against Janus).
+    pub udp_candidates: Vec<SocketAddr>,
+}
+
+/// The address of an `a=candidate` value for RTP over UDP (RFC 8839 §5.1), or `None`.
+fn udp_candidate(v: &str) -> Option<SocketAddr> {
+    let f: Vec<&str> = v.split(' ').collect();
+    let (component, transport, ip, port) = (f.get(1)?, f.get(2)?, f.get(4)?, f.get(5)?);
+    if *component != "1" || !transport.eq_ignore_ascii_case("udp") {
+        return None;
+    }
+    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
 }
 
 impl Offer {
@@ -104,6 +117,7 @@ impl Offer {
         let mut pwd = session("ice-pwd");
         let mut fp = session("fingerprint");
         let mut media = Vec::new();
+        let mut udp_candidates: Vec<SocketAddr> = Vec::new();
         for m in &desc.media_descriptions {
             let attr = |k: &str| m.attribute(k).flatten().map(str::to_owned);
             ufrag = ufrag.or_else(|| attr("ice-ufrag"));
@@ -185,6 +199,11 @@ impl Offer {
                         }
                     }
                     "sendrecv" | "sendonly" | "recvonly" | "inactive" => direction = a.key.clone(),
+                    "candidate" => {
+                        if let Some(c) = udp_candidate(v).filter(|c| !udp_candidates.contains(c)) {
+                            udp_candidates.push(c);
+                        }
+                    }
                     "rid" => {
                         let mut f = v.split(' ');
                         if let (Some(id), Some("send")) = (f.next(), f.next()) {
@@ -261,6 +280,7 @@ impl Offer {
             ice_pwd,
             fingerprint,
             media,
+            udp_candidates,
         })
     }
 
@@ -374,6 +394,30 @@ a=sctp-port:5000\r\n";
             (Some(111), Some(1), Some(3735928559), "0")
         );
         assert_eq!(o.media[1].kind, "application");
+        assert_eq!(
+            o.udp_candidates,
+            ["127.0.0.1:50000".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn udp_candidates_of_rtp_in_order_and_nothing_else() {
+        let more = CHROMIUM_OFFER.replace(
+            "a=ice-ufrag:Zk3q\r\na=ice-pwd",
+            "a=candidate:2 1 UDP 2113937150 10.1.0.1 5002 typ host\r\n\
+             a=candidate:3 2 udp 2113937150 10.1.0.1 5003 typ host\r\n\
+             a=candidate:4 1 tcp 1518280447 10.1.0.1 9 typ host tcptype active\r\n\
+             a=candidate:5 1 udp 1 not-an-ip 5004 typ host\r\n\
+             a=candidate:6 1 udp\r\n\
+             a=candidate:7 1 udp 2113937150 ::1 5005 typ host\r\n\
+             a=ice-ufrag:Zk3q\r\na=ice-pwd",
+        );
+        let o = Offer::parse(&more).unwrap();
+        let want: Vec<SocketAddr> = ["127.0.0.1:50000", "10.1.0.1:5002", "[::1]:5005"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(o.udp_candidates, want);
     }
 
     #[test]
