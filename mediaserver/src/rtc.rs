@@ -344,6 +344,12 @@ impl Rtc {
                     }
                 }
                 Event::Estimate { tag, addr, bps } => {
+                    tracing::debug!(
+                        conf = tag.conf,
+                        participant = tag.participant,
+                        bps,
+                        "downlink estimate"
+                    );
                     // The downlink estimate reaches the reflector as the browser's REMB.
                     let mut remb = [0u8; 24];
                     if let Some(n) = mesh::rtcp_write::remb(&mut remb, tag.ssrc, bps, &[0]) {

@@ -107,6 +107,59 @@ async fn c_climbs(c: &fantoccini::Client) -> Value {
     later
 }
 
+/// What a page's video did while a script in it looked every 50 ms: (ms since the start,
+/// frames decoded, frame width), for `window`.
+async fn watch(page: &fantoccini::Client, window: Duration) -> Vec<(u64, u64, u64)> {
+    page.execute(
+        "window.nocWatch = []; const t0 = performance.now();\
+         window.nocWatchTimer = setInterval(() => noc.pc.getStats().then((r) => {\
+           let d = 0, w = 0, best = -1;\
+           r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') {\
+             d += s.framesDecoded || 0;\
+             if ((s.framesDecoded || 0) > best) { best = s.framesDecoded || 0; w = s.frameWidth || 0; } } });\
+           window.nocWatch.push([Math.round(performance.now() - t0), d, w]); }), 50);",
+        vec![],
+    )
+    .await
+    .expect("the watch starts");
+    tokio::time::sleep(window).await;
+    let v = page
+        .execute(
+            "clearInterval(window.nocWatchTimer); return window.nocWatch;",
+            vec![],
+        )
+        .await
+        .expect("the watch ends");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let s = s.as_array()?;
+            Some((s[0].as_u64()?, s.get(1)?.as_u64()?, s.get(2)?.as_u64()?))
+        })
+        .collect()
+}
+
+/// From a watch: when the width changed, as (ms, new width) after the first sample's,
+/// and the longest time without a new decoded frame (ms).
+fn switches_and_freeze(samples: &[(u64, u64, u64)]) -> (Vec<(u64, u64)>, u64) {
+    let Some(&(t0, d0, w0)) = samples.first() else {
+        return (Vec::new(), 0);
+    };
+    let mut changes = vec![(t0, w0)];
+    let (mut freeze, mut since, mut frames) = (0, t0, d0);
+    for &(t, d, w) in samples {
+        if w != changes[changes.len() - 1].1 {
+            changes.push((t, w));
+        }
+        if d > frames {
+            (since, frames) = (t, d);
+        }
+        freeze = freeze.max(t - since);
+    }
+    (changes, freeze)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
     let noc = Noc::start(&[]);
@@ -298,6 +351,33 @@ async fn behind_a_slow_link(peer: &Peer) {
     sh("tc", &["qdisc", "del", "dev", "nocv0", "root"]);
     let later = c_climbs(&c).await;
     eprintln!("lifted: C decodes {later}");
+
+    // The downlink halves, from 1000 to 500 kbit/s: C leaves the full size (about
+    // 0.8 Mbit/s with its audio) and keeps decoding. When it goes down, its layer changes
+    // and its longest freeze are printed for docs/benchmarks.md (figures, not asserts).
+    let shape = |rate: &str, limit: &str| {
+        let args = [
+            "qdisc", "replace", "dev", "nocv0", "root", "tbf", "rate", rate, "burst", "6kb",
+            "limit", limit,
+        ];
+        sh("tc", &args);
+    };
+    shape("1000kbit", "60kb");
+    let (changes, freeze) = switches_and_freeze(&watch(&c, Duration::from_secs(12)).await);
+    eprintln!("at 1000 kbit/s: C's width (ms, w): {changes:?}; longest freeze {freeze} ms");
+    shape("500kbit", "30kb");
+    let halved = watch(&c, Duration::from_secs(10)).await;
+    let (changes, freeze) = switches_and_freeze(&halved);
+    eprintln!("halved to 500 kbit/s: C's width (ms, w): {changes:?}; longest freeze {freeze} ms");
+    let late: Vec<_> = halved.iter().filter(|s| s.0 >= 3000).collect();
+    assert!(
+        !late.is_empty() && late.iter().all(|s| s.2 > 0 && s.2 < 960),
+        "page C kept the full size behind 500 kbit/s: {changes:?}"
+    );
+    assert!(
+        late.last().map(|s| s.1) > late.first().map(|s| s.1),
+        "page C stopped decoding behind 500 kbit/s: {halved:?}"
+    );
     for p in [a, b, c] {
         p.close().await.unwrap();
     }

@@ -19,6 +19,8 @@ use std::time::Instant;
 use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, Run, TalkDetector, TalkEdge};
 use mesh::{Hasher, ParticipantId, PathOut, RtpView};
 
+use crate::video::RateMeter;
+
 /// The RFC 8285 one-byte extension id senders use for the audio level unless told otherwise
 /// (what browsers offer first for `urn:ietf:params:rtp-hdrext:ssrc-audio-level`).
 pub const DEFAULT_AUDIO_LEVEL_ID: u8 = 1;
@@ -33,7 +35,14 @@ struct Speaker {
     detector: TalkDetector,
     meter: LevelMeter,
     muted: bool,
+    /// Its audio as sent on, with each packet's share of the wire (see [`WIRE_OVERHEAD`]).
+    rate: RateMeter,
 }
+
+/// Bytes each packet costs on the wire beyond its RTP: IPv4 and UDP headers, an SRTP tag
+/// and a transport-wide sequence number. Receivers' estimates count what arrives, so a
+/// layer's budget leaves this much of the audio's room.
+const WIRE_OVERHEAD: usize = 28 + 16 + 8;
 
 #[derive(Debug)]
 pub(crate) struct LastN {
@@ -108,6 +117,25 @@ impl LastN {
         }
     }
 
+    /// The audio every source sends on (bits/s), and `r`'s own part of it: what `r` gets
+    /// is the first less the second. Unmuted sources only (a muted one is not forwarded).
+    pub(crate) fn audio_rates(&self, now: Instant) -> (u64, impl Fn(ParticipantId) -> u64 + '_) {
+        let live = move |s: &Speaker| !s.muted && s.rate.is_active(now);
+        let total = self
+            .speakers
+            .values()
+            .filter(|s| live(s))
+            .map(|s| s.rate.bits_per_sec)
+            .sum();
+        let own = move |r: ParticipantId| {
+            self.speakers
+                .get(&r)
+                .filter(|s| live(s))
+                .map_or(0, |s| s.rate.bits_per_sec)
+        };
+        (total, own)
+    }
+
     /// Who started talking most recently and still talks.
     pub(crate) fn dominant(&self) -> Option<ParticipantId> {
         self.order.first().copied().filter(|p| {
@@ -132,6 +160,7 @@ impl LastN {
         if s.muted {
             return (None, None);
         }
+        s.rate.add(now, pkt.len() + WIRE_OVERHEAD);
         let voice = match talk::audio_level(pkt, self.ext_id) {
             Some((_, level)) => {
                 s.meter.add_rfc6464(level);

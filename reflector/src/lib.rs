@@ -293,13 +293,15 @@ impl Reflector {
 impl Reflector {
     /// Thins the video of every receiver whose estimate is below the rate of what it gets
     /// (after simulcast picked the layers).
-    fn choose_thinning(&mut self, members: &[ParticipantId]) {
+    fn choose_thinning(&mut self, now: Instant, members: &[ParticipantId]) {
         self.thinned.clear();
+        let (audio_total, audio_own) = self.last_n.audio_rates(now);
         for &r in members {
             let Some(budget) = self.estimates.get(&r).and_then(Estimate::bits_per_sec) else {
                 continue;
             };
-            if budget < self.video_rate_to(r) {
+            let audio = audio_total.saturating_sub(audio_own(r));
+            if budget.saturating_sub(audio) < self.video_rate_to(r) {
                 self.thinned.push(r);
             }
         }
@@ -307,14 +309,8 @@ impl Reflector {
 
     /// The rate of the video `r` gets (before thinning), bits/s, as measured on arrival.
     fn video_rate_to(&self, r: ParticipantId) -> u64 {
-        let plain: u64 = self
-            .video
-            .iter()
-            .filter(|(&s, _)| s != r && self.last_n.forwards(s))
-            .map(|(_, v)| v.rate.bits_per_sec)
-            .sum();
         let layered: u64 = self.simulcast.values().map(|s| s.rate_for(r)).sum();
-        plain + layered
+        plain_video_to(&self.video, &self.last_n, r) + layered
     }
 
     /// `entered` is a speaker again: its video restarts at a keyframe for its receivers.
@@ -381,14 +377,27 @@ impl Path for Reflector {
         // out within a tick.
         self.sync(members);
         let (estimates, prefs) = (&self.estimates, &self.prefs);
-        for sim in self.simulcast.values_mut() {
-            sim.choose(
-                now,
-                |r| estimates.get(&r).and_then(Estimate::bits_per_sec),
-                |r| prefs.get(&r).and_then(|p| p.max_layer),
-            );
+        // A receiver's estimate covers all it gets: the layers are chosen in what its audio
+        // and its plain video leave (at a 300 kbit/s receiver two Opus streams take a
+        // third). Several simulcast sources to one receiver each get that whole rest.
+        {
+            let (audio_total, audio_own) = self.last_n.audio_rates(now);
+            let (video, last_n) = (&self.video, &self.last_n);
+            let others = |r: ParticipantId| {
+                audio_total.saturating_sub(audio_own(r)) + plain_video_to(video, last_n, r)
+            };
+            for sim in self.simulcast.values_mut() {
+                sim.choose(
+                    now,
+                    |r| {
+                        let e = estimates.get(&r).and_then(Estimate::bits_per_sec)?;
+                        Some(e.saturating_sub(others(r)))
+                    },
+                    |r| prefs.get(&r).and_then(|p| p.max_layer),
+                );
+            }
         }
-        self.choose_thinning(members);
+        self.choose_thinning(now, members);
         self.last_n.tick(now, out);
         self.request_keyframes(out);
         self.send_receiver_reports(members, out);
@@ -489,6 +498,19 @@ impl Path for Reflector {
             self.entered_last_n(entered);
         }
     }
+}
+
+/// The rate of the plain (not simulcast) video `r` gets, bits/s, as measured on arrival.
+fn plain_video_to(
+    video: &HashMap<ParticipantId, VideoSource>,
+    last_n: &LastN,
+    r: ParticipantId,
+) -> u64 {
+    video
+        .iter()
+        .filter(|(&s, _)| s != r && last_n.forwards(s))
+        .map(|(_, v)| v.rate.bits_per_sec)
+        .sum()
 }
 
 #[cfg(test)]

@@ -268,3 +268,56 @@ fn receivers_get_the_highest_encoding_that_flows() {
         );
     }
 }
+
+/// A receiver's estimate carries its audio too: the layer is chosen in what the audio
+/// leaves. Three voices of about 61 kbit/s each on the wire take 182 kbit/s of a 500 kbit/s
+/// estimate, so the 336 kbit/s middle layer (which the whole estimate would take) does not
+/// fit; at 600 kbit/s it does.
+#[test]
+fn the_layer_is_chosen_in_what_the_receivers_audio_leaves() {
+    let mut sim = Sim::new(&[1, 2, 3, 4]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, MID, high()],
+        },
+    );
+    for v in [1, 3, 4] {
+        sim.voices.insert(v, true);
+    }
+    sim.run(Duration::from_millis(10));
+    sim.simulcast_camera(
+        1,
+        30,
+        &[
+            (LOW, 1, SIZES[0]),
+            (MID, 2, SIZES[1]),
+            (high(), 3, SIZES[2]),
+        ],
+    );
+    remb(&mut sim, 2, 500_000);
+    sim.run(Duration::from_secs(4));
+    let layers_since = |sim: &Sim, t: Instant| -> Vec<usize> {
+        sim.media(2)
+            .iter()
+            .filter(|(at, p)| *at >= t && p.len() >= SIZES[0])
+            .map(|(_, p)| layer_of(p))
+            .collect()
+    };
+    let late = sim.now - Duration::from_secs(2);
+    let got = layers_since(&sim, late);
+    assert!(
+        !got.is_empty() && got.iter().all(|&l| l == 0),
+        "500 kbit/s less three voices fits only the low layer: {got:?}"
+    );
+    remb(&mut sim, 2, 600_000);
+    sim.run(Duration::from_secs(4));
+    let late = sim.now - Duration::from_secs(1);
+    let got = layers_since(&sim, late);
+    assert!(
+        !got.is_empty() && got.iter().all(|&l| l == 1),
+        "600 kbit/s less three voices fits the middle layer: {got:?}"
+    );
+}

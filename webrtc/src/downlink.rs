@@ -310,10 +310,16 @@ impl Downlink {
         };
         let delivered = self.delivered_bps;
         match self.usage {
-            // Queues grow: back to under what got through.
+            // Queues grow: back to under what got through (GCC: 0.85 of the received
+            // rate), never up. An estimate already under that stays: cutting it again each
+            // time had it sink to the floor while the lowest layer and the audio, which
+            // flow whatever it says, kept the queue up; a lifted link then took seconds
+            // to climb back from there.
             Usage::Over if since(self.last_decrease, DECREASE_EVERY) => {
-                let base = delivered.unwrap_or(self.estimate).min(self.estimate);
-                self.estimate = 0.85 * base;
+                self.estimate = match delivered {
+                    Some(d) => self.estimate.min(0.85 * d),
+                    None => 0.85 * self.estimate,
+                };
                 self.last_decrease = Some(now);
             }
             Usage::Normal if loss < 0.02 => self.estimate *= INCREASE_PER_S.powf(dt),
@@ -322,9 +328,13 @@ impl Downlink {
         // Heavy loss: GCC's loss-based cut, twice a second at most (reports lag), and no
         // higher than what got through (a full buffer hides the delay trend; what it
         // delivers is the path's rate).
+        // Nor lower than 0.85 of it: loss that goes on whatever the estimate says (the
+        // lowest layer and the audio are more than the path takes) must not drive the
+        // estimate down step after step.
         if loss > 0.1 && since(self.last_loss_cut, LOSS_CUT_EVERY) {
             let cut = self.estimate * (1.0 - 0.5 * loss);
-            self.estimate = delivered.map_or(cut, |d| cut.min(d));
+            let cut = delivered.map_or(cut, |d| cut.min(d).max(0.85 * d));
+            self.estimate = self.estimate.min(cut);
             self.last_loss_cut = Some(now);
             self.last_decrease = Some(now);
         }

@@ -62,6 +62,9 @@ struct Link {
     now: Instant,
     free_at: Instant,
     in_flight: Vec<(Instant, u16)>,
+    /// The server sends at least this (bits/s) whatever the estimate: a simulcast
+    /// receiver's lowest layer and its audio.
+    floor: f64,
 }
 
 impl Link {
@@ -74,6 +77,7 @@ impl Link {
             now: t0,
             free_at: t0,
             in_flight: Vec::new(),
+            floor: 0.0,
         }
     }
 
@@ -84,7 +88,7 @@ impl Link {
         let mut next_second = self.now + Duration::from_secs(1);
         let mut buf = vec![0u8; 2 * crate::twcc::WINDOW + 200];
         while self.now < end {
-            let rate = (self.d.estimate() as f64).min(3_000_000.0);
+            let rate = (self.d.estimate() as f64).max(self.floor).min(3_000_000.0);
             let gap = Duration::from_secs_f64(1200.0 * 8.0 / rate);
             let mut pkt = rtp(&[]);
             pkt.resize(1200, 0);
@@ -169,5 +173,32 @@ fn a_lifted_limit_lets_the_estimate_climb_within_5_s() {
         open[4] >= 600_000,
         "5 s after the limit is lifted the estimate is {}: {open:?}",
         open[4]
+    );
+}
+
+/// The lowest layer and the audio flow whatever the estimate says, here more than the
+/// path takes: the queue stays up, but the estimate stays near what gets through instead
+/// of sinking to the floor, so a lifted limit is climbed from there (a browser behind a
+/// 300 kbit/s link sank to 50 kbit/s and took more than 5 s to get a layer back).
+#[test]
+fn a_sender_that_cannot_go_lower_keeps_the_estimate_near_what_gets_through() {
+    let mut l = Link::new();
+    l.floor = 350_000.0;
+    let limited = l.run(10, 300_000.0);
+    eprintln!("floor 350 kbit/s into 300 kbit/s: {limited:?}");
+    assert!(
+        limited[3..]
+            .iter()
+            .all(|&e| (150_000..=400_000).contains(&e)),
+        "the estimate left what the path delivers: {limited:?}"
+    );
+    // Lifted: the backlog drains first (the delay falls, the estimate holds), then it
+    // grows by half a second.
+    let open = l.run(3, 50_000_000.0);
+    eprintln!("lifted: {open:?}");
+    assert!(
+        open[2] >= 450_000,
+        "3 s after the limit is lifted the estimate is {}: {open:?}",
+        open[2]
     );
 }
