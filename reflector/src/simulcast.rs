@@ -8,7 +8,7 @@
 //! sender reports are translated back and forth with the same offsets. Frames that thinning
 //! withholds from a receiver shift its sequence numbers too, so they leave no gap.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mesh::{FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewrite, RtpView};
 
@@ -23,6 +23,22 @@ const SWITCH_TS_STEP: u32 = 3000;
 /// Going up needs this much headroom (in percent of the layer's rate), so a receiver does
 /// not flap between two layers at the edge of its estimate.
 const UP_HEADROOM_PCT: u64 = 110;
+/// A move down this soon after a move up says the move up did not fit.
+const FAILED_UP_WITHIN: Duration = Duration::from_secs(5);
+/// After such a failed try, going up to that layer again needs this much more budget (in
+/// percent) than the failed try had, for [`CEILING_FOR`]: without probing, an estimate that
+/// grows back after each cut would otherwise try the layer every second or two, and each
+/// try fills the receiver's queue. A lifted link grows past the mark within a second.
+const CEILING_PCT: u64 = 130;
+const CEILING_FOR: Duration = Duration::from_secs(10);
+
+/// A layer a receiver went up to and came back from: the budget it had then, and when.
+#[derive(Clone, Copy, Debug)]
+struct Ceiling {
+    layer: usize,
+    bps: u64,
+    at: Instant,
+}
 
 /// A receiver of a simulcast source.
 #[derive(Clone, Debug)]
@@ -36,6 +52,9 @@ pub(crate) struct Sub {
     ts_offset: u32,
     /// Highest (sequence, timestamp) sent out, in the receiver's numbering.
     last: Option<(u16, u32)>,
+    /// The last move up of `target` by the budget: (layer, budget, when).
+    raised: Option<Ceiling>,
+    ceiling: Option<Ceiling>,
 }
 
 impl Sub {
@@ -47,6 +66,8 @@ impl Sub {
             seqs: SeqMap::default(),
             ts_offset: 0,
             last: None,
+            raised: None,
+            ceiling: None,
         }
     }
 
@@ -161,15 +182,45 @@ impl Simulcast {
             let fits = |i: usize, headroom: u64| {
                 budget.is_none_or(|b| self.rates[i].bits_per_sec * headroom / 100 <= b)
             };
+            let ceiling = sub
+                .ceiling
+                .filter(|c| now.saturating_duration_since(c.at) < CEILING_FOR);
+            let below_ceiling = |i: usize| {
+                ceiling.is_some_and(|c| {
+                    i >= c.layer && budget.is_some_and(|b| b < c.bps * CEILING_PCT / 100)
+                })
+            };
             let mut target = lowest;
             for i in lowest + 1..=cap {
                 let up = sub.current.is_none_or(|c| i > c);
-                if active(i) && fits(i, if up { UP_HEADROOM_PCT } else { 100 }) {
+                if active(i)
+                    && fits(i, if up { UP_HEADROOM_PCT } else { 100 })
+                    && !(up && below_ceiling(i))
+                {
                     target = i;
                 }
             }
             // Asked for less than the lowest that flows: the lowest that flows.
             let target = target.max(lowest.min(cap)).min(n - 1);
+            if let Some(b) = budget {
+                if target > sub.target && sub.current.is_some() {
+                    sub.raised = Some(Ceiling {
+                        layer: target,
+                        bps: b,
+                        at: now,
+                    });
+                } else if target < sub.target && sub.target <= cap {
+                    // Down by the budget soon after going up: that move up did not fit.
+                    sub.ceiling = sub
+                        .raised
+                        .filter(|r| {
+                            sub.target >= r.layer
+                                && now.saturating_duration_since(r.at) < FAILED_UP_WITHIN
+                        })
+                        .map(|r| Ceiling { at: now, ..r })
+                        .or(sub.ceiling);
+                }
+            }
             sub.target = target;
             if sub.current != Some(target) {
                 self.layers[target].pending = true;

@@ -321,3 +321,74 @@ fn the_layer_is_chosen_in_what_the_receivers_audio_leaves() {
         "600 kbit/s less three voices fits the middle layer: {got:?}"
     );
 }
+
+/// A move up that the next estimate takes back marks a ceiling: the layer is tried again
+/// only with 30% more budget than that try had, or after 10 s. Without it an estimate that
+/// grows back after each cut tried the layer every second or two.
+#[test]
+fn a_move_up_that_did_not_fit_is_not_retried_on_the_same_budget() {
+    let mut sim = Sim::new(&[1, 2]);
+    sim.mesh.handle_command(
+        sim.now,
+        Command::SetSimulcast {
+            conf: CONF,
+            participant: 1,
+            layers: vec![LOW, MID, high()],
+        },
+    );
+    sim.run(Duration::from_millis(10));
+    sim.simulcast_camera(
+        1,
+        30,
+        &[
+            (LOW, 1, SIZES[0]),
+            (MID, 2, SIZES[1]),
+            (high(), 3, SIZES[2]),
+        ],
+    );
+    let layer_at_end = |sim: &Sim| {
+        let t = sim.now - Duration::from_millis(300);
+        let got: Vec<usize> = sim
+            .media(2)
+            .iter()
+            .filter(|(at, _)| *at >= t)
+            .map(|(_, p)| layer_of(p))
+            .collect();
+        assert!(
+            !got.is_empty() && got.iter().all(|&l| l == got[0]),
+            "{got:?}"
+        );
+        got[0]
+    };
+    remb(&mut sim, 2, 300_000);
+    sim.run(Duration::from_secs(3));
+    assert_eq!(layer_at_end(&sim), 0, "300 kbit/s: the low layer");
+    // The estimate grows to 400 kbit/s: the middle layer (336 kbit/s) is tried...
+    remb(&mut sim, 2, 400_000);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(layer_at_end(&sim), 1, "400 kbit/s: the middle layer");
+    // ...and does not fit: back down.
+    remb(&mut sim, 2, 300_000);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(layer_at_end(&sim), 0);
+    // The same budget again is no reason to try again; 30% more is.
+    remb(&mut sim, 2, 450_000);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(
+        layer_at_end(&sim),
+        0,
+        "450 kbit/s is under the 520 kbit/s mark"
+    );
+    remb(&mut sim, 2, 530_000);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(layer_at_end(&sim), 1, "530 kbit/s is over the mark");
+    // A mark lapses after 10 s.
+    remb(&mut sim, 2, 300_000);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(layer_at_end(&sim), 0);
+    remb(&mut sim, 2, 450_000);
+    sim.run(Duration::from_secs(3));
+    assert_eq!(layer_at_end(&sim), 0, "the new mark is 530 kbit/s");
+    sim.run(Duration::from_secs(9));
+    assert_eq!(layer_at_end(&sim), 1, "10 s later the mark is gone");
+}
