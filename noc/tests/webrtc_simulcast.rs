@@ -3,7 +3,9 @@
 //! them onto the reflector's layers. Page B, unconstrained, gets the full size. Page C is
 //! limited, once by asking for the lowest layer (`layer 0`), once behind a 300 kbit/s link
 //! (its downlink estimate decides), and gets the quarter size; its limit lifted, it goes
-//! up within 5 s. All keep decoding across the switches.
+//! up within 5 s. Behind a link halved from 1000 to 500 kbit/s it leaves the full size;
+//! its layer changes and longest freeze are printed for docs/benchmarks.md. All keep
+//! decoding across the switches.
 
 mod support;
 
