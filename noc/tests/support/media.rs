@@ -7,21 +7,37 @@ use std::time::{Duration, Instant};
 
 /// An even port P with P..P+3 free on 127.0.0.1 (RTP and RTCP of audio and video).
 pub fn free_port_block() -> u16 {
-    for _ in 0..100 {
-        let probe = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-        let p = probe.local_addr().expect("local addr").port() & !1;
-        drop(probe);
-        if !(1024..=65_530).contains(&p) {
-            continue;
-        }
-        let held: Vec<_> = (p..p + 4)
+    free_ports(4)
+}
+
+/// An even port P with P..P+n free on 127.0.0.1, below the kernel's ephemeral range: no
+/// socket bound to port 0 anywhere on the machine can take one of them between this check
+/// and the child that binds them (coturn's relay ports once lost that race on a busy
+/// machine). The start is random, so tests running side by side pick different blocks.
+pub fn free_ports(n: u16) -> u16 {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (lo, hi) = (10_000u16, ephemeral.saturating_sub(n + 2).max(10_002));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().rotate_left(16);
+    for _ in 0..200 {
+        // xorshift: a fresh start per try.
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let p = (lo + (seed % u32::from(hi - lo)) as u16) & !1;
+        let held: Vec<_> = (p..p + n)
             .map(|q| UdpSocket::bind(("127.0.0.1", q)))
             .collect();
         if held.iter().all(Result::is_ok) {
             return p;
         }
     }
-    panic!("no block of 4 free UDP ports");
+    panic!("no block of {n} free UDP ports");
 }
 
 /// An ffmpeg child whose stderr goes to a file (its logs are long).
@@ -91,7 +107,7 @@ pub fn wait_file(path: &std::path::Path, who: &testkit::harness::Client) -> Stri
 pub struct Turn {
     child: Child,
     pub port: u16,
-    /// The ports it relays from (four).
+    /// The ports it relays from.
     pub relay: std::ops::RangeInclusive<u16>,
 }
 
@@ -102,18 +118,21 @@ impl Drop for Turn {
     }
 }
 
+/// How many ports coturn may relay from.
+const RELAY_PORTS: u16 = 16;
+
 impl Turn {
     pub fn start(secret: &str, dir: &std::path::Path) -> Turn {
         std::fs::create_dir_all(dir).expect("turn dir");
         let port = free_port_block();
-        let relay = free_port_block();
+        let relay = free_ports(RELAY_PORTS);
         let log = std::fs::File::create(dir.join("turnserver.log")).expect("log");
         let child = Command::new("turnserver")
             .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
             .arg(format!("--listening-port={port}"))
-            // A few relay ports of our own, free a moment ago.
+            // Relay ports of our own, free a moment ago.
             .arg(format!("--min-port={relay}"))
-            .arg(format!("--max-port={}", relay + 3))
+            .arg(format!("--max-port={}", relay + RELAY_PORTS - 1))
             .args(["--use-auth-secret", "--realm=noc.test"])
             .arg(format!("--static-auth-secret={secret}"))
             .args([
@@ -138,7 +157,7 @@ impl Turn {
         Turn {
             child,
             port,
-            relay: relay..=relay + 3,
+            relay: relay..=relay + RELAY_PORTS - 1,
         }
     }
 }
