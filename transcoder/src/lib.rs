@@ -20,12 +20,17 @@
 //! as the mix: `speaking` edges, each talker's level every [`talk::LEVEL_PERIOD`], and the
 //! dominant speaker ([`talk::DominantSpeaker`]).
 //!
+//! Video compositing (issue 14) starts from [`layout`]: the tiles of the grid, speaker and
+//! presentation layouts and the canvas pictures are scaled onto. The compositor that decodes
+//! senders into it and encodes the result is not built yet.
+//!
 //! Sans-IO: time comes in as `now`; nothing here reads the clock. Hostile input (empty,
 //! truncated or corrupt Opus, absurd timestamps, other payload types) is counted and dropped;
 //! it never panics.
 
 mod codec;
 pub mod jitter;
+pub mod layout;
 mod mix;
 
 use std::collections::HashSet;
