@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
 /// Longest one participant's join flow may take.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// After `channel audio`, how long to wait for a `channel video` from the same burst.
 const VIDEO_CHANNEL_WAIT: Duration = Duration::from_millis(50);
 /// Socket buffers of each participant; a fan-out burst must fit.
@@ -298,19 +298,47 @@ async fn control_main(
 }
 
 async fn join_wave(plan: &Arc<Plan>, who: Vec<(u32, u32)>) -> Result<Vec<Joined>, BenchError> {
-    let sem = Arc::new(Semaphore::new(plan.concurrency));
+    let (joined, err) = join_each(plan.concurrency, who, |conf, index| {
+        let plan = plan.clone();
+        async move { join_one(&plan, conf, index, &format!("c{conf}p{index}")).await }
+    })
+    .await;
+    match err {
+        None => Ok(joined),
+        Some(e) => {
+            for (_, mut ctrl, _) in joined {
+                ctrl.finish().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `join(conference, index)` for each of `who`, at most `concurrency` at once, each
+/// within [`JOIN_TIMEOUT`]. Returns what joined and the first failure; the caller undoes
+/// the joins when there is one.
+pub(crate) async fn join_each<T, F, Fut>(
+    concurrency: usize,
+    who: impl IntoIterator<Item = (u32, u32)>,
+    join: F,
+) -> (Vec<T>, Option<BenchError>)
+where
+    F: Fn(u32, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
+{
+    let sem = Arc::new(Semaphore::new(concurrency));
     let mut set = tokio::task::JoinSet::new();
     for (conf, index) in who {
-        let plan = plan.clone();
-        let sem = sem.clone();
+        let (sem, join) = (sem.clone(), join(conf, index));
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let user = format!("c{conf}p{index}");
-            match tokio::time::timeout(JOIN_TIMEOUT, join_one(&plan, conf, index, &user)).await {
+            match tokio::time::timeout(JOIN_TIMEOUT, join).await {
                 Ok(r) => r.map_err(|reason| BenchError::Join { user, reason }),
                 Err(_) => Err(BenchError::Join {
                     user,
-                    reason: format!("no channel within {JOIN_TIMEOUT:?}"),
+                    reason: format!("not joined within {JOIN_TIMEOUT:?}"),
                 }),
             }
         });
@@ -328,15 +356,7 @@ async fn join_wave(plan: &Arc<Plan>, who: Vec<(u32, u32)>) -> Result<Vec<Joined>
             }
         }
     }
-    match first_err {
-        None => Ok(out),
-        Some(e) => {
-            for (_, mut ctrl, _) in out {
-                ctrl.finish().await;
-            }
-            Err(e)
-        }
-    }
+    (out, first_err)
 }
 
 /// One participant's join flow (docs/protocol.md, "The join flow"), up to its channels.

@@ -13,8 +13,8 @@
 
 use crate::config::LoadArgs;
 use crate::control::{
-    ice_and_dtls, open_socket, spawn_plane, Channel, Consent, ControlPlane, ControlReport,
-    ControlStatus, Participant, Ready, Route, CONSENT_EVERY,
+    ice_and_dtls, join_each, open_socket, spawn_plane, Channel, Consent, ControlPlane,
+    ControlReport, ControlStatus, Participant, Ready, Route, CONSENT_EVERY, JOIN_TIMEOUT,
 };
 use crate::BenchError;
 use bytes::Bytes;
@@ -26,10 +26,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
-/// Longest one participant's join may take (a subscriber waits for its publisher).
-const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// One HTTP request to Janus (a long poll returns within 30 s by itself).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
 /// How often a session is kept alive (Janus drops it after 60 s of silence by default).
@@ -272,41 +270,16 @@ async fn wave(
     feeds: &[Feed],
     who: impl Iterator<Item = (u32, u32)>,
 ) -> Result<Vec<(Joined, Feed)>, BenchError> {
-    let sem = Arc::new(Semaphore::new(plan.concurrency));
-    let mut set = tokio::task::JoinSet::new();
-    for (conf, index) in who {
-        let (plan, api, sem) = (plan.clone(), api.clone(), sem.clone());
+    let (joined, err) = join_each(plan.concurrency, who, |conf, index| {
+        let (plan, api) = (plan.clone(), api.clone());
         let feed = feeds.get(conf as usize).copied();
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let user = format!("c{conf}p{index}");
-            let join = join_one(&plan, &api, conf, index, feed);
-            match tokio::time::timeout(JOIN_TIMEOUT, join).await {
-                Ok(r) => r.map_err(|reason| BenchError::Join { user, reason }),
-                Err(_) => Err(BenchError::Join {
-                    user,
-                    reason: format!("not connected within {JOIN_TIMEOUT:?}"),
-                }),
-            }
-        });
-    }
-    let mut out = Vec::new();
-    let mut first_err = None;
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(j)) => out.push(j),
-            Ok(Err(e)) => {
-                first_err.get_or_insert(e);
-            }
-            Err(e) => {
-                first_err.get_or_insert(BenchError::Thread(e.to_string()));
-            }
-        }
-    }
-    match first_err {
-        None => Ok(out),
+        async move { join_one(&plan, &api, conf, index, feed).await }
+    })
+    .await;
+    match err {
+        None => Ok(joined),
         Some(e) => {
-            for (j, _) in out {
+            for (j, _) in joined {
                 j.session.destroy().await;
             }
             Err(e)

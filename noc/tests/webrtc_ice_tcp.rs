@@ -7,11 +7,10 @@
 mod support;
 
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::chrome::*;
 use support::media::wav_tones;
-use support::netns::isolate;
+use support::netns::{isolate, run};
 use testkit::harness::{Client, Noc};
 
 /// A GET over a plain TCP socket.
@@ -54,16 +53,8 @@ fn block_nobodys_udp() {
         ],
     ];
     for r in rules {
-        let out = Command::new("nft")
-            .args(r)
-            .output()
-            .expect("nft runs (Debian's nftables; `make test` installs it)");
-        assert!(
-            out.status.success(),
-            "nft {}: {}",
-            r.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run("nft", r)
+            .unwrap_or_else(|e| panic!("{e} (Debian's nftables; `make test` installs it)"));
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::chrome::*;
-use support::netns::{isolate, Peer, MEDIA_HOST};
+use support::netns::{isolate, run, Peer, MEDIA_HOST};
 use testkit::harness::{config, Noc, Proc, Split};
 
 /// Two seconds of a 960x540 test picture at 15 frames a second (Chromium sends three
@@ -241,16 +241,7 @@ async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
 
 /// Runs `cmd args`, which must succeed.
 fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} runs ({e})"));
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(cmd, args).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Page C sits in a second network namespace behind a veth whose server side sends at most

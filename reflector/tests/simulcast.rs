@@ -39,9 +39,8 @@ fn first_on(media: &[(Instant, Vec<u8>)], t: Instant, layer: usize) -> Option<(I
         .cloned()
 }
 
-#[test]
-fn budget_drop_switches_down_within_2_s_and_back_up_seamlessly() {
-    let mut sim = Sim::new(&[1, 2, 3]);
+/// Participant 1 announces the low, middle and top layers as simulcast.
+fn announce_layers(sim: &mut Sim) {
     sim.mesh.handle_command(
         sim.now,
         Command::SetSimulcast {
@@ -50,16 +49,28 @@ fn budget_drop_switches_down_within_2_s_and_back_up_seamlessly() {
             layers: vec![LOW, MID, high()],
         },
     );
-    sim.run(Duration::from_millis(10));
+}
+
+/// Participant 1's camera sends all three layers (1, 2 and 3 packets a frame, of `SIZES`),
+/// a keyframe every `gop` frames.
+fn three_layer_camera(sim: &mut Sim, gop: u32) {
     sim.simulcast_camera(
         1,
-        300,
+        gop,
         &[
             (LOW, 1, SIZES[0]),
             (MID, 2, SIZES[1]),
             (high(), 3, SIZES[2]),
         ],
     );
+}
+
+#[test]
+fn budget_drop_switches_down_within_2_s_and_back_up_seamlessly() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    announce_layers(&mut sim);
+    sim.run(Duration::from_millis(10));
+    three_layer_camera(&mut sim, 300);
     remb(&mut sim, 2, 2_000_000);
     sim.run(Duration::from_secs(2));
     assert!(sim.media(2).iter().all(|(_, p)| layer_of(p) == 2));
@@ -146,14 +157,7 @@ fn nacks_are_answered_in_the_receivers_numbering() {
 #[test]
 fn a_requested_maximum_caps_the_layer() {
     let mut sim = Sim::new(&[1, 2, 3]);
-    sim.mesh.handle_command(
-        sim.now,
-        Command::SetSimulcast {
-            conf: CONF,
-            participant: 1,
-            layers: vec![LOW, MID, high()],
-        },
-    );
+    announce_layers(&mut sim);
     sim.mesh.handle_command(
         sim.now,
         Command::ReceiverPrefs {
@@ -166,15 +170,7 @@ fn a_requested_maximum_caps_the_layer() {
         },
     );
     sim.run(Duration::from_millis(10));
-    sim.simulcast_camera(
-        1,
-        300,
-        &[
-            (LOW, 1, SIZES[0]),
-            (MID, 2, SIZES[1]),
-            (high(), 3, SIZES[2]),
-        ],
-    );
+    three_layer_camera(&mut sim, 300);
     sim.run(Duration::from_secs(2));
     let t = sim.now - Duration::from_secs(1);
     let layers = |r| {
@@ -246,14 +242,7 @@ fn a_layers_sr_reaches_its_receivers_in_their_numbering() {
 #[test]
 fn receivers_get_the_highest_encoding_that_flows() {
     let mut sim = Sim::new(&[1, 2, 3]);
-    sim.mesh.handle_command(
-        sim.now,
-        Command::SetSimulcast {
-            conf: CONF,
-            participant: 1,
-            layers: vec![LOW, MID, high()],
-        },
-    );
+    announce_layers(&mut sim);
     sim.run(Duration::from_millis(10));
     // Only the low encoding is sent.
     sim.simulcast_camera(1, 30, &[(LOW, 1, SIZES[0])]);
@@ -276,27 +265,12 @@ fn receivers_get_the_highest_encoding_that_flows() {
 #[test]
 fn the_layer_is_chosen_in_what_the_receivers_audio_leaves() {
     let mut sim = Sim::new(&[1, 2, 3, 4]);
-    sim.mesh.handle_command(
-        sim.now,
-        Command::SetSimulcast {
-            conf: CONF,
-            participant: 1,
-            layers: vec![LOW, MID, high()],
-        },
-    );
+    announce_layers(&mut sim);
     for v in [1, 3, 4] {
         sim.voices.insert(v, true);
     }
     sim.run(Duration::from_millis(10));
-    sim.simulcast_camera(
-        1,
-        30,
-        &[
-            (LOW, 1, SIZES[0]),
-            (MID, 2, SIZES[1]),
-            (high(), 3, SIZES[2]),
-        ],
-    );
+    three_layer_camera(&mut sim, 30);
     remb(&mut sim, 2, 500_000);
     sim.run(Duration::from_secs(4));
     let layers_since = |sim: &Sim, t: Instant| -> Vec<usize> {
@@ -328,24 +302,9 @@ fn the_layer_is_chosen_in_what_the_receivers_audio_leaves() {
 #[test]
 fn a_move_up_that_did_not_fit_is_not_retried_on_the_same_budget() {
     let mut sim = Sim::new(&[1, 2]);
-    sim.mesh.handle_command(
-        sim.now,
-        Command::SetSimulcast {
-            conf: CONF,
-            participant: 1,
-            layers: vec![LOW, MID, high()],
-        },
-    );
+    announce_layers(&mut sim);
     sim.run(Duration::from_millis(10));
-    sim.simulcast_camera(
-        1,
-        30,
-        &[
-            (LOW, 1, SIZES[0]),
-            (MID, 2, SIZES[1]),
-            (high(), 3, SIZES[2]),
-        ],
-    );
+    three_layer_camera(&mut sim, 30);
     let layer_at_end = |sim: &Sim| {
         let t = sim.now - Duration::from_millis(300);
         let got: Vec<usize> = sim

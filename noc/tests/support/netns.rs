@@ -29,20 +29,7 @@ pub fn isolate() -> Result<(), String> {
         &["link", "set", "nocv1", "up"],
         &["route", "add", "default", "dev", "nocv0"],
     ];
-    for args in steps {
-        let out = Command::new("ip")
-            .args(args)
-            .output()
-            .map_err(|e| format!("ip: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    Ok(())
+    steps.iter().try_for_each(|args| ip(args))
 }
 
 /// The far end of [`isolate`]'s veth pair, once [`Peer::add`] moved it into a namespace of
@@ -56,15 +43,21 @@ pub struct Peer {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+    run("ip", args)
+}
+
+/// Runs `program args` (`ip`, `tc`, `nft`), which must succeed; the error names the command
+/// and carries its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("ip: {e}"))?;
+        .map_err(|e| format!("{program}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ip {}: {}",
+            "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         ))
