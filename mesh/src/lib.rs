@@ -230,6 +230,51 @@ pub struct Rewrite {
     pub ssrc: u32,
     pub sequence_number: u16,
     pub timestamp: u32,
+    /// Payload bytes of its own: a VP8 picture ID and TL0PICIDX continued across a
+    /// simulcast switch. Empty mostly; when not, the receiver's copy gets a body of its own.
+    pub patch: Patch,
+}
+
+/// Up to [`Patch::MAX`] bytes of a packet, by offset from its start, that one receiver's
+/// copy gets in place of the source's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Patch {
+    len: u8,
+    bytes: [(u16, u8); Patch::MAX],
+}
+
+impl Patch {
+    pub const MAX: usize = 3;
+
+    /// Byte `at` becomes `value`; false when the patch is full.
+    pub fn set(&mut self, at: usize, value: u8) -> bool {
+        let (Some(slot), Ok(at)) = (self.bytes.get_mut(usize::from(self.len)), u16::try_from(at))
+        else {
+            return false;
+        };
+        *slot = (at, value);
+        self.len += 1;
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Applies it to `pkt` (offsets past its end are left alone).
+    pub fn apply(&self, pkt: &mut [u8]) {
+        self.apply_from(pkt, 0);
+    }
+
+    /// Applies it to `part`, the packet from byte `start` on.
+    pub fn apply_from(&self, part: &mut [u8], start: usize) {
+        for &(at, v) in &self.bytes[..usize::from(self.len)] {
+            let at = usize::from(at);
+            if let Some(b) = at.checked_sub(start).and_then(|i| part.get_mut(i)) {
+                *b = v;
+            }
+        }
+    }
 }
 
 /// Why bytes could not be read as RTP.

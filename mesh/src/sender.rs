@@ -67,12 +67,23 @@ impl Sender {
         body: Shared,
         rewrite: Option<Rewrite>,
     ) {
+        // A receiver whose payload bytes differ gets a body of its own (rare: VP8 picture
+        // IDs after a simulcast switch); everyone else shares the one stored.
+        let patch = rewrite.map(|r| r.patch).filter(|p| !p.is_empty());
+        let body = match patch {
+            Some(_) => store_body(tx, pkt),
+            None => body,
+        };
         let head = tx.push_shared(dest, &pkt.as_bytes()[..RTP_HEADER_LEN], body);
-        // The receiver's own view of a switched stream: only the fixed header changes.
+        // The receiver's own view of a switched stream: the fixed header changes.
         if let Some(r) = rewrite {
             head[2..4].copy_from_slice(&r.sequence_number.to_be_bytes());
             head[4..8].copy_from_slice(&r.timestamp.to_be_bytes());
             head[8..12].copy_from_slice(&r.ssrc.to_be_bytes());
+        }
+        if let Some(p) = patch {
+            // Offsets count from the packet's start; the body starts after the header.
+            p.apply_from(tx.body_mut(body), RTP_HEADER_LEN);
         }
         let c = &mut self.sent[kind.index()];
         c.packets += 1;
@@ -140,6 +151,7 @@ mod tests {
             ssrc: 0xaabb_ccdd,
             sequence_number: 0x1234,
             timestamp: 0x0102_0304,
+            patch: crate::Patch::default(),
         };
         s.write(&mut tx, a, MediaKind::Video, &view, body, Some(r));
         s.write(&mut tx, a, MediaKind::Video, &view, body, None);
@@ -147,6 +159,35 @@ mod tests {
         let mut want = data.clone();
         want[2..12].copy_from_slice(&[0x12, 0x34, 1, 2, 3, 4, 0xaa, 0xbb, 0xcc, 0xdd]);
         assert_eq!(out, vec![want, data]);
+    }
+
+    #[test]
+    fn a_patched_copy_gets_a_body_of_its_own() {
+        let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let mut s = Sender::default();
+        s.set_channel(MediaKind::Video, Some(a));
+        let data = pkt();
+        let view = RtpView::parse(&data).unwrap();
+        let mut tx = TxBatch::default();
+        let body = store_body(&mut tx, &view);
+        let mut patch = crate::Patch::default();
+        assert!(patch.set(14, 0xee) && patch.set(15, 0xff) && patch.set(2, 0x55));
+        assert!(!patch.set(16, 0), "three bytes at most");
+        let r = Rewrite {
+            ssrc: 3,
+            sequence_number: 1,
+            timestamp: 2,
+            patch,
+        };
+        s.write(&mut tx, a, MediaKind::Video, &view, body, None);
+        s.write(&mut tx, a, MediaKind::Video, &view, body, Some(r));
+        s.write(&mut tx, a, MediaKind::Video, &view, body, None);
+        let out: Vec<Vec<u8>> = tx.iter().map(|(_, p)| p.to_vec()).collect();
+        assert_eq!(out[0], data);
+        assert_eq!(out[2], data, "the shared body is untouched");
+        assert_eq!(&out[1][14..16], &[0xee, 0xff]);
+        assert_eq!(&out[1][2..4], &[0, 1], "the header is the rewrite's");
+        assert_eq!(out[1][16..], data[16..]);
     }
 
     #[test]

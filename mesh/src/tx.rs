@@ -117,6 +117,11 @@ impl TxBatch {
         }
     }
 
+    /// The bytes of a body stored by [`TxBatch::share`].
+    pub(crate) fn body_mut(&mut self, body: Shared) -> &mut [u8] {
+        &mut self.bytes[body.start as usize..body.end as usize]
+    }
+
     /// Appends a packet `head ++ shared body` for `dest` and returns its header slot for
     /// in-place rewriting. `head` is at most [`TX_HEAD_MAX`] bytes.
     pub(crate) fn push_shared(&mut self, dest: SocketAddr, head: &[u8], body: Shared) -> &mut [u8] {

@@ -267,10 +267,16 @@ impl Reflector {
                             self.stats.nack_not_resent += 1;
                             continue;
                         };
-                        // The resend (and an RTX packet's OSN) carries the receiver's number.
+                        // The resend (and an RTX packet's OSN) carries the receiver's number,
+                        // and the picture ID its first copy had.
+                        let Some(patch) = v.resend_patch(src, bytes) else {
+                            self.stats.nack_not_resent += 1;
+                            continue;
+                        };
                         let copy = &mut buf[..bytes.len()];
                         copy.copy_from_slice(bytes);
                         copy[2..4].copy_from_slice(&seq.to_be_bytes());
+                        patch.apply(copy);
                         if resend(&self.prefs, &mut self.rtx_seqs, src, copy, out) {
                             self.stats.retransmitted += 1;
                         } else {

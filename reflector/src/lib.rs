@@ -16,6 +16,7 @@ mod feedback;
 pub use rtpvideo::keyframe;
 mod lastn;
 pub mod nack;
+mod picture_ids;
 mod renumber;
 mod simulcast;
 mod video;
@@ -449,7 +450,7 @@ impl Path for Reflector {
         if !self.renumbering {
             return None;
         }
-        self.video.get(&src)?.rewrite(receiver, pkt)
+        self.video.get_mut(&src)?.rewrite(receiver, pkt)
     }
 
     fn on_receiver_prefs(

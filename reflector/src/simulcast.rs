@@ -14,6 +14,7 @@ use mesh::{FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewrite, RtpView}
 
 use crate::feedback::{sr_info, SR_LEN};
 use crate::keyframe::{self, VideoCodec};
+use crate::picture_ids::PictureIds;
 use crate::renumber::SeqMap;
 use crate::video::{Held, RateMeter, VideoSource};
 
@@ -55,6 +56,8 @@ pub(crate) struct Sub {
     /// The last move up of `target` by the budget: (layer, budget, when).
     raised: Option<Ceiling>,
     ceiling: Option<Ceiling>,
+    /// Its VP8 picture numbering, continued across switches and withheld frames.
+    pictures: PictureIds,
 }
 
 impl Sub {
@@ -68,6 +71,7 @@ impl Sub {
             last: None,
             raised: None,
             ceiling: None,
+            pictures: PictureIds::default(),
         }
     }
 
@@ -264,6 +268,9 @@ impl Simulcast {
                 if sub.current == Some(l) {
                     // Withheld on purpose: its numbering closes the gap.
                     sub.seqs.skip(seq);
+                    if codec == Some(VideoCodec::Vp8) {
+                        sub.pictures.skip(pkt.payload());
+                    }
                     held.thinned += 1;
                 } else {
                     held.other_layer += 1;
@@ -292,6 +299,9 @@ impl Simulcast {
                         .wrapping_sub(pkt.timestamp());
                 }
                 sub.seqs.restart(pkt.sequence_number(), seq_offset);
+                if codec == Some(VideoCodec::Vp8) {
+                    sub.pictures.switch(pkt.payload());
+                }
                 sub.current = Some(l);
                 self.switches += 1;
             }
@@ -303,6 +313,9 @@ impl Simulcast {
     /// The receiver's header for a packet it was routed.
     pub(crate) fn rewrite(&mut self, rx: ParticipantId, pkt: &RtpView<'_>) -> Option<Rewrite> {
         let ssrc = self.out_ssrc();
+        let vp8 = self
+            .layer_of(pkt.ssrc())
+            .is_some_and(|l| self.layers[l].codec == Some(VideoCodec::Vp8));
         let sub = self.sub_mut(rx)?;
         let (seq, ts) = sub.map(pkt.sequence_number(), pkt.timestamp());
         let newer = sub
@@ -311,10 +324,16 @@ impl Simulcast {
         if newer {
             sub.last = Some((seq, ts));
         }
+        let patch = if vp8 {
+            sub.pictures.patch(pkt.payload(), pkt.header_len())
+        } else {
+            mesh::Patch::default()
+        };
         Some(Rewrite {
             ssrc,
             sequence_number: seq,
             timestamp: ts,
+            patch,
         })
     }
 
@@ -351,6 +370,14 @@ impl Simulcast {
             buf[2..4].copy_from_slice(&s.to_be_bytes());
             buf[4..8].copy_from_slice(&ts.to_be_bytes());
             buf[8..12].copy_from_slice(&self.out_ssrc().to_be_bytes());
+            if self.layers[cur].codec == Some(VideoCodec::Vp8) {
+                // The picture IDs it was first sent with.
+                let Some(patch) = sub.pictures.resend_patch(view.payload(), view.header_len())
+                else {
+                    continue;
+                };
+                patch.apply(buf);
+            }
             sent += u64::from(send(buf));
         }
         (asked, sent)

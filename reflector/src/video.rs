@@ -16,6 +16,7 @@ use mesh::{rtcp_write, FastMap, Hasher, MediaKind, ParticipantId, PathOut, Rewri
 
 use crate::keyframe::{self, VideoCodec};
 use crate::nack::RetransmitCache;
+use crate::picture_ids::PictureIds;
 use crate::renumber::SeqMap;
 
 /// Stream bitrates are measured over this window.
@@ -101,9 +102,10 @@ pub(crate) struct VideoSource {
     pub(crate) last_sr_relay: Option<Instant>,
     last_request: Option<Instant>,
     fir_seq: u8,
-    /// Per receiver ever thinned on this stream: its numbering. Room for every receiver is
-    /// reserved at membership changes, so adding one on the packet path does not allocate.
-    renumbered: FastMap<ParticipantId, SeqMap>,
+    /// Per receiver ever thinned on this stream: its numbering of packets and of VP8
+    /// pictures. Room for every receiver is reserved at membership changes, so adding one
+    /// on the packet path does not allocate.
+    renumbered: FastMap<ParticipantId, (SeqMap, PictureIds)>,
 }
 
 impl VideoSource {
@@ -141,20 +143,43 @@ impl VideoSource {
     fn seq_map(&self, rx: ParticipantId) -> Option<&SeqMap> {
         match self.renumbered.is_empty() {
             true => None,
-            false => self.renumbered.get(&rx),
+            false => self.renumbered.get(&rx).map(|r| &r.0),
         }
     }
 
     /// `rx`'s header for a packet it was routed; `None` while its numbering is the source's.
-    /// The SSRC and timestamp stay: only thinning renumbers a plain stream.
-    pub(crate) fn rewrite(&self, rx: ParticipantId, pkt: &RtpView<'_>) -> Option<Rewrite> {
+    /// The SSRC and timestamp stay: only thinning renumbers a plain stream (and its VP8
+    /// pictures).
+    pub(crate) fn rewrite(&mut self, rx: ParticipantId, pkt: &RtpView<'_>) -> Option<Rewrite> {
+        if self.renumbered.is_empty() {
+            return None;
+        }
+        let vp8 = self.codec == Some(VideoCodec::Vp8);
+        let (seqs, pictures) = self.renumbered.get_mut(&rx)?;
         let seq = pkt.sequence_number();
-        let mapped = self.seq_map(rx)?.map(seq);
-        (mapped != seq).then(|| Rewrite {
+        let mapped = seqs.map(seq);
+        let patch = match vp8 {
+            true => pictures.patch(pkt.payload(), pkt.header_len()),
+            false => mesh::Patch::default(),
+        };
+        (mapped != seq || !patch.is_empty()).then(|| Rewrite {
             ssrc: pkt.ssrc(),
             sequence_number: mapped,
             timestamp: pkt.timestamp(),
+            patch,
         })
+    }
+
+    /// The picture IDs `rx` got packet `pkt` with, for a resend; None when unknown.
+    pub(crate) fn resend_patch(&self, rx: ParticipantId, pkt: &[u8]) -> Option<mesh::Patch> {
+        let Some((_, pictures)) = self.renumbered.get(&rx) else {
+            return Some(mesh::Patch::default());
+        };
+        if self.codec != Some(VideoCodec::Vp8) {
+            return Some(mesh::Patch::default());
+        }
+        let v = RtpView::parse(pkt).ok()?;
+        pictures.resend_patch(v.payload(), v.header_len())
     }
 
     /// The source's sequence number for `rx`'s `seq` (from its NACK), if still known.
@@ -210,7 +235,7 @@ impl VideoSource {
             && !thinned.is_empty()
             && codec.is_some_and(|c| keyframe::is_droppable(c, pkt.payload()));
         if thin {
-            self.skip(seq, receivers, thinned);
+            self.skip(pkt, receivers, thinned);
         }
         // A late or repeated packet goes out under the number its place says, unless it
         // was withheld: that number went to the packet after it.
@@ -247,10 +272,15 @@ impl VideoSource {
 
     /// Source packet `seq` is withheld from the `thinned` receivers: their numbering closes
     /// the gap.
-    fn skip(&mut self, seq: u16, receivers: &[ParticipantId], thinned: &[ParticipantId]) {
+    fn skip(&mut self, pkt: &RtpView<'_>, receivers: &[ParticipantId], thinned: &[ParticipantId]) {
+        let vp8 = self.codec == Some(VideoCodec::Vp8);
         for &r in thinned.iter().filter(|r| receivers.contains(r)) {
             // A new entry fits the capacity `sync` reserved.
-            self.renumbered.entry(r).or_default().skip(seq);
+            let (seqs, pictures) = self.renumbered.entry(r).or_default();
+            seqs.skip(pkt.sequence_number());
+            if vp8 {
+                pictures.skip(pkt.payload());
+            }
         }
     }
 

@@ -351,3 +351,66 @@ fn a_move_up_that_did_not_fit_is_not_retried_on_the_same_budget() {
     sim.run(Duration::from_secs(9));
     assert_eq!(layer_at_end(&sim), 1, "10 s later the mark is gone");
 }
+
+/// (picture ID, TL0PICIDX, TID) of a VP8 packet that starts a picture.
+fn picture(p: &[u8]) -> Option<(u16, u8, u8)> {
+    let v = RtpView::parse(p).unwrap();
+    let d = rtpvideo::vp8::Descriptor::parse(v.payload())?;
+    (d.start && d.partition == 0).then(|| {
+        (
+            d.picture_id.expect("a picture ID"),
+            d.tl0_pic_idx.expect("a TL0PICIDX"),
+            d.temporal_id.expect("a TID"),
+        )
+    })
+}
+
+/// Browsers number each encoding's VP8 pictures from a random start, and libwebrtc's
+/// reference finder waits for the pictures a jump or a gap leaves out before it decodes on
+/// (a freeze until its 3 s keyframe timeout). A receiver switched down, thinned, and
+/// switched back up sees one run of picture IDs and TL0PICIDX, with no jump and no gap.
+#[test]
+fn a_switched_and_thinned_receiver_sees_picture_ids_without_a_jump() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    announce_layers(&mut sim);
+    sim.run(Duration::from_millis(10));
+    three_layer_camera(&mut sim, 300);
+    sim.cameras[0].temporal = true;
+    sim.cameras[0].picture_ids = true;
+    remb(&mut sim, 2, 2_000_000);
+    sim.run(Duration::from_secs(2));
+    remb(&mut sim, 2, 150_000);
+    sim.run(Duration::from_secs(3));
+    // Under the low layer's rate: thinned to its base temporal layer.
+    remb(&mut sim, 2, 40_000);
+    sim.run(Duration::from_secs(3));
+    assert_eq!(sim.reflector().thinned(), &[2]);
+    remb(&mut sim, 2, 2_000_000);
+    sim.run(Duration::from_secs(3));
+
+    let media = sim.media(2);
+    let layers: Vec<usize> = media.iter().map(|(_, p)| layer_of(p)).collect();
+    assert!(
+        layers.contains(&0) && layers.ends_with(&[2]),
+        "down and back up"
+    );
+    let pictures: Vec<(u16, u8, u8)> = media.iter().filter_map(|(_, p)| picture(p)).collect();
+    assert!(
+        pictures.iter().any(|p| p.2 == 1),
+        "some TL1 pictures before thinning"
+    );
+    for w in pictures.windows(2) {
+        let ((p0, t0, _), (p1, t1, tid1)) = (w[0], w[1]);
+        assert_eq!(p1, (p0 + 1) & 0x7fff, "picture IDs run on: {w:?}");
+        let step = if tid1 == 0 { 1 } else { 0 };
+        assert_eq!(t1, t0.wrapping_add(step), "TL0PICIDX runs on: {w:?}");
+    }
+    // The other receiver keeps the top layer's own numbering.
+    let theirs: Vec<u16> = sim
+        .media(3)
+        .iter()
+        .filter_map(|(_, p)| picture(p))
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(theirs[0], 21_000);
+}

@@ -257,3 +257,41 @@ fn thinning_a_simulcast_source_keeps_the_numbering_continuous() {
         .collect();
     assert_eq!(resent, asked);
 }
+
+/// A browser's VP8 carries picture IDs: the frames withheld from a thinned receiver leave
+/// no gap in them either (libwebrtc waits for the pictures in a gap before it decodes on),
+/// and a resend carries the picture ID its first copy had.
+#[test]
+fn a_thinned_receiver_sees_picture_ids_without_gaps_and_resends_keep_theirs() {
+    let mut sim = Sim::new(&[1, 2, 3]);
+    sim.camera(1, 300);
+    sim.cameras[0].temporal = true;
+    sim.cameras[0].picture_ids = true;
+    sim.run(Duration::from_secs(1));
+    remb(&mut sim, 2, 400_000);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.reflector().thinned(), &[2]);
+    let picture = |p: &[u8]| {
+        let d = rtpvideo::vp8::Descriptor::parse(RtpView::parse(p).unwrap().payload()).unwrap();
+        (d.picture_id.unwrap(), d.start && d.partition == 0)
+    };
+    let starts: Vec<u16> = sim
+        .media(2)
+        .iter()
+        .map(|(_, p)| picture(p))
+        .filter(|p| p.1)
+        .map(|p| p.0)
+        .collect();
+    assert!(starts.len() > 60);
+    for w in starts.windows(2) {
+        assert_eq!(w[1], (w[0] + 1) & 0x7fff, "no gap: {w:?}");
+    }
+    // A NACK for a recent packet: the resend has the picture ID 2 first got it with.
+    let (_, last) = sim.media(2).last().cloned().unwrap();
+    let n = sim.media(2).len();
+    nack(&mut sim, 2, video_ssrc(1), &[seq(&last)]);
+    sim.run(Duration::from_millis(5));
+    let resent = &sim.media(2)[n..];
+    assert_eq!(resent.len(), 1, "one resend");
+    assert_eq!(picture(&resent[0].1).0, picture(&last).0);
+}

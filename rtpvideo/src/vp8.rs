@@ -30,11 +30,18 @@ pub struct Descriptor {
     pub start: bool,
     /// PID: the partition the first payload byte belongs to.
     pub partition: u8,
-    /// The 7- or 15-bit picture ID, when present.
+    /// The 7- or 15-bit picture ID, when present (at byte 2).
     pub picture_id: Option<u16>,
+    /// Whether the picture ID takes 15 bits (two bytes).
+    pub long_picture_id: bool,
+    /// TL0PICIDX, when present (after the picture ID).
+    pub tl0_pic_idx: Option<u8>,
     /// The temporal layer (TID), when present.
     pub temporal_id: Option<u8>,
 }
+
+/// Where a descriptor keeps its picture ID.
+pub const PICTURE_ID_AT: usize = 2;
 
 impl Descriptor {
     /// Parses the descriptor at the start of `p`; `None` when it is cut short.
@@ -46,6 +53,8 @@ impl Descriptor {
             start: b0 & 0x10 != 0,
             partition: b0 & 0x07,
             picture_id: None,
+            long_picture_id: false,
+            tl0_pic_idx: None,
             temporal_id: None,
         };
         if b0 & 0x80 != 0 {
@@ -57,6 +66,7 @@ impl Descriptor {
                 if m & 0x80 != 0 {
                     let lo = *p.get(d.len + 1)?;
                     d.picture_id = Some(u16::from_be_bytes([m & 0x7f, lo]));
+                    d.long_picture_id = true;
                     d.len += 2;
                 } else {
                     d.picture_id = Some(u16::from(m));
@@ -64,7 +74,8 @@ impl Descriptor {
                 }
             }
             if x & 0x40 != 0 {
-                d.len += 1; // TL0PICIDX
+                d.tl0_pic_idx = Some(*p.get(d.len)?);
+                d.len += 1;
             }
             if x & 0x30 != 0 {
                 let t = *p.get(d.len)?;

@@ -66,6 +66,17 @@ pub struct Encoding {
     pub size: usize,
     pub key_wanted: bool,
     pub keyframes_sent: u32,
+    /// Its VP8 picture ID and TL0PICIDX, numbered from its own start as libwebrtc does.
+    picture_id: u16,
+    tl0: u8,
+}
+
+/// A VP8 payload start whose descriptor has a 15-bit picture ID, TL0PICIDX and TID.
+fn vp8_with_ids(start: bool, key: bool, tid: u8, picture_id: u16, tl0: u8) -> Vec<u8> {
+    let [hi, lo] = picture_id.to_be_bytes();
+    let s = if start { 0x10 } else { 0 };
+    let p = if key { 0x50 } else { 0x51 };
+    vec![0x80 | s, 0xe0, 0x80 | hi, lo, tl0, (tid & 3) << 6, p]
 }
 
 /// A video sender: a frame every [`FRAME`] on each encoding, a keyframe every `gop` frames
@@ -82,6 +93,8 @@ pub struct Camera {
     /// Two temporal layers: odd frames (never keyframes) are TL1, marked in the VP8
     /// descriptor.
     pub temporal: bool,
+    /// VP8 descriptors carry a 15-bit picture ID and TL0PICIDX, as browsers send them.
+    pub picture_ids: bool,
 }
 
 /// What one participant received.
@@ -193,11 +206,14 @@ impl Sim {
                     size,
                     key_wanted: false,
                     keyframes_sent: 0,
+                    picture_id: 7_000u16.wrapping_mul(i as u16 + 1) & 0x7fff,
+                    tl0: 50u8.wrapping_mul(i as u8 + 1),
                 })
                 .collect(),
             keyframes_sent: 0,
             deaf: false,
             temporal: false,
+            picture_ids: false,
         });
     }
 
@@ -254,16 +270,24 @@ impl Sim {
                     true => Some(0),
                     false => None,
                 };
+                if tid.unwrap_or(0) == 0 {
+                    e.tl0 = e.tl0.wrapping_add(1);
+                }
                 for k in 0..e.packets_per_frame {
+                    let payload = match c.picture_ids {
+                        true => vp8_with_ids(k == 0, key, tid.unwrap_or(0), e.picture_id, e.tl0),
+                        false => vp8(k == 0, key, tid),
+                    };
                     let p = Rtp::new(e.ssrc)
                         .pt(VP8_PT)
                         .seq(e.seq.wrapping_add(k))
                         .ts(ts.wrapping_add(e.ts_base))
-                        .payload(&vp8(k == 0, key, tid))
+                        .payload(&payload)
                         .size(e.size)
                         .fill(0x77);
                     pkts.push(p.build());
                 }
+                e.picture_id = e.picture_id.wrapping_add(1) & 0x7fff;
                 e.seq = e.seq.wrapping_add(e.packets_per_frame);
             }
             for pkt in pkts {
