@@ -20,15 +20,19 @@
 //! as the mix: `speaking` edges, each talker's level every [`talk::LEVEL_PERIOD`], and the
 //! dominant speaker ([`talk::DominantSpeaker`]).
 //!
-//! Video compositing (issue 14) starts from [`layout`]: the tiles of the grid, speaker and
-//! presentation layouts and the canvas pictures are scaled onto. The compositor that decodes
-//! senders into it and encodes the result is not built yet.
+//! Video compositing (issue 14): [`layout`] gives the tiles of the grid, speaker and
+//! presentation layouts and the canvas pictures are scaled onto; [`compositor`] decodes
+//! every video sender on a rayon pool, draws the layout at a frame clock (a late sender
+//! keeps its last picture) and encodes it once per output. Conferences do not use it yet:
+//! the media server's `composite` mode, its RTP packetizing and its receivers are still to
+//! be wired.
 //!
 //! Sans-IO: time comes in as `now`; nothing here reads the clock. Hostile input (empty,
 //! truncated or corrupt Opus, absurd timestamps, other payload types) is counted and dropped;
 //! it never panics.
 
 mod codec;
+pub mod compositor;
 pub mod jitter;
 pub mod layout;
 mod mix;
