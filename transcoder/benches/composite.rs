@@ -31,7 +31,8 @@ fn picture(sender: u32, t: u32) -> I420Frame {
         for x in 0..w {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let noise = (seed >> 27) as usize;
-            data[y * w + x] = ((x + y + t as usize * 4 + sender as usize * 40 + noise) % 220 + 16) as u8;
+            data[y * w + x] =
+                ((x + y + t as usize * 4 + sender as usize * 40 + noise) % 220 + 16) as u8;
         }
     }
     I420Frame::from_vec(w, h, data).expect("a 640x360 picture")
