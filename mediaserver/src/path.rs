@@ -12,7 +12,19 @@ pub enum MediaPath {
     /// MCU (`mode=mix`): decode, mix-minus with smart duplex, encode. Hybrid mode: video
     /// still goes through a reflector, its forwarding table and filter.
     Mix(Box<transcoder::Transcoder>, reflector::Reflector),
+    /// MCU with a compositor (`mode=composite`): the audio mixed as in `Mix`; senders' video
+    /// depacketized for the compositor service (through the link, off the worker), and
+    /// its one encoded composite sent to every member.
+    Composite(
+        Box<transcoder::Transcoder>,
+        Box<transcoder::composite::CompositeVideo>,
+        Option<crate::composite::Link>,
+    ),
 }
+
+/// The SSRC of a composite stream (the one video stream members of a composite
+/// conference get).
+pub const COMPOSITE_SSRC: u32 = 0x00c0_4d05;
 
 impl MediaPath {
     /// A `mode=mix` conference.
@@ -23,17 +35,43 @@ impl MediaPath {
         MediaPath::Mix(Box::default(), video)
     }
 
+    /// A `mode=composite` conference: the compositor's frames come through `link` (none:
+    /// the server has no compositor, and members get the mixed audio alone).
+    pub fn composite(link: Option<crate::composite::Link>) -> Self {
+        let pt = |c: VideoCodec| match c {
+            VideoCodec::H264 => protocol::codec::H264.payload_type,
+            VideoCodec::Vp8 => protocol::codec::VP8.payload_type,
+        };
+        let video = transcoder::composite::CompositeVideo::new(
+            COMPOSITE_SSRC,
+            pt(VideoCodec::H264),
+            pt(VideoCodec::Vp8),
+        );
+        MediaPath::Composite(Box::default(), Box::new(video), link)
+    }
+
     /// The path of a new conference: the reflector knows the video payload types this
     /// server offers (keyframe gating, thinning) and the server's last-N.
-    pub fn new(mix: bool, last_n: Option<usize>, video: &[(u8, VideoCodec)]) -> Self {
-        let mut path = if mix {
-            Self::mix()
-        } else {
-            let mut r = reflector::Reflector::new();
-            r.set_quality_reports(true);
-            MediaPath::Reflect(r)
+    pub fn new(
+        mode: protocol::Mode,
+        last_n: Option<usize>,
+        video: &[(u8, VideoCodec)],
+        compositor: Option<&crate::composite::Service>,
+    ) -> Self {
+        let mut path = match mode {
+            protocol::Mode::Mix => Self::mix(),
+            protocol::Mode::Composite => {
+                return Self::composite(compositor.map(|c| c.link()));
+            }
+            protocol::Mode::Reflect => {
+                let mut r = reflector::Reflector::new();
+                r.set_quality_reports(true);
+                MediaPath::Reflect(r)
+            }
         };
-        let (MediaPath::Reflect(r) | MediaPath::Mix(_, r)) = &mut path;
+        let (MediaPath::Reflect(r) | MediaPath::Mix(_, r)) = &mut path else {
+            unreachable!("composite returned above");
+        };
         for &(pt, codec) in video {
             r.set_video_codec(pt, codec);
         }
@@ -60,6 +98,9 @@ impl mesh::Path for MediaPath {
                 r.route(now, src, kind, pkt, members, out)
             }
             MediaPath::Mix(t, _) => t.route(now, src, kind, pkt, members, out),
+            // Video goes to the compositor, never forwarded as it came.
+            MediaPath::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(src, pkt),
+            MediaPath::Composite(t, _, _) => t.route(now, src, kind, pkt, members, out),
         }
     }
 
@@ -70,6 +111,13 @@ impl mesh::Path for MediaPath {
                 t.on_tick(now, members, out);
                 // Keyframe requests, receiver reports and last-N of the video reflector.
                 r.on_tick(now, members, out);
+            }
+            MediaPath::Composite(t, v, link) => {
+                t.on_tick(now, members, out);
+                if let Some(link) = link {
+                    link.exchange(v);
+                }
+                v.on_tick(now, members, out);
             }
         }
     }
@@ -83,11 +131,13 @@ impl mesh::Path for MediaPath {
         members: &[ParticipantId],
         out: &mut PathOut<'_>,
     ) {
-        // RTCP feedback is about video in both modes; the reflector terminates it.
+        // RTCP feedback is about video in every mode; the reflector terminates it, or the
+        // composite reads keyframe requests about its stream.
         match self {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
                 r.on_rtcp(now, src, kind, data, members, out)
             }
+            MediaPath::Composite(_, v, _) => v.on_rtcp(data),
         }
     }
 
@@ -96,6 +146,7 @@ impl mesh::Path for MediaPath {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
                 r.on_simulcast(now, participant, layers)
             }
+            MediaPath::Composite(..) => {}
         }
     }
 
@@ -109,6 +160,7 @@ impl mesh::Path for MediaPath {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
                 r.on_receiver_prefs(now, participant, prefs)
             }
+            MediaPath::Composite(..) => {}
         }
     }
 
@@ -120,12 +172,14 @@ impl mesh::Path for MediaPath {
     ) -> Option<Rewrite> {
         match self {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.rewrite(src, receiver, pkt),
+            MediaPath::Composite(..) => None,
         }
     }
 
     fn on_channel(&mut self, now: Instant, participant: ParticipantId, kind: MediaKind) {
         match self {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.on_channel(now, participant, kind),
+            MediaPath::Composite(..) => {}
         }
     }
 
@@ -136,6 +190,7 @@ impl mesh::Path for MediaPath {
                 t.on_mute(now, participant, muted);
                 r.on_mute(now, participant, muted);
             }
+            MediaPath::Composite(t, _, _) => t.on_mute(now, participant, muted),
         }
     }
 
@@ -146,6 +201,7 @@ impl mesh::Path for MediaPath {
                 t.on_talk(now, participant, on);
                 r.on_talk(now, participant, on);
             }
+            MediaPath::Composite(t, _, _) => t.on_talk(now, participant, on),
         }
     }
 }

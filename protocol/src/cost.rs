@@ -41,7 +41,9 @@ impl CostModel {
             (Mode::Reflect, false) => self.audio_forward,
             (Mode::Reflect, true) => self.video_forward,
             (Mode::Mix, false) => self.mix,
-            (Mode::Mix, true) => self.composite,
+            (Mode::Mix | Mode::Composite, true) => self.composite,
+            // A composite conference without video is a mix.
+            (Mode::Composite, false) => self.mix,
         }
     }
 }
@@ -62,6 +64,12 @@ mod tests {
         assert_eq!(c.per_participant(Mode::Reflect, true), 20);
         assert_eq!(c.per_participant(Mode::Mix, false), 30);
         assert_eq!(c.per_participant(Mode::Mix, true), 40);
+        assert_eq!(c.per_participant(Mode::Composite, true), 40);
+        assert_eq!(
+            c.per_participant(Mode::Composite, false),
+            30,
+            "no video: a mix"
+        );
     }
 
     #[test]

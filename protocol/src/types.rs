@@ -162,12 +162,14 @@ impl FromStr for MediaKind {
     }
 }
 
-/// How a conference carries media: forwarded (SFU) or mixed (MCU).
+/// How a conference carries media: forwarded (SFU), mixed (MCU), or mixed with its video
+/// composited into one picture (MCU with a compositor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     #[default]
     Reflect,
     Mix,
+    Composite,
 }
 
 impl Mode {
@@ -175,7 +177,13 @@ impl Mode {
         match self {
             Mode::Reflect => "reflect",
             Mode::Mix => "mix",
+            Mode::Composite => "composite",
         }
+    }
+
+    /// Whether the server mixes the audio (mix and composite).
+    pub fn mixes(self) -> bool {
+        matches!(self, Mode::Mix | Mode::Composite)
     }
 }
 
@@ -185,6 +193,7 @@ impl FromStr for Mode {
         match s {
             "reflect" => Ok(Mode::Reflect),
             "mix" => Ok(Mode::Mix),
+            "composite" => Ok(Mode::Composite),
             _ => Err(()),
         }
     }
@@ -206,8 +215,9 @@ impl serde::Serialize for Mode {
 impl<'de> serde::Deserialize<'de> for Mode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|()| serde::de::Error::custom(format!("unknown mode {s:?} (reflect or mix)")))
+        s.parse().map_err(|()| {
+            serde::de::Error::custom(format!("unknown mode {s:?} (reflect, mix or composite)"))
+        })
     }
 }
 

@@ -229,15 +229,20 @@ impl Compositor {
         }
         let decoder =
             Decoder::new(codec).map_err(|e| CompositeError::Decoder(id, e.to_string()))?;
-        self.sources.push(Source {
-            id,
-            decoder,
-            queue: Vec::with_capacity(QUEUE_MAX),
-            latest: None,
-            waiting: true,
-            ask: true,
-            pass: (0, 0),
-        });
+        // Tiles follow the order senders joined (participant ids grow with joins).
+        let at = self.sources.partition_point(|s| s.id < id);
+        self.sources.insert(
+            at,
+            Source {
+                id,
+                decoder,
+                queue: Vec::with_capacity(QUEUE_MAX),
+                latest: None,
+                waiting: true,
+                ask: true,
+                pass: (0, 0),
+            },
+        );
         Ok(())
     }
 
@@ -358,7 +363,7 @@ impl Compositor {
 }
 
 /// Senders in tile order: the speaker first where the layout has a large tile, then the
-/// others in the order they joined.
+/// others in the order they joined (by participant id).
 fn order(
     sources: &[Source],
     layout: Layout,

@@ -32,6 +32,7 @@
 //! it never panics.
 
 mod codec;
+pub mod composite;
 pub mod compositor;
 pub mod jitter;
 pub mod layout;

@@ -44,13 +44,14 @@ impl Media {
 
 /// Capabilities a conference of `mode` and `media` needs from its server. A mixed
 /// conference with video forwards the video (hybrid mode), so it needs `video`, not
-/// `composite`.
+/// `composite`; a composite conference needs the compositor, whatever its first member
+/// brings.
 pub fn needs(mode: Mode, media: Media) -> Capabilities {
     Capabilities {
         audio: true,
-        video: media.video(),
+        video: media.video() || mode == Mode::Composite,
         reflect: mode == Mode::Reflect,
-        mix: mode == Mode::Mix,
-        composite: false,
+        mix: mode.mixes(),
+        composite: mode == Mode::Composite,
     }
 }

@@ -633,3 +633,39 @@ fn forgetting_a_remote_conference_releases_its_servers_count() {
     assert!(t.conference("c").is_none());
     assert_eq!(t.server("a").unwrap().hosted, hosted - 1);
 }
+
+/// A `mode=composite` conference goes only to a server with the compositor, even with
+/// more room elsewhere, and is charged `composite` units per participant.
+#[test]
+fn a_composite_conference_goes_only_to_a_server_with_the_compositor() {
+    let t0 = Instant::now();
+    let compositor = Capabilities {
+        composite: true,
+        ..caps(true, true)
+    };
+    let mut t = tables(
+        t0,
+        Policy::default(),
+        &[("big", caps(true, true), 1000), ("mcu", compositor, 100)],
+    );
+    let join = Join {
+        pool: Some(DEFAULT_POOL),
+        ..Join::new("grid", "demo", Mode::Composite)
+    };
+    assert_eq!(place(&mut t, t0, &join).unwrap(), "mcu");
+    assert_eq!(
+        needs(Mode::Composite, Media::Audio),
+        Capabilities {
+            audio: true,
+            video: true,
+            reflect: false,
+            mix: true,
+            composite: true,
+        }
+    );
+    let mut only_big = tables(t0, Policy::default(), &[("big", caps(true, true), 1000)]);
+    assert!(
+        place(&mut only_big, t0, &join).is_err(),
+        "no compositor anywhere"
+    );
+}

@@ -128,7 +128,7 @@ impl Conferences {
             return;
         }
         let sources = rooms.ssrcs_of(speaker);
-        let audio = room.mode() != Mode::Mix;
+        let audio = !room.mode().mixes();
         // A speaker without a camera leaves viewers on the last picture they had.
         let video = room.member(speaker).is_some_and(|m| m.video);
         let worker = room.worker();

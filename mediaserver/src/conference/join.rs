@@ -63,7 +63,7 @@ fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
         .as_deref()
     {
         None | Some("opus") => Ok((OPUS_PT, "opus", OPUS_RATE)),
-        Some(c @ ("pcmu" | "pcma")) if opts.mode == Mode::Mix => {
+        Some(c @ ("pcmu" | "pcma")) if opts.mode.mixes() => {
             let g711 = if c == "pcmu" {
                 codec::PCMU
             } else {
@@ -413,9 +413,10 @@ impl Conferences {
         let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
         let conf = rooms.next_conf();
         let path = MediaPath::new(
-            mode == Mode::Mix,
+            mode,
             self.settings.last_n,
             &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
+            self.compositor.as_ref(),
         );
         if self
             .command(
@@ -663,7 +664,7 @@ impl Conferences {
                 on,
             },
         )?;
-        if room.mode() != Mode::Mix {
+        if !room.mode().mixes() {
             room.broadcast(
                 &ServerMsg::Speaking {
                     participant: m.participant,

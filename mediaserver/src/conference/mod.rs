@@ -111,6 +111,8 @@ pub(crate) struct Conferences {
     spent: Mutex<tickets::SpentTickets>,
     /// WHIP and WHEP resources by id.
     resources: Mutex<HashMap<String, http_members::Resource>>,
+    /// The compositor of `composite` conferences, on a server that carries video.
+    compositor: Option<crate::composite::Service>,
     pub stats: ServiceStats,
 }
 
@@ -142,8 +144,20 @@ impl Conferences {
             meter: Mutex::new(Meter::new()),
             spent: Mutex::new(tickets::SpentTickets::default()),
             resources: Mutex::new(HashMap::new()),
+            compositor: None,
             stats: ServiceStats::default(),
         };
+        let mut c = c;
+        if c.settings.video {
+            // Half the cores decode and encode composites; the packet workers keep theirs.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
+            match crate::composite::Service::start(threads) {
+                Ok(s) => c.compositor = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no compositor: composite conferences get audio only")
+                }
+            }
+        }
         (c, rx)
     }
 
@@ -313,7 +327,8 @@ impl Conferences {
                 video: self.settings.video,
                 reflect: true,
                 mix: true,
-                ..Default::default()
+                // The compositor draws video: only on a server that carries video.
+                composite: self.settings.video,
             },
             total: self.settings.capacity,
             ws: self.ws_url.clone(),

@@ -1,0 +1,244 @@
+//! The compositor service of a media server (issue 14): one thread that runs every
+//! `composite` conference's [`Compositor`] at its frame clock, decoding and encoding on a
+//! rayon pool of its own, so no packet worker ever waits on a codec.
+//!
+//! Each composite conference's path holds a [`Link`]: at its tick (on the worker) it hands
+//! the units its depacketizers completed to the service and takes back the frames made
+//! since, all without blocking (bounded channels; what does not fit is dropped and
+//! counted, and a sender then sends a keyframe).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use codecs::payload::keyframe::VideoCodec;
+use codecs::EncoderSettings;
+use mesh::ParticipantId;
+use transcoder::composite::{CompositeVideo, Unit};
+use transcoder::compositor::Compositor;
+use transcoder::layout::Layout;
+
+/// The composite every receiver gets: 1280x720 H.264.
+pub const WIDTH: usize = 1280;
+pub const HEIGHT: usize = 720;
+const BITRATE_BPS: u32 = 1_500_000;
+/// Messages waiting for the service, and frames waiting for a path, at most.
+const QUEUE: usize = 1024;
+const BACK_QUEUE: usize = 64;
+
+enum ToService {
+    Open {
+        key: u64,
+        back: SyncSender<FromService>,
+    },
+    Unit {
+        key: u64,
+        unit: Unit,
+    },
+    Gone {
+        key: u64,
+        sender: ParticipantId,
+    },
+    Keyframe {
+        key: u64,
+    },
+    Close {
+        key: u64,
+    },
+}
+
+enum FromService {
+    Frame { data: Vec<u8>, timestamp: u32 },
+    AskKeyframe(ParticipantId),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    pub frames: AtomicU64,
+    /// Units or frames a full queue refused.
+    pub dropped: AtomicU64,
+    pub decode_errors: AtomicU64,
+}
+
+/// The handle conferences open their links with.
+#[derive(Clone)]
+pub struct Service {
+    tx: SyncSender<ToService>,
+    next_key: Arc<AtomicU64>,
+    pub stats: Arc<ServiceStats>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts the service thread with a pool of `threads` codec threads.
+    pub fn start(threads: usize) -> std::io::Result<Service> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("compositor-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let stats = Arc::new(ServiceStats::default());
+        let s = stats.clone();
+        std::thread::Builder::new()
+            .name("compositor".into())
+            .spawn(move || run(rx, Arc::new(pool), &s))?;
+        Ok(Service {
+            tx,
+            next_key: Arc::new(AtomicU64::new(1)),
+            stats,
+        })
+    }
+
+    /// A link for a new composite conference.
+    pub fn link(&self) -> Link {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (back, rx) = mpsc::sync_channel(BACK_QUEUE);
+        // Opening waits for room: it happens once per conference, on the control path.
+        let _ = self.tx.send(ToService::Open { key, back });
+        Link {
+            key,
+            tx: self.tx.clone(),
+            rx,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// One conference's end of the service.
+pub struct Link {
+    key: u64,
+    tx: SyncSender<ToService>,
+    rx: Receiver<FromService>,
+    stats: Arc<ServiceStats>,
+}
+
+impl Link {
+    fn send(&self, msg: ToService) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(msg) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// At the path's tick: units and requests to the service, frames back into `video`.
+    /// Never blocks.
+    pub fn exchange(&self, video: &mut CompositeVideo) {
+        let key = self.key;
+        for unit in video.take_units() {
+            self.send(ToService::Unit { key, unit });
+        }
+        for sender in video.take_gone() {
+            self.send(ToService::Gone { key, sender });
+        }
+        if video.take_keyframe_wanted() {
+            self.send(ToService::Keyframe { key });
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                FromService::Frame { data, timestamp } => video.deliver(&data, timestamp),
+                FromService::AskKeyframe(sender) => video.ask_keyframe(sender),
+            }
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = self.tx.try_send(ToService::Close { key: self.key });
+    }
+}
+
+struct Conf {
+    comp: Compositor,
+    back: SyncSender<FromService>,
+}
+
+fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceStats) {
+    let epoch = Instant::now();
+    let mut confs: HashMap<u64, Conf> = HashMap::new();
+    loop {
+        let next = confs.values().filter_map(|c| c.comp.poll_timeout()).min();
+        let msg = match next {
+            Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(m) => handle(m, &mut confs, &pool),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        for c in confs.values_mut() {
+            if c.comp.poll_timeout().is_some_and(|t| t > now) {
+                continue;
+            }
+            let errors = c.comp.stats.decode_errors;
+            match c.comp.poll(now) {
+                Ok(Some(f)) => {
+                    let ticks = now.duration_since(epoch).as_micros() * 9 / 100;
+                    let frame = FromService::Frame {
+                        data: f.data,
+                        timestamp: ticks as u32,
+                    };
+                    stats.frames.fetch_add(1, Ordering::Relaxed);
+                    if c.back.try_send(frame).is_err() {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "compositor: frame failed"),
+            }
+            stats
+                .decode_errors
+                .fetch_add(c.comp.stats.decode_errors - errors, Ordering::Relaxed);
+            for s in c.comp.keyframe_requests() {
+                let _ = c.back.try_send(FromService::AskKeyframe(s));
+            }
+        }
+    }
+}
+
+fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::ThreadPool>) {
+    match msg {
+        ToService::Open { key, back } => {
+            let mut settings = EncoderSettings::new(WIDTH, HEIGHT);
+            settings.bitrate_bps = BITRATE_BPS;
+            match Compositor::new(VideoCodec::H264, settings, Layout::Grid, pool.clone()) {
+                Ok(comp) => {
+                    confs.insert(key, Conf { comp, back });
+                }
+                Err(e) => tracing::warn!(error = %e, "compositor: cannot open"),
+            }
+        }
+        ToService::Unit { key, unit } => {
+            if let Some(c) = confs.get_mut(&key) {
+                if c.comp.add_sender(unit.sender, unit.codec).is_ok() {
+                    let _ = c
+                        .comp
+                        .push(unit.sender, &unit.frame.data, unit.frame.keyframe);
+                }
+            }
+        }
+        ToService::Gone { key, sender } => {
+            if let Some(c) = confs.get_mut(&key) {
+                c.comp.remove_sender(sender);
+            }
+        }
+        ToService::Keyframe { key } => {
+            if let Some(c) = confs.get_mut(&key) {
+                c.comp.request_keyframe();
+            }
+        }
+        ToService::Close { key } => {
+            confs.remove(&key);
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The video MCU (issue 14): a `mode=composite` conference. Four ffmpeg senders join through
+//! `confclient --external-media --video`, each with a 640x360 H.264 picture of its own solid
+//! colour and a tone of its own; a fifth member receives through its `receive.sdp` one
+//! 1280x720 composite and the mixed audio. ffmpeg records what it gets; the test counts
+//! the decoded frames, reads each quadrant's colour from a decoded picture, and looks for
+//! every tone in the audio.
+
+use client::tone::{read_wav, ToneAnalysis, Window};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+use testkit::harness::{Client, Noc, TempDir};
+
+mod support;
+use support::media::{ffmpeg, free_port_block, wait_child, wait_file};
+
+/// Senders' colours (RGB for lavfi) and their BT.601 limited-range YUV, and their tones.
+const SENDERS: [(&str, (f64, f64, f64), f64); 4] = [
+    ("0xFF0000", (81.0, 90.0, 240.0), 350.0),
+    ("0x00FF00", (145.0, 54.0, 34.0), 550.0),
+    ("0x0000FF", (41.0, 240.0, 110.0), 750.0),
+    ("0xFFFF00", (210.0, 16.0, 146.0), 950.0),
+];
+/// Seconds the senders send, and the receiver records (it starts first and ends while
+/// media still flows).
+const SEND: &str = "9";
+const RECORD: f64 = 5.0;
+const W: usize = 1280;
+const H: usize = 720;
+
+/// The value of `key=` in send.txt.
+fn field<'a>(send_txt: &'a str, key: &str) -> &'a str {
+    send_txt
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {send_txt}"))
+}
+
+fn log_of(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn member(noc: &Noc, dir: &Path, name: &str, extra: &[&str]) -> Client {
+    let port = free_port_block().to_string();
+    let mut args = vec![
+        "--mode",
+        "composite",
+        "--external-media",
+        dir.to_str().expect("utf-8 path"),
+        "--recv-port",
+        &port,
+        "--video",
+    ];
+    args.extend_from_slice(extra);
+    Client::spawn(noc.dispatcher, "grid", "demo", name, &args)
+}
+
+/// One sender's ffmpeg: its colour at 640x360 in H.264 and its tone in Opus.
+fn send(send_txt: &str, colour: &str, tone: f64, log: &str) -> Child {
+    ffmpeg(
+        &[
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency={tone}:sample_rate=48000"),
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c={colour}:size=640x360:rate=25"),
+            "-map",
+            "0:a",
+            "-t",
+            SEND,
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-frame_duration",
+            "20",
+            "-application",
+            "audio",
+            "-payload_type",
+            field(send_txt, "audio_payload_type"),
+            "-ssrc",
+            field(send_txt, "audio_ssrc"),
+            "-f",
+            "rtp",
+            field(send_txt, "audio_target"),
+            "-map",
+            "1:v",
+            "-t",
+            SEND,
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-payload_type",
+            field(send_txt, "video_payload_type"),
+            "-ssrc",
+            field(send_txt, "video_ssrc"),
+            "-f",
+            "rtp",
+            field(send_txt, "video_target"),
+        ],
+        log,
+    )
+}
+
+/// Mean (Y, U, V) of a rectangle of a raw 4:2:0 picture.
+fn mean(yuv: &[u8], x: usize, y: usize, w: usize, h: usize) -> (f64, f64, f64) {
+    let (mut sy, mut su, mut sv) = (0u64, 0u64, 0u64);
+    let (cw, ch) = (W / 2, H / 2);
+    let (u0, v0) = (W * H, W * H + cw * ch);
+    for r in y..y + h {
+        for c in x..x + w {
+            sy += u64::from(yuv[r * W + c]);
+            su += u64::from(yuv[u0 + (r / 2) * cw + c / 2]);
+            sv += u64::from(yuv[v0 + (r / 2) * cw + c / 2]);
+        }
+    }
+    let n = (w * h) as f64;
+    (sy as f64 / n, su as f64 / n, sv as f64 / n)
+}
+
+#[test]
+fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
+    let noc = Noc::start(&[]);
+    let tmp = TempDir::new("composite");
+
+    // The receiver first: its ffmpeg listens before media flows.
+    let rx_dir = tmp.path().join("rx");
+    let rx = member(&noc, &rx_dir, "rx", &[]);
+    let sdp_path = rx_dir.join("receive.sdp");
+    let sdp = wait_file(&sdp_path, &rx);
+    assert!(sdp.contains("m=video"), "{sdp}");
+    let (wav, video, rx_log) = (
+        tmp.file("mix.wav"),
+        tmp.file("composite.mkv"),
+        tmp.file("rx-ffmpeg.log"),
+    );
+    let record = RECORD.to_string();
+    let mut receiver = ffmpeg(
+        &[
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-reorder_queue_size",
+            "100",
+            "-i",
+            sdp_path.to_str().expect("utf-8 path"),
+            "-map",
+            "0:a",
+            "-t",
+            &record,
+            "-ac",
+            "1",
+            "-c:a",
+            "pcm_s16le",
+            "-y",
+            &wav,
+            "-map",
+            "0:v",
+            "-t",
+            &record,
+            "-c:v",
+            "copy",
+            "-y",
+            &video,
+        ],
+        &rx_log,
+    );
+
+    let mut senders = Vec::new();
+    let mut clients = Vec::new();
+    for (i, &(colour, _, tone)) in SENDERS.iter().enumerate() {
+        let dir = tmp.path().join(format!("tx{i}"));
+        let ssrc = (5000 + 10 * i).to_string();
+        let c = member(&noc, &dir, &format!("tx{i}"), &["--ssrc", &ssrc]);
+        let send_txt = wait_file(&dir.join("send.txt"), &c);
+        clients.push(c);
+        senders.push(send(
+            &send_txt,
+            colour,
+            tone,
+            &tmp.file(&format!("tx{i}.log")),
+        ));
+    }
+    let finished = wait_child(&mut receiver, Duration::from_secs(20));
+    assert!(finished, "the receiver did not finish: {}", log_of(&rx_log));
+    for mut s in senders {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+
+    // The video: decoded without errors, at least 90% of 30 frames a second, 1280x720.
+    let decode_log = tmp.file("decode.log");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &video])
+        .args(["-f", "framecrc", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    std::fs::write(&decode_log, &out.stderr).unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    let errors = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        errors.trim().is_empty(),
+        "decode errors: {errors}\nreceive.sdp:\n{sdp}\nreceiver:\n{}\nsender 0:\n{}",
+        log_of(&rx_log),
+        log_of(&tmp.file("tx0.log"))
+    );
+    // The composite starts when the receiver joins; the senders' pictures appear as
+    // they come, and the stream runs at the compositor's 30 frames a second.
+    let expected = (RECORD * 30.0) as usize;
+    assert!(
+        frames * 10 >= expected * 9,
+        "{frames} frames decoded of {expected} expected\n{}",
+        log_of(&rx_log)
+    );
+
+    // The last picture: each quadrant's middle has its sender's colour.
+    let raw = tmp.file("last.yuv");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-sseof",
+            "-0.5",
+            "-i",
+            &video,
+        ])
+        .args([
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            &raw,
+        ])
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let yuv = std::fs::read(&raw).unwrap();
+    assert_eq!(yuv.len(), W * H * 3 / 2, "a 1280x720 picture");
+    for (i, &(x, y)) in [(0, 0), (W / 2, 0), (0, H / 2), (W / 2, H / 2)]
+        .iter()
+        .enumerate()
+    {
+        let m = mean(&yuv, x + W / 8, y + H / 8, W / 4, H / 4);
+        let want = SENDERS[i].1;
+        let off = (m.0 - want.0)
+            .abs()
+            .max((m.1 - want.1).abs())
+            .max((m.2 - want.2).abs());
+        assert!(off < 12.0, "quadrant {i}: {m:?}, want {want:?}");
+    }
+
+    // The audio: every sender's tone in the mix.
+    let (samples, rate) = read_wav(&wav).expect("the mix recorded");
+    let window = Window {
+        skip: RECORD - 2.0,
+        duration: 1.5,
+        block: 0.1,
+    };
+    let tone = ToneAnalysis::new(&samples, rate, window).expect("enough audio");
+    for &(_, _, f) in &SENDERS {
+        let db = tone.level_db(f);
+        assert!(db >= -40.0, "{f} Hz at {db:.1} dB in the mix");
+    }
+    drop((rx, clients));
+}

@@ -1,0 +1,276 @@
+//! The video side of a `composite` conference on the packet path (issue 14), sans-IO:
+//! senders' RTP in, whole access units out for the compositor, and the compositor's
+//! encoded frames back in as one RTP stream that every member gets.
+//!
+//! It decodes nothing: the [`crate::compositor::Compositor`] does, off the packet path, on
+//! the host's codec pool. The host takes the units ([`CompositeVideo::take_units`]) and
+//! hands back frames ([`CompositeVideo::deliver`]); this side keeps the depacketizers, asks
+//! senders for keyframes (PLI) when a depacketizer waits for one or the compositor asks, and
+//! turns receivers' PLIs and newcomers into a keyframe request for the compositor.
+
+use std::time::{Duration, Instant};
+
+use codecs::payload::h264::{H264Depacketizer, H264Packetizer};
+use codecs::payload::keyframe::VideoCodec;
+use codecs::payload::vp8::Vp8Depacketizer;
+use codecs::payload::{Frame, PacketizerConfig, RTP_HEADER_LEN};
+use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, RtpView};
+
+/// A sender is asked for a keyframe at most this often.
+const PLI_EVERY: Duration = Duration::from_millis(500);
+/// The largest composite packet (header included), under a typical path MTU.
+const MTU: usize = 1200;
+/// Units waiting for the host, at most: a host that stops taking them loses the oldest.
+const UNITS_MAX: usize = 256;
+/// The SSRC this server signs its feedback with.
+const FEEDBACK_SSRC: u32 = 1;
+
+/// One access unit for the compositor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub sender: ParticipantId,
+    pub codec: VideoCodec,
+    pub frame: Frame,
+}
+
+enum Depacketizer {
+    H264(H264Depacketizer),
+    Vp8(Vp8Depacketizer),
+}
+
+impl Depacketizer {
+    fn push(&mut self, pkt: &RtpView<'_>) -> Option<Frame> {
+        let (seq, ts, m, p) = (
+            pkt.sequence_number(),
+            pkt.timestamp(),
+            pkt.marker(),
+            pkt.payload(),
+        );
+        match self {
+            Depacketizer::H264(d) => d.push(seq, ts, m, p).ok().flatten(),
+            Depacketizer::Vp8(d) => d.push(seq, ts, m, p).ok().flatten(),
+        }
+    }
+
+    fn needs_keyframe(&self) -> bool {
+        match self {
+            Depacketizer::H264(d) => d.needs_keyframe(),
+            Depacketizer::Vp8(d) => d.needs_keyframe(),
+        }
+    }
+}
+
+struct Sender {
+    id: ParticipantId,
+    codec: VideoCodec,
+    ssrc: u32,
+    depack: Depacketizer,
+    /// A keyframe is wanted from it (its depacketizer waits, or the compositor asked).
+    ask: bool,
+    last_pli: Option<Instant>,
+}
+
+/// Counters for tests and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompositeStats {
+    /// Access units handed to the host.
+    pub units: u64,
+    /// Units the host did not take in time.
+    pub units_lost: u64,
+    /// Video packets of a codec the compositor does not decode.
+    pub unknown_codec: u64,
+    /// Composite frames sent, and their packets (once, before the fan-out).
+    pub frames_out: u64,
+    pub packets_out: u64,
+    pub plis_sent: u64,
+}
+
+/// The composite's packet side for one conference.
+pub struct CompositeVideo {
+    /// Payload types of the codecs the compositor decodes.
+    h264_pt: u8,
+    vp8_pt: u8,
+    senders: Vec<Sender>,
+    units: Vec<Unit>,
+    /// Senders gone since the host last looked.
+    gone: Vec<ParticipantId>,
+    packetizer: H264Packetizer,
+    /// Packets of delivered frames, sent to every member at the next tick.
+    outbox: Vec<Vec<u8>>,
+    keyframe_wanted: bool,
+    members_seen: Vec<ParticipantId>,
+    pub stats: CompositeStats,
+}
+
+impl CompositeVideo {
+    /// The composite goes out as H.264 with `h264_pt` under `ssrc`; senders may send H.264
+    /// (`h264_pt`) or VP8 (`vp8_pt`).
+    pub fn new(ssrc: u32, h264_pt: u8, vp8_pt: u8) -> CompositeVideo {
+        let cfg = PacketizerConfig {
+            ssrc,
+            payload_type: h264_pt,
+            first_seq: (ssrc >> 8) as u16,
+            mtu: MTU,
+        };
+        CompositeVideo {
+            h264_pt,
+            vp8_pt,
+            senders: Vec::new(),
+            units: Vec::new(),
+            gone: Vec::new(),
+            packetizer: H264Packetizer::new(cfg).expect("1200 bytes hold an FU-A"),
+            outbox: Vec::new(),
+            keyframe_wanted: true,
+            members_seen: Vec::new(),
+            stats: CompositeStats::default(),
+        }
+    }
+
+    /// A sender's video packet: into its depacketizer; a whole unit waits for the host.
+    pub fn on_video(&mut self, src: ParticipantId, pkt: &RtpView<'_>) {
+        let codec = match pkt.payload_type() {
+            pt if pt == self.h264_pt => VideoCodec::H264,
+            pt if pt == self.vp8_pt => VideoCodec::Vp8,
+            _ => {
+                self.stats.unknown_codec += 1;
+                return;
+            }
+        };
+        let i = match self
+            .senders
+            .iter()
+            .position(|s| s.id == src && s.codec == codec)
+        {
+            Some(i) => i,
+            None => {
+                self.senders.retain(|s| s.id != src);
+                self.senders.push(Sender {
+                    id: src,
+                    codec,
+                    ssrc: pkt.ssrc(),
+                    depack: match codec {
+                        VideoCodec::H264 => Depacketizer::H264(H264Depacketizer::new()),
+                        VideoCodec::Vp8 => Depacketizer::Vp8(Vp8Depacketizer::new()),
+                    },
+                    ask: true,
+                    last_pli: None,
+                });
+                self.senders.len() - 1
+            }
+        };
+        let s = &mut self.senders[i];
+        s.ssrc = pkt.ssrc();
+        if let Some(frame) = s.depack.push(pkt) {
+            if self.units.len() >= UNITS_MAX {
+                self.units.remove(0);
+                self.stats.units_lost += 1;
+            }
+            self.units.push(Unit {
+                sender: src,
+                codec,
+                frame,
+            });
+            self.stats.units += 1;
+        }
+        if s.depack.needs_keyframe() {
+            s.ask = true;
+        }
+    }
+
+    /// Feedback from a member about the composite: a PLI or FIR asks for a keyframe.
+    pub fn on_rtcp(&mut self, data: &[u8]) {
+        let mut rest = data;
+        while rest.len() >= 4 {
+            let words = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            let (pt, fmt) = (rest[1], rest[0] & 0x1f);
+            if (pt == 206 && (fmt == 1 || fmt == 4)) || (pt == 205 && fmt == 4) {
+                self.keyframe_wanted = true;
+            }
+            rest = rest.get(4 * (words + 1)..).unwrap_or(&[]);
+        }
+    }
+
+    /// The units that came since the last call, for the compositor.
+    pub fn take_units(&mut self) -> Vec<Unit> {
+        std::mem::take(&mut self.units)
+    }
+
+    /// Senders that left since the last call: their tiles go.
+    pub fn take_gone(&mut self) -> Vec<ParticipantId> {
+        std::mem::take(&mut self.gone)
+    }
+
+    /// Whether a receiver asked for a keyframe (or joined) since the last call.
+    pub fn take_keyframe_wanted(&mut self) -> bool {
+        std::mem::take(&mut self.keyframe_wanted)
+    }
+
+    /// The compositor wants a keyframe from `sender` (it just joined, fell behind or broke).
+    pub fn ask_keyframe(&mut self, sender: ParticipantId) {
+        if let Some(s) = self.senders.iter_mut().find(|s| s.id == sender) {
+            s.ask = true;
+        }
+    }
+
+    /// A composite frame from the compositor (Annex-B), at RTP time `timestamp` (90 kHz):
+    /// packetized once, sent to every member at the next tick.
+    pub fn deliver(&mut self, access_unit: &[u8], timestamp: u32) {
+        let mut packets = Vec::new();
+        if self
+            .packetizer
+            .packetize(access_unit, timestamp, &mut packets)
+            .is_err()
+        {
+            return;
+        }
+        self.stats.frames_out += 1;
+        for p in packets {
+            let h = &p.header;
+            let mut b = Vec::with_capacity(RTP_HEADER_LEN + p.payload.len());
+            b.extend_from_slice(&[0x80, (u8::from(h.marker) << 7) | h.payload_type]);
+            b.extend_from_slice(&h.sequence_number.to_be_bytes());
+            b.extend_from_slice(&h.timestamp.to_be_bytes());
+            b.extend_from_slice(&h.ssrc.to_be_bytes());
+            b.extend_from_slice(&p.payload);
+            self.outbox.push(b);
+            self.stats.packets_out += 1;
+        }
+    }
+
+    /// Sends what was delivered to every member, asks senders for keyframes, and notes
+    /// newcomers (they need a keyframe) and senders who left.
+    pub fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        if members.iter().any(|m| !self.members_seen.contains(m)) {
+            self.keyframe_wanted = true;
+        }
+        for s in self.senders.iter().filter(|s| !members.contains(&s.id)) {
+            self.gone.push(s.id);
+        }
+        self.senders.retain(|s| members.contains(&s.id));
+        self.members_seen.clear();
+        self.members_seen.extend_from_slice(members);
+        let mut buf = [0u8; 12];
+        for s in &mut self.senders {
+            let due = s
+                .last_pli
+                .is_none_or(|t| now.saturating_duration_since(t) >= PLI_EVERY);
+            if s.ask && due {
+                if let Some(n) = rtcp_write::pli(&mut buf, FEEDBACK_SSRC, s.ssrc) {
+                    out.send_rtcp(s.id, MediaKind::Video, &buf[..n]);
+                    self.stats.plis_sent += 1;
+                }
+                s.ask = false;
+                s.last_pli = Some(now);
+            }
+        }
+        for p in self.outbox.drain(..) {
+            for &m in members {
+                out.send_media(m, MediaKind::Video, &p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "composite_tests.rs"]
+mod tests;
