@@ -513,6 +513,7 @@ impl JoinFlow {
             | ServerMsg::Kicked { .. }
             | ServerMsg::Locked { .. }
             | ServerMsg::Ended { .. }
+            | ServerMsg::Layout { .. }
             | ServerMsg::Raise { .. }
             | ServerMsg::Level { .. }
             | ServerMsg::Dominant { .. }

@@ -24,6 +24,9 @@ use transcoder::layout::Layout;
 pub const WIDTH: usize = 1280;
 pub const HEIGHT: usize = 720;
 const BITRATE_BPS: u32 = 1_500_000;
+/// A keyframe at least this often (frames): plain-RTP receivers (ffmpeg, room systems)
+/// that start listening after they joined and never send a PLI get a picture within 2 s.
+const KEYFRAME_EVERY: u32 = 60;
 /// Messages waiting for the service, and frames waiting for a path, at most.
 const QUEUE: usize = 1024;
 const BACK_QUEUE: usize = 64;
@@ -43,6 +46,14 @@ enum ToService {
     },
     Keyframe {
         key: u64,
+    },
+    Layout {
+        key: u64,
+        layout: Layout,
+    },
+    Speaker {
+        key: u64,
+        participant: Option<ParticipantId>,
     },
     Close {
         key: u64,
@@ -98,18 +109,55 @@ impl Service {
         })
     }
 
-    /// A link for a new composite conference.
-    pub fn link(&self) -> Link {
+    /// A new composite conference: the link for its path (on the worker) and the control
+    /// for its room (layout, speaker).
+    pub fn open(&self) -> (Link, Control) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (back, rx) = mpsc::sync_channel(BACK_QUEUE);
         // Opening waits for room: it happens once per conference, on the control path.
         let _ = self.tx.send(ToService::Open { key, back });
-        Link {
+        let link = Link {
             key,
             tx: self.tx.clone(),
             rx,
             stats: self.stats.clone(),
-        }
+        };
+        let control = Control {
+            key,
+            tx: self.tx.clone(),
+        };
+        (link, control)
+    }
+}
+
+/// A composite conference's layout and speaker, set from the control plane.
+#[derive(Clone)]
+pub struct Control {
+    key: u64,
+    tx: SyncSender<ToService>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("key", &self.key).finish()
+    }
+}
+
+impl Control {
+    /// From the next frame on.
+    pub fn set_layout(&self, layout: Layout) {
+        let _ = self.tx.send(ToService::Layout {
+            key: self.key,
+            layout,
+        });
+    }
+
+    /// The dominant speaker: the large tile of the speaker layout.
+    pub fn set_speaker(&self, participant: Option<ParticipantId>) {
+        let _ = self.tx.send(ToService::Speaker {
+            key: self.key,
+            participant,
+        });
     }
 }
 
@@ -211,6 +259,7 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
         ToService::Open { key, back } => {
             let mut settings = EncoderSettings::new(WIDTH, HEIGHT);
             settings.bitrate_bps = BITRATE_BPS;
+            settings.keyframe_interval = KEYFRAME_EVERY;
             match Compositor::new(VideoCodec::H264, settings, Layout::Grid, pool.clone()) {
                 Ok(comp) => {
                     confs.insert(key, Conf { comp, back });
@@ -235,6 +284,16 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
         ToService::Keyframe { key } => {
             if let Some(c) = confs.get_mut(&key) {
                 c.comp.request_keyframe();
+            }
+        }
+        ToService::Layout { key, layout } => {
+            if let Some(c) = confs.get_mut(&key) {
+                c.comp.set_layout(layout);
+            }
+        }
+        ToService::Speaker { key, participant } => {
+            if let Some(c) = confs.get_mut(&key) {
+                c.comp.set_speaker(participant);
             }
         }
         ToService::Close { key } => {

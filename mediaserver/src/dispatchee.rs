@@ -158,6 +158,11 @@ fn on_dispatcher(service: &Conferences, msg: DispMsg) {
             on,
             operator,
         } => service.operator_lock(&conference, on, &operator),
+        DispMsg::Layout {
+            conference,
+            layout,
+            operator,
+        } => service.operator_layout(&conference, layout, &operator),
         // A refused `punt` (no other server yet) is retried by the next high-water or
         // drain check; anything else the dispatcher refuses closes the link.
         DispMsg::Error { code, text } => tracing::warn!(%code, %text, "dispatcher refused"),

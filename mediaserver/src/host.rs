@@ -194,6 +194,9 @@ fn handle(
         (ClientMsg::Lock { on }, Some(m)) => service
             .lock(m, on)
             .map_or_else(refused, |()| Step::Continue),
+        (ClientMsg::Layout { layout }, Some(m)) => service
+            .layout(m, layout)
+            .map_or_else(refused, |()| Step::Continue),
         (ClientMsg::EndConference, Some(m)) => service
             .end_conference(m)
             .map_or_else(refused, |()| Step::Continue),

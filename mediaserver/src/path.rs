@@ -56,13 +56,11 @@ impl MediaPath {
         mode: protocol::Mode,
         last_n: Option<usize>,
         video: &[(u8, VideoCodec)],
-        compositor: Option<&crate::composite::Service>,
+        composite: Option<crate::composite::Link>,
     ) -> Self {
         let mut path = match mode {
             protocol::Mode::Mix => Self::mix(),
-            protocol::Mode::Composite => {
-                return Self::composite(compositor.map(|c| c.link()));
-            }
+            protocol::Mode::Composite => return Self::composite(composite),
             protocol::Mode::Reflect => {
                 let mut r = reflector::Reflector::new();
                 r.set_quality_reports(true);
@@ -179,6 +177,8 @@ impl mesh::Path for MediaPath {
     fn on_channel(&mut self, now: Instant, participant: ParticipantId, kind: MediaKind) {
         match self {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.on_channel(now, participant, kind),
+            // A receiver whose video channel just opened starts on a keyframe.
+            MediaPath::Composite(_, v, _) if kind == MediaKind::Video => v.receiver_joined(now),
             MediaPath::Composite(..) => {}
         }
     }

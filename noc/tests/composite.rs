@@ -9,7 +9,7 @@ use client::tone::{read_wav, ToneAnalysis, Window};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
-use testkit::harness::{Client, Noc, TempDir};
+use testkit::harness::{http_post, Client, Noc, TempDir};
 
 mod support;
 use support::media::{ffmpeg, free_port_block, wait_child, wait_file};
@@ -25,6 +25,7 @@ const SENDERS: [(&str, (f64, f64, f64), f64); 4] = [
 /// media still flows).
 const SEND: &str = "9";
 const RECORD: f64 = 5.0;
+const WAIT: Duration = Duration::from_secs(15);
 const W: usize = 1280;
 const H: usize = 720;
 
@@ -284,5 +285,207 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
         let db = tone.level_db(f);
         assert!(db >= -40.0, "{f} Hz at {db:.1} dB in the mix");
     }
+    drop((rx, clients));
+}
+
+/// One sender's video alone (its colour), or its audio alone (a tone), each its own ffmpeg
+/// so the test can start and stop a talker's voice while its picture goes on.
+fn send_video(send_txt: &str, colour: &str, log: &str) -> Child {
+    ffmpeg(
+        &[
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c={colour}:size=640x360:rate=25"),
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-payload_type",
+            field(send_txt, "video_payload_type"),
+            "-ssrc",
+            field(send_txt, "video_ssrc"),
+            "-f",
+            "rtp",
+            field(send_txt, "video_target"),
+        ],
+        log,
+    )
+}
+
+fn send_tone(send_txt: &str, tone: f64, log: &str) -> Child {
+    ffmpeg(
+        &[
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency={tone}:sample_rate=48000"),
+            "-t",
+            "20",
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-frame_duration",
+            "20",
+            "-application",
+            "audio",
+            "-payload_type",
+            field(send_txt, "audio_payload_type"),
+            "-ssrc",
+            field(send_txt, "audio_ssrc"),
+            "-f",
+            "rtp",
+            field(send_txt, "audio_target"),
+        ],
+        log,
+    )
+}
+
+/// The mean (Y, U, V) of the speaker layout's large tile (the top 1280x540) of each frame
+/// of `video`, with its receive time (wall clock, seconds since the epoch).
+fn large_tile_by_time(video: &str) -> Vec<(f64, (f64, f64, f64))> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-copyts", "-i", video])
+        .args(["-vf", "crop=1280:540:0:0,showinfo", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .filter(|l| l.contains("Parsed_showinfo") && l.contains(" pts:"))
+        .filter_map(|l| {
+            // pts in the Matroska time base (ms): pts_time is printed too coarsely.
+            let pts: f64 = l
+                .split(" pts:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let t = pts / 1000.0;
+            let m = l.split("mean:[").nth(1)?.split(']').next()?;
+            let v: Vec<f64> = m
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() == 3).then(|| (t, (v[0], v[1], v[2])))
+        })
+        .collect()
+}
+
+fn is(c: (f64, f64, f64), want: (f64, f64, f64)) -> bool {
+    (c.0 - want.0).abs() < 14.0 && (c.1 - want.1).abs() < 14.0 && (c.2 - want.2).abs() < 14.0
+}
+
+/// The speaker layout, set through the admin API: the talker's picture is the large
+/// tile, and when another member starts talking (and the first stops), its picture is the
+/// large one within 1 s.
+#[test]
+fn the_talker_takes_the_large_tile_within_a_second() {
+    const TOKEN: &str = "composite-test-token";
+    let noc = Noc::start(&["--admin-token", TOKEN]);
+    let tmp = TempDir::new("composite-speaker");
+    let rx_dir = tmp.path().join("rx");
+    let rx = member(&noc, &rx_dir, "rx", &[]);
+    let sdp_path = rx_dir.join("receive.sdp");
+    wait_file(&sdp_path, &rx);
+    let (video, rx_log) = (tmp.file("speaker.mkv"), tmp.file("rx-ffmpeg.log"));
+    let mut receiver = ffmpeg(
+        &[
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-use_wallclock_as_timestamps",
+            "1",
+            "-t",
+            "11",
+            "-i",
+            sdp_path.to_str().expect("utf-8 path"),
+            "-map",
+            "0:v",
+            "-c:v",
+            "copy",
+            "-copyts",
+            "-y",
+            &video,
+        ],
+        &rx_log,
+    );
+    let mut procs = Vec::new();
+    let mut txts = Vec::new();
+    let mut clients = Vec::new();
+    for (i, &(colour, _, _)) in SENDERS[..3].iter().enumerate() {
+        let dir = tmp.path().join(format!("tx{i}"));
+        let ssrc = (6000 + 10 * i).to_string();
+        let c = member(&noc, &dir, &format!("tx{i}"), &["--ssrc", &ssrc]);
+        let txt = wait_file(&dir.join("send.txt"), &c);
+        procs.push(send_video(&txt, colour, &tmp.file(&format!("v{i}.log"))));
+        txts.push(txt);
+        clients.push(c);
+    }
+    let (status, body) = http_post(
+        noc.http,
+        "/api/admin/conferences/grid/layout",
+        TOKEN,
+        "{\"layout\": \"speaker\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(rx.stdout.wait_for("layout speaker", WAIT).is_some());
+    // Sender 0 talks; then it stops and sender 1 starts.
+    let mut first = send_tone(&txts[0], SENDERS[0].2, &tmp.file("a0.log"));
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = first.kill();
+    let _ = first.wait();
+    let switched_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    procs.push(send_tone(&txts[1], SENDERS[1].2, &tmp.file("a1.log")));
+    assert!(
+        wait_child(&mut receiver, Duration::from_secs(20)),
+        "{}",
+        log_of(&rx_log)
+    );
+    for mut p in procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let frames = large_tile_by_time(&video);
+    assert!(
+        frames.len() > 100,
+        "{} frames\n{}",
+        frames.len(),
+        log_of(&rx_log)
+    );
+    let before: Vec<_> = frames
+        .iter()
+        .filter(|f| (switched_at - 1.5..switched_at - 0.2).contains(&f.0))
+        .collect();
+    assert!(
+        !before.is_empty() && before.iter().all(|f| is(f.1, SENDERS[0].1)),
+        "the first talker's picture is not the large tile: {before:?} (switched at {switched_at}, frames {:?} .. {:?})",
+        frames.first(),
+        frames.last()
+    );
+    let green = frames
+        .iter()
+        .find(|f| f.0 >= switched_at && is(f.1, SENDERS[1].1))
+        .unwrap_or_else(|| panic!("the second talker never took the large tile: {frames:?}"));
+    let took = green.0 - switched_at;
+    eprintln!("the second talker's picture was the large tile {took:.2} s after it started");
+    assert!(took <= 1.0, "{took:.2} s");
     drop((rx, clients));
 }

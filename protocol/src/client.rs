@@ -108,6 +108,10 @@ pub enum ClientMsg {
     },
     /// Ends the conference for everyone (moderators).
     EndConference,
+    /// Lays the composite out anew (moderators of a `composite` conference).
+    Layout {
+        layout: crate::Layout,
+    },
     /// Raises (or lowers) one's hand: a member muted by a moderator asks to speak.
     Raise {
         on: bool,
@@ -228,6 +232,11 @@ pub enum ServerMsg {
     },
     /// `by` ended the conference; the server closes every member's connection.
     Ended {
+        by: Actor,
+    },
+    /// The composite is laid out as `layout` now, by `by`.
+    Layout {
+        layout: crate::Layout,
         by: Actor,
     },
     /// `participant` raised (or lowered) its hand; sent to the moderators and to it.
@@ -410,6 +419,12 @@ impl ClientMsg {
                 f.exact("endconference", 0, 0)?;
                 Ok(ClientMsg::EndConference)
             }
+            "layout" => {
+                let a = f.exact("layout", 1, 1)?;
+                Ok(ClientMsg::Layout {
+                    layout: crate::types::word("layout", "grid|speaker|presentation", a[0])?,
+                })
+            }
             "raise" => {
                 let a = f.exact("raise", 0, 1)?;
                 Ok(ClientMsg::Raise {
@@ -519,6 +534,7 @@ impl ClientMsg {
             ClientMsg::Lock { on } => format!("lock\t{}\n", on_off_str(*on)),
             ClientMsg::EndConference => "endconference\n".to_owned(),
             ClientMsg::Raise { on } => format!("raise\t{}\n", on_off_str(*on)),
+            ClientMsg::Layout { layout } => format!("layout\t{layout}\n"),
             ClientMsg::Ping { token: Some(t) } => format!("ping\t{}\n", clean(t)),
             ClientMsg::Ping { token: None } => "ping\n".to_owned(),
             ClientMsg::EndSession => "endsession\n".to_owned(),
@@ -682,6 +698,13 @@ impl ServerMsg {
                     by: word("locked", "by", a[1])?,
                 })
             }
+            "layout" => {
+                let a = f.exact("layout", 2, 2)?;
+                Ok(ServerMsg::Layout {
+                    layout: word("layout", "layout", a[0])?,
+                    by: word("layout", "by", a[1])?,
+                })
+            }
             "ended" => {
                 let a = f.exact("ended", 1, 1)?;
                 Ok(ServerMsg::Ended {
@@ -806,6 +829,7 @@ impl ServerMsg {
                 reason,
             } => format!("kicked\t{participant}\t{by}\t{}\n", clean(reason)),
             ServerMsg::Locked { on, by } => format!("locked\t{}\t{by}\n", on_off_str(*on)),
+            ServerMsg::Layout { layout, by } => format!("layout\t{layout}\t{by}\n"),
             ServerMsg::Ended { by } => format!("ended\t{by}\n"),
             ServerMsg::Raise { participant, on } => {
                 format!("raise\t{participant}\t{}\n", on_off_str(*on))

@@ -36,7 +36,7 @@ pub use line::{message_line, redact_line, split_line, LineBuffer};
 pub use registry::{DispMsg, Member, MsMsg};
 pub use sdp::{SdpAssembler, SdpKind};
 pub use types::{
-    Actor, Capabilities, ChannelAddr, Endpoint, MediaKind, Mode, Quality, Role, ServerKind,
+    Actor, Capabilities, ChannelAddr, Endpoint, Layout, MediaKind, Mode, Quality, Role, ServerKind,
 };
 
 /// Protocol version carried in `connect`.

@@ -185,6 +185,12 @@ pub enum DispMsg {
         on: bool,
         operator: String,
     },
+    /// An operator lays a composite conference out anew (admin API).
+    Layout {
+        conference: String,
+        layout: crate::Layout,
+        operator: String,
+    },
 }
 
 /// A `ws=` option: a WebSocket URL.
@@ -431,6 +437,14 @@ impl DispMsg {
                     operator: name("lock", "operator", a[2])?,
                 })
             }
+            "layout" => {
+                let a = f.exact("layout", 3, 3)?;
+                Ok(DispMsg::Layout {
+                    conference: name("layout", "conference", a[0])?,
+                    layout: crate::types::word("layout", "layout", a[1])?,
+                    operator: name("layout", "operator", a[2])?,
+                })
+            }
             "error" => {
                 let a = f.exact("error", 2, 2)?;
                 Ok(DispMsg::Error {
@@ -511,6 +525,15 @@ impl DispMsg {
                 if *on { "on" } else { "off" },
                 clean(operator)
             ),
+            DispMsg::Layout {
+                conference,
+                layout,
+                operator,
+            } => format!(
+                "layout\t{}\t{layout}\t{}\n",
+                clean(conference),
+                clean(operator)
+            ),
             DispMsg::Error { code, text } => {
                 let t = clean(text);
                 let t = if t.is_empty() {
@@ -577,6 +600,14 @@ mod punt_and_state_tests {
                     operator: "alice".into(),
                 },
                 "lock\txyz\toff\talice\n",
+            ),
+            (
+                DispMsg::Layout {
+                    conference: "xyz".into(),
+                    layout: crate::Layout::Speaker,
+                    operator: "alice".into(),
+                },
+                "layout\txyz\tspeaker\talice\n",
             ),
         ] {
             assert_eq!(m.encode(), line);

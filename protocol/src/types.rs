@@ -221,6 +221,47 @@ impl<'de> serde::Deserialize<'de> for Mode {
     }
 }
 
+/// How a composite conference's picture is laid out (`layout grid|speaker|presentation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Layout {
+    /// Equal tiles: 1, 2x2, 3x3 or 4x4, the smallest grid that holds everyone.
+    #[default]
+    Grid,
+    /// The dominant speaker large on top, the others as a row of thumbnails under it.
+    Speaker,
+    /// The first picture (the shared screen) large on the left, the others as a column of
+    /// thumbnails on the right.
+    Presentation,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Grid => "grid",
+            Layout::Speaker => "speaker",
+            Layout::Presentation => "presentation",
+        }
+    }
+}
+
+impl FromStr for Layout {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "grid" => Ok(Layout::Grid),
+            "speaker" => Ok(Layout::Speaker),
+            "presentation" => Ok(Layout::Presentation),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a media server can host, as a set of flags (seed 003's capacity table 601).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capabilities {

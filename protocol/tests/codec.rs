@@ -71,6 +71,12 @@ fn client_messages_round_trip() {
         ClientMsg::Lock { on: true },
         ClientMsg::Lock { on: false },
         ClientMsg::EndConference,
+        ClientMsg::Layout {
+            layout: protocol::Layout::Speaker,
+        },
+        ClientMsg::Layout {
+            layout: protocol::Layout::Grid,
+        },
         ClientMsg::Raise { on: true },
         ClientMsg::Raise { on: false },
         ClientMsg::Ping { token: None },
@@ -177,6 +183,10 @@ fn server_messages_round_trip() {
         },
         ServerMsg::Ended {
             by: Actor::Participant(2),
+        },
+        ServerMsg::Layout {
+            layout: protocol::Layout::Presentation,
+            by: Actor::Operator,
         },
         ServerMsg::Raise {
             participant: 3,
@@ -318,6 +328,9 @@ fn bad_lines_get_the_right_code() {
             ErrorCode::BadRequest,
         ),
         ("join\t\tdemo\tann", ErrorCode::BadRequest),
+        ("layout\tmosaic", ErrorCode::BadRequest),
+        ("layout", ErrorCode::BadRequest),
+        ("layout\tgrid\tspeaker", ErrorCode::BadRequest),
         (
             "channel\taudio\t127.0.0.1:5000\tnot-a-number",
             ErrorCode::BadRequest,

@@ -24,6 +24,15 @@ const MTU: usize = 1200;
 const UNITS_MAX: usize = 256;
 /// The SSRC this server signs its feedback with.
 const FEEDBACK_SSRC: u32 = 1;
+/// After a member joins or its channel opens, keyframes at these delays: a plain-RTP
+/// receiver (ffmpeg, a room system) starts listening some time after it joined and never
+/// sends a PLI, so one keyframe at the join may come before it listens.
+const KEYFRAMES_AFTER_JOIN: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(2000),
+];
 
 /// One access unit for the compositor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +107,10 @@ pub struct CompositeVideo {
     /// Packets of delivered frames, sent to every member at the next tick.
     outbox: Vec<Vec<u8>>,
     keyframe_wanted: bool,
+    /// When the last member joined (or opened its channel): the keyframes of
+    /// [`KEYFRAMES_AFTER_JOIN`] follow it; and how many of them went.
+    joined: Option<Instant>,
+    join_keyframes: usize,
     members_seen: Vec<ParticipantId>,
     pub stats: CompositeStats,
 }
@@ -121,6 +134,8 @@ impl CompositeVideo {
             packetizer: H264Packetizer::new(cfg).expect("1200 bytes hold an FU-A"),
             outbox: Vec::new(),
             keyframe_wanted: true,
+            joined: None,
+            join_keyframes: 0,
             members_seen: Vec::new(),
             stats: CompositeStats::default(),
         }
@@ -200,6 +215,12 @@ impl CompositeVideo {
         std::mem::take(&mut self.gone)
     }
 
+    /// A receiver's channel just opened: keyframes now and for the next two seconds.
+    pub fn receiver_joined(&mut self, now: Instant) {
+        self.joined = Some(now);
+        self.join_keyframes = 0;
+    }
+
     /// Whether a receiver asked for a keyframe (or joined) since the last call.
     pub fn take_keyframe_wanted(&mut self) -> bool {
         std::mem::take(&mut self.keyframe_wanted)
@@ -241,7 +262,17 @@ impl CompositeVideo {
     /// newcomers (they need a keyframe) and senders who left.
     pub fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
         if members.iter().any(|m| !self.members_seen.contains(m)) {
-            self.keyframe_wanted = true;
+            self.receiver_joined(now);
+        }
+        if let Some(at) = self.joined {
+            match KEYFRAMES_AFTER_JOIN.get(self.join_keyframes) {
+                Some(&d) if now >= at + d => {
+                    self.keyframe_wanted = true;
+                    self.join_keyframes += 1;
+                }
+                Some(_) => {}
+                None => self.joined = None,
+            }
         }
         for s in self.senders.iter().filter(|s| !members.contains(&s.id)) {
             self.gone.push(s.id);

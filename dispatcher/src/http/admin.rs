@@ -275,6 +275,37 @@ pub(crate) async fn kick(
     ))
 }
 
+#[derive(serde::Deserialize)]
+struct LayoutBody {
+    layout: String,
+}
+
+/// Lays a composite conference out anew: `{"layout": "grid"|"speaker"|"presentation"}`.
+pub(crate) async fn layout(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path(conference): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refusal> {
+    let want = "bad body, want {\"layout\": \"grid\"|\"speaker\"|\"presentation\"}";
+    let layout = serde_json::from_slice::<LayoutBody>(&body)
+        .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("{want}: {e}")))?
+        .layout;
+    let layout: protocol::Layout = layout.parse().map_err(|()| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("{want}: unknown layout {layout:?}"),
+        )
+    })?;
+    let server = ops::moderate(&s, &conference, Moderation::Layout { layout }, &who)?;
+    Ok(done(
+        &s,
+        "layout",
+        &who,
+        json!({ "conference": conference, "server": server, "layout": layout.as_str() }),
+    ))
+}
+
 /// Locks (`{"on": true}`) or unlocks a conference: while locked, new joins are refused
 /// with `reject 423` (moderators still get in).
 pub(crate) async fn lock(

@@ -60,6 +60,7 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
             post(admin::kick),
         )
         .route("/api/admin/conferences/{name}/lock", post(admin::lock))
+        .route("/api/admin/conferences/{name}/layout", post(admin::layout))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

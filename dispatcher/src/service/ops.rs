@@ -368,6 +368,7 @@ pub(crate) enum Moderation {
     Mute { participant: u32, on: bool },
     Kick { participant: u32, reason: String },
     Lock { on: bool },
+    Layout { layout: protocol::Layout },
 }
 
 impl Moderation {
@@ -378,6 +379,7 @@ impl Moderation {
             Moderation::Kick { .. } => "kick",
             Moderation::Lock { on: true } => "lock",
             Moderation::Lock { on: false } => "unlock",
+            Moderation::Layout { .. } => "layout",
         }
     }
 }
@@ -398,6 +400,7 @@ pub(crate) fn moderate(
                 format!("{participant} {}", seat.name)
             }
             Moderation::Lock { .. } => String::new(),
+            Moderation::Layout { layout } => layout.to_string(),
         };
         let server = t
             .conference(conference)
@@ -427,6 +430,11 @@ pub(crate) fn moderate(
         Moderation::Lock { on } => DispMsg::Lock {
             conference: conf,
             on: *on,
+            operator,
+        },
+        Moderation::Layout { layout } => DispMsg::Layout {
+            conference: conf,
+            layout: *layout,
             operator,
         },
     };

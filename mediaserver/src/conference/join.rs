@@ -412,11 +412,18 @@ impl Conferences {
         let load = rooms.load(self.workers.len());
         let worker = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
         let conf = rooms.next_conf();
+        let (link, control) = match (mode, &self.compositor) {
+            (Mode::Composite, Some(c)) => {
+                let (l, c) = c.open();
+                (Some(l), Some(c))
+            }
+            _ => (None, None),
+        };
         let path = MediaPath::new(
             mode,
             self.settings.last_n,
             &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
-            self.compositor.as_ref(),
+            link,
         );
         if self
             .command(
@@ -439,7 +446,9 @@ impl Conferences {
             return Err(busy());
         }
         tracing::info!(conference, worker, "conference created");
-        rooms.insert(conference, Room::new(conf, worker, mode));
+        let mut room = Room::new(conf, worker, mode);
+        room.composite = control;
+        rooms.insert(conference, room);
         Ok(true)
     }
 

@@ -436,6 +436,9 @@ impl Conferences {
                 if let Some(room) = rooms.by_conf(worker, conf) {
                     if room.set_dominant(participant) {
                         room.broadcast(&ServerMsg::Dominant { participant }, None);
+                        if let Some(c) = &room.composite {
+                            c.set_speaker(Some(participant));
+                        }
                         let name = rooms.name_of(worker, conf).map(str::to_owned);
                         drop(rooms);
                         if let Some(name) = name {

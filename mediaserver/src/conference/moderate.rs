@@ -271,6 +271,62 @@ impl Conferences {
         room.broadcast(&ServerMsg::Locked { on, by }, None);
     }
 
+    /// `layout grid|speaker|presentation` (moderators of a composite conference).
+    pub(crate) fn layout(&self, m: &Membership, layout: protocol::Layout) -> Result<(), Refusal> {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(&m.conference) else {
+            return Ok(());
+        };
+        must_moderate(room, m, "layout")?;
+        self.set_layout(room, layout, Actor::Participant(m.participant))?;
+        tracing::info!(conference = %m.conference, %layout, by = m.participant, "layout");
+        Ok(())
+    }
+
+    /// An operator's layout (admin API).
+    pub(crate) fn operator_layout(
+        &self,
+        conference: &str,
+        layout: protocol::Layout,
+        operator: &str,
+    ) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(conference) else {
+            tracing::warn!(
+                conference,
+                operator,
+                "operator layout: no such conference here"
+            );
+            return;
+        };
+        match self.set_layout(room, layout, Actor::Operator) {
+            Ok(()) => tracing::info!(conference, %layout, operator, "operator layout"),
+            Err(_) => tracing::warn!(
+                conference,
+                operator,
+                "operator layout: not a composite conference"
+            ),
+        }
+    }
+
+    fn set_layout(
+        &self,
+        room: &mut Room,
+        layout: protocol::Layout,
+        by: Actor,
+    ) -> Result<(), Refusal> {
+        let Some(control) = &room.composite else {
+            return Err(Refusal::Reply(ServerMsg::reject(
+                ErrorCode::BadRequest,
+                "layout: this conference is not composited (join it with mode=composite)",
+            )));
+        };
+        control.set_layout(layout);
+        self.stats.moderations.fetch_add(1, Ordering::Relaxed);
+        room.broadcast(&ServerMsg::Layout { layout, by }, None);
+        Ok(())
+    }
+
     /// `endconference` (moderators): everyone is told, then every connection is closed.
     pub(crate) fn end_conference(&self, m: &Membership) -> Result<(), Refusal> {
         let mut rooms = self.rooms();

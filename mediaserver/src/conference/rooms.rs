@@ -105,6 +105,8 @@ pub(super) struct Room {
     speaking: std::collections::BTreeSet<u32>,
     /// The video codec of the room, set by its first video member (see `join`).
     video_codec: Option<&'static str>,
+    /// A composite conference's layout and speaker, at the compositor service.
+    pub(super) composite: Option<crate::composite::Control>,
 }
 
 impl Room {
@@ -121,6 +123,7 @@ impl Room {
             dominant: None,
             speaking: Default::default(),
             video_codec: None,
+            composite: None,
         }
     }
 
