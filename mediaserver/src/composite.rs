@@ -51,6 +51,10 @@ enum ToService {
         key: u64,
         layout: Layout,
     },
+    Bitrate {
+        key: u64,
+        bps: u32,
+    },
     Speaker {
         key: u64,
         participant: Option<ParticipantId>,
@@ -189,6 +193,9 @@ impl Link {
         if video.take_keyframe_wanted() {
             self.send(ToService::Keyframe { key });
         }
+        if let Some(bps) = video.take_bitrate() {
+            self.send(ToService::Bitrate { key, bps });
+        }
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 FromService::Frame { data, timestamp } => video.deliver(&data, timestamp),
@@ -289,6 +296,13 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
         ToService::Layout { key, layout } => {
             if let Some(c) = confs.get_mut(&key) {
                 c.comp.set_layout(layout);
+            }
+        }
+        ToService::Bitrate { key, bps } => {
+            if let Some(c) = confs.get_mut(&key) {
+                if let Err(e) = c.comp.set_bitrate(bps) {
+                    tracing::warn!(error = %e, bps, "compositor: bitrate refused");
+                }
             }
         }
         ToService::Speaker { key, participant } => {

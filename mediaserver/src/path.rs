@@ -135,7 +135,7 @@ impl mesh::Path for MediaPath {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
                 r.on_rtcp(now, src, kind, data, members, out)
             }
-            MediaPath::Composite(_, v, _) => v.on_rtcp(data),
+            MediaPath::Composite(_, v, _) => v.on_rtcp(now, src, data),
         }
     }
 
@@ -144,7 +144,7 @@ impl mesh::Path for MediaPath {
             MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
                 r.on_simulcast(now, participant, layers)
             }
-            MediaPath::Composite(..) => {}
+            MediaPath::Composite(_, v, _) => v.on_simulcast(participant, layers),
         }
     }
 

@@ -14,6 +14,7 @@ use codecs::payload::h264::{H264Depacketizer, H264Packetizer};
 use codecs::payload::keyframe::VideoCodec;
 use codecs::payload::vp8::Vp8Depacketizer;
 use codecs::payload::{Frame, PacketizerConfig, RTP_HEADER_LEN};
+use mesh::rtcp::Rtcp;
 use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, RtpView};
 
 /// A sender is asked for a keyframe at most this often.
@@ -24,6 +25,12 @@ const MTU: usize = 1200;
 const UNITS_MAX: usize = 256;
 /// The SSRC this server signs its feedback with.
 const FEEDBACK_SSRC: u32 = 1;
+/// The composite's bitrate follows the lowest receiver estimate within these bounds,
+/// when it moved by more than [`RATE_CHANGE`], at most every [`RATE_EVERY`].
+const MIN_BPS: u64 = 300_000;
+const MAX_BPS: u64 = 4_000_000;
+const RATE_CHANGE: f64 = 0.2;
+const RATE_EVERY: Duration = Duration::from_secs(2);
 /// After a member joins or its channel opens, keyframes at these delays: a plain-RTP
 /// receiver (ffmpeg, a room system) starts listening some time after it joined and never
 /// sends a PLI, so one keyframe at the join may come before it listens.
@@ -88,6 +95,8 @@ pub struct CompositeStats {
     pub units_lost: u64,
     /// Video packets of a codec the compositor does not decode.
     pub unknown_codec: u64,
+    /// Packets of a simulcast layer the composite does not decode.
+    pub other_layer: u64,
     /// Composite frames sent, and their packets (once, before the fan-out).
     pub frames_out: u64,
     pub packets_out: u64,
@@ -112,6 +121,13 @@ pub struct CompositeVideo {
     joined: Option<Instant>,
     join_keyframes: usize,
     members_seen: Vec<ParticipantId>,
+    /// Members' estimates (REMB), and the composite's bitrate: the last set and when,
+    /// and one waiting for the host.
+    estimates: Vec<(ParticipantId, u64)>,
+    rate: Option<(u32, Instant)>,
+    new_rate: Option<u32>,
+    /// Senders' simulcast layers, lowest first.
+    simulcast: Vec<(ParticipantId, Vec<u32>)>,
     pub stats: CompositeStats,
 }
 
@@ -137,12 +153,20 @@ impl CompositeVideo {
             joined: None,
             join_keyframes: 0,
             members_seen: Vec::new(),
+            estimates: Vec::new(),
+            rate: None,
+            new_rate: None,
+            simulcast: Vec::new(),
             stats: CompositeStats::default(),
         }
     }
 
     /// A sender's video packet: into its depacketizer; a whole unit waits for the host.
     pub fn on_video(&mut self, src: ParticipantId, pkt: &RtpView<'_>) {
+        if self.wanted_layer(src).is_some_and(|l| l != pkt.ssrc()) {
+            self.stats.other_layer += 1;
+            return;
+        }
         let codec = match pkt.payload_type() {
             pt if pt == self.h264_pt => VideoCodec::H264,
             pt if pt == self.vp8_pt => VideoCodec::Vp8,
@@ -192,17 +216,70 @@ impl CompositeVideo {
         }
     }
 
-    /// Feedback from a member about the composite: a PLI or FIR asks for a keyframe.
-    pub fn on_rtcp(&mut self, data: &[u8]) {
-        let mut rest = data;
-        while rest.len() >= 4 {
-            let words = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-            let (pt, fmt) = (rest[1], rest[0] & 0x1f);
-            if (pt == 206 && (fmt == 1 || fmt == 4)) || (pt == 205 && fmt == 4) {
-                self.keyframe_wanted = true;
+    /// Feedback from member `src` about the composite: a PLI or FIR asks for a keyframe,
+    /// a REMB is its estimate (the composite's bitrate follows the lowest).
+    pub fn on_rtcp(&mut self, now: Instant, src: ParticipantId, data: &[u8]) {
+        for p in mesh::rtcp::packets(data).map_while(Result::ok) {
+            match p {
+                Rtcp::Pli { .. } | Rtcp::Fir(_) => self.keyframe_wanted = true,
+                Rtcp::Remb(r) => {
+                    match self.estimates.iter_mut().find(|e| e.0 == src) {
+                        Some(e) => e.1 = r.bits_per_sec,
+                        None => self.estimates.push((src, r.bits_per_sec)),
+                    }
+                    self.rate_due(now);
+                }
+                _ => {}
             }
-            rest = rest.get(4 * (words + 1)..).unwrap_or(&[]);
         }
+    }
+
+    /// Whether the composite's bitrate should move: the lowest estimate moved by more than
+    /// [`RATE_CHANGE`], and the last move is [`RATE_EVERY`] old (each move costs the
+    /// encoder a keyframe).
+    fn rate_due(&mut self, now: Instant) {
+        let Some(low) = self.estimates.iter().map(|e| e.1).min() else {
+            return;
+        };
+        let bps = low.clamp(MIN_BPS, MAX_BPS) as u32;
+        let moved = self
+            .rate
+            .is_none_or(|(r, _)| f64::from(bps.abs_diff(r)) > RATE_CHANGE * f64::from(r));
+        let quiet = self
+            .rate
+            .is_none_or(|(_, at)| now.saturating_duration_since(at) >= RATE_EVERY);
+        if moved && quiet {
+            self.rate = Some((bps, now));
+            self.new_rate = Some(bps);
+        }
+    }
+
+    /// The composite's new bitrate, when it should change (bits/s).
+    pub fn take_bitrate(&mut self) -> Option<u32> {
+        self.new_rate.take()
+    }
+
+    /// Sender `src` sends simulcast on `layers` (lowest first): the composite decodes one,
+    /// the one its tile needs.
+    pub fn on_simulcast(&mut self, src: ParticipantId, layers: &[u32]) {
+        self.simulcast.retain(|s| s.0 != src);
+        if !layers.is_empty() {
+            self.simulcast.push((src, layers.to_vec()));
+        }
+    }
+
+    /// The SSRC of `src`'s layer the composite decodes, if it sends simulcast: a tile of a
+    /// 2x2 grid or larger is at most 640x360, the middle of three encodings; alone, the
+    /// top.
+    fn wanted_layer(&self, src: ParticipantId) -> Option<u32> {
+        let (_, layers) = self.simulcast.iter().find(|s| s.0 == src)?;
+        let alone = self.members_seen.len() <= 2;
+        let i = if alone {
+            layers.len() - 1
+        } else {
+            (layers.len() - 1).min(1)
+        };
+        layers.get(i).copied()
     }
 
     /// The units that came since the last call, for the compositor.
@@ -278,6 +355,8 @@ impl CompositeVideo {
             self.gone.push(s.id);
         }
         self.senders.retain(|s| members.contains(&s.id));
+        self.estimates.retain(|e| members.contains(&e.0));
+        self.simulcast.retain(|s| members.contains(&s.0));
         self.members_seen.clear();
         self.members_seen.extend_from_slice(members);
         let mut buf = [0u8; 12];

@@ -61,6 +61,7 @@ fn senders_packets_become_whole_units_and_other_codecs_are_counted() {
 
 #[test]
 fn a_receivers_pli_or_fir_asks_the_compositor_for_a_keyframe() {
+    let now = Instant::now();
     let mut v = CompositeVideo::new(0x77, 96, 97);
     assert!(v.take_keyframe_wanted(), "the first frame is a keyframe");
     assert!(!v.take_keyframe_wanted());
@@ -69,17 +70,59 @@ fn a_receivers_pli_or_fir_asks_the_compositor_for_a_keyframe() {
     let mut pli = [0u8; 12];
     let n = rtcp_write::pli(&mut pli, 9, 0x77).unwrap();
     compound.extend_from_slice(&pli[..n]);
-    v.on_rtcp(&compound);
+    v.on_rtcp(now, 2, &compound);
     assert!(v.take_keyframe_wanted());
     // Garbage is no request, and no panic.
-    v.on_rtcp(&[0x81, 206, 0xff, 0xff]);
-    v.on_rtcp(&[1, 2]);
-    assert!(
-        v.take_keyframe_wanted(),
-        "the truncated PLI header still says PLI"
-    );
-    v.on_rtcp(&[0x80, 200, 0, 0]);
+    v.on_rtcp(now, 2, &[0x81, 206, 0xff, 0xff]);
+    v.on_rtcp(now, 2, &[1, 2]);
+    v.on_rtcp(now, 2, &[0x80, 200, 0, 0]);
     assert!(!v.take_keyframe_wanted());
+}
+
+#[test]
+fn the_bitrate_follows_the_lowest_estimate_in_steps() {
+    let t0 = Instant::now();
+    let mut v = CompositeVideo::new(0x77, 96, 97);
+    let remb = |bps: u64| {
+        let mut b = [0u8; 24];
+        let n = rtcp_write::remb(&mut b, 9, bps, &[0x77]).unwrap();
+        b[..n].to_vec()
+    };
+    v.on_rtcp(t0, 2, &remb(2_000_000));
+    assert_eq!(v.take_bitrate(), Some(2_000_000));
+    // Another receiver with less: but not within 2 s of the last move.
+    v.on_rtcp(t0 + Duration::from_secs(1), 3, &remb(800_000));
+    assert_eq!(v.take_bitrate(), None);
+    v.on_rtcp(t0 + Duration::from_secs(3), 3, &remb(800_000));
+    assert_eq!(v.take_bitrate(), Some(800_000));
+    // A small wobble moves nothing; a tiny estimate is held at the floor.
+    v.on_rtcp(t0 + Duration::from_secs(6), 3, &remb(850_000));
+    assert_eq!(v.take_bitrate(), None);
+    v.on_rtcp(t0 + Duration::from_secs(9), 3, &remb(10_000));
+    assert_eq!(v.take_bitrate(), Some(300_000));
+}
+
+#[test]
+fn a_simulcast_sender_is_decoded_from_one_layer() {
+    let mut v = CompositeVideo::new(0x77, 96, 97);
+    // Layers 0x54 (low), 0x55 (middle), 0x56 (top); members: the sender and three more.
+    v.on_simulcast(3, &[0x54, 0x55, 0x56]);
+    v.members_seen = vec![1, 2, 3, 4];
+    let mid = camera_packets(3);
+    let mut top = camera_packets(3);
+    for p in &mut top {
+        p[8..12].copy_from_slice(&0x56u32.to_be_bytes());
+    }
+    for (a, b) in mid.iter().zip(&top) {
+        v.on_video(3, &RtpView::parse(a).unwrap());
+        v.on_video(3, &RtpView::parse(b).unwrap());
+    }
+    assert_eq!(
+        v.take_units().len(),
+        3,
+        "the middle layer's frames, once each"
+    );
+    assert_eq!(v.stats.other_layer, top.len() as u64);
 }
 
 #[test]
