@@ -59,7 +59,8 @@ pub struct Args {
     /// pool of media servers there.
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
-    /// Conference mode to ask for: reflect (forwarding) or mix.
+    /// Conference mode to ask for: reflect (forwarding), mix, or composite (mixed audio and
+    /// one composited picture of everyone's video).
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub mode: Option<Mode>,
     /// Push-to-talk schedule in seconds from joining, e.g. `0-3,5-8`: sends `talk on|off`
@@ -199,7 +200,7 @@ pub struct ClientConfig {
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse()
-        .map_err(|()| format!("unknown mode {s:?} (reflect or mix)"))
+        .map_err(|()| format!("unknown mode {s:?} (reflect, mix or composite)"))
 }
 
 /// `host` alone means the well-known control port.
@@ -543,7 +544,7 @@ mod tests {
         assert!(e.to_string().contains("NOC_MODE"), "{e}");
         std::fs::write(&path, "mode = \"sideways\"\n").unwrap();
         let e = load(&[], &[]).unwrap_err();
-        assert!(e.to_string().contains("reflect or mix"), "{e}");
+        assert!(e.to_string().contains("reflect, mix or composite"), "{e}");
         std::fs::remove_file(&path).ok();
     }
 

@@ -36,8 +36,9 @@ impl Kind {
 pub fn mode(asked: Option<&str>) -> Result<Option<Mode>, ServerMsg> {
     asked
         .map(|m| {
-            m.parse::<Mode>()
-                .map_err(|()| ServerMsg::reject(ErrorCode::BadRequest, "mode= is reflect or mix"))
+            m.parse::<Mode>().map_err(|()| {
+                ServerMsg::reject(ErrorCode::BadRequest, "mode= is reflect, mix or composite")
+            })
         })
         .transpose()
 }

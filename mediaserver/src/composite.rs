@@ -150,7 +150,7 @@ impl std::fmt::Debug for Control {
 impl Control {
     /// From the next frame on.
     pub fn set_layout(&self, layout: Layout) {
-        let _ = self.tx.send(ToService::Layout {
+        self.send(ToService::Layout {
             key: self.key,
             layout,
         });
@@ -158,10 +158,17 @@ impl Control {
 
     /// The dominant speaker: the large tile of the speaker layout.
     pub fn set_speaker(&self, participant: Option<ParticipantId>) {
-        let _ = self.tx.send(ToService::Speaker {
+        self.send(ToService::Speaker {
             key: self.key,
             participant,
         });
+    }
+
+    /// Never blocks the control plane: a service that far behind loses the change.
+    fn send(&self, msg: ToService) {
+        if self.tx.try_send(msg).is_err() {
+            tracing::warn!("compositor service queue full: a layout or speaker change was lost");
+        }
     }
 }
 
