@@ -93,6 +93,9 @@ fn prepare() -> Result<PathBuf, String> {
     Ok(compose)
 }
 
+/// Debian's FFmpeg runtime libraries the media server links (as the Dockerfile installs).
+const FFMPEG_LIBS: &[&str] = &["libavcodec59", "libavutil57", "libswscale6"];
+
 /// A base image from Debian's packages (`mmdebstrap`), imported once and kept.
 fn base_image(tag: &str, tar: &str, include: &[&str]) -> Result<(), String> {
     if run(&mut podman(&["image", "exists", tag])).is_ok() {
@@ -199,10 +202,17 @@ fn compose_deployment_in_podman_carries_a_conference() {
         }
     };
     let started = Instant::now();
-    base_image("localhost/debian:bookworm", "bookworm.tar", &[]).expect("base image");
+    // The media server's compositor links FFmpeg (libavcodec, libswscale): the base has
+    // them already, as the Dockerfile's runtime stage installs them where it can fetch.
+    base_image(
+        "localhost/debian:bookworm-ffmpeg",
+        "bookworm-ffmpeg.tar",
+        FFMPEG_LIBS,
+    )
+    .expect("base image");
     run(&mut podman(&[
         "tag",
-        "localhost/debian:bookworm",
+        "localhost/debian:bookworm-ffmpeg",
         "docker.io/library/debian:bookworm-slim",
     ]))
     .expect("tag the base as bookworm-slim");
