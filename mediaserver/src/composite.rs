@@ -286,7 +286,7 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
                 if c.comp.add_sender(unit.sender, unit.codec).is_ok() {
                     let _ = c
                         .comp
-                        .push(unit.sender, &unit.frame.data, unit.frame.keyframe);
+                        .push(unit.sender, unit.frame.data, unit.frame.keyframe);
                 }
             }
         }

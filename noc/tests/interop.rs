@@ -13,7 +13,7 @@ use testkit::harness::control::Line;
 use testkit::harness::{Client, Noc, TempDir};
 
 mod support;
-use support::media::{ffmpeg, free_port_block, wait_child, wait_file};
+use support::media::{ffmpeg, field, free_port_block, log_of, wait_child, wait_file};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// What the sender sends: seconds of media, video frame rate.
@@ -25,14 +25,6 @@ const FPS: u32 = 25;
 const RECORD: &str = "3.5";
 /// Frames the sender sends within the recorded window.
 const WINDOW_FRAMES: usize = 87;
-
-/// The value of `key=` in send.txt.
-fn field<'a>(send_txt: &'a str, key: &str) -> &'a str {
-    send_txt
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key} in send.txt:\n{send_txt}"))
-}
 
 /// The last `frame=N` of an ffmpeg `-progress` file.
 fn progress_frames(path: &str) -> u32 {
@@ -51,10 +43,6 @@ fn framecrc_frames(path: &str) -> usize {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .count()
-}
-
-fn log_of(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Issue 5 acceptance: ffmpeg in, ffmpeg out, through `--external-media` on both sides.

@@ -82,7 +82,8 @@ fn bench_frame(c: &mut Criterion, name: &str, codec: VideoCodec, senders: u32) {
         b.iter(|| {
             for (s, g) in gops.iter().enumerate() {
                 let f = &g[i % g.len()];
-                comp.push(s as u32, &f.data, f.keyframe).expect("a sender");
+                comp.push(s as u32, f.data.clone(), f.keyframe)
+                    .expect("a sender");
             }
             i += 1;
             now += Duration::from_millis(34);

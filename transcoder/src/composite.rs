@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use codecs::payload::h264::{H264Depacketizer, H264Packetizer};
 use codecs::payload::keyframe::VideoCodec;
 use codecs::payload::vp8::Vp8Depacketizer;
-use codecs::payload::{Frame, PacketizerConfig, RTP_HEADER_LEN};
+use codecs::payload::{Frame, PacketizerConfig};
 use mesh::rtcp::Rtcp;
 use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, RtpView};
+use rtc_shared::marshal::Marshal;
 
 /// A sender is asked for a keyframe at most this often.
 const PLI_EVERY: Duration = Duration::from_millis(500);
@@ -323,15 +324,11 @@ impl CompositeVideo {
         }
         self.stats.frames_out += 1;
         for p in packets {
-            let h = &p.header;
-            let mut b = Vec::with_capacity(RTP_HEADER_LEN + p.payload.len());
-            b.extend_from_slice(&[0x80, (u8::from(h.marker) << 7) | h.payload_type]);
-            b.extend_from_slice(&h.sequence_number.to_be_bytes());
-            b.extend_from_slice(&h.timestamp.to_be_bytes());
-            b.extend_from_slice(&h.ssrc.to_be_bytes());
-            b.extend_from_slice(&p.payload);
-            self.outbox.push(b);
-            self.stats.packets_out += 1;
+            // A packet the packetizer made always marshals.
+            if let Ok(b) = p.marshal() {
+                self.outbox.push(b.to_vec());
+                self.stats.packets_out += 1;
+            }
         }
     }
 

@@ -20,15 +20,7 @@ fn camera_packets(frames: usize) -> Vec<Vec<u8>> {
         let mut packets = Vec::new();
         pk.packetize(&f.data, i as u32 * 3000, &mut packets)
             .unwrap();
-        for p in packets {
-            let h = &p.header;
-            let mut b = vec![0x80, (u8::from(h.marker) << 7) | h.payload_type];
-            b.extend_from_slice(&h.sequence_number.to_be_bytes());
-            b.extend_from_slice(&h.timestamp.to_be_bytes());
-            b.extend_from_slice(&h.ssrc.to_be_bytes());
-            b.extend_from_slice(&p.payload);
-            out.push(b);
-        }
+        out.extend(packets.iter().map(|p| p.marshal().unwrap().to_vec()));
     }
     out
 }

@@ -252,7 +252,7 @@ impl Compositor {
 
     /// One access unit (an H.264 Annex-B unit or a VP8 frame, from the depacketizer) from
     /// sender `id`; `keyframe` when a decoder can start there.
-    pub fn push(&mut self, id: u32, unit: &[u8], keyframe: bool) -> Result<(), CompositeError> {
+    pub fn push(&mut self, id: u32, unit: Vec<u8>, keyframe: bool) -> Result<(), CompositeError> {
         let s = self
             .sources
             .iter_mut()
@@ -275,7 +275,7 @@ impl Compositor {
             s.ask = true;
             return Ok(());
         }
-        s.queue.push(unit.to_vec());
+        s.queue.push(unit);
         Ok(())
     }
 

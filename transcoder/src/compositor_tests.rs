@@ -35,7 +35,7 @@ impl Camera {
     /// Its next frame into the compositor.
     fn send(&mut self, c: &mut Compositor) {
         if let Some(f) = self.enc.encode(&self.picture).unwrap() {
-            c.push(self.id, &f.data, f.keyframe).unwrap();
+            c.push(self.id, f.data, f.keyframe).unwrap();
         }
     }
 }
@@ -153,19 +153,22 @@ fn units_before_a_keyframe_or_past_the_queue_wait_for_the_next_keyframe() {
     c.add_sender(1, VideoCodec::H264).unwrap();
     let _ = c.keyframe_requests();
     // Delta units before any keyframe go nowhere.
-    c.push(1, &[0, 0, 0, 1, 0x41, 0x9a], false).unwrap();
+    c.push(1, vec![0, 0, 0, 1, 0x41, 0x9a], false).unwrap();
     assert_eq!(c.stats.dropped_units, 1);
     // A sender that runs far ahead of the frame clock overflows its queue: dropped, and
     // a keyframe is asked for.
-    c.push(1, &[0, 0, 0, 1, 0x65, 0x88], true).unwrap();
+    c.push(1, vec![0, 0, 0, 1, 0x65, 0x88], true).unwrap();
     for _ in 0..QUEUE_MAX {
-        c.push(1, &[0, 0, 0, 1, 0x41, 0x9a], false).unwrap();
+        c.push(1, vec![0, 0, 0, 1, 0x41, 0x9a], false).unwrap();
     }
     assert_eq!(c.keyframe_requests(), vec![1]);
     assert_eq!(c.stats.dropped_units, 1 + QUEUE_MAX as u64 + 1);
-    assert_eq!(c.push(9, &[1], true), Err(CompositeError::UnknownSender(9)));
+    assert_eq!(
+        c.push(9, vec![1], true),
+        Err(CompositeError::UnknownSender(9))
+    );
     // Garbage that claims to be a keyframe: counted, never a panic, and asked again.
-    c.push(1, &[0xde, 0xad, 0xbe, 0xef], true).unwrap();
+    c.push(1, vec![0xde, 0xad, 0xbe, 0xef], true).unwrap();
     let _ = c.poll(Instant::now()).unwrap();
     assert_eq!(
         c.keyframe_requests().len(),

@@ -161,3 +161,16 @@ impl Turn {
         }
     }
 }
+
+/// The value of `key=` in a confclient's `send.txt`.
+pub fn field<'a>(send_txt: &'a str, key: &str) -> &'a str {
+    send_txt
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in send.txt:\n{send_txt}"))
+}
+
+/// A log file's text (empty when it is missing).
+pub fn log_of(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
