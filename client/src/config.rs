@@ -108,7 +108,7 @@ pub struct Args {
     #[arg(long, value_name = "SCHEDULE")]
     pub say: Option<String>,
     /// Control lines on a schedule, seconds from joining: `3:mute @bob on,6:mute @bob off,
-    /// 7:mute all on,8:kick @bob REASON,9:lock on,10:raise,11:endconference` (a member by
+    /// 7:mute all on,8:kick @bob REASON,9:lock on,10:raise,11:record on,12:endconference` (a member by
     /// `@NAME` or id; `me` for oneself).
     #[arg(long, value_name = "SCHEDULE")]
     pub command: Option<String>,

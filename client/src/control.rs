@@ -363,6 +363,7 @@ impl fmt::Display for Event {
                 M::Locked { on, by } => write!(f, "locked {} by={by}", on_off(*on)),
                 M::Ended { by } => write!(f, "ended by={by}"),
                 M::Layout { layout, by } => write!(f, "layout {layout} by={by}"),
+                M::Recording { on, by } => write!(f, "recording {} by={by}", on_off(*on)),
                 M::Raise { participant, on } => write!(f, "raise {participant} {}", on_off(*on)),
                 M::Level { participant, dbov } => write!(f, "level {participant} {dbov}"),
                 M::Dominant { participant } => write!(f, "dominant {participant}"),

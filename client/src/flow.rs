@@ -514,6 +514,7 @@ impl JoinFlow {
             | ServerMsg::Locked { .. }
             | ServerMsg::Ended { .. }
             | ServerMsg::Layout { .. }
+            | ServerMsg::Recording { .. }
             | ServerMsg::Raise { .. }
             | ServerMsg::Level { .. }
             | ServerMsg::Dominant { .. }

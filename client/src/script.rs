@@ -28,6 +28,10 @@ pub enum Action {
     Lock {
         on: bool,
     },
+    /// `record on|off`: start or stop recording the conference.
+    Record {
+        on: bool,
+    },
     EndConference,
     Raise {
         on: bool,
@@ -162,6 +166,9 @@ pub fn parse_commands(s: &str) -> Result<Vec<(f64, Action)>, String> {
                 "lock" => Action::Lock {
                     on: on_off(words.next(), Some(true))?,
                 },
+                "record" => Action::Record {
+                    on: on_off(words.next(), Some(true))?,
+                },
                 "endconference" => Action::EndConference,
                 "raise" => Action::Raise {
                     on: on_off(words.next(), Some(true))?,
@@ -262,6 +269,7 @@ impl Script {
                     reason: reason.clone(),
                 }),
                 Action::Lock { on } => Some(ClientMsg::Lock { on: *on }),
+                Action::Record { on } => Some(ClientMsg::Record { on: *on }),
                 Action::EndConference => Some(ClientMsg::EndConference),
                 Action::Raise { on } => Some(ClientMsg::Raise { on: *on }),
             };

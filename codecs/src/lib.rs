@@ -15,6 +15,7 @@ mod error;
 mod ffmpeg;
 pub mod g711;
 pub mod h264;
+pub mod mux;
 pub mod opus;
 pub mod resample;
 pub mod scale;

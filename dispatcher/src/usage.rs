@@ -37,6 +37,8 @@ struct Line<'a> {
 #[derive(Debug)]
 enum Job {
     Write(Usage),
+    /// A finished recording's line.
+    Line(String),
     /// Reopen the path (SIGHUP after a rotation).
     Reopen,
 }
@@ -81,6 +83,24 @@ impl UsageLog {
     /// Queues one leave for the log.
     pub fn record(&self, usage: Usage) {
         if self.tx.send(Job::Write(usage)).is_err() {
+            tracing::error!(path = %self.path.display(), "usage log writer is gone; record lost");
+        }
+    }
+
+    /// Queues the line of a finished recording: `{"kind": "recording", ...}` with the
+    /// conference's account, the server, the file and its start, stop and seconds.
+    pub fn record_recording(&self, r: &crate::core::Recording) {
+        let line = serde_json::json!({
+            "kind": "recording",
+            "account": r.account,
+            "conference": r.conference,
+            "server": r.server,
+            "file": r.file,
+            "started_at": r.started_unix_ms as f64 / 1000.0,
+            "stopped_at": r.stopped_unix_ms.unwrap_or(r.started_unix_ms) as f64 / 1000.0,
+            "seconds": r.seconds.unwrap_or(0.0),
+        });
+        if self.tx.send(Job::Line(format!("{line}\n"))).is_err() {
             tracing::error!(path = %self.path.display(), "usage log writer is gone; record lost");
         }
     }
@@ -136,6 +156,12 @@ impl Writer {
                         self.reopen("the file was moved away; reopened");
                     }
                     self.write(&line(&u));
+                }
+                Job::Line(l) => {
+                    if !self.still_there() {
+                        self.reopen("the file was moved away; reopened");
+                    }
+                    self.write(&l);
                 }
             }
         }

@@ -20,6 +20,8 @@ use transcoder::composite::{CompositeVideo, Unit};
 use transcoder::compositor::Compositor;
 use transcoder::layout::Layout;
 
+use crate::recording::{RecMsg, RecordingStats};
+
 /// The composite every receiver gets: 1280x720 H.264.
 pub const WIDTH: usize = 1280;
 pub const HEIGHT: usize = 720;
@@ -35,6 +37,12 @@ enum ToService {
     Open {
         key: u64,
         back: SyncSender<FromService>,
+        /// False for a recording's own composite: its frames go to the recorder alone.
+        deliver: bool,
+    },
+    Record {
+        key: u64,
+        to: Option<(SyncSender<RecMsg>, Arc<RecordingStats>)>,
     },
     Unit {
         key: u64,
@@ -116,10 +124,20 @@ impl Service {
     /// A new composite conference: the link for its path (on the worker) and the control
     /// for its room (layout, speaker).
     pub fn open(&self) -> (Link, Control) {
+        self.open_with(true)
+    }
+
+    /// A composite made for a recording alone (a reflect or mix room's): the link feeds
+    /// it, and its frames go only where [`Control::set_recording`] says.
+    pub fn open_for_recording(&self) -> (Link, Control) {
+        self.open_with(false)
+    }
+
+    fn open_with(&self, deliver: bool) -> (Link, Control) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (back, rx) = mpsc::sync_channel(BACK_QUEUE);
         // Opening waits for room: it happens once per conference, on the control path.
-        let _ = self.tx.send(ToService::Open { key, back });
+        let _ = self.tx.send(ToService::Open { key, back, deliver });
         let link = Link {
             key,
             tx: self.tx.clone(),
@@ -162,6 +180,12 @@ impl Control {
             key: self.key,
             participant,
         });
+    }
+
+    /// Where the composite's frames also go (a recording), from its next keyframe on;
+    /// `None` stops.
+    pub fn set_recording(&self, to: Option<(SyncSender<RecMsg>, Arc<RecordingStats>)>) {
+        self.send(ToService::Record { key: self.key, to });
     }
 
     /// Never blocks the control plane: a service that far behind loses the change.
@@ -221,6 +245,8 @@ impl Drop for Link {
 struct Conf {
     comp: Compositor,
     back: SyncSender<FromService>,
+    deliver: bool,
+    record: Option<(SyncSender<RecMsg>, Arc<RecordingStats>)>,
 }
 
 fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceStats) {
@@ -243,16 +269,34 @@ fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceSta
                 continue;
             }
             let errors = c.comp.stats.decode_errors;
+            // The frame's time on the frame clock, not the wake-up: a recording's frames
+            // are evenly spaced as a player expects.
+            let at = c.comp.poll_timeout().unwrap_or(now);
             match c.comp.poll(now) {
                 Ok(Some(f)) => {
-                    let ticks = now.duration_since(epoch).as_micros() * 9 / 100;
-                    let frame = FromService::Frame {
-                        data: f.data,
-                        timestamp: ticks as u32,
-                    };
                     stats.frames.fetch_add(1, Ordering::Relaxed);
-                    if c.back.try_send(frame).is_err() {
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    let mut data = Some(f.data);
+                    if let Some((to, rstats)) = &c.record {
+                        // A copy only when the members get the frame too.
+                        let d = if c.deliver { data.clone() } else { data.take() };
+                        if let Some(d) = d {
+                            let msg = RecMsg::Video {
+                                at,
+                                data: d,
+                                keyframe: f.keyframe,
+                            };
+                            crate::recording::send(to, msg, rstats);
+                        }
+                    }
+                    if let Some(data) = data.filter(|_| c.deliver) {
+                        let ticks = now.duration_since(epoch).as_micros() * 9 / 100;
+                        let frame = FromService::Frame {
+                            data,
+                            timestamp: ticks as u32,
+                        };
+                        if c.back.try_send(frame).is_err() {
+                            stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Ok(None) => {}
@@ -270,13 +314,21 @@ fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceSta
 
 fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::ThreadPool>) {
     match msg {
-        ToService::Open { key, back } => {
+        ToService::Open { key, back, deliver } => {
             let mut settings = EncoderSettings::new(WIDTH, HEIGHT);
             settings.bitrate_bps = BITRATE_BPS;
             settings.keyframe_interval = KEYFRAME_EVERY;
             match Compositor::new(VideoCodec::H264, settings, Layout::Grid, pool.clone()) {
                 Ok(comp) => {
-                    confs.insert(key, Conf { comp, back });
+                    confs.insert(
+                        key,
+                        Conf {
+                            comp,
+                            back,
+                            deliver,
+                            record: None,
+                        },
+                    );
                 }
                 Err(e) => tracing::warn!(error = %e, "compositor: cannot open"),
             }
@@ -315,6 +367,15 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
         ToService::Speaker { key, participant } => {
             if let Some(c) = confs.get_mut(&key) {
                 c.comp.set_speaker(participant);
+            }
+        }
+        ToService::Record { key, to } => {
+            if let Some(c) = confs.get_mut(&key) {
+                // The recording starts on a keyframe: make the next frame one.
+                if to.is_some() {
+                    c.comp.request_keyframe();
+                }
+                c.record = to;
             }
         }
         ToService::Close { key } => {

@@ -75,6 +75,10 @@ pub struct MediaServerArgs {
     /// that cannot send UDP (`--ice-tcp false` turns it off) [default: true].
     #[arg(long)]
     pub ice_tcp: Option<bool>,
+    /// Where recordings go (`record on`, the admin API's recording route). Without it,
+    /// starting a recording is refused [default: none].
+    #[arg(long)]
+    pub recordings: Option<std::path::PathBuf>,
     /// Commands queued per media worker; what a full queue cannot take is refused (a
     /// join) or kept for later (a leave), and counted [default: 1024].
     #[arg(long)]
@@ -161,6 +165,8 @@ pub struct Settings {
     pub video: bool,
     /// Workers take ICE over TCP at their port numbers.
     pub ice_tcp: bool,
+    /// The recordings directory; `None`: recording is refused.
+    pub recordings: Option<std::path::PathBuf>,
     /// Units per participant, as the dispatcher charges them.
     pub cost: CostModel,
     /// Limits and timeouts of the client control connections (TCP and WebSocket).
@@ -232,6 +238,7 @@ impl Settings {
             last_n: None,
             video: true,
             ice_tcp: true,
+            recordings: None,
             cost: CostModel::default(),
             limits: control::Limits::default(),
             tls: control::TlsArgs::default(),
@@ -303,6 +310,7 @@ impl MediaServerArgs {
         s.last_n = a.last_n.filter(|&n| n > 0);
         s.video = a.video.unwrap_or(true);
         s.ice_tcp = a.ice_tcp.unwrap_or(true);
+        s.recordings = a.recordings.filter(|p| !p.as_os_str().is_empty());
         s.cost = a.cost.unwrap_or_default();
         s.limits = a.limits.resolve().map_err(MediaServerError::Config)?;
         if let Some(r) = a.chat_rate {

@@ -163,6 +163,11 @@ fn on_dispatcher(service: &Conferences, msg: DispMsg) {
             layout,
             operator,
         } => service.operator_layout(&conference, layout, &operator),
+        DispMsg::Record {
+            conference,
+            on,
+            operator,
+        } => service.operator_record(&conference, on, &operator),
         // A refused `punt` (no other server yet) is retried by the next high-water or
         // drain check; anything else the dispatcher refuses closes the link.
         DispMsg::Error { code, text } => tracing::warn!(%code, %text, "dispatcher refused"),

@@ -197,6 +197,9 @@ fn handle(
         (ClientMsg::Layout { layout }, Some(m)) => service
             .layout(m, layout)
             .map_or_else(refused, |()| Step::Continue),
+        (ClientMsg::Record { on }, Some(m)) => service
+            .record(m, on)
+            .map_or_else(refused, |()| Step::Continue),
         (ClientMsg::EndConference, Some(m)) => service
             .end_conference(m)
             .map_or_else(refused, |()| Step::Continue),

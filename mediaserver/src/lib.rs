@@ -21,6 +21,7 @@ mod http;
 pub mod ice_tcp;
 pub mod io;
 mod path;
+pub mod recording;
 pub mod rtc;
 mod whip;
 pub mod worker;

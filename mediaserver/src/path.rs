@@ -1,12 +1,53 @@
 //! The media paths a conference can take through the mesh, as one enum so the mesh
 //! dispatches statically.
 
-use mesh::{MediaKind, ParticipantId, PathOut, ReceiverPrefs, Rewrite, RtpView};
-use reflector::VideoCodec;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::Instant;
 
-/// The path of one conference.
-pub enum MediaPath {
+use mesh::{MediaKind, ParticipantId, PathOut, ReceiverPrefs, Rewrite, RtpView};
+use reflector::VideoCodec;
+use transcoder::composite::CompositeVideo;
+use transcoder::Transcoder;
+
+use crate::composite::Link;
+use crate::recording::{self, RecMsg, RecordingStats};
+
+/// The path of one conference: how its media goes, and the tap of a recording when one
+/// runs.
+pub struct MediaPath {
+    kind: Kind,
+    tap: Option<Box<Tap>>,
+    /// Recordings start and stop through here (read at each tick, never blocking).
+    switch: Receiver<TapCmd>,
+    /// Senders' simulcast layers, for a recording's own composite.
+    simulcast: Vec<(ParticipantId, Vec<u32>)>,
+}
+
+/// What the control plane tells a conference's path about recording.
+pub enum TapCmd {
+    /// Hand the all-party mix to `to`; `video`: feed a composite made for the recording
+    /// (a reflect or mix room's; a composite room's compositor sends its own frames).
+    Start {
+        to: SyncSender<RecMsg>,
+        stats: Arc<RecordingStats>,
+        video: Option<Link>,
+    },
+    Stop,
+}
+
+/// A running recording's view of the path.
+struct Tap {
+    to: SyncSender<RecMsg>,
+    stats: Arc<RecordingStats>,
+    /// A reflect room has no mixer: this one mixes for the recording alone.
+    mix: Option<Box<Transcoder>>,
+    video: Option<(Box<CompositeVideo>, Link)>,
+    scratch: Vec<ParticipantId>,
+}
+
+/// How a conference's media goes.
+enum Kind {
     /// SFU: forward, never decode.
     Reflect(reflector::Reflector),
     /// MCU (`mode=mix`): decode, mix-minus with smart duplex, encode. Hybrid mode: video
@@ -29,45 +70,57 @@ pub const COMPOSITE_SSRC: u32 = 0x00c0_4d05;
 impl MediaPath {
     /// A `mode=mix` conference.
     pub fn mix() -> Self {
+        Self::of(Self::mix_kind()).0
+    }
+
+    fn of(kind: Kind) -> (Self, SyncSender<TapCmd>) {
+        let (tx, switch) = mpsc::sync_channel(4);
+        let path = MediaPath {
+            kind,
+            tap: None,
+            switch,
+            simulcast: Vec::new(),
+        };
+        (path, tx)
+    }
+
+    fn mix_kind() -> Kind {
         let mut video = reflector::Reflector::new();
         // The mixer reports levels and the dominant speaker from the audio it mixes.
         video.set_indicators(false);
-        MediaPath::Mix(Box::default(), video)
+        Kind::Mix(Box::default(), video)
     }
 
     /// A `mode=composite` conference: the compositor's frames come through `link` (none:
     /// the server has no compositor, and members get the mixed audio alone).
-    pub fn composite(link: Option<crate::composite::Link>) -> Self {
+    fn composite(link: Option<Link>) -> Kind {
         let pt = |c: VideoCodec| match c {
             VideoCodec::H264 => protocol::codec::H264.payload_type,
             VideoCodec::Vp8 => protocol::codec::VP8.payload_type,
         };
-        let video = transcoder::composite::CompositeVideo::new(
-            COMPOSITE_SSRC,
-            pt(VideoCodec::H264),
-            pt(VideoCodec::Vp8),
-        );
-        MediaPath::Composite(Box::default(), Box::new(video), link)
+        let video = CompositeVideo::new(COMPOSITE_SSRC, pt(VideoCodec::H264), pt(VideoCodec::Vp8));
+        Kind::Composite(Box::default(), Box::new(video), link)
     }
 
     /// The path of a new conference: the reflector knows the video payload types this
-    /// server offers (keyframe gating, thinning) and the server's last-N.
+    /// server offers (keyframe gating, thinning) and the server's last-N. With it, the
+    /// switch its recordings start and stop through.
     pub fn new(
         mode: protocol::Mode,
         last_n: Option<usize>,
         video: &[(u8, VideoCodec)],
-        composite: Option<crate::composite::Link>,
-    ) -> Self {
-        let mut path = match mode {
-            protocol::Mode::Mix => Self::mix(),
-            protocol::Mode::Composite => return Self::composite(composite),
+        composite: Option<Link>,
+    ) -> (Self, SyncSender<TapCmd>) {
+        let mut kind = match mode {
+            protocol::Mode::Mix => Self::mix_kind(),
+            protocol::Mode::Composite => return Self::of(Self::composite(composite)),
             protocol::Mode::Reflect => {
                 let mut r = reflector::Reflector::new();
                 r.set_quality_reports(true);
-                MediaPath::Reflect(r)
+                Kind::Reflect(r)
             }
         };
-        let (MediaPath::Reflect(r) | MediaPath::Mix(_, r)) = &mut path else {
+        let (Kind::Reflect(r) | Kind::Mix(_, r)) = &mut kind else {
             unreachable!("composite returned above");
         };
         for &(pt, codec) in video {
@@ -76,7 +129,92 @@ impl MediaPath {
         if last_n.is_some() {
             r.set_last_n(last_n, reflector::DEFAULT_AUDIO_LEVEL_ID);
         }
-        path
+        Self::of(kind)
+    }
+}
+
+impl MediaPath {
+    /// Starts or stops a recording's tap, as the control plane asked.
+    fn poll_switch(&mut self) {
+        while let Ok(cmd) = self.switch.try_recv() {
+            let on = matches!(cmd, TapCmd::Start { .. });
+            if let Kind::Mix(t, _) | Kind::Composite(t, _, _) = &mut self.kind {
+                t.set_recording(on);
+            }
+            self.tap = match cmd {
+                TapCmd::Start { to, stats, video } => {
+                    let reflect = matches!(self.kind, Kind::Reflect(_));
+                    let video = video.map(|link| {
+                        let mut v = CompositeVideo::new(
+                            COMPOSITE_SSRC ^ 1,
+                            protocol::codec::H264.payload_type,
+                            protocol::codec::VP8.payload_type,
+                        );
+                        for (p, layers) in &self.simulcast {
+                            v.on_simulcast(*p, layers);
+                        }
+                        (Box::new(v), link)
+                    });
+                    Some(Box::new(Tap {
+                        to,
+                        stats,
+                        mix: reflect.then(|| Box::new(Transcoder::recorder_only())),
+                        video,
+                        scratch: Vec::new(),
+                    }))
+                }
+                TapCmd::Stop => None,
+            };
+        }
+    }
+
+    /// The mix since the last tick to the recording; the recording's own composite fed.
+    fn tick_tap(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
+        let Some(tap) = &mut self.tap else {
+            return;
+        };
+        let mixed = match (&mut self.kind, &mut tap.mix) {
+            (Kind::Mix(t, _) | Kind::Composite(t, _, _), _) => t.take_recorded(),
+            (Kind::Reflect(_), Some(t)) => {
+                // Silent: it sends and reports nothing through `out`.
+                mesh::Path::on_tick(&mut **t, now, members, out);
+                t.take_recorded()
+            }
+            (Kind::Reflect(_), None) => None,
+        };
+        if let Some((at, pcm)) = mixed {
+            recording::send(&tap.to, RecMsg::Audio { at, pcm }, &tap.stats);
+        }
+        if let Some((v, link)) = &mut tap.video {
+            link.exchange(v);
+            // Keyframe requests to senders; the frames go to the recording, not here.
+            v.on_tick(now, members, out);
+        }
+    }
+}
+
+impl Tap {
+    fn route(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        kind: MediaKind,
+        pkt: &RtpView<'_>,
+        members: &[ParticipantId],
+    ) {
+        match kind {
+            MediaKind::Video => {
+                if let Some((v, _)) = &mut self.video {
+                    v.on_video(src, pkt);
+                }
+            }
+            MediaKind::Audio => {
+                if let Some(t) = &mut self.mix {
+                    mesh::Path::route(&mut **t, now, src, kind, pkt, members, &mut self.scratch);
+                    self.scratch.clear();
+                }
+            }
+        }
     }
 }
 
@@ -90,27 +228,30 @@ impl mesh::Path for MediaPath {
         members: &[ParticipantId],
         out: &mut Vec<ParticipantId>,
     ) {
-        match self {
-            MediaPath::Reflect(r) => r.route(now, src, kind, pkt, members, out),
-            MediaPath::Mix(_, r) if kind == MediaKind::Video => {
+        match &mut self.kind {
+            Kind::Reflect(r) => r.route(now, src, kind, pkt, members, out),
+            Kind::Mix(_, r) if kind == MediaKind::Video => {
                 r.route(now, src, kind, pkt, members, out)
             }
-            MediaPath::Mix(t, _) => t.route(now, src, kind, pkt, members, out),
+            Kind::Mix(t, _) => t.route(now, src, kind, pkt, members, out),
             // Video goes to the compositor, never forwarded as it came.
-            MediaPath::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(src, pkt),
-            MediaPath::Composite(t, _, _) => t.route(now, src, kind, pkt, members, out),
+            Kind::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(src, pkt),
+            Kind::Composite(t, _, _) => t.route(now, src, kind, pkt, members, out),
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.route(now, src, kind, pkt, members);
         }
     }
 
     fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
-        match self {
-            MediaPath::Reflect(r) => r.on_tick(now, members, out),
-            MediaPath::Mix(t, r) => {
+        match &mut self.kind {
+            Kind::Reflect(r) => r.on_tick(now, members, out),
+            Kind::Mix(t, r) => {
                 t.on_tick(now, members, out);
                 // Keyframe requests, receiver reports and last-N of the video reflector.
                 r.on_tick(now, members, out);
             }
-            MediaPath::Composite(t, v, link) => {
+            Kind::Composite(t, v, link) => {
                 t.on_tick(now, members, out);
                 if let Some(link) = link {
                     link.exchange(v);
@@ -118,6 +259,8 @@ impl mesh::Path for MediaPath {
                 v.on_tick(now, members, out);
             }
         }
+        self.poll_switch();
+        self.tick_tap(now, members, out);
     }
 
     fn on_rtcp(
@@ -131,20 +274,21 @@ impl mesh::Path for MediaPath {
     ) {
         // RTCP feedback is about video in every mode; the reflector terminates it, or the
         // composite reads keyframe requests about its stream.
-        match self {
-            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
-                r.on_rtcp(now, src, kind, data, members, out)
-            }
-            MediaPath::Composite(_, v, _) => v.on_rtcp(now, src, data),
+        match &mut self.kind {
+            Kind::Reflect(r) | Kind::Mix(_, r) => r.on_rtcp(now, src, kind, data, members, out),
+            Kind::Composite(_, v, _) => v.on_rtcp(now, src, data),
         }
     }
 
     fn on_simulcast(&mut self, now: Instant, participant: ParticipantId, layers: &[u32]) {
-        match self {
-            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
-                r.on_simulcast(now, participant, layers)
-            }
-            MediaPath::Composite(_, v, _) => v.on_simulcast(participant, layers),
+        self.simulcast.retain(|(p, _)| *p != participant);
+        self.simulcast.push((participant, layers.to_vec()));
+        if let Some((v, _)) = self.tap.as_mut().and_then(|t| t.video.as_mut()) {
+            v.on_simulcast(participant, layers);
+        }
+        match &mut self.kind {
+            Kind::Reflect(r) | Kind::Mix(_, r) => r.on_simulcast(now, participant, layers),
+            Kind::Composite(_, v, _) => v.on_simulcast(participant, layers),
         }
     }
 
@@ -154,11 +298,9 @@ impl mesh::Path for MediaPath {
         participant: ParticipantId,
         prefs: ReceiverPrefs,
     ) {
-        match self {
-            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => {
-                r.on_receiver_prefs(now, participant, prefs)
-            }
-            MediaPath::Composite(..) => {}
+        match &mut self.kind {
+            Kind::Reflect(r) | Kind::Mix(_, r) => r.on_receiver_prefs(now, participant, prefs),
+            Kind::Composite(..) => {}
         }
     }
 
@@ -168,40 +310,46 @@ impl mesh::Path for MediaPath {
         receiver: ParticipantId,
         pkt: &RtpView<'_>,
     ) -> Option<Rewrite> {
-        match self {
-            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.rewrite(src, receiver, pkt),
-            MediaPath::Composite(..) => None,
+        match &mut self.kind {
+            Kind::Reflect(r) | Kind::Mix(_, r) => r.rewrite(src, receiver, pkt),
+            Kind::Composite(..) => None,
         }
     }
 
     fn on_channel(&mut self, now: Instant, participant: ParticipantId, kind: MediaKind) {
-        match self {
-            MediaPath::Reflect(r) | MediaPath::Mix(_, r) => r.on_channel(now, participant, kind),
+        match &mut self.kind {
+            Kind::Reflect(r) | Kind::Mix(_, r) => r.on_channel(now, participant, kind),
             // A receiver whose video channel just opened starts on a keyframe.
-            MediaPath::Composite(_, v, _) if kind == MediaKind::Video => v.receiver_joined(now),
-            MediaPath::Composite(..) => {}
+            Kind::Composite(_, v, _) if kind == MediaKind::Video => v.receiver_joined(now),
+            Kind::Composite(..) => {}
         }
     }
 
     fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
-        match self {
-            MediaPath::Reflect(r) => r.on_mute(now, participant, muted),
-            MediaPath::Mix(t, r) => {
+        if let Some(t) = self.tap.as_mut().and_then(|t| t.mix.as_mut()) {
+            t.on_mute(now, participant, muted);
+        }
+        match &mut self.kind {
+            Kind::Reflect(r) => r.on_mute(now, participant, muted),
+            Kind::Mix(t, r) => {
                 t.on_mute(now, participant, muted);
                 r.on_mute(now, participant, muted);
             }
-            MediaPath::Composite(t, _, _) => t.on_mute(now, participant, muted),
+            Kind::Composite(t, _, _) => t.on_mute(now, participant, muted),
         }
     }
 
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
-        match self {
-            MediaPath::Reflect(r) => r.on_talk(now, participant, on),
-            MediaPath::Mix(t, r) => {
+        if let Some(t) = self.tap.as_mut().and_then(|t| t.mix.as_mut()) {
+            t.on_talk(now, participant, on);
+        }
+        match &mut self.kind {
+            Kind::Reflect(r) => r.on_talk(now, participant, on),
+            Kind::Mix(t, r) => {
                 t.on_talk(now, participant, on);
                 r.on_talk(now, participant, on);
             }
-            MediaPath::Composite(t, _, _) => t.on_talk(now, participant, on),
+            Kind::Composite(t, _, _) => t.on_talk(now, participant, on),
         }
     }
 }

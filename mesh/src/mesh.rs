@@ -464,6 +464,11 @@ impl<P: Path> Mesh<P> {
         self.conferences.get(&conf).map(|c| &c.path)
     }
 
+    /// The path of a conference, to take what it made between ticks (a recording's mix).
+    pub fn path_mut(&mut self, conf: ConfId) -> Option<&mut P> {
+        self.conferences.get_mut(&conf).map(|c| &mut c.path)
+    }
+
     /// The members of a conference in join order.
     pub fn members(&self, conf: ConfId) -> Option<&[ParticipantId]> {
         self.conferences.get(&conf).map(|c| &c.members[..])

@@ -41,6 +41,9 @@ struct NocArgs {
     /// printed when unset.
     #[arg(long)]
     admin_token: Option<String>,
+    /// Where every media server writes its recordings [default: ./recordings].
+    #[arg(long)]
+    recordings: Option<PathBuf>,
     /// Chat lines a member may send per second at every media server [default: 5].
     #[arg(long)]
     chat_rate: Option<f64>,
@@ -152,7 +155,13 @@ async fn main() -> std::process::ExitCode {
     }
     let n = args.media_servers.unwrap_or(2);
     let (capacity, chat_rate, chat_burst) = (args.capacity, args.chat_rate, args.chat_burst);
+    let recordings = args
+        .recordings
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("recordings"));
+    println!("recordings {}", recordings.display());
     let adjust = move |ms: &mut mediaserver::Settings| {
+        ms.recordings = Some(recordings.clone());
         if let Some(c) = capacity {
             ms.capacity = c;
         }

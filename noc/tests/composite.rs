@@ -7,12 +7,14 @@
 
 use client::tone::{read_wav, ToneAnalysis, Window};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 use testkit::harness::{http_post, Client, Noc, TempDir};
 
 mod support;
-use support::media::{ffmpeg, field, free_port_block, log_of, wait_child, wait_file};
+use support::media::{
+    ffmpeg, free_port_block, log_of, send_tone, send_video, wait_child, wait_file,
+};
 
 /// Senders' colours (RGB for lavfi) and their BT.601 limited-range YUV, and their tones.
 const SENDERS: [(&str, (f64, f64, f64), f64); 4] = [
@@ -117,9 +119,15 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
         senders.push(send_video(
             &send_txt,
             colour,
+            20,
             &tmp.file(&format!("tx{i}.log")),
         ));
-        senders.push(send_tone(&send_txt, tone, &tmp.file(&format!("a{i}.log"))));
+        senders.push(send_tone(
+            &send_txt,
+            tone,
+            20,
+            &tmp.file(&format!("a{i}.log")),
+        ));
     }
     let finished = wait_child(&mut receiver, Duration::from_secs(20));
     assert!(finished, "the receiver did not finish: {}", log_of(&rx_log));
@@ -216,72 +224,6 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
 /// One sender's video alone (its colour, 640x360 H.264), or its audio alone (a tone in
 /// Opus): each its own ffmpeg, so a test can start and stop a talker's voice while its
 /// picture goes on.
-fn send_video(send_txt: &str, colour: &str, log: &str) -> Child {
-    ffmpeg(
-        &[
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("color=c={colour}:size=640x360:rate=25"),
-            "-t",
-            "20",
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-payload_type",
-            field(send_txt, "video_payload_type"),
-            "-ssrc",
-            field(send_txt, "video_ssrc"),
-            "-f",
-            "rtp",
-            field(send_txt, "video_target"),
-        ],
-        log,
-    )
-}
-
-fn send_tone(send_txt: &str, tone: f64, log: &str) -> Child {
-    ffmpeg(
-        &[
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency={tone}:sample_rate=48000"),
-            "-t",
-            "20",
-            "-ac",
-            "2",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "64k",
-            "-frame_duration",
-            "20",
-            "-application",
-            "audio",
-            "-payload_type",
-            field(send_txt, "audio_payload_type"),
-            "-ssrc",
-            field(send_txt, "audio_ssrc"),
-            "-f",
-            "rtp",
-            field(send_txt, "audio_target"),
-        ],
-        log,
-    )
-}
-
 /// The mean (Y, U, V) of the speaker layout's large tile (the top 1280x540) of each frame
 /// of `video`, with its receive time (wall clock, seconds since the epoch).
 fn large_tile_by_time(video: &str) -> Vec<(f64, (f64, f64, f64))> {
@@ -358,7 +300,12 @@ fn the_talker_takes_the_large_tile_within_a_second() {
         let ssrc = (6000 + 10 * i).to_string();
         let c = member(&noc, &dir, &format!("tx{i}"), &["--ssrc", &ssrc]);
         let txt = wait_file(&dir.join("send.txt"), &c);
-        procs.push(send_video(&txt, colour, &tmp.file(&format!("v{i}.log"))));
+        procs.push(send_video(
+            &txt,
+            colour,
+            20,
+            &tmp.file(&format!("v{i}.log")),
+        ));
         txts.push(txt);
         clients.push(c);
     }
@@ -371,7 +318,7 @@ fn the_talker_takes_the_large_tile_within_a_second() {
     assert_eq!(status, 200, "{body}");
     assert!(rx.stdout.wait_for("layout speaker", WAIT).is_some());
     // Sender 0 talks; then it stops and sender 1 starts.
-    let mut first = send_tone(&txts[0], SENDERS[0].2, &tmp.file("a0.log"));
+    let mut first = send_tone(&txts[0], SENDERS[0].2, 20, &tmp.file("a0.log"));
     std::thread::sleep(Duration::from_secs(4));
     let _ = first.kill();
     let _ = first.wait();
@@ -379,7 +326,7 @@ fn the_talker_takes_the_large_tile_within_a_second() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    procs.push(send_tone(&txts[1], SENDERS[1].2, &tmp.file("a1.log")));
+    procs.push(send_tone(&txts[1], SENDERS[1].2, 20, &tmp.file("a1.log")));
     assert!(
         wait_child(&mut receiver, Duration::from_secs(20)),
         "{}",

@@ -112,6 +112,10 @@ pub enum ClientMsg {
     Layout {
         layout: crate::Layout,
     },
+    /// Starts (`on`) or stops recording the conference (moderators).
+    Record {
+        on: bool,
+    },
     /// Raises (or lowers) one's hand: a member muted by a moderator asks to speak.
     Raise {
         on: bool,
@@ -237,6 +241,12 @@ pub enum ServerMsg {
     /// The composite is laid out as `layout` now, by `by`.
     Layout {
         layout: crate::Layout,
+        by: Actor,
+    },
+    /// The conference is being recorded (`on`) or no longer, by `by`'s doing: every
+    /// member is told.
+    Recording {
+        on: bool,
         by: Actor,
     },
     /// `participant` raised (or lowered) its hand; sent to the moderators and to it.
@@ -425,6 +435,12 @@ impl ClientMsg {
                     layout: crate::types::word("layout", "grid|speaker|presentation", a[0])?,
                 })
             }
+            "record" => {
+                let a = f.exact("record", 1, 1)?;
+                Ok(ClientMsg::Record {
+                    on: on_off("record", a[0])?,
+                })
+            }
             "raise" => {
                 let a = f.exact("raise", 0, 1)?;
                 Ok(ClientMsg::Raise {
@@ -535,6 +551,7 @@ impl ClientMsg {
             ClientMsg::EndConference => "endconference\n".to_owned(),
             ClientMsg::Raise { on } => format!("raise\t{}\n", on_off_str(*on)),
             ClientMsg::Layout { layout } => format!("layout\t{layout}\n"),
+            ClientMsg::Record { on } => format!("record\t{}\n", on_off_str(*on)),
             ClientMsg::Ping { token: Some(t) } => format!("ping\t{}\n", clean(t)),
             ClientMsg::Ping { token: None } => "ping\n".to_owned(),
             ClientMsg::EndSession => "endsession\n".to_owned(),
@@ -705,6 +722,13 @@ impl ServerMsg {
                     by: word("layout", "by", a[1])?,
                 })
             }
+            "recording" => {
+                let a = f.exact("recording", 2, 2)?;
+                Ok(ServerMsg::Recording {
+                    on: on_off("recording", a[0])?,
+                    by: word("recording", "by", a[1])?,
+                })
+            }
             "ended" => {
                 let a = f.exact("ended", 1, 1)?;
                 Ok(ServerMsg::Ended {
@@ -830,6 +854,9 @@ impl ServerMsg {
             } => format!("kicked\t{participant}\t{by}\t{}\n", clean(reason)),
             ServerMsg::Locked { on, by } => format!("locked\t{}\t{by}\n", on_off_str(*on)),
             ServerMsg::Layout { layout, by } => format!("layout\t{layout}\t{by}\n"),
+            ServerMsg::Recording { on, by } => {
+                format!("recording\t{}\t{by}\n", on_off_str(*on))
+            }
             ServerMsg::Ended { by } => format!("ended\t{by}\n"),
             ServerMsg::Raise { participant, on } => {
                 format!("raise\t{participant}\t{}\n", on_off_str(*on))

@@ -56,6 +56,14 @@ pub enum MsMsg {
     State {
         draining: bool,
     },
+    /// A recording of `conference` started (`on`) or ended, into `file` (the path on the
+    /// media server); `seconds`: how long it ran (0 at the start).
+    Recording {
+        conference: String,
+        on: bool,
+        file: String,
+        seconds: f64,
+    },
 }
 
 /// A member as `userjoined` with options announces it: who, in which conference, and
@@ -191,6 +199,12 @@ pub enum DispMsg {
         layout: crate::Layout,
         operator: String,
     },
+    /// An operator starts (`on`) or stops recording `conference` (admin API).
+    Record {
+        conference: String,
+        on: bool,
+        operator: String,
+    },
 }
 
 /// A `ws=` option: a WebSocket URL.
@@ -294,6 +308,36 @@ impl MsMsg {
                     conference: name("confdeleted", "conference", a[0])?,
                 })
             }
+            "recording" => {
+                const V: &str = "recording";
+                let a = f.exact(V, 4, 4)?;
+                let file = a[2];
+                if file.is_empty() || file.len() > 4096 || file.chars().any(char::is_control) {
+                    return Err(ProtoError::BadValue {
+                        verb: V,
+                        field: "file",
+                        value: file.to_owned(),
+                    });
+                }
+                let seconds: f64 = a[3].parse().map_err(|_| ProtoError::BadValue {
+                    verb: V,
+                    field: "seconds",
+                    value: a[3].to_owned(),
+                })?;
+                if !seconds.is_finite() || seconds < 0.0 {
+                    return Err(ProtoError::BadValue {
+                        verb: V,
+                        field: "seconds",
+                        value: a[3].to_owned(),
+                    });
+                }
+                Ok(MsMsg::Recording {
+                    conference: name(V, "conference", a[0])?,
+                    on: on_off(V, a[1])?,
+                    file: file.to_owned(),
+                    seconds,
+                })
+            }
             "punt" => {
                 let a = f.exact("punt", 1, 1)?;
                 Ok(MsMsg::Punt {
@@ -368,6 +412,17 @@ impl MsMsg {
             MsMsg::Punt { conference } => format!("punt\t{}\n", clean(conference)),
             MsMsg::State { draining: true } => "state\tdraining\n".to_owned(),
             MsMsg::State { draining: false } => "state\tin-service\n".to_owned(),
+            MsMsg::Recording {
+                conference,
+                on,
+                file,
+                seconds,
+            } => format!(
+                "recording\t{}\t{}\t{}\t{seconds:.3}\n",
+                clean(conference),
+                if *on { "on" } else { "off" },
+                clean(file)
+            ),
         }
     }
 }
@@ -443,6 +498,14 @@ impl DispMsg {
                     conference: name("layout", "conference", a[0])?,
                     layout: crate::types::word("layout", "layout", a[1])?,
                     operator: name("layout", "operator", a[2])?,
+                })
+            }
+            "record" => {
+                let a = f.exact("record", 3, 3)?;
+                Ok(DispMsg::Record {
+                    conference: name("record", "conference", a[0])?,
+                    on: on_off("record", a[1])?,
+                    operator: name("record", "operator", a[2])?,
                 })
             }
             "error" => {
@@ -534,6 +597,16 @@ impl DispMsg {
                 clean(conference),
                 clean(operator)
             ),
+            DispMsg::Record {
+                conference,
+                on,
+                operator,
+            } => format!(
+                "record\t{}\t{}\t{}\n",
+                clean(conference),
+                if *on { "on" } else { "off" },
+                clean(operator)
+            ),
             DispMsg::Error { code, text } => {
                 let t = clean(text);
                 let t = if t.is_empty() {
@@ -562,6 +635,24 @@ mod punt_and_state_tests {
             ),
             (MsMsg::State { draining: true }, "state\tdraining\n"),
             (MsMsg::State { draining: false }, "state\tin-service\n"),
+            (
+                MsMsg::Recording {
+                    conference: "xyz".into(),
+                    on: true,
+                    file: "/var/rec/xyz-1.mkv".into(),
+                    seconds: 0.0,
+                },
+                "recording\txyz\ton\t/var/rec/xyz-1.mkv\t0.000\n",
+            ),
+            (
+                MsMsg::Recording {
+                    conference: "xyz".into(),
+                    on: false,
+                    file: "/var/rec/xyz-1.mkv".into(),
+                    seconds: 20.5,
+                },
+                "recording\txyz\toff\t/var/rec/xyz-1.mkv\t20.500\n",
+            ),
         ] {
             assert_eq!(m.encode(), line);
             assert_eq!(MsMsg::parse(line.trim_end()).unwrap(), m);
@@ -570,6 +661,17 @@ mod punt_and_state_tests {
         assert!(MsMsg::parse("punt\ta\tb").is_err());
         assert!(MsMsg::parse("state\tasleep").is_err());
         assert!(MsMsg::parse("state").is_err());
+        for bad in [
+            "recording\txyz\ton\tf.mkv",
+            "recording\txyz\tmaybe\tf.mkv\t1",
+            "recording\txyz\ton\tf.mkv\t-1",
+            "recording\txyz\ton\tf.mkv\tNaN",
+            "recording\txyz\ton\t\t1",
+        ] {
+            assert!(MsMsg::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(crate::ClientMsg::parse("record\tmaybe").is_err());
+        assert!(crate::ClientMsg::parse("record").is_err());
     }
 
     #[test]
@@ -608,6 +710,14 @@ mod punt_and_state_tests {
                     operator: "alice".into(),
                 },
                 "layout\txyz\tspeaker\talice\n",
+            ),
+            (
+                DispMsg::Record {
+                    conference: "xyz".into(),
+                    on: true,
+                    operator: "alice".into(),
+                },
+                "record\txyz\ton\talice\n",
             ),
         ] {
             assert_eq!(m.encode(), line);

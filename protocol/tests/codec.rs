@@ -77,6 +77,8 @@ fn client_messages_round_trip() {
         ClientMsg::Layout {
             layout: protocol::Layout::Grid,
         },
+        ClientMsg::Record { on: true },
+        ClientMsg::Record { on: false },
         ClientMsg::Raise { on: true },
         ClientMsg::Raise { on: false },
         ClientMsg::Ping { token: None },
@@ -186,6 +188,14 @@ fn server_messages_round_trip() {
         },
         ServerMsg::Layout {
             layout: protocol::Layout::Presentation,
+            by: Actor::Operator,
+        },
+        ServerMsg::Recording {
+            on: true,
+            by: Actor::Participant(4),
+        },
+        ServerMsg::Recording {
+            on: false,
             by: Actor::Operator,
         },
         ServerMsg::Raise {

@@ -225,6 +225,11 @@ pub struct Transcoder {
     levels: Levels,
     dominant: DominantSpeaker,
     stats: TranscoderStats,
+    /// The all-party mix kept for a recording, when one runs.
+    recorded: Option<Recorded>,
+    /// Mixes for the recorder alone: sends nothing and reports nothing (the reflector of a
+    /// reflect room does that).
+    silent: bool,
 }
 
 impl Default for Transcoder {
@@ -253,11 +258,40 @@ impl Transcoder {
             levels: Levels::new(),
             dominant: DominantSpeaker::new(),
             stats: TranscoderStats::default(),
+            recorded: None,
+            silent: false,
         }
     }
 
     pub fn stats(&self) -> TranscoderStats {
         self.stats
+    }
+
+    /// A transcoder that only mixes for a recording ([`Transcoder::set_recording`]): it
+    /// sends no packets and reports no indicators.
+    pub fn recorder_only() -> Self {
+        let mut t = Self::new();
+        t.silent = true;
+        t.recorded = Some(Recorded::default());
+        t
+    }
+
+    /// Keeps the all-party mix (every talker, as a listener hears it) for a recording.
+    pub fn set_recording(&mut self, on: bool) {
+        if on != self.recorded.is_some() {
+            self.recorded = on.then(Recorded::default);
+        }
+    }
+
+    /// The all-party mix since the last call (48 kHz mono) and the mix time of its first
+    /// sample; `None` when nothing was mixed or no recording runs.
+    pub fn take_recorded(&mut self) -> Option<(Instant, Vec<i16>)> {
+        let r = self.recorded.as_mut()?;
+        let at = r.first.take()?;
+        Some((
+            at,
+            std::mem::replace(&mut r.pcm, Vec::with_capacity(4 * FRAME_SAMPLES)),
+        ))
     }
 
     /// The jitter-buffer counters of one source.
@@ -310,7 +344,9 @@ impl Transcoder {
             };
             // Push-to-talk edges since the last mix, in order (a mute's end of run too).
             for e in s.pending_edges.drain(..) {
-                out.speaking(id, matches!(e, TalkEdge::Started(_)));
+                if !self.silent {
+                    out.speaking(id, matches!(e, TalkEdge::Started(_)));
+                }
             }
             if s.muted {
                 s.has_frame = false;
@@ -342,6 +378,7 @@ impl Transcoder {
                 s.talk.expire(now)
             };
             match edge {
+                _ if self.silent => {}
                 Some(TalkEdge::Started(_)) => out.speaking(id, true),
                 Some(TalkEdge::Stopped) => out.speaking(id, false),
                 None => {}
@@ -350,10 +387,10 @@ impl Transcoder {
                 self.talkers.push((id, run, s.talk.duplex_run()));
             }
         }
-        if self.stats.mix_ticks % QUALITY_EVERY == 0 {
+        if !self.silent && self.stats.mix_ticks % QUALITY_EVERY == 0 {
             self.report_quality(members, out);
         }
-        if self.stats.mix_ticks % LEVELS_EVERY == 0 {
+        if !self.silent && self.stats.mix_ticks % LEVELS_EVERY == 0 {
             self.report_levels(now, members, out);
         }
         let ts = self.mix_index;
@@ -366,6 +403,12 @@ impl Transcoder {
             if let Some(s) = self.sources.get(&id).filter(|s| s.has_frame) {
                 self.bus.add(&s.pcm);
             }
+        }
+        if self.recorded.is_some() {
+            self.record_mix(now);
+        }
+        if self.silent {
+            return;
         }
         if members.len() > self.talkers.len() {
             let pcm = self.bus.output();
@@ -445,7 +488,50 @@ impl Transcoder {
     }
 }
 
+/// A recording's share of the mixer: the all-party mix since the last take, and its clock.
+#[derive(Default)]
+struct Recorded {
+    /// When the first sample of `pcm` was heard.
+    first: Option<Instant>,
+    pcm: Vec<i16>,
+    /// The last mix time and when the next sample was heard: contiguous while the mix
+    /// keeps its cadence.
+    clock: Option<(Instant, Instant)>,
+}
+
 impl Transcoder {
+    /// Keeps this mix for the recording. It is timed when it was heard, not when it was
+    /// mixed: back by the talkers' mean jitter-buffer target, as a picture is timed when it
+    /// came; then sample by sample, until the mix loses its cadence.
+    fn record_mix(&mut self, now: Instant) {
+        let cadence = self
+            .recorded
+            .as_ref()
+            .and_then(|r| r.clock)
+            .filter(|&(last, _)| now == last + MIX_PERIOD);
+        let heard = match cadence {
+            Some((_, next)) => next,
+            None => {
+                let (sum, n) = self
+                    .talkers
+                    .iter()
+                    .filter_map(|(id, _, _)| self.sources.get(id))
+                    .filter(|s| s.has_frame)
+                    .fold((0u32, 0u32), |(sum, n), s| {
+                        (sum + s.jitter.target_ms(), n + 1)
+                    });
+                now.checked_sub(Duration::from_millis(u64::from(sum / n.max(1))))
+                    .unwrap_or(now)
+            }
+        };
+        let pcm = self.bus.output();
+        if let Some(r) = self.recorded.as_mut() {
+            r.first.get_or_insert(heard);
+            r.clock = Some((now, heard + MIX_PERIOD));
+            r.pcm.extend_from_slice(pcm);
+        }
+    }
+
     /// The talkers' peak levels over the last period, and a change of dominant speaker:
     /// the talker whose run began last, once it has held on (hysteresis).
     fn report_levels(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {

@@ -159,9 +159,13 @@ struct Sim {
 
 impl Sim {
     fn new(clients: Vec<Client>) -> Self {
+        Self::with(clients, Transcoder::new())
+    }
+
+    fn with(clients: Vec<Client>, path: Transcoder) -> Self {
         let t0 = Instant::now();
         let mut mesh = Mesh::new(t0, MeshConfig::default());
-        conference::create(&mut mesh, t0, CONF, Transcoder::new());
+        conference::create(&mut mesh, t0, CONF, path);
         for c in &clients {
             let audio = [Channel::audio(ssrc(c.id)).at(SAMPLE_RATE)];
             conference::join(&mut mesh, t0, CONF, c.id, Remote::Addr(addr(c.id)), &audio);
@@ -593,4 +597,74 @@ fn levels_and_the_dominant_speaker() {
         to_two.0
     );
     assert_eq!(sim.mesh.path(CONF).unwrap().dominant_speaker(), Some(2));
+}
+
+/// Runs `sim` for `seconds`, taking the recording's mix after every tick: (mix time of each
+/// take, all samples).
+fn record(sim: &mut Sim, seconds: f64) -> (Vec<Instant>, Vec<i16>) {
+    let (mut times, mut pcm) = (Vec::new(), Vec::new());
+    // Two ticks at a time: clients send every other tick of a run.
+    for _ in 0..(seconds / 0.02).round() as u64 {
+        sim.run(0.02);
+        let t = sim.mesh.path_mut(CONF).expect("the conference");
+        if let Some((at, p)) = t.take_recorded() {
+            times.push(at);
+            pcm.extend_from_slice(&p);
+        }
+    }
+    (times, pcm)
+}
+
+/// A recording gets the all-party mix (everyone who talks, no one left out), timed on the
+/// mix clock; the members still get their mix-minus.
+#[test]
+fn a_recording_gets_the_all_party_mix() {
+    let mut path = Transcoder::new();
+    path.set_recording(true);
+    let mut sim = Sim::with(
+        vec![Client::new(1, 440.0, None), Client::new(2, 660.0, None)],
+        path,
+    );
+    let (times, pcm) = record(&mut sim, 3.0);
+    // Every 20 ms mix, once: 3 s less the first tick's.
+    let frames = pcm.len() / FRAME_SAMPLES;
+    assert!((148..=151).contains(&frames), "{frames} frames");
+    assert_eq!(pcm.len() % FRAME_SAMPLES, 0);
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+    let last_second = &pcm[pcm.len() - SAMPLE_RATE as usize..];
+    for hz in [440.0, 660.0] {
+        let db = goertzel_dbfs(last_second, hz);
+        assert!(db > -25.0, "{hz} Hz at {db} dBFS in the recording");
+    }
+    // Members are unaffected: each hears the other.
+    assert!(sim.client(1).level(660.0, 2.0, 3.0) > -25.0);
+    assert!(sim.client(2).level(440.0, 2.0, 3.0) > -25.0);
+    // Stopped: nothing more is kept.
+    sim.mesh.path_mut(CONF).unwrap().set_recording(false);
+    let (_, after) = record(&mut sim, 0.5);
+    assert!(after.is_empty());
+}
+
+/// A reflect room's recording mixer: the same all-party mix, and nothing sent or
+/// reported (the reflector does both).
+#[test]
+fn a_recorder_only_mixer_sends_and_reports_nothing() {
+    let mut sim = Sim::with(
+        vec![Client::new(1, 440.0, None), Client::new(2, 660.0, None)],
+        Transcoder::recorder_only(),
+    );
+    let (_, pcm) = record(&mut sim, 3.0);
+    let last_second = &pcm[pcm.len() - SAMPLE_RATE as usize..];
+    let levels: Vec<f64> = [440.0, 660.0]
+        .iter()
+        .map(|&hz| goertzel_dbfs(last_second, hz))
+        .collect();
+    assert!(
+        levels.iter().all(|&db| db > -25.0),
+        "{levels:?} of {} samples",
+        pcm.len()
+    );
+    assert!(sim.client(1).rec.is_empty() && sim.client(2).rec.is_empty());
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    assert_eq!(sim.mesh.path(CONF).unwrap().stats().packets_out, 0);
 }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 mod cost;
 mod ops;
 mod place;
+mod recordings;
 pub mod select;
+pub use recordings::Recording;
 mod shared;
 
 pub use cost::{needs, Media};
@@ -356,6 +358,8 @@ pub struct Tables {
     /// [`ops::COMEBACK`] passes: a join that finds no server while one may be restarting
     /// is told to retry rather than that no server exists.
     lost: BTreeMap<String, Lost>,
+    /// Recordings media servers reported, newest last (bounded).
+    recordings: VecDeque<Recording>,
 }
 
 /// A server whose link closed while it was in service: it may be restarting.
@@ -389,6 +393,7 @@ impl Tables {
             rng: StdRng::seed_from_u64(seed),
             stays: Vec::new(),
             lost: BTreeMap::new(),
+            recordings: VecDeque::new(),
         }
     }
 

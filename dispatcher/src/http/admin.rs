@@ -306,6 +306,35 @@ pub(crate) async fn layout(
     ))
 }
 
+/// Starts recording a conference on its media server (`--recordings DIR` there). Starting
+/// a recording that runs already changes nothing.
+pub(crate) async fn record_start(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path(conference): Path<String>,
+) -> Result<Json<Value>, Refusal> {
+    record(&s, &who, conference, true)
+}
+
+/// Stops a conference's recording (none running: nothing happens).
+pub(crate) async fn record_stop(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path(conference): Path<String>,
+) -> Result<Json<Value>, Refusal> {
+    record(&s, &who, conference, false)
+}
+
+fn record(s: &Service, who: &str, conference: String, on: bool) -> Result<Json<Value>, Refusal> {
+    let server = ops::moderate(s, &conference, Moderation::Record { on }, who)?;
+    Ok(done(
+        s,
+        if on { "record" } else { "record-stop" },
+        who,
+        json!({ "conference": conference, "server": server, "recording": on }),
+    ))
+}
+
 /// Locks (`{"on": true}`) or unlocks a conference: while locked, new joins are refused
 /// with `reject 423` (moderators still get in).
 pub(crate) async fn lock(

@@ -61,6 +61,11 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/admin/conferences/{name}/lock", post(admin::lock))
         .route("/api/admin/conferences/{name}/layout", post(admin::layout))
+        .route(
+            "/api/admin/conferences/{name}/recording",
+            post(admin::record_start).delete(admin::record_stop),
+        )
+        .route("/api/recordings", get(recordings))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -257,6 +262,13 @@ async fn participants(
             Json(json!({ "error": format!("no conference {name}") })),
         ),
     }
+}
+
+/// Every recording media servers reported (oldest first): conference, server, the file
+/// and its sidecar on that server, start, stop and length.
+async fn recordings(State(s): State<Arc<Service>>) -> Json<Value> {
+    let t = s.tables();
+    Json(json!(t.recordings().collect::<Vec<_>>()))
 }
 
 async fn events(State(s): State<Arc<Service>>) -> Json<Value> {

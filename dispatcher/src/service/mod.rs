@@ -454,6 +454,19 @@ impl Service {
                     tracing::info!(server = id, draining, "server changed its own state");
                 }
             }
+            MsMsg::Recording {
+                conference,
+                on,
+                file,
+                seconds,
+            } => {
+                if let Some(done) = t.recording(unix, id, &conference, on, &file, seconds) {
+                    drop(t);
+                    if let Some(log) = &self.usage {
+                        log.record_recording(&done);
+                    }
+                }
+            }
             MsMsg::Punt { .. } => {}
         }
     }

@@ -369,6 +369,7 @@ pub(crate) enum Moderation {
     Kick { participant: u32, reason: String },
     Lock { on: bool },
     Layout { layout: protocol::Layout },
+    Record { on: bool },
 }
 
 impl Moderation {
@@ -380,6 +381,8 @@ impl Moderation {
             Moderation::Lock { on: true } => "lock",
             Moderation::Lock { on: false } => "unlock",
             Moderation::Layout { .. } => "layout",
+            Moderation::Record { on: true } => "record",
+            Moderation::Record { on: false } => "record-stop",
         }
     }
 }
@@ -399,7 +402,7 @@ pub(crate) fn moderate(
                 let seat = t.participant(conference, *participant)?;
                 format!("{participant} {}", seat.name)
             }
-            Moderation::Lock { .. } => String::new(),
+            Moderation::Lock { .. } | Moderation::Record { .. } => String::new(),
             Moderation::Layout { layout } => layout.to_string(),
         };
         let server = t
@@ -435,6 +438,11 @@ pub(crate) fn moderate(
         Moderation::Layout { layout } => DispMsg::Layout {
             conference: conf,
             layout: *layout,
+            operator,
+        },
+        Moderation::Record { on } => DispMsg::Record {
+            conference: conf,
+            on: *on,
             operator,
         },
     };

@@ -419,7 +419,7 @@ impl Conferences {
             }
             _ => (None, None),
         };
-        let path = MediaPath::new(
+        let (path, tap) = MediaPath::new(
             mode,
             self.settings.last_n,
             &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
@@ -448,6 +448,7 @@ impl Conferences {
         tracing::info!(conference, worker, "conference created");
         let mut room = Room::new(conf, worker, mode);
         room.composite = control;
+        room.tap = Some(tap);
         rooms.insert(conference, room);
         Ok(true)
     }

@@ -13,6 +13,7 @@ mod http_members;
 mod join;
 mod moderate;
 mod punt;
+mod record;
 mod report;
 mod rooms;
 mod tickets;
@@ -30,7 +31,7 @@ use rooms::Rooms;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -113,6 +114,7 @@ pub(crate) struct Conferences {
     resources: Mutex<HashMap<String, http_members::Resource>>,
     /// The compositor of `composite` conferences, on a server that carries video.
     compositor: Option<crate::composite::Service>,
+    pub recording_stats: Arc<crate::recording::RecordingStats>,
     pub stats: ServiceStats,
 }
 
@@ -145,6 +147,7 @@ impl Conferences {
             spent: Mutex::new(tickets::SpentTickets::default()),
             resources: Mutex::new(HashMap::new()),
             compositor: None,
+            recording_stats: Default::default(),
             stats: ServiceStats::default(),
         };
         let mut c = c;
@@ -370,7 +373,8 @@ impl Conferences {
     /// Deletes a room and tells the dispatcher (seed 003: "deleted when the last client
     /// exits").
     fn delete_room(&self, rooms: &mut Rooms, conference: &str) {
-        if let Some(room) = rooms.remove(conference) {
+        if let Some(mut room) = rooms.remove(conference) {
+            self.end_recording(conference, &mut room);
             self.teardown(
                 room.worker(),
                 Command::RemoveConference { conf: room.conf() },

@@ -32,7 +32,7 @@ fn forbidden(what: &str) -> Refusal {
 }
 
 /// A moderator action of `m`: refused unless `m` moderates `room`.
-fn must_moderate(room: &Room, m: &Membership, what: &str) -> Result<(), Refusal> {
+pub(super) fn must_moderate(room: &Room, m: &Membership, what: &str) -> Result<(), Refusal> {
     match room.member(m.participant) {
         Some(me) if me.is_moderator() => Ok(()),
         _ => {

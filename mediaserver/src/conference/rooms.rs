@@ -107,6 +107,11 @@ pub(super) struct Room {
     video_codec: Option<&'static str>,
     /// A composite conference's layout and speaker, at the compositor service.
     pub(super) composite: Option<crate::composite::Control>,
+    /// The switch its path's recording tap is started and stopped through.
+    pub(super) tap: Option<std::sync::mpsc::SyncSender<crate::path::TapCmd>>,
+    /// The recording running now, and a reflect or mix room's composite made for it.
+    pub(super) recording: Option<crate::recording::Recording>,
+    pub(super) recording_composite: Option<crate::composite::Control>,
 }
 
 impl Room {
@@ -124,6 +129,9 @@ impl Room {
             speaking: Default::default(),
             video_codec: None,
             composite: None,
+            tap: None,
+            recording: None,
+            recording_composite: None,
         }
     }
 
@@ -136,8 +144,20 @@ impl Room {
         self.video_codec.get_or_insert(codec);
     }
 
+    /// Tells the recording, when one runs (its sidecar).
+    fn to_recording(&self, msg: impl FnOnce(Instant) -> crate::recording::RecMsg) {
+        if let Some(r) = &self.recording {
+            r.send(msg(Instant::now()));
+        }
+    }
+
     /// Records a talk run starting or ending.
     pub(super) fn set_speaking(&mut self, participant: u32, on: bool) {
+        self.to_recording(|at| crate::recording::RecMsg::Speaking {
+            at,
+            participant,
+            on,
+        });
         if on && self.members.contains_key(&participant) {
             self.speaking.insert(participant);
         } else {
@@ -220,10 +240,21 @@ impl Room {
     }
 
     pub(super) fn add(&mut self, id: u32, m: Member) {
+        self.to_recording(|at| crate::recording::RecMsg::Joined {
+            at,
+            participant: id,
+            name: m.name.clone(),
+        });
         self.members.insert(id, m);
     }
 
     pub(super) fn remove(&mut self, id: u32) -> Option<Member> {
+        if self.members.contains_key(&id) {
+            self.to_recording(|at| crate::recording::RecMsg::Left {
+                at,
+                participant: id,
+            });
+        }
         self.quality.remove(&id);
         self.speaking.remove(&id);
         if self.dominant == Some(id) {

@@ -174,3 +174,73 @@ pub fn field<'a>(send_txt: &'a str, key: &str) -> &'a str {
 pub fn log_of(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// ffmpeg sending `seconds` of a 640x360 H.264 picture of one colour (lavfi `color=`, as
+/// `0xRRGGBB`) to the address in a confclient's `send.txt`.
+pub fn send_video(send_txt: &str, colour: &str, seconds: u32, log: &str) -> Child {
+    ffmpeg(
+        &[
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c={colour}:size=640x360:rate=25"),
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-payload_type",
+            field(send_txt, "video_payload_type"),
+            "-ssrc",
+            field(send_txt, "video_ssrc"),
+            "-f",
+            "rtp",
+            field(send_txt, "video_target"),
+        ],
+        log,
+    )
+}
+
+/// ffmpeg sending `seconds` of a sine tone as Opus to the address in a confclient's
+/// `send.txt`.
+pub fn send_tone(send_txt: &str, tone: f64, seconds: u32, log: &str) -> Child {
+    ffmpeg(
+        &[
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency={tone}:sample_rate=48000"),
+            "-t",
+            &seconds.to_string(),
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-frame_duration",
+            "20",
+            "-application",
+            "audio",
+            "-payload_type",
+            field(send_txt, "audio_payload_type"),
+            "-ssrc",
+            field(send_txt, "audio_ssrc"),
+            "-f",
+            "rtp",
+            field(send_txt, "audio_target"),
+        ],
+        log,
+    )
+}

@@ -310,6 +310,11 @@ impl Noc {
         self.proc.id()
     }
 
+    /// kill -9 the whole NOC (its embedded media servers with it).
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
     /// GET a JSON document from the dispatcher's API.
     pub fn api(&self, path: &str) -> Value {
         api(self.http, path)
