@@ -39,6 +39,7 @@ enum ToService {
         back: SyncSender<FromService>,
         /// False for a recording's own composite: its frames go to the recorder alone.
         deliver: bool,
+        output: Output,
     },
     Record {
         key: u64,
@@ -71,6 +72,28 @@ enum ToService {
         key: u64,
     },
 }
+
+/// What a compositor makes.
+#[derive(Clone, Copy, Debug)]
+struct Output {
+    codec: VideoCodec,
+    width: usize,
+    height: usize,
+    bitrate_bps: u32,
+}
+
+/// The conferences' composite: 1280x720 H.264.
+const COMPOSITE: Output = Output {
+    codec: VideoCodec::H264,
+    width: WIDTH,
+    height: HEIGHT,
+    bitrate_bps: BITRATE_BPS,
+};
+
+/// A transcoded stream (one sender into another codec): 640x360 at 800 kbit/s.
+pub const TRANSCODE_WIDTH: usize = 640;
+pub const TRANSCODE_HEIGHT: usize = 360;
+const TRANSCODE_BPS: u32 = 800_000;
 
 enum FromService {
     Frame { data: Vec<u8>, timestamp: u32 },
@@ -124,20 +147,50 @@ impl Service {
     /// A new composite conference: the link for its path (on the worker) and the control
     /// for its room (layout, speaker).
     pub fn open(&self) -> (Link, Control) {
-        self.open_with(true)
+        self.open_with(true, COMPOSITE)
     }
 
-    /// A composite made for a recording alone (a reflect or mix room's): the link feeds
-    /// it, and its frames go only where [`Control::set_recording`] says.
+    /// One sender's video transcoded into `codec` (for receivers that cannot decode the
+    /// sender's): a one-tile composite encoded once for all of them. Called on a packet
+    /// worker, so it never waits: `None` when the service's queue is full.
+    pub fn try_open_transcoder(&self, codec: VideoCodec) -> Option<Link> {
+        let output = Output {
+            codec,
+            width: TRANSCODE_WIDTH,
+            height: TRANSCODE_HEIGHT,
+            bitrate_bps: TRANSCODE_BPS,
+        };
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (back, rx) = mpsc::sync_channel(BACK_QUEUE);
+        let open = ToService::Open {
+            key,
+            back,
+            deliver: true,
+            output,
+        };
+        self.tx.try_send(open).ok()?;
+        Some(Link {
+            key,
+            tx: self.tx.clone(),
+            rx,
+            stats: self.stats.clone(),
+        })
+    }
+
     pub fn open_for_recording(&self) -> (Link, Control) {
-        self.open_with(false)
+        self.open_with(false, COMPOSITE)
     }
 
-    fn open_with(&self, deliver: bool) -> (Link, Control) {
+    fn open_with(&self, deliver: bool, output: Output) -> (Link, Control) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (back, rx) = mpsc::sync_channel(BACK_QUEUE);
         // Opening waits for room: it happens once per conference, on the control path.
-        let _ = self.tx.send(ToService::Open { key, back, deliver });
+        let _ = self.tx.send(ToService::Open {
+            key,
+            back,
+            deliver,
+            output,
+        });
         let link = Link {
             key,
             tx: self.tx.clone(),
@@ -314,11 +367,16 @@ fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceSta
 
 fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::ThreadPool>) {
     match msg {
-        ToService::Open { key, back, deliver } => {
-            let mut settings = EncoderSettings::new(WIDTH, HEIGHT);
-            settings.bitrate_bps = BITRATE_BPS;
+        ToService::Open {
+            key,
+            back,
+            deliver,
+            output,
+        } => {
+            let mut settings = EncoderSettings::new(output.width, output.height);
+            settings.bitrate_bps = output.bitrate_bps;
             settings.keyframe_interval = KEYFRAME_EVERY;
-            match Compositor::new(VideoCodec::H264, settings, Layout::Grid, pool.clone()) {
+            match Compositor::new(output.codec, settings, Layout::Grid, pool.clone()) {
                 Ok(comp) => {
                     confs.insert(
                         key,

@@ -19,13 +19,16 @@ pub struct MediaPath {
     kind: Kind,
     tap: Option<Box<Tap>>,
     /// Recordings start and stop through here (read at each tick, never blocking).
-    switch: Receiver<TapCmd>,
+    switch: Receiver<PathCmd>,
     /// Senders' simulcast layers, for a recording's own composite.
     simulcast: Vec<(ParticipantId, Vec<u32>)>,
+    /// Reflect and mix rooms on a server that composites: video transcoded for members
+    /// that decode another codec than its sender's.
+    transcoding: Option<Box<crate::transcode::Transcoding>>,
 }
 
 /// What the control plane tells a conference's path about recording.
-pub enum TapCmd {
+pub enum PathCmd {
     /// Hand the all-party mix to `to`; `video`: feed a composite made for the recording
     /// (a reflect or mix room's; a composite room's compositor sends its own frames).
     Start {
@@ -34,6 +37,11 @@ pub enum TapCmd {
         video: Option<Link>,
     },
     Stop,
+    /// What a member decodes (and sends): its video codec as it joined.
+    VideoCodec {
+        participant: ParticipantId,
+        codec: codecs::payload::keyframe::VideoCodec,
+    },
 }
 
 /// A running recording's view of the path.
@@ -73,13 +81,15 @@ impl MediaPath {
         Self::of(Self::mix_kind()).0
     }
 
-    fn of(kind: Kind) -> (Self, SyncSender<TapCmd>) {
-        let (tx, switch) = mpsc::sync_channel(4);
+    fn of(kind: Kind) -> (Self, SyncSender<PathCmd>) {
+        // Room for a burst of joins' codecs between two ticks.
+        let (tx, switch) = mpsc::sync_channel(64);
         let path = MediaPath {
             kind,
             tap: None,
             switch,
             simulcast: Vec::new(),
+            transcoding: None,
         };
         (path, tx)
     }
@@ -103,14 +113,16 @@ impl MediaPath {
     }
 
     /// The path of a new conference: the reflector knows the video payload types this
-    /// server offers (keyframe gating, thinning) and the server's last-N. With it, the
-    /// switch its recordings start and stop through.
+    /// server offers (keyframe gating, thinning) and the server's last-N; `transcoder`
+    /// transcodes video between members' codecs. With it, the switch its recordings start
+    /// and stop and members' codecs come through.
     pub fn new(
         mode: protocol::Mode,
         last_n: Option<usize>,
         video: &[(u8, VideoCodec)],
         composite: Option<Link>,
-    ) -> (Self, SyncSender<TapCmd>) {
+        transcoder: Option<crate::composite::Service>,
+    ) -> (Self, SyncSender<PathCmd>) {
         let mut kind = match mode {
             protocol::Mode::Mix => Self::mix_kind(),
             protocol::Mode::Composite => return Self::of(Self::composite(composite)),
@@ -129,7 +141,9 @@ impl MediaPath {
         if last_n.is_some() {
             r.set_last_n(last_n, reflector::DEFAULT_AUDIO_LEVEL_ID);
         }
-        Self::of(kind)
+        let (mut path, switch) = Self::of(kind);
+        path.transcoding = transcoder.map(|s| Box::new(crate::transcode::Transcoding::new(s)));
+        (path, switch)
     }
 }
 
@@ -137,12 +151,18 @@ impl MediaPath {
     /// Starts or stops a recording's tap, as the control plane asked.
     fn poll_switch(&mut self) {
         while let Ok(cmd) = self.switch.try_recv() {
-            let on = matches!(cmd, TapCmd::Start { .. });
+            if let PathCmd::VideoCodec { participant, codec } = cmd {
+                if let Some(t) = &mut self.transcoding {
+                    t.set_codec(participant, codec);
+                }
+                continue;
+            }
+            let on = matches!(cmd, PathCmd::Start { .. });
             if let Kind::Mix(t, _) | Kind::Composite(t, _, _) = &mut self.kind {
                 t.set_recording(on);
             }
             self.tap = match cmd {
-                TapCmd::Start { to, stats, video } => {
+                PathCmd::Start { to, stats, video } => {
                     let reflect = matches!(self.kind, Kind::Reflect(_));
                     let video = video.map(|link| {
                         let mut v = CompositeVideo::new(
@@ -163,7 +183,7 @@ impl MediaPath {
                         scratch: Vec::new(),
                     }))
                 }
-                TapCmd::Stop => None,
+                PathCmd::Stop | PathCmd::VideoCodec { .. } => None,
             };
         }
     }
@@ -238,6 +258,9 @@ impl mesh::Path for MediaPath {
             Kind::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(src, pkt),
             Kind::Composite(t, _, _) => t.route(now, src, kind, pkt, members, out),
         }
+        if let (Some(t), MediaKind::Video) = (&mut self.transcoding, kind) {
+            t.route(src, pkt, out);
+        }
         if let Some(tap) = &mut self.tap {
             tap.route(now, src, kind, pkt, members);
         }
@@ -261,6 +284,9 @@ impl mesh::Path for MediaPath {
         }
         self.poll_switch();
         self.tick_tap(now, members, out);
+        if let Some(t) = &mut self.transcoding {
+            t.on_tick(now, members, out);
+        }
     }
 
     fn on_rtcp(
@@ -285,6 +311,9 @@ impl mesh::Path for MediaPath {
         self.simulcast.push((participant, layers.to_vec()));
         if let Some((v, _)) = self.tap.as_mut().and_then(|t| t.video.as_mut()) {
             v.on_simulcast(participant, layers);
+        }
+        if let Some(t) = &mut self.transcoding {
+            t.on_simulcast(participant, layers);
         }
         match &mut self.kind {
             Kind::Reflect(r) | Kind::Mix(_, r) => r.on_simulcast(now, participant, layers),

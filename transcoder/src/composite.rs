@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use codecs::payload::h264::{H264Depacketizer, H264Packetizer};
 use codecs::payload::keyframe::VideoCodec;
-use codecs::payload::vp8::Vp8Depacketizer;
+use codecs::payload::vp8::{Vp8Depacketizer, Vp8Packetizer};
 use codecs::payload::{Frame, PacketizerConfig};
 use mesh::rtcp::Rtcp;
 use mesh::{rtcp_write, MediaKind, ParticipantId, PathOut, RtpView};
@@ -48,6 +48,12 @@ pub struct Unit {
     pub sender: ParticipantId,
     pub codec: VideoCodec,
     pub frame: Frame,
+}
+
+/// How the output goes out: the composite in H.264, or a transcoded stream in either codec.
+enum Packetizer {
+    H264(H264Packetizer),
+    Vp8(Vp8Packetizer),
 }
 
 enum Depacketizer {
@@ -113,7 +119,7 @@ pub struct CompositeVideo {
     units: Vec<Unit>,
     /// Senders gone since the host last looked.
     gone: Vec<ParticipantId>,
-    packetizer: H264Packetizer,
+    packetizer: Packetizer,
     /// Packets of delivered frames, sent to every member at the next tick.
     outbox: Vec<Vec<u8>>,
     keyframe_wanted: bool,
@@ -136,11 +142,25 @@ impl CompositeVideo {
     /// The composite goes out as H.264 with `h264_pt` under `ssrc`; senders may send H.264
     /// (`h264_pt`) or VP8 (`vp8_pt`).
     pub fn new(ssrc: u32, h264_pt: u8, vp8_pt: u8) -> CompositeVideo {
-        let cfg = PacketizerConfig {
+        Self::with_output(ssrc, h264_pt, vp8_pt, VideoCodec::H264)
+    }
+
+    /// Like [`CompositeVideo::new`], with the output in `codec` (a transcoded stream).
+    pub fn with_output(ssrc: u32, h264_pt: u8, vp8_pt: u8, codec: VideoCodec) -> CompositeVideo {
+        let cfg = |payload_type| PacketizerConfig {
             ssrc,
-            payload_type: h264_pt,
+            payload_type,
             first_seq: (ssrc >> 8) as u16,
             mtu: MTU,
+        };
+        let packetizer = match codec {
+            VideoCodec::H264 => Packetizer::H264(
+                H264Packetizer::new(cfg(h264_pt)).expect("1200 bytes hold an FU-A"),
+            ),
+            VideoCodec::Vp8 => Packetizer::Vp8(
+                Vp8Packetizer::new(cfg(vp8_pt), (ssrc >> 4) as u16)
+                    .expect("1200 bytes hold a VP8 descriptor"),
+            ),
         };
         CompositeVideo {
             h264_pt,
@@ -148,7 +168,7 @@ impl CompositeVideo {
             senders: Vec::new(),
             units: Vec::new(),
             gone: Vec::new(),
-            packetizer: H264Packetizer::new(cfg).expect("1200 bytes hold an FU-A"),
+            packetizer,
             outbox: Vec::new(),
             keyframe_wanted: true,
             joined: None,
@@ -311,15 +331,15 @@ impl CompositeVideo {
         }
     }
 
-    /// A composite frame from the compositor (Annex-B), at RTP time `timestamp` (90 kHz):
-    /// packetized once, sent to every member at the next tick.
+    /// A composite frame from the compositor (H.264 Annex-B, or a VP8 frame), at RTP time
+    /// `timestamp` (90 kHz): packetized once, sent to every member at the next tick.
     pub fn deliver(&mut self, access_unit: &[u8], timestamp: u32) {
         let mut packets = Vec::new();
-        if self
-            .packetizer
-            .packetize(access_unit, timestamp, &mut packets)
-            .is_err()
-        {
+        let done = match &mut self.packetizer {
+            Packetizer::H264(p) => p.packetize(access_unit, timestamp, &mut packets),
+            Packetizer::Vp8(p) => p.packetize(access_unit, timestamp, &mut packets),
+        };
+        if done.is_err() {
             return;
         }
         self.stats.frames_out += 1;
@@ -335,7 +355,19 @@ impl CompositeVideo {
     /// Sends what was delivered to every member, asks senders for keyframes, and notes
     /// newcomers (they need a keyframe) and senders who left.
     pub fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
-        if members.iter().any(|m| !self.members_seen.contains(m)) {
+        self.on_tick_to(now, members, members, out);
+    }
+
+    /// [`CompositeVideo::on_tick`] where only `receivers` get the output (a transcoded
+    /// stream's); senders are kept while they are `members`.
+    pub fn on_tick_to(
+        &mut self,
+        now: Instant,
+        members: &[ParticipantId],
+        receivers: &[ParticipantId],
+        out: &mut PathOut<'_>,
+    ) {
+        if receivers.iter().any(|m| !self.members_seen.contains(m)) {
             self.receiver_joined(now);
         }
         if let Some(at) = self.joined {
@@ -355,7 +387,7 @@ impl CompositeVideo {
         self.estimates.retain(|e| members.contains(&e.0));
         self.simulcast.retain(|s| members.contains(&s.0));
         self.members_seen.clear();
-        self.members_seen.extend_from_slice(members);
+        self.members_seen.extend_from_slice(receivers);
         let mut buf = [0u8; 12];
         for s in &mut self.senders {
             let due = s
@@ -371,7 +403,7 @@ impl CompositeVideo {
             }
         }
         for p in self.outbox.drain(..) {
-            for &m in members {
+            for &m in receivers {
                 out.send_media(m, MediaKind::Video, &p);
             }
         }

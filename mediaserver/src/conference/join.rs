@@ -84,13 +84,15 @@ fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
 
 /// The video codec of a `join` with `media=...,video`: (payload type, name). `vcodec=` lists
 /// the codecs the client takes, in its order of preference (`vp8,h264`; one for a
-/// plain-RTP tool). The reflector forwards video as it is sent, so a conference has one
-/// video codec: the first video member's, which later members get unless they cannot
-/// take it (`reject 409`). Without `vcodec=`: the room's, or H.264 in a new room.
+/// plain-RTP tool). A conference's video codec is its first video member's, which later
+/// members get when they take it; one that cannot keeps its own and the server transcodes
+/// between the two (`transcodes`), or, on a server that cannot, is refused (`reject 409`).
+/// Without `vcodec=`: the room's, or H.264 in a new room.
 fn video_codec_of(
     opts: &JoinOpts,
     room: Option<&'static str>,
     conference: &str,
+    transcodes: bool,
 ) -> Result<Option<(u8, &'static str)>, ServerMsg> {
     if !opts.media.contains(&MediaKind::Video) {
         return Ok(None);
@@ -122,6 +124,8 @@ fn video_codec_of(
     }
     match room {
         Some(r) if list.contains(&r) => Ok(Some(of(r))),
+        // Its own codec: the others' video is transcoded for it, and its for them.
+        Some(_) if transcodes => Ok(list.first().map(|&c| of(c))),
         Some(r) => Err(ServerMsg::reject(
             ErrorCode::WrongState,
             format!(
@@ -231,10 +235,14 @@ impl Conferences {
             ));
         }
         let mut rooms = self.rooms();
+        // A server that composites transcodes between members' codecs (not in a
+        // composite room, whose one stream is H.264 for all).
+        let transcodes = self.compositor.is_some() && opts.mode != Mode::Composite;
         let video = video_codec_of(
             opts,
             rooms.get(conference).and_then(Room::video_codec),
             conference,
+            transcodes,
         )?;
         if let Some(room) = rooms.get(conference).filter(|r| r.mode() != opts.mode) {
             return Err(ServerMsg::reject(
@@ -344,6 +352,16 @@ impl Conferences {
         room.add(participant, member);
         if let Some((_, name)) = video {
             room.set_video_codec(name);
+            if let Some(tap) = &room.tap {
+                let codec = if name == "vp8" {
+                    VideoCodec::Vp8
+                } else {
+                    VideoCodec::H264
+                };
+                // A full switch (a burst of joins): this member is then served as the
+                // room's codec, untranscoded.
+                let _ = tap.try_send(crate::path::PathCmd::VideoCodec { participant, codec });
+            }
         }
         outbox.send(
             ServerMsg::Channel {
@@ -424,6 +442,7 @@ impl Conferences {
             self.settings.last_n,
             &[(H264_PT, VideoCodec::H264), (VP8_PT, VideoCodec::Vp8)],
             link,
+            self.compositor.clone().filter(|_| mode != Mode::Composite),
         );
         if self
             .command(

@@ -14,7 +14,7 @@ use protocol::{Actor, ErrorCode, Mode, MsMsg, ServerMsg};
 use super::moderate::must_moderate;
 use super::rooms::Room;
 use super::{Conferences, Membership, Refusal};
-use crate::path::TapCmd;
+use crate::path::PathCmd;
 use crate::recording::Recording;
 
 fn refusal(code: ErrorCode, text: impl Into<String>) -> Refusal {
@@ -101,7 +101,7 @@ impl Conferences {
             }
             (None, _) => (None, None),
         };
-        let cmd = TapCmd::Start {
+        let cmd = PathCmd::Start {
             to: rec.input(),
             stats,
             video: link,
@@ -150,7 +150,7 @@ impl Conferences {
         if let Some(tap) = &room.tap {
             // A full switch means the path is gone or stuck: dropping the recording's
             // senders ends it all the same.
-            let _ = tap.try_send(TapCmd::Stop);
+            let _ = tap.try_send(PathCmd::Stop);
         }
         if let Some(c) = &room.composite {
             c.set_recording(None);

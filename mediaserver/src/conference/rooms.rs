@@ -108,7 +108,7 @@ pub(super) struct Room {
     /// A composite conference's layout and speaker, at the compositor service.
     pub(super) composite: Option<crate::composite::Control>,
     /// The switch its path's recording tap is started and stopped through.
-    pub(super) tap: Option<std::sync::mpsc::SyncSender<crate::path::TapCmd>>,
+    pub(super) tap: Option<std::sync::mpsc::SyncSender<crate::path::PathCmd>>,
     /// The recording running now, and a reflect or mix room's composite made for it.
     pub(super) recording: Option<crate::recording::Recording>,
     pub(super) recording_composite: Option<crate::composite::Control>,
