@@ -18,6 +18,9 @@ use crate::composite::{Link, Service};
 /// The SSRCs of transcoded streams: this base, the sender and the target codec.
 const SSRC_BASE: u32 = 0x7c00_0000;
 
+/// Ticks between prunes of members' codecs.
+const PRUNE_EVERY: u32 = 100;
+
 fn codec_of(payload_type: u8) -> Option<VideoCodec> {
     match payload_type {
         pt if pt == protocol::codec::H264.payload_type => Some(VideoCodec::H264),
@@ -48,6 +51,11 @@ pub struct Transcoding {
     /// Members' video codecs, as they joined.
     codecs: Vec<(ParticipantId, VideoCodec)>,
     streams: Vec<Stream>,
+    /// Whether members decode both codecs: otherwise a packet passes untouched (the
+    /// common case costs one branch).
+    mixed: bool,
+    /// Ticks since members' codecs were last pruned of those who left.
+    ticks: u32,
     /// Opens the service refused (its queue was full); retried at the next packet.
     pub open_refused: u64,
 }
@@ -58,6 +66,8 @@ impl Transcoding {
             service,
             codecs: Vec::new(),
             streams: Vec::new(),
+            mixed: false,
+            ticks: 0,
             open_refused: 0,
         }
     }
@@ -66,12 +76,18 @@ impl Transcoding {
     pub fn set_codec(&mut self, participant: ParticipantId, codec: VideoCodec) {
         self.codecs.retain(|(p, _)| *p != participant);
         self.codecs.push((participant, codec));
+        self.update_mixed();
+    }
+
+    fn update_mixed(&mut self) {
+        let first = self.codecs.first().map(|&(_, c)| c);
+        self.mixed = self.codecs.iter().any(|&(_, c)| Some(c) != first);
     }
 
     /// After the reflector chose `out` for a video packet of `src`: receivers of another
     /// codec leave `out`, and the packet feeds their transcoded stream.
     pub fn route(&mut self, src: ParticipantId, pkt: &RtpView<'_>, out: &mut Vec<ParticipantId>) {
-        if self.codecs.len() < 2 {
+        if !self.mixed && self.streams.is_empty() {
             return;
         }
         let Some(from) = codec_of(pkt.payload_type()) else {
@@ -133,7 +149,20 @@ impl Transcoding {
     /// keyframe requests to its sender. Streams whose sender left, or that nobody needs,
     /// close.
     pub fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
-        self.codecs.retain(|(p, _)| members.contains(p));
+        // Pruned now and then, not per tick: a large room's lists are long, and a stale
+        // entry for someone who left routes nothing.
+        self.ticks += 1;
+        if self.ticks >= PRUNE_EVERY || !self.streams.is_empty() {
+            self.ticks = 0;
+            let before = self.codecs.len();
+            self.codecs.retain(|(p, _)| members.contains(p));
+            if self.codecs.len() != before {
+                self.update_mixed();
+            }
+        }
+        if self.streams.is_empty() {
+            return;
+        }
         let codecs = &self.codecs;
         self.streams.retain_mut(|s| {
             s.receivers.clear();
