@@ -264,6 +264,41 @@ mod tests {
         assert!(lines[2].contains("\"user\":\"bob\""), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_finished_recording_has_a_line_of_its_own() {
+        let dir = std::env::temp_dir().join(format!("usage-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("usage.jsonl");
+        let log = UsageLog::open(&path).unwrap();
+        log.record_recording(&crate::core::Recording {
+            conference: "xyz".into(),
+            server: "ms-a".into(),
+            file: "/r/xyz-1.mkv".into(),
+            sidecar: "/r/xyz-1.json".into(),
+            account: "acme-1".into(),
+            started_unix_ms: 1_700_000_000_000,
+            stopped_unix_ms: Some(1_700_000_020_500),
+            seconds: Some(20.5),
+        });
+        drop(log);
+        let mut text = String::new();
+        for _ in 0..200 {
+            text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().count() == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["kind"], "recording");
+        assert_eq!(v["account"], "acme-1");
+        assert_eq!(v["file"], "/r/xyz-1.mkv");
+        assert_eq!(v["started_at"], 1_700_000_000.0);
+        assert_eq!(v["stopped_at"], 1_700_000_020.5);
+        assert_eq!(v["seconds"], 20.5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[cfg(test)]

@@ -174,6 +174,47 @@ impl Collector for Workers {
         ] {
             counter(&mut e, name, help, v.load(Ordering::Relaxed))?;
         }
+        let rec = &self.0.recording_stats;
+        for (name, help, v) in [
+            (
+                "noc_media_recordings_started",
+                "Recordings started",
+                &rec.started,
+            ),
+            (
+                "noc_media_recording_inputs_dropped",
+                "Mixes and frames a recording that fell behind lost",
+                &rec.dropped,
+            ),
+            (
+                "noc_media_recording_errors",
+                "Recording files that could not be written or finished",
+                &rec.errors,
+            ),
+        ] {
+            counter(&mut e, name, help, v.load(Ordering::Relaxed))?;
+        }
+        if let Some(c) = self.0.compositor_stats() {
+            for (name, help, v) in [
+                (
+                    "noc_media_composite_frames",
+                    "Frames the compositor service made (composites, recordings' composites, transcoded streams)",
+                    &c.frames,
+                ),
+                (
+                    "noc_media_composite_dropped",
+                    "Units or frames a full compositor queue refused",
+                    &c.dropped,
+                ),
+                (
+                    "noc_media_composite_decode_errors",
+                    "Senders' video units the compositor could not decode",
+                    &c.decode_errors,
+                ),
+            ] {
+                counter(&mut e, name, help, v.load(Ordering::Relaxed))?;
+            }
+        }
         let totals: [(&str, &str, Field); 10] = [
             (
                 "noc_media_ticks",

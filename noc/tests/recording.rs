@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::harness::{http, http_post, Client, Noc, TempDir};
+use testkit::harness::{http, http_get, http_post, Client, Noc, TempDir};
 
 mod support;
 use support::media::{
@@ -634,4 +634,22 @@ fn an_audio_only_reflect_conference_records_to_ogg() {
     let levels = wav_tones(Path::new(&wav), 5.0, &[440.0, 880.0]);
     eprintln!("tone levels (dBFS): {levels:?}");
     assert!(levels.iter().all(|&db| db > -40.0), "{levels:?}");
+    // The media servers count it.
+    let started: u64 = noc
+        .metrics
+        .iter()
+        .map(|(_, url)| {
+            let addr = url
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .parse()
+                .expect("a metrics address");
+            http_get(addr, "/metrics")
+                .lines()
+                .find_map(|l| l.strip_prefix("noc_media_recordings_started_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(started, 1);
 }

@@ -164,6 +164,11 @@ impl Conferences {
         (c, rx)
     }
 
+    /// The compositor service's counters, on a server that composites.
+    pub(crate) fn compositor_stats(&self) -> Option<&crate::composite::ServiceStats> {
+        self.compositor.as_ref().map(|c| &*c.stats)
+    }
+
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
