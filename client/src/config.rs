@@ -100,6 +100,12 @@ pub struct Args {
     /// reflector forwards video as it is sent, so a room's members agree on one.
     #[arg(long, value_name = "CODEC", value_parser = ["h264", "vp8"])]
     pub vcodec: Option<String>,
+    /// With --external-media: one stream, as a legacy room system takes it: the mixed
+    /// audio and one composite video (H.264) of everyone, in any conference, instead of
+    /// every sender's streams (`stream=single`).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_stream: bool,
     /// The account's moderator PIN: join as a moderator (mute, kick, lock, end).
     #[arg(long, value_name = "PIN")]
     pub moderator_pin: Option<String>,
@@ -369,9 +375,11 @@ fn external_config(a: &Args) -> Result<Option<ExternalConfig>, ClientError> {
         ));
     }
     let Some(dir) = a.external_media.clone() else {
-        if recv_port.is_some() || ssrc.is_some() || video || video_ssrc.is_some() {
+        if recv_port.is_some() || ssrc.is_some() || video || video_ssrc.is_some() || a.single_stream
+        {
             return Err(ClientError::Config(
-                "--recv-port, --ssrc, --video and --video-ssrc need --external-media".into(),
+                "--recv-port, --ssrc, --video, --video-ssrc and --single-stream need --external-media"
+                    .into(),
             ));
         }
         return Ok(None);
@@ -396,6 +404,7 @@ fn external_config(a: &Args) -> Result<Option<ExternalConfig>, ClientError> {
         video,
         video_ssrc,
         vcodec: a.vcodec.clone(),
+        single_stream: a.single_stream,
     }))
 }
 
@@ -611,6 +620,7 @@ mod tests {
                 video: true,
                 video_ssrc: None,
                 vcodec: None,
+                single_stream: false,
             })
         );
         assert!(with(&["--external-media", "/tmp/x"]).is_err());

@@ -37,6 +37,8 @@ pub struct ExternalConfig {
     pub video_ssrc: Option<u32>,
     /// The video codec asked for (`vcodec=`); the server's default (H.264) when `None`.
     pub vcodec: Option<String>,
+    /// One stream: the mix and one composite (`stream=single`).
+    pub single_stream: bool,
 }
 
 impl ExternalConfig {
@@ -217,6 +219,9 @@ pub async fn run(
     if let Some(v) = &ext.vcodec {
         flow.opts.extra.push(("vcodec".into(), v.clone()));
     }
+    if ext.single_stream {
+        flow.opts.extra.push(("stream".into(), "single".into()));
+    }
     flow.opts.app = Some("confclient-external".into());
     let mut ctrl = Control::new(flow).with_tls(cfg.client_tls()?);
     let mut st = State {
@@ -368,6 +373,7 @@ mod tests {
             video: true,
             video_ssrc: None,
             vcodec: None,
+            single_stream: false,
         };
         assert_eq!(ext.recv_port_of(MediaKind::Video), 5006);
         assert_eq!(ext.ssrc_of(MediaKind::Audio, 7), 1111);

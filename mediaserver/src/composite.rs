@@ -154,12 +154,21 @@ impl Service {
     /// sender's): a one-tile composite encoded once for all of them. Called on a packet
     /// worker, so it never waits: `None` when the service's queue is full.
     pub fn try_open_transcoder(&self, codec: VideoCodec) -> Option<Link> {
-        let output = Output {
+        self.try_open(Output {
             codec,
             width: TRANSCODE_WIDTH,
             height: TRANSCODE_HEIGHT,
             bitrate_bps: TRANSCODE_BPS,
-        };
+        })
+    }
+
+    /// A conference's composite (1280x720 H.264), opened from a packet worker: never
+    /// waits; `None` when the service's queue is full.
+    pub fn try_open_composite(&self) -> Option<Link> {
+        self.try_open(COMPOSITE)
+    }
+
+    fn try_open(&self, output: Output) -> Option<Link> {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (back, rx) = mpsc::sync_channel(BACK_QUEUE);
         let open = ToService::Open {

@@ -23,6 +23,7 @@ pub mod io;
 mod path;
 pub mod recording;
 pub mod rtc;
+pub mod single;
 pub mod transcode;
 mod whip;
 pub mod worker;

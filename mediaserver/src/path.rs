@@ -25,6 +25,10 @@ pub struct MediaPath {
     /// Reflect and mix rooms on a server that composites: video transcoded for members
     /// that decode another codec than its sender's.
     transcoding: Option<Box<crate::transcode::Transcoding>>,
+    /// Single-stream endpoints of a reflect or mix room, once one joined.
+    single: Option<Box<crate::single::SingleStream>>,
+    /// The compositor service, for those (reflect and mix rooms on a server with one).
+    service: Option<crate::composite::Service>,
 }
 
 /// What the control plane tells a conference's path about recording.
@@ -41,6 +45,10 @@ pub enum PathCmd {
     VideoCodec {
         participant: ParticipantId,
         codec: codecs::payload::keyframe::VideoCodec,
+    },
+    /// A single-stream endpoint: the mix and one composite instead of every stream.
+    SingleStream {
+        participant: ParticipantId,
     },
 }
 
@@ -90,6 +98,8 @@ impl MediaPath {
             switch,
             simulcast: Vec::new(),
             transcoding: None,
+            single: None,
+            service: None,
         };
         (path, tx)
     }
@@ -142,7 +152,10 @@ impl MediaPath {
             r.set_last_n(last_n, reflector::DEFAULT_AUDIO_LEVEL_ID);
         }
         let (mut path, switch) = Self::of(kind);
-        path.transcoding = transcoder.map(|s| Box::new(crate::transcode::Transcoding::new(s)));
+        path.transcoding = transcoder
+            .clone()
+            .map(|s| Box::new(crate::transcode::Transcoding::new(s)));
+        path.service = transcoder;
         (path, switch)
     }
 }
@@ -151,11 +164,28 @@ impl MediaPath {
     /// Starts or stops a recording's tap, as the control plane asked.
     fn poll_switch(&mut self) {
         while let Ok(cmd) = self.switch.try_recv() {
-            if let PathCmd::VideoCodec { participant, codec } = cmd {
-                if let Some(t) = &mut self.transcoding {
-                    t.set_codec(participant, codec);
+            match cmd {
+                PathCmd::VideoCodec { participant, codec } => {
+                    if let Some(t) = &mut self.transcoding {
+                        t.set_codec(participant, codec);
+                    }
+                    continue;
                 }
-                continue;
+                PathCmd::SingleStream { participant } => {
+                    if !matches!(self.kind, Kind::Composite(..)) {
+                        let reflect = matches!(self.kind, Kind::Reflect(_));
+                        let service = self.service.as_ref();
+                        let single = self.single.get_or_insert_with(|| {
+                            Box::new(crate::single::SingleStream::new(reflect, service))
+                        });
+                        single.add(participant);
+                        for (p, layers) in &self.simulcast {
+                            single.on_simulcast(*p, layers);
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
             }
             let on = matches!(cmd, PathCmd::Start { .. });
             if let Kind::Mix(t, _) | Kind::Composite(t, _, _) = &mut self.kind {
@@ -183,7 +213,7 @@ impl MediaPath {
                         scratch: Vec::new(),
                     }))
                 }
-                PathCmd::Stop | PathCmd::VideoCodec { .. } => None,
+                PathCmd::Stop | PathCmd::VideoCodec { .. } | PathCmd::SingleStream { .. } => None,
             };
         }
     }
@@ -258,6 +288,9 @@ impl mesh::Path for MediaPath {
             Kind::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(src, pkt),
             Kind::Composite(t, _, _) => t.route(now, src, kind, pkt, members, out),
         }
+        if let Some(s) = &mut self.single {
+            s.route(now, src, kind, pkt, members, out);
+        }
         if let (Some(t), MediaKind::Video) = (&mut self.transcoding, kind) {
             t.route(src, pkt, out);
         }
@@ -287,6 +320,9 @@ impl mesh::Path for MediaPath {
         if let Some(t) = &mut self.transcoding {
             t.on_tick(now, members, out);
         }
+        if let Some(s) = &mut self.single {
+            s.on_tick(now, members, out);
+        }
     }
 
     fn on_rtcp(
@@ -300,6 +336,9 @@ impl mesh::Path for MediaPath {
     ) {
         // RTCP feedback is about video in every mode; the reflector terminates it, or the
         // composite reads keyframe requests about its stream.
+        if let Some(s) = self.single.as_mut().filter(|s| s.has(src)) {
+            s.on_rtcp(now, src, data);
+        }
         match &mut self.kind {
             Kind::Reflect(r) | Kind::Mix(_, r) => r.on_rtcp(now, src, kind, data, members, out),
             Kind::Composite(_, v, _) => v.on_rtcp(now, src, data),
@@ -314,6 +353,9 @@ impl mesh::Path for MediaPath {
         }
         if let Some(t) = &mut self.transcoding {
             t.on_simulcast(participant, layers);
+        }
+        if let Some(s) = &mut self.single {
+            s.on_simulcast(participant, layers);
         }
         match &mut self.kind {
             Kind::Reflect(r) | Kind::Mix(_, r) => r.on_simulcast(now, participant, layers),
@@ -358,6 +400,9 @@ impl mesh::Path for MediaPath {
         if let Some(t) = self.tap.as_mut().and_then(|t| t.mix.as_mut()) {
             t.on_mute(now, participant, muted);
         }
+        if let Some(s) = &mut self.single {
+            s.on_mute(now, participant, muted);
+        }
         match &mut self.kind {
             Kind::Reflect(r) => r.on_mute(now, participant, muted),
             Kind::Mix(t, r) => {
@@ -371,6 +416,9 @@ impl mesh::Path for MediaPath {
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {
         if let Some(t) = self.tap.as_mut().and_then(|t| t.mix.as_mut()) {
             t.on_talk(now, participant, on);
+        }
+        if let Some(s) = &mut self.single {
+            s.on_talk(now, participant, on);
         }
         match &mut self.kind {
             Kind::Reflect(r) => r.on_talk(now, participant, on),

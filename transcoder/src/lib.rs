@@ -230,6 +230,9 @@ pub struct Transcoder {
     /// Mixes for the recorder alone: sends nothing and reports nothing (the reflector of a
     /// reflect room does that).
     silent: bool,
+    /// Who gets a mix: every member (`None`), or only these (a reflect room's
+    /// single-stream endpoints; nobody for a recording's mixer).
+    receivers: Option<Vec<ParticipantId>>,
 }
 
 impl Default for Transcoder {
@@ -260,6 +263,7 @@ impl Transcoder {
             stats: TranscoderStats::default(),
             recorded: None,
             silent: false,
+            receivers: None,
         }
     }
 
@@ -272,8 +276,31 @@ impl Transcoder {
     pub fn recorder_only() -> Self {
         let mut t = Self::new();
         t.silent = true;
+        t.receivers = Some(Vec::new());
         t.recorded = Some(Recorded::default());
         t
+    }
+
+    /// A transcoder that mixes for some members only ([`Transcoder::set_receivers`]), in a
+    /// room whose other members get forwarded audio: it reports no indicators (the
+    /// reflector does).
+    pub fn for_some() -> Self {
+        let mut t = Self::new();
+        t.silent = true;
+        t.receivers = Some(Vec::new());
+        t
+    }
+
+    /// The members that get a mix (each its mix-minus, as in a mixed room).
+    pub fn set_receivers(&mut self, receivers: &[ParticipantId]) {
+        let r = self.receivers.get_or_insert_with(Vec::new);
+        r.clear();
+        r.extend_from_slice(receivers);
+    }
+
+    /// Whether `id` gets a mix.
+    fn gets(&self, id: ParticipantId) -> bool {
+        self.receivers.as_ref().is_none_or(|r| r.contains(&id))
     }
 
     /// Keeps the all-party mix (every talker, as a listener hears it) for a recording.
@@ -407,16 +434,18 @@ impl Transcoder {
         if self.recorded.is_some() {
             self.record_mix(now);
         }
-        if self.silent {
+        if self.receivers.as_ref().is_some_and(Vec::is_empty) {
             return;
         }
         if members.len() > self.talkers.len() {
             let pcm = self.bus.output();
             for codec in Codec::ALL {
                 let listens = |s: &Source| s.codec == codec && s.talk.run().is_none();
+                let receivers = &self.receivers;
+                let gets = |id: &ParticipantId| receivers.as_ref().is_none_or(|r| r.contains(id));
                 if !members
                     .iter()
-                    .any(|id| self.sources.get(id).is_some_and(listens))
+                    .any(|id| gets(id) && self.sources.get(id).is_some_and(listens))
                 {
                     continue;
                 }
@@ -434,6 +463,9 @@ impl Transcoder {
                     continue;
                 };
                 for &id in members {
+                    if !gets(&id) {
+                        continue;
+                    }
                     let Some(s) = self.sources.get_mut(&id).filter(|s| listens(s)) else {
                         continue;
                     };
@@ -450,6 +482,9 @@ impl Transcoder {
         // One mix-minus per talker, with smart duplex.
         for i in 0..self.talkers.len() {
             let (rid, _, rduplex) = self.talkers[i];
+            if !self.gets(rid) {
+                continue;
+            }
             self.bus.clear();
             for &(sid, srun, _) in &self.talkers {
                 if sid == rid || !talk::audible(rduplex, srun) {

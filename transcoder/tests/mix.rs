@@ -668,3 +668,26 @@ fn a_recorder_only_mixer_sends_and_reports_nothing() {
     assert!(sim.events.is_empty(), "{:?}", sim.events);
     assert_eq!(sim.mesh.path(CONF).unwrap().stats().packets_out, 0);
 }
+
+/// A reflect room's mixer for its single-stream endpoints: only they get a mix (each its
+/// mix-minus); the others get nothing from it, and it reports nothing.
+#[test]
+fn a_mixer_for_some_members_sends_only_to_them() {
+    let mut path = Transcoder::for_some();
+    path.set_receivers(&[2]);
+    let mut sim = Sim::with(
+        vec![
+            Client::new(1, 440.0, None),
+            Client::new(2, 660.0, None),
+            Client::new(3, 880.0, None),
+        ],
+        path,
+    );
+    sim.run(3.0);
+    assert!(sim.client(1).rec.is_empty() && sim.client(3).rec.is_empty());
+    let c2 = sim.client(2);
+    assert!(c2.level(440.0, 2.0, 3.0) > -25.0);
+    assert!(c2.level(880.0, 2.0, 3.0) > -25.0);
+    assert!(c2.level(660.0, 2.0, 3.0) < -50.0, "not its own voice");
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+}

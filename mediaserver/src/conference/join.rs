@@ -82,6 +82,13 @@ fn codec_of(opts: &JoinOpts) -> Result<(u8, &'static str, u32), ServerMsg> {
     }
 }
 
+/// Whether a join asks for one stream (`stream=single`): the mix and one composite.
+fn single_stream(opts: &JoinOpts) -> bool {
+    opts.extra
+        .iter()
+        .any(|(k, v)| k == "stream" && v == "single")
+}
+
 /// The video codec of a `join` with `media=...,video`: (payload type, name). `vcodec=` lists
 /// the codecs the client takes, in its order of preference (`vp8,h264`; one for a
 /// plain-RTP tool). A conference's video codec is its first video member's, which later
@@ -105,7 +112,21 @@ fn video_codec_of(
         .extra
         .iter()
         .find(|(k, _)| k == "vcodec")
-        .map(|(_, v)| v);
+        .map(|(_, v)| v.as_str());
+    // A single-stream endpoint gets the composite, which is H.264.
+    let asked = match (single_stream(opts), asked) {
+        (false, a) => a,
+        (true, None) => Some("h264"),
+        (true, Some(a)) if a.split(',').any(|c| c.trim().eq_ignore_ascii_case("h264")) => {
+            Some("h264")
+        }
+        (true, Some(_)) => {
+            return Err(ServerMsg::reject(
+                ErrorCode::BadRequest,
+                "stream=single sends and receives H.264 (vcodec=h264)",
+            ))
+        }
+    };
     let Some(asked) = asked else {
         return Ok(Some(of(room.unwrap_or("h264"))));
     };
@@ -361,6 +382,16 @@ impl Conferences {
                 // A full switch (a burst of joins): this member is then served as the
                 // room's codec, untranscoded.
                 let _ = tap.try_send(crate::path::PathCmd::VideoCodec { participant, codec });
+            }
+        }
+        if single_stream(opts) {
+            if let Some(tap) = &room.tap {
+                if tap
+                    .try_send(crate::path::PathCmd::SingleStream { participant })
+                    .is_err()
+                {
+                    tracing::warn!(conference, participant, "single stream not set: path busy");
+                }
             }
         }
         outbox.send(
