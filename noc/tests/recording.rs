@@ -5,7 +5,7 @@
 //! conferences in Ogg.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ use testkit::harness::{http, http_get, http_post, Client, Noc, TempDir};
 
 mod support;
 use support::media::{
-    ffmpeg, field, free_port_block, log_of, send_tone, send_video, wait_file, wav_tones,
+    ffmpeg, field, free_port_block, log_of, send_tone, send_video, wait_file, wav_tones, Reaper,
 };
 
 const TOKEN: &str = "recording-test-token";
@@ -213,11 +213,8 @@ fn colour_at(
 /// A sender's colour for lavfi and its BT.601 limited-range (Y, U, V).
 type Picture = (&'static str, (f64, f64, f64));
 
-fn stop_all(children: Vec<Child>) {
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+fn stop_all(children: Reaper) {
+    drop(children);
 }
 
 /// Three tone senders, two of them with a picture, in a `mix` conference (which forwards
@@ -235,7 +232,7 @@ fn a_mixed_conference_records_every_tone_and_both_pictures() {
         (None, 1000.0),
     ];
     let mut clients = Vec::new();
-    let mut media = Vec::new();
+    let mut media = Reaper::default();
     for (i, (picture, tone)) in senders.iter().enumerate() {
         let d = tmp.path().join(format!("tx{i}"));
         let c = member(&noc, "rec", "mix", &d, i, picture.is_some());
@@ -372,13 +369,13 @@ fn flashes_and_beeps_stay_together_in_the_recording() {
     let c = member(&noc, "sync", "composite", &d, 0, true);
     let txt = wait_file(&d.join("send.txt"), &c);
     let log = tmp.file("flash.log");
-    let flash = ffmpeg(
+    let flash = Reaper(vec![ffmpeg(
         &[
             "-re",
             "-f",
             "lavfi",
             "-i",
-            "color=c=black:size=640x360:rate=30,geq=lum='if(lt(mod(T\\,1)\\,0.1)\\,235\\,16)':cb=128:cr=128",
+            "color=c=black:size=640x360:rate=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t\\,1)\\,0.1)'",
             "-f",
             "lavfi",
             "-i",
@@ -427,7 +424,7 @@ fn flashes_and_beeps_stay_together_in_the_recording() {
             field(&txt, "audio_target"),
         ],
         &log,
-    );
+    )]);
     // A moderator starts it with its control line.
     let mut moderator = Client::spawn(
         noc.dispatcher,
@@ -466,7 +463,7 @@ fn flashes_and_beeps_stay_together_in_the_recording() {
         }
     };
     let _ = moderator.wait(Duration::from_secs(10));
-    stop_all(vec![flash]);
+    stop_all(flash);
     std::thread::sleep(Duration::from_secs(1));
     let file = PathBuf::from(done["file"].as_str().unwrap());
 
@@ -554,10 +551,10 @@ fn a_killed_server_leaves_a_recording_that_plays() {
     let d = tmp.path().join("tx");
     let c = member(&noc, "crash", "composite", &d, 0, true);
     let txt = wait_file(&d.join("send.txt"), &c);
-    let media = vec![
+    let media = Reaper(vec![
         send_video(&txt, "0x00FF00", 30, &tmp.file("v.log")),
         send_tone(&txt, 500.0, 30, &tmp.file("a.log")),
-    ];
+    ]);
     std::thread::sleep(Duration::from_secs(1));
     start(&noc, "crash");
     let file = PathBuf::from(listed(&noc, "crash", false)["file"].as_str().unwrap());

@@ -13,6 +13,7 @@ use testkit::harness::{Client, Noc, TempDir};
 mod support;
 use support::media::{
     ffmpeg, free_port_block, log_of, send_tone, send_video, wait_child, wait_file, wav_tones,
+    Reaper,
 };
 
 const RECORD: f64 = 6.0;
@@ -47,7 +48,7 @@ fn one_stream(mode: &str) {
     let noc = Noc::start(&[]);
     let tmp = TempDir::new(&format!("single-{mode}"));
     let conf = format!("legacy{mode}");
-    let mut media = Vec::new();
+    let mut media = Reaper::default();
     let mut clients = Vec::new();
     for (i, &(colour, _, tone)) in SENDERS.iter().enumerate() {
         let d = tmp.path().join(format!("tx{i}"));
@@ -98,10 +99,7 @@ fn one_stream(mode: &str) {
         &log,
     );
     let finished = wait_child(&mut receiver, Duration::from_secs(25));
-    for mut p in media {
-        let _ = p.kill();
-        let _ = p.wait();
-    }
+    drop(media);
     assert!(
         finished,
         "the receiver did not finish: {}\n{sdp}",

@@ -11,7 +11,9 @@ use std::time::Duration;
 use testkit::harness::{Client, Noc, TempDir};
 
 mod support;
-use support::media::{ffmpeg, field, free_port_block, log_of, send_tone, wait_child, wait_file};
+use support::media::{
+    ffmpeg, field, free_port_block, log_of, send_tone, wait_child, wait_file, Reaper,
+};
 
 /// Seconds the receiver records.
 const RECORD: f64 = 5.0;
@@ -86,8 +88,10 @@ fn transcoded(noc: &Noc, tmp: &TempDir, conf: &str, from: &str, to: &str) {
     let tx_dir = tmp.path().join(format!("{conf}-tx"));
     let tx = member(noc, conf, &tx_dir, "tx", from, 8100);
     let tx_txt = wait_file(&tx_dir.join("send.txt"), &tx);
-    let sender = send_picture(&tx_txt, from, colour, &tmp.file(&format!("{conf}-tx.log")));
-    let tone = send_tone(&tx_txt, 500.0, 30, &tmp.file(&format!("{conf}-a.log")));
+    let senders = Reaper(vec![
+        send_picture(&tx_txt, from, colour, &tmp.file(&format!("{conf}-tx.log"))),
+        send_tone(&tx_txt, 500.0, 30, &tmp.file(&format!("{conf}-a.log"))),
+    ]);
 
     let rx_dir = tmp.path().join(format!("{conf}-rx"));
     let rx = member(noc, conf, &rx_dir, "rx", to, 8200);
@@ -122,10 +126,7 @@ fn transcoded(noc: &Noc, tmp: &TempDir, conf: &str, from: &str, to: &str) {
         &rx_log,
     );
     let finished = wait_child(&mut receiver, Duration::from_secs(25));
-    for mut p in [sender, tone] {
-        let _ = p.kill();
-        let _ = p.wait();
-    }
+    drop(senders);
     assert!(finished, "the receiver did not finish: {}", log_of(&rx_log));
     drop((tx, rx));
 

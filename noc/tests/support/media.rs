@@ -244,3 +244,23 @@ pub fn send_tone(send_txt: &str, tone: f64, seconds: u32, log: &str) -> Child {
         log,
     )
 }
+
+/// Children killed when this goes out of scope, a failed assertion included: a sender left
+/// running would load the machine for the tests after it.
+#[derive(Default)]
+pub struct Reaper(pub Vec<Child>);
+
+impl Reaper {
+    pub fn push(&mut self, c: Child) {
+        self.0.push(c);
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
