@@ -280,6 +280,7 @@ mod tests {
             started_unix_ms: 1_700_000_000_000,
             stopped_unix_ms: Some(1_700_000_020_500),
             seconds: Some(20.5),
+            interrupted: false,
         });
         drop(log);
         let mut text = String::new();

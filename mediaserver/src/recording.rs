@@ -276,14 +276,18 @@ impl Job {
     fn audio(&mut self, w: &mut Writer, at: Instant, pcm: Vec<i16>) {
         if w.mux.is_none() {
             if self.video.is_some() {
-                // Until the first keyframe: keep the last few seconds.
+                // Until the first keyframe, a few seconds: then the composite is not
+                // coming, and the recording goes on with audio alone (still Matroska).
                 w.early.push_back((at, pcm));
-                while w
-                    .early
-                    .front()
-                    .is_some_and(|(t, _)| at.saturating_duration_since(*t) > WAIT_FOR_KEYFRAME)
-                {
-                    w.early.pop_front();
+                let first = w.early.front().map_or(at, |(t, _)| *t);
+                if at.saturating_duration_since(first) < WAIT_FOR_KEYFRAME {
+                    return;
+                }
+                tracing::warn!(file = %self.file.display(), "no composite keyframe: recording audio alone");
+                self.video = None;
+                self.open(w, first, None);
+                for (t, pcm) in std::mem::take(&mut w.early) {
+                    self.encode(w, t, &pcm);
                 }
                 return;
             }
@@ -323,7 +327,9 @@ impl Job {
     /// Creates the file, with media time 0 at `at`.
     fn open(&mut self, w: &mut Writer, at: Instant, sets: Option<Vec<u8>>) {
         let settings = MuxSettings {
-            container: if sets.is_some() {
+            // The extension chosen at the start decides (a video recording whose
+            // composite never came stays Matroska, with audio alone).
+            container: if self.file.extension().is_some_and(|e| e == "mkv") {
                 Container::Matroska
             } else {
                 Container::Ogg

@@ -22,6 +22,9 @@ const SSRC: u32 = 0x00c0_4d07;
 /// A room's single-stream endpoints and what is made for them.
 pub struct SingleStream {
     members: Vec<ParticipantId>,
+    service: Option<Service>,
+    /// Senders' simulcast layers, for a composite opened later.
+    simulcast: Vec<(ParticipantId, Vec<u32>)>,
     /// A reflect room's mixer for them (a mix room mixes for everyone already).
     mix: Option<Box<Transcoder>>,
     video: Option<(Box<CompositeVideo>, Link)>,
@@ -36,15 +39,10 @@ impl SingleStream {
     pub fn new(mix: bool, service: Option<&Service>) -> SingleStream {
         SingleStream {
             members: Vec::new(),
+            service: service.cloned(),
+            simulcast: Vec::new(),
             mix: mix.then(|| Box::new(Transcoder::for_some())),
-            video: service.and_then(Service::try_open_composite).map(|link| {
-                let v = CompositeVideo::new(
-                    SSRC,
-                    protocol::codec::H264.payload_type,
-                    protocol::codec::VP8.payload_type,
-                );
-                (Box::new(v), link)
-            }),
+            video: None,
             scratch: Vec::new(),
             changed: true,
         }
@@ -101,6 +99,27 @@ impl SingleStream {
             }
             mesh::Path::on_tick(&mut **t, now, members, out);
         }
+        if self.members.is_empty() {
+            // Nobody to composite for: the compositor stops (it opens again for the next).
+            self.video = None;
+        } else if self.video.is_none() {
+            // Opened here, and again after a full service queue refused it.
+            self.video = self
+                .service
+                .as_ref()
+                .and_then(Service::try_open_composite)
+                .map(|link| {
+                    let mut v = CompositeVideo::new(
+                        SSRC,
+                        protocol::codec::H264.payload_type,
+                        protocol::codec::VP8.payload_type,
+                    );
+                    for (p, layers) in &self.simulcast {
+                        v.on_simulcast(*p, layers);
+                    }
+                    (Box::new(v), link)
+                });
+        }
         if let Some((v, link)) = &mut self.video {
             link.exchange(v);
             v.on_tick_to(now, members, &self.members, out);
@@ -120,6 +139,8 @@ impl SingleStream {
     }
 
     pub fn on_simulcast(&mut self, participant: ParticipantId, layers: &[u32]) {
+        self.simulcast.retain(|(p, _)| *p != participant);
+        self.simulcast.push((participant, layers.to_vec()));
         if let Some((v, _)) = &mut self.video {
             v.on_simulcast(participant, layers);
         }

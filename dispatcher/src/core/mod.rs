@@ -492,6 +492,7 @@ impl Tables {
         {
             return 0;
         }
+        self.recordings_lost(unix_ms, id);
         if let Some(s) = self.servers.remove(id) {
             // A server that drained on purpose is not coming back soon.
             if !s.draining {

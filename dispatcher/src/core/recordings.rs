@@ -21,6 +21,8 @@ pub struct Recording {
     /// `None` while it runs.
     pub stopped_unix_ms: Option<u64>,
     pub seconds: Option<f64>,
+    /// Its server was lost while it ran: the file ends about then (and plays to there).
+    pub interrupted: bool,
 }
 
 impl Tables {
@@ -70,6 +72,7 @@ impl Tables {
                     started_unix_ms: unix_ms,
                     stopped_unix_ms: None,
                     seconds: None,
+                    interrupted: false,
                 });
                 None
             }
@@ -89,6 +92,7 @@ impl Tables {
                     started_unix_ms: unix_ms.saturating_sub((seconds * 1000.0) as u64),
                     stopped_unix_ms: Some(unix_ms),
                     seconds: Some(seconds),
+                    interrupted: false,
                 };
                 if self.recordings.len() == KEPT {
                     self.recordings.pop_front();
@@ -96,6 +100,20 @@ impl Tables {
                 self.recordings.push_back(r.clone());
                 Some(r)
             }
+        }
+    }
+
+    /// Server `server` was lost: its running recordings end now, as far as anyone can tell
+    /// (the file on its disk plays up to about then).
+    pub(super) fn recordings_lost(&mut self, unix_ms: u64, server: &str) {
+        for r in self
+            .recordings
+            .iter_mut()
+            .filter(|r| r.server == server && r.stopped_unix_ms.is_none())
+        {
+            r.stopped_unix_ms = Some(unix_ms);
+            r.seconds = Some(unix_ms.saturating_sub(r.started_unix_ms) as f64 / 1000.0);
+            r.interrupted = true;
         }
     }
 
@@ -146,5 +164,10 @@ mod tests {
             .unwrap();
         assert_eq!(r.started_unix_ms, 5_000);
         assert_eq!(t.recordings().count(), 2);
+        // A server lost mid-recording: its recording ends then, marked interrupted.
+        t.recording(30_000, "ms3", "e", true, "/r/e-3.mkv", 0.0);
+        t.recordings_lost(36_000, "ms3");
+        let e = t.recordings().find(|r| r.server == "ms3").unwrap();
+        assert_eq!((e.seconds, e.interrupted), (Some(6.0), true));
     }
 }
