@@ -21,6 +21,10 @@ pub struct CostModel {
     pub mix: u32,
     /// A participant of a mixed conference with video (composited).
     pub composite: u32,
+    /// A running recording, on top of its conference's participants: its recorder
+    /// thread's Opus encoding and muxing, about 0.45% of a core (`cargo bench -p codecs
+    /// --bench record`), where a unit is about 0.1% (a forwarded audio participant).
+    pub recording: u32,
 }
 
 impl Default for CostModel {
@@ -30,6 +34,7 @@ impl Default for CostModel {
             video_forward: 3,
             mix: 2,
             composite: 4,
+            recording: 5,
         }
     }
 }
@@ -59,6 +64,7 @@ mod tests {
             video_forward: 20,
             mix: 30,
             composite: 40,
+            recording: 50,
         };
         assert_eq!(c.per_participant(Mode::Reflect, false), 10);
         assert_eq!(c.per_participant(Mode::Reflect, true), 20);
@@ -87,8 +93,13 @@ mod tests {
             }
         );
         assert_eq!(
-            (f.cost.audio_forward, f.cost.video_forward, f.cost.composite),
-            (1, 3, 4)
+            (
+                f.cost.audio_forward,
+                f.cost.video_forward,
+                f.cost.composite,
+                f.cost.recording
+            ),
+            (1, 3, 4, 5)
         );
         assert!(toml::from_str::<File>("[cost]\nmixx = 5\n").is_err());
     }

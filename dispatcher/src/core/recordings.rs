@@ -52,6 +52,15 @@ impl Tables {
             "recording-stopped"
         };
         self.log(unix_ms, kind, server, conference, detail);
+        // Charged (or freed) at once; the server's next report counts it too.
+        let units = self.policy().cost.recording;
+        if let Some(s) = self.servers.get_mut(server) {
+            s.unused = if on {
+                s.unused.saturating_sub(units)
+            } else {
+                s.unused.saturating_add(units).min(s.total)
+            };
+        }
         let found = self
             .recordings
             .iter_mut()

@@ -257,6 +257,7 @@ fn cost_model_prices_mode_and_media() {
         video_forward: 5,
         mix: 3,
         composite: 9,
+        ..CostModel::default()
     };
     let t0 = Instant::now();
     let mut t = tables(
@@ -300,6 +301,30 @@ fn cost_model_prices_mode_and_media() {
             units
         );
     }
+}
+
+/// A running recording is charged its `recording` units from the `recording on` line until
+/// its `recording off` (the server's reports count it meanwhile).
+#[test]
+fn a_recording_is_charged_its_units() {
+    let cost = CostModel {
+        recording: 7,
+        ..CostModel::default()
+    };
+    let t0 = Instant::now();
+    let mut t = tables(
+        t0,
+        Policy {
+            cost,
+            ..Policy::default()
+        },
+        &[("a", caps(true, true), 100)],
+    );
+    report(&mut t, t0, "a", 100);
+    t.recording(1_000, "a", "c", true, "/r/c.mkv", 0.0);
+    assert_eq!(t.server("a").unwrap().unused, 93);
+    t.recording(2_000, "a", "c", false, "/r/c.mkv", 1.0);
+    assert_eq!(t.server("a").unwrap().unused, 100);
 }
 
 #[test]

@@ -281,12 +281,18 @@ impl Room {
         })
     }
 
-    /// Capacity units this room's members use.
+    /// Capacity units this room's members use, and its recording while one runs.
     pub(super) fn units(&self, cost: &CostModel) -> u64 {
+        let recording = if self.recording.is_some() {
+            u64::from(cost.recording)
+        } else {
+            0
+        };
         self.members
             .values()
             .map(|m| u64::from(cost.per_participant(self.mode, m.video)))
-            .sum()
+            .sum::<u64>()
+            + recording
     }
 
     /// A `reserve` from the dispatcher: the user is on the way, unless already here.
