@@ -118,7 +118,7 @@ $('join-form').addEventListener('submit', (e) => {
     conference: $('conference').value.trim(),
     account: $('account').value.trim(),
     name: $('name').value.trim(),
-    mode: $('mix').checked ? 'mix' : 'reflect',
+    mode: $('composite').checked ? 'composite' : $('mix').checked ? 'mix' : 'reflect',
     mic: $('mic').value, cam: $('cam').value,
   });
 });
@@ -154,7 +154,7 @@ async function start(o) {
   document.title = o.conference + ' | NOC Meet';
   history.replaceState(null, '', '/join?' + new URLSearchParams({
     conference: o.conference, account: o.account, name: o.name,
-    ...(o.mode === 'mix' ? { mode: 'mix' } : {}),
+    ...(o.mode !== 'reflect' ? { mode: o.mode } : {}),
     ...(o.cam ? {} : { camera: 'off' }),
   }));
   connect(0);
@@ -443,11 +443,13 @@ function setSlot(mid, participant) {
   showSlotVideo(mid);
 }
 
-// A video slot's track goes on its member's tile.
+// A video slot's track goes on its member's tile; the room's composite (participant 0, in
+// a composite conference) on a tile of its own.
 function showSlotVideo(mid) {
   const track = slotTracks.get(mid);
   const who = noc.slots[mid];
-  if (!track || track.kind !== 'video' || !who) return;
+  if (!track || track.kind !== 'video' || who === undefined) return;
+  if (who === 0 && !members.has(0)) addTile(0, 'Everyone', false);
   for (const [, m] of members) {
     if (m.videoMid === mid && m.id !== who) { m.videoMid = null; setTileVideo(m, null); }
   }
@@ -502,11 +504,13 @@ setInterval(() => {
 
 // Columns and rows for the tile count: 1, 2 side by side, 2x2, 3x3, then 4 wide.
 function layoutTiles() {
-  const n = Math.max(1, members.size);
+  // The composite (tile 0) spans a row of its own, about as tall as `cols` tiles.
+  const composite = members.has(0);
+  const n = Math.max(1, members.size - (composite ? 1 : 0));
   const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
   const t = $('tiles');
   t.style.setProperty('--cols', cols);
-  t.style.setProperty('--rows', Math.ceil(n / cols));
+  t.style.setProperty('--rows', Math.ceil(n / cols) + (composite ? cols : 0));
 }
 
 function clearTiles() {
@@ -538,7 +542,8 @@ function addTile(id, name, me) {
   layoutTiles();
   // A slot may have named this member before its tile existed.
   for (const [mid, who] of Object.entries(noc.slots)) if (who === id) showSlotVideo(mid);
-  if (!me) chatSys(name + ' joined');
+  if (id === 0) t.classList.add('composite');
+  if (!me && id !== 0) chatSys(name + ' joined');
 }
 
 function removeTile(id) {
@@ -617,11 +622,12 @@ $('leave').addEventListener('click', () => {
 // is one (`&camera=off`: microphone only).
 for (const k of ['conference', 'account', 'name']) if (params.get(k)) $(k).value = params.get(k);
 $('mix').checked = params.get('mode') === 'mix';
+$('composite').checked = params.get('mode') === 'composite';
 $('name').dispatchEvent(new Event('input'));
 if (params.get('conference') && params.get('account') && params.get('name')) {
   start({
     conference: params.get('conference'), account: params.get('account'), name: params.get('name'),
-    mode: params.get('mode') === 'mix' ? 'mix' : 'reflect', mic: '',
+    mode: ['mix', 'composite'].includes(params.get('mode')) ? params.get('mode') : 'reflect', mic: '',
     cam: params.get('camera') === 'off' ? '' : 'default',
   });
 } else {

@@ -113,8 +113,9 @@ fn video_codec_of(
         .iter()
         .find(|(k, _)| k == "vcodec")
         .map(|(_, v)| v.as_str());
-    // A single-stream endpoint gets the composite, which is H.264.
-    let asked = match (single_stream(opts), asked) {
+    // A single-stream endpoint, and every member of a composite room, gets the composite,
+    // which is H.264.
+    let asked = match (single_stream(opts) || opts.mode == Mode::Composite, asked) {
         (false, a) => a,
         (true, None) => Some("h264"),
         (true, Some(a)) if a.split(',').any(|c| c.trim().eq_ignore_ascii_case("h264")) => {
@@ -123,7 +124,7 @@ fn video_codec_of(
         (true, Some(_)) => {
             return Err(ServerMsg::reject(
                 ErrorCode::BadRequest,
-                "stream=single sends and receives H.264 (vcodec=h264)",
+                "the composite is H.264 (stream=single, mode=composite): join with vcodec=h264",
             ))
         }
     };
