@@ -18,6 +18,12 @@ use crate::composite::{Link, Service};
 /// The SSRCs of transcoded streams: this base, the sender and the target codec.
 const SSRC_BASE: u32 = 0x7c00_0000;
 
+/// The sender a transcoded stream's SSRC carries, if it is one (a browser's slot then
+/// names that sender).
+pub fn source_of(ssrc: u32) -> Option<ParticipantId> {
+    (ssrc & 0xfe00_0000 == SSRC_BASE).then_some((ssrc & 0x01ff_ffff) >> 1)
+}
+
 /// Ticks between prunes of members' codecs.
 const PRUNE_EVERY: u32 = 100;
 
@@ -178,5 +184,24 @@ impl Transcoding {
             s.link.exchange(&mut s.video);
             s.video.on_tick_to(now, members, &s.receivers, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transcoded_streams_ssrc_names_its_sender() {
+        for (src, codec) in [
+            (1, VideoCodec::H264),
+            (77, VideoCodec::Vp8),
+            (0x00ff_ffff, VideoCodec::H264),
+        ] {
+            let ssrc = SSRC_BASE | ((src & 0x00ff_ffff) << 1) | u32::from(codec == VideoCodec::Vp8);
+            assert_eq!(source_of(ssrc), Some(src));
+        }
+        assert_eq!(source_of(crate::path::COMPOSITE_SSRC), None);
+        assert_eq!(source_of(12345), None);
     }
 }

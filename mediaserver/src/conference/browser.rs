@@ -137,7 +137,11 @@ impl Conferences {
     /// A member's stream took a browser's receive slot: the page learns whose it is.
     pub(crate) fn on_slot(&self, worker: usize, s: SlotTaken) {
         let mut rooms = self.rooms();
-        let owner = rooms.ssrc_owner(s.source).unwrap_or(0);
+        // A member's own stream, a sender's transcoded one, or the room's mix or composite.
+        let owner = rooms
+            .ssrc_owner(s.source)
+            .or_else(|| crate::transcode::source_of(s.source))
+            .unwrap_or(0);
         let Some(member) = rooms
             .by_conf(worker, s.conf)
             .and_then(|r| r.member(s.participant))
