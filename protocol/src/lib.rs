@@ -23,18 +23,18 @@ mod fields;
 mod line;
 mod registry;
 pub mod sdp;
+mod server;
 pub mod ticket;
 mod types;
 
-pub use client::{
-    ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA, RETRY_DEFAULT, RETRY_MAX,
-};
+pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
 pub use codes::{error_line, ErrorCode};
 pub use cost::CostModel;
 pub use error::{clip, quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, redact_line, split_line, LineBuffer};
 pub use registry::{DispMsg, Member, MsMsg};
 pub use sdp::{SdpAssembler, SdpKind};
+pub use server::{RETRY_DEFAULT, RETRY_MAX};
 pub use types::{
     Actor, Capabilities, ChannelAddr, Endpoint, Layout, MediaKind, Mode, Quality, Role, ServerKind,
 };

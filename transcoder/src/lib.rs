@@ -37,6 +37,7 @@ pub mod compositor;
 pub mod jitter;
 pub mod layout;
 mod mix;
+mod record;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ use codec::{Dec, Enc};
 use codecs::opus::FRAME_SAMPLES;
 use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, Run, TalkDetector, TalkEdge};
 use mesh::{FastMap, Hasher, MediaKind, ParticipantId, Path, PathOut, RtpView};
+use record::Recorded;
 
 pub use codec::Codec;
 pub use jitter::{JitterBuffer, JitterStats, Play};
@@ -271,16 +273,6 @@ impl Transcoder {
         self.stats
     }
 
-    /// A transcoder that only mixes for a recording ([`Transcoder::set_recording`]): it
-    /// sends no packets and reports no indicators.
-    pub fn recorder_only() -> Self {
-        let mut t = Self::new();
-        t.silent = true;
-        t.receivers = Some(Vec::new());
-        t.recorded = Some(Recorded::default());
-        t
-    }
-
     /// A transcoder that mixes for some members only ([`Transcoder::set_receivers`]), in a
     /// room whose other members get forwarded audio: it reports no indicators (the
     /// reflector does).
@@ -301,24 +293,6 @@ impl Transcoder {
     /// Whether `id` gets a mix.
     fn gets(&self, id: ParticipantId) -> bool {
         self.receivers.as_ref().is_none_or(|r| r.contains(&id))
-    }
-
-    /// Keeps the all-party mix (every talker, as a listener hears it) for a recording.
-    pub fn set_recording(&mut self, on: bool) {
-        if on != self.recorded.is_some() {
-            self.recorded = on.then(Recorded::default);
-        }
-    }
-
-    /// The all-party mix since the last call (48 kHz mono) and the mix time of its first
-    /// sample; `None` when nothing was mixed or no recording runs.
-    pub fn take_recorded(&mut self) -> Option<(Instant, Vec<i16>)> {
-        let r = self.recorded.as_mut()?;
-        let at = r.first.take()?;
-        Some((
-            at,
-            std::mem::replace(&mut r.pcm, Vec::with_capacity(4 * FRAME_SAMPLES)),
-        ))
     }
 
     /// The jitter-buffer counters of one source.
@@ -523,50 +497,7 @@ impl Transcoder {
     }
 }
 
-/// A recording's share of the mixer: the all-party mix since the last take, and its clock.
-#[derive(Default)]
-struct Recorded {
-    /// When the first sample of `pcm` was heard.
-    first: Option<Instant>,
-    pcm: Vec<i16>,
-    /// The last mix time and when the next sample was heard: contiguous while the mix
-    /// keeps its cadence.
-    clock: Option<(Instant, Instant)>,
-}
-
 impl Transcoder {
-    /// Keeps this mix for the recording. It is timed when it was heard, not when it was
-    /// mixed: back by the talkers' mean jitter-buffer target, as a picture is timed when it
-    /// came; then sample by sample, until the mix loses its cadence.
-    fn record_mix(&mut self, now: Instant) {
-        let cadence = self
-            .recorded
-            .as_ref()
-            .and_then(|r| r.clock)
-            .filter(|&(last, _)| now == last + MIX_PERIOD);
-        let heard = match cadence {
-            Some((_, next)) => next,
-            None => {
-                let (sum, n) = self
-                    .talkers
-                    .iter()
-                    .filter_map(|(id, _, _)| self.sources.get(id))
-                    .filter(|s| s.has_frame)
-                    .fold((0u32, 0u32), |(sum, n), s| {
-                        (sum + s.jitter.target_ms(), n + 1)
-                    });
-                now.checked_sub(Duration::from_millis(u64::from(sum / n.max(1))))
-                    .unwrap_or(now)
-            }
-        };
-        let pcm = self.bus.output();
-        if let Some(r) = self.recorded.as_mut() {
-            r.first.get_or_insert(heard);
-            r.clock = Some((now, heard + MIX_PERIOD));
-            r.pcm.extend_from_slice(pcm);
-        }
-    }
-
     /// The talkers' peak levels over the last period, and a change of dominant speaker:
     /// the talker whose run began last, once it has held on (hysteresis).
     fn report_levels(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {
