@@ -195,3 +195,99 @@ async fn a_room_keeps_the_video_codec_of_its_first_video_member() {
         .unwrap();
     assert_eq!(solo.video_codec, Some("h264"));
 }
+
+/// `record on`: a plain participant is refused (403); a moderator on a server without a
+/// recordings directory is refused (409) and nothing starts; with one, it starts once
+/// (a second `record on` changes nothing) and stops.
+#[tokio::test]
+async fn record_needs_a_moderator_and_a_recordings_directory() {
+    let (c, _rx) = service(64);
+    let (out, _keep) = outbox().await;
+    let plain = join(&c, &out, "rec", "pat").unwrap();
+    let e = c.record(&plain, true).unwrap_err();
+    assert!(
+        matches!(
+            e.line(),
+            ServerMsg::Reject {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ),
+        "{:?}",
+        e.line()
+    );
+    let claims = Claims {
+        conference: "rec",
+        account: "demo",
+        user: "mod",
+        server: "ms-t",
+    };
+    let mut o = opts("rec", "mod");
+    o.ticket = Some(ticket::sign_as(
+        SECRET,
+        &claims,
+        unix_now() + 60,
+        protocol::Role::Moderator,
+    ));
+    let req = JoinRequest {
+        conference: "rec",
+        account: "demo",
+        name: "mod",
+        opts: &o,
+    };
+    let moderator = c.join(&req, &out).unwrap();
+    let e = c.record(&moderator, true).unwrap_err();
+    assert!(
+        matches!(e.line(), ServerMsg::Reject { code: ErrorCode::WrongState, text } if text.contains("--recordings")),
+        "{:?}",
+        e.line()
+    );
+    assert!(c.rooms().get("rec").unwrap().recording.is_none());
+}
+
+#[tokio::test]
+async fn record_on_starts_once_and_off_stops() {
+    let dir = std::env::temp_dir().join(format!("ms-rec-{}", std::process::id()));
+    let mut settings = Settings::new(
+        "ms-t".into(),
+        SECRET.to_vec(),
+        "127.0.0.1:9".parse().unwrap(),
+    );
+    settings.recordings = Some(dir.clone());
+    let (worker, _rx) = WorkerHandle::detached(0, 64);
+    let (c, _notify) = Conferences::new(
+        settings,
+        "127.0.0.1:3451".parse().unwrap(),
+        None,
+        vec![worker],
+    );
+    let (out, _keep) = outbox().await;
+    join(&c, &out, "rec2", "pat").unwrap();
+    c.operator_record("rec2", true, "admin");
+    let first = c
+        .rooms()
+        .get("rec2")
+        .unwrap()
+        .recording
+        .as_ref()
+        .unwrap()
+        .file
+        .clone();
+    c.operator_record("rec2", true, "admin");
+    let again = c
+        .rooms()
+        .get("rec2")
+        .unwrap()
+        .recording
+        .as_ref()
+        .unwrap()
+        .file
+        .clone();
+    assert_eq!(first, again, "a second start changes nothing");
+    // No video member: audio alone, into Ogg.
+    assert_eq!(first.extension().and_then(|e| e.to_str()), Some("ogg"));
+    c.operator_record("rec2", false, "admin");
+    assert!(c.rooms().get("rec2").unwrap().recording.is_none());
+    c.operator_record("rec2", false, "admin");
+    let _ = std::fs::remove_dir_all(&dir);
+}
