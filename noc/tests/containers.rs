@@ -93,8 +93,16 @@ fn prepare() -> Result<PathBuf, String> {
     Ok(compose)
 }
 
-/// Debian's FFmpeg runtime libraries the media server links (as the Dockerfile installs).
-const FFMPEG_LIBS: &[&str] = &["libavcodec59", "libavutil57", "libswscale6"];
+/// Debian's FFmpeg runtime libraries the media server links (as the Dockerfile installs):
+/// the codecs and scaling for the compositor, libavformat for recordings. The base image's
+/// tag names the set, so a machine that kept an older base builds the new one.
+const FFMPEG_LIBS: &[&str] = &[
+    "libavcodec59",
+    "libavformat59",
+    "libavutil57",
+    "libswscale6",
+];
+const FFMPEG_BASE: &str = "localhost/debian:bookworm-ffmpeg-avformat";
 
 /// A base image from Debian's packages (`mmdebstrap`), imported once and kept.
 fn base_image(tag: &str, tar: &str, include: &[&str]) -> Result<(), String> {
@@ -202,17 +210,12 @@ fn compose_deployment_in_podman_carries_a_conference() {
         }
     };
     let started = Instant::now();
-    // The media server's compositor links FFmpeg (libavcodec, libswscale): the base has
+    // The media server links FFmpeg (libavcodec, libswscale, libavformat): the base has
     // them already, as the Dockerfile's runtime stage installs them where it can fetch.
-    base_image(
-        "localhost/debian:bookworm-ffmpeg",
-        "bookworm-ffmpeg.tar",
-        FFMPEG_LIBS,
-    )
-    .expect("base image");
+    base_image(FFMPEG_BASE, "bookworm-ffmpeg-avformat.tar", FFMPEG_LIBS).expect("base image");
     run(&mut podman(&[
         "tag",
-        "localhost/debian:bookworm-ffmpeg",
+        FFMPEG_BASE,
         "docker.io/library/debian:bookworm-slim",
     ]))
     .expect("tag the base as bookworm-slim");
