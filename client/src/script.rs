@@ -136,7 +136,8 @@ fn on_off(s: Option<&str>, default: Option<bool>) -> Result<bool, String> {
 }
 
 /// `--command`: `T:mute @bob on`, `T:mute all off`, `T:mute me on` (oneself),
-/// `T:kick @bob REASON`, `T:lock on|off`, `T:endconference`, `T:raise [on|off]`.
+/// `T:kick @bob REASON`, `T:lock on|off`, `T:record on|off` (or `start|stop`),
+/// `T:endconference`, `T:raise [on|off]`.
 pub fn parse_commands(s: &str) -> Result<Vec<(f64, Action)>, String> {
     timed_items(s)?
         .into_iter()
@@ -167,7 +168,11 @@ pub fn parse_commands(s: &str) -> Result<Vec<(f64, Action)>, String> {
                     on: on_off(words.next(), Some(true))?,
                 },
                 "record" => Action::Record {
-                    on: on_off(words.next(), Some(true))?,
+                    on: match words.next() {
+                        Some("start") => true,
+                        Some("stop") => false,
+                        w => on_off(w, Some(true))?,
+                    },
                 },
                 "endconference" => Action::EndConference,
                 "raise" => Action::Raise {
@@ -364,6 +369,18 @@ mod tests {
             ]
         );
         assert!(script.is_empty());
+        let mut rec =
+            Script::new(parse_commands("1:record on,2:record stop,3:record start").unwrap());
+        let (lines, _) = rec.due(10.0, &roster, Some(2));
+        assert_eq!(
+            lines,
+            vec![
+                ClientMsg::Record { on: true },
+                ClientMsg::Record { on: false },
+                ClientMsg::Record { on: true },
+            ]
+        );
+        assert!(parse_commands("1:record maybe").is_err());
         // A name nobody has is reported, not sent.
         let mut s = Script::new(parse_commands("0:kick @zed bye").unwrap());
         let (lines, missing) = s.due(0.0, &roster, None);

@@ -436,9 +436,13 @@ impl ClientMsg {
             }
             "record" => {
                 let a = f.exact("record", 1, 1)?;
-                Ok(ClientMsg::Record {
-                    on: on_off("record", a[0])?,
-                })
+                // `start` and `stop` read as `on` and `off`.
+                let on = match a[0] {
+                    "start" => true,
+                    "stop" => false,
+                    v => on_off("record", v)?,
+                };
+                Ok(ClientMsg::Record { on })
             }
             "raise" => {
                 let a = f.exact("raise", 0, 1)?;

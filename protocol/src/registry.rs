@@ -671,6 +671,14 @@ mod punt_and_state_tests {
             assert!(MsMsg::parse(bad).is_err(), "{bad:?}");
         }
         assert!(crate::ClientMsg::parse("record\tmaybe").is_err());
+        assert_eq!(
+            crate::ClientMsg::parse("record\tstart").unwrap(),
+            crate::ClientMsg::Record { on: true }
+        );
+        assert_eq!(
+            crate::ClientMsg::parse("record\tstop").unwrap(),
+            crate::ClientMsg::Record { on: false }
+        );
         assert!(crate::ClientMsg::parse("record").is_err());
     }
 
