@@ -36,7 +36,8 @@ pub struct MediaServerArgs {
     /// Will-call ticket secret shared with the dispatcher.
     #[arg(long)]
     pub secret: Option<String>,
-    /// Total capacity, in forwarded-participant units, reported to the dispatcher.
+    /// Total capacity, in forwarded-participant units, reported to the dispatcher
+    /// [default: 1000 per core].
     #[arg(long)]
     pub capacity: Option<u32>,
     /// Media worker threads, each with its own UDP port [default: one per core].
@@ -180,6 +181,12 @@ pub struct Settings {
     pub chat_burst: u32,
 }
 
+/// [`protocol::UNITS_PER_CORE`] for each core, as the OS reports them.
+pub fn default_capacity() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    protocol::UNITS_PER_CORE.saturating_mul(u32::try_from(cores).unwrap_or(u32::MAX))
+}
+
 /// One worker per core, as the OS reports them.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -227,7 +234,7 @@ impl Settings {
             media_host: [127, 0, 0, 1].into(),
             id,
             secret,
-            capacity: 100,
+            capacity: default_capacity(),
             workers: default_workers(),
             io: IoKind::DEFAULT,
             gso: true,

@@ -6,10 +6,16 @@
 use crate::Mode;
 use serde::{Deserialize, Serialize};
 
+/// Capacity units one core carries: a unit is a forwarded audio participant, and a core
+/// forwards about 462k packets a second, about 1,000 such participants in rooms of ten
+/// (`docs/benchmarks.md`, the fan-out table). A media server's default capacity is this
+/// times its cores.
+pub const UNITS_PER_CORE: u32 = 1000;
+
 /// The cost model (`[cost]` in the dispatcher's and the media servers' config). A forwarded
-/// audio participant is the unit; mixing decodes and encodes, and video multiplies the
-/// bytes, so those cost more. The defaults are rough ratios from the benches; operators tune
-/// them to their hardware.
+/// audio participant is the unit, about 0.1% of a core ([`UNITS_PER_CORE`]); mixing decodes
+/// and encodes, video multiplies the bytes, and compositing decodes every picture, so
+/// those cost more. Operators tune them to their hardware.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostModel {
@@ -19,7 +25,12 @@ pub struct CostModel {
     pub video_forward: u32,
     /// A participant of a mixed audio conference.
     pub mix: u32,
-    /// A participant of a mixed conference with video (composited).
+    /// A participant of a mixed conference with video, which forwards the video (hybrid).
+    pub mix_video: u32,
+    /// A participant of a composite conference with video: its picture decoded, scaled
+    /// and drawn 30 times a second, and its share of the encode. Measured: a 2x2 grid of
+    /// 640x360 senders takes 5.4 ms a frame, 16% of a core at 30 fps, so 40 units each
+    /// (`cargo bench -p transcoder --bench composite`).
     pub composite: u32,
     /// A running recording, on top of its conference's participants: its recorder
     /// thread's Opus encoding and muxing, about 0.45% of a core (`cargo bench -p codecs
@@ -33,7 +44,8 @@ impl Default for CostModel {
             audio_forward: 1,
             video_forward: 3,
             mix: 2,
-            composite: 4,
+            mix_video: 4,
+            composite: 40,
             recording: 5,
         }
     }
@@ -46,7 +58,8 @@ impl CostModel {
             (Mode::Reflect, false) => self.audio_forward,
             (Mode::Reflect, true) => self.video_forward,
             (Mode::Mix, false) => self.mix,
-            (Mode::Mix | Mode::Composite, true) => self.composite,
+            (Mode::Mix, true) => self.mix_video,
+            (Mode::Composite, true) => self.composite,
             // A composite conference without video is a mix.
             (Mode::Composite, false) => self.mix,
         }
@@ -63,13 +76,18 @@ mod tests {
             audio_forward: 10,
             video_forward: 20,
             mix: 30,
+            mix_video: 35,
             composite: 40,
             recording: 50,
         };
         assert_eq!(c.per_participant(Mode::Reflect, false), 10);
         assert_eq!(c.per_participant(Mode::Reflect, true), 20);
         assert_eq!(c.per_participant(Mode::Mix, false), 30);
-        assert_eq!(c.per_participant(Mode::Mix, true), 40);
+        assert_eq!(
+            c.per_participant(Mode::Mix, true),
+            35,
+            "hybrid: video forwarded"
+        );
         assert_eq!(c.per_participant(Mode::Composite, true), 40);
         assert_eq!(
             c.per_participant(Mode::Composite, false),
@@ -99,8 +117,9 @@ mod tests {
                 f.cost.composite,
                 f.cost.recording
             ),
-            (1, 3, 4, 5)
+            (1, 3, 40, 5)
         );
+        assert_eq!(f.cost.mix_video, 4);
         assert!(toml::from_str::<File>("[cost]\nmixx = 5\n").is_err());
     }
 }

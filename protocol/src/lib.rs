@@ -29,7 +29,7 @@ mod types;
 
 pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
 pub use codes::{error_line, ErrorCode};
-pub use cost::CostModel;
+pub use cost::{CostModel, UNITS_PER_CORE};
 pub use error::{clip, quote, ProtoError, QUOTE_MAX};
 pub use line::{message_line, redact_line, split_line, LineBuffer};
 pub use registry::{DispMsg, Member, MsMsg};

@@ -256,7 +256,8 @@ fn cost_model_prices_mode_and_media() {
         audio_forward: 1,
         video_forward: 5,
         mix: 3,
-        composite: 9,
+        mix_video: 9,
+        composite: 11,
         ..CostModel::default()
     };
     let t0 = Instant::now();
