@@ -357,16 +357,36 @@ impl Job {
         }
     }
 
-    /// Encodes whole 20 ms frames of the mix; a gap in mix time restarts the frame clock.
+    /// Encodes whole 20 ms frames of the mix; a gap in mix time restarts the frame clock
+    /// later, and mix that overlaps what is written already is cut (audio never goes back).
     fn encode(&mut self, w: &mut Writer, at: Instant, pcm: &[i16]) {
         let Some(zero) = w.zero else { return };
+        // Mix heard before media time 0 (it can come after the first keyframe: audio is
+        // timed back by the jitter buffers' depth) is cut, as is the early mix's.
+        let (at, pcm) = if at < zero {
+            let skip = (zero.duration_since(at).as_micros() * 48 / 1000) as usize;
+            if skip >= pcm.len() {
+                return;
+            }
+            (zero, &pcm[skip..])
+        } else {
+            (at, pcm)
+        };
+        let slack = Duration::from_millis(30);
         let expected = w
             .pcm_at
             .map(|t| t + Duration::from_micros(w.pcm.len() as u64 * 1_000_000 / 48_000));
-        if expected.is_none_or(|e| {
-            at.saturating_duration_since(e) > Duration::from_millis(30)
-                || e.saturating_duration_since(at) > Duration::from_millis(30)
-        }) {
+        let (at, pcm) = match expected {
+            Some(e) if e.saturating_duration_since(at) > slack => {
+                let overlap = (e.duration_since(at).as_micros() * 48 / 1000) as usize;
+                if overlap >= pcm.len() {
+                    return;
+                }
+                (e, &pcm[overlap..])
+            }
+            _ => (at, pcm),
+        };
+        if expected.is_none_or(|e| at.saturating_duration_since(e) > slack) {
             w.pcm.clear();
             w.pcm_at = Some(at);
         }

@@ -56,6 +56,13 @@ impl Transcoder {
             .as_ref()
             .and_then(|r| r.clock)
             .filter(|&(last, _)| now == last + MIX_PERIOD);
+        // Never back in time: after a stall, with a deeper jitter target, the recording's
+        // audio resumes where it left off rather than overlapping what it has.
+        let floor = self
+            .recorded
+            .as_ref()
+            .and_then(|r| r.clock)
+            .map(|(_, next)| next);
         let heard = match cadence {
             Some((_, next)) => next,
             None => {
@@ -67,8 +74,10 @@ impl Transcoder {
                     .fold((0u32, 0u32), |(sum, n), s| {
                         (sum + s.jitter.target_ms(), n + 1)
                     });
-                now.checked_sub(Duration::from_millis(u64::from(sum / n.max(1))))
-                    .unwrap_or(now)
+                let h = now
+                    .checked_sub(Duration::from_millis(u64::from(sum / n.max(1))))
+                    .unwrap_or(now);
+                floor.map_or(h, |f| h.max(f))
             }
         };
         let pcm = self.bus.output();
