@@ -13,7 +13,8 @@ use testkit::harness::{http_post, Client, Noc, TempDir};
 
 mod support;
 use support::media::{
-    ffmpeg, free_port_block, log_of, send_tone, send_video, wait_child, wait_file,
+    decoded_frames, ffmpeg, free_port_block, last_picture, log_of, receive, send_tone, send_video,
+    wait_child, wait_file,
 };
 
 /// Senders' colours (RGB for lavfi) and their BT.601 limited-range YUV, and their tones.
@@ -77,36 +78,7 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
         tmp.file("composite.mkv"),
         tmp.file("rx-ffmpeg.log"),
     );
-    let record = RECORD.to_string();
-    let mut receiver = ffmpeg(
-        &[
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-reorder_queue_size",
-            "100",
-            "-i",
-            sdp_path.to_str().expect("utf-8 path"),
-            "-map",
-            "0:a",
-            "-t",
-            &record,
-            "-ac",
-            "1",
-            "-c:a",
-            "pcm_s16le",
-            "-y",
-            &wav,
-            "-map",
-            "0:v",
-            "-t",
-            &record,
-            "-c:v",
-            "copy",
-            "-y",
-            &video,
-        ],
-        &rx_log,
-    );
+    let mut receiver = receive(&sdp_path, Some(&wav), &video, RECORD, &rx_log);
 
     let mut senders = Vec::new();
     let mut clients = Vec::new();
@@ -138,17 +110,8 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
 
     // The video: decoded without errors, at least 90% of 30 frames a second, 1280x720.
     let decode_log = tmp.file("decode.log");
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &video])
-        .args(["-f", "framecrc", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    std::fs::write(&decode_log, &out.stderr).unwrap();
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
-    let errors = String::from_utf8_lossy(&out.stderr).to_string();
+    let (frames, errors) = decoded_frames(&video);
+    std::fs::write(&decode_log, &errors).unwrap();
     assert!(
         errors.trim().is_empty(),
         "decode errors: {errors}\nreceive.sdp:\n{sdp}\nreceiver:\n{}\nsender 0:\n{}",
@@ -167,31 +130,7 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
 
     // The last picture: each quadrant's middle has its sender's colour.
     let raw = tmp.file("last.yuv");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-sseof",
-            "-0.5",
-            "-i",
-            &video,
-        ])
-        .args([
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-y",
-            &raw,
-        ])
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success());
-    let yuv = std::fs::read(&raw).unwrap();
+    let yuv = last_picture(&video, None, &raw);
     assert_eq!(yuv.len(), W * H * 3 / 2, "a 1280x720 picture");
     for (i, &(x, y)) in [(0, 0), (W / 2, 0), (0, H / 2), (W / 2, H / 2)]
         .iter()

@@ -5,15 +5,14 @@
 //! member's `receive.sdp`; the test decodes the picture and looks for every tone.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::harness::{Client, Noc, TempDir};
 
 mod support;
 use support::media::{
-    ffmpeg, free_port_block, log_of, send_tone, send_video, wait_child, wait_file, wav_tones,
-    Reaper,
+    decoded_frames, free_port_block, last_picture, log_of, receive, send_tone, send_video,
+    wait_child, wait_file, wav_tones, Reaper,
 };
 
 const RECORD: f64 = 6.0;
@@ -68,36 +67,7 @@ fn one_stream(mode: &str) {
     let sdp_path = rx_dir.join("receive.sdp");
     let sdp = wait_file(&sdp_path, &rx);
     let (wav, video, log) = (tmp.file("rx.wav"), tmp.file("rx.mkv"), tmp.file("rx.log"));
-    let record = RECORD.to_string();
-    let mut receiver = ffmpeg(
-        &[
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-reorder_queue_size",
-            "100",
-            "-i",
-            sdp_path.to_str().expect("utf-8 path"),
-            "-map",
-            "0:a",
-            "-t",
-            &record,
-            "-ac",
-            "1",
-            "-c:a",
-            "pcm_s16le",
-            "-y",
-            &wav,
-            "-map",
-            "0:v",
-            "-t",
-            &record,
-            "-c:v",
-            "copy",
-            "-y",
-            &video,
-        ],
-        &log,
-    );
+    let mut receiver = receive(&sdp_path, Some(&wav), &video, RECORD, &log);
     let finished = wait_child(&mut receiver, Duration::from_secs(25));
     drop(media);
     assert!(
@@ -108,21 +78,12 @@ fn one_stream(mode: &str) {
 
     // One picture stream, decoded clean: only the composite came (the senders' own
     // streams, under other SSRCs, would break it).
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &video])
-        .args(["-f", "framecrc", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let errors = String::from_utf8_lossy(&out.stderr).to_string();
+    let (frames, errors) = decoded_frames(&video);
     assert!(
         errors.trim().is_empty(),
         "{mode}: decode errors: {errors}\n{}",
         log_of(&log)
     );
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
     let expected = (RECORD * 30.0) as usize;
     eprintln!("{mode}: {frames} composite frames of {expected}");
     assert!(
@@ -131,31 +92,7 @@ fn one_stream(mode: &str) {
     );
 
     let raw = tmp.file("last.yuv");
-    let ok = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-sseof",
-            "-0.5",
-            "-i",
-            &video,
-        ])
-        .args([
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-y",
-            &raw,
-        ])
-        .status()
-        .expect("ffmpeg runs");
-    assert!(ok.success());
-    let yuv = std::fs::read(&raw).unwrap();
+    let yuv = last_picture(&video, None, &raw);
     let (w, h) = (1280, 720);
     assert_eq!(yuv.len(), w * h * 3 / 2, "a 1280x720 composite");
     // Two senders: the top quadrants of a 2x2 grid, in join order.

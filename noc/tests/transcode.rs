@@ -5,14 +5,14 @@
 //! the sender's colour.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::harness::{Client, Noc, TempDir};
 
 mod support;
 use support::media::{
-    ffmpeg, field, free_port_block, log_of, send_tone, wait_child, wait_file, Reaper,
+    decoded_frames, free_port_block, last_picture, log_of, receive, send_picture, send_tone,
+    wait_child, wait_file, Reaper,
 };
 
 /// Seconds the receiver records.
@@ -37,49 +37,6 @@ fn member(noc: &Noc, conf: &str, dir: &Path, name: &str, vcodec: &str, ssrc: u32
     Client::spawn(noc.dispatcher, conf, "demo", name, &args)
 }
 
-/// ffmpeg sending a 640x360 picture of `colour` in `vcodec`.
-fn send_picture(send_txt: &str, vcodec: &str, colour: &str, log: &str) -> std::process::Child {
-    let codec: &[&str] = match vcodec {
-        "vp8" => &[
-            "-c:v",
-            "libvpx",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "600k",
-        ],
-        _ => &[
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ],
-    };
-    let input = format!("color=c={colour}:size=640x360:rate=30");
-    let mut args = vec!["-re", "-f", "lavfi", "-i", &input, "-t", "30"];
-    args.extend_from_slice(codec);
-    args.extend_from_slice(&[
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        "-payload_type",
-        field(send_txt, "video_payload_type"),
-        "-ssrc",
-        field(send_txt, "video_ssrc"),
-        "-f",
-        "rtp",
-        field(send_txt, "video_target"),
-    ]);
-    ffmpeg(&args, log)
-}
-
 /// A `from` sender and a `to`-only receiver in conference `conf`: the receiver decodes
 /// the sender's video with no errors, at a steady rate, in the sender's colour.
 fn transcoded(noc: &Noc, tmp: &TempDir, conf: &str, from: &str, to: &str) {
@@ -89,7 +46,13 @@ fn transcoded(noc: &Noc, tmp: &TempDir, conf: &str, from: &str, to: &str) {
     let tx = member(noc, conf, &tx_dir, "tx", from, 8100);
     let tx_txt = wait_file(&tx_dir.join("send.txt"), &tx);
     let senders = Reaper(vec![
-        send_picture(&tx_txt, from, colour, &tmp.file(&format!("{conf}-tx.log"))),
+        send_picture(
+            &tx_txt,
+            from,
+            colour,
+            30,
+            &tmp.file(&format!("{conf}-tx.log")),
+        ),
         send_tone(&tx_txt, 500.0, 30, &tmp.file(&format!("{conf}-a.log"))),
     ]);
 
@@ -105,46 +68,18 @@ fn transcoded(noc: &Noc, tmp: &TempDir, conf: &str, from: &str, to: &str) {
         tmp.file(&format!("{conf}.mkv")),
         tmp.file(&format!("{conf}-rx.log")),
     );
-    let record = RECORD.to_string();
-    let mut receiver = ffmpeg(
-        &[
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-reorder_queue_size",
-            "100",
-            "-i",
-            sdp_path.to_str().expect("utf-8 path"),
-            "-map",
-            "0:v",
-            "-t",
-            &record,
-            "-c:v",
-            "copy",
-            "-y",
-            &video,
-        ],
-        &rx_log,
-    );
+    let mut receiver = receive(&sdp_path, None, &video, RECORD, &rx_log);
     let finished = wait_child(&mut receiver, Duration::from_secs(25));
     drop(senders);
     assert!(finished, "the receiver did not finish: {}", log_of(&rx_log));
     drop((tx, rx));
 
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", &video])
-        .args(["-f", "framecrc", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let errors = String::from_utf8_lossy(&out.stderr).to_string();
+    let (frames, errors) = decoded_frames(&video);
     assert!(
         errors.trim().is_empty(),
         "{from} -> {to}: decode errors: {errors}\n{}",
         log_of(&rx_log)
     );
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
     let expected = (RECORD * 30.0) as usize;
     eprintln!("{from} -> {to}: {frames} frames decoded of {expected}");
     assert!(
@@ -154,14 +89,7 @@ fn transcoded(noc: &Noc, tmp: &TempDir, conf: &str, from: &str, to: &str) {
     );
     // The sender's colour, in the middle of the last picture.
     let raw = tmp.file(&format!("{conf}.yuv"));
-    let ok = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-sseof", "-0.5"])
-        .args(["-i", &video, "-frames:v", "1", "-s", "640x360"])
-        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-y", &raw])
-        .status()
-        .expect("ffmpeg runs");
-    assert!(ok.success());
-    let yuv = std::fs::read(&raw).unwrap();
+    let yuv = last_picture(&video, Some("640x360"), &raw);
     let (w, h) = (640, 360);
     assert_eq!(yuv.len(), w * h * 3 / 2);
     let at = (h / 2) * w + w / 2;

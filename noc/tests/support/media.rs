@@ -175,18 +175,21 @@ pub fn log_of(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// ffmpeg sending `seconds` of a 640x360 H.264 picture of one colour (lavfi `color=`, as
-/// `0xRRGGBB`) to the address in a confclient's `send.txt`.
-pub fn send_video(send_txt: &str, colour: &str, seconds: u32, log: &str) -> Child {
-    ffmpeg(
-        &[
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("color=c={colour}:size=640x360:rate=25"),
-            "-t",
-            &seconds.to_string(),
+/// ffmpeg output options that encode its video input as `vcodec` (`h264` or `vp8`) and send
+/// it as RTP to the video address in a confclient's `send.txt`.
+pub fn video_out(send_txt: &str, vcodec: &str) -> Vec<String> {
+    let codec: &[&str] = match vcodec {
+        "vp8" => &[
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "600k",
+        ],
+        _ => &[
             "-c:v",
             "libx264",
             "-profile:v",
@@ -195,54 +198,157 @@ pub fn send_video(send_txt: &str, colour: &str, seconds: u32, log: &str) -> Chil
             "ultrafast",
             "-tune",
             "zerolatency",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-payload_type",
-            field(send_txt, "video_payload_type"),
-            "-ssrc",
-            field(send_txt, "video_ssrc"),
-            "-f",
-            "rtp",
-            field(send_txt, "video_target"),
         ],
-        log,
-    )
+    };
+    let rtp = [
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        "-payload_type",
+        field(send_txt, "video_payload_type"),
+        "-ssrc",
+        field(send_txt, "video_ssrc"),
+        "-f",
+        "rtp",
+        field(send_txt, "video_target"),
+    ];
+    codec.iter().chain(&rtp).map(|s| s.to_string()).collect()
+}
+
+/// ffmpeg output options that encode its audio input as Opus and send it as RTP to the
+/// audio address in a confclient's `send.txt`.
+pub fn opus_out(send_txt: &str) -> Vec<String> {
+    [
+        "-ac",
+        "2",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+        "-frame_duration",
+        "20",
+        "-application",
+        "audio",
+        "-payload_type",
+        field(send_txt, "audio_payload_type"),
+        "-ssrc",
+        field(send_txt, "audio_ssrc"),
+        "-f",
+        "rtp",
+        field(send_txt, "audio_target"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// ffmpeg reading `seconds` of a lavfi source in real time, then `out`.
+fn send_lavfi(source: &str, seconds: u32, out: Vec<String>, log: &str) -> Child {
+    let mut args: Vec<String> = ["-re", "-f", "lavfi", "-i", source, "-t"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(seconds.to_string());
+    args.extend(out);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&args, log)
+}
+
+/// ffmpeg sending `seconds` of a 640x360 picture of one colour (lavfi `color=`, as
+/// `0xRRGGBB`) in `vcodec` to the address in a confclient's `send.txt`.
+pub fn send_picture(send_txt: &str, vcodec: &str, colour: &str, seconds: u32, log: &str) -> Child {
+    let source = format!("color=c={colour}:size=640x360:rate=25");
+    send_lavfi(&source, seconds, video_out(send_txt, vcodec), log)
+}
+
+/// [`send_picture`] in H.264.
+pub fn send_video(send_txt: &str, colour: &str, seconds: u32, log: &str) -> Child {
+    send_picture(send_txt, "h264", colour, seconds, log)
 }
 
 /// ffmpeg sending `seconds` of a sine tone as Opus to the address in a confclient's
 /// `send.txt`.
 pub fn send_tone(send_txt: &str, tone: f64, seconds: u32, log: &str) -> Child {
-    ffmpeg(
-        &[
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency={tone}:sample_rate=48000"),
+    let source = format!("sine=frequency={tone}:sample_rate=48000");
+    send_lavfi(&source, seconds, opus_out(send_txt), log)
+}
+
+/// ffmpeg recording what a member's `receive.sdp` describes for `seconds`: the audio as a
+/// mono WAV to `wav` (when given) and the video, as it came, to `video`.
+pub fn receive(
+    sdp: &std::path::Path,
+    wav: Option<&str>,
+    video: &str,
+    seconds: f64,
+    log: &str,
+) -> Child {
+    let secs = seconds.to_string();
+    let mut args = vec![
+        "-protocol_whitelist",
+        "file,udp,rtp",
+        "-reorder_queue_size",
+        "100",
+        "-i",
+        sdp.to_str().expect("utf-8 path"),
+    ];
+    if let Some(wav) = wav {
+        args.extend_from_slice(&[
+            "-map",
+            "0:a",
             "-t",
-            &seconds.to_string(),
+            &secs,
             "-ac",
-            "2",
+            "1",
             "-c:a",
-            "libopus",
-            "-b:a",
-            "64k",
-            "-frame_duration",
-            "20",
-            "-application",
-            "audio",
-            "-payload_type",
-            field(send_txt, "audio_payload_type"),
-            "-ssrc",
-            field(send_txt, "audio_ssrc"),
-            "-f",
-            "rtp",
-            field(send_txt, "audio_target"),
-        ],
-        log,
-    )
+            "pcm_s16le",
+            "-y",
+            wav,
+        ]);
+    }
+    args.extend_from_slice(&["-map", "0:v", "-t", &secs, "-c:v", "copy", "-y", video]);
+    ffmpeg(&args, log)
+}
+
+/// Decodes a whole video file: the frames decoded and ffmpeg's error output (empty when
+/// clean).
+pub fn decoded_frames(video: &str) -> (usize, String) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", video])
+        .args(["-f", "framecrc", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    (frames, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// The last picture of a video file (half a second from its end) as raw 4:2:0, scaled to
+/// `size` (`WxH`) when given, written to `raw` and read back.
+pub fn last_picture(video: &str, size: Option<&str>, raw: &str) -> Vec<u8> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-sseof",
+        "-0.5",
+        "-i",
+        video,
+    ])
+    .args(["-frames:v", "1"]);
+    if let Some(s) = size {
+        cmd.args(["-s", s]);
+    }
+    let ok = cmd
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-y", raw])
+        .status()
+        .expect("ffmpeg runs");
+    assert!(ok.success(), "no last picture in {video}");
+    std::fs::read(raw).expect("the raw picture")
 }
 
 /// Children killed when this goes out of scope, a failed assertion included: a sender left
