@@ -35,8 +35,11 @@ const RATE_EVERY: Duration = Duration::from_secs(2);
 /// After a member joins or its channel opens, keyframes at these delays: a plain-RTP
 /// receiver (ffmpeg, a room system) starts listening some time after it joined and never
 /// sends a PLI, so one keyframe at the join may come before it listens.
-const KEYFRAMES_AFTER_JOIN: [Duration; 4] = [
+/// Dense at first: ffmpeg listens 100-400 ms after its `receive.sdp` appears.
+const KEYFRAMES_AFTER_JOIN: [Duration; 6] = [
     Duration::ZERO,
+    Duration::from_millis(150),
+    Duration::from_millis(300),
     Duration::from_millis(500),
     Duration::from_millis(1000),
     Duration::from_millis(2000),

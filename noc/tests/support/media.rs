@@ -325,7 +325,7 @@ pub fn decoded_frames(video: &str) -> (usize, String) {
     (frames, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-/// The last picture of a video file (half a second from its end) as raw 4:2:0, scaled to
+/// The last picture of a video file (from its last 3 s) as raw 4:2:0, scaled to
 /// `size` (`WxH`) when given, written to `raw` and read back.
 pub fn last_picture(video: &str, size: Option<&str>, raw: &str) -> Vec<u8> {
     let mut cmd = Command::new("ffmpeg");
@@ -335,16 +335,20 @@ pub fn last_picture(video: &str, size: Option<&str>, raw: &str) -> Vec<u8> {
         "-v",
         "error",
         "-sseof",
-        "-0.5",
+        "-3",
         "-i",
         video,
-    ])
-    .args(["-frames:v", "1"]);
+        "-an",
+    ]);
     if let Some(s) = size {
         cmd.args(["-s", s]);
     }
+    // Every frame of the last 3 s overwrites the one before (`-update 1`): the file's end
+    // may be audio only (video that stalled or ended early), so a shorter window can hold
+    // no picture at all.
     let ok = cmd
-        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-y", raw])
+        .args(["-pix_fmt", "yuv420p", "-c:v", "rawvideo"])
+        .args(["-f", "image2", "-update", "1", "-y", raw])
         .status()
         .expect("ffmpeg runs");
     assert!(ok.success(), "no last picture in {video}");
