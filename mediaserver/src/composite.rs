@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use codecs::payload::keyframe::VideoCodec;
 use codecs::EncoderSettings;
@@ -96,7 +96,12 @@ pub const TRANSCODE_HEIGHT: usize = 360;
 const TRANSCODE_BPS: u32 = 800_000;
 
 enum FromService {
-    Frame { data: Vec<u8>, timestamp: u32 },
+    Frame {
+        data: Vec<u8>,
+        timestamp: u32,
+        /// When the senders' pictures new in it arrived.
+        inputs: Vec<Instant>,
+    },
     AskKeyframe(ParticipantId),
 }
 
@@ -107,6 +112,49 @@ pub struct ServiceStats {
     /// Units or frames a full queue refused.
     pub dropped: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// From a sender's picture arriving to the first composite that shows it being sent.
+    pub latency: LatencyHistogram,
+}
+
+/// Upper bounds of [`LatencyHistogram`]'s buckets, in milliseconds.
+pub const LATENCY_BOUNDS_MS: [u64; 12] = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 150, 250];
+
+/// A latency histogram of plain atomics: the packet workers observe it at their tick (a
+/// few times per composite frame) and `/metrics` reads it, with no lock between them
+/// (prometheus-client's histogram takes a mutex per observation).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// One count per bound, then the overflow.
+    counts: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: Duration) {
+        let ms = d.as_millis();
+        let i = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= u128::from(b))
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, per-bucket counts by upper bound in seconds, not
+    /// cumulative; the last bound is infinite), as Prometheus' encoder takes them.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_MS
+            .iter()
+            .map(|&b| b as f64 / 1000.0)
+            .chain([f64::INFINITY])
+            .zip(&self.counts)
+            .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|b| b.1).sum();
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        (sum, count, buckets)
+    }
 }
 
 /// The handle conferences open their links with.
@@ -273,9 +321,9 @@ impl Link {
         }
     }
 
-    /// At the path's tick: units and requests to the service, frames back into `video`.
-    /// Never blocks.
-    pub fn exchange(&self, video: &mut CompositeVideo) {
+    /// At the path's tick (`now`): units and requests to the service, frames back into
+    /// `video` (sent at this tick, so their latency is counted here). Never blocks.
+    pub fn exchange(&self, now: Instant, video: &mut CompositeVideo) {
         let key = self.key;
         for unit in video.take_units() {
             self.send(ToService::Unit { key, unit });
@@ -291,7 +339,16 @@ impl Link {
         }
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                FromService::Frame { data, timestamp } => video.deliver(&data, timestamp),
+                FromService::Frame {
+                    data,
+                    timestamp,
+                    inputs,
+                } => {
+                    video.deliver(&data, timestamp);
+                    for t in inputs {
+                        self.stats.latency.observe(now.saturating_duration_since(t));
+                    }
+                }
                 FromService::AskKeyframe(sender) => video.ask_keyframe(sender),
             }
         }
@@ -355,6 +412,7 @@ fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceSta
                         let frame = FromService::Frame {
                             data,
                             timestamp: ticks as u32,
+                            inputs: c.comp.frame_inputs().to_vec(),
                         };
                         if c.back.try_send(frame).is_err() {
                             stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -403,9 +461,12 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
         ToService::Unit { key, unit } => {
             if let Some(c) = confs.get_mut(&key) {
                 if c.comp.add_sender(unit.sender, unit.codec).is_ok() {
-                    let _ = c
-                        .comp
-                        .push(unit.sender, unit.frame.data, unit.frame.keyframe);
+                    let _ = c.comp.push(
+                        unit.sender,
+                        unit.frame.data,
+                        unit.frame.keyframe,
+                        unit.arrived,
+                    );
                 }
             }
         }
@@ -448,5 +509,27 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
         ToService::Close { key } => {
             confs.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_count_each_observation_once_by_its_upper_bound() {
+        let h = LatencyHistogram::default();
+        for ms in [3, 10, 11, 95, 400] {
+            h.observe(Duration::from_millis(ms));
+        }
+        let (sum, count, buckets) = h.snapshot();
+        assert_eq!(count, 5);
+        assert!((sum - 0.519).abs() < 1e-9, "{sum}");
+        let at = |le: f64| buckets.iter().find(|b| b.0 == le).map(|b| b.1);
+        assert_eq!(at(0.01), Some(2), "3 and 10 ms");
+        assert_eq!(at(0.02), Some(1), "11 ms");
+        assert_eq!(at(0.1), Some(1), "95 ms");
+        assert_eq!(at(f64::INFINITY), Some(1), "400 ms");
+        assert_eq!(buckets.len(), LATENCY_BOUNDS_MS.len() + 1);
     }
 }

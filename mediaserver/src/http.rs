@@ -15,7 +15,7 @@ use control::metrics::GateCollector;
 use control::Gate;
 use mesh::DropReason;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -214,6 +214,14 @@ impl Collector for Workers {
             ] {
                 counter(&mut e, name, help, v.load(Ordering::Relaxed))?;
             }
+            let (sum, count, buckets) = c.latency.snapshot();
+            let mut m = e.encode_descriptor(
+                "noc_media_composite_latency_seconds",
+                "From a sender's picture arriving to the first composite (or transcoded frame) that shows it being sent",
+                None,
+                MetricType::Histogram,
+            )?;
+            m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         let totals: [(&str, &str, Field); 10] = [
             (

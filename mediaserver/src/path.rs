@@ -236,7 +236,7 @@ impl MediaPath {
             recording::send(&tap.to, RecMsg::Audio { at, pcm }, &tap.stats);
         }
         if let Some((v, link)) = &mut tap.video {
-            link.exchange(v);
+            link.exchange(now, v);
             // Keyframe requests to senders; the frames go to the recording, not here.
             v.on_tick(now, members, out);
         }
@@ -255,7 +255,7 @@ impl Tap {
         match kind {
             MediaKind::Video => {
                 if let Some((v, _)) = &mut self.video {
-                    v.on_video(src, pkt);
+                    v.on_video(now, src, pkt);
                 }
             }
             MediaKind::Audio => {
@@ -285,14 +285,14 @@ impl mesh::Path for MediaPath {
             }
             Kind::Mix(t, _) => t.route(now, src, kind, pkt, members, out),
             // Video goes to the compositor, never forwarded as it came.
-            Kind::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(src, pkt),
+            Kind::Composite(_, v, _) if kind == MediaKind::Video => v.on_video(now, src, pkt),
             Kind::Composite(t, _, _) => t.route(now, src, kind, pkt, members, out),
         }
         if let Some(s) = &mut self.single {
             s.route(now, src, kind, pkt, members, out);
         }
         if let (Some(t), MediaKind::Video) = (&mut self.transcoding, kind) {
-            t.route(src, pkt, out);
+            t.route(now, src, pkt, out);
         }
         if let Some(tap) = &mut self.tap {
             tap.route(now, src, kind, pkt, members);
@@ -310,7 +310,7 @@ impl mesh::Path for MediaPath {
             Kind::Composite(t, v, link) => {
                 t.on_tick(now, members, out);
                 if let Some(link) = link {
-                    link.exchange(v);
+                    link.exchange(now, v);
                 }
                 v.on_tick(now, members, out);
             }

@@ -82,7 +82,7 @@ impl SingleStream {
             }
             MediaKind::Video => {
                 if let Some((v, _)) = &mut self.video {
-                    v.on_video(src, pkt);
+                    v.on_video(now, src, pkt);
                 }
             }
         }
@@ -121,7 +121,7 @@ impl SingleStream {
                 });
         }
         if let Some((v, link)) = &mut self.video {
-            link.exchange(v);
+            link.exchange(now, v);
             v.on_tick_to(now, members, &self.members, out);
         }
     }

@@ -92,7 +92,13 @@ impl Transcoding {
 
     /// After the reflector chose `out` for a video packet of `src`: receivers of another
     /// codec leave `out`, and the packet feeds their transcoded stream.
-    pub fn route(&mut self, src: ParticipantId, pkt: &RtpView<'_>, out: &mut Vec<ParticipantId>) {
+    pub fn route(
+        &mut self,
+        now: Instant,
+        src: ParticipantId,
+        pkt: &RtpView<'_>,
+        out: &mut Vec<ParticipantId>,
+    ) {
         if !self.mixed && self.streams.is_empty() {
             return;
         }
@@ -141,7 +147,7 @@ impl Transcoding {
                 self.streams.len() - 1
             }
         };
-        self.streams[i].video.on_video(src, pkt);
+        self.streams[i].video.on_video(now, src, pkt);
     }
 
     /// A sender's simulcast layers: its transcoded stream decodes one.
@@ -181,7 +187,7 @@ impl Transcoding {
             members.contains(&s.src) && !s.receivers.is_empty()
         });
         for s in &mut self.streams {
-            s.link.exchange(&mut s.video);
+            s.link.exchange(now, &mut s.video);
             s.video.on_tick_to(now, members, &s.receivers, out);
         }
     }

@@ -13,8 +13,8 @@ use testkit::harness::{http_post, Client, Noc, TempDir};
 
 mod support;
 use support::media::{
-    decoded_frames, ffmpeg, free_port_block, last_picture, log_of, receive, send_tone, send_video,
-    wait_child, wait_file,
+    composite_latency, decoded_frames, ffmpeg, free_port_block, last_picture, log_of, receive,
+    send_tone, send_video, wait_child, wait_file,
 };
 
 /// Senders' colours (RGB for lavfi) and their BT.601 limited-range YUV, and their tones.
@@ -126,6 +126,15 @@ fn four_senders_make_one_grid_with_their_colours_and_all_their_tones() {
         frames * 10 >= expected * 9,
         "{frames} frames decoded of {expected} expected\n{}",
         log_of(&rx_log)
+    );
+
+    // Latency from a sender's picture arriving to the composite that shows it being
+    // sent: printed for docs/benchmarks.md; counted for every picture shown.
+    let (pictures, p50, p99) = composite_latency(&noc);
+    eprintln!("composite latency: {pictures} pictures, p50 <= {p50} ms, p99 <= {p99} ms");
+    assert!(
+        pictures > 0,
+        "the latency histogram counts the pictures shown"
     );
 
     // The last picture: each quadrant's middle has its sender's colour.

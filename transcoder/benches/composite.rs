@@ -82,7 +82,7 @@ fn bench_frame(c: &mut Criterion, name: &str, codec: VideoCodec, senders: u32) {
         b.iter(|| {
             for (s, g) in gops.iter().enumerate() {
                 let f = &g[i % g.len()];
-                comp.push(s as u32, f.data.clone(), f.keyframe)
+                comp.push(s as u32, f.data.clone(), f.keyframe, now)
                     .expect("a sender");
             }
             i += 1;

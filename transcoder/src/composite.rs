@@ -51,6 +51,8 @@ pub struct Unit {
     pub sender: ParticipantId,
     pub codec: VideoCodec,
     pub frame: Frame,
+    /// When its last packet came in: the start of the latency a composite adds.
+    pub arrived: Instant,
 }
 
 /// How the output goes out: the composite in H.264, or a transcoded stream in either codec.
@@ -186,7 +188,7 @@ impl CompositeVideo {
     }
 
     /// A sender's video packet: into its depacketizer; a whole unit waits for the host.
-    pub fn on_video(&mut self, src: ParticipantId, pkt: &RtpView<'_>) {
+    pub fn on_video(&mut self, now: Instant, src: ParticipantId, pkt: &RtpView<'_>) {
         if self.wanted_layer(src).is_some_and(|l| l != pkt.ssrc()) {
             self.stats.other_layer += 1;
             return;
@@ -232,6 +234,7 @@ impl CompositeVideo {
                 sender: src,
                 codec,
                 frame,
+                arrived: now,
             });
             self.stats.units += 1;
         }

@@ -29,7 +29,7 @@ fn camera_packets(frames: usize) -> Vec<Vec<u8>> {
 fn senders_packets_become_whole_units_and_other_codecs_are_counted() {
     let mut v = CompositeVideo::new(0x77, 96, 97);
     for p in camera_packets(5) {
-        v.on_video(3, &RtpView::parse(&p).unwrap());
+        v.on_video(Instant::now(), 3, &RtpView::parse(&p).unwrap());
     }
     let units = v.take_units();
     assert_eq!(units.len(), 5);
@@ -47,7 +47,7 @@ fn senders_packets_become_whole_units_and_other_codecs_are_counted() {
     // A payload type no compositor decoder takes.
     let mut other = camera_packets(1).remove(0);
     other[1] = 100;
-    v.on_video(3, &RtpView::parse(&other).unwrap());
+    v.on_video(Instant::now(), 3, &RtpView::parse(&other).unwrap());
     assert_eq!(v.stats.unknown_codec, 1);
 }
 
@@ -106,8 +106,8 @@ fn a_simulcast_sender_is_decoded_from_one_layer() {
         p[8..12].copy_from_slice(&0x56u32.to_be_bytes());
     }
     for (a, b) in mid.iter().zip(&top) {
-        v.on_video(3, &RtpView::parse(a).unwrap());
-        v.on_video(3, &RtpView::parse(b).unwrap());
+        v.on_video(Instant::now(), 3, &RtpView::parse(a).unwrap());
+        v.on_video(Instant::now(), 3, &RtpView::parse(b).unwrap());
     }
     assert_eq!(
         v.take_units().len(),

@@ -95,7 +95,8 @@ impl Encoder {
 struct Source {
     id: u32,
     decoder: Decoder,
-    queue: Vec<Vec<u8>>,
+    /// Access units and when each arrived.
+    queue: Vec<(Vec<u8>, Instant)>,
     latest: Option<I420Frame>,
     /// Waiting for a keyframe (just added, overflowed or broken): other units are dropped.
     waiting: bool,
@@ -103,17 +104,20 @@ struct Source {
     ask: bool,
     /// Outcome of the last decode pass: (decoded, failed).
     pass: (u32, u32),
+    /// Arrival times of the pictures decoded since the last frame went out.
+    shown: Vec<Instant>,
 }
 
 impl Source {
     /// Decodes everything queued; the last picture stays when nothing new decodes.
     fn decode_queue(&mut self) {
         self.pass = (0, 0);
-        for unit in self.queue.drain(..) {
+        for (unit, arrived) in self.queue.drain(..) {
             match self.decoder.decode(&unit) {
                 Ok(Some(p)) => {
                     self.latest = Some(p);
                     self.pass.0 += 1;
+                    self.shown.push(arrived);
                 }
                 Ok(None) => {}
                 Err(_) => {
@@ -163,6 +167,11 @@ pub struct Compositor {
     interval: Duration,
     next: Option<Instant>,
     pool: Arc<rayon::ThreadPool>,
+    /// Arrival times of the pictures new in the last frame made (and in frames the
+    /// encoder skipped just before it).
+    inputs: Vec<Instant>,
+    /// The last poll made a frame: the next one starts `inputs` afresh.
+    made: bool,
     pub stats: CompositorStats,
 }
 
@@ -195,6 +204,8 @@ impl Compositor {
             interval: Duration::from_secs(1) / settings.framerate.max(1),
             next: None,
             pool,
+            inputs: Vec::new(),
+            made: false,
             stats: CompositorStats::default(),
         })
     }
@@ -241,6 +252,7 @@ impl Compositor {
                 waiting: true,
                 ask: true,
                 pass: (0, 0),
+                shown: Vec::new(),
             },
         );
         Ok(())
@@ -251,8 +263,14 @@ impl Compositor {
     }
 
     /// One access unit (an H.264 Annex-B unit or a VP8 frame, from the depacketizer) from
-    /// sender `id`; `keyframe` when a decoder can start there.
-    pub fn push(&mut self, id: u32, unit: Vec<u8>, keyframe: bool) -> Result<(), CompositeError> {
+    /// sender `id`, whole at `arrived`; `keyframe` when a decoder can start there.
+    pub fn push(
+        &mut self,
+        id: u32,
+        unit: Vec<u8>,
+        keyframe: bool,
+        arrived: Instant,
+    ) -> Result<(), CompositeError> {
         let s = self
             .sources
             .iter_mut()
@@ -275,7 +293,7 @@ impl Compositor {
             s.ask = true;
             return Ok(());
         }
-        s.queue.push(unit);
+        s.queue.push((unit, arrived));
         Ok(())
     }
 
@@ -325,12 +343,18 @@ impl Compositor {
             layout,
             speaker,
             pool,
+            inputs,
+            made,
             stats,
             ..
         } = self;
-        pool.install(|| {
+        if *made {
+            inputs.clear();
+        }
+        let result = pool.install(|| {
             sources.par_iter_mut().for_each(Source::decode_queue);
-            for s in sources.iter() {
+            for s in sources.iter_mut() {
+                inputs.append(&mut s.shown);
                 stats.decoded += u64::from(s.pass.0);
                 stats.decode_errors += u64::from(s.pass.1);
                 if s.pass.0 == 0 && s.latest.is_some() {
@@ -353,7 +377,16 @@ impl Compositor {
             let out = encoder.encode(canvas.frame())?;
             stats.frames += u64::from(out.is_some());
             Ok(out)
-        })
+        });
+        // Only a skipped frame (rate control) hands its pictures' times to the next.
+        *made = !matches!(result, Ok(None));
+        result
+    }
+
+    /// When the senders' pictures new in the frame [`Compositor::poll`] last made arrived
+    /// (one per picture decoded): the start of the latency each one has when it is sent.
+    pub fn frame_inputs(&self) -> &[Instant] {
+        &self.inputs
     }
 
     /// The canvas as last drawn (tests, snapshots).

@@ -35,7 +35,7 @@ impl Camera {
     /// Its next frame into the compositor.
     fn send(&mut self, c: &mut Compositor) {
         if let Some(f) = self.enc.encode(&self.picture).unwrap() {
-            c.push(self.id, f.data, f.keyframe).unwrap();
+            c.push(self.id, f.data, f.keyframe, Instant::now()).unwrap();
         }
     }
 }
@@ -153,25 +153,53 @@ fn units_before_a_keyframe_or_past_the_queue_wait_for_the_next_keyframe() {
     c.add_sender(1, VideoCodec::H264).unwrap();
     let _ = c.keyframe_requests();
     // Delta units before any keyframe go nowhere.
-    c.push(1, vec![0, 0, 0, 1, 0x41, 0x9a], false).unwrap();
+    c.push(1, vec![0, 0, 0, 1, 0x41, 0x9a], false, Instant::now())
+        .unwrap();
     assert_eq!(c.stats.dropped_units, 1);
     // A sender that runs far ahead of the frame clock overflows its queue: dropped, and
     // a keyframe is asked for.
-    c.push(1, vec![0, 0, 0, 1, 0x65, 0x88], true).unwrap();
+    c.push(1, vec![0, 0, 0, 1, 0x65, 0x88], true, Instant::now())
+        .unwrap();
     for _ in 0..QUEUE_MAX {
-        c.push(1, vec![0, 0, 0, 1, 0x41, 0x9a], false).unwrap();
+        c.push(1, vec![0, 0, 0, 1, 0x41, 0x9a], false, Instant::now())
+            .unwrap();
     }
     assert_eq!(c.keyframe_requests(), vec![1]);
     assert_eq!(c.stats.dropped_units, 1 + QUEUE_MAX as u64 + 1);
     assert_eq!(
-        c.push(9, vec![1], true),
+        c.push(9, vec![1], true, Instant::now()),
         Err(CompositeError::UnknownSender(9))
     );
     // Garbage that claims to be a keyframe: counted, never a panic, and asked again.
-    c.push(1, vec![0xde, 0xad, 0xbe, 0xef], true).unwrap();
+    c.push(1, vec![0xde, 0xad, 0xbe, 0xef], true, Instant::now())
+        .unwrap();
     let _ = c.poll(Instant::now()).unwrap();
     assert_eq!(
         c.keyframe_requests().len(),
         usize::from(c.stats.decode_errors > 0)
     );
+}
+
+#[test]
+fn a_frame_names_when_its_new_pictures_arrived() {
+    let mut c = composite(Layout::Grid);
+    let mut cams: Vec<Camera> = (0..2)
+        .map(|i| Camera::new(i + 1, VideoCodec::H264, COLOURS[i as usize]))
+        .collect();
+    for cam in &cams {
+        c.add_sender(cam.id, VideoCodec::H264).unwrap();
+    }
+    let t0 = Instant::now();
+    // Both cameras' keyframes, pushed at t0 (the cameras stamp `Instant::now()`).
+    for cam in &mut cams {
+        cam.send(&mut c);
+    }
+    let at = t0 + Duration::from_millis(40);
+    assert!(c.poll(at).unwrap().is_some(), "a frame");
+    let inputs = c.frame_inputs().to_vec();
+    assert_eq!(inputs.len(), 2, "one picture from each");
+    assert!(inputs.iter().all(|&t| t >= t0 && t <= Instant::now()));
+    // The next frame has nothing new: its pictures are reused, no latency to count.
+    assert!(c.poll(at + Duration::from_millis(34)).unwrap().is_some());
+    assert!(c.frame_inputs().is_empty(), "{:?}", c.frame_inputs());
 }

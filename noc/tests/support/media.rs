@@ -374,3 +374,48 @@ impl Drop for Reaper {
         }
     }
 }
+
+/// The media servers' `noc_media_composite_latency_seconds` histograms added up:
+/// (pictures counted, p50 and p99 as the upper bounds of their buckets, in ms; `inf`
+/// past the last). For the latency figure in docs/benchmarks.md, not a timing assert.
+pub fn composite_latency(noc: &testkit::harness::Noc) -> (u64, f64, f64) {
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    for (_, url) in &noc.metrics {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .expect("a metrics address");
+        let text = testkit::harness::http_get(addr, "/metrics");
+        for l in text.lines() {
+            let Some(rest) = l.strip_prefix("noc_media_composite_latency_seconds_bucket{le=\"")
+            else {
+                continue;
+            };
+            let Some((le, n)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().expect("a bucket bound")
+            };
+            let n: u64 = n.trim().parse().expect("a bucket count");
+            match buckets.iter_mut().find(|b| b.0 == le) {
+                Some(b) => b.1 += n,
+                None => buckets.push((le, n)),
+            }
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0, |b| b.1);
+    // Cumulative counts: the first bound holding the quantile's share.
+    let q = |share: f64| {
+        let want = (total as f64 * share).ceil() as u64;
+        buckets
+            .iter()
+            .find(|b| b.1 >= want)
+            .map_or(f64::NAN, |b| b.0 * 1000.0)
+    };
+    (total, q(0.5), q(0.99))
+}
