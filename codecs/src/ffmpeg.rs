@@ -61,3 +61,52 @@ pub(crate) fn from_av(av: &ff::frame::Video) -> Result<I420Frame, CodecError> {
         ],
     )
 }
+
+/// One of FFmpeg's own video decoders (VP8, H.264) fed whole frames or access units, as the
+/// depacketizers rebuild them, one picture out per unit (no reordering: low delay).
+pub(crate) struct VideoDecoder {
+    decoder: ff::decoder::Video,
+    frame: ff::frame::Video,
+    /// Names the codec in errors.
+    op: &'static str,
+}
+
+impl VideoDecoder {
+    pub(crate) fn new(id: ff::codec::Id, op: &'static str) -> Result<VideoDecoder, CodecError> {
+        init()?;
+        let codec = ff::decoder::find(id).ok_or(CodecError::Ffmpeg {
+            op,
+            source: ff::Error::DecoderNotFound,
+        })?;
+        let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+        // One thread per decoder (the caller runs many on a pool) and a picture out for
+        // every unit in: conferencing streams have no B-frames to wait for.
+        ctx.set_threading(ff::threading::Config::count(1));
+        ctx.set_flags(ff::codec::Flags::LOW_DELAY);
+        let decoder = ctx.decoder().video().map_err(CodecError::ffmpeg(op))?;
+        Ok(VideoDecoder {
+            decoder,
+            frame: ff::frame::Video::empty(),
+            op,
+        })
+    }
+
+    /// Decodes one unit; `None` when it shows nothing (parameter sets alone).
+    pub(crate) fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError> {
+        if data.is_empty() {
+            return Err(rtpvideo::PayloadError::EmptyFrame.into());
+        }
+        self.decoder
+            .send_packet(&ff::Packet::copy(data))
+            .map_err(CodecError::ffmpeg(self.op))?;
+        let mut last = None;
+        loop {
+            match self.decoder.receive_frame(&mut self.frame) {
+                Ok(()) => last = Some(from_av(&self.frame)?),
+                Err(e) if is_again(&e) || e == ff::Error::Eof => break,
+                Err(e) => return Err(CodecError::ffmpeg(self.op)(e)),
+            }
+        }
+        Ok(last)
+    }
+}

@@ -10,8 +10,8 @@
 
 use openh264::decoder::Decoder;
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
-    UsageType,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
+    RateControlMode, UsageType,
 };
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
@@ -50,6 +50,11 @@ fn open_encoder(s: &EncoderSettings) -> Result<Encoder, CodecError> {
         .rate_control_mode(RateControlMode::Bitrate)
         .usage_type(UsageType::CameraVideoRealTime)
         .skip_frames(true)
+        .complexity(if s.fast {
+            Complexity::Low
+        } else {
+            Complexity::Medium
+        })
         .intra_frame_period(IntraFramePeriod::from_num_frames(s.keyframe_interval));
     Encoder::with_api_config(OpenH264API::from_source(), config).map_err(h264_err("open encoder"))
 }
@@ -148,5 +153,31 @@ impl H264Decoder {
         let (w, h) = yuv.dimensions();
         let (sy, su, sv) = yuv.strides();
         I420Frame::from_planes(w, h, [(yuv.y(), sy), (yuv.u(), su), (yuv.v(), sv)]).map(Some)
+    }
+}
+
+/// An H.264 decoder for one sender on FFmpeg's own decoder (libavcodec): where many
+/// senders are decoded at once (the compositor), `cargo bench -p transcoder --bench
+/// composite_cpu` measured openh264's decoder as most of a composite's CPU. Errors are
+/// concealed rather than reported as often as openh264 does; the depacketizer still asks
+/// for a keyframe after a loss.
+pub struct FfmpegH264Decoder(crate::ffmpeg::VideoDecoder);
+
+impl std::fmt::Debug for FfmpegH264Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FfmpegH264Decoder").finish_non_exhaustive()
+    }
+}
+
+impl FfmpegH264Decoder {
+    pub fn new() -> Result<FfmpegH264Decoder, CodecError> {
+        crate::ffmpeg::VideoDecoder::new(ffmpeg_next::codec::Id::H264, "H.264 decode")
+            .map(FfmpegH264Decoder)
+    }
+
+    /// Decodes one access unit (Annex-B, as the depacketizer rebuilds it). `None` when it
+    /// holds no picture (parameter sets alone).
+    pub fn decode(&mut self, access_unit: &[u8]) -> Result<Option<I420Frame>, CodecError> {
+        self.0.decode(access_unit)
     }
 }

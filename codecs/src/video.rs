@@ -214,6 +214,9 @@ pub struct EncoderSettings {
     pub framerate: u32,
     /// A keyframe at least every this many frames (0: only when asked).
     pub keyframe_interval: u32,
+    /// Speed before quality: openh264's low complexity (a composite, encoded on a
+    /// budget). VP8 runs at libvpx's fastest real-time setting either way.
+    pub fast: bool,
 }
 
 impl EncoderSettings {
@@ -225,6 +228,7 @@ impl EncoderSettings {
             bitrate_bps: ((width * height * 30) / 10).clamp(100_000, 4_000_000) as u32,
             framerate: 30,
             keyframe_interval: 300,
+            fast: false,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use ffmpeg_next as ff;
 
-use crate::ffmpeg::{self, from_av, is_again, to_av};
+use crate::ffmpeg::{self, is_again, to_av};
 use crate::video::{EncodedFrame, EncoderSettings, I420Frame};
 use crate::CodecError;
 
@@ -140,10 +140,7 @@ impl Vp8Encoder {
 }
 
 /// A VP8 decoder for one sender.
-pub struct Vp8Decoder {
-    decoder: ff::decoder::Video,
-    frame: ff::frame::Video,
-}
+pub struct Vp8Decoder(ffmpeg::VideoDecoder);
 
 impl std::fmt::Debug for Vp8Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,37 +150,11 @@ impl std::fmt::Debug for Vp8Decoder {
 
 impl Vp8Decoder {
     pub fn new() -> Result<Vp8Decoder, CodecError> {
-        ffmpeg::init()?;
-        let codec = ff::decoder::find(ff::codec::Id::VP8).ok_or(CodecError::Ffmpeg {
-            op: "find the VP8 decoder",
-            source: ff::Error::DecoderNotFound,
-        })?;
-        let decoder = ff::codec::context::Context::new_with_codec(codec)
-            .decoder()
-            .video()
-            .map_err(CodecError::ffmpeg("open the VP8 decoder"))?;
-        Ok(Vp8Decoder {
-            decoder,
-            frame: ff::frame::Video::empty(),
-        })
+        ffmpeg::VideoDecoder::new(ff::codec::Id::VP8, "VP8 decode").map(Vp8Decoder)
     }
 
     /// Decodes one frame (as the depacketizer rebuilds it); `None` when it shows nothing.
     pub fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError> {
-        if data.is_empty() {
-            return Err(rtpvideo::PayloadError::EmptyFrame.into());
-        }
-        self.decoder
-            .send_packet(&ff::Packet::copy(data))
-            .map_err(CodecError::ffmpeg("VP8 decode"))?;
-        let mut last = None;
-        loop {
-            match self.decoder.receive_frame(&mut self.frame) {
-                Ok(()) => last = Some(from_av(&self.frame)?),
-                Err(e) if is_again(&e) || e == ff::Error::Eof => break,
-                Err(e) => return Err(CodecError::ffmpeg("VP8 decode")(e)),
-            }
-        }
-        Ok(last)
+        self.0.decode(data)
     }
 }

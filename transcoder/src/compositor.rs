@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codecs::h264::{H264Decoder, H264Encoder};
+use codecs::h264::{FfmpegH264Decoder, H264Encoder};
 use codecs::payload::keyframe::VideoCodec;
 use codecs::vp8::{Vp8Decoder, Vp8Encoder};
 use codecs::{CodecError, EncodedFrame, EncoderSettings, I420Frame};
@@ -34,15 +34,17 @@ pub const QUEUE_MAX: usize = 16;
 /// Frames per second of a composite.
 pub const FRAME_RATE: u32 = 30;
 
+/// H.264 on FFmpeg's decoder: openh264's was most of a composite's CPU (see
+/// [`FfmpegH264Decoder`]); the encoder stays openh264.
 enum Decoder {
-    H264(H264Decoder),
+    H264(FfmpegH264Decoder),
     Vp8(Vp8Decoder),
 }
 
 impl Decoder {
     fn new(codec: VideoCodec) -> Result<Decoder, CodecError> {
         Ok(match codec {
-            VideoCodec::H264 => Decoder::H264(H264Decoder::new()?),
+            VideoCodec::H264 => Decoder::H264(FfmpegH264Decoder::new()?),
             VideoCodec::Vp8 => Decoder::Vp8(Vp8Decoder::new()?),
         })
     }
