@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use codecs::payload::keyframe::VideoCodec;
 use codecs::EncoderSettings;
 use mesh::ParticipantId;
+use rayon::prelude::*;
 use transcoder::composite::{CompositeVideo, Unit};
 use transcoder::compositor::Compositor;
 use transcoder::layout::Layout;
@@ -383,15 +384,25 @@ fn run(rx: Receiver<ToService>, pool: Arc<rayon::ThreadPool>, stats: &ServiceSta
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        for c in confs.values_mut() {
-            if c.comp.poll_timeout().is_some_and(|t| t > now) {
-                continue;
-            }
-            let errors = c.comp.stats.decode_errors;
-            // The frame's time on the frame clock, not the wake-up: a recording's frames
-            // are evenly spaced as a player expects.
-            let at = c.comp.poll_timeout().unwrap_or(now);
-            match c.comp.poll(now) {
+        let mut due: Vec<&mut Conf> = confs
+            .values_mut()
+            .filter(|c| c.comp.poll_timeout().is_none_or(|t| t <= now))
+            .collect();
+        // The due conferences' frames in parallel on the pool (each also decodes its
+        // senders in parallel there), so composites use every codec thread.
+        let made: Vec<_> = pool.install(|| {
+            due.par_iter_mut()
+                .map(|c| {
+                    let errors = c.comp.stats.decode_errors;
+                    // The frame's time on the frame clock, not the wake-up: a
+                    // recording's frames are evenly spaced as a player expects.
+                    let at = c.comp.poll_timeout().unwrap_or(now);
+                    (errors, at, c.comp.poll(now))
+                })
+                .collect()
+        });
+        for (c, (errors, at, frame)) in due.into_iter().zip(made) {
+            match frame {
                 Ok(Some(f)) => {
                     stats.frames.fetch_add(1, Ordering::Relaxed);
                     let mut data = Some(f.data);
