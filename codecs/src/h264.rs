@@ -156,9 +156,9 @@ impl H264Decoder {
     }
 }
 
-/// An H.264 decoder for one sender on FFmpeg's own decoder (libavcodec): where many
-/// senders are decoded at once (the compositor), `cargo bench -p transcoder --bench
-/// composite_cpu` measured openh264's decoder as most of a composite's CPU. Errors are
+/// An H.264 decoder for one sender on FFmpeg's own decoder (libavcodec), for where many
+/// senders are decoded at once (the compositor): `cargo bench -p transcoder --bench
+/// composite_cpu` measured it at 0.99 ms per 640x360 unit against openh264's 1.38. Errors are
 /// concealed rather than reported as often as openh264 does; the depacketizer still asks
 /// for a keyframe after a loss.
 pub struct FfmpegH264Decoder(crate::ffmpeg::VideoDecoder);
