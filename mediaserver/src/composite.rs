@@ -132,13 +132,13 @@ pub struct LatencyHistogram {
 
 impl LatencyHistogram {
     pub fn observe(&self, d: Duration) {
-        let ms = d.as_millis();
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        // Prometheus' `le`: a bucket holds what is at most its bound (10.5 ms is not <= 10).
         let i = LATENCY_BOUNDS_MS
             .iter()
-            .position(|&b| ms <= u128::from(b))
+            .position(|&b| us <= b * 1000)
             .unwrap_or(LATENCY_BOUNDS_MS.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
@@ -532,15 +532,15 @@ mod tests {
     #[test]
     fn latency_buckets_count_each_observation_once_by_its_upper_bound() {
         let h = LatencyHistogram::default();
-        for ms in [3, 10, 11, 95, 400] {
-            h.observe(Duration::from_millis(ms));
+        for us in [3_000, 10_000, 10_500, 95_000, 400_000] {
+            h.observe(Duration::from_micros(us));
         }
         let (sum, count, buckets) = h.snapshot();
         assert_eq!(count, 5);
-        assert!((sum - 0.519).abs() < 1e-9, "{sum}");
+        assert!((sum - 0.5185).abs() < 1e-9, "{sum}");
         let at = |le: f64| buckets.iter().find(|b| b.0 == le).map(|b| b.1);
         assert_eq!(at(0.01), Some(2), "3 and 10 ms");
-        assert_eq!(at(0.02), Some(1), "11 ms");
+        assert_eq!(at(0.02), Some(1), "10.5 ms");
         assert_eq!(at(0.1), Some(1), "95 ms");
         assert_eq!(at(f64::INFINITY), Some(1), "400 ms");
         assert_eq!(buckets.len(), LATENCY_BOUNDS_MS.len() + 1);

@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::harness::{http, http_get, http_post, Client, Noc, TempDir};
+use testkit::harness::{http, http_post, Client, Noc, TempDir};
 
 mod support;
 use support::media::{
-    ffmpeg, free_port_block, log_of, opus_out, send_tone, send_video, video_out, wait_file,
-    wav_tones, Reaper,
+    ffmpeg, free_port_block, log_of, media_metrics, opus_out, send_tone, send_video, video_out,
+    wait_file, wav_tones, Reaper,
 };
 
 const TOKEN: &str = "recording-test-token";
@@ -618,17 +618,10 @@ fn an_audio_only_reflect_conference_records_to_ogg() {
     eprintln!("tone levels (dBFS): {levels:?}");
     assert!(levels.iter().all(|&db| db > -40.0), "{levels:?}");
     // The media servers count it.
-    let started: u64 = noc
-        .metrics
+    let started: u64 = media_metrics(&noc)
         .iter()
-        .map(|(_, url)| {
-            let addr = url
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics")
-                .parse()
-                .expect("a metrics address");
-            http_get(addr, "/metrics")
-                .lines()
+        .map(|text| {
+            text.lines()
                 .find_map(|l| l.strip_prefix("noc_media_recordings_started_total "))
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(0)

@@ -14,52 +14,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codecs::h264::H264Encoder;
 use codecs::payload::keyframe::VideoCodec;
-use codecs::vp8::Vp8Encoder;
-use codecs::{EncodedFrame, EncoderSettings, I420Frame};
+use codecs::{EncodedFrame, EncoderSettings};
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use transcoder::compositor::Compositor;
 use transcoder::layout::Layout;
 
-/// A 640x360 picture that moves with `t` and has texture everywhere.
-fn picture(sender: u32, t: u32) -> I420Frame {
-    let (w, h) = (640, 360);
-    let mut data = vec![128u8; w * h * 3 / 2];
-    let mut seed = sender.wrapping_mul(2_654_435_761) ^ t;
-    for y in 0..h {
-        for x in 0..w {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let noise = (seed >> 27) as usize;
-            data[y * w + x] =
-                ((x + y + t as usize * 4 + sender as usize * 40 + noise) % 220 + 16) as u8;
-        }
-    }
-    I420Frame::from_vec(w, h, data).expect("a 640x360 picture")
-}
-
-/// A GOP of `n` frames from one sender: a keyframe, then deltas.
-fn gop(codec: VideoCodec, sender: u32, n: u32) -> Vec<EncodedFrame> {
-    let mut s = EncoderSettings::new(640, 360);
-    s.bitrate_bps = 600_000;
-    let mut out = Vec::new();
-    match codec {
-        VideoCodec::H264 => {
-            let mut e = H264Encoder::new(s).expect("an encoder");
-            for t in 0..n {
-                out.extend(e.encode(&picture(sender, t)).expect("encodes"));
-            }
-        }
-        VideoCodec::Vp8 => {
-            let mut e = Vp8Encoder::new(s).expect("an encoder");
-            for t in 0..n {
-                out.extend(e.encode(&picture(sender, t)).expect("encodes"));
-            }
-        }
-    }
-    assert!(out[0].keyframe, "the GOP starts on a keyframe");
-    out
-}
+mod senders;
 
 fn bench_frame(c: &mut Criterion, name: &str, codec: VideoCodec, senders: u32) {
     let pool = Arc::new(
@@ -72,7 +34,9 @@ fn bench_frame(c: &mut Criterion, name: &str, codec: VideoCodec, senders: u32) {
     settings.bitrate_bps = 1_500_000;
     let mut comp =
         Compositor::new(VideoCodec::H264, settings, Layout::Grid, pool).expect("a compositor");
-    let gops: Vec<Vec<EncodedFrame>> = (0..senders).map(|s| gop(codec, s, 60)).collect();
+    let gops: Vec<Vec<EncodedFrame>> = (0..senders)
+        .map(|s| senders::stream(codec, s, 60, 300))
+        .collect();
     for s in 0..senders {
         comp.add_sender(s, codec).expect("room for it");
     }

@@ -26,42 +26,11 @@ use std::time::{Duration, Instant};
 use codecs::h264::{FfmpegH264Decoder, H264Decoder, H264Encoder};
 use codecs::payload::keyframe::VideoCodec;
 use codecs::{EncodedFrame, EncoderSettings, I420Frame};
+
 use transcoder::compositor::{Compositor, FRAME_RATE};
 use transcoder::layout::{tiles, Canvas, Layout};
 
-const SENDER_W: usize = 640;
-const SENDER_H: usize = 360;
-
-/// A 640x360 picture that moves with `t` and has texture everywhere (as the criterion
-/// bench's senders).
-fn picture(sender: u32, t: u32) -> I420Frame {
-    let (w, h) = (SENDER_W, SENDER_H);
-    let mut data = vec![128u8; w * h * 3 / 2];
-    let mut seed = sender.wrapping_mul(2_654_435_761) ^ t;
-    for y in 0..h {
-        for x in 0..w {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let noise = (seed >> 27) as usize;
-            data[y * w + x] =
-                ((x + y + t as usize * 4 + sender as usize * 40 + noise) % 220 + 16) as u8;
-        }
-    }
-    I420Frame::from_vec(w, h, data).expect("a 640x360 picture")
-}
-
-/// `frames` frames of one sender, encoded once: the compositor's input, and (written as
-/// an Annex-B file) ffmpeg's.
-fn sender(id: u32, frames: u32) -> Vec<EncodedFrame> {
-    let mut s = EncoderSettings::new(SENDER_W, SENDER_H);
-    s.bitrate_bps = 600_000;
-    s.keyframe_interval = 2 * FRAME_RATE;
-    let mut e = H264Encoder::new(s).expect("an encoder");
-    let out: Vec<EncodedFrame> = (0..frames)
-        .filter_map(|t| e.encode(&picture(id, t)).expect("encodes"))
-        .collect();
-    assert!(out[0].keyframe, "the stream starts on a keyframe");
-    out
-}
+mod senders;
 
 /// CPU time of this process so far (`CLOCK_PROCESS_CPUTIME_ID`, every thread): a frame's
 /// or a stage's cost, which another program on the machine does not inflate as it does
@@ -276,7 +245,9 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("composite-cpu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     eprintln!("encoding 9 senders x {frames} frames of 640x360 ...");
-    let streams: Vec<Vec<EncodedFrame>> = (0..9).map(|s| sender(s, frames as u32)).collect();
+    let streams: Vec<Vec<EncodedFrame>> = (0..9)
+        .map(|s| senders::stream(VideoCodec::H264, s, frames as u32, 2 * FRAME_RATE))
+        .collect();
     let files: Vec<PathBuf> = streams
         .iter()
         .enumerate()

@@ -40,6 +40,17 @@ impl Camera {
     }
 }
 
+/// `n` H.264 cameras (ids 1..=n, the first colours) added to `c` as senders.
+fn h264_cameras(c: &mut Compositor, n: usize) -> Vec<Camera> {
+    (0..n)
+        .map(|i| {
+            let cam = Camera::new(i as u32 + 1, VideoCodec::H264, COLOURS[i]);
+            c.add_sender(cam.id, VideoCodec::H264).unwrap();
+            cam
+        })
+        .collect()
+}
+
 fn composite(layout: Layout) -> Compositor {
     let mut s = EncoderSettings::new(1280, 720);
     s.bitrate_bps = 1_500_000;
@@ -79,12 +90,7 @@ fn close(got: (f64, f64, f64), want: (u8, u8, u8)) -> bool {
 #[test]
 fn four_senders_fill_the_quadrants_of_one_encoded_composite() {
     let mut c = composite(Layout::Grid);
-    let mut cams: Vec<Camera> = (0..4)
-        .map(|i| Camera::new(i + 1, VideoCodec::H264, COLOURS[i as usize]))
-        .collect();
-    for cam in &cams {
-        c.add_sender(cam.id, VideoCodec::H264).unwrap();
-    }
+    let mut cams = h264_cameras(&mut c, 4);
     assert_eq!(
         c.keyframe_requests(),
         vec![1, 2, 3, 4],
@@ -107,12 +113,7 @@ fn four_senders_fill_the_quadrants_of_one_encoded_composite() {
 #[test]
 fn the_speaker_takes_the_large_tile_and_a_silent_sender_keeps_its_picture() {
     let mut c = composite(Layout::Speaker);
-    let mut cams: Vec<Camera> = (0..3)
-        .map(|i| Camera::new(i + 1, VideoCodec::H264, COLOURS[i as usize]))
-        .collect();
-    for cam in &cams {
-        c.add_sender(cam.id, VideoCodec::H264).unwrap();
-    }
+    let mut cams = h264_cameras(&mut c, 3);
     c.set_speaker(Some(2));
     let mut rx = H264Decoder::new().unwrap();
     let mut now = Instant::now();
@@ -183,12 +184,7 @@ fn units_before_a_keyframe_or_past_the_queue_wait_for_the_next_keyframe() {
 #[test]
 fn a_frame_names_when_its_new_pictures_arrived() {
     let mut c = composite(Layout::Grid);
-    let mut cams: Vec<Camera> = (0..2)
-        .map(|i| Camera::new(i + 1, VideoCodec::H264, COLOURS[i as usize]))
-        .collect();
-    for cam in &cams {
-        c.add_sender(cam.id, VideoCodec::H264).unwrap();
-    }
+    let mut cams = h264_cameras(&mut c, 2);
     let t0 = Instant::now();
     // Both cameras' keyframes, pushed at t0 (the cameras stamp `Instant::now()`).
     for cam in &mut cams {

@@ -380,13 +380,7 @@ impl Drop for Reaper {
 /// past the last). For the latency figure in docs/benchmarks.md, not a timing assert.
 pub fn composite_latency(noc: &testkit::harness::Noc) -> (u64, f64, f64) {
     let mut buckets: Vec<(f64, u64)> = Vec::new();
-    for (_, url) in &noc.metrics {
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches("/metrics")
-            .parse()
-            .expect("a metrics address");
-        let text = testkit::harness::http_get(addr, "/metrics");
+    for text in media_metrics(noc) {
         for l in text.lines() {
             let Some(rest) = l.strip_prefix("noc_media_composite_latency_seconds_bucket{le=\"")
             else {
@@ -418,4 +412,19 @@ pub fn composite_latency(noc: &testkit::harness::Noc) -> (u64, f64, f64) {
             .map_or(f64::NAN, |b| b.0 * 1000.0)
     };
     (total, q(0.5), q(0.99))
+}
+
+/// Each media server's `/metrics` page.
+pub fn media_metrics(noc: &testkit::harness::Noc) -> Vec<String> {
+    noc.metrics
+        .iter()
+        .map(|(_, url)| {
+            let addr = url
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .parse()
+                .expect("a metrics address");
+            testkit::harness::http_get(addr, "/metrics")
+        })
+        .collect()
 }
