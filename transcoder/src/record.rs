@@ -16,6 +16,9 @@ pub(crate) struct Recorded {
     /// The last mix time and when the next sample was heard: contiguous while the mix
     /// keeps its cadence.
     clock: Option<(Instant, Instant)>,
+    /// Samples still to leave out: the jitter buffers' target grew (after a stall), so
+    /// the mix now lags its senders by that much more, filled with concealment.
+    skip: usize,
 }
 
 impl Transcoder {
@@ -63,6 +66,7 @@ impl Transcoder {
             .as_ref()
             .and_then(|r| r.clock)
             .map(|(_, next)| next);
+        let mut behind = Duration::ZERO;
         let heard = match cadence {
             Some((_, next)) => next,
             None => {
@@ -77,14 +81,29 @@ impl Transcoder {
                 let h = now
                     .checked_sub(Duration::from_millis(u64::from(sum / n.max(1))))
                     .unwrap_or(now);
-                floor.map_or(h, |f| h.max(f))
+                match floor {
+                    // Not back over what is written: the lag is cut from the mix to come
+                    // instead, so pictures and sound stay together.
+                    Some(f) if h < f => {
+                        behind = f - h;
+                        f
+                    }
+                    _ => h,
+                }
             }
         };
         let pcm = self.bus.output();
         if let Some(r) = self.recorded.as_mut() {
-            r.first.get_or_insert(heard);
-            r.clock = Some((now, heard + MIX_PERIOD));
-            r.pcm.extend_from_slice(pcm);
+            let per_sample = MIX_PERIOD / FRAME_SAMPLES as u32;
+            r.skip += (behind.as_nanos() / per_sample.as_nanos()) as usize;
+            let cut = r.skip.min(pcm.len());
+            r.skip -= cut;
+            let kept = &pcm[cut..];
+            r.clock = Some((now, heard + per_sample * kept.len() as u32));
+            if !kept.is_empty() {
+                r.first.get_or_insert(heard);
+                r.pcm.extend_from_slice(kept);
+            }
         }
     }
 }
