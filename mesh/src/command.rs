@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{ConfId, MediaKind, ParticipantId, Remote};
+use crate::{ConfId, Endpoint, MediaKind, ParticipantId, Remote};
 
 /// A control-plane change. Queued by [`crate::Mesh::handle_command`] and applied at the next
 /// [`crate::Mesh::handle_tick`], so media sees the tables change only between clock ticks
@@ -69,6 +69,13 @@ pub enum Command<P> {
         conf: ConfId,
         participant: ParticipantId,
         on: bool,
+    },
+    /// Cascading: the participant is a linked server's end or one of its members mirrored
+    /// here (see [`Endpoint`]). Handed to the path too ([`crate::Path::on_endpoint`]).
+    SetEndpoint {
+        conf: ConfId,
+        participant: ParticipantId,
+        endpoint: Endpoint,
     },
     /// What a receiver negotiated or asked for about the video it gets: handed to the
     /// conference's [`crate::Path::on_receiver_prefs`].

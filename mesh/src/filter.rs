@@ -3,7 +3,7 @@
 //! Later it also applies smart duplex, last-N and simulcast thinning; each rule is one check
 //! that returns the [`DropReason`] it stands for.
 
-use crate::{DropReason, MediaKind, ParticipantId};
+use crate::{DropReason, Endpoint, MediaKind, ParticipantId};
 
 /// What the filter needs to know about a packet's source.
 #[derive(Clone, Copy, Debug)]
@@ -12,21 +12,40 @@ pub(crate) struct Candidate {
     pub(crate) kind: MediaKind,
     /// Moderator mute of the source.
     pub(crate) src_muted: bool,
+    pub(crate) src_endpoint: Endpoint,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Filter {
     receiver: ParticipantId,
+    endpoint: Endpoint,
 }
 
 impl Filter {
     pub(crate) fn new(receiver: ParticipantId) -> Self {
-        Self { receiver }
+        Self {
+            receiver,
+            endpoint: Endpoint::Client,
+        }
+    }
+
+    pub(crate) fn set_endpoint(&mut self, endpoint: Endpoint) {
+        self.endpoint = endpoint;
+    }
+
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        self.endpoint
     }
 
     pub(crate) fn check(&self, c: &Candidate) -> Result<(), DropReason> {
         if c.src == self.receiver {
             return Err(DropReason::OwnStream);
+        }
+        if !self.endpoint.receives(c.src_endpoint) {
+            return Err(match self.endpoint {
+                Endpoint::Remote { .. } => DropReason::RemoteMember,
+                _ => DropReason::Relayed,
+            });
         }
         // Mute silences a participant; their video still shows.
         if c.src_muted && c.kind == MediaKind::Audio {
@@ -45,7 +64,32 @@ mod tests {
             src,
             kind,
             src_muted,
+            src_endpoint: Endpoint::Client,
         }
+    }
+
+    #[test]
+    fn links_carry_only_local_media_and_mirrors_get_none() {
+        let remote = Endpoint::Remote { link_ssrc: 9 };
+        let from = |src_endpoint| Candidate {
+            src: 6,
+            kind: MediaKind::Audio,
+            src_muted: false,
+            src_endpoint,
+        };
+        let mut peer = Filter::new(5);
+        peer.set_endpoint(Endpoint::Peer);
+        assert_eq!(peer.check(&from(Endpoint::Client)), Ok(()));
+        assert_eq!(peer.check(&from(remote)), Err(DropReason::Relayed));
+        assert_eq!(peer.check(&from(Endpoint::Peer)), Err(DropReason::Relayed));
+        let mut mirror = Filter::new(5);
+        mirror.set_endpoint(remote);
+        assert_eq!(
+            mirror.check(&from(Endpoint::Client)),
+            Err(DropReason::RemoteMember)
+        );
+        // A client here hears the mirrored member.
+        assert_eq!(Filter::new(5).check(&from(remote)), Ok(()));
     }
 
     #[test]

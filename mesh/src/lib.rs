@@ -131,6 +131,46 @@ pub enum Remote {
         from: std::net::IpAddr,
         to: std::net::SocketAddr,
     },
+    /// A linked media server's media address (cascading). Every stream of every conference
+    /// the two servers share comes from it, so packets from it are told apart by SSRC (RTP)
+    /// or sender SSRC (RTCP), not by address.
+    Relay(std::net::SocketAddr),
+}
+
+/// What kind of endpoint a participant is, across linked servers (cascading; see
+/// [`Command::SetEndpoint`]). Who receives what follows from it in one place,
+/// [`Endpoint::receives`], which the filter applies to every packet and paths use to build
+/// their tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A client of this server.
+    #[default]
+    Client,
+    /// A linked server's receiving end: it gets what this server's own clients send, once,
+    /// and its server fans that out to its members.
+    Peer,
+    /// A linked server's member, mirrored here: its streams come over the link (a
+    /// [`Remote::Relay`] channel) and its own server sends it media. RTCP for it (feedback
+    /// to its sender) goes over the link with `link_ssrc` as the sender SSRC: the SSRC the
+    /// linked server knows this server's side of the link by.
+    Remote { link_ssrc: u32 },
+}
+
+impl Endpoint {
+    /// Whether a receiver of this kind gets media from a source of kind `src`: a mirrored
+    /// member gets nothing here, and a link never carries back what came over a link.
+    pub const fn receives(self, src: Endpoint) -> bool {
+        !matches!(
+            (self, src),
+            (Endpoint::Remote { .. }, _)
+                | (Endpoint::Peer, Endpoint::Remote { .. } | Endpoint::Peer)
+        )
+    }
+
+    /// True for the two ends of a link, which are not clients of this server.
+    pub const fn is_link(self) -> bool {
+        !matches!(self, Endpoint::Client)
+    }
 }
 
 /// The per-conference media path (reflector now, transcoder later).
@@ -210,6 +250,11 @@ pub trait Path {
     /// routed to it meanwhile went nowhere, so a path that starts receivers at a keyframe
     /// starts this one again here.
     fn on_channel(&mut self, _now: Instant, _participant: ParticipantId, _kind: MediaKind) {}
+
+    /// `participant` became a link's end or a mirrored member ([`Command::SetEndpoint`]),
+    /// applied between ticks. The mesh's filter already applies [`Endpoint::receives`]; a
+    /// path keeps such members out of what it prepares for receivers.
+    fn on_endpoint(&mut self, _now: Instant, _participant: ParticipantId, _endpoint: Endpoint) {}
 }
 
 /// Most simulcast encodings one sender may declare.

@@ -12,12 +12,14 @@ use crate::scheduler::Scheduler;
 use crate::sender::{store_body, Sender, TxLimits};
 use crate::sorter::{Sorter, SourceIndex, StreamReport};
 use crate::{
-    Command, ConfId, DropReason, Event, Hasher, MediaKind, MeshConfig, MeshStats, ParticipantId,
-    Path, QualitySummary, StreamStats, TxBatch,
+    Command, ConfId, DropReason, Endpoint, Event, Hasher, MediaKind, MeshConfig, MeshStats,
+    ParticipantId, Path, QualitySummary, StreamStats, TxBatch,
 };
 
 /// Per-conference tables start this small; they grow on join, never per packet.
 const CONF_PRESIZE: usize = 8;
+/// The largest RTCP compound stamped for a link (on the stack; paths write far less).
+const RTCP_STAMP_MAX: usize = 1500;
 /// A zero tick would make the caller spin.
 const MIN_TICK: Duration = Duration::from_millis(1);
 
@@ -102,7 +104,11 @@ impl<P: Path> Mesh<P> {
     /// answer through [`PathOut`]); strangers' RTCP counts as unknown like any stranger's
     /// packet, and a compound that does not parse is dropped before the path sees it.
     fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let Some((c, p)) = self.index.owner(&from) else {
+        let owner = self
+            .index
+            .owner(&from)
+            .or_else(|| rtcp::sender_ssrc(data).and_then(|ssrc| self.index.relayed(from, ssrc)));
+        let Some((c, p)) = owner else {
             self.stats.drop(DropReason::UnknownSource);
             return;
         };
@@ -143,6 +149,13 @@ impl<P: Path> Mesh<P> {
                 return Some((c, p, kind));
             }
         }
+        if let Some((c, p)) = self.index.relayed(from, pkt.ssrc()) {
+            let conf = self.conferences.get_mut(&c)?;
+            return conf
+                .sorter
+                .accept(now, p, from, pkt)
+                .map(|kind| (c, p, kind));
+        }
         let (c, p, kind) = self.index.pending_latch(from.ip(), pkt.ssrc())?;
         let conf = self.conferences.get_mut(&c)?;
         if !conf
@@ -182,6 +195,7 @@ impl<P: Path> Mesh<P> {
             src,
             kind,
             src_muted: conf.sorter.is_muted(src),
+            src_endpoint: conf.sorter.endpoint(src),
         };
         self.route.clear();
         conf.path
@@ -352,7 +366,9 @@ impl<P: Path> Mesh<P> {
                 let Some(c) = self.conferences.get_mut(&conf) else {
                     return false;
                 };
-                let ok = c.sorter.set_layers(participant, &layers);
+                let ok = c
+                    .sorter
+                    .set_layers(&mut self.index, (conf, participant), &layers);
                 if ok {
                     c.path.on_simulcast(now, participant, &layers);
                 }
@@ -387,6 +403,21 @@ impl<P: Path> Mesh<P> {
             } => match self.conferences.get_mut(&conf) {
                 Some(c) if c.members.contains(&participant) => {
                     c.path.on_talk(now, participant, on);
+                    true
+                }
+                _ => false,
+            },
+            Command::SetEndpoint {
+                conf,
+                participant,
+                endpoint,
+            } => match self.conferences.get_mut(&conf) {
+                Some(c) if c.members.contains(&participant) => {
+                    c.sorter.set_endpoint(participant, endpoint);
+                    if let Some(rx) = c.receivers.get_mut(&participant) {
+                        rx.filter.set_endpoint(endpoint);
+                    }
+                    c.path.on_endpoint(now, participant, endpoint);
                     true
                 }
                 _ => false,
@@ -532,7 +563,21 @@ impl PathOut<'_> {
             });
         match verdict {
             Ok(dest) => {
-                self.tx.push(dest, packet);
+                match rx.filter.endpoint() {
+                    // Feedback for a mirrored member's stream goes over the link, under the
+                    // SSRC its server knows our side of the link by (its RTCP demux key).
+                    Endpoint::Remote { link_ssrc } if !budget && packet.len() >= 8 => {
+                        let mut buf = [0u8; RTCP_STAMP_MAX];
+                        let Some(copy) = buf.get_mut(..packet.len()) else {
+                            self.stats.drop(DropReason::Rtcp);
+                            return false;
+                        };
+                        copy.copy_from_slice(packet);
+                        copy[4..8].copy_from_slice(&link_ssrc.to_be_bytes());
+                        self.tx.push(dest, copy);
+                    }
+                    _ => self.tx.push(dest, packet),
+                }
                 self.stats.packets_out += 1;
                 self.stats.bytes_out += len as u64;
                 true

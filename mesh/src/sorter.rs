@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::stats::StreamStats;
-use crate::{ConfId, Hasher, MediaKind, ParticipantId, Remote, RtpView};
+use crate::{ConfId, Endpoint, Hasher, MediaKind, ParticipantId, Remote, RtpView};
 
 /// RFC 3550 A.1: a forward jump below this is a gap, not a restart.
 const MAX_DROPOUT: u16 = 3000;
@@ -155,6 +155,7 @@ pub(crate) struct Channel {
 #[derive(Clone, Debug, Default)]
 struct Source {
     muted: bool,
+    endpoint: Endpoint,
     channels: [Option<Channel>; 2],
 }
 
@@ -173,6 +174,8 @@ type Key = (ConfId, ParticipantId);
 pub(crate) struct SourceIndex {
     addrs: HashMap<SocketAddr, Key>,
     latches: HashMap<(IpAddr, u32), (ConfId, ParticipantId, MediaKind)>,
+    /// [`Remote::Relay`] streams: a linked server's address is shared by all of them.
+    shared: HashMap<(SocketAddr, u32), Key>,
 }
 
 impl SourceIndex {
@@ -180,11 +183,23 @@ impl SourceIndex {
         Self {
             addrs: hasher.map_with_capacity(2 * participants),
             latches: hasher.map_with_capacity(2 * participants),
+            shared: hasher.map_with_capacity(2 * participants),
         }
     }
 
     pub(crate) fn owner(&self, addr: &SocketAddr) -> Option<Key> {
         self.addrs.get(addr).copied()
+    }
+
+    /// The owner of a stream from a linked server's shared address.
+    pub(crate) fn relayed(&self, addr: SocketAddr, ssrc: u32) -> Option<Key> {
+        self.shared.get(&(addr, ssrc)).copied()
+    }
+
+    fn release_shared(&mut self, addr: SocketAddr, ssrc: u32, key: Key) {
+        if self.shared.get(&(addr, ssrc)) == Some(&key) {
+            self.shared.remove(&(addr, ssrc));
+        }
     }
 
     pub(crate) fn pending_latch(
@@ -207,6 +222,13 @@ impl SourceIndex {
 
     /// Removes what `ch` (of `kind`, owned by `key`) put into the index.
     fn release(&mut self, key: Key, kind: MediaKind, ch: &Channel, src: &Source) {
+        if let Remote::Relay(a) = ch.remote {
+            self.release_shared(a, ch.ssrc, key);
+            for (s, _) in &ch.layers {
+                self.release_shared(a, *s, key);
+            }
+            return;
+        }
         match (ch.addr, ch.remote) {
             (Some(a), _) => {
                 if !src.other_uses(kind, a) && self.addrs.get(&a) == Some(&key) {
@@ -216,7 +238,7 @@ impl SourceIndex {
             (None, Remote::Latch(ip) | Remote::LatchTo { from: ip, .. }) => {
                 self.latches.remove(&(ip, ch.ssrc));
             }
-            (None, Remote::Addr(_)) => {}
+            (None, Remote::Addr(_) | Remote::Relay(_)) => {}
         }
     }
 
@@ -290,6 +312,7 @@ impl Sorter {
         }
         let free = match remote {
             Remote::Addr(a) => index.addr_free_for(&a, key),
+            Remote::Relay(a) => !matches!(index.relayed(a, ssrc), Some(k) if k != key),
             Remote::Latch(ip) | Remote::LatchTo { from: ip, .. } => !matches!(
                 index.pending_latch(ip, ssrc),
                 Some(owner) if owner != (key.0, key.1, kind)
@@ -310,6 +333,13 @@ impl Sorter {
         let addr = match remote {
             Remote::Addr(a) => {
                 index.addrs.insert(a, key);
+                Some(a)
+            }
+            Remote::Relay(a) => {
+                index.shared.insert((a, ssrc), key);
+                for (s, _) in &layers {
+                    index.shared.insert((a, *s), key);
+                }
                 Some(a)
             }
             Remote::Latch(ip) => {
@@ -355,7 +385,7 @@ impl Sorter {
         };
         let latch_ip = match ch.remote {
             Remote::Latch(ip) | Remote::LatchTo { from: ip, .. } => Some(ip),
-            Remote::Addr(_) => None,
+            Remote::Addr(_) | Remote::Relay(_) => None,
         };
         if ch.ssrc != ssrc || ch.addr.is_some() || latch_ip != Some(from.ip()) {
             return false;
@@ -419,8 +449,8 @@ impl Sorter {
     /// Declares `pid`'s simulcast encodings (see [`crate::Command::SetSimulcast`]): the
     /// video channel's SSRC among at most [`crate::MAX_LAYERS`] distinct ones, none of them
     /// the audio channel's. False (and nothing changed) otherwise.
-    pub(crate) fn set_layers(&mut self, pid: ParticipantId, layers: &[u32]) -> bool {
-        let Some(src) = self.sources.get_mut(&pid) else {
+    pub(crate) fn set_layers(&mut self, index: &mut SourceIndex, key: Key, layers: &[u32]) -> bool {
+        let Some(src) = self.sources.get_mut(&key.1) else {
             return false;
         };
         let audio = src.channels[MediaKind::Audio.index()]
@@ -433,12 +463,30 @@ impl Sorter {
             .iter()
             .enumerate()
             .all(|(i, s)| !layers[..i].contains(s) && Some(*s) != audio);
+        let relay = match ch.remote {
+            Remote::Relay(a) => Some(a),
+            _ => None,
+        };
+        let taken = relay.is_some_and(|a| {
+            layers
+                .iter()
+                .any(|&s| matches!(index.relayed(a, s), Some(k) if k != key))
+        });
         if layers.is_empty()
             || layers.len() > crate::MAX_LAYERS
             || !distinct
+            || taken
             || !layers.contains(&ch.ssrc)
         {
             return false;
+        }
+        if let Some(a) = relay {
+            for (s, _) in &ch.layers {
+                index.release_shared(a, *s, key);
+            }
+            for &s in layers {
+                index.shared.insert((a, s), key);
+            }
         }
         let rate = ch.stream.clock_rate;
         ch.layers = layers
@@ -475,6 +523,19 @@ impl Sorter {
 
     pub(crate) fn is_muted(&self, pid: ParticipantId) -> bool {
         self.sources.get(&pid).is_some_and(|s| s.muted)
+    }
+
+    pub(crate) fn set_endpoint(&mut self, pid: ParticipantId, endpoint: Endpoint) -> bool {
+        self.sources
+            .get_mut(&pid)
+            .map(|s| s.endpoint = endpoint)
+            .is_some()
+    }
+
+    pub(crate) fn endpoint(&self, pid: ParticipantId) -> Endpoint {
+        self.sources
+            .get(&pid)
+            .map_or(Endpoint::Client, |s| s.endpoint)
     }
 
     /// Calls `f` with the statistics of every declared stream of every participant.

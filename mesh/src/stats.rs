@@ -23,11 +23,15 @@ pub enum DropReason {
     UnknownReceiver,
     /// The transmit batch is full because the caller has not polled it.
     TxFull,
+    /// The receiver is a linked server's member: its own server sends it media.
+    RemoteMember,
+    /// A link never carries back what came over a link.
+    Relayed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::UnknownSource,
         DropReason::Rtcp,
@@ -38,6 +42,8 @@ impl DropReason {
         DropReason::NoChannel,
         DropReason::UnknownReceiver,
         DropReason::TxFull,
+        DropReason::RemoteMember,
+        DropReason::Relayed,
     ];
 
     /// A stable snake_case name for metric labels.
@@ -53,6 +59,8 @@ impl DropReason {
             DropReason::NoChannel => "no_channel",
             DropReason::UnknownReceiver => "unknown_receiver",
             DropReason::TxFull => "tx_full",
+            DropReason::RemoteMember => "remote_member",
+            DropReason::Relayed => "relayed",
         }
     }
 

@@ -25,7 +25,9 @@ use mesh::FastMap as HashMap;
 use std::time::Instant;
 
 use mesh::talk;
-use mesh::{Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView};
+use mesh::{
+    Endpoint, Hasher, MediaKind, ParticipantId, Path, PathOut, ReceiverPrefs, Rewrite, RtpView,
+};
 
 pub use feedback::{
     Estimate, ReflectorStats, MAX_NACKED_PER_COMPOUND, REMB_FLOOR, REPORT_INTERVAL,
@@ -89,6 +91,10 @@ pub struct Reflector {
     stats: ReflectorStats,
     /// Keys the maps made now and later (a source's renumbering, a simulcast's receivers).
     hasher: Hasher,
+    /// Members that are a link's end or mirrored from a linked server (cascading); everyone
+    /// else is a client.
+    endpoints: HashMap<ParticipantId, Endpoint>,
+    endpoints_changed: bool,
 }
 
 impl Default for Reflector {
@@ -127,6 +133,8 @@ impl Reflector {
             downlink: hasher.map(),
             stats: ReflectorStats::default(),
             hasher,
+            endpoints: hasher.map(),
+            endpoints_changed: false,
         }
     }
 
@@ -196,9 +204,11 @@ impl Reflector {
 
     /// Brings the table in line with `members`. Cheap when nothing changed: one slice compare.
     pub fn sync(&mut self, members: &[ParticipantId]) {
-        if self.members == members {
+        if self.members == members && !self.endpoints_changed {
             return;
         }
+        self.endpoints_changed = false;
+        self.endpoints.retain(|p, _| members.contains(p));
         // Every video source gets its new receivers, who wait for a keyframe.
         for (src, v) in &mut self.video {
             for &m in members.iter().filter(|&m| m != src) {
@@ -232,10 +242,20 @@ impl Reflector {
         self.table.retain(|src, _| members.contains(src));
         for &src in members {
             let entry = self.table.entry(src).or_default();
+            let from = self.endpoints.get(&src).copied().unwrap_or_default();
+            let endpoints = &self.endpoints;
             for list in &mut entry.receivers {
                 list.clear();
-                // Everyone but the source itself: never echo.
-                list.extend(members.iter().copied().filter(|&m| m != src));
+                // Everyone but the source itself (never echo) who receives from it here
+                // (a linked server's mirrored members do not; a link gets local media only).
+                list.extend(members.iter().copied().filter(|&m| {
+                    m != src
+                        && endpoints
+                            .get(&m)
+                            .copied()
+                            .unwrap_or_default()
+                            .receives(from)
+                }));
             }
         }
         for (src, sim) in &mut self.simulcast {
@@ -491,6 +511,15 @@ impl Path for Reflector {
 
     fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
         self.last_n.mute(now, participant, muted);
+    }
+
+    fn on_endpoint(&mut self, _now: Instant, participant: ParticipantId, endpoint: Endpoint) {
+        match endpoint {
+            Endpoint::Client => self.endpoints.remove(&participant),
+            _ => self.endpoints.insert(participant, endpoint),
+        };
+        // Rebuild the table at the next packet, with the receivers this changes.
+        self.endpoints_changed = true;
     }
 
     fn on_talk(&mut self, now: Instant, participant: ParticipantId, on: bool) {

@@ -1,0 +1,237 @@
+//! Cascading in virtual time: two reflector meshes ("servers" A and B) share a conference
+//! over one link. Each sends its own clients' media once to the other, fans out what it
+//! receives to its own clients, never sends back what came over the link, and feedback
+//! (a PLI) finds its way back to the origin sender.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{audio_packet, audio_ssrc, video_ssrc, VP8_PT};
+use mesh::rtcp::{self, Rtcp};
+use mesh::{Command, Endpoint, Hasher, Mesh, MeshConfig, ParticipantId, Remote, TxBatch};
+use reflector::{Reflector, VideoCodec};
+use testkit::conference::{self, Channel};
+use testkit::packet::{self, vp8, Rtp};
+
+const CONF: u32 = 4;
+/// The media address of each server's worker.
+const A: ([u8; 4], u16) = ([10, 1, 0, 1], 40000);
+const B: ([u8; 4], u16) = ([10, 1, 0, 2], 40000);
+/// Each side's link end ("peer") and the SSRCs it is known by on the other side.
+const PEER_ID: ParticipantId = 100;
+const A_LINK_SSRC: u32 = 0xa11a; // B's peer participant on A sends RTCP with this
+const B_LINK_SSRC: u32 = 0xb11b; // A's peer participant on B sends RTCP with this
+
+fn sa(a: ([u8; 4], u16)) -> SocketAddr {
+    SocketAddr::from(a)
+}
+
+fn client(id: ParticipantId) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, id as u8], 5000))
+}
+
+struct Server {
+    mesh: Mesh<Reflector>,
+    batch: TxBatch,
+}
+
+impl Server {
+    fn new(now: Instant) -> Server {
+        let mut r = Reflector::with_hasher(Hasher::seeded(7));
+        r.set_video_codec(VP8_PT, VideoCodec::Vp8);
+        let mut mesh = Mesh::new(
+            now,
+            MeshConfig {
+                hash_seed: Some(7),
+                ..MeshConfig::default()
+            },
+        );
+        conference::create(&mut mesh, now, CONF, r);
+        Server {
+            mesh,
+            batch: TxBatch::with_capacity(1024, 1024 * 1500),
+        }
+    }
+
+    fn client(&mut self, now: Instant, id: ParticipantId) {
+        let ch = [
+            Channel::audio(audio_ssrc(id)),
+            Channel::video(video_ssrc(id)),
+        ];
+        conference::join(&mut self.mesh, now, CONF, id, Remote::Addr(client(id)), &ch);
+    }
+
+    /// The link's end here: what it receives goes to `other`; `ssrcs` are what it is known
+    /// by (its RTCP comes with the first).
+    fn peer(&mut self, now: Instant, other: SocketAddr, ssrcs: [u32; 2]) {
+        let ch = [Channel::audio(ssrcs[0]), Channel::video(ssrcs[1])];
+        conference::join(
+            &mut self.mesh,
+            now,
+            CONF,
+            PEER_ID,
+            Remote::Relay(other),
+            &ch,
+        );
+        self.endpoint(now, PEER_ID, Endpoint::Peer);
+    }
+
+    /// A member of the other server, mirrored here.
+    fn mirror(&mut self, now: Instant, id: ParticipantId, other: SocketAddr, link_ssrc: u32) {
+        let ch = [
+            Channel::audio(audio_ssrc(id)),
+            Channel::video(video_ssrc(id)),
+        ];
+        conference::join(&mut self.mesh, now, CONF, id, Remote::Relay(other), &ch);
+        self.endpoint(now, id, Endpoint::Remote { link_ssrc });
+    }
+
+    fn endpoint(&mut self, now: Instant, participant: ParticipantId, endpoint: Endpoint) {
+        self.mesh.handle_command(
+            now,
+            Command::SetEndpoint {
+                conf: CONF,
+                participant,
+                endpoint,
+            },
+        );
+    }
+
+    /// Everything sent since the last call: (destination, bytes).
+    fn sent(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.mesh.handle_tick(now);
+        self.mesh.poll_transmit(&mut self.batch);
+        let out = self
+            .batch
+            .iter()
+            .map(|(dest, p)| (dest, p.to_vec()))
+            .collect::<Vec<_>>();
+        self.batch.clear();
+        out
+    }
+}
+
+fn ssrc_of(pkt: &[u8]) -> u32 {
+    u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]])
+}
+
+/// A: client 1 and the link; B: clients 2 and 3, the link, and 1 mirrored; A mirrors 2 and 3.
+fn linked(now: Instant) -> (Server, Server) {
+    let (mut a, mut b) = (Server::new(now), Server::new(now));
+    a.client(now, 1);
+    a.peer(now, sa(B), [A_LINK_SSRC, A_LINK_SSRC + 1]);
+    b.client(now, 2);
+    b.client(now, 3);
+    b.peer(now, sa(A), [B_LINK_SSRC, B_LINK_SSRC + 1]);
+    b.mirror(now, 1, sa(A), A_LINK_SSRC);
+    a.mirror(now, 2, sa(B), B_LINK_SSRC);
+    a.mirror(now, 3, sa(B), B_LINK_SSRC);
+    a.sent(now);
+    b.sent(now);
+    (a, b)
+}
+
+#[test]
+fn each_server_sends_its_own_media_once_and_fans_out_the_others() {
+    let now = Instant::now();
+    let (mut a, mut b) = linked(now);
+
+    // Client 1 (on A) talks: A sends it to the link once, never to its mirrors.
+    a.mesh
+        .handle_datagram(now, client(1), &audio_packet(audio_ssrc(1), 1, 10));
+    let out = a.sent(now);
+    assert_eq!(out.len(), 1, "one copy, over the link: {out:?}");
+    assert_eq!(out[0].0, sa(B));
+    // B takes it from A's address by its SSRC and gives it to its clients, not back to A.
+    b.mesh.handle_datagram(now, sa(A), &out[0].1);
+    let mut dests: Vec<_> = b.sent(now).into_iter().map(|(d, _)| d).collect();
+    dests.sort();
+    assert_eq!(dests, vec![client(2), client(3)]);
+
+    // Client 2 (on B) talks: B sends it to 3 and to the link; A gives it to 1 only.
+    b.mesh
+        .handle_datagram(now, client(2), &audio_packet(audio_ssrc(2), 1, 10));
+    let out = b.sent(now);
+    let mut dests: Vec<_> = out.iter().map(|(d, _)| *d).collect();
+    dests.sort();
+    assert_eq!(dests, vec![client(3), sa(A)]);
+    let over = out
+        .iter()
+        .find(|(d, _)| *d == sa(A))
+        .expect("the link's copy");
+    a.mesh.handle_datagram(now, sa(B), &over.1);
+    let out = a.sent(now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, client(1));
+    assert_eq!(ssrc_of(&out[0].1), audio_ssrc(2));
+
+    // A stranger's SSRC from the linked address is nobody's.
+    a.mesh
+        .handle_datagram(now, sa(B), &audio_packet(0xdead, 1, 10));
+    assert!(a.sent(now).is_empty());
+    assert_eq!(
+        a.mesh.stats().drops(mesh::DropReason::UnknownSource),
+        1,
+        "{:?}",
+        a.mesh.stats()
+    );
+}
+
+#[test]
+fn a_keyframe_request_from_the_far_side_reaches_the_origin_sender() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = linked(now);
+    let mut seq = 0u16;
+    let mut frame = |key: bool| {
+        seq = seq.wrapping_add(1);
+        Rtp::new(video_ssrc(1))
+            .pt(VP8_PT)
+            .seq(seq)
+            .ts(u32::from(seq) * 3000)
+            .marker(true)
+            .payload(&vp8(true, key, None))
+            .size(600)
+            .build()
+    };
+    // Client 1's camera: a keyframe, then deltas; B's clients get it through the link.
+    for i in 0..5 {
+        a.mesh.handle_datagram(now, client(1), &frame(i == 0));
+        for (dest, pkt) in a.sent(now) {
+            if dest == sa(B) {
+                b.mesh.handle_datagram(now, sa(A), &pkt);
+            }
+        }
+        let got = b.sent(now);
+        assert!(
+            got.iter().any(|(d, _)| *d == client(2)) && got.iter().any(|(d, _)| *d == client(3)),
+            "frame {i} reaches B's clients: {got:?}"
+        );
+        now += Duration::from_millis(33);
+    }
+    // Client 2 asks for a keyframe of 1's video: B relays it over the link, under the SSRC
+    // A knows B's end by, and A asks client 1.
+    b.mesh
+        .handle_datagram(now, client(2), &packet::pli(video_ssrc(2), video_ssrc(1)));
+    let over: Vec<_> = b
+        .sent(now)
+        .into_iter()
+        .filter(|(d, _)| *d == sa(A))
+        .collect();
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert_eq!(rtcp::sender_ssrc(&over[0].1), Some(A_LINK_SSRC));
+    now += Duration::from_millis(1);
+    a.mesh.handle_datagram(now, sa(B), &over[0].1);
+    let to_sender: Vec<_> = a
+        .sent(now)
+        .into_iter()
+        .filter(|(d, _)| *d == client(1))
+        .collect();
+    let plis = to_sender
+        .iter()
+        .flat_map(|(_, b)| rtcp::packets(b).flatten().collect::<Vec<_>>())
+        .filter(|p| matches!(p, Rtcp::Pli { media, .. } if *media == video_ssrc(1)))
+        .count();
+    assert_eq!(plis, 1, "client 1 is asked for a keyframe: {to_sender:?}");
+}
