@@ -72,7 +72,7 @@ impl DispatcherError {
     pub fn http_status(&self) -> u16 {
         use crate::core::PlaceError as P;
         match self {
-            DispatcherError::Place(P::NoServer(_) | P::OverLimit { .. }) => 409,
+            DispatcherError::Place(P::NoServer(_) | P::OverLimit { .. } | P::Spreads(_)) => 409,
             DispatcherError::Place(
                 P::UnknownServer(_) | P::UnknownConference(_) | P::UnknownParticipant(..),
             ) => 404,

@@ -51,7 +51,7 @@ pub(crate) async fn run(
 }
 
 async fn link(
-    service: &Conferences,
+    service: &Arc<Conferences>,
     queue: &mut Receiver<MsMsg>,
     tls: Option<&ClientTls>,
     health: &Health,
@@ -118,7 +118,7 @@ async fn link(
     }
 }
 
-fn on_dispatcher(service: &Conferences, msg: DispMsg) {
+fn on_dispatcher(service: &Arc<Conferences>, msg: DispMsg) {
     match msg {
         DispMsg::Connect { id, .. } => tracing::info!(dispatcher = %id, "dispatcher says hello"),
         DispMsg::Reserve {
@@ -168,6 +168,14 @@ fn on_dispatcher(service: &Conferences, msg: DispMsg) {
             on,
             operator,
         } => service.operator_record(&conference, on, &operator),
+        // Cascading: the conference also runs there; link the two.
+        DispMsg::Link {
+            conference,
+            mode,
+            peer,
+            addr,
+            ticket,
+        } => crate::cascade::connect(service, conference, mode, peer, addr, ticket),
         // A refused `punt` (no other server yet) is retried by the next high-water or
         // drain check; anything else the dispatcher refuses closes the link.
         DispMsg::Error { code, text } => tracing::warn!(%code, %text, "dispatcher refused"),

@@ -43,6 +43,25 @@ pub(crate) async fn session(link: Link, service: Arc<Conferences>) {
             }
             Recv::Closed(_) => break,
         };
+        // Cascading: a linked server opens with `link`; the session becomes the link's.
+        if member.is_none() && line.starts_with("link\t") {
+            match protocol::LinkMsg::parse(&line) {
+                Ok(protocol::LinkMsg::Hello {
+                    conference,
+                    server,
+                    ticket,
+                }) => {
+                    crate::cascade::accepted(incoming, outbox, service, conference, server, ticket)
+                        .await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    incoming.refuse(&e);
+                    break;
+                }
+            }
+        }
         let msg = match ClientMsg::parse(&line) {
             Ok(m) => m,
             Err(e) => {

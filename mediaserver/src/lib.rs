@@ -12,6 +12,7 @@
 //! The control plane runs on tokio, over the `control` crate's connection layer, and talks
 //! to the workers over bounded channels; the workers never take a lock on the packet path.
 
+mod cascade;
 pub mod composite;
 mod conference;
 pub mod config;

@@ -396,6 +396,19 @@ impl mesh::Path for MediaPath {
         }
     }
 
+    fn on_endpoint(&mut self, now: Instant, participant: ParticipantId, endpoint: mesh::Endpoint) {
+        // The recording's and single streams' mixers take every source, mirrored members
+        // included, and send nothing over links; only the room's own path needs to know.
+        match &mut self.kind {
+            Kind::Reflect(r) => r.on_endpoint(now, participant, endpoint),
+            Kind::Mix(t, r) => {
+                t.on_endpoint(now, participant, endpoint);
+                r.on_endpoint(now, participant, endpoint);
+            }
+            Kind::Composite(t, _, _) => t.on_endpoint(now, participant, endpoint),
+        }
+    }
+
     fn on_mute(&mut self, now: Instant, participant: ParticipantId, muted: bool) {
         if let Some(t) = self.tap.as_mut().and_then(|t| t.mix.as_mut()) {
             t.on_mute(now, participant, muted);

@@ -14,6 +14,7 @@
 //!
 //! No I/O and no clock live here: callers feed bytes in and pass the time in.
 
+pub mod cascade;
 mod client;
 pub mod codec;
 mod codes;
@@ -27,6 +28,7 @@ mod server;
 pub mod ticket;
 mod types;
 
+pub use cascade::LinkMsg;
 pub use client::{ChannelOpts, ClientMsg, JoinOpts, ServerMsg, MAX_SIMULCAST_EXTRA};
 pub use codes::{error_line, ErrorCode};
 pub use cost::{CostModel, UNITS_PER_CORE};
@@ -63,6 +65,7 @@ pub fn fuzz_parse(data: &[u8]) {
             ServerMsg::parse(&line).map(|m| m.encode()),
             MsMsg::parse(&line).map(|m| m.encode()),
             DispMsg::parse(&line).map(|m| m.encode()),
+            LinkMsg::parse(&line).map(|m| m.encode()),
         ]
         .into_iter()
         .flatten()
@@ -73,7 +76,8 @@ pub fn fuzz_parse(data: &[u8]) {
                 ClientMsg::parse(again).is_ok()
                     || ServerMsg::parse(again).is_ok()
                     || MsMsg::parse(again).is_ok()
-                    || DispMsg::parse(again).is_ok(),
+                    || DispMsg::parse(again).is_ok()
+                    || LinkMsg::parse(again).is_ok(),
                 "encoded line does not parse back: {again:?}"
             );
         }

@@ -156,6 +156,15 @@ pub enum DispMsg {
         mode: Mode,
         expires: u64,
     },
+    /// Cascading: `conference` (in `mode`) also runs on server `peer`, whose clients reach
+    /// it at `addr`; connect there and link the two with `ticket` (signed for this pair).
+    Link {
+        conference: String,
+        mode: Mode,
+        peer: String,
+        addr: SocketAddr,
+        ticket: String,
+    },
     Error {
         code: ErrorCode,
         text: String,
@@ -508,6 +517,16 @@ impl DispMsg {
                     operator: name("record", "operator", a[2])?,
                 })
             }
+            "link" => {
+                let a = f.exact("link", 5, 5)?;
+                Ok(DispMsg::Link {
+                    conference: name("link", "conference", a[0])?,
+                    mode: word("link", "mode", a[1])?,
+                    peer: name("link", "peer", a[2])?,
+                    addr: num("link", "address", a[3])?,
+                    ticket: name("link", "ticket", a[4])?,
+                })
+            }
             "error" => {
                 let a = f.exact("error", 2, 2)?;
                 Ok(DispMsg::Error {
@@ -522,6 +541,18 @@ impl DispMsg {
     /// The wire line, LF included.
     pub fn encode(&self) -> String {
         match self {
+            DispMsg::Link {
+                conference,
+                mode,
+                peer,
+                addr,
+                ticket,
+            } => format!(
+                "link\t{}\t{mode}\t{}\t{addr}\t{}\n",
+                clean(conference),
+                clean(peer),
+                clean(ticket)
+            ),
             DispMsg::Connect { kind, id, version } => {
                 format!("connect\t{}\t{}\t{version}\n", kind.as_str(), clean(id))
             }

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use codec::{Dec, Enc};
 use codecs::opus::FRAME_SAMPLES;
 use mesh::talk::{self, DominantSpeaker, LevelMeter, Levels, Run, TalkDetector, TalkEdge};
-use mesh::{FastMap, Hasher, MediaKind, ParticipantId, Path, PathOut, RtpView};
+use mesh::{Endpoint, FastMap, Hasher, MediaKind, ParticipantId, Path, PathOut, RtpView};
 use record::Recorded;
 
 pub use codec::Codec;
@@ -235,6 +235,9 @@ pub struct Transcoder {
     /// Who gets a mix: every member (`None`), or only these (a reflect room's
     /// single-stream endpoints; nobody for a recording's mixer).
     receivers: Option<Vec<ParticipantId>>,
+    /// Cascading: link ends (they get every client's audio as it came, for their server
+    /// to mix) and mirrored members (mixed here, never mixed for), by id.
+    links: Vec<(ParticipantId, Endpoint)>,
 }
 
 impl Default for Transcoder {
@@ -266,6 +269,7 @@ impl Transcoder {
             recorded: None,
             silent: false,
             receivers: None,
+            links: Vec::new(),
         }
     }
 
@@ -292,7 +296,12 @@ impl Transcoder {
 
     /// Whether `id` gets a mix.
     fn gets(&self, id: ParticipantId) -> bool {
-        self.receivers.as_ref().is_none_or(|r| r.contains(&id))
+        self.receivers.as_ref().is_none_or(|r| r.contains(&id)) && !self.is_link(id)
+    }
+
+    /// A link's end or a mirrored member: no mix is made for it.
+    fn is_link(&self, id: ParticipantId) -> bool {
+        self.links.iter().any(|&(p, _)| p == id)
     }
 
     /// The jitter-buffer counters of one source.
@@ -327,6 +336,7 @@ impl Transcoder {
         self.members.extend_from_slice(members);
         let keep: HashSet<ParticipantId> = members.iter().copied().collect();
         self.sources.retain(|id, _| keep.contains(id));
+        self.links.retain(|(id, _)| keep.contains(id));
         if let Some(p) = self.dominant.current().filter(|p| !keep.contains(p)) {
             self.dominant.forget(p);
         }
@@ -415,8 +425,11 @@ impl Transcoder {
             let pcm = self.bus.output();
             for codec in Codec::ALL {
                 let listens = |s: &Source| s.codec == codec && s.talk.run().is_none();
-                let receivers = &self.receivers;
-                let gets = |id: &ParticipantId| receivers.as_ref().is_none_or(|r| r.contains(id));
+                let (receivers, links) = (&self.receivers, &self.links);
+                let gets = |id: &ParticipantId| {
+                    receivers.as_ref().is_none_or(|r| r.contains(id))
+                        && !links.iter().any(|(p, _)| p == id)
+                };
                 if !members
                     .iter()
                     .any(|id| gets(id) && self.sources.get(id).is_some_and(listens))
@@ -618,6 +631,24 @@ impl Path for Transcoder {
         }
         s.jitter
             .push_marked(now, pkt.timestamp(), pkt.payload(), quiet);
+        // Cascading: a client's audio goes to each linked server as it came, once; that
+        // server mixes it for its own members (the mesh's filter keeps relayed audio from
+        // going back).
+        if !self.links.is_empty() && !self.is_link(src) {
+            out.extend(
+                self.links
+                    .iter()
+                    .filter(|(_, e)| *e == Endpoint::Peer)
+                    .map(|&(p, _)| p),
+            );
+        }
+    }
+
+    fn on_endpoint(&mut self, _now: Instant, participant: ParticipantId, endpoint: Endpoint) {
+        self.links.retain(|&(p, _)| p != participant);
+        if endpoint.is_link() {
+            self.links.push((participant, endpoint));
+        }
     }
 
     fn on_tick(&mut self, now: Instant, members: &[ParticipantId], out: &mut PathOut<'_>) {

@@ -17,6 +17,8 @@ mod recordings;
 pub mod select;
 pub use recordings::Recording;
 mod shared;
+mod spread;
+pub use spread::LinkTo;
 
 pub use cost::{needs, Media};
 pub use ops::COMEBACK;
@@ -242,6 +244,12 @@ pub struct Conference {
     pub created_unix: u64,
     /// Participant id -> user name, as the media server reported them.
     pub participants: BTreeMap<u32, String>,
+    /// Cascading: the other servers the conference spreads to, each with its roster
+    /// (participant ids are per server).
+    pub links: BTreeMap<String, BTreeMap<u32, String>>,
+    /// (linked server, participant) -> Unix ms of its `userjoined`, for the usage log.
+    #[serde(skip)]
+    pub link_joined: HashMap<(String, u32), u64>,
 }
 
 impl Conference {
@@ -311,6 +319,8 @@ pub enum PlaceError {
     NoServer(&'static str),
     #[error("no media server {}", protocol::clip(.0))]
     UnknownServer(String),
+    #[error("conference {} is not moved: it spreads over linked servers instead", protocol::clip(.0))]
+    Spreads(String),
     #[error("no conference {}", protocol::clip(.0))]
     UnknownConference(String),
     #[error("no participant {} in conference {}", .1, protocol::clip(.0))]
@@ -329,6 +339,8 @@ pub struct Placement {
     pub generation: u64,
     /// The conference was not running and is being created there.
     pub created: bool,
+    /// Cascading: the conference spreads to `server` now; it must link with each of these.
+    pub links: Vec<LinkTo>,
 }
 
 /// The rules the tables apply that come from the config: the cost model and which
@@ -519,7 +531,20 @@ impl Tables {
                     i += 1;
                 }
             }
+            if c.server != id && !c.links.contains_key(id) {
+                return true;
+            }
             if c.server != id {
+                // A linked server died: its members fail over; the rest keep the room.
+                let roster = c.links.remove(id).unwrap_or_default();
+                uncount(customers, &c.customer, roster.len());
+                for (p, name) in &roster {
+                    let joined = c
+                        .link_joined
+                        .remove(&(id.to_owned(), *p))
+                        .unwrap_or(unix_ms);
+                    stays.push(c.stay(name, id, joined, unix_ms));
+                }
                 return true;
             }
             uncount(customers, &c.customer, c.participants.len());
@@ -528,7 +553,8 @@ impl Tables {
                 let joined = c.joined.get(p).copied().unwrap_or(unix_ms);
                 stays.push(c.stay(name, id, joined, unix_ms));
             }
-            false
+            // A conference that spreads lives on where it is linked.
+            spread::promote(c)
         });
         let lost = before - self.conferences.len();
         self.log(unix_ms, "lost", id, "", "registry link closed".into());
@@ -631,3 +657,5 @@ mod tests_herding;
 mod tests_replay;
 #[cfg(test)]
 mod tests_select;
+#[cfg(test)]
+mod tests_spread;

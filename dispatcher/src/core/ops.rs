@@ -52,7 +52,7 @@ impl Tables {
         let empty: Vec<(String, String)> = self
             .conferences
             .values()
-            .filter(|c| c.participants.is_empty() && linked(&c.server))
+            .filter(|c| c.participants.is_empty() && c.links.is_empty() && linked(&c.server))
             .filter(|c| now.saturating_duration_since(c.created) >= EMPTY_GRACE)
             .filter(|c| {
                 !servers
@@ -177,9 +177,19 @@ impl Tables {
             unix_ms / 1000,
             &mut self.rng,
         )
-        .ok_or(PlaceError::NoServer(mode.as_str()))?
-        .id
-        .clone();
+        .ok_or(PlaceError::NoServer(mode.as_str()))?;
+        // A conference that spreads stays where it is linked; and one that would fill its
+        // target (less than twice its size free there) is better spread than moved, so a
+        // server past its high-water mark keeps it (newcomers go elsewhere once it is full),
+        // unless the server is draining and everything must go.
+        let size = c
+            .units_per_user
+            .saturating_mul(c.participants.len().max(1) as u32);
+        let draining = self.servers.get(&from).is_some_and(|s| s.draining);
+        if !c.links.is_empty() || (!draining && target.score() < 2 * i64::from(size)) {
+            return Err(PlaceError::Spreads(conference.to_owned()));
+        }
+        let target = target.id.clone();
         // Looked up above, and nothing removed it since.
         let c = self
             .conferences
@@ -237,6 +247,7 @@ impl Tables {
             ws_url: s.ws_url.clone(),
             generation: s.generation,
             created: true,
+            links: Vec::new(),
         };
         self.log_by(
             unix_ms,

@@ -117,7 +117,7 @@ impl Tables {
         ttl: Duration,
     ) -> Result<Placement, PlaceError> {
         self.admit(now, join)?;
-        if let Some(p) = self.reserve_existing(now, join, ttl) {
+        if let Some(p) = self.reserve_existing(now, unix_ms, join, ttl) {
             return Ok(p);
         }
         let id = self.choose(now, unix_ms, join)?;
@@ -160,7 +160,7 @@ impl Tables {
         server: &str,
         ttl: Duration,
     ) -> Result<Placement, PlaceError> {
-        if let Some(p) = self.reserve_existing(now, join, ttl) {
+        if let Some(p) = self.reserve_existing(now, unix_ms, join, ttl) {
             return Ok(p);
         }
         let units_per_user = self
@@ -186,6 +186,7 @@ impl Tables {
             ws_url: s.ws_url.clone(),
             generation: s.generation,
             created: true,
+            links: Vec::new(),
         };
         self.conferences.insert(
             join.conference.to_owned(),
@@ -204,6 +205,8 @@ impl Tables {
                 created: now,
                 created_unix: unix_ms / 1000,
                 participants: BTreeMap::new(),
+                links: BTreeMap::new(),
+                link_joined: HashMap::new(),
             },
         );
         let detail = format!(
@@ -216,10 +219,18 @@ impl Tables {
         Ok(placement)
     }
 
-    /// A join of a conference that runs on a live server: reserve there.
-    fn reserve_existing(&mut self, now: Instant, join: &Join, ttl: Duration) -> Option<Placement> {
+    /// A join of a conference that runs on a live server: reserve there, or where it
+    /// spreads when its server is full (`spread::seat`).
+    fn reserve_existing(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        join: &Join,
+        ttl: Duration,
+    ) -> Option<Placement> {
+        let (server, links) = self.seat(now, unix_ms, join)?;
         let c = self.conferences.get(join.conference)?;
-        let s = self.servers.get_mut(&c.server)?;
+        let s = self.servers.get_mut(&server)?;
         // Below the contracted reserve the place is already held. Only contracted
         // conferences need the scan of the reservations on their way.
         let below_reserve = c.reserved > 0 && {
@@ -243,6 +254,7 @@ impl Tables {
             ws_url: s.ws_url.clone(),
             generation: s.generation,
             created: false,
+            links,
         })
     }
 
@@ -298,6 +310,9 @@ impl Tables {
         account: &str,
         seated: Option<&Seated>,
     ) {
+        if self.linked_joined(at, server, conference, participant, name) {
+            return;
+        }
         let (mode, media) = seated.map_or((Mode::Reflect, Media::Audio), |b| (b.mode, b.media));
         let units_per_user = self.policy.cost.per_participant(mode, media.video());
         let created = !self.conferences.contains_key(conference);
@@ -324,6 +339,8 @@ impl Tables {
                 created: at.now,
                 created_unix: at.unix_ms / 1000,
                 participants: BTreeMap::new(),
+                links: BTreeMap::new(),
+                link_joined: HashMap::new(),
             });
         // A conference created here holds its contracted reserve, as `commit` does.
         let initial_reserve = if created { c.reserve_units() } else { 0 };
@@ -390,6 +407,9 @@ impl Tables {
             || self.policy.cost.per_participant(Mode::Reflect, false),
             |c| c.units_per_user,
         );
+        if let Some(stay) = self.linked_left(unix_ms, server, conference, participant, name) {
+            return stay;
+        }
         let mut usage = None;
         let mut reserve_delta = (0, 0);
         if let Some(c) = self.conferences.get_mut(conference) {
@@ -434,6 +454,10 @@ impl Tables {
     }
 
     pub fn conf_deleted(&mut self, unix_ms: u64, server: &str, conference: &str) {
+        if self.unlink(server, conference) {
+            self.log(unix_ms, "unlinked", server, conference, String::new());
+            return;
+        }
         self.forget_conference(server, conference);
         self.log(unix_ms, "confdeleted", server, conference, String::new());
     }

@@ -201,14 +201,23 @@ fn conferences_json(service: &Service, page: &Page) -> Value {
         .skip(page.page * per)
         .take(per)
         .map(|c| {
+            // Everyone, wherever they are (participant ids are per server).
             let participants: Vec<Value> = c
                 .participants
                 .iter()
-                .map(|(id, name)| json!({"id": id, "name": name}))
+                .map(|(id, name)| (&c.server, id, name))
+                .chain(
+                    c.links
+                        .iter()
+                        .flat_map(|(s, r)| r.iter().map(move |(id, name)| (s, id, name))),
+                )
+                .map(|(server, id, name)| json!({"id": id, "name": name, "server": server}))
                 .collect();
+            let servers: Vec<&String> = std::iter::once(&c.server).chain(c.links.keys()).collect();
             json!({
                 "name": c.name,
                 "server": c.server,
+                "servers": servers,
                 "mode": c.mode,
                 "account": c.account,
                 "created_unix": c.created_unix,

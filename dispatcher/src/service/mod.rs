@@ -224,6 +224,34 @@ impl Service {
         ))
     }
 
+    /// Cascading: tells `to.server`, where `conference` spreads now, to link with `l`'s
+    /// server, with a ticket signed for the pair.
+    fn link(
+        &self,
+        to: &crate::core::Placement,
+        l: &crate::core::LinkTo,
+        conference: &str,
+        mode: Mode,
+    ) {
+        let expires = unix_ms() / 1000 + self.settings.ticket_ttl.as_secs();
+        let claims = Claims {
+            conference,
+            account: protocol::cascade::LINK_ACCOUNT,
+            user: &to.server,
+            server: &l.peer,
+        };
+        let line = DispMsg::Link {
+            conference: conference.to_owned(),
+            mode,
+            peer: l.peer.clone(),
+            addr: l.addr,
+            ticket: ticket::sign(&self.settings.secret, &claims, expires),
+        };
+        if !self.send_to(&to.server, to.generation, line) {
+            tracing::warn!(conference, server = %to.server, peer = %l.peer, "link not sent");
+        }
+    }
+
     /// A client's `join`: checks the account, places the conference, reserves at the
     /// media server and signs the ticket. Returns the `dispatch` line (naming the server's
     /// WebSocket URL for a client on a WebSocket), or the `reject` to send instead.
@@ -289,6 +317,9 @@ impl Service {
                 &format!("media server {} is re-registering", placement.server),
             );
         };
+        for l in &placement.links {
+            self.link(&placement, l, conference, mode);
+        }
         let outcome = if placement.created {
             "created"
         } else {

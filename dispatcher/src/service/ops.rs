@@ -499,6 +499,7 @@ pub(crate) async fn merge(s: &Service, o: &MergeOrder) {
             ws_url: srv.ws_url.clone(),
             generation: srv.generation,
             created: false,
+            links: Vec::new(),
         };
         let from = t.server(&o.from).map(|x| x.generation).unwrap_or(0);
         let mode = t

@@ -21,12 +21,13 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// Tables with ms-1 and ms-2, where `favourite` has more unused capacity.
+/// Tables with ms-1 and ms-2, where `favourite` has more unused capacity (and the other
+/// room enough for the joins of these tests, which would otherwise spread).
 fn tables(now: Instant, favourite: &str) -> Tables {
     let mut t = Tables::new();
     for (i, id) in ["ms-1", "ms-2"].into_iter().enumerate() {
         t.register(now, 0, id, addr(4000 + i as u16), caps(), 100);
-        let unused = if id == favourite { 90 } else { 10 };
+        let unused = if id == favourite { 90 } else { 50 };
         let load = Load {
             unused,
             ..Default::default()

@@ -345,6 +345,16 @@ impl Conferences {
                 .encode(),
             );
         }
+        // The members of linked servers, as this server knows them.
+        for m in room.links.values().flat_map(|l| l.mirrors()) {
+            outbox.send(
+                ServerMsg::AddUser {
+                    participant: m.local,
+                    name: m.name.clone(),
+                }
+                .encode(),
+            );
+        }
         outbox.send(me.encode());
         // The room's state, so the newcomer's view matches everyone else's.
         for line in state_lines(room, participant, role) {
@@ -369,8 +379,13 @@ impl Conferences {
             slot_mids: Vec::new(),
             follows: None,
             chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
+            ssrc,
+            video_ssrc,
         };
         let joined = room.announce(conference, participant, &member);
+        for link in room.links.values() {
+            link.send(&member.link_line(participant));
+        }
         room.add(participant, member);
         if let Some((_, name)) = video {
             room.set_video_codec(name);
@@ -535,6 +550,9 @@ impl Conferences {
             },
             None,
         );
+        for link in room.links.values() {
+            link.send(&protocol::LinkMsg::Gone { id: m.participant });
+        }
         self.notify(MsMsg::UserLeft {
             conference: m.conference.clone(),
             participant: m.participant,
@@ -601,6 +619,19 @@ impl Conferences {
                 )));
             }
             rooms.free_ssrc(offered_ssrc);
+            // Linked servers mirror the member under its SSRCs: tell them the new one.
+            if let Some(room) = rooms.get_mut(&m.conference) {
+                if let Some(member) = room.member_mut(m.participant) {
+                    match kind {
+                        MediaKind::Audio => member.ssrc = ssrc,
+                        MediaKind::Video => member.video_ssrc = Some(ssrc),
+                    }
+                    let line = member.link_line(m.participant);
+                    for link in room.links.values() {
+                        link.send(&line);
+                    }
+                }
+            }
             match kind {
                 MediaKind::Audio => m.ssrc = ssrc,
                 MediaKind::Video => {

@@ -11,6 +11,7 @@
 mod browser;
 mod http_members;
 mod join;
+mod links;
 mod moderate;
 mod punt;
 mod record;
@@ -379,6 +380,9 @@ impl Conferences {
     /// exits").
     fn delete_room(&self, rooms: &mut Rooms, conference: &str) {
         if let Some(mut room) = rooms.remove(conference) {
+            for link in room.links.values() {
+                link.close();
+            }
             self.end_recording(conference, &mut room);
             self.teardown(
                 room.worker(),

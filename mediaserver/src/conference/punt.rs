@@ -112,9 +112,12 @@ fn high_water(server: &Conferences, now: Instant) {
         .filter(|(c, _)| in_flight.contains(c))
         .map(|(_, n)| n)
         .sum();
+    // A conference that spreads over linked servers is not moved: the dispatcher seats
+    // its newcomers where it has room.
+    let linked = server.links();
     let open: Vec<(&str, usize)> = sizes
         .iter()
-        .filter(|(c, _)| !in_flight.contains(c))
+        .filter(|(c, _)| !in_flight.contains(c) && !linked.contains_key(c.as_str()))
         .map(|(c, n)| (c.as_str(), *n))
         .collect();
     if let Some(c) = choose(&open, used - leaving.min(used), limit) {

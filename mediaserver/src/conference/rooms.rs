@@ -36,6 +36,9 @@ pub(super) struct Member {
     /// A WHEP viewer's session (our ufrag): its slots follow the dominant speaker.
     pub(super) follows: Option<String>,
     pub(super) chat: ChatBucket,
+    /// The SSRCs it sends with, as linked servers are told.
+    pub(super) ssrc: u32,
+    pub(super) video_ssrc: Option<u32>,
 }
 
 impl Member {
@@ -46,6 +49,16 @@ impl Member {
 
     pub(super) fn is_moderator(&self) -> bool {
         self.role == Role::Moderator
+    }
+
+    /// The line that tells a linked server about this member (our id `id`).
+    pub(super) fn link_line(&self, id: u32) -> protocol::LinkMsg {
+        protocol::LinkMsg::Member {
+            id,
+            name: self.name.clone(),
+            audio_ssrc: self.ssrc,
+            video_ssrc: self.video_ssrc,
+        }
     }
 }
 
@@ -112,6 +125,8 @@ pub(super) struct Room {
     /// The recording running now, and a reflect or mix room's composite made for it.
     pub(super) recording: Option<crate::recording::Recording>,
     pub(super) recording_composite: Option<crate::composite::Control>,
+    /// Cascading: the servers this room is linked with, by id.
+    pub(super) links: BTreeMap<String, super::links::RoomLink>,
 }
 
 impl Room {
@@ -132,6 +147,7 @@ impl Room {
             tap: None,
             recording: None,
             recording_composite: None,
+            links: BTreeMap::new(),
         }
     }
 
@@ -288,11 +304,15 @@ impl Room {
         } else {
             0
         };
+        // Each link carries every member's media once more, as one more receiver would.
+        let video = self.members.values().any(|m| m.video);
+        let links = self.links.len() as u64 * u64::from(cost.per_participant(self.mode, video));
         self.members
             .values()
             .map(|m| u64::from(cost.per_participant(self.mode, m.video)))
             .sum::<u64>()
             + recording
+            + links
     }
 
     /// A `reserve` from the dispatcher: the user is on the way, unless already here.

@@ -1,0 +1,205 @@
+//! Lines between two linked media servers (cascading: one conference on several servers).
+//!
+//! The server that was told to link (`link` on its registry link, [`crate::DispMsg::Link`])
+//! connects to the other's client port and opens with [`LinkMsg::Hello`], carrying a ticket
+//! the dispatcher signed for the pair. Then each side says where its media for the
+//! conference comes from and goes to ([`LinkMsg::Relay`]) and who its members are
+//! ([`LinkMsg::Member`], [`LinkMsg::Gone`]); media flows as plain RTP between the two
+//! servers' worker ports, told apart by SSRC.
+
+use crate::fields::{clean, name, num, Fields};
+use crate::ProtoError;
+use std::net::SocketAddr;
+
+/// The account a link ticket names, so that no client's ticket passes for one.
+pub const LINK_ACCOUNT: &str = "link";
+
+/// One server-to-server line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkMsg {
+    /// `link CONFERENCE SERVER TICKET`: the first line from the connecting server, `SERVER`
+    /// (its id), for `CONFERENCE`.
+    Hello {
+        conference: String,
+        server: String,
+        ticket: String,
+    },
+    /// `relay HOST:PORT AUDIO_SSRC VIDEO_SSRC`: the sender's media address for the
+    /// conference, and the SSRCs its end of the link is known by there: RTCP about the
+    /// sender's streams goes back with `AUDIO_SSRC` as its sender SSRC.
+    Relay {
+        addr: SocketAddr,
+        audio_ssrc: u32,
+        video_ssrc: u32,
+    },
+    /// `member ID NAME AUDIO_SSRC [video=SSRC]`: a member of the sender's side, with the
+    /// SSRCs it sends with (the sender's participant id).
+    Member {
+        id: u32,
+        name: String,
+        audio_ssrc: u32,
+        video_ssrc: Option<u32>,
+    },
+    /// `gone ID`: that member left.
+    Gone { id: u32 },
+    /// `ping`: keepalive, every few seconds both ways.
+    Ping,
+}
+
+impl LinkMsg {
+    pub fn parse(line: &str) -> Result<Self, ProtoError> {
+        let f = Fields::split(line)?;
+        match f.verb {
+            "link" => {
+                let a = f.exact("link", 3, 3)?;
+                Ok(LinkMsg::Hello {
+                    conference: name("link", "conference", a[0])?,
+                    server: name("link", "server", a[1])?,
+                    ticket: name("link", "ticket", a[2])?,
+                })
+            }
+            "relay" => {
+                let a = f.exact("relay", 3, 3)?;
+                Ok(LinkMsg::Relay {
+                    addr: num("relay", "address", a[0])?,
+                    audio_ssrc: nonzero("relay", "audio ssrc", a[1])?,
+                    video_ssrc: nonzero("relay", "video ssrc", a[2])?,
+                })
+            }
+            "member" => {
+                let (a, opts) = f.args("member", 3, 3)?;
+                let mut video_ssrc = None;
+                for (k, v) in opts {
+                    match k {
+                        "video" => video_ssrc = Some(nonzero("member", "video", v)?),
+                        _ => {
+                            return Err(ProtoError::BadValue {
+                                verb: "member",
+                                field: "option",
+                                value: format!("{k}={v}"),
+                            })
+                        }
+                    }
+                }
+                Ok(LinkMsg::Member {
+                    id: num("member", "id", a[0])?,
+                    name: name("member", "name", a[1])?,
+                    audio_ssrc: nonzero("member", "audio ssrc", a[2])?,
+                    video_ssrc,
+                })
+            }
+            "gone" => {
+                let a = f.exact("gone", 1, 1)?;
+                Ok(LinkMsg::Gone {
+                    id: num("gone", "id", a[0])?,
+                })
+            }
+            "ping" => {
+                f.exact("ping", 0, 0)?;
+                Ok(LinkMsg::Ping)
+            }
+            v => Err(ProtoError::UnknownVerb(v.to_owned())),
+        }
+    }
+
+    /// The wire line, LF included.
+    pub fn encode(&self) -> String {
+        match self {
+            LinkMsg::Hello {
+                conference,
+                server,
+                ticket,
+            } => format!(
+                "link\t{}\t{}\t{}\n",
+                clean(conference),
+                clean(server),
+                clean(ticket)
+            ),
+            LinkMsg::Relay {
+                addr,
+                audio_ssrc,
+                video_ssrc,
+            } => format!("relay\t{addr}\t{audio_ssrc}\t{video_ssrc}\n"),
+            LinkMsg::Member {
+                id,
+                name,
+                audio_ssrc,
+                video_ssrc,
+            } => {
+                let video = video_ssrc
+                    .map(|v| format!("\tvideo={v}"))
+                    .unwrap_or_default();
+                format!("member\t{id}\t{}\t{audio_ssrc}{video}\n", clean(name))
+            }
+            LinkMsg::Gone { id } => format!("gone\t{id}\n"),
+            LinkMsg::Ping => "ping\n".to_owned(),
+        }
+    }
+}
+
+/// An SSRC: zero is not one (it marks "none" in places).
+fn nonzero(verb: &'static str, field: &'static str, v: &str) -> Result<u32, ProtoError> {
+    match num(verb, field, v)? {
+        0 => Err(ProtoError::BadValue {
+            verb,
+            field,
+            value: v.to_owned(),
+        }),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_round_trips() {
+        let lines = [
+            LinkMsg::Hello {
+                conference: "town hall".into(),
+                server: "ms-2".into(),
+                ticket: "123.abc.def".into(),
+            },
+            LinkMsg::Relay {
+                addr: "127.0.0.1:40000".parse().expect("addr"),
+                audio_ssrc: 7,
+                video_ssrc: 8,
+            },
+            LinkMsg::Member {
+                id: 3,
+                name: "a=b c".into(),
+                audio_ssrc: 11,
+                video_ssrc: Some(12),
+            },
+            LinkMsg::Member {
+                id: 4,
+                name: "d".into(),
+                audio_ssrc: 13,
+                video_ssrc: None,
+            },
+            LinkMsg::Gone { id: 3 },
+            LinkMsg::Ping,
+        ];
+        for m in lines {
+            let text = m.encode();
+            assert_eq!(LinkMsg::parse(text.trim_end()), Ok(m), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_refused_with_the_field() {
+        for bad in [
+            "relay\tnowhere\t1\t2",
+            "relay\t127.0.0.1:1\t0\t2",
+            "member\tx\tname\t1",
+            "member\t1\tname\t1\tcolour=red",
+            "gone",
+            "link\tc\ts",
+            "ping\textra",
+            "hello",
+        ] {
+            assert!(LinkMsg::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}
