@@ -7,7 +7,8 @@
 use client::tone::{read_wav, ToneAnalysis, Window};
 use serde_json::Value;
 use std::time::Duration;
-use testkit::harness::{api, Client, Noc, TempDir};
+use std::time::Instant;
+use testkit::harness::{api, bin, Client, Noc, Split, TempDir};
 
 const EXIT_WAIT: Duration = Duration::from_secs(40);
 
@@ -27,13 +28,24 @@ fn level(path: &str, hz: f64, from: f64, to: f64) -> f64 {
     .level_db(hz)
 }
 
-/// The media server a client joined, from its `connect mediaserver ID` line.
+/// The media server a client joined (last), from its `connect mediaserver ID` lines.
 fn server_of(c: &Client) -> String {
     c.stdout
         .all()
         .iter()
+        .rev()
         .find_map(|l| l.strip_prefix("connect mediaserver ").map(str::to_owned))
         .unwrap_or_else(|| panic!("no media server: {:?}", c.stdout.all()))
+}
+
+/// Starts a tone client in `conf` and waits until it is accepted, so each is seated knowing
+/// where the others are.
+fn tone_client(dispatcher: std::net::SocketAddr, conf: &str, name: &str, extra: &[&str]) -> Client {
+    let c = Client::spawn(dispatcher, conf, "demo", name, extra);
+    c.stdout
+        .wait_for("accept", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{name} not accepted: {:?}", c.stdout.all()));
+    c
 }
 
 /// The conference's row in the dispatcher's API.
@@ -56,27 +68,18 @@ fn tones_across_servers(mode: &str) {
     let mut clients = Vec::new();
     for (name, hz) in tones {
         let wav = dir.file(&format!("{name}.wav"));
-        let c = Client::spawn(
-            noc.dispatcher,
-            &conf,
-            "demo",
-            name,
-            &[
-                "--mode",
-                mode,
-                "--tone",
-                &hz.to_string(),
-                "--record",
-                &wav,
-                "--duration",
-                "8",
-            ],
-        );
-        // One at a time, so each is seated knowing where the others are.
-        c.stdout
-            .wait_for("accept", Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{name} not accepted: {:?}", c.stdout.all()));
-        clients.push(c);
+        let hz = hz.to_string();
+        let args = [
+            "--mode",
+            mode,
+            "--tone",
+            &hz,
+            "--record",
+            &wav,
+            "--duration",
+            "8",
+        ];
+        clients.push(tone_client(noc.dispatcher, &conf, name, &args));
     }
     let row = conference(&noc, &conf);
     let mut servers: Vec<String> = clients.iter().map(server_of).collect();
@@ -139,4 +142,145 @@ fn tones_cross_three_linked_servers_in_reflect_mode() {
 #[test]
 fn tones_cross_three_linked_servers_in_mix_mode() {
     tones_across_servers("mix");
+}
+
+/// Kill -9 a linked server: its member is back (on another server) within 3 s, and the
+/// members elsewhere hear each other all along.
+#[test]
+fn a_linked_server_killed_fails_its_members_over_and_the_others_keep_talking() {
+    let mut split = Split::start();
+    for id in ["ms-a", "ms-b", "ms-c"] {
+        split.add_media(id, &["--capacity", "1"]);
+    }
+    let dir = TempDir::new("cascade-failover");
+    let tones = [("ann", 440.0), ("bob", 660.0), ("cat", 880.0)];
+    let mut clients = Vec::new();
+    for (name, hz) in tones {
+        let wav = dir.file(&format!("{name}.wav"));
+        let hz = hz.to_string();
+        let args = ["--tone", &hz, "--record", &wav, "--duration", "10"];
+        clients.push(tone_client(split.client, "wide", name, &args));
+    }
+    let servers: Vec<String> = clients.iter().map(server_of).collect();
+    let mut distinct = servers.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one per server: {servers:?}");
+    // bob joined second: his server is linked to the conference's first.
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = servers[1].clone();
+    let accepts = |c: &Client| {
+        c.stdout
+            .all()
+            .iter()
+            .filter(|l| l.starts_with("accept"))
+            .count()
+    };
+    let t0 = Instant::now();
+    split.media(&killed).kill9();
+    while accepts(&clients[1]) < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "bob not back within 3 s: {:?}",
+            clients[1].stdout.all()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = t0.elapsed();
+    assert_ne!(server_of(&clients[1]), killed);
+    for c in &mut clients {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stdout.all());
+    }
+    // ann and cat never lost each other: every half second from 2 s to 9 s of their
+    // recordings holds the other's tone.
+    for (me, other, hz) in [("ann", "cat", 880.0), ("cat", "ann", 440.0)] {
+        let wav = dir.file(&format!("{me}.wav"));
+        let mut t = 2.0;
+        while t < 9.0 {
+            let db = level(&wav, hz, t, t + 0.5);
+            assert!(
+                db >= -40.0,
+                "{me} lost {other} at {t:.1} s ({db:.1} dBFS; bob back after {back:?})"
+            );
+            t += 0.5;
+        }
+    }
+    // bob hears both again once back.
+    let wav = dir.file("bob.wav");
+    for (other, hz) in [("ann", 440.0), ("cat", 880.0)] {
+        let db = level(&wav, hz, 8.0, 9.5);
+        assert!(
+            db >= -35.0,
+            "bob does not hear {other} after failover: {db:.1} dBFS"
+        );
+    }
+}
+
+/// Issue 17's acceptance: `noc --media-servers 3 --capacity 10` takes 25 `loadgen`
+/// participants in one conference with one sender; the API shows the conference on all
+/// three servers, and every receiver gets the sender's stream with loss <= 0.1%.
+#[test]
+fn twenty_five_participants_spread_over_three_servers_of_ten() {
+    let noc = Noc::start(&["--media-servers", "3", "--capacity", "10"]);
+    let dir = TempDir::new("cascade-spread");
+    let json = dir.file("spread.json");
+    let dispatcher = noc.dispatcher.to_string();
+    let child = std::process::Command::new(bin("loadgen"))
+        .args(["--dispatcher", &dispatcher])
+        .args([
+            "--conferences",
+            "1",
+            "--participants",
+            "25",
+            "--senders",
+            "1",
+        ])
+        .args(["--duration", "4", "--quiet", "--json", &json])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("loadgen runs");
+    // While it runs, the API shows the conference on all three servers.
+    let t0 = Instant::now();
+    let mut seen = Value::Null;
+    while t0.elapsed() < Duration::from_secs(15) {
+        let all = api(noc.http, "/api/conferences");
+        if let Some(c) = all.as_array().and_then(|a| a.first()) {
+            seen = c.clone();
+            if c["servers"].as_array().map_or(0, Vec::len) == 3
+                && c["participants"].as_array().map_or(0, Vec::len) == 25
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen["servers"].as_array().map(Vec::len), Some(3), "{seen}");
+    assert_eq!(
+        seen["participants"].as_array().map(Vec::len),
+        Some(25),
+        "{seen}"
+    );
+    let out = child.wait_with_output().expect("loadgen ends");
+    assert!(
+        out.status.success(),
+        "loadgen failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid json");
+    let step = &v["steps"][0];
+    // One sender, 50 packets a second for 4 s, to 24 receivers.
+    assert_eq!(step["expected"].as_u64(), Some(24 * 200), "{step:#}");
+    let loss = v["loss_pct"].as_f64().expect("loss");
+    assert!(loss <= 0.1, "loss {loss}%: {step:#}");
+    assert_eq!(step["misrouted"].as_u64(), Some(0), "{step:#}");
+    assert_eq!(step["echoed"].as_u64(), Some(0), "{step:#}");
+    let log = api(noc.http, "/api/events");
+    let spread = log
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|e| e["kind"] == "spread").count());
+    assert_eq!(spread, 2, "two spreads: {log}");
 }
