@@ -43,6 +43,10 @@ pub struct MediaServerArgs {
     /// Media worker threads, each with its own UDP port [default: one per core].
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Members of one conference a worker takes before the conference spreads to another
+    /// worker [default: 256].
+    #[arg(long)]
+    pub worker_share: Option<usize>,
     /// UDP backend of the media workers; one that cannot start falls back to mmsg
     /// [default: uring].
     #[arg(long, value_enum)]
@@ -151,6 +155,8 @@ pub struct Settings {
     pub secret: Vec<u8>,
     pub capacity: u32,
     pub workers: usize,
+    /// Members of one conference per worker before it spreads over the workers.
+    pub worker_share: usize,
     pub io: IoKind,
     pub gso: bool,
     pub pin_cores: bool,
@@ -236,6 +242,7 @@ impl Settings {
             secret,
             capacity: default_capacity(),
             workers: default_workers(),
+            worker_share: 256,
             io: IoKind::DEFAULT,
             gso: true,
             pin_cores: false,
@@ -290,6 +297,14 @@ impl MediaServerArgs {
                 ));
             }
             s.workers = v;
+        }
+        if let Some(v) = a.worker_share {
+            if v == 0 {
+                return Err(MediaServerError::Config(
+                    "`worker_share` must be at least 1".into(),
+                ));
+            }
+            s.worker_share = v;
         }
         if let Some(v) = a.io {
             s.io = v;

@@ -337,6 +337,29 @@ impl Collector for Workers {
             let index = w.index.to_string();
             ConstCounter::new(secs).encode(busy.encode_family(&[("worker", index.as_str())])?)?;
         }
+        // Per worker: a conference spread over the workers shows on each.
+        let mut parts = e.encode_descriptor(
+            "noc_media_worker_participants",
+            "Participants in each worker's mesh (members, and those mirrored from other workers or servers)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for w in self.0.workers() {
+            let n = w.counters.participants.load(Ordering::Relaxed) as i64;
+            let index = w.index.to_string();
+            ConstGauge::new(n).encode(parts.encode_family(&[("worker", index.as_str())])?)?;
+        }
+        let mut out = e.encode_descriptor(
+            "noc_media_worker_packets_out",
+            "Packets each worker sent",
+            None,
+            MetricType::Counter,
+        )?;
+        for w in self.0.workers() {
+            let n = w.counters.packets_out.load(Ordering::Relaxed);
+            let index = w.index.to_string();
+            ConstCounter::new(n).encode(out.encode_family(&[("worker", index.as_str())])?)?;
+        }
         let tick_secs = self.sum(|c| &c.tick_ns) as f64 / 1e9;
         let c = ConstCounter::new(tick_secs);
         c.encode(e.encode_descriptor(

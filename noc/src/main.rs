@@ -34,6 +34,9 @@ struct NocArgs {
     /// Capacity of each media server.
     #[arg(long)]
     capacity: Option<u32>,
+    /// Media worker threads of each media server [default: one per core].
+    #[arg(long)]
+    workers: Option<usize>,
     /// Ticket secret; a random one is made per run when unset.
     #[arg(long)]
     secret: Option<String>,
@@ -155,6 +158,11 @@ async fn main() -> std::process::ExitCode {
     }
     let n = args.media_servers.unwrap_or(2);
     let (capacity, chat_rate, chat_burst) = (args.capacity, args.chat_rate, args.chat_burst);
+    if args.workers == Some(0) {
+        eprintln!("noc: config: `workers` must be at least 1");
+        return std::process::ExitCode::from(2);
+    }
+    let workers = args.workers;
     let recordings = args
         .recordings
         .clone()
@@ -164,6 +172,9 @@ async fn main() -> std::process::ExitCode {
         ms.recordings = Some(recordings.clone());
         if let Some(c) = capacity {
             ms.capacity = c;
+        }
+        if let Some(w) = workers {
+            ms.workers = w;
         }
         if let Some(r) = chat_rate {
             ms.chat_rate = r;

@@ -284,3 +284,89 @@ fn twenty_five_participants_spread_over_three_servers_of_ten() {
         .map_or(0, |a| a.iter().filter(|e| e["kind"] == "spread").count());
     assert_eq!(spread, 2, "two spreads: {log}");
 }
+
+/// The value of a per-worker series on a `/metrics` page: worker index -> value.
+fn per_worker(page: &str, name: &str) -> Vec<(String, f64)> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix("{worker=\""))
+        .filter_map(|l| {
+            let (w, v) = l.split_once("\"} ")?;
+            Some((w.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Issue 17's acceptance across workers: a conference of 600 on a media server with 2
+/// workers spreads over both (the per-worker metrics show it), with no loss.
+#[test]
+fn six_hundred_participants_spread_over_two_workers() {
+    let noc = Noc::start(&[
+        "--media-servers",
+        "1",
+        "--workers",
+        "2",
+        "--capacity",
+        "5000",
+    ]);
+    let dir = TempDir::new("cascade-workers");
+    let json = dir.file("workers.json");
+    let dispatcher = noc.dispatcher.to_string();
+    let child = std::process::Command::new(bin("loadgen"))
+        .args(["--dispatcher", &dispatcher])
+        .args([
+            "--conferences",
+            "1",
+            "--participants",
+            "600",
+            "--senders",
+            "1",
+        ])
+        .args(["--duration", "3", "--quiet", "--json", &json])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("loadgen runs");
+    // While it runs, both workers carry members of the room.
+    let url = &noc.metrics[0].1;
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .expect("a metrics address");
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    while t0.elapsed() < Duration::from_secs(60) {
+        let page = testkit::harness::http_get(addr, "/metrics");
+        seen = per_worker(&page, "noc_media_worker_participants");
+        if seen.len() == 2 && seen.iter().all(|(_, n)| *n >= 600.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Each worker's mesh holds its members, everyone else mirrored, and its link's end.
+    for (w, n) in &seen {
+        assert!(*n >= 600.0, "worker {w} has {n} participants: {seen:?}");
+    }
+    let out = child.wait_with_output().expect("loadgen ends");
+    assert!(
+        out.status.success(),
+        "loadgen failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = testkit::harness::http_get(addr, "/metrics");
+    let sent = per_worker(&page, "noc_media_worker_packets_out_total");
+    assert!(
+        sent.len() == 2 && sent.iter().all(|(_, v)| *v > 10_000.0),
+        "both workers send: {sent:?}"
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid json");
+    let step = &v["steps"][0];
+    assert_eq!(step["expected"].as_u64(), Some(599 * 150), "{step:#}");
+    let loss = v["loss_pct"].as_f64().expect("loss");
+    assert!(loss <= 0.1, "loss {loss}%: {step:#}");
+    assert_eq!(step["misrouted"].as_u64(), Some(0), "{step:#}");
+    assert_eq!(step["echoed"].as_u64(), Some(0), "{step:#}");
+}

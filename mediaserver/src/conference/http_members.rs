@@ -119,10 +119,11 @@ impl Conferences {
         let Some(room) = rooms.get(conference) else {
             return;
         };
-        let viewers: Vec<String> = room
+        // Each viewer's session lives on its own part's worker.
+        let viewers: Vec<(String, usize)> = room
             .members()
             .values()
-            .filter_map(|m| m.follows.clone())
+            .filter_map(|m| m.follows.clone().map(|f| (f, room.place(m.shard).0)))
             .collect();
         if viewers.is_empty() {
             return;
@@ -131,12 +132,11 @@ impl Conferences {
         let audio = !room.mode().mixes();
         // A speaker without a camera leaves viewers on the last picture they had.
         let video = room.member(speaker).is_some_and(|m| m.video);
-        let worker = room.worker();
         drop(rooms);
         if !audio && !video {
             return;
         }
-        for ufrag in viewers {
+        for (ufrag, worker) in viewers {
             let cmd = RtcCommand::Follow {
                 ufrag,
                 audio,

@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 const OPUS_PT: u8 = codec::OPUS.payload_type;
 const OPUS_RATE: u32 = codec::OPUS.clock_rate;
 /// Video on the wire: H.264 (packetization-mode 1) or VP8, 90 kHz (RFC 6184, RFC 7741).
-const H264_PT: u8 = codec::H264.payload_type;
-const VP8_PT: u8 = codec::VP8.payload_type;
+pub(super) const H264_PT: u8 = codec::H264.payload_type;
+pub(super) const VP8_PT: u8 = codec::VP8.payload_type;
 const VIDEO_RATE: u32 = codec::VIDEO_CLOCK_RATE;
 
 /// A joined client's place in its conference, held by its session.
@@ -300,8 +300,10 @@ impl Conferences {
             }
         };
         let participant = rooms.next_participant();
+        // A big room spreads over the workers: the newcomer goes to its emptiest part.
+        let shard = self.seat_member(&mut rooms, conference);
         let room = rooms.get(conference).expect("ensure_room made it");
-        let (worker, conf) = (room.worker(), room.conf());
+        let (worker, conf) = room.place(shard);
         if self
             .command(worker, Command::AddParticipant { conf, participant })
             .is_err()
@@ -381,6 +383,7 @@ impl Conferences {
             chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
             ssrc,
             video_ssrc,
+            shard,
         };
         let joined = room.announce(conference, participant, &member);
         for link in room.links.values() {
@@ -432,6 +435,7 @@ impl Conferences {
                 .encode(),
             );
         }
+        self.mirror_member(&rooms, conference, participant, shard, ssrc, video_ssrc);
         self.notify(joined);
         tracing::info!(conference, participant, name, "joined");
         Ok(Membership {
@@ -536,13 +540,16 @@ impl Conferences {
         let Some(member) = room.remove(m.participant) else {
             return;
         };
-        self.teardown(
-            room.worker(),
-            Command::RemoveParticipant {
-                conf: room.conf(),
-                participant: m.participant,
-            },
-        );
+        // Out of its part of the room, and of the other parts it is mirrored in.
+        for (worker, conf) in room.places() {
+            self.teardown(
+                worker,
+                Command::RemoveParticipant {
+                    conf,
+                    participant: m.participant,
+                },
+            );
+        }
         room.broadcast(
             &ServerMsg::DelUser {
                 participant: m.participant,
@@ -568,7 +575,7 @@ impl Conferences {
     pub(super) fn place_of(&self, m: &Membership) -> Option<(usize, mesh::ConfId)> {
         self.rooms()
             .get(&m.conference)
-            .map(|r| (r.worker(), r.conf()))
+            .map(|r| r.place(r.home(m.participant)))
     }
 
     /// A client's `channel` line: checks it against what we offered and installs the
@@ -632,6 +639,11 @@ impl Conferences {
                     }
                 }
             }
+            let mesh_kind = match kind {
+                MediaKind::Audio => mesh::MediaKind::Audio,
+                MediaKind::Video => mesh::MediaKind::Video,
+            };
+            self.remirror(&rooms, &m.conference, m.participant, mesh_kind, ssrc);
             match kind {
                 MediaKind::Audio => m.ssrc = ssrc,
                 MediaKind::Video => {
@@ -748,14 +760,17 @@ impl Conferences {
         let Some(room) = rooms.get(&m.conference) else {
             return Ok(());
         };
-        self.apply(
-            room.worker(),
-            Command::Talk {
-                conf: room.conf(),
-                participant: m.participant,
-                on,
-            },
-        )?;
+        // Every part of a room spread over workers mixes this member (mirrored elsewhere).
+        for (worker, conf) in room.places() {
+            self.apply(
+                worker,
+                Command::Talk {
+                    conf,
+                    participant: m.participant,
+                    on,
+                },
+            )?;
+        }
         if !room.mode().mixes() {
             room.broadcast(
                 &ServerMsg::Speaking {

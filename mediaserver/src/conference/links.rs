@@ -111,6 +111,11 @@ impl Conferences {
         {
             return Err(LinkRefusal::Duplicate(peer.to_owned()));
         }
+        if rooms.get(conference).is_some_and(|r| !r.shards.is_empty()) {
+            return Err(LinkRefusal::Order(
+                "the conference is spread over this server's workers and is not linked",
+            ));
+        }
         let end = rooms.next_participant();
         let room = rooms.get(conference).expect("checked above");
         let (worker, conf) = (room.worker(), room.conf());

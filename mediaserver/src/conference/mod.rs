@@ -17,6 +17,7 @@ mod punt;
 mod record;
 mod report;
 mod rooms;
+mod shards;
 mod tickets;
 
 pub(crate) use punt::drain;
@@ -384,10 +385,9 @@ impl Conferences {
                 link.close();
             }
             self.end_recording(conference, &mut room);
-            self.teardown(
-                room.worker(),
-                Command::RemoveConference { conf: room.conf() },
-            );
+            for (worker, conf) in room.places() {
+                self.teardown(worker, Command::RemoveConference { conf });
+            }
             self.notify(MsMsg::ConfDeleted {
                 conference: conference.to_owned(),
             });
@@ -400,13 +400,19 @@ impl Conferences {
     /// the `level` lines of one period together, and `dominant` when the floor changes.
     pub(crate) fn on_mesh_event(&self, worker: usize, ev: mesh::Event) {
         let mut rooms = self.rooms();
+        // A room spread over workers hears of a member from every part: its own part's
+        // word counts; the room-wide indicators come from the first part.
+        let own = |room: &rooms::Room, participant: u32| {
+            room.shard_at(worker, conf_of(&ev)) == Some(room.home(participant))
+        };
+        let first = |room: &rooms::Room| room.shard_at(worker, conf_of(&ev)) == Some(0);
         match ev {
             mesh::Event::Speaking {
                 conf,
                 participant,
                 on,
             } => {
-                if let Some(room) = rooms.by_conf(worker, conf) {
+                if let Some(room) = rooms.by_conf(worker, conf).filter(|r| own(r, participant)) {
                     room.set_speaking(participant, on);
                     room.broadcast(&ServerMsg::Speaking { participant, on }, None);
                 }
@@ -417,7 +423,7 @@ impl Conferences {
                 loss_permille,
                 jitter_ms,
             } => {
-                let Some(room) = rooms.by_conf(worker, conf) else {
+                let Some(room) = rooms.by_conf(worker, conf).filter(|r| own(r, participant)) else {
                     return;
                 };
                 let q = Quality::from_loss_jitter(
@@ -435,7 +441,7 @@ impl Conferences {
                 }
             }
             mesh::Event::Levels { conf, levels } => {
-                if let Some(room) = rooms.by_conf(worker, conf) {
+                if let Some(room) = rooms.by_conf(worker, conf).filter(|r| first(r)) {
                     let lines: Vec<bytes::Bytes> = levels
                         .iter()
                         .map(|(participant, dbov)| {
@@ -446,7 +452,7 @@ impl Conferences {
                 }
             }
             mesh::Event::Dominant { conf, participant } => {
-                if let Some(room) = rooms.by_conf(worker, conf) {
+                if let Some(room) = rooms.by_conf(worker, conf).filter(|r| first(r)) {
                     if room.set_dominant(participant) {
                         room.broadcast(&ServerMsg::Dominant { participant }, None);
                         if let Some(c) = &room.composite {
@@ -474,3 +480,14 @@ impl Conferences {
 
 #[cfg(test)]
 mod tests;
+
+/// The conference a mesh event is about.
+fn conf_of(ev: &mesh::Event) -> mesh::ConfId {
+    match *ev {
+        mesh::Event::Latched { conf, .. }
+        | mesh::Event::Speaking { conf, .. }
+        | mesh::Event::Quality { conf, .. }
+        | mesh::Event::Levels { conf, .. }
+        | mesh::Event::Dominant { conf, .. } => conf,
+    }
+}

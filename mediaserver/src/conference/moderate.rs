@@ -107,7 +107,8 @@ impl Conferences {
     /// or operator (a hard mute only they may lift). Applies the change in the mesh and
     /// tells every member.
     fn set_mute(&self, room: &mut Room, target: u32, on: bool, by: Actor) -> Result<(), Refusal> {
-        let (worker, conf) = (room.worker(), room.conf());
+        // The member's own part of the room: its mirrors elsewhere get only what it lets out.
+        let (worker, conf) = room.place(room.home(target));
         let member = room.member_mut(target).ok_or_else(|| not_here(target))?;
         let was = member.muted();
         let (self_before, hard_before, raised) =

@@ -39,6 +39,8 @@ pub(super) struct Member {
     /// The SSRCs it sends with, as linked servers are told.
     pub(super) ssrc: u32,
     pub(super) video_ssrc: Option<u32>,
+    /// The worker part of the room it is in (0: the room's first worker).
+    pub(super) shard: usize,
 }
 
 impl Member {
@@ -127,6 +129,10 @@ pub(super) struct Room {
     pub(super) recording_composite: Option<crate::composite::Control>,
     /// Cascading: the servers this room is linked with, by id.
     pub(super) links: BTreeMap<String, super::links::RoomLink>,
+    /// Spread over workers: the room's parts on other workers (shard `i + 1`), and the
+    /// ends linking the parts pairwise.
+    pub(super) shards: Vec<(usize, mesh::ConfId)>,
+    pub(super) shard_ends: Vec<super::shards::ShardEnd>,
 }
 
 impl Room {
@@ -148,6 +154,8 @@ impl Room {
             recording: None,
             recording_composite: None,
             links: BTreeMap::new(),
+            shards: Vec::new(),
+            shard_ends: Vec::new(),
         }
     }
 
@@ -241,6 +249,42 @@ impl Room {
 
     pub(super) fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// Every (worker, conf) the room runs on, the first worker's first.
+    pub(super) fn places(&self) -> Vec<(usize, mesh::ConfId)> {
+        std::iter::once((self.worker, self.conf))
+            .chain(self.shards.iter().copied())
+            .collect()
+    }
+
+    /// Where part `shard` of the room runs.
+    pub(super) fn place(&self, shard: usize) -> (usize, mesh::ConfId) {
+        match shard.checked_sub(1).and_then(|i| self.shards.get(i)) {
+            Some(&p) => p,
+            None => (self.worker, self.conf),
+        }
+    }
+
+    /// The part of the room member `id` is in (0 for anyone else).
+    pub(super) fn home(&self, id: u32) -> usize {
+        self.members.get(&id).map_or(0, |m| m.shard)
+    }
+
+    /// Which part of the room `conf` on `worker` is.
+    pub(super) fn shard_at(&self, worker: usize, conf: mesh::ConfId) -> Option<usize> {
+        self.places().iter().position(|&p| p == (worker, conf))
+    }
+
+    /// Members per part.
+    pub(super) fn shard_sizes(&self) -> Vec<usize> {
+        let mut n = vec![0; 1 + self.shards.len()];
+        for m in self.members.values() {
+            if let Some(c) = n.get_mut(m.shard) {
+                *c += 1;
+            }
+        }
+        n
     }
 
     pub(super) fn mode(&self) -> Mode {
@@ -410,14 +454,14 @@ impl Rooms {
     pub(super) fn by_conf(&mut self, worker: usize, conf: mesh::ConfId) -> Option<&mut Room> {
         self.rooms
             .values_mut()
-            .find(|r| r.worker == worker && r.conf == conf)
+            .find(|r| r.shard_at(worker, conf).is_some())
     }
 
     /// The name of the conference `conf` on `worker`.
     pub(super) fn name_of(&self, worker: usize, conf: mesh::ConfId) -> Option<&str> {
         self.rooms
             .iter()
-            .find(|(_, r)| r.worker == worker && r.conf == conf)
+            .find(|(_, r)| r.shard_at(worker, conf).is_some())
             .map(|(n, _)| n.as_str())
     }
 
@@ -484,8 +528,8 @@ impl Rooms {
     /// Conferences per worker, to place a new one on the least loaded.
     pub(super) fn load(&self, workers: usize) -> Vec<usize> {
         let mut load = vec![0; workers];
-        for r in self.rooms.values() {
-            if let Some(l) = load.get_mut(r.worker) {
+        for (w, _) in self.rooms.values().flat_map(Room::places) {
+            if let Some(l) = load.get_mut(w) {
                 *l += 1;
             }
         }
