@@ -132,12 +132,18 @@ async function refreshConferences() {
   const j = await r.json();
   $("conf-count").textContent = `${j.total} running`;
   $("conferences").tBodies[0].innerHTML = j.items.length ? j.items.map((c) => {
-    const people = c.participants.slice(0, 8).map((p) =>
-      `<a data-action="move" data-conference="${esc(c.name)}" data-participant="${p.id}" title="Move ${esc(p.name)} to another conference">${esc(p.name)}</a>`).join("");
+    // Members of linked servers are shown, not moved: ids are per server.
+    const people = c.participants.slice(0, 8).map((p) => p.server && p.server !== c.server
+      ? `<span title="on ${esc(p.server)}">${esc(p.name)}</span>`
+      : `<a data-action="move" data-conference="${esc(c.name)}" data-participant="${p.id}" title="Move ${esc(p.name)} to another conference">${esc(p.name)}</a>`).join("");
+    const linked = (c.servers || []).filter((s) => s !== c.server);
+    const where = linked.length
+      ? `${esc(c.server)} <span class="links" title="linked media servers: the conference spreads over them">⇄ ${linked.map(esc).join(", ")}</span>`
+      : esc(c.server);
     const more = c.participants.length > 8 ? ` +${c.participants.length - 8}` : "";
     return `<tr data-conference="${esc(c.name)}">
       <td><b>${esc(c.name)}</b><div class="people">${people}${more}</div></td>
-      <td class="server">${esc(c.server)}</td><td>${esc(c.mode)}</td>
+      <td class="server">${where}</td><td>${esc(c.mode)}</td>
       <td class="num participants">${c.participants.length}</td><td class="num">${age(c.age_s)}</td>
       <td><div class="actions"><button data-action="punt" data-conference="${esc(c.name)}" title="Move this conference to another server">Punt</button></div></td></tr>`;
   }).join("") : `<tr class="empty"><td colspan="6">No conference is running.</td></tr>`;

@@ -12,7 +12,8 @@ use testkit::harness::{Client, Noc};
 const TOKEN: &str = "dashboard-test-token";
 
 async fn browser(port: u16) -> Browser {
-    let profile = std::env::temp_dir().join(format!("noc-chromium-{}", std::process::id()));
+    // One profile per browser: tests in this binary run at once.
+    let profile = std::env::temp_dir().join(format!("noc-chromium-{}-{port}", std::process::id()));
     let caps = json!({
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
@@ -158,6 +159,49 @@ async fn dashboard_shows_the_noc_and_drains_a_server() {
 
     let shot = b.screenshot().await.unwrap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&path, shot).unwrap();
+    eprintln!("screenshot: {}", path.display());
+    b.close().await.unwrap();
+    for c in &mut clients {
+        c.kill();
+    }
+}
+
+/// Cascading on the dashboard: a conference spread over three linked servers shows its
+/// first server and, beside it, the servers it is linked with; everyone is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_conference_shows_its_linked_servers() {
+    let noc = Noc::start(&["--media-servers", "3", "--capacity", "1"]);
+    let mut clients = Vec::new();
+    for n in ["ann", "bob", "cat"] {
+        let c = Client::spawn(noc.dispatcher, "town", "demo", n, &["--duration", "40"]);
+        c.stdout
+            .wait_for("accept", Duration::from_secs(10))
+            .expect("accepted");
+        clients.push(c);
+    }
+    let (_driver, port) = chromedriver();
+    let b = browser(port).await;
+    b.goto(&format!("http://{}/", noc.http)).await.unwrap();
+    let cell = eventually(Duration::from_secs(10), "the conference row", || {
+        text(&b, "#conferences tr[data-conference='town'] td.server")
+    })
+    .await;
+    let host = noc.server_of("town").expect("town placed");
+    assert!(cell.starts_with(&host), "{cell}");
+    for (id, _) in &noc.media_servers {
+        assert!(cell.contains(id.as_str()), "{id} missing from {cell:?}");
+    }
+    assert!(cell.contains('⇄'), "{cell}");
+    let count = text(
+        &b,
+        "#conferences tr[data-conference='town'] td.participants",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count, "3");
+    let shot = b.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-spread.png");
     std::fs::write(&path, shot).unwrap();
     eprintln!("screenshot: {}", path.display());
     b.close().await.unwrap();

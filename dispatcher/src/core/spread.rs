@@ -14,6 +14,26 @@ pub struct LinkTo {
     pub addr: SocketAddr,
 }
 
+impl Conference {
+    /// Everyone in the conference, wherever: (server, participant id there, name).
+    pub fn everyone(&self) -> impl Iterator<Item = (&str, u32, &str)> + '_ {
+        let first = self.server.as_str();
+        self.participants
+            .iter()
+            .map(move |(id, n)| (first, *id, n.as_str()))
+            .chain(
+                self.links
+                    .iter()
+                    .flat_map(|(s, r)| r.iter().map(move |(id, n)| (s.as_str(), *id, n.as_str()))),
+            )
+    }
+
+    /// Every server it runs on, its own first.
+    pub fn servers(&self) -> impl Iterator<Item = &str> + '_ {
+        std::iter::once(self.server.as_str()).chain(self.links.keys().map(String::as_str))
+    }
+}
+
 impl Tables {
     /// Where a join of a running conference is seated: its server while that has room for
     /// one more (or the contract holds the place); else the linked server with the most

@@ -137,7 +137,7 @@ fn summary_json(service: &Service) -> Value {
     let (mut conferences, mut participants) = (0u64, 0u64);
     for c in t.conferences() {
         conferences += 1;
-        participants += c.participants.len() as u64;
+        participants += c.everyone().count() as u64;
     }
     json!({
         "unix_ms": unix_ms(),
@@ -191,6 +191,7 @@ fn conferences_json(service: &Service, page: &Page) -> Value {
             q.is_empty()
                 || c.name.to_lowercase().contains(&q)
                 || c.server.to_lowercase().contains(&q)
+                || c.links.keys().any(|s| s.to_lowercase().contains(&q))
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
@@ -203,17 +204,10 @@ fn conferences_json(service: &Service, page: &Page) -> Value {
         .map(|c| {
             // Everyone, wherever they are (participant ids are per server).
             let participants: Vec<Value> = c
-                .participants
-                .iter()
-                .map(|(id, name)| (&c.server, id, name))
-                .chain(
-                    c.links
-                        .iter()
-                        .flat_map(|(s, r)| r.iter().map(move |(id, name)| (s, id, name))),
-                )
+                .everyone()
                 .map(|(server, id, name)| json!({"id": id, "name": name, "server": server}))
                 .collect();
-            let servers: Vec<&String> = std::iter::once(&c.server).chain(c.links.keys()).collect();
+            let servers: Vec<&str> = c.servers().collect();
             json!({
                 "name": c.name,
                 "server": c.server,
@@ -260,9 +254,8 @@ async fn participants(
     match t.conference(&name) {
         Some(c) => {
             let rows: Vec<Value> = c
-                .participants
-                .iter()
-                .map(|(id, n)| json!({"id": id, "name": n, "server": c.server}))
+                .everyone()
+                .map(|(server, id, n)| json!({"id": id, "name": n, "server": server}))
                 .collect();
             (StatusCode::OK, Json(Value::Array(rows)))
         }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Cascading cost, in one run: 1 sender -> RECEIVERS receivers in one conference, on one
+# media server (the baseline) and spread over four linked media servers of a quarter of the
+# capacity each, each with one worker, driven by `loadgen` through the dispatcher. Prints
+# per layout and round: packets out per second, the noc process's CPU (all its servers),
+# CPU per delivered packet, latency p50/p99 and loss; then the ratio of the cost per
+# delivered packet (four servers over one) and the p99 the relay hop adds, per round.
+# Usage: benches/cascade.sh [RECEIVERS] [SECONDS] [ROUNDS] (default 1000 10 2).
+# Loopback (127.0.0.1) only. Builds the release binaries when they are missing.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+receivers="${1:-1000}"
+secs="${2:-10}"
+rounds="${3:-2}"
+participants=$((receivers + 1))
+[ -x "$target/noc" ] && [ -x "$target/loadgen" ] || (cd "$root" && cargo build --release -p noc -p benches --bins)
+
+work="$(mktemp -d)"
+noc_pid=""
+cleanup() { [ -n "$noc_pid" ] && kill "$noc_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# One layout: SERVERS media servers of CAPACITY units each; writes $work/NAME.json.
+run() {
+  local name="$1" servers="$2" capacity="$3"
+  "$target/noc" --listen 127.0.0.1:0 --http 127.0.0.1:0 --media-servers "$servers" \
+    --capacity "$capacity" --workers 1 --recordings "$work/rec" >"$work/noc.out" 2>"$work/noc.err" &
+  noc_pid=$!
+  for _ in $(seq 100); do grep -q '^ready' "$work/noc.out" 2>/dev/null && break; sleep 0.1; done
+  local disp
+  disp="$(awk '$1 == "dispatcher" { print $2; exit }' "$work/noc.out")"
+  [ -n "$disp" ] || { echo "noc did not start" >&2; cat "$work/noc.err" >&2; exit 1; }
+  "$target/loadgen" --dispatcher "$disp" --conferences 1 --participants "$participants" \
+    --senders 1 --duration "$secs" --server-pid "$noc_pid" --quiet --json "$work/$name.json" \
+    >"$work/$name.out" 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
+  kill "$noc_pid"
+  wait "$noc_pid" 2>/dev/null || true
+  noc_pid=""
+}
+
+field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print(v.get(sys.argv[2]))" "$1" "$2"; }
+
+echo "| round | layout | pps out | server cores | CPU µs per delivered packet | p50 ms | p99 ms | loss % |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+for r in $(seq "$rounds"); do
+  # Alternate the order, so drift on a shared machine does not favour one layout.
+  if [ $((r % 2)) -eq 1 ]; then order="one four"; else order="four one"; fi
+  for layout in $order; do
+    case "$layout" in
+      one) run one 1 $((participants * 4)) ;;
+      four) run four 4 $(((participants + 3) / 4 + 8)) ;;
+    esac
+    j="$work/$layout.json"
+    pps="$(field "$j" pps_out)"
+    cores="$(field "$j" server_cpu_cores)"
+    us="$(python3 -c "print(f'{$cores / $pps * 1e6:.3f}')")"
+    echo "| $r | $layout | $(printf '%.0f' "$pps") | $(printf '%.3f' "$cores") | $us | $(printf '%.3f' "$(field "$j" latency_p50_ms)") | $(printf '%.3f' "$(field "$j" latency_p99_ms)") | $(printf '%.3f' "$(field "$j" loss_pct)") |"
+    cp "$j" "$work/$layout.$r.json"
+  done
+  python3 - "$work/one.$r.json" "$work/four.$r.json" "$r" <<'EOF'
+import json, sys
+one, four = (json.load(open(p)) for p in sys.argv[1:3])
+cost = lambda v: v["server_cpu_cores"] / v["pps_out"]
+print(f"round {sys.argv[3]}: cost per delivered packet, four servers / one: "
+      f"{cost(four) / cost(one):.2f}x; p99 added by the relay hop: "
+      f"{four['latency_p99_ms'] - one['latency_p99_ms']:+.3f} ms", file=sys.stderr)
+EOF
+done
