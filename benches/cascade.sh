@@ -32,6 +32,12 @@ run() {
   local disp
   disp="$(awk '$1 == "dispatcher" { print $2; exit }' "$work/noc.out")"
   [ -n "$disp" ] || { echo "noc did not start" >&2; cat "$work/noc.err" >&2; exit 1; }
+  # Idle CPU of the layout (its servers' ticks, reports and threads) over the same time.
+  local t0 t1
+  t0="$(cpu_ticks "$noc_pid")"
+  sleep "$secs"
+  t1="$(cpu_ticks "$noc_pid")"
+  idle["$name"]="$(python3 -c "print(($t1 - $t0) / $(getconf CLK_TCK) / $secs)")"
   "$target/loadgen" --dispatcher "$disp" --conferences 1 --participants "$participants" \
     --senders 1 --duration "$secs" --server-pid "$noc_pid" --quiet --json "$work/$name.json" \
     >"$work/$name.out" 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
@@ -40,10 +46,12 @@ run() {
   noc_pid=""
 }
 
+declare -A idle
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print(v.get(sys.argv[2]))" "$1" "$2"; }
 
-echo "| round | layout | pps out | server cores | CPU µs per delivered packet | p50 ms | p99 ms | loss % |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| round | layout | pps out | server cores | idle cores | CPU µs per delivered packet | same, idle CPU left out | p50 ms | p99 ms | loss % |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for r in $(seq "$rounds"); do
   # Alternate the order, so drift on a shared machine does not favour one layout.
   if [ $((r % 2)) -eq 1 ]; then order="one four"; else order="four one"; fi
@@ -56,15 +64,18 @@ for r in $(seq "$rounds"); do
     pps="$(field "$j" pps_out)"
     cores="$(field "$j" server_cpu_cores)"
     us="$(python3 -c "print(f'{$cores / $pps * 1e6:.3f}')")"
-    echo "| $r | $layout | $(printf '%.0f' "$pps") | $(printf '%.3f' "$cores") | $us | $(printf '%.3f' "$(field "$j" latency_p50_ms)") | $(printf '%.3f' "$(field "$j" latency_p99_ms)") | $(printf '%.3f' "$(field "$j" loss_pct)") |"
+    busy="$(python3 -c "print(f'{($cores - ${idle[$layout]}) / $pps * 1e6:.3f}')")"
+    echo "${idle[$layout]}" >"$work/$layout.$r.idle"
+    echo "| $r | $layout | $(printf '%.0f' "$pps") | $(printf '%.3f' "$cores") | $(printf '%.3f' "${idle[$layout]}") | $us | $busy | $(printf '%.3f' "$(field "$j" latency_p50_ms)") | $(printf '%.3f' "$(field "$j" latency_p99_ms)") | $(printf '%.3f' "$(field "$j" loss_pct)") |"
     cp "$j" "$work/$layout.$r.json"
   done
-  python3 - "$work/one.$r.json" "$work/four.$r.json" "$r" <<'EOF'
+  python3 - "$work/one.$r.json" "$work/four.$r.json" "$r" "$(cat "$work/one.$r.idle")" "$(cat "$work/four.$r.idle")" <<'EOF'
 import json, sys
 one, four = (json.load(open(p)) for p in sys.argv[1:3])
-cost = lambda v: v["server_cpu_cores"] / v["pps_out"]
+idle_one, idle_four = float(sys.argv[4]), float(sys.argv[5])
+cost = lambda v, idle=0.0: (v["server_cpu_cores"] - idle) / v["pps_out"]
 print(f"round {sys.argv[3]}: cost per delivered packet, four servers / one: "
-      f"{cost(four) / cost(one):.2f}x; p99 added by the relay hop: "
-      f"{four['latency_p99_ms'] - one['latency_p99_ms']:+.3f} ms", file=sys.stderr)
+      f"{cost(four) / cost(one):.2f}x, idle CPU left out {cost(four, idle_four) / cost(one, idle_one):.2f}x; "
+      f"p99 added by the relay hop: {four['latency_p99_ms'] - one['latency_p99_ms']:+.3f} ms", file=sys.stderr)
 EOF
 done

@@ -256,6 +256,8 @@ impl Conferences {
                 });
                 for cmd in cmds {
                     if self.command(worker, cmd).is_err() {
+                        // This member is not mirrored (its media does not reach ours); the
+                        // link and everyone else stay.
                         self.teardown(
                             worker,
                             Command::RemoveParticipant {
@@ -266,7 +268,8 @@ impl Conferences {
                         for &s in &ssrcs {
                             rooms.free_ssrc(s);
                         }
-                        return Err(LinkRefusal::Busy);
+                        tracing::warn!(conference, peer, id, "linked member not mirrored: worker queue full");
+                        return Ok(());
                     }
                 }
                 let room = rooms.get_mut(conference).expect("looked up above");
