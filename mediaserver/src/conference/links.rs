@@ -268,7 +268,12 @@ impl Conferences {
                         for &s in &ssrcs {
                             rooms.free_ssrc(s);
                         }
-                        tracing::warn!(conference, peer, id, "linked member not mirrored: worker queue full");
+                        tracing::warn!(
+                            conference,
+                            peer,
+                            id,
+                            "linked member not mirrored: worker queue full"
+                        );
                         return Ok(());
                     }
                 }
