@@ -370,3 +370,113 @@ fn six_hundred_participants_spread_over_two_workers() {
     assert_eq!(step["misrouted"].as_u64(), Some(0), "{step:#}");
     assert_eq!(step["echoed"].as_u64(), Some(0), "{step:#}");
 }
+
+/// The participant id a client was accepted with.
+fn id_of(c: &Client) -> u32 {
+    c.stdout
+        .all()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("accept ")?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("not accepted: {:?}", c.stdout.all()))
+}
+
+/// The id `of` has in the roster `c` got (`adduser ID NAME`).
+fn roster_id(c: &Client, of: &str) -> u32 {
+    c.stdout
+        .all()
+        .iter()
+        .find_map(|l| {
+            let rest = l.strip_prefix("adduser ")?;
+            let (id, name) = rest.split_once(' ')?;
+            (name == of).then(|| id.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{of} not in the roster: {:?}", c.stdout.all()))
+}
+
+/// Mute holds across servers: a moderator on one server mutes a member of the linked
+/// server; its own server applies it, everyone on both servers is told, and its tone
+/// leaves the other server's recordings until the moderator lifts it.
+#[test]
+fn a_moderator_mutes_a_member_of_a_linked_server() {
+    let dir = TempDir::new("cascade-mute");
+    let cfg = dir.file("noc.toml");
+    std::fs::write(
+        &cfg,
+        "[[accounts]]\ncode = \"demo\"\ncustomer = \"Demo\"\nmoderator_pin = \"4711\"\n",
+    )
+    .unwrap();
+    // Room for two per server: ann and the moderator on one, bob spreads to the other.
+    let noc = Noc::start(&["--config", &cfg, "--media-servers", "2", "--capacity", "2"]);
+    let wav = dir.file("ann.wav");
+    let ann = tone_client(
+        noc.dispatcher,
+        "hall",
+        "ann",
+        &["--tone", "440", "--record", &wav, "--duration", "12"],
+    );
+    let t0 = Instant::now();
+    let mut m = tone_client(
+        noc.dispatcher,
+        "hall",
+        "mod",
+        &[
+            "--moderator-pin",
+            "4711",
+            "--duration",
+            "12",
+            "--command",
+            "4:mute @bob on,8:mute @bob off",
+        ],
+    );
+    let moderated_from = Instant::now();
+    let mut bob = tone_client(
+        noc.dispatcher,
+        "hall",
+        "bob",
+        &["--tone", "660", "--duration", "11"],
+    );
+    let mut ann = ann;
+    assert_ne!(
+        server_of(&bob),
+        server_of(&ann),
+        "bob spread to the other server"
+    );
+    assert_eq!(server_of(&m), server_of(&ann));
+    for c in [&mut ann, &mut m, &mut bob] {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stdout.all());
+    }
+    // bob's own server applied it, by the moderator as bob's server knows it.
+    let (bob_id, mod_there) = (id_of(&bob), roster_id(&bob, "mod"));
+    let told = |c: &Client, line: &str| {
+        assert!(
+            c.stdout.all().iter().any(|l| l == line),
+            "no {line:?}: {:?}",
+            c.stdout.all()
+        )
+    };
+    told(&bob, &format!("muted {bob_id} on by={mod_there}"));
+    told(&bob, &format!("muted {bob_id} off by={mod_there}"));
+    // ann and the moderator were told in their server's ids.
+    let (bob_here, mod_id) = (roster_id(&ann, "bob"), id_of(&m));
+    told(&ann, &format!("muted {bob_here} on by={mod_id}"));
+    told(&m, &format!("muted {bob_here} off by={mod_id}"));
+    // ann's recording (from her accept, t0) loses bob's 660 Hz while muted.
+    let base = moderated_from.duration_since(t0).as_secs_f64();
+    let before = level(&wav, 660.0, base + 2.5, base + 3.6);
+    assert!(
+        before >= -35.0,
+        "ann hears bob before the mute: {before:.1}"
+    );
+    let gone = level(&wav, 660.0, base + 5.0, base + 7.8);
+    assert!(gone <= -50.0, "ann hears bob while muted: {gone:.1}");
+    let back = level(&wav, 660.0, base + 9.0, base + 10.5);
+    assert!(back >= -35.0, "ann hears bob after the unmute: {back:.1}");
+}

@@ -42,6 +42,13 @@ pub enum LinkMsg {
     },
     /// `gone ID`: that member left.
     Gone { id: u32 },
+    /// `mute ID on|off [by=ID]`: a moderator of the sender's side (`by`, its id there; none:
+    /// an operator) mutes or unmutes the receiver's member `ID`, which the receiver applies
+    /// as a moderator's mute.
+    Mute { id: u32, on: bool, by: Option<u32> },
+    /// `muted ID on|off BY`: the sender's member `ID` was muted or unmuted, by `BY`: one of
+    /// the sender's members (`mine:ID`), one of the receiver's (`yours:ID`) or `operator`.
+    Muted { id: u32, on: bool, by: LinkActor },
     /// `ping`: keepalive, every few seconds both ways.
     Ping,
 }
@@ -98,6 +105,35 @@ impl LinkMsg {
                 f.exact("ping", 0, 0)?;
                 Ok(LinkMsg::Ping)
             }
+            "mute" => {
+                let (a, opts) = f.args("mute", 2, 2)?;
+                let mut by = None;
+                for (k, v) in opts {
+                    match k {
+                        "by" => by = Some(num("mute", "by", v)?),
+                        _ => {
+                            return Err(ProtoError::BadValue {
+                                verb: "mute",
+                                field: "option",
+                                value: format!("{k}={v}"),
+                            })
+                        }
+                    }
+                }
+                Ok(LinkMsg::Mute {
+                    id: num("mute", "id", a[0])?,
+                    on: on_off("mute", a[1])?,
+                    by,
+                })
+            }
+            "muted" => {
+                let a = f.exact("muted", 3, 3)?;
+                Ok(LinkMsg::Muted {
+                    id: num("muted", "id", a[0])?,
+                    on: on_off("muted", a[1])?,
+                    by: LinkActor::parse(a[2])?,
+                })
+            }
             v => Err(ProtoError::UnknownVerb(v.to_owned())),
         }
     }
@@ -132,8 +168,63 @@ impl LinkMsg {
                 format!("member\t{id}\t{}\t{audio_ssrc}{video}\n", clean(name))
             }
             LinkMsg::Gone { id } => format!("gone\t{id}\n"),
+            LinkMsg::Mute { id, on, by } => {
+                let by = by.map(|b| format!("\tby={b}")).unwrap_or_default();
+                format!("mute\t{id}\t{}{by}\n", if *on { "on" } else { "off" })
+            }
+            LinkMsg::Muted { id, on, by } => {
+                format!("muted\t{id}\t{}\t{by}\n", if *on { "on" } else { "off" })
+            }
             LinkMsg::Ping => "ping\n".to_owned(),
         }
+    }
+}
+
+/// Who muted a member, as a linked server says it: in its ids or in the receiver's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkActor {
+    Operator,
+    /// A member of the sending server, by its id there.
+    Mine(u32),
+    /// A member of the receiving server, by its id there.
+    Yours(u32),
+}
+
+impl LinkActor {
+    fn parse(v: &str) -> Result<Self, ProtoError> {
+        let bad = || ProtoError::BadValue {
+            verb: "muted",
+            field: "by",
+            value: v.to_owned(),
+        };
+        match v.split_once(':') {
+            None if v == "operator" => Ok(LinkActor::Operator),
+            Some(("mine", id)) => Ok(LinkActor::Mine(id.parse().map_err(|_| bad())?)),
+            Some(("yours", id)) => Ok(LinkActor::Yours(id.parse().map_err(|_| bad())?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for LinkActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkActor::Operator => f.write_str("operator"),
+            LinkActor::Mine(id) => write!(f, "mine:{id}"),
+            LinkActor::Yours(id) => write!(f, "yours:{id}"),
+        }
+    }
+}
+
+fn on_off(verb: &'static str, v: &str) -> Result<bool, ProtoError> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(ProtoError::BadValue {
+            verb,
+            field: "on|off",
+            value: v.to_owned(),
+        }),
     }
 }
 
@@ -180,6 +271,31 @@ mod tests {
             },
             LinkMsg::Gone { id: 3 },
             LinkMsg::Ping,
+            LinkMsg::Mute {
+                id: 4,
+                on: true,
+                by: Some(9),
+            },
+            LinkMsg::Mute {
+                id: 4,
+                on: false,
+                by: None,
+            },
+            LinkMsg::Muted {
+                id: 4,
+                on: true,
+                by: LinkActor::Yours(9),
+            },
+            LinkMsg::Muted {
+                id: 4,
+                on: false,
+                by: LinkActor::Mine(4),
+            },
+            LinkMsg::Muted {
+                id: 4,
+                on: true,
+                by: LinkActor::Operator,
+            },
         ];
         for m in lines {
             let text = m.encode();
@@ -197,6 +313,9 @@ mod tests {
             "gone",
             "link\tc\ts",
             "ping\textra",
+            "mute\t1\tmaybe",
+            "muted\t1\ton\tsomeone",
+            "muted\t1\ton\tmine:x",
             "hello",
         ] {
             assert!(LinkMsg::parse(bad).is_err(), "{bad:?} parsed");

@@ -9,8 +9,9 @@ use super::rooms::Rooms;
 use super::{lock, Conferences};
 use control::{CloseReason, Outbox};
 use mesh::{Command, Endpoint, MediaKind, Remote};
+use protocol::cascade::LinkActor;
 use protocol::cascade::LINK_ACCOUNT;
-use protocol::{ticket, LinkMsg, Mode, ServerMsg};
+use protocol::{ticket, Actor, LinkMsg, Mode, ServerMsg};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -40,6 +41,14 @@ pub(crate) struct Mirror {
 impl RoomLink {
     pub(crate) fn mirrors(&self) -> impl Iterator<Item = &Mirror> {
         self.mirrors.values()
+    }
+
+    /// The linked server's id of the member mirrored here as `local`.
+    pub(crate) fn mirror_of(&self, local: u32) -> Option<u32> {
+        self.mirrors
+            .iter()
+            .find(|(_, m)| m.local == local)
+            .map(|(&id, _)| id)
     }
 
     pub(crate) fn send(&self, msg: &LinkMsg) {
@@ -289,6 +298,44 @@ impl Conferences {
                 if let Some(link) = room.links.get_mut(peer) {
                     link.mirrors.insert(id, mirror);
                 }
+                Ok(())
+            }
+            LinkMsg::Mute { id, on, by } => {
+                // A moderator there (mirrored here) or an operator mutes our member.
+                let by = by
+                    .and_then(|b| link.mirrors.get(&b).map(|m| Actor::Participant(m.local)))
+                    .unwrap_or(Actor::Operator);
+                let room = rooms.get_mut(conference).expect("looked up above");
+                if room.member(id).is_none() {
+                    tracing::info!(conference, peer, id, "linked mute for nobody here");
+                    return Ok(());
+                }
+                if let Err(r) = self.set_mute(room, id, on, by) {
+                    tracing::warn!(conference, peer, id, refusal = ?r.line(), "linked mute not applied");
+                }
+                Ok(())
+            }
+            LinkMsg::Muted { id, on, by } => {
+                let Some(local) = link.mirrors.get(&id).map(|m| m.local) else {
+                    return Ok(());
+                };
+                let by = match by {
+                    LinkActor::Operator => Actor::Operator,
+                    LinkActor::Yours(p) => Actor::Participant(p),
+                    LinkActor::Mine(p) => link
+                        .mirrors
+                        .get(&p)
+                        .map_or(Actor::Operator, |m| Actor::Participant(m.local)),
+                };
+                let room = rooms.get_mut(conference).expect("looked up above");
+                room.broadcast(
+                    &ServerMsg::Muted {
+                        participant: local,
+                        muted: on,
+                        by,
+                    },
+                    None,
+                );
                 Ok(())
             }
             LinkMsg::Gone { id } => {

@@ -106,7 +106,25 @@ impl Conferences {
     /// Mutes or unmutes `target` for `by`: itself (a soft mute it may lift) or a moderator
     /// or operator (a hard mute only they may lift). Applies the change in the mesh and
     /// tells every member.
-    fn set_mute(&self, room: &mut Room, target: u32, on: bool, by: Actor) -> Result<(), Refusal> {
+    pub(super) fn set_mute(
+        &self,
+        room: &mut Room,
+        target: u32,
+        on: bool,
+        by: Actor,
+    ) -> Result<(), Refusal> {
+        // A linked server's member: its own server mutes it (and tells everyone).
+        if room.member(target).is_none() {
+            let (peer, id) = room.mirror_origin(target).ok_or_else(|| not_here(target))?;
+            let by = match by {
+                Actor::Participant(p) => Some(p),
+                Actor::Operator => None,
+            };
+            if let Some(link) = room.links.get(&peer) {
+                link.send(&protocol::LinkMsg::Mute { id, on, by });
+            }
+            return Ok(());
+        }
         // The member's own part of the room: its mirrors elsewhere get only what it lets out.
         let (worker, conf) = room.place(room.home(target));
         let member = room.member_mut(target).ok_or_else(|| not_here(target))?;
@@ -154,6 +172,21 @@ impl Conferences {
             },
             None,
         );
+        // Linked servers tell their members, naming who did it in ids they know.
+        let mirrored_by = match by {
+            Actor::Participant(p) if room.member(p).is_none() => room.mirror_origin(p),
+            _ => None,
+        };
+        for (peer, link) in &room.links {
+            let by = match (by, &mirrored_by) {
+                (Actor::Participant(_), Some((from, id))) if from == peer => {
+                    protocol::cascade::LinkActor::Yours(*id)
+                }
+                (Actor::Participant(p), None) => protocol::cascade::LinkActor::Mine(p),
+                _ => protocol::cascade::LinkActor::Operator,
+            };
+            link.send(&protocol::LinkMsg::Muted { id: target, on, by });
+        }
         if raised && !on && by != Actor::Participant(target) {
             room.to_moderators(
                 &ServerMsg::Raise {

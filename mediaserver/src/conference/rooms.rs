@@ -251,6 +251,13 @@ impl Room {
         self.worker
     }
 
+    /// A linked server's member mirrored here as `local`: (that server, its id there).
+    pub(super) fn mirror_origin(&self, local: u32) -> Option<(String, u32)> {
+        self.links
+            .iter()
+            .find_map(|(peer, l)| l.mirror_of(local).map(|id| (peer.clone(), id)))
+    }
+
     /// Every (worker, conf) the room runs on, the first worker's first.
     pub(super) fn places(&self) -> Vec<(usize, mesh::ConfId)> {
         std::iter::once((self.worker, self.conf))
