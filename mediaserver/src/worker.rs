@@ -19,8 +19,8 @@ use tokio::sync::mpsc::Sender;
 
 /// Commands queued per worker before the control plane is told to back off. A join in a
 /// room linked with other servers or workers also mirrors the member on each of them, so a
-/// burst of 1,000 joins over 4 linked servers queues about 4,000 on each (1,024 refused
-/// joins in benches/cascade.sh).
+/// burst of 1,000 joins over 4 linked servers queues about 4,000 on each (at 1,024,
+/// benches/cascade.sh saw a join refused).
 pub const COMMAND_QUEUE: usize = 4096;
 /// Mesh events (speaking, quality) queued for the control plane; past it they are dropped
 /// and counted, so a stalled control plane never blocks a worker.

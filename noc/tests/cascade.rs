@@ -217,6 +217,42 @@ fn a_linked_server_killed_fails_its_members_over_and_the_others_keep_talking() {
     }
 }
 
+/// `loadgen` with one conference of `participants`, one sender, for `secs` s, writing `json`.
+fn loadgen(noc: &Noc, participants: u32, secs: u32, json: &str) -> std::process::Child {
+    let (n, d) = (participants.to_string(), secs.to_string());
+    std::process::Command::new(bin("loadgen"))
+        .args(["--dispatcher", &noc.dispatcher.to_string()])
+        .args(["--conferences", "1", "--participants", &n, "--senders", "1"])
+        .args(["--duration", &d, "--quiet", "--json", json])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("loadgen runs")
+}
+
+fn finish_loadgen(child: std::process::Child) {
+    let out = child.wait_with_output().expect("loadgen ends");
+    assert!(
+        out.status.success(),
+        "loadgen failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// loadgen's `json`: `expected` packets were due, at most 0.1% lost, none misrouted or
+/// echoed.
+fn delivered_without_loss(json: &str, expected: u64) {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(json).expect("json written"))
+        .expect("valid json");
+    let step = &v["steps"][0];
+    assert_eq!(step["expected"].as_u64(), Some(expected), "{step:#}");
+    let loss = v["loss_pct"].as_f64().expect("loss");
+    assert!(loss <= 0.1, "loss {loss}%: {step:#}");
+    assert_eq!(step["misrouted"].as_u64(), Some(0), "{step:#}");
+    assert_eq!(step["echoed"].as_u64(), Some(0), "{step:#}");
+}
+
 /// Issue 17's acceptance: `noc --media-servers 3 --capacity 10` takes 25 `loadgen`
 /// participants in one conference with one sender; the API shows the conference on all
 /// three servers, and every receiver gets the sender's stream with loss <= 0.1%.
@@ -225,22 +261,7 @@ fn twenty_five_participants_spread_over_three_servers_of_ten() {
     let noc = Noc::start(&["--media-servers", "3", "--capacity", "10"]);
     let dir = TempDir::new("cascade-spread");
     let json = dir.file("spread.json");
-    let dispatcher = noc.dispatcher.to_string();
-    let child = std::process::Command::new(bin("loadgen"))
-        .args(["--dispatcher", &dispatcher])
-        .args([
-            "--conferences",
-            "1",
-            "--participants",
-            "25",
-            "--senders",
-            "1",
-        ])
-        .args(["--duration", "4", "--quiet", "--json", &json])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("loadgen runs");
+    let child = loadgen(&noc, 25, 4, &json);
     // While it runs, the API shows the conference on all three servers.
     let t0 = Instant::now();
     let mut seen = Value::Null;
@@ -262,22 +283,9 @@ fn twenty_five_participants_spread_over_three_servers_of_ten() {
         Some(25),
         "{seen}"
     );
-    let out = child.wait_with_output().expect("loadgen ends");
-    assert!(
-        out.status.success(),
-        "loadgen failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-        .expect("valid json");
-    let step = &v["steps"][0];
-    // One sender, 50 packets a second for 4 s, to 24 receivers.
-    assert_eq!(step["expected"].as_u64(), Some(24 * 200), "{step:#}");
-    let loss = v["loss_pct"].as_f64().expect("loss");
-    assert!(loss <= 0.1, "loss {loss}%: {step:#}");
-    assert_eq!(step["misrouted"].as_u64(), Some(0), "{step:#}");
-    assert_eq!(step["echoed"].as_u64(), Some(0), "{step:#}");
+    finish_loadgen(child);
+    // One sender, 50 packets a second, to every other participant.
+    delivered_without_loss(&json, 24 * 200);
     let log = api(noc.http, "/api/events");
     let spread = log
         .as_array()
@@ -310,22 +318,7 @@ fn six_hundred_participants_spread_over_two_workers() {
     ]);
     let dir = TempDir::new("cascade-workers");
     let json = dir.file("workers.json");
-    let dispatcher = noc.dispatcher.to_string();
-    let child = std::process::Command::new(bin("loadgen"))
-        .args(["--dispatcher", &dispatcher])
-        .args([
-            "--conferences",
-            "1",
-            "--participants",
-            "600",
-            "--senders",
-            "1",
-        ])
-        .args(["--duration", "3", "--quiet", "--json", &json])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("loadgen runs");
+    let child = loadgen(&noc, 600, 3, &json);
     // While it runs, both workers carry members of the room.
     let url = &noc.metrics[0].1;
     let addr = url
@@ -348,27 +341,15 @@ fn six_hundred_participants_spread_over_two_workers() {
     for (w, n) in &seen {
         assert!(*n >= 600.0, "worker {w} has {n} participants: {seen:?}");
     }
-    let out = child.wait_with_output().expect("loadgen ends");
-    assert!(
-        out.status.success(),
-        "loadgen failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    finish_loadgen(child);
     let page = testkit::harness::http_get(addr, "/metrics");
     let sent = per_worker(&page, "noc_media_worker_packets_out_total");
     assert!(
         sent.len() == 2 && sent.iter().all(|(_, v)| *v > 10_000.0),
         "both workers send: {sent:?}"
     );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-        .expect("valid json");
-    let step = &v["steps"][0];
-    assert_eq!(step["expected"].as_u64(), Some(599 * 150), "{step:#}");
-    let loss = v["loss_pct"].as_f64().expect("loss");
-    assert!(loss <= 0.1, "loss {loss}%: {step:#}");
-    assert_eq!(step["misrouted"].as_u64(), Some(0), "{step:#}");
-    assert_eq!(step["echoed"].as_u64(), Some(0), "{step:#}");
+    // One sender, 50 packets a second, to every other participant.
+    delivered_without_loss(&json, 599 * 150);
 }
 
 /// The participant id a client was accepted with.

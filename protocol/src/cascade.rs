@@ -7,7 +7,7 @@
 //! ([`LinkMsg::Member`], [`LinkMsg::Gone`]); media flows as plain RTP between the two
 //! servers' worker ports, told apart by SSRC.
 
-use crate::fields::{clean, name, num, Fields};
+use crate::fields::{clean, name, num, on_off, Fields};
 use crate::ProtoError;
 use std::net::SocketAddr;
 
@@ -213,18 +213,6 @@ impl std::fmt::Display for LinkActor {
             LinkActor::Mine(id) => write!(f, "mine:{id}"),
             LinkActor::Yours(id) => write!(f, "yours:{id}"),
         }
-    }
-}
-
-fn on_off(verb: &'static str, v: &str) -> Result<bool, ProtoError> {
-    match v {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(ProtoError::BadValue {
-            verb,
-            field: "on|off",
-            value: v.to_owned(),
-        }),
     }
 }
 

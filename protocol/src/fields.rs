@@ -131,3 +131,16 @@ pub(crate) fn name(verb: &'static str, field: &'static str, v: &str) -> Result<S
 pub(crate) fn clean(text: &str) -> String {
     text.replace(['\t', '\n', '\r'], " ")
 }
+
+/// `on` or `off`.
+pub(crate) fn on_off(verb: &'static str, v: &str) -> Result<bool, ProtoError> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(ProtoError::BadValue {
+            verb,
+            field: "on|off",
+            value: v.to_owned(),
+        }),
+    }
+}

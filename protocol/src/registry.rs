@@ -1,6 +1,6 @@
 //! Messages on the registry link between a media server and the dispatcher.
 
-use crate::fields::{clean, name, num, Fields};
+use crate::fields::{clean, name, num, on_off, Fields};
 use crate::types::word;
 use crate::{Capabilities, Endpoint, ErrorCode, MediaKind, Mode, ProtoError, ServerKind};
 use std::net::SocketAddr;
@@ -223,19 +223,6 @@ fn ws_url(verb: &'static str, v: &str) -> Result<String, ProtoError> {
         Endpoint::Tcp(_) | Endpoint::Tls(_) => Err(ProtoError::BadValue {
             verb,
             field: "ws",
-            value: v.to_owned(),
-        }),
-    }
-}
-
-/// `on` or `off`.
-fn on_off(verb: &'static str, v: &str) -> Result<bool, ProtoError> {
-    match v {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(ProtoError::BadValue {
-            verb,
-            field: "on|off",
             value: v.to_owned(),
         }),
     }

@@ -204,18 +204,11 @@ impl Conferences {
                     return Err(LinkRefusal::Order("relay sent twice"));
                 }
                 link.theirs = Some((addr, audio_ssrc));
-                for (kind, ssrc, clock_rate) in [
-                    (MediaKind::Audio, link.end_ssrcs[0], AUDIO_RATE),
-                    (MediaKind::Video, link.end_ssrcs[1], VIDEO_RATE),
+                for (kind, ssrc) in [
+                    (MediaKind::Audio, link.end_ssrcs[0]),
+                    (MediaKind::Video, link.end_ssrcs[1]),
                 ] {
-                    let cmd = Command::SetChannel {
-                        conf,
-                        participant: link.end,
-                        kind,
-                        remote: Remote::Relay(addr),
-                        ssrc,
-                        clock_rate,
-                    };
+                    let cmd = relay_channel(conf, link.end, addr, kind, ssrc);
                     self.command(worker, cmd).map_err(|_| LinkRefusal::Busy)?;
                 }
                 Ok(())
@@ -254,9 +247,15 @@ impl Conferences {
                     conf,
                     participant: local,
                 }];
-                cmds.push(channel(conf, local, addr, MediaKind::Audio, audio_ssrc));
+                cmds.push(relay_channel(
+                    conf,
+                    local,
+                    addr,
+                    MediaKind::Audio,
+                    audio_ssrc,
+                ));
                 if let Some(v) = video_ssrc {
-                    cmds.push(channel(conf, local, addr, MediaKind::Video, v));
+                    cmds.push(relay_channel(conf, local, addr, MediaKind::Video, v));
                 }
                 cmds.push(Command::SetEndpoint {
                     conf,
@@ -378,18 +377,20 @@ impl Conferences {
         tracing::info!(conference, peer, "link closed");
     }
 
-    /// The linked servers of every room, for the API: conference -> peers.
-    pub(crate) fn links(&self) -> BTreeMap<String, Vec<String>> {
+    /// The conferences linked with other servers.
+    pub(crate) fn linked(&self) -> std::collections::BTreeSet<String> {
         let rooms = lock(&self.rooms);
         rooms
             .iter()
             .filter(|(_, r)| !r.links.is_empty())
-            .map(|(n, r)| (n.clone(), r.links.keys().cloned().collect()))
+            .map(|(n, _)| n.clone())
             .collect()
     }
 }
 
-fn channel(
+/// The channel of `participant`'s `kind` stream from (and to) a linked server or worker at
+/// `addr`, whose address all its streams share.
+pub(super) fn relay_channel(
     conf: mesh::ConfId,
     participant: u32,
     addr: SocketAddr,

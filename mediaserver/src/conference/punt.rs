@@ -114,10 +114,10 @@ fn high_water(server: &Conferences, now: Instant) {
         .sum();
     // A conference that spreads over linked servers is not moved: the dispatcher seats
     // its newcomers where it has room.
-    let linked = server.links();
+    let linked = server.linked();
     let open: Vec<(&str, usize)> = sizes
         .iter()
-        .filter(|(c, _)| !in_flight.contains(c) && !linked.contains_key(c.as_str()))
+        .filter(|(c, _)| !in_flight.contains(c) && !linked.contains(c))
         .map(|(c, n)| (c.as_str(), *n))
         .collect();
     if let Some(c) = choose(&open, used - leaving.min(used), limit) {

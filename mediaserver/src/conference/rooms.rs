@@ -280,7 +280,14 @@ impl Room {
 
     /// Which part of the room `conf` on `worker` is.
     pub(super) fn shard_at(&self, worker: usize, conf: mesh::ConfId) -> Option<usize> {
-        self.places().iter().position(|&p| p == (worker, conf))
+        // Looked up for every mesh event, across rooms: no allocation.
+        if (self.worker, self.conf) == (worker, conf) {
+            return Some(0);
+        }
+        self.shards
+            .iter()
+            .position(|&p| p == (worker, conf))
+            .map(|i| i + 1)
     }
 
     /// Members per part.

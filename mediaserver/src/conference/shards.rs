@@ -7,15 +7,13 @@
 //! worker through that worker's own socket queue: no lock on the packet path. Members are
 //! seated on the part with the fewest.
 
+use super::links::relay_channel as relay;
 use super::rooms::Rooms;
 use super::Conferences;
 use crate::path::MediaPath;
-use mesh::{Command, Endpoint, MediaKind, Remote};
+use mesh::{Command, Endpoint, MediaKind};
 use protocol::Mode;
 use reflector::VideoCodec;
-
-const AUDIO_RATE: u32 = 48_000;
-const VIDEO_RATE: u32 = 90_000;
 
 /// The end in part `from`'s mesh that sends to part `to`, and its SSRCs (`to` stamps its
 /// RTCP about `from`'s members with the first).
@@ -207,25 +205,5 @@ impl Conferences {
                 return;
             }
         }
-    }
-}
-
-fn relay(
-    conf: mesh::ConfId,
-    participant: u32,
-    addr: std::net::SocketAddr,
-    kind: MediaKind,
-    ssrc: u32,
-) -> Command<MediaPath> {
-    Command::SetChannel {
-        conf,
-        participant,
-        kind,
-        remote: Remote::Relay(addr),
-        ssrc,
-        clock_rate: match kind {
-            MediaKind::Audio => AUDIO_RATE,
-            MediaKind::Video => VIDEO_RATE,
-        },
     }
 }
