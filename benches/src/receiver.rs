@@ -28,6 +28,8 @@ pub struct RxSocket {
     pub conf: u32,
     /// Index within the conference: its own stream must never come back.
     pub index: u32,
+    /// The media server it joined, as an index into the run's server list.
+    pub server: u16,
     /// With `--webrtc`: what the server sends this participant is SRTP.
     pub srtp: Option<webrtc::srtp::Context>,
 }
@@ -220,6 +222,7 @@ fn run(mut sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Resul
                             let arrival = pairs[i][local].record(p.seq);
                             counts.record(
                                 p.stream,
+                                sock.server,
                                 arrival,
                                 now_ns.saturating_sub(p.send_ns),
                                 sh.late_ns,

@@ -62,8 +62,26 @@ pub struct StepResult {
     pub server_socket_drops: u64,
     /// Delivery per media kind (those that sent): video apart from audio.
     pub kinds: Vec<KindResult>,
+    /// Latency by the media server each receiver joined, when there were several (a
+    /// conference spread over linked servers): receivers on the senders' server against
+    /// those behind a relay hop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_server: Vec<ServerLatency>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamResult>,
+}
+
+/// Latency at the receivers of one media server.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerLatency {
+    /// The server's media address, as its `channel` lines gave it.
+    pub server: String,
+    /// Participants joined there, and how many of them send.
+    pub participants: u32,
+    pub senders: u32,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_p999_ms: f64,
 }
 
 impl StepResult {
@@ -157,6 +175,9 @@ pub struct RunResult {
     pub latency_p99_ms: f64,
     pub latency_p999_ms: f64,
     pub server_cpu_cores: Option<f64>,
+    /// The headline step's latency by media server (empty with one server).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_server: Vec<ServerLatency>,
     /// Why a sweep stopped: `loss`, `latency`, `loadgen` (could not offer more), `max_steps`.
     pub stopped_by: Option<String>,
     /// Server resident memory before the joins and at the end of the load (KiB), and the
@@ -184,6 +205,7 @@ impl RunResult {
         self.latency_p99_ms = s.latency_p99_ms;
         self.latency_p999_ms = s.latency_p999_ms;
         self.server_cpu_cores = s.server_cpu_cores;
+        self.latency_by_server = s.latency_by_server.clone();
         let half = s.offered_pps_out / 2.0;
         if let Some(h) = self.steps[..i].iter().min_by(|a, b| {
             (a.offered_pps_out - half)

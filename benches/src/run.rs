@@ -6,12 +6,13 @@ use crate::config::LoadArgs;
 use crate::control::{self, ControlPlane, ControlReport, ControlStatus, Participant};
 use crate::cpu::{self, CpuSource};
 use crate::receiver::{self, RxHandle, RxShared, RxSocket};
-use crate::report::{utc_date, Machine, RunResult, StepResult};
+use crate::report::{utc_date, Machine, RunResult, ServerLatency, StepResult};
 use crate::sender::{self, Phase, TxHandle, TxPart, TxReport};
 use crate::stats::{kind_results, pct, stream_results, Latency, Layout, RxStep};
 use crate::BenchError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,6 +52,7 @@ pub fn run(args: &LoadArgs) -> Result<RunResult, BenchError> {
         latency_p99_ms: 0.0,
         latency_p999_ms: 0.0,
         server_cpu_cores: None,
+        latency_by_server: Vec::new(),
         stopped_by,
         server_rss_before_kib: rss_before,
         server_rss_loaded_kib: rss_loaded,
@@ -92,6 +94,33 @@ pub struct Load<'a> {
     live_tx: Arc<AtomicU64>,
     live_rx: Arc<AtomicU64>,
     ports: Ports,
+    /// The media servers joined, in the order of the receivers' server indices.
+    servers: Vec<ServerGroup>,
+}
+
+/// Participants joined at one media server.
+struct ServerGroup {
+    addr: SocketAddr,
+    participants: u32,
+    senders: u32,
+}
+
+/// The distinct media servers the participants joined (by audio channel), sorted.
+fn server_groups(parts: &[Participant], senders: u32) -> Vec<ServerGroup> {
+    let mut addrs: Vec<SocketAddr> = parts.iter().map(|p| p.audio.server).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs
+        .into_iter()
+        .map(|addr| {
+            let here = || parts.iter().filter(move |p| p.audio.server == addr);
+            ServerGroup {
+                addr,
+                participants: here().count() as u32,
+                senders: here().filter(|p| p.index < senders).count() as u32,
+            }
+        })
+        .collect()
 }
 
 impl<'a> Load<'a> {
@@ -121,7 +150,8 @@ impl<'a> Load<'a> {
         }
         let live_tx = Arc::new(AtomicU64::new(0));
         let live_rx = Arc::new(AtomicU64::new(0));
-        let (txs, rxs) = start_threads(args, &layout, epoch, &parts, &live_tx, &live_rx)?;
+        let servers = server_groups(&parts, args.senders);
+        let (txs, rxs) = start_threads(args, &layout, epoch, &parts, &servers, &live_tx, &live_rx)?;
         std::thread::sleep(Duration::from_millis(args.settle_ms));
         let ports = Ports::of(&parts);
         Ok(Load {
@@ -138,6 +168,7 @@ impl<'a> Load<'a> {
             live_tx,
             live_rx,
             ports,
+            servers,
         })
     }
 
@@ -291,6 +322,7 @@ fn start_threads(
     layout: &Layout,
     epoch: Instant,
     parts: &[Participant],
+    servers: &[ServerGroup],
     live_tx: &Arc<AtomicU64>,
     live_rx: &Arc<AtomicU64>,
 ) -> Result<(Vec<TxHandle>, Vec<RxHandle>), BenchError> {
@@ -304,6 +336,10 @@ fn start_threads(
                 .map_err(BenchError::io("clone socket"))?,
             conf: p.conf,
             index: p.index,
+            server: servers
+                .iter()
+                .position(|g| g.addr == p.audio.server)
+                .unwrap_or(0) as u16,
             srtp: p.srtp.as_ref().map(|k| k.inbound()),
         });
     }
@@ -392,6 +428,24 @@ impl Load<'_> {
             drops,
         );
         r.scale = scale;
+        if ctx.servers.len() > 1 {
+            r.latency_by_server = ctx
+                .servers
+                .iter()
+                .zip(&rx.by_server)
+                .map(|(g, h)| {
+                    let l = Latency::of(h);
+                    ServerLatency {
+                        server: g.addr.to_string(),
+                        participants: g.participants,
+                        senders: g.senders,
+                        latency_p50_ms: l.p50_ms,
+                        latency_p99_ms: l.p99_ms,
+                        latency_p999_ms: l.p999_ms,
+                    }
+                })
+                .collect();
+        }
         // Everything else that ran over the step's whole window (load and drain); unknown
         // without the server's CPU time, which it would include.
         let window = duration + args.drain_ms as f64 / 1000.0;
@@ -486,6 +540,7 @@ fn step_result(
         loadgen_socket_drops: drops.loadgen,
         server_socket_drops: drops.server,
         kinds: kind_results(layout, &streams, rx),
+        latency_by_server: Vec::new(),
         streams,
     }
 }

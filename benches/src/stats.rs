@@ -155,6 +155,9 @@ pub struct RxStep {
     pub streams: Vec<StreamRx>,
     /// Latency of every distinct packet, µs.
     pub latency_us: Histogram<u64>,
+    /// The same, by the media server the receiver joined (index into the run's server
+    /// list): with a conference spread over linked servers, the relay hop's share shows.
+    pub by_server: Vec<Histogram<u64>>,
     /// Probes of a stream from another conference: the server crossed conferences.
     pub misrouted: u64,
     /// A participant's own stream came back to it.
@@ -170,6 +173,7 @@ impl RxStep {
         RxStep {
             streams: vec![StreamRx::default(); layout.total_streams()],
             latency_us: new_hist(3),
+            by_server: Vec::new(),
             misrouted: 0,
             echoed: 0,
             stray: 0,
@@ -177,8 +181,16 @@ impl RxStep {
         }
     }
 
-    /// Accounts a packet of `stream` that arrived `latency_ns` after it was sent.
-    pub fn record(&mut self, stream: u32, arrival: Arrival, latency_ns: u64, late_ns: u64) {
+    /// Accounts a packet of `stream` that arrived `latency_ns` after it was sent, at a
+    /// receiver of media server `server`.
+    pub fn record(
+        &mut self,
+        stream: u32,
+        server: u16,
+        arrival: Arrival,
+        latency_ns: u64,
+        late_ns: u64,
+    ) {
         let Some(s) = self.streams.get_mut(stream as usize) else {
             self.foreign += 1;
             return;
@@ -200,6 +212,12 @@ impl RxStep {
             .get_or_insert_with(|| new_hist(2))
             .saturating_record(us);
         self.latency_us.saturating_record(us);
+        let server = usize::from(server);
+        if self.by_server.len() <= server {
+            // Once per server and step: the servers are known before the first packet.
+            self.by_server.resize_with(server + 1, || new_hist(3));
+        }
+        self.by_server[server].saturating_record(us);
     }
 
     pub fn merge(&mut self, o: &RxStep) {
@@ -207,6 +225,13 @@ impl RxStep {
             a.merge(b);
         }
         let _ = self.latency_us.add(&o.latency_us);
+        if self.by_server.len() < o.by_server.len() {
+            self.by_server
+                .resize_with(o.by_server.len(), || new_hist(3));
+        }
+        for (a, b) in self.by_server.iter_mut().zip(&o.by_server) {
+            let _ = a.add(b);
+        }
         self.misrouted += o.misrouted;
         self.echoed += o.echoed;
         self.stray += o.stray;
@@ -399,12 +424,12 @@ mod tests {
         };
         let mut rx = RxStep::new(&l);
         for seq in 0..10u64 {
-            rx.record(0, Arrival::New, 50_000 + seq * 1000, 20_000_000);
+            rx.record(0, 0, Arrival::New, 50_000 + seq * 1000, 20_000_000);
         }
-        rx.record(0, Arrival::Duplicate, 1, 20_000_000);
-        rx.record(0, Arrival::New, 30_000_000, 20_000_000);
+        rx.record(0, 0, Arrival::Duplicate, 1, 20_000_000);
+        rx.record(0, 0, Arrival::New, 30_000_000, 20_000_000);
         let mut other = RxStep::new(&l);
-        other.record(0, Arrival::Reordered, 60_000, 20_000_000);
+        other.record(0, 1, Arrival::Reordered, 60_000, 20_000_000);
         rx.merge(&other);
         let r = &stream_results(&l, &[10], &rx)[0];
         assert_eq!((r.expected, r.received, r.lost), (20, 12, 8));
@@ -413,6 +438,9 @@ mod tests {
         assert!(r.latency.p50_ms > 0.04 && r.latency.p50_ms < 0.07);
         assert!(r.latency.max_ms >= 29.0);
         assert_eq!(rx.latency_us.len(), 12);
+        // By the server each receiver joined: the other thread's receiver was on server 1.
+        let by: Vec<u64> = rx.by_server.iter().map(Histogram::len).collect();
+        assert_eq!(by, [11, 1]);
     }
 
     #[test]
@@ -426,7 +454,7 @@ mod tests {
         let mut rx = RxStep::new(&l);
         let video = l.stream(0, 1, Kind::Video);
         for _ in 0..4 {
-            rx.record(video, Arrival::New, 2_000_000, 20_000_000);
+            rx.record(video, 0, Arrival::New, 2_000_000, 20_000_000);
         }
         // Sender 0 sends video only; sender 1 sends 5 video packets, one of them lost.
         let mut sent = vec![0u64; l.total_streams()];

@@ -36,8 +36,10 @@ pub enum Report {
 /// The mesh's batch is sent early once it holds this many packets, so one receive batch of
 /// large fan-outs never fills it (the mesh would drop as `TxFull`).
 const FLUSH_AT: usize = 1024;
-/// How often the per-stream quality summary is recomputed (it walks every stream).
-const QUALITY_EVERY: Duration = Duration::from_millis(100);
+/// How often the per-stream quality summary is recomputed. It walks every stream (in a
+/// linked room, every mirrored member's too), and reports and scrapes read it at most
+/// once a second.
+const QUALITY_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters a worker publishes for reports and `/metrics`. Updated once per mesh tick
 /// (10 ms), never per packet; all monotonic except the gauges noted.

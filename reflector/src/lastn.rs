@@ -37,6 +37,8 @@ struct Speaker {
     muted: bool,
     /// Its audio as sent on, with each packet's share of the wire (see [`WIRE_OVERHEAD`]).
     rate: RateMeter,
+    /// In [`LastN::active`].
+    listed: bool,
 }
 
 /// Bytes each packet costs on the wire beyond its RTP: IPv4 and UDP headers, an SRTP tag
@@ -53,6 +55,10 @@ pub(crate) struct LastN {
     /// talked follow in join order.
     order: Vec<ParticipantId>,
     speakers: HashMap<ParticipantId, Speaker>,
+    /// The speakers that sent audio lately or hold a run: the only ones a tick looks at,
+    /// so a room of thousands (a linked server's mirrored members among them) costs its
+    /// talkers, not its size, every tick.
+    active: Vec<ParticipantId>,
     /// Talk edges not yet reported.
     edges: Vec<(ParticipantId, bool)>,
     /// When the next level batch is due.
@@ -70,6 +76,7 @@ impl LastN {
             ext_id: DEFAULT_AUDIO_LEVEL_ID,
             order: Vec::new(),
             speakers: hasher.map(),
+            active: Vec::new(),
             edges: Vec::new(),
             next_levels: None,
             levels: Levels::new(),
@@ -106,6 +113,10 @@ impl LastN {
         for &m in members {
             self.speakers.entry(m).or_default();
         }
+        let speakers = &self.speakers;
+        self.active.retain(|p| speakers.contains_key(p));
+        // Room for everyone, so listing a speaker never allocates on the packet path.
+        self.active.reserve(members.len());
         self.edges.reserve(2 * members.len());
     }
 
@@ -122,8 +133,9 @@ impl LastN {
     pub(crate) fn audio_rates(&self, now: Instant) -> (u64, impl Fn(ParticipantId) -> u64 + '_) {
         let live = move |s: &Speaker| !s.muted && s.rate.is_active(now);
         let total = self
-            .speakers
-            .values()
+            .active
+            .iter()
+            .filter_map(|p| self.speakers.get(p))
             .filter(|s| live(s))
             .map(|s| s.rate.bits_per_sec)
             .sum();
@@ -159,6 +171,10 @@ impl LastN {
         };
         if s.muted {
             return (None, None);
+        }
+        if !s.listed {
+            s.listed = true;
+            self.active.push(src);
         }
         s.rate.add(now, pkt.len() + WIRE_OVERHEAD);
         let voice = match talk::audio_level(pkt, self.ext_id) {
@@ -203,6 +219,10 @@ impl LastN {
         on: bool,
     ) -> Option<ParticipantId> {
         let s = self.speakers.entry(src).or_default();
+        if !s.listed {
+            s.listed = true;
+            self.active.push(src);
+        }
         match s.detector.control(now, on && !s.muted)? {
             TalkEdge::Started(_) => self.promote(src),
             TalkEdge::Stopped => None,
@@ -235,10 +255,23 @@ impl LastN {
     /// Ends runs that went quiet and reports every edge as a `speaking` notice; once per
     /// level period, the talkers' levels and a change of dominant speaker.
     pub(crate) fn tick(&mut self, now: Instant, out: &mut PathOut<'_>) {
-        for (&p, s) in &mut self.speakers {
+        let mut i = 0;
+        while let Some(&p) = self.active.get(i) {
+            let Some(s) = self.speakers.get_mut(&p) else {
+                self.active.swap_remove(i);
+                continue;
+            };
             if let Some(TalkEdge::Stopped) = s.detector.expire(now) {
                 self.edges.push((p, false));
             }
+            // Quiet for a while and holding no run: off the list until its next packet.
+            if s.detector.run().is_none() && !s.rate.is_active(now) {
+                s.listed = false;
+                s.meter.clear();
+                self.active.swap_remove(i);
+                continue;
+            }
+            i += 1;
         }
         for (p, on) in self.edges.drain(..) {
             out.speaking(p, on);
@@ -248,7 +281,10 @@ impl LastN {
         }
         self.next_levels = Some(now + talk::LEVEL_PERIOD);
         self.levels.clear();
-        for (&p, s) in &mut self.speakers {
+        for &p in &self.active {
+            let Some(s) = self.speakers.get_mut(&p) else {
+                continue;
+            };
             let peak = s.meter.take();
             if let (Some(db), Some(_)) = (peak, s.detector.run()) {
                 self.levels.push(p, db);

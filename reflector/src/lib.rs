@@ -244,18 +244,17 @@ impl Reflector {
             let entry = self.table.entry(src).or_default();
             let from = self.endpoints.get(&src).copied().unwrap_or_default();
             let endpoints = &self.endpoints;
+            let endpoint = |m: &ParticipantId| endpoints.get(m).copied().unwrap_or_default();
             for list in &mut entry.receivers {
                 list.clear();
                 // Everyone but the source itself (never echo) who receives from it here
                 // (a linked server's mirrored members do not; a link gets local media only).
-                list.extend(members.iter().copied().filter(|&m| {
-                    m != src
-                        && endpoints
-                            .get(&m)
-                            .copied()
-                            .unwrap_or_default()
-                            .receives(from)
-                }));
+                // Links first: a linked server fans out to its own members, so its copy
+                // leads the batch instead of waiting behind every local send.
+                let receives = |m: &ParticipantId| *m != src && endpoint(m).receives(from);
+                let peer = |m: &ParticipantId| endpoint(m) == Endpoint::Peer;
+                list.extend(members.iter().filter(|m| peer(m) && receives(m)));
+                list.extend(members.iter().filter(|m| !peer(m) && receives(m)));
             }
         }
         for (src, sim) in &mut self.simulcast {
@@ -401,7 +400,7 @@ impl Path for Reflector {
         // A receiver's estimate covers all it gets: the layers are chosen in what its audio
         // and its plain video leave (at a 300 kbit/s receiver two Opus streams take a
         // third). Several simulcast sources to one receiver each get that whole rest.
-        {
+        if !self.simulcast.is_empty() {
             let (audio_total, audio_own) = self.last_n.audio_rates(now);
             let (video, last_n) = (&self.video, &self.last_n);
             let others = |r: ParticipantId| {

@@ -90,6 +90,47 @@ fn levels_follow_the_volume_and_the_dominant_speaker_follows_the_talker() {
     assert_eq!(sim.reflector().dominant_speaker(), Some(2));
 }
 
+/// A tick looks only at members that sent audio lately (a room of thousands, most of them
+/// silent or a linked server's, costs its talkers): a talker that stops sending still has
+/// its run ended, and one that comes back after a long silence is seen again.
+#[test]
+fn a_talker_that_goes_silent_and_comes_back_is_followed() {
+    let ids: Vec<u32> = (1..=200).collect();
+    let mut sim = Sim::new(&ids);
+    let mut log = Vec::new();
+    sim.voices.insert(1, true);
+    run(&mut sim, 1000, &mut log);
+    // No packets at all from 1 (not silence packets) for three seconds.
+    sim.voices.remove(&1);
+    let gone = sim.now;
+    run(&mut sim, 3000, &mut log);
+    sim.voices.insert(1, true);
+    let back = sim.now;
+    run(&mut sim, 1000, &mut log);
+    let speaking: Vec<(Instant, bool)> = log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Speaking {
+                participant: 1, on, ..
+            } => Some((*t, *on)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(speaking.len(), 3, "{speaking:?}");
+    assert!(
+        speaking[0].1 && !speaking[1].1 && speaking[2].1,
+        "{speaking:?}"
+    );
+    let ended = speaking[1].0.duration_since(gone);
+    assert!(ended <= Duration::from_millis(600), "ended {ended:?} after");
+    assert!(speaking[2].0.duration_since(back) <= Duration::from_millis(300));
+    // Its levels come back with it.
+    let levels_after = log.iter().any(|(t, e)| {
+        *t > back && matches!(e, Event::Levels { levels, .. } if levels.iter().any(|(p, _)| p == 1))
+    });
+    assert!(levels_after, "no level for 1 after it came back");
+}
+
 #[test]
 fn a_muted_member_is_not_shown_talking() {
     let mut sim = Sim::new(&[1, 2]);
