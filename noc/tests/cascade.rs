@@ -122,13 +122,19 @@ fn tones_across_servers(mode: &str) {
             own_db <= -50.0,
             "{mode}: {name} hears itself at {own_db:.1} dBFS"
         );
-        // The roster names everyone, wherever they are.
+        // The roster names everyone, wherever they are, and speaking notices follow the
+        // talkers across the links.
         let out = clients[i].stdout.all();
         for (other, _) in tones.iter().filter(|(n, _)| n != name) {
             assert!(
                 out.iter()
                     .any(|l| l.starts_with("adduser ") && l.ends_with(&format!(" {other}"))),
                 "{name} was not told of {other}: {out:?}"
+            );
+            let id = roster_id(&clients[i], other);
+            assert!(
+                out.iter().any(|l| *l == format!("speaking {id} on")),
+                "{mode}: {name} was not told {other} ({id}) speaks: {out:?}"
             );
         }
     }
