@@ -165,34 +165,94 @@ fn switches_and_freeze(samples: &[(u64, u64, u64)]) -> (Vec<(u64, u64)>, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browsers_simulcast_reaches_each_receiver_in_the_layer_it_takes() {
     let noc = Noc::start(&[]);
-    let mic = scratch("tone440-simulcast.wav");
-    tone_wav(&mic, 440.0, 60);
-    let cam = scratch("camera-960x540.y4m");
-    camera_y4m(&cam);
-    let (_driver, port) = chromedriver();
-    let url = |name: &str, extra: &str| {
-        format!(
-            "http://{}/join?conference=sim&account=demo&name={name}{extra}",
-            noc.http
-        )
-    };
-    let a = browser_with(port, &mic, Some(&cam), &scratch("profile-sim-a")).await;
-    a.goto(&url("ann", "&simulcast=1")).await.unwrap();
-    wait_in_room(&a, Duration::from_secs(20)).await;
-    let remote = a
+    simulcast_to_b_and_c(&noc, "sim", None).await;
+}
+
+/// The same across linked media servers: three servers with room for one browser each, so
+/// A's encodings reach B and C over links, and the servers B and C are on pick their layers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browsers_simulcast_reaches_receivers_on_linked_servers_in_their_layers() {
+    let noc = Noc::start(&["--media-servers", "3", "--capacity", "3"]);
+    simulcast_to_b_and_c(&noc, "simlinked", Some(3)).await;
+}
+
+/// `page` joins at `url` sending simulcast, and the server's answer takes the three rids.
+async fn join_simulcast(page: &fantoccini::Client, url: &str) {
+    page.goto(url).await.unwrap();
+    wait_in_room(page, Duration::from_secs(20)).await;
+    let remote = page
         .execute("return noc.pc.remoteDescription.sdp;", vec![])
         .await
         .unwrap();
     let remote = remote.as_str().unwrap_or("");
     assert!(remote.contains("a=simulcast:recv q;h;f"), "{remote}");
+}
 
-    let b = browser(port, &mic, &scratch("profile-sim-b")).await;
+/// Each member's media server in the dispatcher's API: (name, server).
+fn servers_of(noc: &Noc, conf: &str) -> Vec<(String, String)> {
+    let all = testkit::harness::api(noc.http, "/api/conferences");
+    let row = all
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == conf).cloned())
+        .unwrap_or_else(|| panic!("no conference {conf}: {all}"));
+    row["participants"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let s = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                    (s("name"), s("server"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A publishes three encodings; B (unconstrained) gets the full size and C (asking for
+/// layer 0) the quarter size, then C climbs when it lifts its limit. `servers`: how many
+/// media servers the three must be spread over.
+async fn simulcast_to_b_and_c(noc: &Noc, conf: &str, servers: Option<usize>) {
+    let mic = scratch(&format!("tone440-{conf}.wav"));
+    tone_wav(&mic, 440.0, 60);
+    let cam = scratch(&format!("camera-{conf}.y4m"));
+    camera_y4m(&cam);
+    let (_driver, port) = chromedriver();
+    let url = |name: &str, extra: &str| {
+        format!(
+            "http://{}/join?conference={conf}&account=demo&name={name}{extra}",
+            noc.http
+        )
+    };
+    let a = browser_with(
+        port,
+        &mic,
+        Some(&cam),
+        &scratch(&format!("profile-{conf}-a")),
+    )
+    .await;
+    let b = browser(port, &mic, &scratch(&format!("profile-{conf}-b"))).await;
+    let c = browser(port, &mic, &scratch(&format!("profile-{conf}-c"))).await;
+    // Spread over servers, A comes last: its encodings are declared to servers already
+    // linked (the other way, they go with the link's first lines).
+    let a_first = servers.is_none();
+    if a_first {
+        join_simulcast(&a, &url("ann", "&simulcast=1")).await;
+    }
     b.goto(&url("bob", "&camera=off")).await.unwrap();
     wait_in_room(&b, Duration::from_secs(20)).await;
-    let c = browser(port, &mic, &scratch("profile-sim-c")).await;
     c.goto(&url("cat", "&camera=off")).await.unwrap();
     wait_in_room(&c, Duration::from_secs(20)).await;
+    if !a_first {
+        join_simulcast(&a, &url("ann", "&simulcast=1")).await;
+    }
     c.execute("noc.layer(0);", vec![]).await.unwrap();
+    if let Some(n) = servers {
+        let placed = servers_of(noc, conf);
+        let mut distinct: Vec<&String> = placed.iter().map(|(_, s)| s).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), n, "spread over {n} servers: {placed:?}");
+    }
 
     // A sends three encodings.
     let deadline = Instant::now() + Duration::from_secs(15);

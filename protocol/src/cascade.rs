@@ -40,6 +40,10 @@ pub enum LinkMsg {
         audio_ssrc: u32,
         video_ssrc: Option<u32>,
     },
+    /// `simulcast ID SSRC[,SSRC]|none`: the sender's member `ID` sends simulcast video,
+    /// with these lower encodings (lowest first) under its video SSRC; `none`: no longer.
+    /// The sender relays every encoding, and the receiver picks one per member of its own.
+    Simulcast { id: u32, layers: Vec<u32> },
     /// `gone ID`: that member left.
     Gone { id: u32 },
     /// `mute ID on|off [by=ID]`: a moderator of the sender's side (`by`, its id there; none:
@@ -93,6 +97,27 @@ impl LinkMsg {
                     name: name("member", "name", a[1])?,
                     audio_ssrc: nonzero("member", "audio ssrc", a[2])?,
                     video_ssrc,
+                })
+            }
+            "simulcast" => {
+                let a = f.exact("simulcast", 2, 2)?;
+                let layers = match a[1] {
+                    "none" => Vec::new(),
+                    v => v
+                        .split(',')
+                        .map(|x| nonzero("simulcast", "ssrc", x))
+                        .collect::<Result<Vec<u32>, _>>()?,
+                };
+                if layers.len() > crate::MAX_SIMULCAST_EXTRA {
+                    return Err(ProtoError::BadValue {
+                        verb: "simulcast",
+                        field: "ssrc",
+                        value: a[1].to_owned(),
+                    });
+                }
+                Ok(LinkMsg::Simulcast {
+                    id: num("simulcast", "id", a[0])?,
+                    layers,
                 })
             }
             "gone" => {
@@ -166,6 +191,17 @@ impl LinkMsg {
                     .map(|v| format!("\tvideo={v}"))
                     .unwrap_or_default();
                 format!("member\t{id}\t{}\t{audio_ssrc}{video}\n", clean(name))
+            }
+            LinkMsg::Simulcast { id, layers } => {
+                let list = match layers.is_empty() {
+                    true => "none".to_owned(),
+                    false => layers
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                format!("simulcast\t{id}\t{list}\n")
             }
             LinkMsg::Gone { id } => format!("gone\t{id}\n"),
             LinkMsg::Mute { id, on, by } => {
@@ -258,6 +294,14 @@ mod tests {
                 video_ssrc: None,
             },
             LinkMsg::Gone { id: 3 },
+            LinkMsg::Simulcast {
+                id: 3,
+                layers: vec![21, 22],
+            },
+            LinkMsg::Simulcast {
+                id: 3,
+                layers: Vec::new(),
+            },
             LinkMsg::Ping,
             LinkMsg::Mute {
                 id: 4,
@@ -297,6 +341,9 @@ mod tests {
             "relay\tnowhere\t1\t2",
             "relay\t127.0.0.1:1\t0\t2",
             "member\tx\tname\t1",
+            "simulcast\t1\t0",
+            "simulcast\t1\t1,2,3",
+            "simulcast\t1",
             "member\t1\tname\t1\tcolour=red",
             "gone",
             "link\tc\ts",

@@ -219,6 +219,26 @@ impl Reflector {
                 Rtcp::Nack(n) => {
                     let now = out.now();
                     let lost = n.lost().take(budget);
+                    // A link asks for a layer by its own SSRC and numbers.
+                    if let Some((&sid, sim)) = self
+                        .simulcast
+                        .iter()
+                        .find(|(_, s)| s.is_peer(src) && s.layer_of(n.media).is_some())
+                    {
+                        if sid == src {
+                            self.stats.nack_refused += 1;
+                            continue;
+                        }
+                        let (prefs, seqs) = (&self.prefs, &mut self.rtx_seqs);
+                        let (asked, sent) = sim.retransmit_to_peer(n.media, lost, |p| {
+                            resend(prefs, seqs, src, p, out)
+                        });
+                        budget -= asked as usize;
+                        self.stats.nacked += asked;
+                        self.stats.retransmitted += sent;
+                        self.stats.nack_not_resent += asked - sent;
+                        continue;
+                    }
                     if let Some((&sid, sim)) =
                         self.simulcast.iter().find(|(_, s)| s.out_ssrc() == n.media)
                     {
@@ -370,8 +390,15 @@ impl Reflector {
         if let Some(v) = self.video.values_mut().find(|v| v.ssrc == media) {
             v.pending = true;
         }
-        // A simulcast receiver asks under the one SSRC it sees: the layer it gets now.
+        // A simulcast receiver asks under the one SSRC it sees: the layer it gets now; a
+        // link, under the layer's own.
         for sim in self.simulcast.values_mut() {
+            if sim.is_peer(rx) {
+                if let Some(l) = sim.layer_of(media) {
+                    sim.layers[l].pending = true;
+                }
+                continue;
+            }
             if sim.out_ssrc() == media {
                 if let Some(cur) = sim.sub_mut(rx).and_then(|s| s.current) {
                     sim.layers[cur].pending = true;

@@ -257,9 +257,11 @@ impl Reflector {
                 list.extend(members.iter().filter(|m| !peer(m) && receives(m)));
             }
         }
+        let endpoints = &self.endpoints;
+        let is_peer = |m: ParticipantId| endpoints.get(&m) == Some(&Endpoint::Peer);
         for (src, sim) in &mut self.simulcast {
             if let Some(e) = self.table.get(src) {
-                sim.sync(&e.receivers[MediaKind::Video.index()]);
+                sim.sync(&e.receivers[MediaKind::Video.index()], is_peer);
             }
         }
         self.rebuilds += 1;
@@ -447,8 +449,12 @@ impl Path for Reflector {
             .get(&participant)
             .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
         self.video.remove(&participant);
-        self.simulcast
-            .insert(participant, Simulcast::new(layers, receivers, self.hasher));
+        let endpoints = &self.endpoints;
+        let is_peer = |m: ParticipantId| endpoints.get(&m) == Some(&Endpoint::Peer);
+        self.simulcast.insert(
+            participant,
+            Simulcast::new(layers, receivers, is_peer, self.hasher),
+        );
     }
 
     fn rewrite(

@@ -99,6 +99,9 @@ pub(crate) struct Simulcast {
     pub(crate) layers: Vec<VideoSource>,
     rates: Vec<RateMeter>,
     pub(crate) subs: Vec<Sub>,
+    /// Receivers that get every layer as it comes, unchanged: linked servers
+    /// ([`mesh::Endpoint::Peer`]), whose own reflectors pick a layer per member.
+    pub(crate) peers: Vec<ParticipantId>,
     /// Index in `subs` by receiver, rebuilt in `sync`, so a packet's rewrites do not search.
     by_rx: FastMap<ParticipantId, usize>,
     /// Layer switches done, for tests and metrics.
@@ -107,7 +110,12 @@ pub(crate) struct Simulcast {
 
 impl Simulcast {
     /// `ssrcs` is not empty.
-    pub(crate) fn new(ssrcs: &[u32], receivers: &[ParticipantId], hasher: Hasher) -> Self {
+    pub(crate) fn new(
+        ssrcs: &[u32],
+        receivers: &[ParticipantId],
+        is_peer: impl Fn(ParticipantId) -> bool,
+        hasher: Hasher,
+    ) -> Self {
         let mut s = Self {
             ssrcs: ssrcs.to_vec(),
             layers: ssrcs
@@ -116,10 +124,11 @@ impl Simulcast {
                 .collect(),
             rates: vec![RateMeter::default(); ssrcs.len()],
             subs: Vec::with_capacity(receivers.len()),
+            peers: Vec::new(),
             by_rx: hasher.map(),
             switches: 0,
         };
-        s.sync(receivers);
+        s.sync(receivers, is_peer);
         s
     }
 
@@ -152,11 +161,20 @@ impl Simulcast {
     }
 
     /// Follows the receiver list; newcomers aim for the top layer and wait for its keyframe.
-    pub(crate) fn sync(&mut self, receivers: &[ParticipantId]) {
-        self.subs.retain(|s| receivers.contains(&s.rx));
+    /// Peers (links) are kept apart: they get every layer.
+    pub(crate) fn sync(
+        &mut self,
+        receivers: &[ParticipantId],
+        is_peer: impl Fn(ParticipantId) -> bool,
+    ) {
+        self.peers.clear();
+        self.peers
+            .extend(receivers.iter().copied().filter(|&r| is_peer(r)));
+        self.subs
+            .retain(|s| receivers.contains(&s.rx) && !is_peer(s.rx));
         let top = self.layers.len() - 1;
         for &r in receivers {
-            if !self.subs.iter().any(|s| s.rx == r) {
+            if !is_peer(r) && !self.subs.iter().any(|s| s.rx == r) {
                 self.subs.push(Sub::new(r, top));
                 self.layers[top].pending = true;
             }
@@ -262,7 +280,10 @@ impl Simulcast {
         if key && codec.is_some() {
             v.pending = false;
         }
-        // `subs` mirror `receivers` (see `sync`).
+        // Links first (see `Reflector::sync`), each layer as it came: the linked server
+        // picks per member.
+        out.extend_from_slice(&self.peers);
+        // `subs` mirror the other `receivers` (see `sync`).
         for sub in &mut self.subs {
             if thin && thinned.contains(&sub.rx) {
                 if sub.current == Some(l) {
@@ -383,6 +404,31 @@ impl Simulcast {
         (asked, sent)
     }
 
+    /// Answers a link's NACK for the packets `lost` of the layer with SSRC `media`, from
+    /// that layer's cache as they came, through `send`. Returns (asked, resent).
+    pub(crate) fn retransmit_to_peer(
+        &self,
+        media: u32,
+        lost: impl Iterator<Item = u16>,
+        mut send: impl FnMut(&[u8]) -> bool,
+    ) -> (u64, u64) {
+        let Some(l) = self.layer_of(media) else {
+            return (0, 0);
+        };
+        let (mut asked, mut sent) = (0, 0);
+        for seq in lost {
+            asked += 1;
+            if let Some(orig) = self.layers[l].cache.get(seq) {
+                sent += u64::from(send(orig));
+            }
+        }
+        (asked, sent)
+    }
+
+    pub(crate) fn is_peer(&self, rx: ParticipantId) -> bool {
+        self.peers.contains(&rx)
+    }
+
     /// Relays a layer's SR to the receivers on that layer, in their numbering: the sender
     /// info only (its report blocks are about streams those receivers do not see). Returns
     /// how many were sent.
@@ -394,6 +440,13 @@ impl Simulcast {
         buf[4..8].copy_from_slice(&self.out_ssrc().to_be_bytes());
         let ts = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]);
         let mut n = 0;
+        // Links get the layer's own SSRC and clock.
+        let own = self.ssrcs[layer];
+        buf[4..8].copy_from_slice(&own.to_be_bytes());
+        for &p in &self.peers {
+            n += u64::from(out.send_rtcp(p, MediaKind::Video, &buf));
+        }
+        buf[4..8].copy_from_slice(&self.out_ssrc().to_be_bytes());
         for sub in self.subs.iter().filter(|s| s.current == Some(layer)) {
             buf[16..20].copy_from_slice(&ts.wrapping_add(sub.ts_offset()).to_be_bytes());
             n += u64::from(out.send_rtcp(sub.rx, MediaKind::Video, &buf));
@@ -409,7 +462,7 @@ mod tests {
     /// Top-layer H.264 packets in order `seqs` (droppable when in `drop`, the first an IDR)
     /// with receiver 2 thinned; returns the numbers 2 was sent, in order.
     fn sent_to_thinned(seqs: &[u16], drop: &[u16]) -> Vec<u16> {
-        let mut sim = Simulcast::new(&[5, 6], &[2, 3], Hasher::default());
+        let mut sim = Simulcast::new(&[5, 6], &[2, 3], |_| false, Hasher::default());
         let now = Instant::now();
         let mut got = Vec::new();
         for (i, &s) in seqs.iter().enumerate() {

@@ -235,3 +235,89 @@ fn a_keyframe_request_from_the_far_side_reaches_the_origin_sender() {
         .count();
     assert_eq!(plis, 1, "client 1 is asked for a keyframe: {to_sender:?}");
 }
+
+/// Simulcast across the link: A relays every encoding of its sender as it comes, and B
+/// picks one per member of its own (by each one's estimate), asking A for keyframes of the
+/// encoding it switches to.
+#[test]
+fn a_simulcast_sender_reaches_each_far_receiver_on_the_layer_that_fits_it() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = linked(now);
+    // Lowest first; the top encoding is the channel's own SSRC. Each layer's packets have
+    // a size of their own, so the layer a receiver gets shows through the rewrite.
+    let layers = [0x1001, 0x1101, video_ssrc(1)];
+    let sizes = [200usize, 500, 1200];
+    for s in [&mut a, &mut b] {
+        s.mesh.handle_command(
+            now,
+            Command::SetSimulcast {
+                conf: CONF,
+                participant: 1,
+                layers: layers.to_vec(),
+            },
+        );
+    }
+    let mut seq = [0u16; 3];
+    let mut over_link = std::collections::HashSet::new();
+    let mut to_sender = Vec::new();
+    let mut got: std::collections::HashMap<SocketAddr, Vec<usize>> = Default::default();
+    for frame in 0..120u32 {
+        // Client 3 can take about 100 kbit/s: the lowest layer only.
+        if frame % 10 == 0 {
+            let remb = packet::remb(video_ssrc(3), 100_000, &[video_ssrc(1)]);
+            b.mesh.handle_datagram(now, client(3), &remb);
+        }
+        for (l, &ssrc) in layers.iter().enumerate() {
+            seq[l] = seq[l].wrapping_add(1);
+            let pkt = Rtp::new(ssrc)
+                .pt(VP8_PT)
+                .seq(seq[l])
+                .ts(frame * 3000)
+                .marker(true)
+                .payload(&vp8(true, frame % 30 == 0, None))
+                .size(sizes[l])
+                .build();
+            a.mesh.handle_datagram(now, client(1), &pkt);
+        }
+        for (dest, pkt) in a.sent(now) {
+            if dest == sa(B) {
+                if !mesh::rtp::is_rtcp(&pkt) {
+                    over_link.insert((ssrc_of(&pkt), pkt.len()));
+                }
+                b.mesh.handle_datagram(now, sa(A), &pkt);
+            } else if dest == client(1) {
+                to_sender.push(pkt);
+            }
+        }
+        for (dest, pkt) in b.sent(now) {
+            if dest == sa(A) {
+                a.mesh.handle_datagram(now, sa(B), &pkt);
+            } else if !mesh::rtp::is_rtcp(&pkt) && frame >= 90 {
+                assert_eq!(ssrc_of(&pkt), video_ssrc(1), "one SSRC per receiver");
+                got.entry(dest).or_default().push(pkt.len());
+            }
+        }
+        now += Duration::from_millis(33);
+    }
+    // Every encoding went over the link once per packet, unchanged.
+    let mut encodings: Vec<(u32, usize)> = over_link.into_iter().collect();
+    encodings.sort();
+    assert_eq!(
+        encodings,
+        vec![(layers[0], 200), (layers[1], 500), (layers[2], 1200)]
+    );
+    // B's unconstrained member gets the top layer, the constrained one the lowest.
+    let sizes_at = |c: ParticipantId| {
+        let mut v = got.get(&client(c)).cloned().unwrap_or_default();
+        v.dedup();
+        v
+    };
+    assert_eq!(sizes_at(2), vec![1200], "{got:?}");
+    assert_eq!(sizes_at(3), vec![200], "{got:?}");
+    // B's switch of client 3 down asked A, over the link, for a keyframe of that layer.
+    let asked_low = to_sender
+        .iter()
+        .flat_map(|b| rtcp::packets(b).flatten().collect::<Vec<_>>())
+        .any(|p| matches!(p, Rtcp::Pli { media, .. } if media == layers[0]));
+    assert!(asked_low, "no PLI for the lowest layer reached client 1");
+}

@@ -99,6 +99,7 @@ impl Conferences {
                     answer.slots.set_simulcast(r);
                     simulcast[..n - 1].copy_from_slice(&ssrcs[..n - 1]);
                 }
+                self.share_simulcast(&mut rooms, &m.conference, m.participant, &m.simulcast);
             }
         }
         let (rtx, twcc_id) = (answer.rtx(), answer.twcc_id);

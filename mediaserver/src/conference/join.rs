@@ -383,6 +383,7 @@ impl Conferences {
             chat: ChatBucket::new(self.settings.chat_burst, std::time::Instant::now()),
             ssrc,
             video_ssrc,
+            simulcast: Vec::new(),
             shard,
         };
         let joined = room.announce(conference, participant, &member);
@@ -631,7 +632,10 @@ impl Conferences {
                 if let Some(member) = room.member_mut(m.participant) {
                     match kind {
                         MediaKind::Audio => member.ssrc = ssrc,
-                        MediaKind::Video => member.video_ssrc = Some(ssrc),
+                        MediaKind::Video => {
+                            member.video_ssrc = Some(ssrc);
+                            member.simulcast.clear();
+                        }
                     }
                     let line = member.link_line(m.participant);
                     for link in room.links.values() {
@@ -728,7 +732,14 @@ impl Conferences {
                 participant: m.participant,
                 layers,
             },
-        )
+        )?;
+        self.share_simulcast(
+            &mut self.rooms(),
+            &m.conference,
+            m.participant,
+            &m.simulcast,
+        );
+        Ok(())
     }
 
     /// Hands the client's receive preferences to its worker's reflector.

@@ -36,6 +36,9 @@ pub(crate) struct Mirror {
     pub(crate) local: u32,
     pub(crate) name: String,
     ssrcs: Vec<u32>,
+    video: Option<u32>,
+    /// Its lower simulcast encodings' SSRCs (claimed here like `ssrcs`).
+    layers: Vec<u32>,
 }
 
 impl RoomLink {
@@ -172,6 +175,9 @@ impl Conferences {
         });
         for (&id, m) in room.members() {
             link.send(&m.link_line(id));
+            if let Some(line) = m.simulcast_line(id) {
+                link.send(&line);
+            }
         }
         room.links.insert(peer.to_owned(), link);
         tracing::info!(conference, peer, "linked");
@@ -293,7 +299,13 @@ impl Conferences {
                     },
                     None,
                 );
-                let mirror = Mirror { local, name, ssrcs };
+                let mirror = Mirror {
+                    local,
+                    name,
+                    ssrcs,
+                    video: video_ssrc,
+                    layers: Vec::new(),
+                };
                 if let Some(link) = room.links.get_mut(peer) {
                     link.mirrors.insert(id, mirror);
                 }
@@ -342,6 +354,53 @@ impl Conferences {
                     drop_mirror(self, rooms, conference, peer, old, true);
                 }
                 Ok(())
+            }
+            LinkMsg::Simulcast { id, layers } => {
+                // Taken out while the SSRCs change hands, put back below.
+                let Some(mut m) = link.mirrors.remove(&id) else {
+                    return Ok(());
+                };
+                let top = m.video;
+                for s in m.layers.drain(..) {
+                    if rooms.ssrc_owner(s) == Some(m.local) {
+                        rooms.free_ssrc(s);
+                    }
+                }
+                let claimed = top.is_some_and(|t| !layers.contains(&t))
+                    && layers.iter().all(|&s| rooms.claim_ssrc(s, m.local));
+                let cmd = match (claimed, top) {
+                    (true, Some(top)) => {
+                        m.layers = layers.clone();
+                        let mut all = layers;
+                        all.push(top);
+                        Some(Command::SetSimulcast {
+                            conf,
+                            participant: m.local,
+                            layers: all,
+                        })
+                    }
+                    _ => {
+                        for &s in &layers {
+                            if rooms.ssrc_owner(s) == Some(m.local) {
+                                rooms.free_ssrc(s);
+                            }
+                        }
+                        tracing::warn!(conference, peer, id, "linked simulcast not taken");
+                        None
+                    }
+                };
+                let local = m.local;
+                if let Some(link) = rooms
+                    .get_mut(conference)
+                    .and_then(|r| r.links.get_mut(peer))
+                {
+                    link.mirrors.insert(id, m);
+                }
+                tracing::debug!(conference, peer, id, local, "linked simulcast");
+                match cmd {
+                    Some(cmd) => self.command(worker, cmd).map_err(|_| LinkRefusal::Busy),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -410,6 +469,38 @@ pub(super) fn relay_channel(
     }
 }
 
+impl Conferences {
+    /// Member `id` sends simulcast video with lower encodings `layers` (none: no longer):
+    /// its roster entry, its mirrors on the room's other workers and every linked server
+    /// learn them, so each fans out the encoding that fits each of its members.
+    pub(super) fn share_simulcast(
+        &self,
+        rooms: &mut Rooms,
+        conference: &str,
+        id: u32,
+        layers: &[u32],
+    ) {
+        let Some(room) = rooms.get_mut(conference) else {
+            return;
+        };
+        let Some(member) = room.member_mut(id) else {
+            return;
+        };
+        member.simulcast = layers.to_vec();
+        let line = LinkMsg::Simulcast {
+            id,
+            layers: layers.to_vec(),
+        };
+        let top = member.video_ssrc;
+        for link in room.links.values() {
+            link.send(&line);
+        }
+        if let Some(top) = top {
+            self.resimulcast(rooms, conference, id, layers, top);
+        }
+    }
+}
+
 /// Takes a mirrored member out of the mesh and (`tell`) the roster.
 fn drop_mirror(
     service: &Conferences,
@@ -419,7 +510,7 @@ fn drop_mirror(
     m: Mirror,
     tell: bool,
 ) {
-    for &s in &m.ssrcs {
+    for &s in m.ssrcs.iter().chain(&m.layers) {
         if rooms.ssrc_owner(s) == Some(m.local) {
             rooms.free_ssrc(s);
         }

@@ -39,6 +39,8 @@ pub(super) struct Member {
     /// The SSRCs it sends with, as linked servers are told.
     pub(super) ssrc: u32,
     pub(super) video_ssrc: Option<u32>,
+    /// Its lower simulcast encodings' SSRCs, lowest first (the top one is `video_ssrc`).
+    pub(super) simulcast: Vec<u32>,
     /// The worker part of the room it is in (0: the room's first worker).
     pub(super) shard: usize,
 }
@@ -61,6 +63,15 @@ impl Member {
             audio_ssrc: self.ssrc,
             video_ssrc: self.video_ssrc,
         }
+    }
+
+    /// The line that tells a linked server about this member's simulcast encodings, when
+    /// it has any.
+    pub(super) fn simulcast_line(&self, id: u32) -> Option<protocol::LinkMsg> {
+        (!self.simulcast.is_empty()).then(|| protocol::LinkMsg::Simulcast {
+            id,
+            layers: self.simulcast.clone(),
+        })
     }
 }
 

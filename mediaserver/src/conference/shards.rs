@@ -173,7 +173,47 @@ impl Conferences {
             participant: id,
             endpoint: Endpoint::Remote { link_ssrc },
         });
+        // A part added after the member declared simulcast.
+        if let (Some(top), Some(m)) = (video_ssrc, room.member(id)) {
+            if !m.simulcast.is_empty() {
+                let mut layers = m.simulcast.clone();
+                layers.push(top);
+                cmds.push(Command::SetSimulcast {
+                    conf,
+                    participant: id,
+                    layers,
+                });
+            }
+        }
         self.send_all(worker, cmds);
+    }
+
+    /// Member `id`'s simulcast encodings (`layers` under `top`; none: plain video again) on
+    /// its mirrors in the room's other parts.
+    pub(super) fn resimulcast(
+        &self,
+        rooms: &Rooms,
+        conference: &str,
+        id: u32,
+        layers: &[u32],
+        top: u32,
+    ) {
+        let Some(room) = rooms.get(conference) else {
+            return;
+        };
+        let home = room.home(id);
+        // Just `top`: one encoding, as the client's own `channel` line does it.
+        let mut all = layers.to_vec();
+        all.push(top);
+        for part in (0..room.places().len()).filter(|&p| p != home) {
+            let (worker, conf) = room.place(part);
+            let cmd = Command::SetSimulcast {
+                conf,
+                participant: id,
+                layers: all.clone(),
+            };
+            self.send_all(worker, [cmd]);
+        }
     }
 
     /// A member's new SSRC (an external sender's own), on its mirrors too.
