@@ -27,6 +27,11 @@ pub struct Account {
     /// many were present (seed 003's contract).
     #[serde(default)]
     pub reserved: u32,
+    /// Members per media server (0: no limit): a conference of this account holds at most
+    /// this many on each server and spreads the rest over linked servers, so a webinar's
+    /// audience is fanned out by several servers rather than one.
+    #[serde(default)]
+    pub spread: u32,
     /// A join carrying this PIN (`pin=`, `confclient --moderator-pin`) moderates its
     /// conference: the dispatcher signs the role into its ticket. Without a PIN the
     /// account's conferences have no moderators (operators still use the admin API).

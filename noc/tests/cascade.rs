@@ -467,3 +467,49 @@ fn a_moderator_mutes_a_member_of_a_linked_server() {
     let back = level(&wav, 660.0, base + 9.0, base + 10.5);
     assert!(back >= -35.0, "ann hears bob after the unmute: {back:.1}");
 }
+
+/// A webinar account's `spread = 2` (members per server) spreads a conference over three
+/// servers that each have room for all of it, and the audience on the third server hears
+/// the speaker on the first.
+#[test]
+fn an_accounts_spread_fans_a_conference_out_before_any_server_is_full() {
+    let dir = TempDir::new("cascade-webinar");
+    let cfg = dir.file("noc.toml");
+    std::fs::write(
+        &cfg,
+        "[[accounts]]\ncode = \"demo\"\ncustomer = \"Demo\"\nspread = 2\n",
+    )
+    .unwrap();
+    let noc = Noc::start(&["--config", &cfg, "--media-servers", "3"]);
+    let wav = dir.file("eve.wav");
+    let mut clients = Vec::new();
+    for (name, extra) in [
+        ("ann", vec!["--tone", "440"]),
+        ("bob", vec![]),
+        ("cat", vec![]),
+        ("dan", vec![]),
+        ("eve", vec!["--record", &wav]),
+    ] {
+        let mut args = vec!["--duration", "7"];
+        args.extend(extra);
+        clients.push(tone_client(noc.dispatcher, "webinar", name, &args));
+    }
+    let row = conference(&noc, "webinar");
+    assert_eq!(
+        row["servers"].as_array().map(Vec::len),
+        Some(3),
+        "two members a server: {row}"
+    );
+    let on = |c: &Client| server_of(c);
+    assert_ne!(
+        on(&clients[0]),
+        on(&clients[4]),
+        "ann and eve share a server"
+    );
+    for c in &mut clients {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stderr.all());
+    }
+    let db = level(&wav, 440.0, 3.0, 6.0);
+    assert!(db >= -35.0, "eve hears ann at only {db:.1} dBFS");
+}

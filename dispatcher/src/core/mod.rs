@@ -232,6 +232,8 @@ pub struct Conference {
     pub units_per_user: u32,
     /// Contracted users: the conference is charged as if at least this many were present.
     pub reserved: u32,
+    /// Members per server before it spreads (0: only when full), from the account.
+    pub spread: u32,
     /// Participant id -> Unix ms of its `userjoined`, for the usage log.
     #[serde(skip)]
     pub joined: HashMap<u32, u64>,

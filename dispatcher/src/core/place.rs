@@ -17,6 +17,8 @@ pub struct Join<'a> {
     pub pool: Option<&'a str>,
     /// Contracted users per conference (0: none).
     pub reserved: u32,
+    /// Members per media server before it spreads (0: only when a server is full).
+    pub spread: u32,
     /// The customer's maximum simultaneous users, if its contract has one.
     pub max_users: Option<u32>,
 }
@@ -32,6 +34,7 @@ impl<'a> Join<'a> {
             media: Media::Audio,
             pool: None,
             reserved: 0,
+            spread: 0,
             max_users: None,
         }
     }
@@ -66,6 +69,8 @@ pub struct Seated<'a> {
     pub media: Media,
     /// The account's contracted users per conference.
     pub reserved: u32,
+    /// The account's members per server (see [`Join::spread`]).
+    pub spread: u32,
     /// When the media server accepted the member, Unix ms; 0: unknown (now).
     pub joined_unix_ms: u64,
 }
@@ -200,6 +205,7 @@ impl Tables {
                 tenant: join.pool.unwrap_or_default().to_owned(),
                 units_per_user,
                 reserved: join.reserved,
+                spread: join.spread,
                 joined: HashMap::new(),
                 moved: Vec::new(),
                 created: now,
@@ -334,6 +340,7 @@ impl Tables {
                 tenant: seated.map_or("", |b| b.tenant).to_owned(),
                 units_per_user,
                 reserved: seated.map_or(0, |b| b.reserved),
+                spread: seated.map_or(0, |b| b.spread),
                 joined: HashMap::new(),
                 moved: Vec::new(),
                 created: at.now,

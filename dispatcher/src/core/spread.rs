@@ -32,6 +32,14 @@ impl Conference {
     pub fn servers(&self) -> impl Iterator<Item = &str> + '_ {
         std::iter::once(self.server.as_str()).chain(self.links.keys().map(String::as_str))
     }
+
+    /// Its members on `server` (joined there).
+    fn members_on(&self, server: &str) -> usize {
+        match server == self.server {
+            true => self.participants.len(),
+            false => self.links.get(server).map_or(0, BTreeMap::len),
+        }
+    }
 }
 
 impl Tables {
@@ -40,6 +48,9 @@ impl Tables {
     /// room that has it; else a new server, chosen as for a new conference among those it
     /// does not run on, which must link with every server it runs on; else its own server,
     /// full or not. `None`: the conference is not in the table, or its server is gone.
+    ///
+    /// An account's `spread` (members per server) counts as room too: a server holding
+    /// that many of the conference's members (joined or on their way) has none for it.
     pub(super) fn seat(
         &mut self,
         now: Instant,
@@ -49,7 +60,15 @@ impl Tables {
         let c = self.conferences.get(join.conference)?;
         let units = i64::from(c.units_per_user);
         let origin = self.servers.get(&c.server)?;
-        if origin.score() >= units || c.reserved as usize > c.participants.len() {
+        let below_spread = |s: &Server| {
+            c.spread == 0 || {
+                let coming = s.pending.iter().filter(|p| p.conference == c.name).count();
+                c.members_on(&s.id) + coming < c.spread as usize
+            }
+        };
+        if below_spread(origin)
+            && (origin.score() >= units || c.reserved as usize > c.participants.len())
+        {
             return Some((c.server.clone(), Vec::new()));
         }
         let roomy = c
@@ -57,7 +76,7 @@ impl Tables {
             .keys()
             .filter_map(|id| self.servers.get(id))
             .filter(|s| s.state(now, unix_ms / 1000) == ServerState::InService)
-            .filter(|s| s.score() >= units)
+            .filter(|s| s.score() >= units && below_spread(s))
             .max_by_key(|s| s.score());
         if let Some(s) = roomy {
             return Some((s.id.clone(), Vec::new()));
@@ -90,8 +109,12 @@ impl Tables {
                 addr: s.client_addr,
             })
             .collect();
+        let why = match origin.score() >= units {
+            true => "spread",
+            false => "full",
+        };
         let detail = format!(
-            "full at {}; linked with {}",
+            "{why} at {}; linked with {}",
             c.server,
             links
                 .iter()

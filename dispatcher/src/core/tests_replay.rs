@@ -61,6 +61,7 @@ fn a_conference_rebuilt_from_a_replay_is_billed_as_the_placing_dispatcher_would(
             mode: Mode::Mix,
             media: Media::AudioVideo,
             reserved: 3,
+            spread: 2,
             joined_unix_ms: joined,
         };
         new.user_joined_as(
@@ -79,6 +80,7 @@ fn a_conference_rebuilt_from_a_replay_is_billed_as_the_placing_dispatcher_would(
         ("mix", "audio,video", "acme")
     );
     assert_eq!(c.customer, "Acme Corp");
+    assert_eq!(c.spread, 2, "the account's spread survives the replay");
     // The server is charged the same: composite units and the contracted reserve.
     assert_eq!(new.server("ms-a").unwrap().score(), unused_old);
     let mut lines = Vec::new();
@@ -111,6 +113,7 @@ fn a_replayed_bare_userjoined_keeps_the_first_join_time() {
         mode: Mode::Reflect,
         media: Media::Audio,
         reserved: 0,
+        spread: 0,
         joined_unix_ms: 99_000,
     };
     t.user_joined_as(at(t0, 20_000), "a", "d", 1, "bob", "demo", Some(&seated));

@@ -124,3 +124,39 @@ fn a_spread_conference_is_not_punted_and_a_big_one_is_spread_rather_than_moved()
         Err(PlaceError::Spreads(_))
     ));
 }
+
+/// An account's `spread` (members per server) spreads a conference before any server is
+/// full: a webinar's audience is fanned out by several servers. Members on their way count,
+/// and a server under the mark takes newcomers again.
+#[test]
+fn an_accounts_spread_seats_that_many_per_server_before_any_is_full() {
+    let t0 = Instant::now();
+    let mut t = three(t0, 100);
+    let webinar = Join {
+        spread: 2,
+        ..Join::new("town", "demo", Mode::Reflect)
+    };
+    let mut seats = Vec::new();
+    for id in 1..=6 {
+        let p = t.place_join(t0, 0, &webinar, TTL).unwrap();
+        t.user_joined(at(t0), &p.server, "town", id, &format!("u{id}"), "demo");
+        seats.push((p.server, p.links.len()));
+    }
+    let servers: Vec<&str> = seats.iter().map(|(s, _)| s.as_str()).collect();
+    // c is the roomiest, then b, then a: two each, each new one linked with those before.
+    assert_eq!(servers, ["c", "c", "b", "b", "a", "a"]);
+    let links: Vec<usize> = seats.iter().map(|(_, l)| *l).collect();
+    assert_eq!(links, [0, 0, 1, 0, 2, 0]);
+    // Dispatched but not yet joined counts: two placements without userjoined, and the
+    // server they went to has no room left for a third.
+    let mut t = three(t0, 100);
+    let first = t.place_join(t0, 0, &webinar, TTL).unwrap().server;
+    let second = t.place_join(t0, 0, &webinar, TTL).unwrap().server;
+    let third = t.place_join(t0, 0, &webinar, TTL).unwrap().server;
+    assert_eq!((first.as_str(), second.as_str()), ("c", "c"));
+    assert_ne!(third, "c");
+    // Without the setting the same joins stay together.
+    let mut t = three(t0, 100);
+    let all: Vec<String> = (1..=6).map(|i| join(&mut t, t0, i).0).collect();
+    assert!(all.iter().all(|s| s == "c"), "{all:?}");
+}

@@ -141,15 +141,16 @@ impl Service {
     /// How a join of `account` from `domain` is billed: (customer, tenant pool, contracted
     /// users), as [`Service::join`] resolves them. An account this dispatcher does not know
     /// is its own customer, without a contract.
-    fn billing_of(&self, account: &str, domain: Option<&str>) -> (String, String, u32) {
+    fn billing_of(&self, account: &str, domain: Option<&str>) -> (String, String, u32, u32) {
         let s = &self.settings;
         match s.accounts.iter().find(|a| a.code == account) {
             Some(a) => (
                 a.customer.clone(),
                 s.tenancy.pool_for(a, domain).to_owned(),
                 a.reserved,
+                a.spread,
             ),
-            None => (account.to_owned(), String::new(), 0),
+            None => (account.to_owned(), String::new(), 0, 0),
         }
     }
 
@@ -286,6 +287,7 @@ impl Service {
             media: Media::from_kinds(&opts.media),
             pool: Some(settings.tenancy.pool_for(acct, opts.domain.as_deref())),
             reserved: acct.reserved,
+            spread: acct.spread,
             max_users: acct.max_users,
         };
         let now = Instant::now();
@@ -449,13 +451,15 @@ impl Service {
                 &account,
             ),
             MsMsg::Member(m) => {
-                let (customer, tenant, reserved) = self.billing_of(&m.account, m.domain.as_deref());
+                let (customer, tenant, reserved, spread) =
+                    self.billing_of(&m.account, m.domain.as_deref());
                 let seated = core::Seated {
                     customer: &customer,
                     tenant: &tenant,
                     mode: m.mode,
                     media: Media::from_kinds(&m.media),
                     reserved,
+                    spread,
                     joined_unix_ms: m.joined_unix_ms,
                 };
                 t.user_joined_as(
