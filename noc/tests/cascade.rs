@@ -8,7 +8,7 @@ use client::tone::{read_wav, ToneAnalysis, Window};
 use serde_json::Value;
 use std::time::Duration;
 use std::time::Instant;
-use testkit::harness::{api, bin, Client, Noc, Split, TempDir};
+use testkit::harness::{api, bin, http_post, Client, Noc, Split, TempDir};
 
 const EXIT_WAIT: Duration = Duration::from_secs(40);
 
@@ -512,4 +512,49 @@ fn an_accounts_spread_fans_a_conference_out_before_any_server_is_full() {
     }
     let db = level(&wav, 440.0, 3.0, 6.0);
     assert!(db >= -35.0, "eve hears ann at only {db:.1} dBFS");
+}
+
+/// An operator spreads a running conference (admin API, `per_server`): the members seated
+/// stay, the next ones go to other servers, linked; bad bodies and unknown conferences get
+/// clear errors.
+#[test]
+fn an_operator_spreads_a_running_conference() {
+    const TOKEN: &str = "spread-test-token";
+    let noc = Noc::start(&["--admin-token", TOKEN, "--media-servers", "2"]);
+    let ann = tone_client(noc.dispatcher, "hall", "ann", &["--duration", "6"]);
+    let bob = tone_client(noc.dispatcher, "hall", "bob", &["--duration", "6"]);
+    assert_eq!(
+        server_of(&ann),
+        server_of(&bob),
+        "together while not spread"
+    );
+    let path = "/api/admin/conferences/hall/spread";
+    let (code, body) = http_post(noc.http, path, TOKEN, "{\"per_server\": 2}");
+    assert_eq!(code, 200, "{body}");
+    let cat = tone_client(noc.dispatcher, "hall", "cat", &["--duration", "6"]);
+    assert_ne!(
+        server_of(&cat),
+        server_of(&ann),
+        "cat goes to the other server"
+    );
+    let row = conference(&noc, "hall");
+    assert_eq!(row["servers"].as_array().map(Vec::len), Some(2), "{row}");
+    let events = api(noc.http, "/api/events").to_string();
+    assert!(events.contains("spread-set"), "{events}");
+    let (code, body) = http_post(noc.http, path, TOKEN, "{\"per\": 2}");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("per_server"), "{body}");
+    let (code, body) = http_post(
+        noc.http,
+        "/api/admin/conferences/nowhere/spread",
+        TOKEN,
+        "{\"per_server\": 2}",
+    );
+    assert_eq!(code, 404, "{body}");
+    let (code, _) = http_post(noc.http, path, "wrong", "{\"per_server\": 2}");
+    assert_eq!(code, 403, "a wrong token is refused");
+    for mut c in [ann, bob, cat] {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stderr.all());
+    }
 }

@@ -43,6 +43,27 @@ impl Conference {
 }
 
 impl Tables {
+    /// An operator sets how many of `conference`'s members each server holds before it
+    /// spreads (0: only when full), as an account's `spread` does; members already seated
+    /// stay where they are.
+    pub fn set_spread(
+        &mut self,
+        unix_ms: u64,
+        conference: &str,
+        per_server: u32,
+        who: &str,
+    ) -> Result<(), PlaceError> {
+        let c = self
+            .conferences
+            .get_mut(conference)
+            .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
+        c.spread = per_server;
+        let server = c.server.clone();
+        let detail = format!("{per_server} members a server");
+        self.log_by(unix_ms, "spread-set", &server, conference, detail, who);
+        Ok(())
+    }
+
     /// Where a join of a running conference is seated: its server while that has room for
     /// one more (or the contract holds the place); else the linked server with the most
     /// room that has it; else a new server, chosen as for a new conference among those it

@@ -198,6 +198,38 @@ pub(crate) async fn punt(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct SpreadBody {
+    per_server: u32,
+}
+
+/// Spreads a conference over linked servers from now on: at most `per_server` of its
+/// members on each (0: only when a server is full), as an account's `spread` does.
+pub(crate) async fn spread(
+    State(s): State<Arc<Service>>,
+    Operator(who): Operator,
+    Path(conference): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refusal> {
+    let n = serde_json::from_slice::<SpreadBody>(&body)
+        .map_err(|e| {
+            Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("bad body, want {{\"per_server\": N}}: {e}"),
+            )
+        })?
+        .per_server;
+    s.tables()
+        .set_spread(crate::unix_ms(), &conference, n, &who)
+        .map_err(crate::DispatcherError::from)?;
+    Ok(done(
+        &s,
+        "spread",
+        &who,
+        json!({ "conference": conference, "per_server": n }),
+    ))
+}
+
+#[derive(Deserialize)]
 pub(crate) struct OnBody {
     on: bool,
 }

@@ -51,6 +51,7 @@ pub(crate) fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/admin/move", post(admin::move_user))
         .route("/api/admin/conferences/{name}/punt", post(admin::punt))
+        .route("/api/admin/conferences/{name}/spread", post(admin::spread))
         .route(
             "/api/admin/conferences/{name}/participants/{id}/mute",
             post(admin::mute),
