@@ -42,9 +42,9 @@ impl Filter {
             return Err(DropReason::OwnStream);
         }
         if !self.endpoint.receives(c.src_endpoint) {
-            return Err(match self.endpoint {
-                Endpoint::Remote { .. } => DropReason::RemoteMember,
-                _ => DropReason::Relayed,
+            return Err(match self.endpoint.mirror_ssrc() {
+                Some(_) => DropReason::RemoteMember,
+                None => DropReason::Relayed,
             });
         }
         // Mute silences a participant; their video still shows.
@@ -90,6 +90,42 @@ mod tests {
         );
         // A client here hears the mirrored member.
         assert_eq!(Filter::new(5).check(&from(remote)), Ok(()));
+    }
+
+    /// A room over workers and linked servers: a link carries every worker's members and
+    /// nothing that came over a link; a worker's end carries its part's clients and what
+    /// its links brought, never what came from another worker.
+    #[test]
+    fn links_and_worker_ends_never_send_back_what_came_their_way() {
+        let remote = Endpoint::Remote { link_ssrc: 9 };
+        let shard_remote = Endpoint::ShardRemote { link_ssrc: 8 };
+        let from = |src_endpoint| Candidate {
+            src: 6,
+            kind: MediaKind::Audio,
+            src_muted: false,
+            src_endpoint,
+        };
+        let mut peer = Filter::new(5);
+        peer.set_endpoint(Endpoint::Peer);
+        assert_eq!(peer.check(&from(shard_remote)), Ok(()));
+        assert_eq!(peer.check(&from(remote)), Err(DropReason::Relayed));
+        let mut shard = Filter::new(5);
+        shard.set_endpoint(Endpoint::ShardPeer);
+        assert_eq!(shard.check(&from(Endpoint::Client)), Ok(()));
+        assert_eq!(shard.check(&from(remote)), Ok(()));
+        assert_eq!(shard.check(&from(shard_remote)), Err(DropReason::Relayed));
+        assert_eq!(shard.check(&from(Endpoint::Peer)), Err(DropReason::Relayed));
+        assert_eq!(
+            shard.check(&from(Endpoint::ShardPeer)),
+            Err(DropReason::Relayed)
+        );
+        let mut mirror = Filter::new(5);
+        mirror.set_endpoint(shard_remote);
+        assert_eq!(
+            mirror.check(&from(Endpoint::Client)),
+            Err(DropReason::RemoteMember)
+        );
+        assert_eq!(Filter::new(5).check(&from(shard_remote)), Ok(()));
     }
 
     #[test]

@@ -154,22 +154,48 @@ pub enum Endpoint {
     /// to its sender) goes over the link with `link_ssrc` as the sender SSRC: the SSRC the
     /// linked server knows this server's side of the link by.
     Remote { link_ssrc: u32 },
+    /// The end towards another worker's part of the same room on this server: it gets
+    /// this part's clients' media and what came over a link to this part (the other part
+    /// has no link of its own), once.
+    ShardPeer,
+    /// A member of another worker's part of this room, mirrored here (its streams come
+    /// from that worker), or a linked server's member that another part mirrors from its
+    /// link. RTCP for it goes to that worker under `link_ssrc`, as for [`Endpoint::Remote`].
+    ShardRemote { link_ssrc: u32 },
 }
 
 impl Endpoint {
     /// Whether a receiver of this kind gets media from a source of kind `src`: a mirrored
-    /// member gets nothing here, and a link never carries back what came over a link.
+    /// member gets nothing here; a link carries this server's members only (from any
+    /// worker), and a worker's end this part's clients and what this part's links brought,
+    /// so nothing comes back the way it came.
     pub const fn receives(self, src: Endpoint) -> bool {
-        !matches!(
-            (self, src),
-            (Endpoint::Remote { .. }, _)
-                | (Endpoint::Peer, Endpoint::Remote { .. } | Endpoint::Peer)
-        )
+        match self {
+            Endpoint::Client => true,
+            Endpoint::Remote { .. } | Endpoint::ShardRemote { .. } => false,
+            Endpoint::Peer => matches!(src, Endpoint::Client | Endpoint::ShardRemote { .. }),
+            Endpoint::ShardPeer => matches!(src, Endpoint::Client | Endpoint::Remote { .. }),
+        }
     }
 
-    /// True for the two ends of a link, which are not clients of this server.
+    /// True for the ends of links and worker parts and the members mirrored through them,
+    /// none of which is a client of this server.
     pub const fn is_link(self) -> bool {
         !matches!(self, Endpoint::Client)
+    }
+
+    /// True for an end that forwards to another server or worker ([`Endpoint::Peer`],
+    /// [`Endpoint::ShardPeer`]): it gets each stream as it comes, every simulcast encoding.
+    pub const fn is_end(self) -> bool {
+        matches!(self, Endpoint::Peer | Endpoint::ShardPeer)
+    }
+
+    /// The SSRC RTCP about a mirrored member's streams goes back under.
+    pub const fn mirror_ssrc(self) -> Option<u32> {
+        match self {
+            Endpoint::Remote { link_ssrc } | Endpoint::ShardRemote { link_ssrc } => Some(link_ssrc),
+            _ => None,
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use crate::scheduler::Scheduler;
 use crate::sender::{store_body, Sender, TxLimits};
 use crate::sorter::{Sorter, SourceIndex, StreamReport};
 use crate::{
-    Command, ConfId, DropReason, Endpoint, Event, Hasher, MediaKind, MeshConfig, MeshStats,
-    ParticipantId, Path, QualitySummary, StreamStats, TxBatch,
+    Command, ConfId, DropReason, Event, Hasher, MediaKind, MeshConfig, MeshStats, ParticipantId,
+    Path, QualitySummary, StreamStats, TxBatch,
 };
 
 /// Per-conference tables start this small; they grow on join, never per packet.
@@ -563,10 +563,10 @@ impl PathOut<'_> {
             });
         match verdict {
             Ok(dest) => {
-                match rx.filter.endpoint() {
+                match rx.filter.endpoint().mirror_ssrc() {
                     // Feedback for a mirrored member's stream goes over the link, under the
                     // SSRC its server knows our side of the link by (its RTCP demux key).
-                    Endpoint::Remote { link_ssrc } if !budget && packet.len() >= 8 => {
+                    Some(link_ssrc) if !budget && packet.len() >= 8 => {
                         let mut buf = [0u8; RTCP_STAMP_MAX];
                         let Some(copy) = buf.get_mut(..packet.len()) else {
                             self.stats.drop(DropReason::Rtcp);

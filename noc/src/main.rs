@@ -37,6 +37,10 @@ struct NocArgs {
     /// Media worker threads of each media server [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
+    /// Members of one conference on a worker before it spreads over the workers
+    /// [default: 256].
+    #[arg(long)]
+    worker_share: Option<usize>,
     /// Ticket secret; a random one is made per run when unset.
     #[arg(long)]
     secret: Option<String>,
@@ -158,11 +162,11 @@ async fn main() -> std::process::ExitCode {
     }
     let n = args.media_servers.unwrap_or(2);
     let (capacity, chat_rate, chat_burst) = (args.capacity, args.chat_rate, args.chat_burst);
-    if args.workers == Some(0) {
-        eprintln!("noc: config: `workers` must be at least 1");
+    if args.workers == Some(0) || args.worker_share == Some(0) {
+        eprintln!("noc: config: `workers` and `worker_share` must be at least 1");
         return std::process::ExitCode::from(2);
     }
-    let workers = args.workers;
+    let (workers, worker_share) = (args.workers, args.worker_share);
     let recordings = args
         .recordings
         .clone()
@@ -175,6 +179,9 @@ async fn main() -> std::process::ExitCode {
         }
         if let Some(w) = workers {
             ms.workers = w;
+        }
+        if let Some(n) = worker_share {
+            ms.worker_share = n;
         }
         if let Some(r) = chat_rate {
             ms.chat_rate = r;

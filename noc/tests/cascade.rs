@@ -558,3 +558,75 @@ fn an_operator_spreads_a_running_conference() {
         assert!(status.success(), "{status}: {:?}", c.stderr.all());
     }
 }
+
+/// Across workers and servers at once: a room spread over two workers of one server
+/// (`--worker-share 2`) is linked with another server when that one is full. The link
+/// lives on the room's first part, which passes it on: every member hears every other,
+/// whichever worker or server it is on, and nobody hears itself.
+#[test]
+fn a_room_over_two_workers_links_with_another_server() {
+    let noc = Noc::start(&[
+        "--media-servers",
+        "2",
+        "--capacity",
+        "3",
+        "--workers",
+        "2",
+        "--worker-share",
+        "2",
+    ]);
+    let dir = TempDir::new("cascade-workers-linked");
+    let tones = [
+        ("ann", 440.0),
+        ("bob", 550.0),
+        ("cat", 660.0),
+        ("dan", 880.0),
+    ];
+    let mut clients = Vec::new();
+    for (name, hz) in tones {
+        let wav = dir.file(&format!("{name}.wav"));
+        let hz = hz.to_string();
+        let args = ["--tone", &hz, "--record", &wav, "--duration", "8"];
+        clients.push(tone_client(noc.dispatcher, "both", name, &args));
+    }
+    let servers: Vec<String> = clients.iter().map(server_of).collect();
+    assert_eq!(
+        servers[0], servers[2],
+        "ann and cat share a server: {servers:?}"
+    );
+    assert_ne!(servers[0], servers[3], "dan is on the other: {servers:?}");
+    // The first server's room is on both its workers.
+    let url = &noc
+        .metrics
+        .iter()
+        .find(|(id, _)| *id == servers[0])
+        .expect("the first server's metrics")
+        .1;
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .expect("a metrics address");
+    let page = testkit::harness::http_get(addr, "/metrics");
+    let parts = per_worker(&page, "noc_media_worker_participants");
+    assert!(
+        parts.len() == 2 && parts.iter().all(|(_, n)| *n > 0.0),
+        "both workers hold the room: {parts:?}"
+    );
+    for c in &mut clients {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stderr.all());
+    }
+    for (name, own) in tones {
+        let wav = dir.file(&format!("{name}.wav"));
+        for (other, hz) in tones.iter().filter(|(n, _)| *n != name) {
+            let db = level(&wav, *hz, 3.0, 7.0);
+            assert!(
+                db >= -35.0,
+                "{name} hears {other} at only {db:.1} dBFS (servers {servers:?})"
+            );
+        }
+        let own_db = level(&wav, own, 3.0, 7.0);
+        assert!(own_db <= -50.0, "{name} hears itself at {own_db:.1} dBFS");
+    }
+}

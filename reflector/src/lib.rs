@@ -252,13 +252,13 @@ impl Reflector {
                 // Links first: a linked server fans out to its own members, so its copy
                 // leads the batch instead of waiting behind every local send.
                 let receives = |m: &ParticipantId| *m != src && endpoint(m).receives(from);
-                let peer = |m: &ParticipantId| endpoint(m) == Endpoint::Peer;
+                let peer = |m: &ParticipantId| endpoint(m).is_end();
                 list.extend(members.iter().filter(|m| peer(m) && receives(m)));
                 list.extend(members.iter().filter(|m| !peer(m) && receives(m)));
             }
         }
         let endpoints = &self.endpoints;
-        let is_peer = |m: ParticipantId| endpoints.get(&m) == Some(&Endpoint::Peer);
+        let is_peer = |m: ParticipantId| endpoints.get(&m).is_some_and(|e| e.is_end());
         for (src, sim) in &mut self.simulcast {
             if let Some(e) = self.table.get(src) {
                 sim.sync(&e.receivers[MediaKind::Video.index()], is_peer);
@@ -450,7 +450,7 @@ impl Path for Reflector {
             .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
         self.video.remove(&participant);
         let endpoints = &self.endpoints;
-        let is_peer = |m: ParticipantId| endpoints.get(&m) == Some(&Endpoint::Peer);
+        let is_peer = |m: ParticipantId| endpoints.get(&m).is_some_and(|e| e.is_end());
         self.simulcast.insert(
             participant,
             Simulcast::new(layers, receivers, is_peer, self.hasher),

@@ -631,14 +631,19 @@ impl Path for Transcoder {
         }
         s.jitter
             .push_marked(now, pkt.timestamp(), pkt.payload(), quiet);
-        // Cascading: a client's audio goes to each linked server as it came, once; that
-        // server mixes it for its own members (the mesh's filter keeps relayed audio from
-        // going back).
-        if !self.links.is_empty() && !self.is_link(src) {
+        // Cascading: audio goes as it came, once, to each end that takes it (a linked
+        // server or another worker's part of the room, by `Endpoint::receives`), which
+        // mixes it for its own members.
+        if !self.links.is_empty() {
+            let from = self
+                .links
+                .iter()
+                .find(|&&(p, _)| p == src)
+                .map_or(Endpoint::Client, |&(_, e)| e);
             out.extend(
                 self.links
                     .iter()
-                    .filter(|(_, e)| *e == Endpoint::Peer)
+                    .filter(|(_, e)| e.is_end() && e.receives(from))
                     .map(|&(p, _)| p),
             );
         }

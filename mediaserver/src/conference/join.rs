@@ -436,7 +436,13 @@ impl Conferences {
                 .encode(),
             );
         }
-        self.mirror_member(&rooms, conference, participant, shard, ssrc, video_ssrc);
+        self.mirror_member(
+            &rooms,
+            conference,
+            participant,
+            shard,
+            (ssrc, video_ssrc, &[]),
+        );
         self.notify(joined);
         tracing::info!(conference, participant, name, "joined");
         Ok(Membership {

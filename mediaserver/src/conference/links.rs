@@ -41,6 +41,13 @@ pub(crate) struct Mirror {
     layers: Vec<u32>,
 }
 
+impl Mirror {
+    /// Its (audio, video, lower simulcast encodings) SSRCs.
+    pub(crate) fn streams(&self) -> (u32, Option<u32>, &[u32]) {
+        (self.ssrcs[0], self.video, &self.layers)
+    }
+}
+
 impl RoomLink {
     pub(crate) fn mirrors(&self) -> impl Iterator<Item = &Mirror> {
         self.mirrors.values()
@@ -122,11 +129,6 @@ impl Conferences {
             .is_some_and(|r| r.links.contains_key(peer))
         {
             return Err(LinkRefusal::Duplicate(peer.to_owned()));
-        }
-        if rooms.get(conference).is_some_and(|r| !r.shards.is_empty()) {
-            return Err(LinkRefusal::Order(
-                "the conference is spread over this server's workers and is not linked",
-            ));
         }
         let end = rooms.next_participant();
         let room = rooms.get(conference).expect("checked above");
@@ -299,6 +301,9 @@ impl Conferences {
                     },
                     None,
                 );
+                // The room's other parts get it from the first, where the link is.
+                self.mirror_member(rooms, conference, local, 0, (audio_ssrc, video_ssrc, &[]));
+                let room = rooms.get_mut(conference).expect("looked up above");
                 let mirror = Mirror {
                     local,
                     name,
@@ -390,6 +395,9 @@ impl Conferences {
                     }
                 };
                 let local = m.local;
+                if let (Some(top), true) = (m.video, cmd.is_some()) {
+                    self.resimulcast(rooms, conference, local, &m.layers, top);
+                }
                 if let Some(link) = rooms
                     .get_mut(conference)
                     .and_then(|r| r.links.get_mut(peer))
@@ -518,13 +526,16 @@ fn drop_mirror(
     let Some(room) = rooms.get_mut(conference) else {
         return;
     };
-    service.teardown(
-        room.worker(),
-        Command::RemoveParticipant {
-            conf: room.conf(),
-            participant: m.local,
-        },
-    );
+    // On every part of the room: the others mirror it from the first.
+    for (worker, conf) in room.places() {
+        service.teardown(
+            worker,
+            Command::RemoveParticipant {
+                conf,
+                participant: m.local,
+            },
+        );
+    }
     room.set_speaking(m.local, false);
     if tell {
         room.broadcast(

@@ -1,11 +1,14 @@
 //! Spreading one conference over this server's workers. A room whose part on a worker
 //! holds `worker_share` members gets a part on another worker; the parts are linked
 //! pairwise the way linked servers are (`super::links`), inside one process: each part's
-//! end (`Endpoint::Peer`) sends its own members' media once to the other worker's port,
-//! and each part mirrors the other parts' members (`Endpoint::Remote`, under their own
-//! ids). So one room's fan-out uses several cores, and a sender's packet reaches another
-//! worker through that worker's own socket queue: no lock on the packet path. Members are
-//! seated on the part with the fewest.
+//! end (`Endpoint::ShardPeer`) sends its own members' media once to the other worker's
+//! port, and each part mirrors the other parts' members (`Endpoint::ShardRemote`, under
+//! their own ids). So one room's fan-out uses several cores, and a sender's packet reaches
+//! another worker through that worker's own socket queue: no lock on the packet path.
+//! Members are seated on the part with the fewest. A room linked with other servers keeps
+//! its links on its first part, which passes what they bring on to the other parts (and
+//! their members' media to the links); the other parts mirror the linked servers' members
+//! from it.
 
 use super::links::relay_channel as relay;
 use super::rooms::Rooms;
@@ -26,7 +29,7 @@ pub(crate) struct ShardEnd {
 impl Conferences {
     /// The part of `conference` a newcomer joins: the one with the fewest members; when
     /// that one already holds a worker's share and some worker has no part of the room, a
-    /// new part there. A room linked with other servers, or composited, stays on one worker.
+    /// new part there. A composited room stays on one worker.
     pub(super) fn seat_member(&self, rooms: &mut Rooms, conference: &str) -> usize {
         let Some(room) = rooms.get(conference) else {
             return 0;
@@ -38,7 +41,7 @@ impl Conferences {
             .enumerate()
             .min_by_key(|&(_, n)| n)
             .unwrap_or((0, 0));
-        let spreads = matches!(room.mode(), Mode::Reflect | Mode::Mix) && room.links.is_empty();
+        let spreads = matches!(room.mode(), Mode::Reflect | Mode::Mix);
         if fewest < self.settings.worker_share || !spreads {
             return best;
         }
@@ -81,7 +84,14 @@ impl Conferences {
         }
         let room = rooms.get(conference)?;
         for (&id, m) in room.members() {
-            self.mirror_on(rooms, conference, id, m.shard, new, m.ssrc, m.video_ssrc);
+            let ssrcs = (m.ssrc, m.video_ssrc, &m.simulcast[..]);
+            self.mirror_on(rooms, conference, id, m.shard, new, ssrcs);
+        }
+        // Linked servers' members come through the first part.
+        for link in room.links.values() {
+            for m in link.mirrors() {
+                self.mirror_on(rooms, conference, m.local, 0, new, m.streams());
+            }
         }
         tracing::info!(
             conference,
@@ -111,32 +121,31 @@ impl Conferences {
             Command::SetEndpoint {
                 conf,
                 participant: end,
-                endpoint: Endpoint::Peer,
+                endpoint: Endpoint::ShardPeer,
             },
         ];
         self.send_all(worker, cmds);
         room.shard_ends.push(ShardEnd { from, to, ssrcs });
     }
 
-    /// Mirrors member `id` (of part `home`) on every other part of the room.
+    /// Mirrors member `id` (of part `home`; a linked server's member: part 0, where its
+    /// link is) with its `(audio, video, simulcast)` SSRCs on every other part of the room.
     pub(super) fn mirror_member(
         &self,
         rooms: &Rooms,
         conference: &str,
         id: u32,
         home: usize,
-        ssrc: u32,
-        video_ssrc: Option<u32>,
+        ssrcs: (u32, Option<u32>, &[u32]),
     ) {
         let Some(room) = rooms.get(conference) else {
             return;
         };
         for part in (0..room.places().len()).filter(|&p| p != home) {
-            self.mirror_on(rooms, conference, id, home, part, ssrc, video_ssrc);
+            self.mirror_on(rooms, conference, id, home, part, ssrcs);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn mirror_on(
         &self,
         rooms: &Rooms,
@@ -144,8 +153,7 @@ impl Conferences {
         id: u32,
         home: usize,
         part: usize,
-        ssrc: u32,
-        video_ssrc: Option<u32>,
+        (ssrc, video_ssrc, simulcast): (u32, Option<u32>, &[u32]),
     ) {
         let Some(room) = rooms.get(conference) else {
             return;
@@ -171,19 +179,17 @@ impl Conferences {
         cmds.push(Command::SetEndpoint {
             conf,
             participant: id,
-            endpoint: Endpoint::Remote { link_ssrc },
+            endpoint: Endpoint::ShardRemote { link_ssrc },
         });
-        // A part added after the member declared simulcast.
-        if let (Some(top), Some(m)) = (video_ssrc, room.member(id)) {
-            if !m.simulcast.is_empty() {
-                let mut layers = m.simulcast.clone();
-                layers.push(top);
-                cmds.push(Command::SetSimulcast {
-                    conf,
-                    participant: id,
-                    layers,
-                });
-            }
+        // Mirrored after it declared simulcast (a part added later, a link's member).
+        if let (Some(top), false) = (video_ssrc, simulcast.is_empty()) {
+            let mut layers = simulcast.to_vec();
+            layers.push(top);
+            cmds.push(Command::SetSimulcast {
+                conf,
+                participant: id,
+                layers,
+            });
         }
         self.send_all(worker, cmds);
     }
