@@ -14,8 +14,9 @@
 //!
 //! For the 2x2 grid, the 3x3 grid and the speaker layout with four thumbnails it prints
 //! the CPU per second of output of both (process CPU time, user + system, from
-//! `getrusage`), and the compositor's CPU time per frame (decode + compose + encode, on a
-//! pool of one thread while the caller waits), median and p99. Last, where a frame's time
+//! `getrusage`), the compositor's CPU time per frame (decode + compose + encode, on a
+//! pool of one thread while the caller waits), median and p99, and the same for compose
+//! and encode alone (the decodes run in parallel on the pool). Last, where a frame's time
 //! goes, stage by stage.
 
 use std::path::{Path, PathBuf};
@@ -142,6 +143,42 @@ fn ours(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> (f64, Vec<
     (cpu / (frames as f64 / f64::from(FRAME_RATE)), times)
 }
 
+/// Compose and encode alone, per frame: each sender's access unit decoded off the clock,
+/// then its latest picture drawn into its tile and the canvas encoded (openh264 at low
+/// complexity, as the media server runs it) on the clock. The decodes run in parallel on
+/// the pool in the media server; this is the part of a frame that does not.
+fn compose_encode(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> Vec<Duration> {
+    let mut decoders: Vec<FfmpegH264Decoder> = (0..case.senders)
+        .map(|_| FfmpegH264Decoder::new().expect("a decoder"))
+        .collect();
+    let mut latest: Vec<Option<I420Frame>> = (0..case.senders).map(|_| None).collect();
+    let mut canvas = Canvas::new(1280, 720).expect("a canvas");
+    let mut settings = EncoderSettings::new(1280, 720);
+    settings.bitrate_bps = 1_500_000;
+    settings.keyframe_interval = 2 * FRAME_RATE;
+    settings.fast = true;
+    let mut enc = H264Encoder::new(settings).expect("an encoder");
+    let tiles = tiles(case.layout, case.senders, 1280, 720);
+    let mut times = Vec::with_capacity(frames);
+    for i in 0..frames {
+        for (s, d) in decoders.iter_mut().enumerate() {
+            let f = &streams[s][i % streams[s].len()];
+            if let Some(p) = d.decode(&f.data).expect("decodes") {
+                latest[s] = Some(p);
+            }
+        }
+        let t = process_cpu();
+        for (&tile, p) in tiles.iter().zip(&latest) {
+            if let Some(p) = p {
+                canvas.put(tile, p).expect("draws");
+            }
+        }
+        enc.encode(canvas.frame()).expect("encodes");
+        times.push(process_cpu() - t);
+    }
+    times
+}
+
 /// ffmpeg's CLI on `case`: CPU seconds per second of output.
 fn theirs(case: &Case, files: &[PathBuf], frames: usize) -> f64 {
     let mut cmd = Command::new("ffmpeg");
@@ -255,19 +292,25 @@ fn main() {
         .collect();
     println!("{seconds} s of 1280x720 output at 30 fps, 1.5 Mbit/s; CPU per second of output");
     println!();
-    println!("| layout | compositor | ffmpeg CLI (x264 veryfast) | ratio | frame time p50 | p99 |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| layout | compositor | ffmpeg CLI (x264 veryfast) | ratio | frame time p50 | p99 \
+         | compose + encode p50 | p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for case in cases() {
         let (cpu, mut times) = ours(&case, &streams, frames);
         let ffmpeg = theirs(&case, &files, frames);
+        let mut ce = compose_encode(&case, &streams, frames);
         println!(
-            "| {} | {:.3} core | {:.3} core | {:.2}x | {:.2} ms | {:.2} ms |",
+            "| {} | {:.3} core | {:.3} core | {:.2}x | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
             case.name,
             cpu,
             ffmpeg,
             cpu / ffmpeg,
             quantile(&mut times, 0.5),
             quantile(&mut times, 0.99),
+            quantile(&mut ce, 0.5),
+            quantile(&mut ce, 0.99),
         );
     }
     println!();
