@@ -86,7 +86,9 @@ pub(crate) enum LinkRefusal {
 }
 
 impl Conferences {
-    /// Checks the ticket of a server that wants to link `conference` with us.
+    /// Checks the ticket of a server that wants to link `conference` with us, and spends
+    /// it: a ticket opens one link (the connecting side presents it once), so one seen on
+    /// the wire cannot open another.
     pub(crate) fn check_link_ticket(
         &self,
         conference: &str,
@@ -100,7 +102,11 @@ impl Conferences {
             server: &self.settings.id,
         };
         ticket::verify(&self.settings.secret, t, &claims, super::unix_now())
-            .map_err(|e| LinkRefusal::Ticket(e.to_string()))
+            .map_err(|e| LinkRefusal::Ticket(e.to_string()))?;
+        let expires = ticket::expiry(t).unwrap_or(0);
+        lock(&self.spent)
+            .claim(t, expires)
+            .map_err(|_| LinkRefusal::Ticket("this link ticket was used already".into()))
     }
 
     /// A link with `peer` for `conference` is up: our end joins the room's mesh, and the

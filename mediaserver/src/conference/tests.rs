@@ -291,3 +291,29 @@ async fn record_on_starts_once_and_off_stops() {
     c.operator_record("rec2", false, "admin");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A link ticket opens one link: the same ticket again (replayed from the wire) is
+/// refused, and so is one for another conference or peer.
+#[test]
+fn a_link_ticket_is_spent_by_its_first_use() {
+    let (c, _rx) = service(16);
+    let claims = Claims {
+        conference: "town",
+        account: protocol::cascade::LINK_ACCOUNT,
+        user: "ms-2",
+        server: "ms-t",
+    };
+    let t = ticket::sign(SECRET, &claims, unix_now() + 60);
+    assert!(
+        c.check_link_ticket("town", "ms-3", &t).is_err(),
+        "another peer"
+    );
+    assert!(
+        c.check_link_ticket("hall", "ms-2", &t).is_err(),
+        "another conference"
+    );
+    c.check_link_ticket("town", "ms-2", &t)
+        .expect("the first use");
+    let again = c.check_link_ticket("town", "ms-2", &t).unwrap_err();
+    assert!(again.to_string().contains("used already"), "{again}");
+}
