@@ -630,3 +630,75 @@ fn a_room_over_two_workers_links_with_another_server() {
         assert!(own_db <= -50.0, "{name} hears itself at {own_db:.1} dBFS");
     }
 }
+
+/// An operator mutes, through the admin API, a member of a conference spread over two
+/// servers: the participant id is the one on its own server (`?server=`), the mute goes to
+/// that server, and the tone leaves the other server's recording.
+#[test]
+fn an_operator_mutes_a_member_on_a_linked_server() {
+    const TOKEN: &str = "mute-linked-token";
+    let noc = Noc::start(&[
+        "--admin-token",
+        TOKEN,
+        "--media-servers",
+        "2",
+        "--capacity",
+        "1",
+    ]);
+    let dir = TempDir::new("cascade-opmute");
+    let wav = dir.file("ann.wav");
+    let mut ann = tone_client(
+        noc.dispatcher,
+        "opmute",
+        "ann",
+        &["--record", &wav, "--duration", "10"],
+    );
+    let t0 = Instant::now();
+    let mut bob = tone_client(
+        noc.dispatcher,
+        "opmute",
+        "bob",
+        &["--tone", "660", "--duration", "9"],
+    );
+    let (bob_server, bob_id) = (server_of(&bob), id_of(&bob));
+    assert_ne!(
+        bob_server,
+        server_of(&ann),
+        "bob spread to the other server"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let muted_at = t0.elapsed().as_secs_f64();
+    let path =
+        format!("/api/admin/conferences/opmute/participants/{bob_id}/mute?server={bob_server}");
+    let (code, body) = http_post(noc.http, &path, TOKEN, "{\"on\": true}");
+    assert_eq!(code, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(reply["detail"]["server"], bob_server.as_str(), "{reply}");
+    assert!(
+        bob.stdout
+            .wait_for(&format!("muted {bob_id} on"), Duration::from_secs(3))
+            .is_some(),
+        "bob was not told: {:?}",
+        bob.stdout.all()
+    );
+    // An id no server of the conference has is refused.
+    let (code, _) = http_post(
+        noc.http,
+        &format!("/api/admin/conferences/opmute/participants/{bob_id}/mute?server=ms-9"),
+        TOKEN,
+        "{\"on\": true}",
+    );
+    assert_eq!(code, 404);
+    for c in [&mut ann, &mut bob] {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stderr.all());
+    }
+    // ann's recording starts about when she was accepted, just before t0.
+    let before = level(&wav, 660.0, 1.5, muted_at - 0.5);
+    assert!(
+        before >= -35.0,
+        "ann hears bob before the mute: {before:.1}"
+    );
+    let after = level(&wav, 660.0, muted_at + 1.0, muted_at + 3.5);
+    assert!(after <= -50.0, "ann hears bob after the mute: {after:.1}");
+}

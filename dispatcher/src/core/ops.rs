@@ -268,17 +268,32 @@ impl Tables {
 
     /// A participant's user name, with its conference's server and account.
     pub fn participant(&self, conference: &str, participant: u32) -> Result<Seat, PlaceError> {
+        self.participant_at(conference, participant, None)
+    }
+
+    /// A participant of a conference by its id on `server` (ids are per media server, so
+    /// a conference spread over several may hold the same id twice); `None`: its first
+    /// server's, else the first linked server that has it.
+    pub fn participant_at(
+        &self,
+        conference: &str,
+        participant: u32,
+        server: Option<&str>,
+    ) -> Result<Seat, PlaceError> {
         let c = self
             .conferences
             .get(conference)
             .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
-        let name = c
-            .participants
-            .get(&participant)
+        let found = c
+            .everyone()
+            .filter(|&(s, _, _)| server.is_none_or(|want| want == s))
+            .find(|&(_, id, _)| id == participant);
+        let (at, name) = found
+            .map(|(s, _, n)| (s.to_owned(), n.to_owned()))
             .ok_or_else(|| PlaceError::UnknownParticipant(conference.to_owned(), participant))?;
         Ok(Seat {
-            name: name.clone(),
-            server: c.server.clone(),
+            name,
+            server: at,
             account: c.account.clone(),
             mode: c.parsed_mode(),
         })

@@ -5,7 +5,7 @@
 
 use crate::service::ops::{self, Moderation};
 use crate::{DispatcherError, Service};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -252,16 +252,33 @@ pub(crate) async fn mute(
     State(s): State<Arc<Service>>,
     Operator(who): Operator,
     Path((conference, participant)): Path<(String, u32)>,
+    Query(at): Query<AtServer>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
     let on = on_of(&body)?;
-    let server = ops::moderate(&s, &conference, Moderation::Mute { participant, on }, &who)?;
+    let server = ops::moderate(
+        &s,
+        &conference,
+        Moderation::Mute { participant, on },
+        at.server.as_deref(),
+        &who,
+    )?;
     Ok(done(
         &s,
         if on { "mute" } else { "unmute" },
         &who,
         json!({ "conference": conference, "participant": participant, "server": server }),
     ))
+}
+
+/// `?server=ID`: which media server's participant id a mute or kick names, for a
+/// conference spread over linked servers (ids are per server; the API's participant rows
+/// carry their `server`). Without it: the conference's first server, else the first linked
+/// one that has the id.
+#[derive(Deserialize, Default)]
+pub(crate) struct AtServer {
+    #[serde(default)]
+    server: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -276,6 +293,7 @@ pub(crate) async fn kick(
     State(s): State<Arc<Service>>,
     Operator(who): Operator,
     Path((conference, participant)): Path<(String, u32)>,
+    Query(at): Query<AtServer>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
     let k = if body.iter().all(u8::is_ascii_whitespace) {
@@ -298,7 +316,7 @@ pub(crate) async fn kick(
         participant,
         reason: reason.clone(),
     };
-    let server = ops::moderate(&s, &conference, action, &who)?;
+    let server = ops::moderate(&s, &conference, action, at.server.as_deref(), &who)?;
     Ok(done(
         &s,
         "kick",
@@ -329,7 +347,7 @@ pub(crate) async fn layout(
             format!("{want}: unknown layout {layout:?}"),
         )
     })?;
-    let server = ops::moderate(&s, &conference, Moderation::Layout { layout }, &who)?;
+    let server = ops::moderate(&s, &conference, Moderation::Layout { layout }, None, &who)?;
     Ok(done(
         &s,
         "layout",
@@ -358,7 +376,7 @@ pub(crate) async fn record_stop(
 }
 
 fn record(s: &Service, who: &str, conference: String, on: bool) -> Result<Json<Value>, Refusal> {
-    let server = ops::moderate(s, &conference, Moderation::Record { on }, who)?;
+    let server = ops::moderate(s, &conference, Moderation::Record { on }, None, who)?;
     Ok(done(
         s,
         if on { "record" } else { "record-stop" },
@@ -376,7 +394,7 @@ pub(crate) async fn lock(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
     let on = on_of(&body)?;
-    let server = ops::moderate(&s, &conference, Moderation::Lock { on }, &who)?;
+    let server = ops::moderate(&s, &conference, Moderation::Lock { on }, None, &who)?;
     Ok(done(
         &s,
         if on { "lock" } else { "unlock" },

@@ -387,28 +387,31 @@ impl Moderation {
     }
 }
 
-/// Sends an operator's mute, kick or lock to the server hosting `conference` (the
-/// participant must be in it) and logs it with the operator's name. Returns the server.
+/// Sends an operator's mute, kick or lock to the server hosting `conference` (a mute or
+/// kick: to the participant's own server, `at` when given, since a conference spread over
+/// linked servers has an id per server) and logs it with the operator's name. Returns the
+/// server.
 pub(crate) fn moderate(
     s: &Service,
     conference: &str,
     action: Moderation,
+    at: Option<&str>,
     who: &str,
 ) -> Result<String, DispatcherError> {
     let (server, generation, detail) = {
         let t = s.tables();
-        let detail = match &action {
-            Moderation::Mute { participant, .. } | Moderation::Kick { participant, .. } => {
-                let seat = t.participant(conference, *participant)?;
-                format!("{participant} {}", seat.name)
-            }
-            Moderation::Lock { .. } | Moderation::Record { .. } => String::new(),
-            Moderation::Layout { layout } => layout.to_string(),
-        };
-        let server = t
+        let first = t
             .conference(conference)
             .map(|c| c.server.clone())
             .ok_or_else(|| PlaceError::UnknownConference(conference.to_owned()))?;
+        let (detail, server) = match &action {
+            Moderation::Mute { participant, .. } | Moderation::Kick { participant, .. } => {
+                let seat = t.participant_at(conference, *participant, at)?;
+                (format!("{participant} {}", seat.name), seat.server)
+            }
+            Moderation::Lock { .. } | Moderation::Record { .. } => (String::new(), first),
+            Moderation::Layout { layout } => (layout.to_string(), first),
+        };
         let generation = t.server(&server).map(|srv| srv.generation).unwrap_or(0);
         (server, generation, detail)
     };
