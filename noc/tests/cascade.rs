@@ -702,3 +702,121 @@ fn an_operator_mutes_a_member_on_a_linked_server() {
     let after = level(&wav, 660.0, muted_at + 1.0, muted_at + 3.5);
     assert!(after <= -50.0, "ann hears bob after the mute: {after:.1}");
 }
+
+/// A moderator's lock, mute all and kick hold across linked servers: the linked server
+/// locks its part too (a join spread there is refused), mutes its own members, and removes
+/// the member kicked, telling everyone why.
+#[test]
+fn a_moderators_lock_mute_all_and_kick_reach_the_linked_server() {
+    let dir = TempDir::new("cascade-lock");
+    let cfg = dir.file("noc.toml");
+    std::fs::write(
+        &cfg,
+        "[[accounts]]\ncode = \"demo\"\ncustomer = \"Demo\"\nmoderator_pin = \"4711\"\n",
+    )
+    .unwrap();
+    // Room for two a server: the moderator and ann on one, bob on the other.
+    let noc = Noc::start(&["--config", &cfg, "--media-servers", "2", "--capacity", "2"]);
+    let wav = dir.file("ann.wav");
+    let mut ann = tone_client(
+        noc.dispatcher,
+        "locked",
+        "ann",
+        &["--record", &wav, "--duration", "11"],
+    );
+    let t0 = Instant::now();
+    let mut m = tone_client(
+        noc.dispatcher,
+        "locked",
+        "mod",
+        &[
+            "--moderator-pin",
+            "4711",
+            "--duration",
+            "10",
+            "--command",
+            "3:lock on,5:mute all on,7:kick @bob heckling",
+        ],
+    );
+    let mut bob = tone_client(
+        noc.dispatcher,
+        "locked",
+        "bob",
+        &["--tone", "660", "--duration", "9"],
+    );
+    assert_ne!(server_of(&bob), server_of(&ann), "bob on the other server");
+    let bob_id = id_of(&bob);
+    assert!(
+        bob.stdout
+            .wait_for("locked on", Duration::from_secs(6))
+            .is_some(),
+        "bob's server did not lock: {:?}",
+        bob.stdout.all()
+    );
+    // A newcomer now goes to bob's server (the first is full), which refuses it.
+    let mut cat = Client::spawn(
+        noc.dispatcher,
+        "locked",
+        "demo",
+        "cat",
+        &["--duration", "2"],
+    );
+    let refused = cat
+        .stdout
+        .wait_for_containing("423", Duration::from_secs(10))
+        .or_else(|| {
+            cat.stderr
+                .wait_for_containing("423", Duration::from_secs(1))
+        });
+    assert!(
+        refused.is_some(),
+        "cat was not refused: {:?} {:?}",
+        cat.stdout.all(),
+        cat.stderr.all()
+    );
+    let _ = cat.wait(EXIT_WAIT);
+    assert!(
+        bob.stdout
+            .wait_for(&format!("muted {bob_id} on"), Duration::from_secs(6))
+            .is_some(),
+        "bob was not muted: {:?}",
+        bob.stdout.all()
+    );
+    let muted_at = t0.elapsed().as_secs_f64();
+    let bob_at_ann = roster_id(&ann, "bob");
+    for c in [&mut ann, &mut m] {
+        let status = c.wait(EXIT_WAIT);
+        assert!(status.success(), "{status}: {:?}", c.stderr.all());
+    }
+    // bob was removed by his own server and told why; ann saw him kicked and gone.
+    let status = bob.wait(EXIT_WAIT);
+    assert_eq!(status.code(), Some(3), "bob kicked: {:?}", bob.stdout.all());
+    assert!(
+        bob.stdout
+            .all()
+            .iter()
+            .any(|l| l.starts_with(&format!("kicked {bob_id}")) && l.contains("heckling")),
+        "{:?}",
+        bob.stdout.all()
+    );
+    let ann_saw = ann.stdout.all();
+    assert!(
+        ann_saw
+            .iter()
+            .any(|l| l.starts_with(&format!("kicked {bob_at_ann}")) && l.contains("heckling")),
+        "{ann_saw:?}"
+    );
+    assert!(
+        ann_saw
+            .iter()
+            .any(|l| l.starts_with(&format!("deluser {bob_at_ann}"))),
+        "{ann_saw:?}"
+    );
+    let before = level(&wav, 660.0, 2.0, 4.0);
+    assert!(
+        before >= -35.0,
+        "ann hears bob before mute all: {before:.1}"
+    );
+    let after = level(&wav, 660.0, muted_at + 1.0, muted_at + 3.0);
+    assert!(after <= -50.0, "ann hears bob after mute all: {after:.1}");
+}

@@ -53,8 +53,43 @@ pub enum LinkMsg {
     /// `muted ID on|off BY`: the sender's member `ID` was muted or unmuted, by `BY`: one of
     /// the sender's members (`mine:ID`), one of the receiver's (`yours:ID`) or `operator`.
     Muted { id: u32, on: bool, by: LinkActor },
+    /// `kick ID REASON [by=ID]`: a moderator of the sender's side (`by`; none: an
+    /// operator) removes the receiver's member `ID`, which the receiver does as a
+    /// moderator's kick.
+    Kick {
+        id: u32,
+        reason: String,
+        by: Option<u32>,
+    },
+    /// `lock on|off [by=ID]`: a moderator of the sender's side (`by`, its id there; none:
+    /// an operator) locked or unlocked the conference; the receiver locks its part too.
+    Lock { on: bool, by: Option<u32> },
+    /// `muteall on|off [by=ID]`: a moderator of the sender's side muted or unmuted
+    /// everyone but the moderators; the receiver does the same to its own members.
+    MuteAll { on: bool, by: Option<u32> },
     /// `ping`: keepalive, every few seconds both ways.
     Ping,
+}
+
+/// The `by=ID` option of `mute`, `lock` and `muteall`.
+fn by_option<'a>(
+    verb: &'static str,
+    opts: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<u32>, ProtoError> {
+    let mut by = None;
+    for (k, v) in opts {
+        match k {
+            "by" => by = Some(num(verb, "by", v)?),
+            _ => {
+                return Err(ProtoError::BadValue {
+                    verb,
+                    field: "option",
+                    value: format!("{k}={v}"),
+                })
+            }
+        }
+    }
+    Ok(by)
 }
 
 impl LinkMsg {
@@ -132,23 +167,32 @@ impl LinkMsg {
             }
             "mute" => {
                 let (a, opts) = f.args("mute", 2, 2)?;
-                let mut by = None;
-                for (k, v) in opts {
-                    match k {
-                        "by" => by = Some(num("mute", "by", v)?),
-                        _ => {
-                            return Err(ProtoError::BadValue {
-                                verb: "mute",
-                                field: "option",
-                                value: format!("{k}={v}"),
-                            })
-                        }
-                    }
-                }
                 Ok(LinkMsg::Mute {
                     id: num("mute", "id", a[0])?,
                     on: on_off("mute", a[1])?,
-                    by,
+                    by: by_option("mute", opts)?,
+                })
+            }
+            "kick" => {
+                let (a, opts) = f.args("kick", 2, 2)?;
+                Ok(LinkMsg::Kick {
+                    id: num("kick", "id", a[0])?,
+                    reason: a[1].to_owned(),
+                    by: by_option("kick", opts)?,
+                })
+            }
+            "lock" => {
+                let (a, opts) = f.args("lock", 1, 1)?;
+                Ok(LinkMsg::Lock {
+                    on: on_off("lock", a[0])?,
+                    by: by_option("lock", opts)?,
+                })
+            }
+            "muteall" => {
+                let (a, opts) = f.args("muteall", 1, 1)?;
+                Ok(LinkMsg::MuteAll {
+                    on: on_off("muteall", a[0])?,
+                    by: by_option("muteall", opts)?,
                 })
             }
             "muted" => {
@@ -210,6 +254,18 @@ impl LinkMsg {
             }
             LinkMsg::Muted { id, on, by } => {
                 format!("muted\t{id}\t{}\t{by}\n", if *on { "on" } else { "off" })
+            }
+            LinkMsg::Kick { id, reason, by } => {
+                let by = by.map(|b| format!("\tby={b}")).unwrap_or_default();
+                format!("kick\t{id}\t{}{by}\n", clean(reason))
+            }
+            LinkMsg::Lock { on, by } => {
+                let by = by.map(|b| format!("\tby={b}")).unwrap_or_default();
+                format!("lock\t{}{by}\n", if *on { "on" } else { "off" })
+            }
+            LinkMsg::MuteAll { on, by } => {
+                let by = by.map(|b| format!("\tby={b}")).unwrap_or_default();
+                format!("muteall\t{}{by}\n", if *on { "on" } else { "off" })
             }
             LinkMsg::Ping => "ping\n".to_owned(),
         }
@@ -302,6 +358,32 @@ mod tests {
                 id: 3,
                 layers: Vec::new(),
             },
+            LinkMsg::Lock {
+                on: true,
+                by: Some(2),
+            },
+            LinkMsg::Lock {
+                on: false,
+                by: None,
+            },
+            LinkMsg::Kick {
+                id: 4,
+                reason: "spam = bad".into(),
+                by: Some(2),
+            },
+            LinkMsg::Kick {
+                id: 4,
+                reason: "x".into(),
+                by: None,
+            },
+            LinkMsg::MuteAll {
+                on: true,
+                by: Some(2),
+            },
+            LinkMsg::MuteAll {
+                on: false,
+                by: None,
+            },
             LinkMsg::Ping,
             LinkMsg::Mute {
                 id: 4,
@@ -344,6 +426,9 @@ mod tests {
             "simulcast\t1\t0",
             "simulcast\t1\t1,2,3",
             "simulcast\t1",
+            "lock\tmaybe",
+            "muteall\ton\tby=x",
+            "lock\ton\tcolour=red",
             "member\t1\tname\t1\tcolour=red",
             "gone",
             "link\tc\ts",

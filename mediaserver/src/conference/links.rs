@@ -49,6 +49,13 @@ impl Mirror {
 }
 
 impl RoomLink {
+    /// Who did something the linked server tells of: its member `by` (mirrored here),
+    /// else an operator.
+    fn actor(&self, by: Option<u32>) -> Actor {
+        by.and_then(|b| self.mirrors.get(&b).map(|m| Actor::Participant(m.local)))
+            .unwrap_or(Actor::Operator)
+    }
+
     pub(crate) fn mirrors(&self) -> impl Iterator<Item = &Mirror> {
         self.mirrors.values()
     }
@@ -324,9 +331,7 @@ impl Conferences {
             }
             LinkMsg::Mute { id, on, by } => {
                 // A moderator there (mirrored here) or an operator mutes our member.
-                let by = by
-                    .and_then(|b| link.mirrors.get(&b).map(|m| Actor::Participant(m.local)))
-                    .unwrap_or(Actor::Operator);
+                let by = link.actor(by);
                 let room = rooms.get_mut(conference).expect("looked up above");
                 if room.member(id).is_none() {
                     tracing::info!(conference, peer, id, "linked mute for nobody here");
@@ -358,6 +363,28 @@ impl Conferences {
                     },
                     None,
                 );
+                Ok(())
+            }
+            LinkMsg::Kick { id, reason, by } => {
+                let by = link.actor(by);
+                let room = rooms.get_mut(conference).expect("looked up above");
+                if let Err(r) = self.remove_member(room, id, by, reason) {
+                    tracing::warn!(conference, peer, id, refusal = ?r.line(), "linked kick not applied");
+                }
+                Ok(())
+            }
+            LinkMsg::Lock { on, by } => {
+                let by = link.actor(by);
+                let room = rooms.get_mut(conference).expect("looked up above");
+                self.lock_here(room, on, by);
+                Ok(())
+            }
+            LinkMsg::MuteAll { on, by } => {
+                let by = link.actor(by);
+                let room = rooms.get_mut(conference).expect("looked up above");
+                if let Err(r) = self.mute_all_here(room, on, by) {
+                    tracing::warn!(conference, peer, refusal = ?r.line(), "linked mute all not applied");
+                }
                 Ok(())
             }
             LinkMsg::Gone { id } => {

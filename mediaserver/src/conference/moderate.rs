@@ -63,7 +63,25 @@ impl Conferences {
             return Ok(());
         };
         must_moderate(room, m, "mute all")?;
-        let by = Actor::Participant(m.participant);
+        // Linked servers mute their own members the same way.
+        let line = protocol::LinkMsg::MuteAll {
+            on,
+            by: Some(m.participant),
+        };
+        for link in room.links.values() {
+            link.send(&line);
+        }
+        self.mute_all_here(room, on, Actor::Participant(m.participant))
+    }
+
+    /// Mutes or unmutes every member of this server's part of `room` who is not a
+    /// moderator, `by` a moderator here or on a linked server.
+    pub(super) fn mute_all_here(
+        &self,
+        room: &mut Room,
+        on: bool,
+        by: Actor,
+    ) -> Result<(), Refusal> {
         let targets: Vec<u32> = room
             .members()
             .iter()
@@ -243,18 +261,44 @@ impl Conferences {
     /// Tells everyone that `target` is removed and why, revokes its ticket (it cannot come
     /// back with it) and closes its connection; its session then leaves as any other does,
     /// so the others get `deluser`.
-    fn remove_member(
+    pub(super) fn remove_member(
         &self,
         room: &mut Room,
         target: u32,
         by: Actor,
         reason: String,
     ) -> Result<(), Refusal> {
-        let member = room.member(target).ok_or_else(|| not_here(target))?;
         let reason = match reason.trim() {
             "" => "removed by a moderator".to_owned(),
             r => protocol::clip(r),
         };
+        // A linked server's member: its own server removes it (its leave comes back as
+        // `gone`); the members here are told now, with the reason.
+        if room.member(target).is_none() {
+            let (peer, id) = room.mirror_origin(target).ok_or_else(|| not_here(target))?;
+            let line = protocol::LinkMsg::Kick {
+                id,
+                reason: reason.clone(),
+                by: match by {
+                    Actor::Participant(p) => Some(p),
+                    Actor::Operator => None,
+                },
+            };
+            if let Some(link) = room.links.get(&peer) {
+                link.send(&line);
+            }
+            room.broadcast(
+                &ServerMsg::Kicked {
+                    participant: target,
+                    by,
+                    reason,
+                },
+                None,
+            );
+            self.stats.moderations.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let member = room.member(target).ok_or_else(|| not_here(target))?;
         let ticket = member.ticket.clone();
         let outbox = member.outbox.clone();
         tracing::info!(participant = target, %by, reason, "kicked");
@@ -299,7 +343,24 @@ impl Conferences {
         tracing::info!(conference, on, operator, "operator lock");
     }
 
+    /// Locks or unlocks the room here and on every linked server, which lock their parts
+    /// so that a join spread to them is refused too.
     fn set_lock(&self, room: &mut Room, on: bool, by: Actor) {
+        let line = protocol::LinkMsg::Lock {
+            on,
+            by: match by {
+                Actor::Participant(p) => Some(p),
+                Actor::Operator => None,
+            },
+        };
+        for link in room.links.values() {
+            link.send(&line);
+        }
+        self.lock_here(room, on, by);
+    }
+
+    /// Locks or unlocks this server's part of `room` and tells its members.
+    pub(super) fn lock_here(&self, room: &mut Room, on: bool, by: Actor) {
         room.set_locked(on.then_some(by));
         self.stats.moderations.fetch_add(1, Ordering::Relaxed);
         room.broadcast(&ServerMsg::Locked { on, by }, None);
