@@ -38,9 +38,11 @@ struct Server {
 }
 
 impl Server {
-    fn new(now: Instant) -> Server {
+    /// With last-N: only the video of the `n` latest talkers is forwarded.
+    fn with_last_n(now: Instant, n: Option<usize>) -> Server {
         let mut r = Reflector::with_hasher(Hasher::seeded(7));
         r.set_video_codec(VP8_PT, VideoCodec::Vp8);
+        r.set_last_n(n, reflector::DEFAULT_AUDIO_LEVEL_ID);
         let mut mesh = Mesh::new(
             now,
             MeshConfig {
@@ -119,7 +121,14 @@ fn ssrc_of(pkt: &[u8]) -> u32 {
 
 /// A: client 1 and the link; B: clients 2 and 3, the link, and 1 mirrored; A mirrors 2 and 3.
 fn linked(now: Instant) -> (Server, Server) {
-    let (mut a, mut b) = (Server::new(now), Server::new(now));
+    linked_with(now, None)
+}
+
+fn linked_with(now: Instant, last_n: Option<usize>) -> (Server, Server) {
+    let (mut a, mut b) = (
+        Server::with_last_n(now, last_n),
+        Server::with_last_n(now, last_n),
+    );
     a.client(now, 1);
     a.peer(now, sa(B), [A_LINK_SSRC, A_LINK_SSRC + 1]);
     b.client(now, 2);
@@ -320,4 +329,83 @@ fn a_simulcast_sender_reaches_each_far_receiver_on_the_layer_that_fits_it() {
         .flat_map(|b| rtcp::packets(b).flatten().collect::<Vec<_>>())
         .any(|p| matches!(p, Rtcp::Pli { media, .. } if media == layers[0]));
     assert!(asked_low, "no PLI for the lowest layer reached client 1");
+}
+
+/// Last-N holds across the link: with N = 1 on both servers, each forwards the camera of
+/// whoever talks, wherever that talker is; a silent member's camera stays home, and when
+/// the other one talks the cameras change places on both servers.
+#[test]
+fn last_n_follows_the_talker_across_the_link() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = linked_with(now, Some(1));
+    let mut seq = 0u16;
+    let mut frame = 0u32;
+    // (destination, video SSRC) of every video packet delivered to a client, by phase.
+    let mut run = |a: &mut Server, b: &mut Server, talker: ParticipantId, ms: u64| {
+        let mut got = Vec::new();
+        for step in 0..ms / 20 {
+            seq = seq.wrapping_add(1);
+            for (id, server) in [(1, &mut *a), (2, &mut *b)] {
+                let level = if id == talker { 10 } else { 127 };
+                let pkt = audio_packet(audio_ssrc(id), seq, level);
+                server.mesh.handle_datagram(now, client(id), &pkt);
+            }
+            if step % 2 == 0 {
+                frame += 1;
+                for (id, server) in [(1, &mut *a), (2, &mut *b)] {
+                    let pkt = Rtp::new(video_ssrc(id))
+                        .pt(VP8_PT)
+                        .seq(frame as u16)
+                        .ts(frame * 3000)
+                        .marker(true)
+                        .payload(&vp8(true, frame % 10 == 1, None))
+                        .size(300)
+                        .build();
+                    server.mesh.handle_datagram(now, client(id), &pkt);
+                }
+            }
+            for (dest, pkt) in a.sent(now) {
+                if dest == sa(B) {
+                    b.mesh.handle_datagram(now, sa(A), &pkt);
+                } else if !mesh::rtp::is_rtcp(&pkt) && pkt.len() > 200 {
+                    got.push((dest, ssrc_of(&pkt)));
+                }
+            }
+            for (dest, pkt) in b.sent(now) {
+                if dest == sa(A) {
+                    a.mesh.handle_datagram(now, sa(B), &pkt);
+                } else if !mesh::rtp::is_rtcp(&pkt) && pkt.len() > 200 {
+                    got.push((dest, ssrc_of(&pkt)));
+                }
+            }
+            now += Duration::from_millis(20);
+        }
+        got
+    };
+    let cameras = |got: &[(SocketAddr, u32)], at: ParticipantId, from: usize| {
+        let mut v: Vec<u32> = got[from..]
+            .iter()
+            .filter(|(d, _)| *d == client(at))
+            .map(|&(_, s)| s)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    // 1 (on A) talks: B's clients see 1's camera, not 2's; 1 sees no camera (2 is silent).
+    let got = run(&mut a, &mut b, 1, 3000);
+    let late = got.len() / 2;
+    assert_eq!(
+        cameras(&got, 3, late),
+        vec![video_ssrc(1)],
+        "{:?}",
+        &got[late..]
+    );
+    assert_eq!(cameras(&got, 2, late), vec![video_ssrc(1)]);
+    assert!(cameras(&got, 1, late).is_empty());
+    // 2 (on B) talks: A's client 1 and B's client 3 now see 2's camera, and 1's stops.
+    let got = run(&mut a, &mut b, 2, 3000);
+    let late = got.len() / 2;
+    assert_eq!(cameras(&got, 1, late), vec![video_ssrc(2)]);
+    assert_eq!(cameras(&got, 3, late), vec![video_ssrc(2)]);
 }
