@@ -258,14 +258,21 @@ impl Reflector {
             }
         }
         let endpoints = &self.endpoints;
-        let is_peer = |m: ParticipantId| endpoints.get(&m).is_some_and(|e| e.is_end());
         for (src, sim) in &mut self.simulcast {
             if let Some(e) = self.table.get(src) {
-                sim.sync(&e.receivers[MediaKind::Video.index()], is_peer);
+                sim.sync(&e.receivers[MediaKind::Video.index()], |m| {
+                    is_end(endpoints, m)
+                });
             }
         }
         self.rebuilds += 1;
     }
+}
+
+/// Whether `m` is the end of a link or of another worker's part: it gets every simulcast
+/// encoding as it comes.
+fn is_end(endpoints: &HashMap<ParticipantId, Endpoint>, m: ParticipantId) -> bool {
+    endpoints.get(&m).is_some_and(|e| e.is_end())
 }
 
 impl Reflector {
@@ -450,10 +457,9 @@ impl Path for Reflector {
             .map_or(&[][..], |e| &e.receivers[MediaKind::Video.index()][..]);
         self.video.remove(&participant);
         let endpoints = &self.endpoints;
-        let is_peer = |m: ParticipantId| endpoints.get(&m).is_some_and(|e| e.is_end());
         self.simulcast.insert(
             participant,
-            Simulcast::new(layers, receivers, is_peer, self.hasher),
+            Simulcast::new(layers, receivers, |m| is_end(endpoints, m), self.hasher),
         );
     }
 

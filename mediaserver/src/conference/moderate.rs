@@ -24,6 +24,14 @@ fn not_here(participant: u32) -> Refusal {
     ))
 }
 
+/// Who acted, as a link line names it: a member by its id here, none for an operator.
+fn link_by(by: Actor) -> Option<u32> {
+    match by {
+        Actor::Participant(p) => Some(p),
+        Actor::Operator => None,
+    }
+}
+
 fn forbidden(what: &str) -> Refusal {
     Refusal::Reply(ServerMsg::reject(
         ErrorCode::Forbidden,
@@ -134,10 +142,7 @@ impl Conferences {
         // A linked server's member: its own server mutes it (and tells everyone).
         if room.member(target).is_none() {
             let (peer, id) = room.mirror_origin(target).ok_or_else(|| not_here(target))?;
-            let by = match by {
-                Actor::Participant(p) => Some(p),
-                Actor::Operator => None,
-            };
+            let by = link_by(by);
             if let Some(link) = room.links.get(&peer) {
                 link.send(&protocol::LinkMsg::Mute { id, on, by });
             }
@@ -274,33 +279,21 @@ impl Conferences {
         };
         // A linked server's member: its own server removes it (its leave comes back as
         // `gone`); the members here are told now, with the reason.
-        if room.member(target).is_none() {
-            let (peer, id) = room.mirror_origin(target).ok_or_else(|| not_here(target))?;
-            let line = protocol::LinkMsg::Kick {
-                id,
-                reason: reason.clone(),
-                by: match by {
-                    Actor::Participant(p) => Some(p),
-                    Actor::Operator => None,
-                },
-            };
-            if let Some(link) = room.links.get(&peer) {
-                link.send(&line);
+        let local = match room.member(target) {
+            Some(m) => Some((m.ticket.clone(), m.outbox.clone())),
+            None => {
+                let (peer, id) = room.mirror_origin(target).ok_or_else(|| not_here(target))?;
+                let line = protocol::LinkMsg::Kick {
+                    id,
+                    reason: reason.clone(),
+                    by: link_by(by),
+                };
+                if let Some(link) = room.links.get(&peer) {
+                    link.send(&line);
+                }
+                None
             }
-            room.broadcast(
-                &ServerMsg::Kicked {
-                    participant: target,
-                    by,
-                    reason,
-                },
-                None,
-            );
-            self.stats.moderations.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let member = room.member(target).ok_or_else(|| not_here(target))?;
-        let ticket = member.ticket.clone();
-        let outbox = member.outbox.clone();
+        };
         tracing::info!(participant = target, %by, reason, "kicked");
         room.broadcast(
             &ServerMsg::Kicked {
@@ -310,8 +303,11 @@ impl Conferences {
             },
             None,
         );
-        self.revoke(&ticket);
         self.stats.moderations.fetch_add(1, Ordering::Relaxed);
+        let Some((ticket, outbox)) = local else {
+            return Ok(());
+        };
+        self.revoke(&ticket);
         outbox.finish(None, CloseReason::Done);
         Ok(())
     }
@@ -348,10 +344,7 @@ impl Conferences {
     fn set_lock(&self, room: &mut Room, on: bool, by: Actor) {
         let line = protocol::LinkMsg::Lock {
             on,
-            by: match by {
-                Actor::Participant(p) => Some(p),
-                Actor::Operator => None,
-            },
+            by: link_by(by),
         };
         for link in room.links.values() {
             link.send(&line);
