@@ -29,16 +29,35 @@ const FAILED_UP_WITHIN: Duration = Duration::from_secs(5);
 /// After such a failed try, going up to that layer again needs this much more budget (in
 /// percent) than the failed try had, for [`CEILING_FOR`]: without probing, an estimate that
 /// grows back after each cut would otherwise try the layer every second or two, and each
-/// try fills the receiver's queue. A lifted link grows past the mark within a second.
+/// try fills the receiver's queue. A lifted link grows past the mark.
 const CEILING_PCT: u64 = 130;
 const CEILING_FOR: Duration = Duration::from_secs(10);
+/// Each failed try of the same layer while its last mark stands, or soon after, asks
+/// for more again (30 points more budget) and holds twice as long (up to
+/// [`CEILING_MAX_STRIKES`]): a path the layer never fits stops being tried every few
+/// seconds, and a lifted one still grows past the mark.
+const CEILING_MAX_STRIKES: u32 = 3;
 
-/// A layer a receiver went up to and came back from: the budget it had then, and when.
+/// A layer a receiver went up to and came back from: the budget it had then, and when;
+/// `strikes` counts the failed tries of that layer in a row.
 #[derive(Clone, Copy, Debug)]
 struct Ceiling {
     layer: usize,
     bps: u64,
     at: Instant,
+    strikes: u32,
+}
+
+impl Ceiling {
+    fn lasts(&self) -> Duration {
+        CEILING_FOR * (1 << (self.strikes.clamp(1, CEILING_MAX_STRIKES) - 1))
+    }
+
+    /// Budget (bits/s) a move up to its layer needs while it stands.
+    fn needs(&self) -> u64 {
+        self.bps * (CEILING_PCT + 30 * u64::from(self.strikes.clamp(1, CEILING_MAX_STRIKES) - 1))
+            / 100
+    }
 }
 
 /// A receiver of a simulcast source.
@@ -206,11 +225,9 @@ impl Simulcast {
             };
             let ceiling = sub
                 .ceiling
-                .filter(|c| now.saturating_duration_since(c.at) < CEILING_FOR);
+                .filter(|c| now.saturating_duration_since(c.at) < c.lasts());
             let below_ceiling = |i: usize| {
-                ceiling.is_some_and(|c| {
-                    i >= c.layer && budget.is_some_and(|b| b < c.bps * CEILING_PCT / 100)
-                })
+                ceiling.is_some_and(|c| i >= c.layer && budget.is_some_and(|b| b < c.needs()))
             };
             let mut target = lowest;
             for i in lowest + 1..=cap {
@@ -230,6 +247,7 @@ impl Simulcast {
                         layer: target,
                         bps: b,
                         at: now,
+                        strikes: 0,
                     });
                 } else if target < sub.target && sub.target <= cap {
                     // Down by the budget soon after going up: that move up did not fit.
@@ -239,7 +257,20 @@ impl Simulcast {
                             sub.target >= r.layer
                                 && now.saturating_duration_since(r.at) < FAILED_UP_WITHIN
                         })
-                        .map(|r| Ceiling { at: now, ..r })
+                        .map(|r| {
+                            // Again the same layer, while its last mark stood or within as
+                            // long again after: one strike more.
+                            let again = sub.ceiling.filter(|c| {
+                                c.layer == r.layer
+                                    && now.saturating_duration_since(c.at) < 2 * c.lasts()
+                            });
+                            Ceiling {
+                                at: now,
+                                strikes: again
+                                    .map_or(1, |c| (c.strikes + 1).min(CEILING_MAX_STRIKES)),
+                                ..r
+                            }
+                        })
                         .or(sub.ceiling);
                 }
             }

@@ -296,60 +296,87 @@ fn the_layer_is_chosen_in_what_the_receivers_audio_leaves() {
     );
 }
 
-/// A move up that the next estimate takes back marks a ceiling: the layer is tried again
-/// only with 30% more budget than that try had, or after 10 s. Without it an estimate that
-/// grows back after each cut tried the layer every second or two.
-#[test]
-fn a_move_up_that_did_not_fit_is_not_retried_on_the_same_budget() {
+/// The one layer receiver `rx` got in the last 300 ms.
+fn layer_at_end(sim: &Sim, rx: u32) -> usize {
+    let t = sim.now - Duration::from_millis(300);
+    let got: Vec<usize> = sim
+        .media(rx)
+        .iter()
+        .filter(|(at, _)| *at >= t)
+        .map(|(_, p)| layer_of(p))
+        .collect();
+    assert!(
+        !got.is_empty() && got.iter().all(|&l| l == got[0]),
+        "{got:?}"
+    );
+    got[0]
+}
+
+/// Receiver 2 of a three-layer camera at 300 kbit/s, then 400 (the middle layer, 336
+/// kbit/s, is tried), then 300 again (it did not fit: back down, a mark at 520 kbit/s).
+fn a_failed_move_up() -> Sim {
     let mut sim = Sim::new(&[1, 2]);
     announce_layers(&mut sim);
     sim.run(Duration::from_millis(10));
     three_layer_camera(&mut sim, 30);
-    let layer_at_end = |sim: &Sim| {
-        let t = sim.now - Duration::from_millis(300);
-        let got: Vec<usize> = sim
-            .media(2)
-            .iter()
-            .filter(|(at, _)| *at >= t)
-            .map(|(_, p)| layer_of(p))
-            .collect();
-        assert!(
-            !got.is_empty() && got.iter().all(|&l| l == got[0]),
-            "{got:?}"
-        );
-        got[0]
-    };
     remb(&mut sim, 2, 300_000);
     sim.run(Duration::from_secs(3));
-    assert_eq!(layer_at_end(&sim), 0, "300 kbit/s: the low layer");
-    // The estimate grows to 400 kbit/s: the middle layer (336 kbit/s) is tried...
+    assert_eq!(layer_at_end(&sim, 2), 0, "300 kbit/s: the low layer");
     remb(&mut sim, 2, 400_000);
     sim.run(Duration::from_secs(1));
-    assert_eq!(layer_at_end(&sim), 1, "400 kbit/s: the middle layer");
-    // ...and does not fit: back down.
+    assert_eq!(layer_at_end(&sim, 2), 1, "400 kbit/s: the middle layer");
     remb(&mut sim, 2, 300_000);
     sim.run(Duration::from_secs(2));
-    assert_eq!(layer_at_end(&sim), 0);
+    assert_eq!(layer_at_end(&sim, 2), 0, "back down");
+    sim
+}
+
+/// A move up that the next estimate takes back marks a ceiling: the layer is tried again
+/// only with 30% more budget than that try had, or after 10 s; each failure again while
+/// a mark stands asks for 30 points more and holds twice as long. Without it an estimate
+/// that grows back after each cut tried the layer every second or two.
+#[test]
+fn a_move_up_that_did_not_fit_is_not_retried_on_the_same_budget() {
+    let mut sim = a_failed_move_up();
     // The same budget again is no reason to try again; 30% more is.
     remb(&mut sim, 2, 450_000);
     sim.run(Duration::from_secs(2));
     assert_eq!(
-        layer_at_end(&sim),
+        layer_at_end(&sim, 2),
         0,
         "450 kbit/s is under the 520 kbit/s mark"
     );
     remb(&mut sim, 2, 530_000);
     sim.run(Duration::from_secs(2));
-    assert_eq!(layer_at_end(&sim), 1, "530 kbit/s is over the mark");
-    // A mark lapses after 10 s.
+    assert_eq!(layer_at_end(&sim, 2), 1, "530 kbit/s is over the mark");
+    // Failing again while the mark stands is a second strike: 60% more than this try's
+    // 530 kbit/s (848 kbit/s), for 20 s.
     remb(&mut sim, 2, 300_000);
     sim.run(Duration::from_secs(2));
-    assert_eq!(layer_at_end(&sim), 0);
+    assert_eq!(layer_at_end(&sim, 2), 0);
+    remb(&mut sim, 2, 800_000);
+    sim.run(Duration::from_secs(3));
+    assert_eq!(
+        layer_at_end(&sim, 2),
+        0,
+        "800 kbit/s is under a second strike's mark"
+    );
+    remb(&mut sim, 2, 450_000);
+    sim.run(Duration::from_secs(12));
+    assert_eq!(layer_at_end(&sim, 2), 0, "17 s on, the second mark stands");
+    sim.run(Duration::from_secs(5));
+    assert_eq!(layer_at_end(&sim, 2), 1, "20 s later the mark is gone");
+}
+
+/// A first mark lapses after 10 s.
+#[test]
+fn a_single_failed_move_up_is_retried_after_10_s() {
+    let mut sim = a_failed_move_up();
     remb(&mut sim, 2, 450_000);
     sim.run(Duration::from_secs(3));
-    assert_eq!(layer_at_end(&sim), 0, "the new mark is 530 kbit/s");
-    sim.run(Duration::from_secs(9));
-    assert_eq!(layer_at_end(&sim), 1, "10 s later the mark is gone");
+    assert_eq!(layer_at_end(&sim, 2), 0, "450 kbit/s is under the mark");
+    sim.run(Duration::from_secs(6));
+    assert_eq!(layer_at_end(&sim, 2), 1, "10 s later the mark is gone");
 }
 
 /// (picture ID, TL0PICIDX, TID) of a VP8 packet that starts a picture.

@@ -33,8 +33,19 @@ const TREND_GAIN: f64 = 4.0;
 /// lifted receiver up within 5 s), and an overshoot on a limited path is caught by the
 /// next loss or overuse within about a second.
 const INCREASE_PER_S: f64 = 1.5;
+/// Past this multiple of the delivered rate, the estimate grows at GCC's own 8% a second:
+/// nothing the receiver got has shown that the path takes more. Without it, a receiver fed
+/// a 300 kbit/s layer saw its estimate grow tenfold in five quiet seconds, and the
+/// reflector tried a 2.6 Mbit/s layer on a 1 Mbit/s path (GCC caps at 1.5x and probes;
+/// this server does not probe, so it climbs on, slowly).
+const APP_LIMITED_FACTOR: f64 = 2.0;
+const SLOW_INCREASE_PER_S: f64 = 1.08;
 /// The delivered rate is measured over arrivals this long.
 const DELIVERED_WINDOW_US: u64 = 500_000;
+/// A cut uses the window being filled once it spans this much: a keyframe that fills the
+/// queue right after a move up must be measured at the rate the path drains it, not at
+/// the lower layer's rate of the window before.
+const CURRENT_WINDOW_US: u64 = 200_000;
 /// A loss-based cut is at most this often: reports lag the loss that caused them.
 const LOSS_CUT_EVERY: Duration = Duration::from_millis(500);
 /// A decrease is at most this often (about one round trip and a half).
@@ -309,6 +320,14 @@ impl Downlink {
             t.is_none_or(|t| now.saturating_duration_since(t) >= d)
         };
         let delivered = self.delivered_bps;
+        let current = match self.acked {
+            (bytes, first, last)
+                if bytes > 0 && last.saturating_sub(first) >= CURRENT_WINDOW_US =>
+            {
+                Some(bytes as f64 * 8e6 / (last - first) as f64)
+            }
+            _ => delivered,
+        };
         match self.usage {
             // Queues grow: back to under what got through (GCC: 0.85 of the received
             // rate), never up. An estimate already under that stays: cutting it again each
@@ -316,13 +335,21 @@ impl Downlink {
             // flow whatever it says, kept the queue up; a lifted link then took seconds
             // to climb back from there.
             Usage::Over if since(self.last_decrease, DECREASE_EVERY) => {
-                self.estimate = match delivered {
+                self.estimate = match current {
                     Some(d) => self.estimate.min(0.85 * d),
                     None => 0.85 * self.estimate,
                 };
                 self.last_decrease = Some(now);
             }
-            Usage::Normal if loss < 0.02 => self.estimate *= INCREASE_PER_S.powf(dt),
+            Usage::Normal if loss < 0.02 => {
+                let limited = delivered.is_some_and(|d| self.estimate > APP_LIMITED_FACTOR * d);
+                let growth = if limited {
+                    SLOW_INCREASE_PER_S
+                } else {
+                    INCREASE_PER_S
+                };
+                self.estimate *= growth.powf(dt);
+            }
             _ => {}
         }
         // Heavy loss: GCC's loss-based cut, twice a second at most (reports lag), and no
@@ -333,7 +360,7 @@ impl Downlink {
         // estimate down step after step.
         if loss > 0.1 && since(self.last_loss_cut, LOSS_CUT_EVERY) {
             let cut = self.estimate * (1.0 - 0.5 * loss);
-            let cut = delivered.map_or(cut, |d| cut.min(d).max(0.85 * d));
+            let cut = current.map_or(cut, |d| cut.min(d).max(0.85 * d));
             self.estimate = self.estimate.min(cut);
             self.last_loss_cut = Some(now);
             self.last_decrease = Some(now);

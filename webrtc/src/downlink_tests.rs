@@ -65,6 +65,8 @@ struct Link {
     /// The server sends at least this (bits/s) whatever the estimate: a simulcast
     /// receiver's lowest layer and its audio.
     floor: f64,
+    /// The server has at most this to send (bits/s): a receiver's layer.
+    source: f64,
 }
 
 impl Link {
@@ -78,6 +80,7 @@ impl Link {
             free_at: t0,
             in_flight: Vec::new(),
             floor: 0.0,
+            source: 3_000_000.0,
         }
     }
 
@@ -88,7 +91,7 @@ impl Link {
         let mut next_second = self.now + Duration::from_secs(1);
         let mut buf = vec![0u8; 2 * crate::twcc::WINDOW + 200];
         while self.now < end {
-            let rate = (self.d.estimate() as f64).max(self.floor).min(3_000_000.0);
+            let rate = (self.d.estimate() as f64).max(self.floor).min(self.source);
             let gap = Duration::from_secs_f64(1200.0 * 8.0 / rate);
             let mut pkt = rtp(&[]);
             pkt.resize(1200, 0);
@@ -200,5 +203,24 @@ fn a_sender_that_cannot_go_lower_keeps_the_estimate_near_what_gets_through() {
         open[2] >= 450_000,
         "3 s after the limit is lifted the estimate is {}: {open:?}",
         open[2]
+    );
+}
+
+/// A receiver of a 300 kbit/s layer on an open path: nothing it gets shows the path takes
+/// more than twice that, so past it the estimate grows at 8% a second, not 50% (it grew
+/// tenfold in five seconds, and the reflector tried a 2.6 Mbit/s layer on a 1 Mbit/s
+/// path). It still grows: without probes, that is how a lifted path is found.
+#[test]
+fn an_estimate_far_above_what_is_delivered_grows_slowly() {
+    let mut l = Link::new();
+    l.source = 300_000.0;
+    let e = l.run(10, 50_000_000.0);
+    eprintln!("a 300 kbit/s source on an open path: {e:?}");
+    assert!(e[9] > e[4], "it stopped growing: {e:?}");
+    // (Until the first delivered rate is measured, in the first second, it grows fast.)
+    let limit = e[0] as f64 * SLOW_INCREASE_PER_S.powf(9.0) * 1.05;
+    assert!(
+        (e[9] as f64) < limit,
+        "it grew faster than 8% a second: {e:?}"
     );
 }
