@@ -68,15 +68,17 @@ mod tests {
         }
     }
 
+    /// Participant 6's audio, come by way of `src_endpoint`.
+    fn from(src_endpoint: Endpoint) -> Candidate {
+        Candidate {
+            src_endpoint,
+            ..cand(6, MediaKind::Audio, false)
+        }
+    }
+
     #[test]
     fn links_carry_only_local_media_and_mirrors_get_none() {
         let remote = Endpoint::Remote { link_ssrc: 9 };
-        let from = |src_endpoint| Candidate {
-            src: 6,
-            kind: MediaKind::Audio,
-            src_muted: false,
-            src_endpoint,
-        };
         let mut peer = Filter::new(5);
         peer.set_endpoint(Endpoint::Peer);
         assert_eq!(peer.check(&from(Endpoint::Client)), Ok(()));
@@ -99,12 +101,6 @@ mod tests {
     fn links_and_worker_ends_never_send_back_what_came_their_way() {
         let remote = Endpoint::Remote { link_ssrc: 9 };
         let shard_remote = Endpoint::ShardRemote { link_ssrc: 8 };
-        let from = |src_endpoint| Candidate {
-            src: 6,
-            kind: MediaKind::Audio,
-            src_muted: false,
-            src_endpoint,
-        };
         let mut peer = Filter::new(5);
         peer.set_endpoint(Endpoint::Peer);
         assert_eq!(peer.check(&from(shard_remote)), Ok(()));

@@ -387,20 +387,25 @@ fn roster_id(c: &Client, of: &str) -> u32 {
         .unwrap_or_else(|| panic!("{of} not in the roster: {:?}", c.stdout.all()))
 }
 
-/// Mute holds across servers: a moderator on one server mutes a member of the linked
-/// server; its own server applies it, everyone on both servers is told, and its tone
-/// leaves the other server's recordings until the moderator lifts it.
-#[test]
-fn a_moderator_mutes_a_member_of_a_linked_server() {
-    let dir = TempDir::new("cascade-mute");
+/// Two media servers of room for two, under an account whose moderator PIN is 4711.
+fn moderated_pair(dir: &TempDir) -> Noc {
     let cfg = dir.file("noc.toml");
     std::fs::write(
         &cfg,
         "[[accounts]]\ncode = \"demo\"\ncustomer = \"Demo\"\nmoderator_pin = \"4711\"\n",
     )
     .unwrap();
+    Noc::start(&["--config", &cfg, "--media-servers", "2", "--capacity", "2"])
+}
+
+/// Mute holds across servers: a moderator on one server mutes a member of the linked
+/// server; its own server applies it, everyone on both servers is told, and its tone
+/// leaves the other server's recordings until the moderator lifts it.
+#[test]
+fn a_moderator_mutes_a_member_of_a_linked_server() {
+    let dir = TempDir::new("cascade-mute");
     // Room for two per server: ann and the moderator on one, bob spreads to the other.
-    let noc = Noc::start(&["--config", &cfg, "--media-servers", "2", "--capacity", "2"]);
+    let noc = moderated_pair(&dir);
     let wav = dir.file("ann.wav");
     let ann = tone_client(
         noc.dispatcher,
@@ -709,14 +714,8 @@ fn an_operator_mutes_a_member_on_a_linked_server() {
 #[test]
 fn a_moderators_lock_mute_all_and_kick_reach_the_linked_server() {
     let dir = TempDir::new("cascade-lock");
-    let cfg = dir.file("noc.toml");
-    std::fs::write(
-        &cfg,
-        "[[accounts]]\ncode = \"demo\"\ncustomer = \"Demo\"\nmoderator_pin = \"4711\"\n",
-    )
-    .unwrap();
     // Room for two a server: the moderator and ann on one, bob on the other.
-    let noc = Noc::start(&["--config", &cfg, "--media-servers", "2", "--capacity", "2"]);
+    let noc = moderated_pair(&dir);
     let wav = dir.file("ann.wav");
     let mut ann = tone_client(
         noc.dispatcher,

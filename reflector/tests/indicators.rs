@@ -90,6 +90,18 @@ fn levels_follow_the_volume_and_the_dominant_speaker_follows_the_talker() {
     assert_eq!(sim.reflector().dominant_speaker(), Some(2));
 }
 
+/// (when, on) of every speaking notice about `participant` in `log`.
+fn speaking_of(log: &[(Instant, Event)], participant: u32) -> Vec<(Instant, bool)> {
+    log.iter()
+        .filter_map(|(t, e)| match e {
+            Event::Speaking {
+                participant: p, on, ..
+            } if *p == participant => Some((*t, *on)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A tick looks only at members that sent audio lately (a room of thousands, most of them
 /// silent or a linked server's, costs its talkers): a talker that stops sending still has
 /// its run ended, and one that comes back after a long silence is seen again.
@@ -107,15 +119,7 @@ fn a_talker_that_goes_silent_and_comes_back_is_followed() {
     sim.voices.insert(1, true);
     let back = sim.now;
     run(&mut sim, 1000, &mut log);
-    let speaking: Vec<(Instant, bool)> = log
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::Speaking {
-                participant: 1, on, ..
-            } => Some((*t, *on)),
-            _ => None,
-        })
-        .collect();
+    let speaking = speaking_of(&log, 1);
     assert_eq!(speaking.len(), 3, "{speaking:?}");
     assert!(
         speaking[0].1 && !speaking[1].1 && speaking[2].1,
@@ -148,15 +152,7 @@ fn a_muted_member_is_not_shown_talking() {
     );
     let muted_at = sim.now;
     run(&mut sim, 2000, &mut log);
-    let speaking: Vec<(Instant, bool)> = log
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::Speaking {
-                participant: 1, on, ..
-            } => Some((*t, *on)),
-            _ => None,
-        })
-        .collect();
+    let speaking = speaking_of(&log, 1);
     assert_eq!(speaking.len(), 2, "{speaking:?}");
     assert!(speaking[0].1 && !speaking[1].1);
     assert!(speaking[1].0.duration_since(muted_at) < Duration::from_millis(50));
