@@ -14,7 +14,8 @@
 //!
 //! For the 2x2 grid, the 3x3 grid and the speaker layout with four thumbnails it prints
 //! the CPU per second of output of both (process CPU time, user + system, from
-//! `getrusage`), the compositor's CPU time per frame (decode + compose + encode, on a
+//! `getrusage`), the frames each encoded (ffmpeg loops its inputs, as the compositor's
+//! side loops each sender's pictures, so both work through the same frames), the compositor's CPU time per frame (decode + compose + encode, on a
 //! pool of one thread while the caller waits), median and p99, and the same for compose
 //! and encode alone (the decodes run in parallel on the pool). Last, where a frame's time
 //! goes, stage by stage.
@@ -103,8 +104,9 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// The compositor on `case`: (CPU seconds per second of output, per-frame times).
-fn ours(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> (f64, Vec<Duration>) {
+/// The compositor on `case`: (CPU seconds per second of output, per-frame times, frames
+/// encoded).
+fn ours(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> (f64, Vec<Duration>, u64) {
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
@@ -140,7 +142,11 @@ fn ours(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> (f64, Vec<
     }
     let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu0;
     assert_eq!(comp.stats.decode_errors, 0, "{:?}", comp.stats);
-    (cpu / (frames as f64 / f64::from(FRAME_RATE)), times)
+    (
+        cpu / (frames as f64 / f64::from(FRAME_RATE)),
+        times,
+        comp.stats.frames,
+    )
 }
 
 /// Compose and encode alone, per frame: each sender's access unit decoded off the clock,
@@ -179,12 +185,22 @@ fn compose_encode(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> 
     times
 }
 
-/// ffmpeg's CLI on `case`: CPU seconds per second of output.
-fn theirs(case: &Case, files: &[PathBuf], frames: usize) -> f64 {
+/// ffmpeg's CLI on `case`: (CPU seconds per second of output, frames encoded).
+fn theirs(case: &Case, files: &[PathBuf], frames: usize) -> (f64, u64) {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-v", "error"]);
+    // `-progress` prints `frame=N` as it goes: the last is what it encoded.
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-progress",
+        "pipe:1",
+    ]);
     for f in files.iter().take(case.senders) {
-        cmd.args(["-f", "h264", "-framerate", "30", "-i"]).arg(f);
+        // Looped, as the compositor's bench loops each sender's pictures.
+        cmd.args(["-stream_loop", "-1", "-f", "h264", "-framerate", "30", "-i"])
+            .arg(f);
     }
     cmd.args(["-filter_complex", &case.filter, "-map", "[out]"])
         .args(["-frames:v", &frames.to_string()])
@@ -207,7 +223,12 @@ fn theirs(case: &Case, files: &[PathBuf], frames: usize) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu0;
-    cpu / (frames as f64 / f64::from(FRAME_RATE))
+    let made = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("frame=")?.trim().parse().ok())
+        .unwrap_or(0);
+    (cpu / (frames as f64 / f64::from(FRAME_RATE)), made)
 }
 
 fn quantile(times: &mut [Duration], q: f64) -> f64 {
@@ -293,16 +314,17 @@ fn main() {
     println!("{seconds} s of 1280x720 output at 30 fps, 1.5 Mbit/s; CPU per second of output");
     println!();
     println!(
-        "| layout | compositor | ffmpeg CLI (x264 veryfast) | ratio | frame time p50 | p99 \
-         | compose + encode p50 | p99 |"
+        "| layout | compositor | ffmpeg CLI (x264 veryfast) | ratio | frames out (ours, \
+         ffmpeg's) | frame time p50 | p99 | compose + encode p50 | p99 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for case in cases() {
-        let (cpu, mut times) = ours(&case, &streams, frames);
-        let ffmpeg = theirs(&case, &files, frames);
+        let (cpu, mut times, made) = ours(&case, &streams, frames);
+        let (ffmpeg, theirs_made) = theirs(&case, &files, frames);
         let mut ce = compose_encode(&case, &streams, frames);
         println!(
-            "| {} | {:.3} core | {:.3} core | {:.2}x | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            "| {} | {:.3} core | {:.3} core | {:.2}x | {made}, {theirs_made} of {frames} \
+             | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
             case.name,
             cpu,
             ffmpeg,
