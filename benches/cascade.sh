@@ -5,7 +5,8 @@
 # per layout and round: packets out per second, the noc process's CPU (all its servers),
 # CPU per delivered packet, latency p50/p99 and loss; then the ratio of the cost per
 # delivered packet (four servers over one) and the p99 the relay hop adds (receivers on the
-# sender's server against those on the linked ones, same run), per round.
+# sender's server against those on the linked ones, same run), per round; and, on stderr,
+# each layout's CPU second by second from the joins on.
 # Usage: benches/cascade.sh [RECEIVERS] [SECONDS] [ROUNDS] (default 1000 10 2).
 # Loopback (127.0.0.1) only. Builds the release binaries when they are missing.
 set -euo pipefail
@@ -41,7 +42,19 @@ run() {
   idle["$name"]="$(python3 -c "print(($t1 - $t0) / $(getconf CLK_TCK) / $secs)")"
   "$target/loadgen" --dispatcher "$disp" --conferences 1 --participants "$participants" \
     --senders 1 --duration "$secs" --server-pid "$noc_pid" --quiet --json "$work/$name.json" \
-    >"$work/$name.out" 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
+    >"$work/$name.out" 2>"$work/$name.err" &
+  local lg=$! prev cur series=""
+  # The layout's CPU in each second of the load (joins first): whether join work spills
+  # into the measured window, or the cost is steady forwarding.
+  prev="$(cpu_ticks "$noc_pid")"
+  while kill -0 "$lg" 2>/dev/null; do
+    sleep 1
+    cur="$(cpu_ticks "$noc_pid")"
+    series="$series $(((cur - prev) * 100 / $(getconf CLK_TCK)))"
+    prev="$cur"
+  done
+  wait "$lg" || { cat "$work/$name.err" >&2; exit 1; }
+  echo "$name: CPU each second from the joins on, hundredths of a core:$series" >&2
   kill "$noc_pid"
   wait "$noc_pid" 2>/dev/null || true
   noc_pid=""

@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codecs::payload::keyframe::VideoCodec;
-use codecs::EncoderSettings;
 use mesh::ParticipantId;
 use rayon::prelude::*;
 use transcoder::composite::{CompositeVideo, Unit};
-use transcoder::compositor::Compositor;
+use transcoder::compositor::{output_settings, Compositor};
 use transcoder::layout::Layout;
 
 use crate::recording::{RecMsg, RecordingStats};
@@ -27,9 +26,6 @@ use crate::recording::{RecMsg, RecordingStats};
 pub const WIDTH: usize = 1280;
 pub const HEIGHT: usize = 720;
 const BITRATE_BPS: u32 = 1_500_000;
-/// A keyframe at least this often (frames): plain-RTP receivers (ffmpeg, room systems)
-/// that start listening after they joined and never send a PLI get a picture within 2 s.
-const KEYFRAME_EVERY: u32 = 60;
 /// Messages waiting for the service, and frames waiting for a path, at most.
 const QUEUE: usize = 1024;
 const BACK_QUEUE: usize = 64;
@@ -451,11 +447,7 @@ fn handle(msg: ToService, confs: &mut HashMap<u64, Conf>, pool: &Arc<rayon::Thre
             deliver,
             output,
         } => {
-            let mut settings = EncoderSettings::new(output.width, output.height);
-            settings.bitrate_bps = output.bitrate_bps;
-            settings.keyframe_interval = KEYFRAME_EVERY;
-            // Low complexity: 9-12% less encode time (composite_cpu bench).
-            settings.fast = true;
+            let settings = output_settings(output.width, output.height, output.bitrate_bps);
             match Compositor::new(output.codec, settings, Layout::Grid, pool.clone()) {
                 Ok(comp) => {
                     confs.insert(

@@ -49,14 +49,18 @@ struct Ceiling {
 }
 
 impl Ceiling {
+    /// Strikes beyond the first, as far as they count.
+    fn more(&self) -> u32 {
+        self.strikes.clamp(1, CEILING_MAX_STRIKES) - 1
+    }
+
     fn lasts(&self) -> Duration {
-        CEILING_FOR * (1 << (self.strikes.clamp(1, CEILING_MAX_STRIKES) - 1))
+        CEILING_FOR * (1 << self.more())
     }
 
     /// Budget (bits/s) a move up to its layer needs while it stands.
     fn needs(&self) -> u64 {
-        self.bps * (CEILING_PCT + 30 * u64::from(self.strikes.clamp(1, CEILING_MAX_STRIKES) - 1))
-            / 100
+        self.bps * (CEILING_PCT + 30 * u64::from(self.more())) / 100
     }
 }
 

@@ -29,7 +29,7 @@ use codecs::h264::{FfmpegH264Decoder, H264Decoder, H264Encoder};
 use codecs::payload::keyframe::VideoCodec;
 use codecs::{EncodedFrame, EncoderSettings, I420Frame};
 
-use transcoder::compositor::{Compositor, FRAME_RATE};
+use transcoder::compositor::{output_settings, Compositor, FRAME_RATE};
 use transcoder::layout::{tiles, Canvas, Layout};
 
 mod senders;
@@ -113,11 +113,7 @@ fn ours(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> (f64, Vec<
             .build()
             .expect("a pool"),
     );
-    let mut settings = EncoderSettings::new(1280, 720);
-    settings.bitrate_bps = 1_500_000;
-    settings.keyframe_interval = 2 * FRAME_RATE;
-    // As the media server runs it.
-    settings.fast = true;
+    let settings = output_settings(1280, 720, 1_500_000);
     let mut comp =
         Compositor::new(VideoCodec::H264, settings, case.layout, pool).expect("a compositor");
     for s in 0..case.senders {
@@ -159,11 +155,7 @@ fn compose_encode(case: &Case, streams: &[Vec<EncodedFrame>], frames: usize) -> 
         .collect();
     let mut latest: Vec<Option<I420Frame>> = (0..case.senders).map(|_| None).collect();
     let mut canvas = Canvas::new(1280, 720).expect("a canvas");
-    let mut settings = EncoderSettings::new(1280, 720);
-    settings.bitrate_bps = 1_500_000;
-    settings.keyframe_interval = 2 * FRAME_RATE;
-    settings.fast = true;
-    let mut enc = H264Encoder::new(settings).expect("an encoder");
+    let mut enc = H264Encoder::new(output_settings(1280, 720, 1_500_000)).expect("an encoder");
     let tiles = tiles(case.layout, case.senders, 1280, 720);
     let mut times = Vec::with_capacity(frames);
     for i in 0..frames {

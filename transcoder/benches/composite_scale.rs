@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codecs::payload::keyframe::VideoCodec;
-use codecs::{EncodedFrame, EncoderSettings};
+use codecs::EncodedFrame;
 use rayon::prelude::*;
 
-use transcoder::compositor::{Compositor, FRAME_RATE};
+use transcoder::compositor::{output_settings, Compositor, FRAME_RATE};
 use transcoder::layout::Layout;
 
 mod senders;
@@ -27,10 +27,7 @@ const FRAMES: usize = 90;
 
 /// One 2x2 composite on `pool`, its four senders added.
 fn composite(pool: &Arc<rayon::ThreadPool>) -> Compositor {
-    let mut settings = EncoderSettings::new(1280, 720);
-    settings.bitrate_bps = 1_500_000;
-    settings.keyframe_interval = 2 * FRAME_RATE;
-    settings.fast = true;
+    let settings = output_settings(1280, 720, 1_500_000);
     let mut c = Compositor::new(VideoCodec::H264, settings, Layout::Grid, Arc::clone(pool))
         .expect("a compositor");
     for s in 0..4 {
@@ -49,9 +46,8 @@ fn sustained(threads: usize, streams: &[Vec<EncodedFrame>]) -> f64 {
     );
     let mut comps: Vec<Compositor> = (0..2 * threads).map(|_| composite(&pool)).collect();
     let interval = Duration::from_secs(1) / FRAME_RATE;
-    let start = Instant::now();
-    let mut now = start;
     let wall = Instant::now();
+    let mut now = wall;
     for i in 0..FRAMES {
         pool.install(|| {
             comps.par_iter_mut().for_each(|c| {
