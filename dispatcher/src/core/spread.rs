@@ -144,11 +144,22 @@ impl Tables {
                 .join(",")
         );
         let name = c.name.clone();
+        let relay = c.units_per_user;
         if let Some(c) = self.conferences.get_mut(join.conference) {
             c.links.insert(new.clone(), BTreeMap::new());
         }
+        // The relay cost, before the servers' reports count it: each link end carries every
+        // member's media once more, as one more member would (`Room::units` on the server).
         if let Some(s) = self.servers.get_mut(&new) {
             s.hosted += 1;
+            s.unused = s
+                .unused
+                .saturating_sub(relay.saturating_mul(links.len() as u32));
+        }
+        for l in &links {
+            if let Some(s) = self.servers.get_mut(&l.peer) {
+                s.unused = s.unused.saturating_sub(relay);
+            }
         }
         self.log(unix_ms, "spread", &new, &name, detail);
         Some((new, links))

@@ -45,36 +45,44 @@ fn join(t: &mut Tables, t0: Instant, id: u32) -> (String, Vec<String>) {
 fn a_full_server_spreads_the_conference_and_links_every_server_it_runs_on() {
     let t0 = Instant::now();
     let mut t = three(t0, 2);
-    let seats: Vec<(String, Vec<String>)> = (1..=7).map(|i| join(&mut t, t0, i)).collect();
-    let servers: Vec<&str> = seats.iter().map(|(s, _)| s.as_str()).collect();
-    // c is the roomiest: it hosts first; then b (3 > 2), then a.
+    let unused = |t: &Tables, id: &str| t.server(id).map(|s| s.unused);
+    let mut seats: Vec<(String, Vec<String>)> = (1..=5).map(|i| join(&mut t, t0, i)).collect();
+    // c is the roomiest (4): it hosts first; then b (3 > 2), linked with c.
     assert_eq!(
-        servers,
-        ["c", "c", "c", "c", "b", "b", "b"][..servers.len()]
+        seats.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["c", "c", "c", "c", "b"]
     );
     assert_eq!(seats[4].1, vec!["c".to_owned()], "b links with c");
-    assert!(seats
-        .iter()
-        .enumerate()
-        .all(|(i, (_, l))| i == 4 || l.is_empty()));
+    assert!(seats[..4].iter().all(|(_, l)| l.is_empty()));
+    // The link is charged before any report counts it, at each end as one more member:
+    // b holds one member and its end of the link, c (full) its end too.
+    assert_eq!(unused(&t, "b"), Some(3 - 1 - 1));
+    assert_eq!(unused(&t, "c"), Some(0));
+    seats.push(join(&mut t, t0, 6));
+    assert_eq!(seats[5], ("b".to_owned(), Vec::new()), "b's last unit");
     let c = t.conference("town").unwrap();
     assert_eq!(c.server, "c");
     assert_eq!(c.links.keys().collect::<Vec<_>>(), ["b"]);
-    assert_eq!(c.links["b"].len(), 3);
-    // The next one needs a third server, linked with both.
-    let (s, mut links) = join(&mut t, t0, 8);
+    assert_eq!(c.links["b"].len(), 2);
+    // The next one needs a third server, linked with both, which pays for both links.
+    let (s, mut links) = join(&mut t, t0, 7);
     links.sort();
     assert_eq!(
         (s.as_str(), links),
         ("a", vec!["b".to_owned(), "c".to_owned()])
     );
+    assert_eq!(
+        unused(&t, "a"),
+        Some(0),
+        "two link ends and a member on 2 units"
+    );
+    assert_eq!(unused(&t, "b"), Some(0));
     // Everyone full: the conference's own server takes the overflow, no new link.
-    for i in 9..=10 {
-        join(&mut t, t0, i);
+    for i in 8..=10 {
+        let (s, links) = join(&mut t, t0, i);
+        assert!(links.is_empty());
+        assert_eq!(s, "c");
     }
-    let (s, links) = join(&mut t, t0, 11);
-    assert!(links.is_empty());
-    assert_eq!(s, "c");
 }
 
 #[test]
