@@ -231,6 +231,30 @@ pub mod h264 {
             .map(|p| p.to_vec())
             .collect()
     }
+
+    /// An RTP packet (payload type `pt`, marker set) holding one whole frame: an IDR or a
+    /// non-IDR slice whose payload carries `mark` and the original sequence number, so a
+    /// test can tell which encoding and packet a forwarded copy came from.
+    pub fn marked(
+        pt: u8,
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+        key: bool,
+        mark: u8,
+        len: usize,
+    ) -> Vec<u8> {
+        let [hi, lo] = seq.to_be_bytes();
+        super::Rtp::new(ssrc)
+            .pt(pt)
+            .marker(true)
+            .seq(seq)
+            .ts(ts)
+            .payload(&[slice(key), mark, hi, lo])
+            .size(len.max(16))
+            .fill(0x5a)
+            .build()
+    }
 }
 
 fn marshal(p: &impl Marshal) -> Vec<u8> {

@@ -75,16 +75,7 @@ pub fn udp() -> UdpSocket {
 /// a keyframe start) or a non-IDR reference slice (type 1). The payload carries `mark`
 /// and the original sequence number, so the test can tell where a copy came from.
 pub fn h264(ssrc: u32, seq: u16, ts: u32, key: bool, mark: u8, len: usize) -> Vec<u8> {
-    let [hi, lo] = seq.to_be_bytes();
-    Rtp::new(ssrc)
-        .pt(H264_PT)
-        .marker(true)
-        .seq(seq)
-        .ts(ts)
-        .payload(&[h264::slice(key), mark, hi, lo])
-        .size(len.max(16))
-        .fill(0x5a)
-        .build()
+    h264::marked(H264_PT, ssrc, seq, ts, key, mark, len)
 }
 
 /// `data` as an RTP packet, `None` for RTCP (RFC 5761 muxing) and garbage.

@@ -3,7 +3,7 @@
 //! media server that reads its `channel` offers.
 
 use protocol::ticket::{self, Claims};
-use protocol::{MediaKind, ServerMsg};
+use protocol::{Endpoint, MediaKind, ServerMsg};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -142,12 +142,54 @@ impl Member {
     /// until accepted with both `channel` offers.
     pub fn join(server: &MediaServer<'_>, conference: &str, name: &str) -> Member {
         let t = ticket(server.secret, conference, "acct", name, server.id);
-        let mut line = Line::connect(server.client);
+        let line = Line::connect(server.client);
+        Member::join_at(line, server.media, conference, "acct", name, &t)
+    }
+
+    /// Joins as [`Member::join`] does, but through a dispatcher: `join` there, then at the
+    /// media server its `dispatch` names, with the ticket it hands out.
+    pub fn dispatched(
+        dispatcher: SocketAddr,
+        conference: &str,
+        account: &str,
+        name: &str,
+    ) -> Member {
+        let mut d = Line::connect(dispatcher);
+        d.send(&format!(
+            "join\t{conference}\t{account}\t{name}\tmode=reflect\tmedia=audio,video"
+        ));
+        let (addr, t) = loop {
+            match d.next_msg() {
+                ServerMsg::Dispatch {
+                    addr: Endpoint::Tcp(addr),
+                    ticket,
+                    ..
+                } => break (addr, ticket),
+                ServerMsg::Dispatch { addr, .. } => panic!("{name}: dispatched to {addr:?}"),
+                ServerMsg::Reject { code, text } | ServerMsg::Error { code, text } => {
+                    panic!("{name}: dispatcher refused: {code:?} {text}")
+                }
+                _ => {}
+            }
+        };
+        // The control address stands in for the offers' address until they come.
+        Member::join_at(Line::connect(addr), addr, conference, account, name, &t)
+    }
+
+    /// Sends the `join` with `ticket` on `line` and reads until accepted with both offers.
+    fn join_at(
+        mut line: Line,
+        media: SocketAddr,
+        conference: &str,
+        account: &str,
+        name: &str,
+        ticket: &str,
+    ) -> Member {
         line.send(&format!(
-            "join\t{conference}\tacct\t{name}\tmode=reflect\tticket={t}\tmedia=audio,video"
+            "join\t{conference}\t{account}\t{name}\tmode=reflect\tticket={ticket}\tmedia=audio,video"
         ));
         let none = Offer {
-            addr: server.media,
+            addr: media,
             payload_type: 0,
             ssrc: 0,
         };
