@@ -8,6 +8,10 @@
 # sender's server against those on the linked ones, same run), per round; and, on stderr,
 # each layout's CPU second by second from the joins on.
 # Usage: benches/cascade.sh [RECEIVERS] [SECONDS] [ROUNDS] (default 1000 10 2).
+# NOC_CPUS and LOAD_CPUS (taskset lists, e.g. 1 and 0) pin the servers and loadgen to
+# cores of their own, so loadgen's 1,000 receivers do not share the servers' cores;
+# LOADGEN_ARGS adds loadgen options (`--busy-poll`: its receivers never sleep, so the
+# servers are not charged for waking them, as a real network would not).
 # Loopback (127.0.0.1) only. Builds the release binaries when they are missing.
 set -euo pipefail
 
@@ -27,7 +31,7 @@ trap cleanup EXIT
 # One layout: SERVERS media servers of CAPACITY units each; writes $work/NAME.json.
 run() {
   local name="$1" servers="$2" capacity="$3"
-  "$target/noc" --listen 127.0.0.1:0 --http 127.0.0.1:0 --media-servers "$servers" \
+  ${NOC_CPUS:+taskset -c "$NOC_CPUS"} "$target/noc" --listen 127.0.0.1:0 --http 127.0.0.1:0 --media-servers "$servers" \
     --capacity "$capacity" --workers 1 --recordings "$work/rec" >"$work/noc.out" 2>"$work/noc.err" &
   noc_pid=$!
   for _ in $(seq 100); do grep -q '^ready' "$work/noc.out" 2>/dev/null && break; sleep 0.1; done
@@ -40,8 +44,8 @@ run() {
   sleep "$secs"
   t1="$(cpu_ticks "$noc_pid")"
   idle["$name"]="$(python3 -c "print(($t1 - $t0) / $(getconf CLK_TCK) / $secs)")"
-  "$target/loadgen" --dispatcher "$disp" --conferences 1 --participants "$participants" \
-    --senders 1 --duration "$secs" --server-pid "$noc_pid" --quiet --json "$work/$name.json" \
+  ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} "$target/loadgen" --dispatcher "$disp" --conferences 1 --participants "$participants" \
+    --senders 1 --duration "$secs" --server-pid "$noc_pid" --quiet ${LOADGEN_ARGS:-} --json "$work/$name.json" \
     >"$work/$name.out" 2>"$work/$name.err" &
   local lg=$! prev cur series=""
   # The layout's CPU in each second of the load (joins first): whether join work spills

@@ -93,6 +93,13 @@ pub struct LoadArgs {
     /// Receiver threads.
     #[arg(long, default_value_t = 1)]
     pub recv_threads: usize,
+    /// Receiver threads never sleep: they poll epoll without waiting. On loopback the
+    /// sender's kernel path wakes a sleeping receiver and the server is charged for it,
+    /// which a real network charges to the receiving host; pin loadgen to cores of its own
+    /// (`taskset`) when using this, as the spinning takes them whole.
+    #[arg(long)]
+    #[serde(default)]
+    pub busy_poll: bool,
     /// Make the kernel split GSO bursts instead of reading them coalesced (UDP_GRO). With
     /// GRO (the default) the server's CPU does not pay for segmenting, as with a real NIC.
     #[arg(long)]

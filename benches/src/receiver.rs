@@ -102,6 +102,8 @@ pub struct RxShared {
     pub max_size: usize,
     /// Read GSO bursts coalesced (`UDP_GRO`) instead of making the kernel split them.
     pub gro: bool,
+    /// Poll without sleeping (`--busy-poll`).
+    pub busy_poll: bool,
 }
 
 /// Starts a receiver thread over `sockets`.
@@ -162,7 +164,8 @@ fn run(mut sockets: Vec<RxSocket>, sh: RxShared, cmds: Receiver<RxCmd>) -> Resul
             Err(TryRecvError::Empty) => {}
             Err(TryRecvError::Disconnected) => return Ok(()),
         }
-        ep.wait(WAIT_MS, &mut ready)
+        let wait = if sh.busy_poll { 0 } else { WAIT_MS };
+        ep.wait(wait, &mut ready)
             .map_err(BenchError::io("epoll wait"))?;
         for &tok in &ready {
             let i = tok as usize;

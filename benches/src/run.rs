@@ -353,6 +353,7 @@ fn start_threads(
         live: live_rx.clone(),
         max_size: args.audio_size.max(args.video_size),
         gro: !args.no_gro,
+        busy_poll: args.busy_poll,
     };
     let rxs = rx_sets
         .into_iter()
