@@ -16,15 +16,6 @@ use std::time::{Duration, Instant};
 use testkit::packet::{receiver_report, ReportBlock, Rtp};
 use testkit::rng::Rng;
 
-/// Sets the flag when dropped, so helper threads end with the test.
-struct Stop(Arc<AtomicBool>);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 /// A relay that drops `loss` of what crosses it, both ways, from a seeded generator.
 fn lossy_relay(
     receiver: SocketAddr,
@@ -130,8 +121,7 @@ fn lights(m: &mut Member, for_: Duration) -> Vec<(u32, Quality)> {
 #[test]
 fn a_receiver_behind_a_lossy_relay_gets_red_a_clean_one_green() {
     let server = Server::start(None);
-    let flag = Arc::new(AtomicBool::new(false));
-    let _stop = Stop(flag.clone());
+    let (_stop, flag) = stop_flag();
     let mut talker = server.join("lights", "talker");
     let mut lossy = server.join("lights", "lossy");
     let mut clean = server.join("lights", "clean");

@@ -19,20 +19,6 @@ use std::time::{Duration, Instant};
 use testkit::net::{Impairments, Net};
 use testkit::packet;
 
-/// Ends a helper thread when dropped, also when the test fails.
-struct Stop(Arc<AtomicBool>);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn stop_flag() -> (Stop, Arc<AtomicBool>) {
-    let f = Arc::new(AtomicBool::new(false));
-    (Stop(f.clone()), f)
-}
-
 /// SSRCs that PLIs or FIRs in `data` (RTCP from the server) ask keyframes of.
 fn keyframe_asks(data: &[u8]) -> Vec<u32> {
     let mut v = Vec::new();

@@ -6,38 +6,21 @@
 //! (through the dispatcher), media on real UDP sockets.
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 use testkit::harness::control::Member;
-use testkit::harness::{Noc, TempDir};
+use testkit::harness::{stop_flag, udp, Noc, Stop, TempDir};
 use testkit::packet::h264;
 
 /// H.264 as the media server offers it in `channel video` lines.
 const H264_PT: u8 = 96;
 
-/// Ends the sender thread when dropped, also when the test fails.
-struct Stop(Arc<AtomicBool>);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn udp() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-    s
-}
-
 /// Sends three encodings (`ssrcs`, lowest first) of 50 frames a second from `sock` to
 /// `to`, each frame one packet whose payload carries its encoding's index; a keyframe on
 /// every encoding every 10 frames, so a switch never waits long.
 fn send_simulcast(sock: UdpSocket, to: std::net::SocketAddr, ssrcs: [u32; 3]) -> Stop {
-    let flag = Arc::new(AtomicBool::new(false));
-    let stop = Stop(flag.clone());
+    let (stop, flag) = stop_flag();
     thread::spawn(move || {
         let mut i = 0u32;
         while !flag.load(Ordering::Relaxed) {

@@ -4,9 +4,10 @@
 
 use mediaserver::io::IoKind;
 use mediaserver::{Running, Settings};
-use std::net::UdpSocket;
-use std::time::Duration;
 pub use testkit::harness::control::{MediaServer, Member};
+// Not every test that shares this module uses them.
+#[allow(unused_imports)]
+pub use testkit::harness::{stop_flag, udp, Stop};
 use testkit::packet::{h264, Rtp};
 
 /// Ticket secret shared by the server and the test, as with a dispatcher.
@@ -62,13 +63,6 @@ impl Server {
     pub fn join(&self, conference: &str, name: &str) -> Member {
         Member::join(&self.endpoint(), conference, name)
     }
-}
-
-/// A loopback UDP socket with a short read timeout.
-pub fn udp() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-    s
 }
 
 /// An H.264 RTP packet holding one whole frame (marker set): an IDR slice (NAL type 5,

@@ -11,11 +11,36 @@ pub mod redis;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Sets its flag when dropped, so a test's helper threads end with the test, also when it
+/// fails.
+pub struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A [`Stop`] and the flag it sets, for helper threads to watch.
+pub fn stop_flag() -> (Stop, Arc<AtomicBool>) {
+    let f = Arc::new(AtomicBool::new(false));
+    (Stop(f.clone()), f)
+}
+
+/// A loopback UDP socket with a short (5 ms) read timeout, for tests that poll.
+pub fn udp() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP socket");
+    s.set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("a read timeout");
+    s
+}
 
 /// The workspace's root directory (config files live in `config/`).
 pub fn root() -> &'static Path {
