@@ -130,12 +130,12 @@ async fn dashboard_shows_the_noc_and_drains_a_server() {
         .await
         .unwrap();
     let button = format!("button[data-action='drain'][data-server='{host}']");
-    b.find(Locator::Css(&button))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // The table is redrawn on every refresh: a button found just before one is stale, and
+    // a click on it does nothing, so find and click again.
+    eventually(Duration::from_secs(10), "a click on drain", || async {
+        b.find(Locator::Css(&button)).await.ok()?.click().await.ok()
+    })
+    .await;
     let state_css = format!("#servers tr[data-server='{host}'] td.state");
     eventually(Duration::from_secs(10), "the draining state", || async {
         text(&b, &state_css).await.filter(|t| t == "draining")
